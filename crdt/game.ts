@@ -1,0 +1,320 @@
+/**
+ * The game document's read model, independent of the CRDT backend that stores it.
+ *
+ * A backend feeds it every entry and watermark it holds; the state it derives depends only on that
+ * set, never on arrival order, so replicas holding the same entries answer every query the same.
+ *
+ * Who may write: the genesis entry names the first writers; an active writer may admit another,
+ * who may write after the admission's stamp; a writer may retire itself. An entry by anyone else,
+ * or outside its writer's span, is ignored by every query.
+ *
+ * Finality: a writer's watermark is the highest stamp it has published, and it promises never to
+ * publish at or below it again. Each writer is one CRDT actor, and both backends deliver an actor's
+ * changes in order, so seeing a watermark means seeing every op of that writer up to it. Hence once
+ * every writer that may write at or before stamp `s` has a watermark at or past `s`, nothing at or
+ * before `s` can still change, and a verdict about `s` is final.
+ */
+
+import { createHash } from 'node:crypto'
+import type { StampKey } from './hlc.ts'
+import { stampWall } from './hlc.ts'
+import { WRITERS_PER_GAME_MAX } from './limits.ts'
+import type {
+  AdmitOp,
+  ClockOp,
+  Entry,
+  GameOp,
+  MarketOp,
+  MarketStatus,
+  ResultOp,
+  RetireOp,
+  Selection,
+  StoredEntry,
+  TransitionOp,
+  VoidOp,
+} from './ops.ts'
+import { entryKey, writerOf } from './ops.ts'
+
+export interface MarketState {
+  readonly specs: Entry<MarketOp>[]
+  readonly transitions: Entry<TransitionOp>[]
+  readonly results: Entry<ResultOp>[]
+  readonly voids: Entry<VoidOp>[]
+}
+
+interface WriterSpan {
+  readonly from: StampKey
+  /** The last stamp of the writer that counts, once it has retired. */
+  through: StampKey | null
+}
+
+export interface GameState {
+  readonly entries: Map<string, StoredEntry>
+  readonly watermarks: Map<string, StampKey>
+  readonly geneses: Entry<GameOp>[]
+  readonly membership: Entry<AdmitOp | RetireOp>[]
+  readonly clocks: Entry<ClockOp>[]
+  readonly markets: Map<string, MarketState>
+  /** Writer spans derived from geneses and membership; null when they must be derived again. */
+  spans: Map<string, WriterSpan> | null
+}
+
+export function createGameState(): GameState {
+  return {
+    entries: new Map(),
+    watermarks: new Map(),
+    geneses: [],
+    membership: [],
+    clocks: [],
+    markets: new Map(),
+    spans: null,
+  }
+}
+
+/** Index of the first element whose stamp is greater than `stamp`. */
+function upperBound(list: readonly { stamp: StampKey }[], stamp: StampKey): number {
+  let low = 0
+  let high = list.length
+  while (low < high) {
+    const mid = (low + high) >>> 1
+    if ((list[mid] as { stamp: StampKey }).stamp <= stamp) low = mid + 1
+    else high = mid
+  }
+  return low
+}
+
+function insertSorted<T extends { stamp: StampKey }>(list: T[], entry: T): void {
+  const last = list[list.length - 1]
+  if (last === undefined || last.stamp < entry.stamp) list.push(entry)
+  else list.splice(upperBound(list, entry.stamp), 0, entry)
+}
+
+function marketState(game: GameState, marketId: string): MarketState {
+  let market = game.markets.get(marketId)
+  if (market === undefined) {
+    market = { specs: [], transitions: [], results: [], voids: [] }
+    game.markets.set(marketId, market)
+  }
+  return market
+}
+
+/** Record a stored entry; returns false when the replica already had it. */
+export function addEntry(game: GameState, entry: StoredEntry): boolean {
+  const key = entryKey(entry)
+  if (game.entries.has(key)) return false
+  game.entries.set(key, entry)
+  switch (entry.kind) {
+    case 'game':
+      insertSorted(game.geneses, entry)
+      game.spans = null
+      break
+    case 'admit':
+    case 'retire':
+      insertSorted(game.membership, entry)
+      game.spans = null
+      break
+    case 'clock':
+      insertSorted(game.clocks, entry)
+      break
+    case 'market':
+      insertSorted(marketState(game, entry.marketId).specs, entry)
+      break
+    case 'transition':
+      insertSorted(marketState(game, entry.marketId).transitions, entry)
+      break
+    case 'result':
+      insertSorted(marketState(game, entry.marketId).results, entry)
+      break
+    case 'void':
+      insertSorted(marketState(game, entry.marketId).voids, entry)
+      break
+  }
+  return true
+}
+
+/** Record the watermark the store holds for a writer. */
+export function setWatermark(game: GameState, writer: string, stamp: StampKey): void {
+  game.watermarks.set(writer, stamp)
+}
+
+export function watermarkOf(game: GameState, writer: string): StampKey | null {
+  return game.watermarks.get(writer) ?? null
+}
+
+function isActive(span: WriterSpan | undefined, stamp: StampKey): boolean {
+  return span !== undefined && span.from <= stamp && (span.through === null || stamp <= span.through)
+}
+
+function deriveSpans(game: GameState): Map<string, WriterSpan> {
+  const spans = new Map<string, WriterSpan>()
+  const genesis = game.geneses[0]
+  if (genesis === undefined) return spans
+  for (const writer of genesis.writers) spans.set(writer, { from: genesis.stamp, through: null })
+  for (const entry of game.membership) {
+    const author = writerOf(entry)
+    if (entry.stamp <= genesis.stamp || !isActive(spans.get(author), entry.stamp)) continue
+    if (entry.kind === 'retire') {
+      ;(spans.get(author) as WriterSpan).through = entry.stamp
+    } else if (!spans.has(entry.writer) && spans.size < WRITERS_PER_GAME_MAX) {
+      spans.set(entry.writer, { from: entry.stamp, through: null })
+    }
+  }
+  return spans
+}
+
+function writerSpans(game: GameState): Map<string, WriterSpan> {
+  if (game.spans === null) game.spans = deriveSpans(game)
+  return game.spans
+}
+
+/** Whether an entry counts: its writer was active when it was stamped. */
+export function isValidEntry(game: GameState, entry: { stamp: StampKey }): boolean {
+  return isActive(writerSpans(game).get(writerOf(entry as Entry)), entry.stamp)
+}
+
+export function genesisOf(game: GameState): Entry<GameOp> | null {
+  return game.geneses[0] ?? null
+}
+
+/** Writers that have not retired, sorted. */
+export function activeWriters(game: GameState): string[] {
+  const active: string[] = []
+  for (const [writer, span] of writerSpans(game)) if (span.through === null) active.push(writer)
+  return active.sort()
+}
+
+/** True once no entry at or before `stamp` can still arrive (see the module comment). */
+export function isFinal(game: GameState, stamp: StampKey): boolean {
+  if (game.geneses.length === 0) return false
+  for (const [writer, span] of writerSpans(game)) {
+    if (span.from >= stamp) continue
+    const needed = span.through !== null && span.through < stamp ? span.through : stamp
+    const watermark = game.watermarks.get(writer)
+    if (watermark === undefined || watermark < needed) return false
+  }
+  return true
+}
+
+/** The latest valid entry at or before `stamp`. */
+function latestAt<T extends { stamp: StampKey }>(
+  game: GameState,
+  list: readonly T[],
+  stamp: StampKey,
+): T | null {
+  for (let i = upperBound(list, stamp) - 1; i >= 0; i--) {
+    const entry = list[i] as T
+    if (isValidEntry(game, entry)) return entry
+  }
+  return null
+}
+
+export interface ClockReading {
+  readonly period: number
+  readonly running: boolean
+  readonly clockMs: number
+}
+
+/** The game clock as it stood at `stamp`, or null before the clock was first set. */
+export function clockAt(game: GameState, stamp: StampKey): ClockReading | null {
+  const setting = latestAt(game, game.clocks, stamp)
+  if (setting === null) return null
+  const elapsedMs = setting.running ? stampWall(stamp) - stampWall(setting.stamp) : 0
+  return { period: setting.period, running: setting.running, clockMs: setting.clockMs + elapsedMs }
+}
+
+export function gameClockAt(game: GameState, stamp: StampKey): number | null {
+  return clockAt(game, stamp)?.clockMs ?? null
+}
+
+/** The current clock setting: the last writer wins by stamp. */
+export function currentClock(game: GameState): Entry<ClockOp> | null {
+  return latestAt(game, game.clocks, '~')
+}
+
+/** The market's spec in force at `stamp`: the earliest valid one; later specs never replace it. */
+export function specAt(game: GameState, marketId: string, stamp: StampKey): Entry<MarketOp> | null {
+  const specs = game.markets.get(marketId)?.specs ?? []
+  for (const spec of specs) {
+    if (spec.stamp > stamp) return null
+    if (isValidEntry(game, spec)) return spec
+  }
+  return null
+}
+
+export function selectionOf(spec: MarketOp, selectionId: string): Selection | null {
+  return spec.selections.find((selection) => selection.id === selectionId) ?? null
+}
+
+export function transitionAt(game: GameState, marketId: string, stamp: StampKey): Entry<TransitionOp> | null {
+  return latestAt(game, game.markets.get(marketId)?.transitions ?? [], stamp)
+}
+
+export function statusAt(game: GameState, marketId: string, stamp: StampKey): MarketStatus | null {
+  return transitionAt(game, marketId, stamp)?.status ?? null
+}
+
+export function priceAt(
+  game: GameState,
+  marketId: string,
+  selectionId: string,
+  stamp: StampKey,
+): number | null {
+  return transitionAt(game, marketId, stamp)?.prices[selectionId] ?? null
+}
+
+/** The void window on the market covering `stamp`, if any; voids may be written after the fact. */
+export function voidAt(game: GameState, marketId: string, stamp: StampKey): Entry<VoidOp> | null {
+  for (const entry of game.markets.get(marketId)?.voids ?? []) {
+    if (entry.from <= stamp && stamp <= entry.to && isValidEntry(game, entry)) return entry
+  }
+  return null
+}
+
+export type MarketResult =
+  | { readonly state: 'pending' }
+  | { readonly state: 'agreed'; readonly winners: readonly string[]; readonly stamp: StampKey }
+  | { readonly state: 'review'; readonly claims: readonly Entry<ResultOp>[] }
+
+/**
+ * The market's outcome from every writer's latest claim: one claim or agreeing claims settle it,
+ * disagreeing claims put it under review instead of paying anyone.
+ */
+export function resultOf(game: GameState, marketId: string): MarketResult {
+  const latestByWriter = new Map<string, Entry<ResultOp>>()
+  for (const claim of game.markets.get(marketId)?.results ?? []) {
+    if (isValidEntry(game, claim)) latestByWriter.set(writerOf(claim), claim)
+  }
+  const claims = [...latestByWriter.values()]
+  const first = claims[0]
+  if (first === undefined) return { state: 'pending' }
+  const outcome = first.winners.join(',')
+  if (claims.some((claim) => claim.winners.join(',') !== outcome)) return { state: 'review', claims }
+  const stamp = claims.reduce((max, claim) => (claim.stamp > max ? claim.stamp : max), first.stamp)
+  return { state: 'agreed', winners: first.winners, stamp }
+}
+
+/** The highest stamp of any entry or watermark the replica holds. */
+export function maxStamp(game: GameState): StampKey | null {
+  let max: StampKey | null = null
+  for (const stamp of game.watermarks.values()) if (max === null || stamp > max) max = stamp
+  return max
+}
+
+/**
+ * A digest of everything the replica holds, in canonical order. Replicas with the same entries
+ * have the same hash, whichever backend stores them.
+ */
+export function stateHash(game: GameState): string {
+  const hash = createHash('sha256')
+  for (const key of [...game.entries.keys()].sort()) {
+    hash
+      .update(key)
+      .update('\n')
+      .update(JSON.stringify(game.entries.get(key)))
+      .update('\n')
+  }
+  for (const writer of [...game.watermarks.keys()].sort()) {
+    hash.update(`watermark/${writer}\n${game.watermarks.get(writer)}\n`)
+  }
+  return hash.digest('hex')
+}
