@@ -165,3 +165,13 @@ export function createHlc(options: HlcOptions): Hlc {
     },
   }
 }
+
+/** The lowest stamp any node can issue at this wall time: the start of a time range. */
+export function firstStampAt(wallMs: number): StampKey {
+  return encodeStamp({ wall: wallMs, logical: 0, node: '0' })
+}
+
+/** The highest stamp any node can issue at this wall time: the end of a time range. */
+export function lastStampAt(wallMs: number): StampKey {
+  return encodeStamp({ wall: wallMs, logical: STAMP_LOGICAL_MAX, node: 'z'.repeat(NODE_ID_LENGTH_MAX) })
+}
