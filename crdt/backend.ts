@@ -30,7 +30,11 @@ export interface ApplyResult {
   readonly added: number
   /** Malformed entries or watermarks the update carried; every replica skips the same ones. */
   readonly skipped: number
-  /** The highest watermark the update raised, for the node's clock to merge; null if none. */
+  /**
+   * The highest stamp among the entries and watermarks the update made visible, for the node's
+   * clock to merge; null if none. Entries count too: a restarted writer's new entries can become
+   * visible before its older ones (and so before its watermark) on a Yjs replica.
+   */
   readonly maxStamp: StampKey | null
 }
 
@@ -99,8 +103,12 @@ export function createIngest(game: GameState = createGameState()): Ingest {
     game,
     entry(key, value) {
       const entry = parseStoredEntry(key, value)
-      if (entry === null) skipped++
-      else if (addEntry(game, entry)) added++
+      if (entry === null) {
+        skipped++
+      } else if (addEntry(game, entry)) {
+        added++
+        if (maxStamp === null || entry.stamp > maxStamp) maxStamp = entry.stamp
+      }
     },
     watermark(writer, value) {
       if (!isStampKey(value) || writerOf({ kind: 'heartbeat', stamp: value }) !== writer) {

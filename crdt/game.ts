@@ -9,8 +9,11 @@
  * or outside its writer's span, is ignored by every query.
  *
  * Finality: a writer's watermark is the highest stamp it has published, and it promises never to
- * publish at or below it again. Each writer is one CRDT actor, and both backends deliver an actor's
- * changes in order, so seeing a watermark means seeing every op of that writer up to it. Hence once
+ * publish at or below it again. Every commit sets the watermark in the same change as its entries,
+ * and both backends make a watermark visible only after every earlier op of that writer: Automerge
+ * because a change waits for all its dependencies, Yjs because a client's structs integrate in
+ * order and a restarted writer's new watermark item names its previous one as origin. (A restarted
+ * writer's new entries may show before its older ones on Yjs; its watermark does not.) Hence once
  * every writer that may write at or before stamp `s` has a watermark at or past `s`, nothing at or
  * before `s` can still change, and a verdict about `s` is final.
  */
