@@ -4,12 +4,13 @@
  *
  * Values are JSON in ImmutableString scalars rather than nested objects or text, so each entry is
  * one op instead of one per field or character. Automerge queues a change until its dependencies
- * arrive, which gives the per-writer ordering that finality relies on.
+ * arrive, which gives the per-writer ordering that finality relies on. A heartbeat's version is the
+ * writer's heads; a replica holds it once it has every one of them.
  */
 
 import * as Automerge from '@automerge/automerge'
 import type { Backend, Ingest, Replica, ReplicaOptions } from './backend.ts'
-import { createIngest, prepareCommit } from './backend.ts'
+import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
 import { entryKey } from './ops.ts'
@@ -18,6 +19,14 @@ type Root = Record<string, Automerge.ImmutableString>
 
 const ENTRY_PREFIX = 'e/'
 const WATERMARK_PREFIX = 'w/'
+const HEADS_PATTERN = /^([0-9a-f]{64})(,[0-9a-f]{64})*$/
+
+/** Whether the document holds a version (heads, comma-separated): true, false, or null if malformed. */
+function holdsVersion(doc: Automerge.Doc<Root>, version: string): boolean | null {
+  if (version === '') return true
+  if (!HEADS_PATTERN.test(version)) return null
+  return Automerge.hasHeads(doc, version.split(','))
+}
 
 function actorOf(options: ReplicaOptions): Automerge.ActorId | undefined {
   if (options.actor === undefined) return undefined
@@ -55,6 +64,7 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
   const actor = actorOf(options)
   let doc: Automerge.Doc<Root> = initial ?? Automerge.init<Root>(actor === undefined ? {} : { actor })
   const ingest = createIngest()
+  const holds = (version: string) => holdsVersion(doc, version)
   if (initial !== undefined) ingestKeys(ingest, doc, Object.keys(doc))
   ingest.take()
 
@@ -62,7 +72,7 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
     backend: 'automerge',
     game: ingest.game,
     commit(list) {
-      const { stored, writer, watermark } = prepareCommit(ingest.game, list)
+      const { entries: stored, writer, watermark } = prepareCommit(ingest.game, list)
       const keys = new Set<string>()
       doc = Automerge.change(doc, { patchCallback: (patches) => touchedKeys(patches, keys) }, (root) => {
         for (const entry of stored) {
@@ -76,6 +86,13 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
       if (change === undefined) throw new Error('automerge produced no change for a commit')
       return change
     },
+    heartbeat(stamp) {
+      const writer = prepareHeartbeat(ingest.game, stamp)
+      const heartbeat = { writer, stamp, version: Automerge.getHeads(doc).join(',') }
+      ingest.heartbeat(heartbeat, holds)
+      ingest.take()
+      return heartbeat
+    },
     apply(update) {
       const keys = new Set<string>()
       try {
@@ -86,6 +103,11 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
         throw new CrdtError('INVALID_UPDATE', 'not an Automerge change or document', { cause })
       }
       ingestKeys(ingest, doc, keys)
+      ingest.recheck(holds)
+      return ingest.take()
+    },
+    applyHeartbeat(heartbeat) {
+      ingest.heartbeat(heartbeat, holds)
       return ingest.take()
     },
     snapshot() {

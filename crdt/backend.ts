@@ -1,18 +1,22 @@
 /**
  * The replica contract every CRDT backend implements, and the pieces they share.
  *
- * A replica stores a game document as two maps: stored entries under their keys (grow-only, see
- * ops.ts) and one watermark per writer. A commit writes a writer's entries and its new watermark
- * in one change, so a replica never sees the watermark without the entries below it. Updates and
+ * A replica stores a game document as two maps: entries under their keys (grow-only, see ops.ts)
+ * and one watermark per writer. A commit writes a writer's entries and its new watermark in one
+ * change, so a replica never sees the watermark without the entries below it. Updates and
  * snapshots are opaque bytes; applying them is idempotent and order-free.
+ *
+ * Heartbeats travel beside the document, not in it: a writer that heartbeats every few
+ * milliseconds would otherwise grow the document's history without bound. A heartbeat names the
+ * document version its writer had published; a replica holds it until it has that version too.
  */
 
 import { CrdtError } from './errors.ts'
 import type { GameState } from './game.ts'
-import { addEntry, createGameState, setWatermark, watermarkOf } from './game.ts'
-import { isStampKey, type StampKey } from './hlc.ts'
-import { OPS_PER_COMMIT_MAX } from './limits.ts'
-import type { Entry, StoredEntry } from './ops.ts'
+import { addEntry, createGameState, raiseHeartbeat, setWatermark, watermarkOf } from './game.ts'
+import { isNodeId, isStampKey, type StampKey } from './hlc.ts'
+import { HEARTBEAT_VERSION_LENGTH_MAX, OPS_PER_COMMIT_MAX } from './limits.ts'
+import type { Entry } from './ops.ts'
 import { parseEntry, parseStoredEntry, writerOf } from './ops.ts'
 
 export type BackendName = 'yjs' | 'automerge'
@@ -26,16 +30,26 @@ export interface ReplicaOptions {
 }
 
 export interface ApplyResult {
-  /** Stored entries that were new to this replica. */
+  /** Entries that were new to this replica. */
   readonly added: number
-  /** Malformed entries or watermarks the update carried; every replica skips the same ones. */
+  /** Malformed entries, watermarks or heartbeats; every replica skips the same ones. */
   readonly skipped: number
   /**
-   * The highest stamp among the entries and watermarks the update made visible, for the node's
-   * clock to merge; null if none. Entries count too: a restarted writer's new entries can become
-   * visible before its older ones (and so before its watermark) on a Yjs replica.
+   * The highest stamp among the entries and watermarks this made visible, for the node's clock to
+   * merge; null if none. Entries count too: a restarted writer's new entries can become visible
+   * before its older ones (and so before its watermark) on a Yjs replica.
    */
   readonly maxStamp: StampKey | null
+}
+
+/**
+ * A writer's promise: it will never stamp at or below `stamp` again, and everything it stamped
+ * before is in the document `version` (backend-specific, opaque) it had published.
+ */
+export interface Heartbeat {
+  readonly writer: string
+  readonly stamp: StampKey
+  readonly version: string
 }
 
 export interface Replica {
@@ -43,8 +57,12 @@ export interface Replica {
   readonly game: GameState
   /** Store one writer's entries (stamped by its clock, in order); returns the update to publish. */
   commit(entries: readonly Entry[]): Uint8Array
+  /** The writer's heartbeat at `stamp` (its clock's next tick), to publish beside the updates. */
+  heartbeat(stamp: StampKey): Heartbeat
   /** Merge an update or a snapshot from anywhere; duplicates and any order are fine. */
   apply(update: Uint8Array): ApplyResult
+  /** Admit a heartbeat (untrusted input), now or once this replica holds its version. */
+  applyHeartbeat(heartbeat: unknown): ApplyResult
   /** The whole document, to restore a replica from. */
   snapshot(): Uint8Array
   stateHash(): string
@@ -56,8 +74,15 @@ export interface Backend {
   restore(snapshot: Uint8Array, options?: ReplicaOptions): Replica
 }
 
+/** A writer promises never to publish at or below its watermark; breaking that breaks finality. */
+function assertAfter(writer: string, stamp: StampKey, previous: StampKey | null): void {
+  if (previous !== null && stamp <= previous) {
+    throw new CrdtError('WATERMARK_REGRESSION', `${writer} stamped ${stamp}, not after ${previous}`)
+  }
+}
+
 export interface PreparedCommit {
-  readonly stored: readonly StoredEntry[]
+  readonly entries: readonly Entry[]
   readonly writer: string
   readonly watermark: StampKey
 }
@@ -68,29 +93,51 @@ export function prepareCommit(game: GameState, entries: readonly Entry[]): Prepa
     throw new CrdtError('INVALID_OP', `a commit holds 1-${OPS_PER_COMMIT_MAX} entries, got ${entries.length}`)
   }
   const writer = writerOf(entries[0] as Entry)
+  const parsed: Entry[] = []
   let previous = watermarkOf(game, writer)
-  const stored: StoredEntry[] = []
   for (const entry of entries) {
-    const parsed = parseEntry(entry)
-    if (parsed === null)
+    const valid = parseEntry(entry)
+    if (valid === null)
       throw new CrdtError('INVALID_OP', `malformed ${entry.kind} entry: ${JSON.stringify(entry)}`)
-    if (writerOf(parsed) !== writer)
+    if (writerOf(valid) !== writer)
       throw new CrdtError('INVALID_OP', 'a commit holds the entries of one writer')
-    // A writer promises never to publish at or below its watermark; breaking that breaks finality.
-    if (previous !== null && parsed.stamp <= previous) {
-      throw new CrdtError('WATERMARK_REGRESSION', `${writer} stamped ${parsed.stamp}, not after ${previous}`)
-    }
-    previous = parsed.stamp
-    if (parsed.kind !== 'heartbeat') stored.push(parsed)
+    assertAfter(writer, valid.stamp, previous)
+    previous = valid.stamp
+    parsed.push(valid)
   }
-  return { stored, writer, watermark: previous as StampKey }
+  return { entries: parsed, writer, watermark: previous as StampKey }
 }
 
-/** Feeds what a backend reads out of its document into the game state. */
+/** Check a writer's own heartbeat: a stamp of its own, after its watermark. */
+export function prepareHeartbeat(game: GameState, stamp: StampKey): string {
+  if (!isStampKey(stamp))
+    throw new CrdtError('INVALID_STAMP', `not an encoded stamp: ${JSON.stringify(stamp)}`)
+  const writer = writerOf({ stamp })
+  assertAfter(writer, stamp, watermarkOf(game, writer))
+  return writer
+}
+
+export function parseHeartbeat(value: unknown): Heartbeat | null {
+  if (typeof value !== 'object' || value === null) return null
+  const { writer, stamp, version } = value as Record<string, unknown>
+  const valid =
+    isNodeId(writer) &&
+    isStampKey(stamp) &&
+    writerOf({ stamp }) === writer &&
+    typeof version === 'string' &&
+    version.length <= HEARTBEAT_VERSION_LENGTH_MAX
+  return valid ? { writer, stamp, version } : null
+}
+
+/** Feeds what a backend reads out of its document, and the heartbeats it admits, into the game state. */
 export interface Ingest {
   readonly game: GameState
   entry(key: string, value: unknown): void
   watermark(writer: string, value: unknown): void
+  /** Offer a heartbeat; `holds(version)` says whether the document has that version yet. */
+  heartbeat(value: unknown, holds: (version: string) => boolean | null): void
+  /** Admit the held heartbeats whose version the document now holds. */
+  recheck(holds: (version: string) => boolean | null): void
   /** The counts since the last call, then reset. */
   take(): ApplyResult
 }
@@ -99,6 +146,22 @@ export function createIngest(game: GameState = createGameState()): Ingest {
   let added = 0
   let skipped = 0
   let maxStamp: StampKey | null = null
+  /** At most one held heartbeat per writer: the latest, since it promises the most. */
+  const held = new Map<string, Heartbeat>()
+  const raise = (stamp: StampKey) => {
+    if (maxStamp === null || stamp > maxStamp) maxStamp = stamp
+  }
+  function admit(heartbeat: Heartbeat, holds: (version: string) => boolean | null): void {
+    const verdict = holds(heartbeat.version)
+    if (verdict === null) {
+      skipped++
+    } else if (verdict) {
+      if (raiseHeartbeat(game, heartbeat.writer, heartbeat.stamp)) raise(heartbeat.stamp)
+      held.delete(heartbeat.writer)
+    } else if ((held.get(heartbeat.writer)?.stamp ?? '') < heartbeat.stamp) {
+      held.set(heartbeat.writer, heartbeat)
+    }
+  }
   return {
     game,
     entry(key, value) {
@@ -107,16 +170,24 @@ export function createIngest(game: GameState = createGameState()): Ingest {
         skipped++
       } else if (addEntry(game, entry)) {
         added++
-        if (maxStamp === null || entry.stamp > maxStamp) maxStamp = entry.stamp
+        raise(entry.stamp)
       }
     },
     watermark(writer, value) {
-      if (!isStampKey(value) || writerOf({ kind: 'heartbeat', stamp: value }) !== writer) {
+      if (!isStampKey(value) || writerOf({ stamp: value }) !== writer) {
         skipped++
         return
       }
       setWatermark(game, writer, value)
-      if (maxStamp === null || value > maxStamp) maxStamp = value
+      raise(value)
+    },
+    heartbeat(value, holds) {
+      const heartbeat = parseHeartbeat(value)
+      if (heartbeat === null) skipped++
+      else admit(heartbeat, holds)
+    },
+    recheck(holds) {
+      for (const heartbeat of [...held.values()]) admit(heartbeat, holds)
     },
     take() {
       const result = { added, skipped, maxStamp }

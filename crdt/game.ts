@@ -9,13 +9,15 @@
  * or outside its writer's span, is ignored by every query.
  *
  * Finality: a writer's watermark is the highest stamp it has published, and it promises never to
- * publish at or below it again. Every commit sets the watermark in the same change as its entries,
- * and both backends make a watermark visible only after every earlier op of that writer: Automerge
- * because a change waits for all its dependencies, Yjs because a client's structs integrate in
- * order and a restarted writer's new watermark item names its previous one as origin. (A restarted
- * writer's new entries may show before its older ones on Yjs; its watermark does not.) Hence once
- * every writer that may write at or before stamp `s` has a watermark at or past `s`, nothing at or
- * before `s` can still change, and a verdict about `s` is final.
+ * publish at or below it again. It advances two ways. Every commit stores it in the same change as
+ * the commit's entries, and both backends make it visible only after every earlier op of that
+ * writer: Automerge because a change waits for all its dependencies, Yjs because a client's structs
+ * integrate in order and a restarted writer's new watermark item names its previous one as origin.
+ * (A restarted writer's new entries may show before its older ones on Yjs; its watermark does not.)
+ * Between commits the writer sends heartbeats beside the document: a stamp and the document
+ * version it had published by then; a replica admits one only once it holds that version. Hence
+ * once every writer that may write at or before stamp `s` has a watermark at or past `s`, nothing
+ * at or before `s` can still change, and a verdict about `s` is final.
  */
 
 import { createHash } from 'node:crypto'
@@ -32,7 +34,6 @@ import type {
   ResultOp,
   RetireOp,
   Selection,
-  StoredEntry,
   TransitionOp,
   VoidOp,
 } from './ops.ts'
@@ -52,8 +53,11 @@ interface WriterSpan {
 }
 
 export interface GameState {
-  readonly entries: Map<string, StoredEntry>
+  readonly entries: Map<string, Entry>
+  /** Per writer, the watermark its latest commit stored in the document. */
   readonly watermarks: Map<string, StampKey>
+  /** Per writer, the highest heartbeat this replica has admitted (never stored, never hashed). */
+  readonly heartbeats: Map<string, StampKey>
   readonly geneses: Entry<GameOp>[]
   readonly membership: Entry<AdmitOp | RetireOp>[]
   readonly clocks: Entry<ClockOp>[]
@@ -66,6 +70,7 @@ export function createGameState(): GameState {
   return {
     entries: new Map(),
     watermarks: new Map(),
+    heartbeats: new Map(),
     geneses: [],
     membership: [],
     clocks: [],
@@ -102,7 +107,7 @@ function marketState(game: GameState, marketId: string): MarketState {
 }
 
 /** Record a stored entry; returns false when the replica already had it. */
-export function addEntry(game: GameState, entry: StoredEntry): boolean {
+export function addEntry(game: GameState, entry: Entry): boolean {
   const key = entryKey(entry)
   if (game.entries.has(key)) return false
   game.entries.set(key, entry)
@@ -135,13 +140,25 @@ export function addEntry(game: GameState, entry: StoredEntry): boolean {
   return true
 }
 
-/** Record the watermark the store holds for a writer. */
+/** Record the watermark the document holds for a writer. */
 export function setWatermark(game: GameState, writer: string, stamp: StampKey): void {
   game.watermarks.set(writer, stamp)
 }
 
+/** Record an admitted heartbeat: a max-register, so late or repeated heartbeats change nothing. */
+export function raiseHeartbeat(game: GameState, writer: string, stamp: StampKey): boolean {
+  const current = game.heartbeats.get(writer)
+  if (current !== undefined && current >= stamp) return false
+  game.heartbeats.set(writer, stamp)
+  return true
+}
+
+/** The writer's watermark: the higher of its last commit and its last admitted heartbeat. */
 export function watermarkOf(game: GameState, writer: string): StampKey | null {
-  return game.watermarks.get(writer) ?? null
+  const stored = game.watermarks.get(writer)
+  const promised = game.heartbeats.get(writer)
+  if (stored === undefined) return promised ?? null
+  return promised !== undefined && promised > stored ? promised : stored
 }
 
 function isActive(span: WriterSpan | undefined, stamp: StampKey): boolean {
@@ -192,8 +209,8 @@ export function isFinal(game: GameState, stamp: StampKey): boolean {
   for (const [writer, span] of writerSpans(game)) {
     if (span.from >= stamp) continue
     const needed = span.through !== null && span.through < stamp ? span.through : stamp
-    const watermark = game.watermarks.get(writer)
-    if (watermark === undefined || watermark < needed) return false
+    const watermark = watermarkOf(game, writer)
+    if (watermark === null || watermark < needed) return false
   }
   return true
 }
@@ -296,16 +313,21 @@ export function resultOf(game: GameState, marketId: string): MarketResult {
   return { state: 'agreed', winners: first.winners, stamp }
 }
 
-/** The highest stamp of any entry or watermark the replica holds. */
+/** The highest stamp of any entry or watermark the replica holds, for a restarting node's clock. */
 export function maxStamp(game: GameState): StampKey | null {
   let max: StampKey | null = null
-  for (const stamp of game.watermarks.values()) if (max === null || stamp > max) max = stamp
+  const raise = (stamp: StampKey) => {
+    if (max === null || stamp > max) max = stamp
+  }
+  for (const stamp of game.watermarks.values()) raise(stamp)
+  for (const stamp of game.heartbeats.values()) raise(stamp)
+  for (const entry of game.entries.values()) raise(entry.stamp)
   return max
 }
 
 /**
- * A digest of everything the replica holds, in canonical order. Replicas with the same entries
- * have the same hash, whichever backend stores them.
+ * A digest of the document the replica holds, in canonical order. Replicas with the same entries
+ * have the same hash, whichever backend stores them. Heartbeats are not part of the document.
  */
 export function stateHash(game: GameState): string {
   const hash = createHash('sha256')

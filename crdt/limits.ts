@@ -32,3 +32,5 @@ export const ODDS_MAX = 1_000_000
 /** The game clock counts milliseconds; one day bounds any period. */
 export const GAME_CLOCK_MS_MAX = 86_400_000
 export const GAME_PERIOD_MAX = 100
+/** A heartbeat's document version (a Yjs state vector or Automerge heads, encoded). */
+export const HEARTBEAT_VERSION_LENGTH_MAX = 4_096

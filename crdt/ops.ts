@@ -1,10 +1,10 @@
 /**
  * The ops a writer records in a game document, and their validation.
  *
- * An entry is an op with the stamp it was issued at. Every entry except the heartbeat is stored
- * under a key derived from its kind and stamp, so the document is a grow-only set of entries that
- * two replicas can only ever agree on: no key is ever written twice with different values. The
- * writer of an entry is the node inside its stamp.
+ * An entry is an op with the stamp it was issued at, stored under a key derived from its kind and
+ * stamp, so the document is a grow-only set of entries that two replicas can only ever agree on:
+ * no key is ever written twice with different values. The writer of an entry is the node inside
+ * its stamp. (Heartbeats are not ops: they travel beside the document, see backend.ts.)
  *
  * Entries arrive inside CRDT updates from other processes and are untrusted: `parseEntry`
  * rebuilds each one field by field in a canonical key order, or returns null. Every replica
@@ -87,33 +87,18 @@ export interface VoidOp {
   readonly to: StampKey
   readonly reason: string
 }
-/** Advances the writer's watermark and nothing else. */
-export interface HeartbeatOp {
-  readonly kind: 'heartbeat'
-}
-
-export type Op =
-  | GameOp
-  | AdmitOp
-  | RetireOp
-  | ClockOp
-  | MarketOp
-  | TransitionOp
-  | ResultOp
-  | VoidOp
-  | HeartbeatOp
+export type Op = GameOp | AdmitOp | RetireOp | ClockOp | MarketOp | TransitionOp | ResultOp | VoidOp
 export type OpKind = Op['kind']
 export type Entry<O extends Op = Op> = O & { readonly stamp: StampKey }
-/** Entries that are stored in the document (everything but heartbeats). */
-export type StoredEntry = Exclude<Entry, Entry<HeartbeatOp>>
 
-/** The document key of a stored entry: unique, because a stamp is unique. */
-export function entryKey(entry: StoredEntry): string {
+/** The document key of an entry: unique, because a stamp is unique. */
+export function entryKey(entry: Entry): string {
   return `${entry.kind}/${entry.stamp}`
 }
 
-export function writerOf(entry: Entry): string {
-  return stampNode(entry.stamp)
+/** The writer of anything stamped: the node inside its stamp. */
+export function writerOf(stamped: { readonly stamp: StampKey }): string {
+  return stampNode(stamped.stamp)
 }
 
 type Raw = Record<string, unknown>
@@ -226,8 +211,6 @@ function parseOp(raw: Raw): Op | null {
         ? { kind: 'void', marketId: raw.marketId as string, from, to, reason: raw.reason as string }
         : null
     }
-    case 'heartbeat':
-      return { kind: 'heartbeat' }
     default:
       return null
   }
@@ -241,10 +224,9 @@ export function parseEntry(value: unknown): Entry | null {
 }
 
 /** Validate an entry read back from the document under `key`: its key must match its content. */
-export function parseStoredEntry(key: string, value: unknown): StoredEntry | null {
+export function parseStoredEntry(key: string, value: unknown): Entry | null {
   const entry = parseEntry(value)
-  if (entry === null || entry.kind === 'heartbeat') return null
-  return entryKey(entry) === key ? entry : null
+  return entry !== null && entryKey(entry) === key ? entry : null
 }
 
 /** Stamp a writer's ops in order with its clock, ready to commit. */

@@ -2,18 +2,35 @@
  * The Yjs backend: entries in one Y.Map, watermarks in another.
  *
  * Yjs integrates a client's structs only in order (a gap leaves later ones pending), which is the
- * per-writer ordering that finality relies on. Map observers report exactly the keys a
- * transaction changed, local or remote, and feed them to the game state.
+ * per-writer ordering that finality relies on. After each transaction, local or remote, the keys
+ * it changed are fed to the game state. A heartbeat's version is the writer's state vector as
+ * `client:clock` pairs; a replica holds it once its own state vector covers every pair.
  */
 
 import * as Y from 'yjs'
 import type { Backend, Replica, ReplicaOptions } from './backend.ts'
-import { createIngest, prepareCommit } from './backend.ts'
+import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
 import { entryKey } from './ops.ts'
 
-const LOCAL = Symbol('local commit')
+const VERSION_PATTERN = /^(\d{1,10}:\d{1,15})(,\d{1,10}:\d{1,15})*$/
+
+function encodeVersion(doc: Y.Doc): string {
+  const stateVector = Y.decodeStateVector(Y.encodeStateVector(doc))
+  return [...stateVector].map(([client, clock]) => `${client}:${clock}`).join(',')
+}
+
+/** Whether the document holds a version: true, false, or null when the version is malformed. */
+function holdsVersion(doc: Y.Doc, version: string): boolean | null {
+  if (version === '') return true
+  if (!VERSION_PATTERN.test(version)) return null
+  for (const pair of version.split(',')) {
+    const [client, clock] = pair.split(':').map(Number) as [number, number]
+    if (Y.getState(doc.store, client) < clock) return false
+  }
+  return true
+}
 
 function createYjsReplica(options: ReplicaOptions = {}): Replica {
   const doc = new Y.Doc()
@@ -21,30 +38,46 @@ function createYjsReplica(options: ReplicaOptions = {}): Replica {
   const entries = doc.getMap<unknown>('entries')
   const marks = doc.getMap<unknown>('watermarks')
   const ingest = createIngest()
-  entries.observe((event) => {
-    for (const key of event.keysChanged) ingest.entry(key, entries.get(key))
-  })
-  marks.observe((event) => {
-    for (const writer of event.keysChanged) ingest.watermark(writer, marks.get(writer))
-  })
-  let captured: Uint8Array | null = null
-  doc.on('update', (update: Uint8Array, origin: unknown) => {
-    if (origin === LOCAL) captured = update
+  const holds = (version: string) => holdsVersion(doc, version)
+  // One listener for the keys each transaction changed, local or remote; Yjs tracks them anyway,
+  // so this costs no event objects.
+  doc.on('afterTransaction', (transaction: Y.Transaction) => {
+    const changed = transaction.changed as Map<unknown, Set<string | null>>
+    for (const key of changed.get(entries) ?? []) if (key !== null) ingest.entry(key, entries.get(key))
+    for (const writer of changed.get(marks) ?? [])
+      if (writer !== null) ingest.watermark(writer, marks.get(writer))
   })
 
   return {
     backend: 'yjs',
     game: ingest.game,
     commit(list) {
-      const { stored, writer, watermark } = prepareCommit(ingest.game, list)
-      captured = null
-      doc.transact(() => {
-        for (const entry of stored) entries.set(entryKey(entry), entry)
-        marks.set(writer, watermark)
-      }, LOCAL)
+      const { entries: stored, writer, watermark } = prepareCommit(ingest.game, list)
+      // Listen for the encoded update only while committing: with a listener attached, Yjs
+      // encodes every transaction, remote ones included.
+      let captured: Uint8Array | null = null
+      const capture = (update: Uint8Array) => {
+        captured = update
+      }
+      doc.on('update', capture)
+      try {
+        doc.transact(() => {
+          for (const entry of stored) entries.set(entryKey(entry), entry)
+          marks.set(writer, watermark)
+        })
+      } finally {
+        doc.off('update', capture)
+      }
       ingest.take()
       if (captured === null) throw new Error('yjs produced no update for a commit')
       return captured
+    },
+    heartbeat(stamp) {
+      const writer = prepareHeartbeat(ingest.game, stamp)
+      const heartbeat = { writer, stamp, version: encodeVersion(doc) }
+      ingest.heartbeat(heartbeat, holds)
+      ingest.take()
+      return heartbeat
     },
     apply(update) {
       try {
@@ -53,6 +86,11 @@ function createYjsReplica(options: ReplicaOptions = {}): Replica {
         ingest.take()
         throw new CrdtError('INVALID_UPDATE', 'not a Yjs update', { cause })
       }
+      ingest.recheck(holds)
+      return ingest.take()
+    },
+    applyHeartbeat(heartbeat) {
+      ingest.heartbeat(heartbeat, holds)
       return ingest.take()
     },
     snapshot() {

@@ -22,6 +22,8 @@ import { createTestWriter, NEXT_POINT, stampAt } from '../helpers/game-writer.ts
 import { scriptedMatch } from '../helpers/scripted-updates.ts'
 import { createPrng } from '../sim/prng.ts'
 
+const BET = { marketId: 'point-1', selectionId: 'home', odds: 1_800, policy: 'any' as const }
+
 /** Updates that a hostile or buggy peer could produce with the raw library, by backend. */
 const hostileUpdates: Record<BackendName, () => Uint8Array[]> = {
   yjs() {
@@ -123,18 +125,63 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
       t.equal(replica.stateHash(), expected, 'the state is what it was')
     })
 
+    t.test('a heartbeat is held until the replica has the version it names', async (t) => {
+      const trader = createTestWriter(backend, 'trader-1', 1_000)
+      const first = trader.write({ kind: 'game', gameId: 'g', writers: ['trader-1'] }, NEXT_POINT)
+      const second = trader.at(2_000).write({ kind: 'clock', period: 1, running: true, clockMs: 0 })
+      const heartbeat = trader.at(3_000).heartbeat()
+      const reader = backend.create()
+      t.same(
+        reader.applyHeartbeat(heartbeat),
+        { added: 0, skipped: 0, maxStamp: null },
+        'held: nothing arrived yet',
+      )
+      reader.apply(second)
+      t.equal(
+        judge(reader.game, { ...BET, stamp: stampAt(2_500) }).final,
+        false,
+        'still held without the first update',
+      )
+      const result = reader.apply(first)
+      t.equal(result.maxStamp, heartbeat.stamp, 'admitted with the update that completed its version')
+      t.equal(judge(reader.game, { ...BET, stamp: stampAt(2_500) }).final, true)
+      t.same(
+        reader.applyHeartbeat(heartbeat),
+        { added: 0, skipped: 0, maxStamp: null },
+        'a repeat changes nothing',
+      )
+      t.equal(reader.stateHash(), trader.replica.stateHash(), 'heartbeats are not part of the document')
+    })
+
+    t.test('malformed heartbeats are skipped; a writer cannot heartbeat backwards', async (t) => {
+      const reader = backend.create()
+      const bad = [
+        null,
+        'x',
+        { writer: 'trader-1', stamp: stampAt(1, 'other'), version: '' },
+        { writer: 'trader-1', stamp: stampAt(1, 'trader-1'), version: 'not a version' },
+        { writer: 'trader-1', stamp: stampAt(1, 'trader-1'), version: 'x'.repeat(5_000) },
+      ]
+      for (const value of bad)
+        t.equal(reader.applyHeartbeat(value).skipped, 1, JSON.stringify(value)?.slice(0, 60))
+      const trader = createTestWriter(backend, 'trader-1', 5_000)
+      trader.heartbeat()
+      t.throws(() => trader.replica.heartbeat(stampAt(4_000, 'trader-1')), { code: 'WATERMARK_REGRESSION' })
+      t.throws(() => trader.replica.heartbeat('yesterday'), { code: 'INVALID_STAMP' })
+    })
+
     t.test('a writer’s bad commits fail with coded errors', async (t) => {
       const trader = createTestWriter(backend, 'trader-1')
       trader.write({ kind: 'game', gameId: 'g', writers: ['trader-1'] })
       t.throws(() => trader.replica.commit([]), { code: 'INVALID_OP' })
-      t.throws(() => trader.replica.commit([{ kind: 'heartbeat', stamp: stampAt(500, 'trader-1') }]), {
+      t.throws(() => trader.replica.commit([{ kind: 'retire', stamp: stampAt(500, 'trader-1') }]), {
         code: 'WATERMARK_REGRESSION',
       })
       t.throws(
         () =>
           trader.replica.commit([
-            { kind: 'heartbeat', stamp: stampAt(9_000, 'other') },
-            { kind: 'heartbeat', stamp: stampAt(9_001, 'trader-1') },
+            { kind: 'retire', stamp: stampAt(9_000, 'other') },
+            { kind: 'retire', stamp: stampAt(9_001, 'trader-1') },
           ]),
         {
           code: 'INVALID_OP',

@@ -43,7 +43,7 @@ t.test(
   'a bet on an open market at the offered price is accepted at the game clock of its stamp',
   async (t) => {
     const trader = openGame()
-    trader.at(5_000).write({ kind: 'heartbeat' })
+    trader.at(5_000).heartbeat()
     const verdict = judge(trader.replica.game, bet(3_500))
     t.same(verdict, { accepted: true, reason: null, odds: 1_800, gameClockMs: 2_500, final: true })
   },
@@ -60,7 +60,7 @@ t.test('each rejection reason', async (t) => {
     prices: { away: 2_000 },
     reason: 'home off',
   })
-  trader.at(9_000).write({ kind: 'heartbeat' })
+  trader.at(9_000).heartbeat()
   const game = trader.replica.game
   t.equal(judge(game, bet(1_500, { marketId: 'point-9' })).reason, 'UNKNOWN_MARKET')
   t.equal(judge(game, bet(500)).reason, 'UNKNOWN_MARKET', 'a bet stamped before the market existed')
@@ -79,7 +79,7 @@ t.test('each rejection reason', async (t) => {
 t.test('odds policies: exact, better, any', async (t) => {
   const trader = openGame()
   trader.at(2_000).write(transition('open', 1_900, 1_950))
-  trader.at(3_000).write({ kind: 'heartbeat' })
+  trader.at(3_000).heartbeat()
   const game = trader.replica.game
   const cases: [OddsPolicy, number, boolean][] = [
     ['exact', 1_900, true],
@@ -99,9 +99,9 @@ t.test('odds policies: exact, better, any', async (t) => {
 t.test('a verdict is provisional until the writer’s watermark passes the stamp', async (t) => {
   const trader = openGame()
   t.equal(judge(trader.replica.game, bet(1_500)).final, false)
-  trader.at(1_499).write({ kind: 'heartbeat' })
+  trader.at(1_499).heartbeat()
   t.equal(judge(trader.replica.game, bet(1_500)).final, false)
-  trader.at(1_501).write({ kind: 'heartbeat' })
+  trader.at(1_501).heartbeat()
   t.equal(judge(trader.replica.game, bet(1_500)).final, true)
   const replica = yjsBackend.create()
   t.equal(judge(replica.game, bet(1_500)).final, false, 'a replica without the game is never final')
@@ -118,9 +118,9 @@ t.test('with two writers a verdict waits for both; a retired writer no longer ho
       transition('open'),
     ),
   )
-  reader.apply(feedA.at(3_000).write({ kind: 'heartbeat' }))
+  reader.applyHeartbeat(feedA.at(3_000).heartbeat())
   t.equal(judge(reader.game, bet(2_000)).final, false, 'feed-b has not spoken')
-  reader.apply(feedB.at(2_500).write({ kind: 'heartbeat' }))
+  reader.applyHeartbeat(feedB.at(2_500).heartbeat())
   t.equal(judge(reader.game, bet(2_000)).final, true)
   t.equal(judge(reader.game, bet(2_800)).final, false)
   reader.apply(feedB.at(2_600).write({ kind: 'retire' }))
@@ -149,7 +149,7 @@ t.test('only admitted writers count, and only inside their span', async (t) => {
   )
   reader.apply(late.at(3_500).write(transition('suspended')))
   t.equal(statusAt(reader.game, 'point-1', stampAt(3_600)), 'suspended', 'after admission it counts')
-  reader.apply(trader.at(4_000).write({ kind: 'heartbeat' }))
+  reader.applyHeartbeat(trader.at(4_000).heartbeat())
   t.equal(
     judge(reader.game, bet(3_400)).final,
     true,
@@ -172,7 +172,7 @@ t.test('the game clock: running clocks advance with the stamp, stopped ones hold
 
 t.test('a void window turns accepted bets inside it into VOIDED, after the fact too', async (t) => {
   const trader = openGame()
-  trader.at(9_000).write({ kind: 'heartbeat' })
+  trader.at(9_000).heartbeat()
   const game = trader.replica.game
   t.equal(judge(game, bet(3_000)).accepted, true)
   t.equal(judge(game, bet(3_000, { odds: 1_000_000 })).reason, 'PRICE_CHANGED')
@@ -219,7 +219,7 @@ t.test('results: one claim or agreeing claims settle, disagreement goes to revie
 t.test('a later market spec never replaces the first one', async (t) => {
   const trader = openGame()
   trader.at(2_000).write({ ...NEXT_POINT, selections: [{ id: 'draw', name: 'Draw' }] }, transition('open'))
-  trader.at(3_000).write({ kind: 'heartbeat' })
+  trader.at(3_000).heartbeat()
   t.equal(judge(trader.replica.game, bet(2_500)).accepted, true)
   t.equal(judge(trader.replica.game, bet(2_500, { selectionId: 'draw' })).reason, 'UNKNOWN_SELECTION')
 })

@@ -7,6 +7,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import {
+  type ApplyResult,
   automergeBackend,
   BACKENDS,
   type Backend,
@@ -14,6 +15,8 @@ import {
   createHlc,
   decodeStamp,
   encodeStamp,
+  type Heartbeat,
+  type Hlc,
   isValidEntry,
   judge,
   type Op,
@@ -68,7 +71,7 @@ function opFor(cmd: Command): Op | null {
         reason: cmd.status,
       }
     case 'heartbeat':
-      return { kind: 'heartbeat' }
+      return null
     case 'clock':
       return { kind: 'clock', period: 1, running: cmd.running, clockMs: 0 }
     case 'result':
@@ -76,18 +79,32 @@ function opFor(cmd: Command): Op | null {
   }
 }
 
-/** Run the commands as writer `trader-1`; returns the writer and the updates in publish order. */
-function play(backend: Backend, commands: readonly Command[]): { writer: Replica; updates: Uint8Array[] } {
+/** What a writer publishes: a document update or a heartbeat. */
+type Message = Uint8Array | Heartbeat
+
+/** Perform one command as the writer; returns what it publishes, if anything. */
+function perform(writer: Replica, hlc: Hlc, cmd: Command): Message | null {
+  if (cmd.type === 'heartbeat') return writer.heartbeat(encodeStamp(hlc.now()))
+  const op = opFor(cmd)
+  return op ? writer.commit(stampOps(hlc, [op])) : null
+}
+
+function deliver(replica: Replica, message: Message): ApplyResult {
+  return message instanceof Uint8Array ? replica.apply(message) : replica.applyHeartbeat(message)
+}
+
+/** Run the commands as writer `trader-1`; returns the writer and what it published, in order. */
+function play(backend: Backend, commands: readonly Command[]): { writer: Replica; updates: Message[] } {
   let wallMs = 10_000
   const hlc = createHlc({ node: 'trader-1', clock: () => wallMs })
   const writer = backend.create()
-  const updates = [
+  const updates: Message[] = [
     writer.commit(stampOps(hlc, [{ kind: 'game', gameId: 'g', writers: ['trader-1'] }, NEXT_POINT])),
   ]
   for (const cmd of commands) {
     if (cmd.type === 'advance') wallMs += cmd.ms
-    const op = opFor(cmd)
-    if (op) updates.push(writer.commit(stampOps(hlc, [op])))
+    const message = perform(writer, hlc, cmd)
+    if (message) updates.push(message)
   }
   return { writer, updates }
 }
@@ -141,9 +158,9 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
         const { writer, updates } = play(backend, commands)
         const a = backend.create()
         const b = backend.create()
-        for (const i of schedule(updates.length, first.picks, first.order)) a.apply(updates[i] as Uint8Array)
+        for (const i of schedule(updates.length, first.picks, first.order)) deliver(a, updates[i] as Message)
         for (const i of schedule(updates.length, second.picks, second.order))
-          b.apply(updates[i] as Uint8Array)
+          deliver(b, updates[i] as Message)
         return a.stateHash() === writer.stateHash() && b.stateHash() === writer.stateHash()
       }),
       { numRuns: backend === yjsBackend ? 200 : 60 },
@@ -163,7 +180,7 @@ t.test('judge gives the same verdict on every converged replica, on both backend
         const automerge = play(automergeBackend, commands)
         const shuffled = yjsBackend.create()
         for (const i of schedule(yjs.updates.length, order.picks, order.order))
-          shuffled.apply(yjs.updates[i] as Uint8Array)
+          deliver(shuffled, yjs.updates[i] as Message)
         const restored = automergeBackend.restore(automerge.writer.snapshot())
         return bets.every((terms) => {
           const expected = JSON.stringify(judge(yjs.writer.game, betAt(terms)))
@@ -228,16 +245,16 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
                 stampOps(writerHlc, [{ kind: 'game', gameId: 'g', writers: ['trader-1'] }, NEXT_POINT]),
               ),
             )
-            const pending: Uint8Array[] = []
+            const pending: Message[] = []
             const bets: { terms: BetTerms; seen: string | null; seenStatus: string | null }[] = []
             for (const s of steps) {
               if (s.type === 'writer') {
                 if (s.command.type === 'advance') wallMs += s.command.ms
-                const op = opFor(s.command)
-                if (op) pending.push(writer.commit(stampOps(writerHlc, [op])))
+                const message = perform(writer, writerHlc, s.command)
+                if (message) pending.push(message)
               } else if (s.type === 'deliver' && pending.length > 0) {
-                const [update] = pending.splice(s.pick % pending.length, 1)
-                const { maxStamp } = node.apply(update as Uint8Array)
+                const [message] = pending.splice(s.pick % pending.length, 1)
+                const { maxStamp } = deliver(node, message as Message)
                 if (maxStamp) nodeHlc.receive(decodeStamp(maxStamp))
               } else if (s.type === 'bet') {
                 jitterMs = s.jitterMs
@@ -252,7 +269,7 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
                 bets.push({ terms, seen: seen?.stamp ?? null, seenStatus: seen?.status ?? null })
               }
             }
-            for (const update of pending) node.apply(update)
+            for (const message of pending) deliver(node, message)
             const game = node.game
             return bets.every(({ terms, seen, seenStatus }) => {
               if (seen === null || seenStatus === 'open') return true

@@ -4,6 +4,7 @@ import {
   type Backend,
   createHlc,
   encodeStamp,
+  type Heartbeat,
   type Hlc,
   type MarketOp,
   type MarketStatus,
@@ -21,6 +22,8 @@ export interface TestWriter {
   at(wallMs: number): TestWriter
   /** Stamp and commit ops; returns the update to deliver elsewhere. */
   write(...ops: Op[]): Uint8Array
+  /** Heartbeat at the clock's next tick; returns the heartbeat to deliver elsewhere. */
+  heartbeat(): Heartbeat
   /** The stamp of the last op written. */
   lastStamp(): StampKey
 }
@@ -39,6 +42,9 @@ export function createTestWriter(backend: Backend, node: string, startMs = 1_000
     },
     write(...ops) {
       return replica.commit(stampOps(hlc, ops))
+    },
+    heartbeat() {
+      return replica.heartbeat(encodeStamp(hlc.now()))
     },
     lastStamp() {
       return encodeStamp(hlc.last())

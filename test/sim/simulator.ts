@@ -17,6 +17,7 @@ import {
   decodeStamp,
   type Entry,
   encodeStamp,
+  type Heartbeat,
   type Hlc,
   judge,
   maxStamp,
@@ -31,7 +32,7 @@ import { checkInvariants } from './checks.ts'
 import { createNetwork, type Network, type NetworkStats } from './network.ts'
 import { createPrng, type Prng } from './prng.ts'
 import { createScheduler, type Scheduler } from './scheduler.ts'
-import { tennisScript } from './tennis-script.ts'
+import { isHeartbeat, tennisScript } from './tennis-script.ts'
 
 export interface SimOptions {
   readonly seed: number
@@ -137,6 +138,18 @@ function receiveUpdate(world: SimWorld, node: SimNode, update: Uint8Array): void
   if (snipe && added > 0 && (API_NODES as readonly string[]).includes(node.id)) placeBet(world, node)
 }
 
+function receiveHeartbeat(node: SimNode, heartbeat: Heartbeat): void {
+  const { maxStamp: raised } = node.replica.applyHeartbeat(heartbeat)
+  if (raised !== null) node.hlc.receive(decodeStamp(raised))
+  settleUndecided(node)
+}
+
+function sendHeartbeat(world: SimWorld, trader: SimNode): void {
+  const heartbeat = trader.replica.heartbeat(encodeStamp(trader.hlc.now()))
+  settleUndecided(trader)
+  broadcast(world, trader.id, (node) => receiveHeartbeat(node, heartbeat))
+}
+
 function broadcast(world: SimWorld, from: string, deliver: (node: SimNode) => void): void {
   for (const node of world.nodes.values()) {
     if (node.id !== from) world.network.send(from, node.id, () => deliver(node))
@@ -171,6 +184,10 @@ function scheduleTrader(world: SimWorld, points: number): number {
   })
   for (const step of steps) {
     world.scheduler.at(step.atMs, () => {
+      if (isHeartbeat(step)) {
+        sendHeartbeat(world, trader)
+        return
+      }
       const entries = stampOps(trader.hlc, step.ops)
       for (const entry of entries) if (entry.kind === 'transition') world.traderLog.push(entry)
       const update = trader.replica.commit(entries)
@@ -258,10 +275,7 @@ function finish(world: SimWorld): void {
   network.heal()
   scheduler.drain(SIM_LIMITS.stepsMax)
   scheduler.runUntil(scheduler.nowMs() + 4 * SIM_LIMITS.maxDriftMs, SIM_LIMITS.stepsMax)
-  const trader = world.nodes.get(TRADER) as SimNode
-  const update = trader.replica.commit(stampOps(trader.hlc, [{ kind: 'heartbeat' }]))
-  settleUndecided(trader)
-  broadcast(world, TRADER, (node) => receiveUpdate(world, node, update))
+  sendHeartbeat(world, world.nodes.get(TRADER) as SimNode)
   network.heal()
   scheduler.drain(SIM_LIMITS.stepsMax)
 }

@@ -9,11 +9,13 @@
 import { firstStampAt, lastStampAt, type MarketOp, type Op, type Prices } from '../../crdt/index.ts'
 import type { Prng } from './prng.ts'
 
+/** At `atMs` on its own clock the writer commits ops, or sends a heartbeat (no ops). */
 export interface ScriptStep {
-  /** Wall-clock ms at which the writer issues these ops (its own clock). */
   readonly atMs: number
   readonly ops: readonly Op[]
 }
+
+export const isHeartbeat = (step: ScriptStep) => step.ops.length === 0
 
 export interface ScriptOptions {
   readonly gameId: string
@@ -131,7 +133,7 @@ export function tennisScript(prng: Prng, options: ScriptOptions): ScriptStep[] {
   }
   const endMs = atMs
   for (let hb = options.startMs + options.heartbeatMs; hb < endMs; hb += options.heartbeatMs) {
-    steps.push({ atMs: hb, ops: [{ kind: 'heartbeat' }] })
+    steps.push({ atMs: hb, ops: [] })
   }
   return steps.sort((a, b) => a.atMs - b.atMs)
 }
