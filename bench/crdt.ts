@@ -26,7 +26,7 @@ import { tennisScript } from '../test/sim/tennis-script.ts'
 
 const { values } = parseArgs({
   options: {
-    points: { type: 'string', default: '200' },
+    points: { type: 'string', default: '500' },
     rounds: { type: 'string', default: '5' },
     judges: { type: 'string', default: '200000' },
   },
@@ -97,9 +97,13 @@ let rawYjsApplyMs = 0
 let updateCount = 0
 
 for (const backend of Object.values(BACKENDS) as Backend[]) {
-  const { updates, writer } = workload(backend)
+  const { updates, heartbeats, writer } = workload(backend)
   updateCount = updates.length
   const applyMs = timeMs(() => applyAll(backend, updates))
+  const caughtUp = applyAll(backend, updates)
+  const heartbeatMs = timeMs(() => {
+    for (const heartbeat of heartbeats) caughtUp.applyHeartbeat(heartbeat)
+  })
   const snapshot = writer.snapshot()
   const restoreMs = timeMs(() => backend.restore(snapshot))
   const replica = applyAll(backend, updates)
@@ -128,6 +132,7 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
   }
   set('apply remote updates, updates/s', fmt(updates.length / (applyMs / 1000)))
   set('apply remote updates, entries/s', fmt(replica.game.entries.size / (applyMs / 1000)))
+  set('admit heartbeats, heartbeats/s', fmt(heartbeats.length / (heartbeatMs / 1000)))
   set('update size, mean bytes', fmt(bytes / updates.length, 1))
   set('snapshot size, bytes', fmt(snapshot.length))
   set('snapshot restore, ms', fmt(restoreMs, 1))

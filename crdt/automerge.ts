@@ -13,7 +13,7 @@ import type { Backend, Ingest, Replica, ReplicaOptions } from './backend.ts'
 import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
-import { entryKey } from './ops.ts'
+import { entryKey, storedValue } from './ops.ts'
 
 type Root = Record<string, Automerge.ImmutableString>
 
@@ -76,7 +76,9 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
       const keys = new Set<string>()
       doc = Automerge.change(doc, { patchCallback: (patches) => touchedKeys(patches, keys) }, (root) => {
         for (const entry of stored) {
-          root[ENTRY_PREFIX + entryKey(entry)] = new Automerge.ImmutableString(JSON.stringify(entry))
+          root[ENTRY_PREFIX + entryKey(entry)] = new Automerge.ImmutableString(
+            JSON.stringify(storedValue(entry)),
+          )
         }
         root[WATERMARK_PREFIX + writer] = new Automerge.ImmutableString(JSON.stringify(watermark))
       })

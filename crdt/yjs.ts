@@ -12,7 +12,7 @@ import type { Backend, Replica, ReplicaOptions } from './backend.ts'
 import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
-import { entryKey } from './ops.ts'
+import { entryKey, storedValue } from './ops.ts'
 
 const VERSION_PATTERN = /^(\d{1,10}:\d{1,15})(,\d{1,10}:\d{1,15})*$/
 
@@ -62,7 +62,7 @@ function createYjsReplica(options: ReplicaOptions = {}): Replica {
       doc.on('update', capture)
       try {
         doc.transact(() => {
-          for (const entry of stored) entries.set(entryKey(entry), entry)
+          for (const entry of stored) entries.set(entryKey(entry), storedValue(entry))
           marks.set(writer, watermark)
         })
       } finally {

@@ -6,7 +6,14 @@
  * advance the writer's watermark in between.
  */
 
-import { firstStampAt, lastStampAt, type MarketOp, type Op, type Prices } from '../../crdt/index.ts'
+import {
+  firstStampAt,
+  GAME_PERIOD_MAX,
+  lastStampAt,
+  type MarketOp,
+  type Op,
+  type Prices,
+} from '../../crdt/index.ts'
 import type { Prng } from './prng.ts'
 
 /** At `atMs` on its own clock the writer commits ops, or sends a heartbeat (no ops). */
@@ -120,13 +127,15 @@ export function tennisScript(prng: Prng, options: ScriptOptions): ScriptStep[] {
       })
     }
     if (point % 4 === 0) {
+      // A change of ends every few points: the clock stops, then runs again in the next period.
+      const period = ((point / 4) % GAME_PERIOD_MAX) + 1
       steps.push({
         atMs: lastMs + 2,
-        ops: [{ kind: 'clock', period: 1 + point / 4, running: false, clockMs: 0 }],
+        ops: [{ kind: 'clock', period, running: false, clockMs: 0 }],
       })
       steps.push({
         atMs: lastMs + 20,
-        ops: [{ kind: 'clock', period: 1 + point / 4, running: true, clockMs: 0 }],
+        ops: [{ kind: 'clock', period, running: true, clockMs: 0 }],
       })
     }
     atMs = lastMs + 30
