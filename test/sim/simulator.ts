@@ -38,7 +38,17 @@ export interface SimOptions {
   readonly seed: number
   readonly backend: BackendName
   readonly points?: number
+  /** Narration for the demo: called as things happen, in simulated time. */
+  readonly onEvent?: (event: SimEvent) => void
 }
+
+export type SimEvent =
+  | { readonly type: 'ops'; readonly atMs: number; readonly entries: readonly Entry[] }
+  | { readonly type: 'bet'; readonly atMs: number; readonly bet: SimBet }
+  | { readonly type: 'final'; readonly atMs: number; readonly bet: SimBet; readonly verdict: Verdict }
+  | { readonly type: 'partition'; readonly atMs: number; readonly sides: ReadonlyMap<string, number> }
+  | { readonly type: 'heal'; readonly atMs: number }
+  | { readonly type: 'restart'; readonly atMs: number; readonly node: string }
 
 export const SIM_LIMITS = {
   maxDriftMs: 500,
@@ -101,6 +111,7 @@ export interface SimWorld {
   /** Every transition the trader committed: the ground truth the checks compare against. */
   readonly traderLog: Entry<TransitionOp>[]
   restarts: number
+  readonly emit: (event: SimEvent) => void
 }
 
 function createNode(world: Pick<SimWorld, 'prng' | 'scheduler'>, backend: BackendName, id: string): SimNode {
@@ -120,34 +131,35 @@ function createNode(world: Pick<SimWorld, 'prng' | 'scheduler'>, backend: Backen
 }
 
 /** Re-judge the bets a node holds undecided; record the verdict of those that became final. */
-function settleUndecided(node: SimNode): void {
+function settleUndecided(world: SimWorld, node: SimNode): void {
   for (const [id, bet] of node.undecided) {
     const verdict = judge(node.replica.game, bet.terms)
     if (!verdict.final) continue
     node.firstFinal.set(id, verdict)
     node.undecided.delete(id)
+    if (bet.node === node.id) world.emit({ type: 'final', atMs: world.scheduler.nowMs(), bet, verdict })
   }
 }
 
 function receiveUpdate(world: SimWorld, node: SimNode, update: Uint8Array): void {
   const { added, maxStamp: raised } = node.replica.apply(update)
   if (raised !== null) node.hlc.receive(decodeStamp(raised))
-  settleUndecided(node)
+  settleUndecided(world, node)
   // Bettors snipe: some bets land the instant a change arrives, when clock skew matters most.
   const snipe = world.prng.chance(SIM_LIMITS.snipeChance)
   if (snipe && added > 0 && (API_NODES as readonly string[]).includes(node.id)) placeBet(world, node)
 }
 
-function receiveHeartbeat(node: SimNode, heartbeat: Heartbeat): void {
+function receiveHeartbeat(world: SimWorld, node: SimNode, heartbeat: Heartbeat): void {
   const { maxStamp: raised } = node.replica.applyHeartbeat(heartbeat)
   if (raised !== null) node.hlc.receive(decodeStamp(raised))
-  settleUndecided(node)
+  settleUndecided(world, node)
 }
 
 function sendHeartbeat(world: SimWorld, trader: SimNode): void {
   const heartbeat = trader.replica.heartbeat(encodeStamp(trader.hlc.now()))
-  settleUndecided(trader)
-  broadcast(world, trader.id, (node) => receiveHeartbeat(node, heartbeat))
+  settleUndecided(world, trader)
+  broadcast(world, trader.id, (node) => receiveHeartbeat(world, node, heartbeat))
 }
 
 function broadcast(world: SimWorld, from: string, deliver: (node: SimNode) => void): void {
@@ -170,6 +182,7 @@ function restart(world: SimWorld, backend: BackendName, node: SimNode): void {
   const latest = maxStamp(replica.game)
   if (latest !== null) node.hlc.receive(decodeStamp(latest))
   world.restarts++
+  world.emit({ type: 'restart', atMs: world.scheduler.nowMs(), node: node.id })
 }
 
 function scheduleTrader(world: SimWorld, points: number): number {
@@ -190,8 +203,9 @@ function scheduleTrader(world: SimWorld, points: number): number {
       }
       const entries = stampOps(trader.hlc, step.ops)
       for (const entry of entries) if (entry.kind === 'transition') world.traderLog.push(entry)
+      world.emit({ type: 'ops', atMs: world.scheduler.nowMs(), entries })
       const update = trader.replica.commit(entries)
-      settleUndecided(trader)
+      settleUndecided(world, trader)
       broadcast(world, TRADER, (node) => receiveUpdate(world, node, update))
     })
   }
@@ -228,11 +242,12 @@ function placeBet(world: SimWorld, node: SimNode): void {
     seen,
   }
   world.bets.push(bet)
+  world.emit({ type: 'bet', atMs: world.scheduler.nowMs(), bet })
   node.undecided.set(bet.id, bet)
-  settleUndecided(node)
+  settleUndecided(world, node)
   broadcast(world, node.id, (peer) => {
     peer.undecided.set(bet.id, bet)
-    settleUndecided(peer)
+    settleUndecided(world, peer)
   })
 }
 
@@ -253,7 +268,11 @@ function schedulePartitions(world: SimWorld, startMs: number, endMs: number): vo
       if (network.isPartitioned()) return
       const sides = new Map(NODES.map((id) => [id, prng.int(0, 1)]))
       network.partition(sides)
-      scheduler.after(prng.int(200, SIM_LIMITS.partitionMsMax), () => network.heal())
+      world.emit({ type: 'partition', atMs: scheduler.nowMs(), sides })
+      scheduler.after(prng.int(200, SIM_LIMITS.partitionMsMax), () => {
+        network.heal()
+        world.emit({ type: 'heal', atMs: scheduler.nowMs() })
+      })
     })
   }
 }
@@ -293,6 +312,7 @@ export function runSimulation(options: SimOptions): SimReport {
     bets: [],
     traderLog: [],
     restarts: 0,
+    emit: options.onEvent ?? (() => {}),
   }
   const startMs = scheduler.nowMs()
   const endMs = scheduleTrader(world, options.points ?? prng.int(3, 6))
