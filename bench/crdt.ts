@@ -27,7 +27,7 @@ import { tennisScript } from '../test/sim/tennis-script.ts'
 const { values } = parseArgs({
   options: {
     points: { type: 'string', default: '500' },
-    rounds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '9' },
     judges: { type: 'string', default: '200000' },
   },
 })
@@ -46,16 +46,27 @@ function median(samples: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] as number
 }
 
+function elapsedMs(work: () => void): number {
+  const start = process.hrtime.bigint()
+  work()
+  return Number(process.hrtime.bigint() - start) / 1e6
+}
+
 /** Median wall time of `rounds` runs of `work`, after one warm-up run. */
 function timeMs(work: () => void): number {
-  work()
-  const samples: number[] = []
+  return timeAlternating([work])[0] as number
+}
+
+/** Median times of several works, run in alternation so that drift in the machine hits them alike. */
+function timeAlternating(works: readonly (() => void)[]): number[] {
+  for (const work of works) work()
+  const samples = works.map(() => [] as number[])
   for (let i = 0; i < ROUNDS; i++) {
-    const start = process.hrtime.bigint()
-    work()
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6)
+    works.forEach((work, w) => {
+      samples[w]?.push(elapsedMs(work))
+    })
   }
-  return median(samples)
+  return samples.map(median)
 }
 
 function workload(backend: Backend) {
@@ -95,11 +106,19 @@ const rows: Record<string, Record<string, string>> = {}
 let yjsApplyMs = 0
 let rawYjsApplyMs = 0
 let updateCount = 0
+let heartbeatCount = 0
 
 for (const backend of Object.values(BACKENDS) as Backend[]) {
   const { updates, heartbeats, writer } = workload(backend)
   updateCount = updates.length
-  const applyMs = timeMs(() => applyAll(backend, updates))
+  heartbeatCount = heartbeats.length
+  const rawYjs = () => {
+    const doc = new Y.Doc()
+    for (const update of updates) Y.applyUpdate(doc, update)
+  }
+  const fabric = () => applyAll(backend, updates)
+  const [applyMs = 0, rawMs = 0] =
+    backend.name === 'yjs' ? timeAlternating([fabric, rawYjs]) : [timeMs(fabric)]
   const caughtUp = applyAll(backend, updates)
   const heartbeatMs = timeMs(() => {
     for (const heartbeat of heartbeats) caughtUp.applyHeartbeat(heartbeat)
@@ -115,10 +134,7 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
   const bytes = updates.reduce((sum, u) => sum + u.length, 0)
   if (backend.name === 'yjs') {
     yjsApplyMs = applyMs
-    rawYjsApplyMs = timeMs(() => {
-      const doc = new Y.Doc()
-      for (const update of updates) Y.applyUpdate(doc, update)
-    })
+    rawYjsApplyMs = rawMs
   } else {
     const rawMs = timeMs(() => {
       let doc = Automerge.init()
@@ -142,7 +158,7 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
 rows['raw Y.applyUpdate (baseline), updates/s'] = { yjs: fmt(updateCount / (rawYjsApplyMs / 1000)) }
 
 console.log(
-  `CRDT benchmark: ${POINTS} points, ${updateCount} updates per backend, median of ${ROUNDS} rounds`,
+  `CRDT benchmark: ${POINTS} points, ${updateCount} document updates and ${heartbeatCount} heartbeats per backend, median of ${ROUNDS} rounds`,
 )
 console.log(`node ${process.version}, ${process.platform}/${process.arch}`)
 const labelWidth = Math.max(...Object.keys(rows).map((l) => l.length))

@@ -165,10 +165,11 @@ export function createIngest(game: GameState = createGameState()): Ingest {
   return {
     game,
     entry(key, value) {
+      if (game.entries.has(key)) return
       const entry = parseStoredEntry(key, value)
       if (entry === null) {
         skipped++
-      } else if (addEntry(game, entry)) {
+      } else if (addEntry(game, entry, key)) {
         added++
         raise(entry.stamp)
       }

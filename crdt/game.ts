@@ -106,9 +106,8 @@ function marketState(game: GameState, marketId: string): MarketState {
   return market
 }
 
-/** Record a stored entry; returns false when the replica already had it. */
-export function addEntry(game: GameState, entry: Entry): boolean {
-  const key = entryKey(entry)
+/** Record an entry (stored under `key`); returns false when the replica already had it. */
+export function addEntry(game: GameState, entry: Entry, key = entryKey(entry)): boolean {
   if (game.entries.has(key)) return false
   game.entries.set(key, entry)
   switch (entry.kind) {

@@ -155,16 +155,17 @@ function parseWinners(value: unknown): string[] | null {
   return new Set(value).size === value.length ? [...value].sort() : null
 }
 
-function parseOp(raw: Raw): Op | null {
-  switch (raw.kind) {
+/** Rebuild an entry of `kind` at `stamp` from untrusted fields, or return null. */
+function parseFields(kind: unknown, raw: Raw, stamp: StampKey): Entry | null {
+  switch (kind) {
     case 'game': {
       const writers = parseWriters(raw.writers)
-      return isId(raw.gameId) && writers ? { kind: 'game', gameId: raw.gameId, writers } : null
+      return isId(raw.gameId) && writers ? { kind: 'game', gameId: raw.gameId, writers, stamp } : null
     }
     case 'admit':
-      return isNodeId(raw.writer) ? { kind: 'admit', writer: raw.writer } : null
+      return isNodeId(raw.writer) ? { kind: 'admit', writer: raw.writer, stamp } : null
     case 'retire':
-      return { kind: 'retire' }
+      return { kind: 'retire', stamp }
     case 'clock': {
       const { period, running, clockMs } = raw
       const valid =
@@ -176,13 +177,19 @@ function parseOp(raw: Raw): Op | null {
         (clockMs as number) >= 0 &&
         (clockMs as number) <= GAME_CLOCK_MS_MAX
       return valid
-        ? { kind: 'clock', period: period as number, running: running as boolean, clockMs: clockMs as number }
+        ? {
+            kind: 'clock',
+            period: period as number,
+            running: running as boolean,
+            clockMs: clockMs as number,
+            stamp,
+          }
         : null
     }
     case 'market': {
       const selections = parseSelections(raw.selections)
       return isId(raw.marketId) && isText(raw.name, NAME_LENGTH_MAX) && selections
-        ? { kind: 'market', marketId: raw.marketId, name: raw.name, selections }
+        ? { kind: 'market', marketId: raw.marketId, name: raw.name, selections, stamp }
         : null
     }
     case 'transition': {
@@ -192,12 +199,12 @@ function parseOp(raw: Raw): Op | null {
         MARKET_STATUSES.includes(status) &&
         prices &&
         isText(raw.reason, REASON_LENGTH_MAX)
-        ? { kind: 'transition', marketId: raw.marketId, status, prices, reason: raw.reason }
+        ? { kind: 'transition', marketId: raw.marketId, status, prices, reason: raw.reason, stamp }
         : null
     }
     case 'result': {
       const winners = parseWinners(raw.winners)
-      return isId(raw.marketId) && winners ? { kind: 'result', marketId: raw.marketId, winners } : null
+      return isId(raw.marketId) && winners ? { kind: 'result', marketId: raw.marketId, winners, stamp } : null
     }
     case 'void': {
       const { from, to } = raw
@@ -208,7 +215,7 @@ function parseOp(raw: Raw): Op | null {
         from <= to &&
         isText(raw.reason, REASON_LENGTH_MAX)
       return valid
-        ? { kind: 'void', marketId: raw.marketId as string, from, to, reason: raw.reason as string }
+        ? { kind: 'void', marketId: raw.marketId as string, from, to, reason: raw.reason as string, stamp }
         : null
     }
     default:
@@ -219,8 +226,7 @@ function parseOp(raw: Raw): Op | null {
 /** Validate an untrusted entry and rebuild it canonically, or return null. */
 export function parseEntry(value: unknown): Entry | null {
   if (!isRecord(value) || !isStampKey(value.stamp)) return null
-  const op = parseOp(value)
-  return op ? { ...op, stamp: value.stamp } : null
+  return parseFields(value.kind, value, value.stamp)
 }
 
 /**
@@ -235,8 +241,9 @@ export function storedValue(entry: Entry): Record<string, unknown> {
 /** Validate an entry read back from the document under `key`, or return null. */
 export function parseStoredEntry(key: string, value: unknown): Entry | null {
   const slash = key.indexOf('/')
-  if (slash === -1 || !isRecord(value) || 'kind' in value || 'stamp' in value) return null
-  return parseEntry({ ...value, kind: key.slice(0, slash), stamp: key.slice(slash + 1) })
+  if (slash === -1 || !isRecord(value)) return null
+  const stamp = key.slice(slash + 1)
+  return isStampKey(stamp) ? parseFields(key.slice(0, slash), value, stamp) : null
 }
 
 /** Stamp a writer's ops in order with its clock, ready to commit. */
