@@ -1,0 +1,217 @@
+/**
+ * Replica sync over JetStream: one CRDT replica per game, fed by the region's fabric stream
+ * (updates, R3) and by heartbeats (core NATS), restored from snapshots on start.
+ *
+ * Start: read the checkpoint in the snapshot bucket (the games and the stream sequence of the last
+ * snapshot round), restore each game's replica from its snapshot, then tail the stream with an
+ * ordered consumer from the lowest snapshot sequence. Replaying an update a snapshot already holds
+ * is a no-op, so overlap is harmless; a gap is impossible. Writers commit on their own replica and
+ * publish; their update comes back through the stream and changes nothing the second time.
+ */
+
+import { deflateRawSync, inflateRawSync } from 'node:zlib'
+import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream'
+import type { KV } from '@nats-io/kv'
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import {
+  type ApplyResult,
+  type Backend,
+  ClockDriftError,
+  decodeStamp,
+  type Heartbeat,
+  type Hlc,
+  isId,
+  type Replica,
+} from '../../crdt/index.ts'
+import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
+
+/** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
+export const HEARTBEAT_BYTES_MAX = 8 * 1024
+export const GAMES_PER_NODE_MAX = 1_000
+const CHECKPOINT_KEY = 'checkpoint'
+
+export type ReplicaChange = {
+  readonly gameId: string
+  readonly result: ApplyResult
+  readonly source: 'stream' | 'heartbeat'
+}
+
+export interface ReplicaSyncOptions {
+  readonly nc: NatsConnection
+  readonly region: string
+  readonly backend: Backend
+  readonly hlc: Hlc
+  readonly snapshots: KV
+  readonly log: Logger
+}
+
+export interface ReplicaSync {
+  replica(gameId: string): Replica | undefined
+  /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
+  replicaFor(gameId: string): Replica
+  games(): string[]
+  /** The stream sequence of the last update applied. */
+  lastSeq(): number
+  /** True once the consumer has delivered everything the stream held when this node started. */
+  caughtUp(): boolean
+  onChange(listener: (change: ReplicaChange) => void): () => void
+  /** Publish a writer's update durably; resolves with its stream sequence. */
+  publishUpdate(gameId: string, update: Uint8Array, msgId: string): Promise<number>
+  publishHeartbeat(gameId: string, heartbeat: Heartbeat): void
+  /** Write every game's snapshot, then the checkpoint naming them. */
+  writeSnapshots(): Promise<number>
+  close(): Promise<void>
+}
+
+interface SnapshotRecord {
+  readonly seq: number
+  readonly bytes: Uint8Array
+}
+
+function encodeSnapshot(seq: number, bytes: Uint8Array): Uint8Array {
+  const header = Buffer.alloc(8)
+  header.writeDoubleBE(seq)
+  return deflateRawSync(Buffer.concat([header, bytes]))
+}
+
+function decodeSnapshot(data: Uint8Array): SnapshotRecord {
+  const raw = inflateRawSync(data, { maxOutputLength: 64 * SNAPSHOT_BYTES_MAX })
+  return { seq: raw.readDoubleBE(0), bytes: new Uint8Array(raw.subarray(8)) }
+}
+
+function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: string[] } | null {
+  if (data === undefined) return null
+  const value = JSON.parse(new TextDecoder().decode(data)) as { seq?: unknown; games?: unknown }
+  const games = Array.isArray(value.games) ? value.games.filter(isId) : []
+  return Number.isSafeInteger(value.seq) ? { seq: value.seq as number, games } : null
+}
+
+export async function createReplicaSync(options: ReplicaSyncOptions): Promise<ReplicaSync> {
+  const { nc, region, backend, hlc, snapshots, log } = options
+  const js: JetStreamClient = jetstream(nc)
+  const replicas = new Map<string, Replica>()
+  const listeners = new Set<(change: ReplicaChange) => void>()
+  let lastSeq = 0
+  let caughtUp = false
+  let closed = false
+
+  function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
+    if (result.maxStamp !== null) {
+      try {
+        hlc.receive(decodeStamp(result.maxStamp))
+      } catch (error) {
+        if (!(error instanceof ClockDriftError)) throw error
+        log.warn({ gameId, driftMs: error.driftMs }, 'refused a stamp beyond the maximum drift')
+      }
+    }
+    for (const listener of listeners) listener({ gameId, result, source })
+  }
+
+  function replicaFor(gameId: string): Replica {
+    let replica = replicas.get(gameId)
+    if (replica === undefined) {
+      if (replicas.size >= GAMES_PER_NODE_MAX) throw new RangeError(`more than ${GAMES_PER_NODE_MAX} games`)
+      replica = backend.create()
+      replicas.set(gameId, replica)
+    }
+    return replica
+  }
+
+  const startSeq = await restore()
+
+  async function restore(): Promise<number> {
+    const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY))?.value)
+    if (checkpoint === null) return 1
+    let fromSeq = checkpoint.seq + 1
+    for (const gameId of checkpoint.games) {
+      const entry = await snapshots.get(names.snapshotKey(gameId))
+      if (entry === null || entry.value.length === 0) return 1
+      const record = decodeSnapshot(entry.value)
+      replicas.set(gameId, backend.restore(record.bytes))
+      merge(gameId, { added: 0, skipped: 0, maxStamp: null }, 'stream')
+      fromSeq = Math.min(fromSeq, record.seq + 1)
+    }
+    log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')
+    return fromSeq
+  }
+
+  const consumer = await js.consumers.get(names.fabricStream(region), {
+    filter_subjects: names.allGamesSubject(region),
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: startSeq,
+  })
+  const messages = await consumer.consume()
+  const initialPending = (await consumer.info(true)).num_pending
+  if (initialPending === 0) caughtUp = true
+  const consuming = (async () => {
+    for await (const message of messages) {
+      const gameId = message.subject.slice(names.gameSubject(region, '').length)
+      lastSeq = message.seq
+      if (isId(gameId)) {
+        try {
+          merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
+        } catch (error) {
+          log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
+        }
+      }
+      if (message.info.pending === 0) caughtUp = true
+    }
+  })()
+
+  const heartbeats: Subscription = nc.subscribe(names.allHeartbeatsSubject(region), {
+    callback: (error, message) => {
+      if (error || message.data.length > HEARTBEAT_BYTES_MAX) return
+      const gameId = message.subject.slice(names.heartbeatSubject(region, '').length)
+      const replica = replicas.get(gameId)
+      if (replica === undefined) return
+      let value: unknown
+      try {
+        value = message.json()
+      } catch {
+        return
+      }
+      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
+    },
+  })
+
+  return {
+    replica: (gameId) => replicas.get(gameId),
+    replicaFor,
+    games: () => [...replicas.keys()],
+    lastSeq: () => lastSeq,
+    caughtUp: () => caughtUp,
+    onChange(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    async publishUpdate(gameId, update, msgId) {
+      const ack = await js.publish(names.gameSubject(region, gameId), update, { msgID: msgId })
+      return ack.seq
+    },
+    publishHeartbeat(gameId, heartbeat) {
+      nc.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
+    },
+    async writeSnapshots() {
+      const seq = lastSeq
+      const games = [...replicas.keys()]
+      for (const gameId of games) {
+        const data = encodeSnapshot(seq, (replicas.get(gameId) as Replica).snapshot())
+        if (data.length > SNAPSHOT_BYTES_MAX) {
+          log.error({ gameId, bytes: data.length }, 'snapshot over the size limit; not written')
+          continue
+        }
+        await snapshots.put(names.snapshotKey(gameId), data)
+      }
+      await snapshots.put(CHECKPOINT_KEY, JSON.stringify({ seq, games }))
+      return seq
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      heartbeats.unsubscribe()
+      await messages.close()
+      await consuming
+    },
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The JetStream objects of the fabric and their names, created idempotently.
+ *
+ * | what                | object                                   | subjects                           |
+ * |---------------------|------------------------------------------|------------------------------------|
+ * | CRDT updates        | stream FABRIC_<REGION>, R3               | fabric.<region>.game.<gameId>      |
+ * | heartbeats          | core NATS, not stored                    | heartbeat.<region>.game.<gameId>   |
+ * | snapshots           | KV bucket snapshots_<region>, R3         | key: game.<gameId>                 |
+ * | money and bets      | stream LEDGER_<REGION>, R3               | ledger.<region>.<shard>.<userId>   |
+ *
+ * Heartbeats are ephemeral by design: a replica that misses one waits for the next, and their
+ * soundness never depends on delivery (see crdt/backend.ts). Everything else is R3 and only
+ * 2.9 features are used, so the same code runs on 2.9.10 and on newer servers.
+ */
+
+import {
+  DiscardPolicy,
+  type JetStreamManager,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from '@nats-io/jetstream'
+import { type KV, Kvm } from '@nats-io/kv'
+import type { NatsConnection } from '@nats-io/transport-node'
+
+export const STREAM_REPLICAS = 3
+export const DUPLICATE_WINDOW_MS = 120_000
+export const UPDATE_BYTES_MAX = 256 * 1024
+export const SNAPSHOT_BYTES_MAX = 1024 * 1024
+/** Stream byte limits are reserved on every server: together they must fit max_file_store (nats.conf). */
+export const FABRIC_STREAM_BYTES_MAX = 256 * 1024 ** 2
+export const LEDGER_STREAM_BYTES_MAX = 512 * 1024 ** 2
+export const SNAPSHOT_BUCKET_BYTES_MAX = 256 * 1024 ** 2
+const NANOS_PER_MS = 1_000_000
+
+export interface StreamLimits {
+  readonly fabricBytesMax: number
+  readonly ledgerBytesMax: number
+  readonly replicas: number
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  fabricBytesMax: FABRIC_STREAM_BYTES_MAX,
+  ledgerBytesMax: LEDGER_STREAM_BYTES_MAX,
+  replicas: STREAM_REPLICAS,
+}
+
+const REGION_PATTERN = /^[a-z][a-z0-9-]{0,15}$/
+
+export function assertRegion(region: string): void {
+  if (!REGION_PATTERN.test(region))
+    throw new RangeError(`region must match ${REGION_PATTERN}, got ${JSON.stringify(region)}`)
+}
+
+export const names = {
+  fabricStream: (region: string) => `FABRIC_${region.toUpperCase().replaceAll('-', '_')}`,
+  ledgerStream: (region: string) => `LEDGER_${region.toUpperCase().replaceAll('-', '_')}`,
+  snapshotBucket: (region: string) => `snapshots_${region.replaceAll('-', '_')}`,
+  gameSubject: (region: string, gameId: string) => `fabric.${region}.game.${gameId}`,
+  allGamesSubject: (region: string) => `fabric.${region}.game.*`,
+  heartbeatSubject: (region: string, gameId: string) => `heartbeat.${region}.game.${gameId}`,
+  allHeartbeatsSubject: (region: string) => `heartbeat.${region}.game.*`,
+  snapshotKey: (gameId: string) => `game.${gameId}`,
+  ledgerSubject: (region: string, shard: number, userId: string) => `ledger.${region}.${shard}.${userId}`,
+  ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
+}
+
+function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.fabricStream(region),
+    subjects: [names.allGamesSubject(region)],
+    storage: StorageType.File,
+    num_replicas: limits.replicas,
+    retention: RetentionPolicy.Limits,
+    // A replica restores from a snapshot and then needs every update after it: never drop
+    // updates to make room; refuse new ones and let the writer see the error.
+    discard: DiscardPolicy.New,
+    max_bytes: limits.fabricBytesMax,
+    max_msg_size: UPDATE_BYTES_MAX,
+    duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+  }
+}
+
+function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.ledgerStream(region),
+    subjects: [`ledger.${region}.*.*`],
+    storage: StorageType.File,
+    num_replicas: limits.replicas,
+    retention: RetentionPolicy.Limits,
+    // Money is never dropped to make room.
+    discard: DiscardPolicy.New,
+    max_bytes: limits.ledgerBytesMax,
+    max_msg_size: 16 * 1024,
+    duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+  }
+}
+
+/** Add the stream, or bring an existing one to this config; nodes may race here harmlessly. */
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<void> {
+  try {
+    await jsm.streams.add(config)
+  } catch (error) {
+    if (!/already in use/i.test(errorText(error))) throw error
+    await jsm.streams.update(config.name, config)
+  }
+}
+
+function errorText(error: unknown): string {
+  return String((error as { message?: string })?.message ?? error)
+}
+
+export interface FabricObjects {
+  readonly jsm: JetStreamManager
+  readonly snapshots: KV
+}
+
+/** Create (or update) the region's streams and snapshot bucket; safe to run from every node at once. */
+export async function ensureFabric(
+  nc: NatsConnection,
+  region: string,
+  limits = DEFAULT_STREAM_LIMITS,
+): Promise<FabricObjects> {
+  assertRegion(region)
+  const jsm = await jetstreamManager(nc)
+  await ensureStream(jsm, fabricStream(region, limits))
+  await ensureStream(jsm, ledgerStream(region, limits))
+  // The KV client defaults to one replica; snapshots must survive a server loss like the streams.
+  const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), {
+    replicas: limits.replicas,
+    history: 1,
+    maxValueSize: SNAPSHOT_BYTES_MAX,
+    max_bytes: SNAPSHOT_BUCKET_BYTES_MAX,
+  })
+  return { jsm, snapshots }
+}
