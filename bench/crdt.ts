@@ -21,7 +21,7 @@ import {
   type Replica,
 } from '../crdt/index.ts'
 import { runScript } from '../test/helpers/scripted-updates.ts'
-import { createPrng } from '../test/sim/prng.ts'
+import { createPrng } from '../nodes/fabric/prng.ts'
 import { tennisScript } from '../test/sim/tennis-script.ts'
 
 const { values } = parseArgs({

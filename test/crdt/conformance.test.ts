@@ -18,9 +18,9 @@ import {
   stampOps,
   yjsBackend,
 } from '../../crdt/index.ts'
+import { createPrng } from '../../nodes/fabric/prng.ts'
 import { createTestWriter, NEXT_POINT, stampAt } from '../helpers/game-writer.ts'
 import { scriptedMatch } from '../helpers/scripted-updates.ts'
-import { createPrng } from '../sim/prng.ts'
 
 const BET = { marketId: 'point-1', selectionId: 'home', odds: 1_800, policy: 'any' as const }
 

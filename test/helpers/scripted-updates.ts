@@ -8,7 +8,7 @@ import {
   type Replica,
   stampOps,
 } from '../../crdt/index.ts'
-import { createPrng } from '../sim/prng.ts'
+import { createPrng } from '../../nodes/fabric/prng.ts'
 import { isHeartbeat, type ScriptStep, tennisScript } from '../sim/tennis-script.ts'
 
 export interface ScriptedRun {

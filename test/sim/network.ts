@@ -5,7 +5,7 @@
  * partitions: a message that meets a cut link waits until the partition heals.
  */
 
-import type { Prng } from './prng.ts'
+import type { Prng } from '../../nodes/fabric/prng.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export interface NetworkOptions {

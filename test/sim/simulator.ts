@@ -28,9 +28,9 @@ import {
   transitionAt,
   type Verdict,
 } from '../../crdt/index.ts'
+import { createPrng, type Prng } from '../../nodes/fabric/prng.ts'
 import { checkInvariants } from './checks.ts'
 import { createNetwork, type Network, type NetworkStats } from './network.ts'
-import { createPrng, type Prng } from './prng.ts'
 import { createScheduler, type Scheduler } from './scheduler.ts'
 import { isHeartbeat, tennisScript } from './tennis-script.ts'
 

@@ -14,7 +14,7 @@ import {
   type Op,
   type Prices,
 } from '../../crdt/index.ts'
-import type { Prng } from './prng.ts'
+import type { Prng } from '../../nodes/fabric/prng.ts'
 
 /** At `atMs` on its own clock the writer commits ops, or sends a heartbeat (no ops). */
 export interface ScriptStep {
