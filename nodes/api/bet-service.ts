@@ -1,0 +1,273 @@
+/**
+ * Bet acceptance. Any number of API nodes serve `bets.place` in one queue group and need no
+ * coordination: each request is validated, stamped by this node's clock, judged on its replica,
+ * appended to the user's ledger shard (the stake debit is the bet record; the bet id is the
+ * message id, so a retry is stored once), and folded up to its own entry for the funds verdict.
+ * The reply is the provisional verdict; the final one is published on the user's status subject
+ * as soon as every writer's watermark has passed the bet's stamp.
+ *
+ * Nothing is accepted that is not durable: if the ledger append is not acknowledged, the bet is
+ * refused with LEDGER_UNAVAILABLE. A replica whose writers have gone quiet is stale and refuses.
+ */
+
+import type { Logger } from 'pino'
+import {
+  activeWriters,
+  type BetTerms,
+  encodeStamp,
+  type Hlc,
+  judge,
+  stampWall,
+  watermarkOf,
+} from '../../crdt/index.ts'
+import type { BetState } from '../fabric/ledger.ts'
+import type { LedgerSync } from '../fabric/ledger-sync.ts'
+import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import {
+  apiError,
+  type FinalStatus,
+  type PlaceBetReply,
+  type PlaceBetRequest,
+  parsePlaceBet,
+  REQUEST_BYTES_MAX,
+} from './protocol.ts'
+
+export interface BetLimits {
+  readonly stakeCentsMin: number
+  readonly stakeCentsMax: number
+  /** Open stakes one user may hold at once. */
+  readonly userOpenStakeCentsMax: number
+  /** What the book may lose on one market (sum of open potential winnings). */
+  readonly marketLiabilityCentsMax: number
+  /** A replica whose slowest active writer's watermark is older than this refuses bets. */
+  readonly staleMsMax: number
+  readonly foldWaitMs: number
+  /** Bets waiting for a final verdict; past this the node refuses new ones (OVERLOADED). */
+  readonly pendingFinalMax: number
+}
+
+export const DEFAULT_BET_LIMITS: BetLimits = {
+  stakeCentsMin: 10,
+  stakeCentsMax: 100_000,
+  userOpenStakeCentsMax: 500_000,
+  marketLiabilityCentsMax: 10_000_000,
+  staleMsMax: 2_000,
+  foldWaitMs: 2_000,
+  pendingFinalMax: 50_000,
+}
+
+export interface BetServiceOptions {
+  readonly replicas: ReplicaSync
+  readonly ledger: LedgerSync
+  readonly hlc: Hlc
+  readonly log: Logger
+  readonly publishStatus: (userId: string, status: FinalStatus) => void
+  readonly limits?: Partial<BetLimits>
+  readonly now?: () => number
+}
+
+interface PendingBet {
+  readonly betId: string
+  readonly userId: string
+  readonly terms: BetTerms
+}
+
+export interface BetService {
+  place(data: Uint8Array): Promise<PlaceBetReply>
+  pendingFinal(): number
+  close(): void
+}
+
+const sameBet = (record: BetState, request: PlaceBetRequest) =>
+  record.userId === request.userId &&
+  record.gameId === request.gameId &&
+  record.marketId === request.marketId &&
+  record.selectionId === request.selectionId &&
+  record.stakeCents === request.stakeCents &&
+  record.odds === request.odds &&
+  record.policy === request.policy
+
+export function createBetService(options: BetServiceOptions): BetService {
+  const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
+  const { replicas, ledger, hlc, log } = options
+  const now = options.now ?? Date.now
+  const pending = new Map<string, Map<string, PendingBet>>()
+  const liability = new Map<string, number>()
+
+  const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
+    if (entry?.type === 'bet' && result.status === 'applied') {
+      const potential = Math.floor((entry.stakeCents * entry.odds) / 1000) - entry.stakeCents
+      liability.set(entry.marketId, (liability.get(entry.marketId) ?? 0) + potential)
+    }
+    if (entry?.type === 'settlement' && result.status === 'applied') {
+      const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+      if (bet !== null) {
+        const potential = Math.floor((bet.stakeCents * bet.odds) / 1000) - bet.stakeCents
+        liability.set(bet.marketId, (liability.get(bet.marketId) ?? 0) - potential)
+      }
+    }
+  })
+
+  const stopReplicas = replicas.onChange(({ gameId }) => publishFinals(gameId))
+
+  function publishFinals(gameId: string): void {
+    const bets = pending.get(gameId)
+    const replica = replicas.replica(gameId)
+    if (bets === undefined || replica === undefined) return
+    for (const [betId, bet] of bets) {
+      const { final, ...verdict } = judge(replica.game, bet.terms)
+      if (!final) continue
+      bets.delete(betId)
+      options.publishStatus(bet.userId, {
+        betId,
+        status: 'final',
+        stamp: bet.terms.stamp,
+        verdict,
+        finalAtMs: now(),
+      })
+    }
+  }
+
+  function staleness(gameId: string): string | null {
+    const replica = replicas.replica(gameId)
+    if (replica === undefined) return `game ${gameId} is unknown here`
+    for (const writer of activeWriters(replica.game)) {
+      const watermark = watermarkOf(replica.game, writer)
+      const ageMs = watermark === null ? Number.POSITIVE_INFINITY : now() - stampWall(watermark)
+      if (ageMs > limits.staleMsMax) return `writer ${writer} last heard ${Math.round(ageMs)} ms ago`
+    }
+    return null
+  }
+
+  function checkLimits(request: PlaceBetRequest): PlaceBetReply | null {
+    if (request.stakeCents < limits.stakeCentsMin || request.stakeCents > limits.stakeCentsMax) {
+      return apiError('STAKE_LIMIT', `stake must be ${limits.stakeCentsMin}-${limits.stakeCentsMax} cents`)
+    }
+    const open = ledger.foldFor(request.userId).exposure(request.userId).openStakesCents
+    if (open + request.stakeCents > limits.userOpenStakeCentsMax) {
+      return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
+    }
+    const potential = Math.floor((request.stakeCents * request.odds) / 1000) - request.stakeCents
+    if ((liability.get(request.marketId) ?? 0) + potential > limits.marketLiabilityCentsMax) {
+      return apiError(
+        'MARKET_LIABILITY_LIMIT',
+        `the market's liability would pass ${limits.marketLiabilityCentsMax} cents`,
+      )
+    }
+    return null
+  }
+
+  /** The reply for a bet the ledger already holds (a retry, here or at another node). */
+  function replyFor(record: BetState, request: PlaceBetRequest): PlaceBetReply {
+    if (!sameBet(record, request))
+      return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
+    if (record.status === 'rejected')
+      return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
+    const replica = replicas.replica(record.gameId)
+    const terms = { ...request, stamp: record.stamp }
+    const { final, ...verdict } = replica ? judge(replica.game, terms) : { final: false, ...unknownVerdict }
+    const balanceCents = ledger.foldFor(record.userId).balance(record.userId)
+    return {
+      ok: true,
+      betId: record.betId,
+      status: 'provisional',
+      stamp: record.stamp,
+      verdict,
+      final,
+      balanceCents,
+      ledgerSeq: record.placedSeq,
+    }
+  }
+
+  async function place(data: Uint8Array): Promise<PlaceBetReply> {
+    if (data.length > REQUEST_BYTES_MAX)
+      return apiError('BAD_REQUEST', `a request is at most ${REQUEST_BYTES_MAX} bytes`)
+    let value: unknown
+    try {
+      value = JSON.parse(new TextDecoder().decode(data))
+    } catch {
+      return apiError('BAD_REQUEST', 'the request is not JSON')
+    }
+    const request = parsePlaceBet(value)
+    if (Array.isArray(request)) return apiError('BAD_REQUEST', request.join('; '))
+    const known = ledger.foldFor(request.userId).bet(request.betId)
+    if (known !== null) return replyFor(known, request)
+    const refused = checkLimits(request)
+    if (refused !== null) return refused
+    const stale = staleness(request.gameId)
+    if (stale !== null)
+      return apiError(replicas.replica(request.gameId) ? 'REPLICA_STALE' : 'UNKNOWN_GAME', stale)
+    if (pendingCount() >= limits.pendingFinalMax)
+      return apiError('OVERLOADED', 'too many bets await their final verdict')
+    return accept(request)
+  }
+
+  async function accept(request: PlaceBetRequest): Promise<PlaceBetReply> {
+    const stamp = encodeStamp(hlc.now())
+    const terms: BetTerms = { ...request, stamp }
+    let seq: number
+    try {
+      seq = await ledger.append({ type: 'bet', id: request.betId, ...request, stamp, placedAtMs: now() })
+    } catch (error) {
+      log.warn({ err: error, betId: request.betId }, 'ledger append failed')
+      return apiError('LEDGER_UNAVAILABLE', 'the ledger did not acknowledge the bet; nothing was placed')
+    }
+    let result: Awaited<ReturnType<LedgerSync['resultAt']>>
+    try {
+      result = await ledger.resultAt(seq, limits.foldWaitMs)
+    } catch {
+      return apiError(
+        'LEDGER_UNAVAILABLE',
+        'the ledger fold did not reach the bet in time; query the bet later',
+      )
+    }
+    const record = ledger.foldFor(request.userId).bet(request.betId)
+    if (record !== null && record.stamp !== stamp) return replyFor(record, request)
+    if (result.status === 'conflict')
+      return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
+    if (result.status === 'rejected')
+      return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
+    const replica = replicas.replicaFor(request.gameId)
+    const { final, ...verdict } = judge(replica.game, terms)
+    if (!final) {
+      const bets = pending.get(request.gameId) ?? new Map<string, PendingBet>()
+      bets.set(request.betId, { betId: request.betId, userId: request.userId, terms })
+      pending.set(request.gameId, bets)
+    } else {
+      options.publishStatus(request.userId, {
+        betId: request.betId,
+        status: 'final',
+        stamp,
+        verdict,
+        finalAtMs: now(),
+      })
+    }
+    return {
+      ok: true,
+      betId: request.betId,
+      status: 'provisional',
+      stamp,
+      verdict,
+      final,
+      balanceCents: result.balanceCents ?? 0,
+      ledgerSeq: seq,
+    }
+  }
+
+  function pendingCount(): number {
+    let count = 0
+    for (const bets of pending.values()) count += bets.size
+    return count
+  }
+
+  return {
+    place,
+    pendingFinal: pendingCount,
+    close() {
+      stopLedger()
+      stopReplicas()
+    },
+  }
+}
+
+const unknownVerdict = { accepted: false, reason: 'UNKNOWN_MARKET' as const, odds: null, gameClockMs: null }

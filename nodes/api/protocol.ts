@@ -1,0 +1,114 @@
+/**
+ * The bet-acceptance protocol on NATS: requests on `bets.place`, replies, status events on
+ * `bets.status.<userId>`, and the coded errors. Every request is untrusted and validated here.
+ */
+
+import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../../crdt/index.ts'
+
+export const PLACE_SUBJECT = 'bets.place'
+export const QUEUE_GROUP = 'bets-api'
+export const statusSubject = (userId: string) => `bets.status.${userId}`
+
+export const REQUEST_BYTES_MAX = 4 * 1024
+const BET_ID_PATTERN = /^[A-Za-z0-9_.:-]{8,128}$/
+const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+
+export interface PlaceBetRequest {
+  readonly betId: string
+  readonly userId: string
+  readonly gameId: string
+  readonly marketId: string
+  readonly selectionId: string
+  readonly stakeCents: number
+  readonly odds: number
+  readonly policy: OddsPolicy
+}
+
+export type ErrorCode =
+  | 'BAD_REQUEST'
+  | 'STAKE_LIMIT'
+  | 'USER_STAKE_LIMIT'
+  | 'MARKET_LIABILITY_LIMIT'
+  | 'UNKNOWN_GAME'
+  | 'REPLICA_STALE'
+  | 'LEDGER_UNAVAILABLE'
+  | 'INSUFFICIENT_FUNDS'
+  | 'BET_ID_REUSED'
+  | 'OVERLOADED'
+
+export interface ApiError {
+  readonly code: ErrorCode
+  readonly message: string
+}
+
+export interface ProvisionalReply {
+  readonly ok: true
+  readonly betId: string
+  readonly status: 'provisional'
+  readonly stamp: string
+  readonly verdict: Omit<Verdict, 'final'>
+  readonly final: boolean
+  readonly balanceCents: number
+  readonly ledgerSeq: number
+}
+
+export type PlaceBetReply = ProvisionalReply | { readonly ok: false; readonly error: ApiError }
+
+export interface FinalStatus {
+  readonly betId: string
+  readonly status: 'final'
+  readonly stamp: string
+  readonly verdict: Omit<Verdict, 'final'>
+  readonly finalAtMs: number
+}
+
+export function apiError(code: ErrorCode, message: string): { ok: false; error: ApiError } {
+  return { ok: false, error: { code, message } }
+}
+
+/** Validate a placement; returns the request or the list of problems. */
+export function parsePlaceBet(value: unknown): PlaceBetRequest | string[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return ['the request must be a JSON object']
+  const v = value as Record<string, unknown>
+  const problems: string[] = []
+  const check = (ok: boolean, problem: string) => {
+    if (!ok) problems.push(problem)
+  }
+  check(
+    typeof v.betId === 'string' && BET_ID_PATTERN.test(v.betId),
+    'betId: 8-128 characters of A-Z a-z 0-9 _ . : -',
+  )
+  check(
+    typeof v.userId === 'string' && USER_ID_PATTERN.test(v.userId),
+    'userId: 1-64 characters of A-Z a-z 0-9 _ -',
+  )
+  check(isId(v.gameId), 'gameId: an id of up to 64 characters')
+  check(isId(v.marketId), 'marketId: an id of up to 64 characters')
+  check(isId(v.selectionId), 'selectionId: an id of up to 64 characters')
+  check(Number.isSafeInteger(v.stakeCents) && (v.stakeCents as number) > 0, 'stakeCents: a positive integer')
+  check(isOdds(v.odds), 'odds: decimal odds in thousandths, an integer from 1001 to 1000000')
+  check(ODDS_POLICIES.includes(v.policy as OddsPolicy), `policy: one of ${ODDS_POLICIES.join(', ')}`)
+  const known = new Set([
+    'betId',
+    'userId',
+    'gameId',
+    'marketId',
+    'selectionId',
+    'stakeCents',
+    'odds',
+    'policy',
+  ])
+  for (const key of Object.keys(v)) if (!known.has(key)) problems.push(`${key.slice(0, 40)}: unknown field`)
+  if (problems.length > 0) return problems
+  return {
+    betId: v.betId as string,
+    userId: v.userId as string,
+    gameId: v.gameId as string,
+    marketId: v.marketId as string,
+    selectionId: v.selectionId as string,
+    stakeCents: v.stakeCents as number,
+    odds: v.odds as number,
+    policy: v.policy as OddsPolicy,
+  }
+}

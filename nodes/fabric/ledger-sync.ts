@@ -1,0 +1,153 @@
+/**
+ * The ledger over JetStream: appends entries to their user's shard subject with the entry id as
+ * `Nats-Msg-Id` (a retried append is stored once), and folds every shard in stream order.
+ *
+ * Every node that folds computes the same result for every entry (see ledger.ts), so an API node
+ * learns a bet's funds verdict by folding up to the bet's own sequence: no lock, no
+ * compare-and-set. One ordered consumer covers the region's ledger stream; stream sequences grow,
+ * so each shard's fold sees its entries in order.
+ */
+
+import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream'
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import {
+  createLedgerFold,
+  type FoldResult,
+  type LedgerEntry,
+  type LedgerFold,
+  parseLedgerEntry,
+} from './ledger.ts'
+import { names } from './streams.ts'
+
+export const DEFAULT_SHARDS = 8
+export const SHARDS_MAX = 256
+export const APPEND_TIMEOUT_MS = 2_000
+/** Results kept per shard for late waiters; older ones are read back from the fold's bet records. */
+export const RECENT_RESULTS_MAX = 100_000
+export const WAITERS_MAX = 10_000
+
+/** FNV-1a over the user id: a stable shard every node agrees on. */
+export function shardOf(userId: string, shards: number): number {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < userId.length; i++) {
+    hash ^= userId.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash % shards
+}
+
+export interface LedgerSyncOptions {
+  readonly nc: NatsConnection
+  readonly region: string
+  readonly shards: number
+  readonly log: Logger
+}
+
+export type LedgerListener = (
+  shard: number,
+  seq: number,
+  result: FoldResult,
+  entry: LedgerEntry | null,
+) => void
+
+export interface LedgerSync {
+  readonly shards: number
+  fold(shard: number): LedgerFold
+  foldFor(userId: string): LedgerFold
+  /** Append durably; resolves with the entry's stream sequence (the original one for a duplicate). */
+  append(entry: LedgerEntry): Promise<number>
+  /** Resolves with the fold's result for `seq` once the fold has reached it. */
+  resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
+  onEntry(listener: LedgerListener): () => void
+  lastSeq(): number
+  caughtUp(): boolean
+  close(): Promise<void>
+}
+
+export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
+  const { nc, region, shards, log } = options
+  if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
+    throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
+  const js: JetStreamClient = jetstream(nc)
+  const folds = Array.from({ length: shards }, () => createLedgerFold())
+  const recent = new Map<number, FoldResult>()
+  const waiters = new Map<number, ((result: FoldResult) => void)[]>()
+  const listeners = new Set<LedgerListener>()
+  let lastSeq = 0
+  let caughtUp = false
+
+  function record(seq: number, result: FoldResult): void {
+    recent.set(seq, result)
+    if (recent.size > RECENT_RESULTS_MAX) recent.delete(recent.keys().next().value as number)
+    for (const resolve of waiters.get(seq) ?? []) resolve(result)
+    waiters.delete(seq)
+  }
+
+  const consumer = await js.consumers.get(names.ledgerStream(region), { deliver_policy: DeliverPolicy.All })
+  const messages = await consumer.consume()
+  if ((await consumer.info(true)).num_pending === 0) caughtUp = true
+  const consuming = (async () => {
+    for await (const message of messages) {
+      const shard = Number(message.subject.split('.')[2])
+      const fold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
+      lastSeq = message.seq
+      if (fold === undefined) {
+        log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
+      } else {
+        let value: unknown = null
+        try {
+          value = message.json()
+        } catch {
+          // A malformed entry is folded as such: every node rejects it identically.
+        }
+        const result = fold.apply(value, message.seq)
+        record(message.seq, result)
+        const entry = listeners.size > 0 ? parseLedgerEntry(value) : null
+        for (const listener of listeners) listener(shard, message.seq, result, entry)
+      }
+      if (message.info.pending === 0) caughtUp = true
+    }
+  })()
+
+  return {
+    shards,
+    fold: (shard) => folds[shard] as LedgerFold,
+    foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
+    async append(entry) {
+      const subject = names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId)
+      const ack = await js.publish(subject, JSON.stringify(entry), {
+        msgID: entry.id,
+        timeout: APPEND_TIMEOUT_MS,
+      })
+      return ack.seq
+    },
+    resultAt(seq, timeoutMs) {
+      const known = recent.get(seq)
+      if (known !== undefined) return Promise.resolve(known)
+      if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`)),
+          timeoutMs,
+        )
+        const list = waiters.get(seq) ?? []
+        list.push((result) => {
+          clearTimeout(timer)
+          resolve(result)
+        })
+        waiters.set(seq, list)
+      })
+    },
+    onEntry(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    lastSeq: () => lastSeq,
+    caughtUp: () => caughtUp,
+    async close() {
+      await messages.close()
+      await consuming
+    },
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The settlement node's SQLite projection: every bet with each status and timestamp, for the
+ * queries a bettor and a trader ask (a user's history, open exposure per market). It is derived
+ * state: rebuilt from the ledger and the replicas on start, so it never needs a backup.
+ */
+
+import Database from 'better-sqlite3'
+
+export const HISTORY_ROWS_MAX = 500
+
+export interface BetRow {
+  readonly betId: string
+  readonly userId: string
+  readonly gameId: string
+  readonly marketId: string
+  readonly selectionId: string
+  readonly stakeCents: number
+  readonly odds: number
+  readonly policy: string
+  readonly stamp: string
+  readonly placedAtMs: number
+  readonly ledgerSeq: number
+  readonly funds: 'debited' | 'refused'
+  readonly verdict: 'accepted' | 'rejected' | null
+  readonly reason: string | null
+  readonly gameClockMs: number | null
+  readonly finalAtMs: number | null
+  readonly outcome: string | null
+  readonly payoutCents: number | null
+  readonly settledAtMs: number | null
+}
+
+export interface Exposure {
+  readonly marketId: string
+  readonly openBets: number
+  readonly openStakesCents: number
+  readonly potentialPayoutCents: number
+}
+
+export interface Projection {
+  placed(
+    row: Pick<
+      BetRow,
+      | 'betId'
+      | 'userId'
+      | 'gameId'
+      | 'marketId'
+      | 'selectionId'
+      | 'stakeCents'
+      | 'odds'
+      | 'policy'
+      | 'stamp'
+      | 'placedAtMs'
+      | 'ledgerSeq'
+      | 'funds'
+    >,
+  ): void
+  finalized(
+    betId: string,
+    verdict: { accepted: boolean; reason: string | null; gameClockMs: number | null },
+    atMs: number,
+  ): void
+  settled(betId: string, outcome: string, payoutCents: number, atMs: number): void
+  history(userId: string, limit?: number): BetRow[]
+  exposure(marketId: string): Exposure
+  close(): void
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS bets (
+  bet_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, game_id TEXT NOT NULL, market_id TEXT NOT NULL,
+  selection_id TEXT NOT NULL, stake_cents INTEGER NOT NULL, odds INTEGER NOT NULL, policy TEXT NOT NULL,
+  stamp TEXT NOT NULL, placed_at_ms INTEGER NOT NULL, ledger_seq INTEGER NOT NULL, funds TEXT NOT NULL,
+  verdict TEXT, reason TEXT, game_clock_ms INTEGER, final_at_ms INTEGER,
+  outcome TEXT, payout_cents INTEGER, settled_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS bets_by_user ON bets (user_id, stamp);
+CREATE INDEX IF NOT EXISTS bets_open_by_market ON bets (market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
+`
+
+export function openProjection(path: string): Projection {
+  const db = new Database(path)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = NORMAL')
+  db.exec(SCHEMA)
+  const insert =
+    db.prepare(`INSERT OR IGNORE INTO bets (bet_id, user_id, game_id, market_id, selection_id, stake_cents, odds,
+    policy, stamp, placed_at_ms, ledger_seq, funds) VALUES (@betId, @userId, @gameId, @marketId, @selectionId, @stakeCents,
+    @odds, @policy, @stamp, @placedAtMs, @ledgerSeq, @funds)`)
+  const finalize = db.prepare(`UPDATE bets SET verdict = ?, reason = ?, game_clock_ms = ?, final_at_ms = ?
+    WHERE bet_id = ? AND final_at_ms IS NULL`)
+  const settle = db.prepare(
+    `UPDATE bets SET outcome = ?, payout_cents = ?, settled_at_ms = ? WHERE bet_id = ? AND settled_at_ms IS NULL`,
+  )
+  const history =
+    db.prepare(`SELECT bet_id AS betId, user_id AS userId, game_id AS gameId, market_id AS marketId,
+    selection_id AS selectionId, stake_cents AS stakeCents, odds, policy, stamp, placed_at_ms AS placedAtMs,
+    ledger_seq AS ledgerSeq, funds, verdict, reason, game_clock_ms AS gameClockMs, final_at_ms AS finalAtMs, outcome,
+    payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
+  const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
+    COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets
+    WHERE market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
+  return {
+    placed: (row) => insert.run(row),
+    finalized: (betId, verdict, atMs) =>
+      finalize.run(
+        verdict.accepted ? 'accepted' : 'rejected',
+        verdict.reason,
+        verdict.gameClockMs,
+        atMs,
+        betId,
+      ),
+    settled: (betId, outcome, payoutCents, atMs) => settle.run(outcome, payoutCents, atMs, betId),
+    history: (userId, limit = HISTORY_ROWS_MAX) =>
+      history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[],
+    exposure: (marketId) => ({ marketId, ...(exposure.get(marketId) as Omit<Exposure, 'marketId'>) }),
+    close: () => db.close(),
+  }
+}

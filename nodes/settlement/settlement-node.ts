@@ -1,0 +1,117 @@
+/**
+ * A settlement process's wiring: replicas and ledger, the settler (run after every change, at
+ * most once per tick), the SQLite projection, its queries over NATS, and settled statuses on
+ * `bets.status.<userId>`.
+ *
+ * Queries (request/reply, JSON): `bets.history.<userId>` returns the user's bets, newest first;
+ * `bets.exposure.<marketId>` returns open bets, stakes and potential payout on the market.
+ */
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import { type Backend, createHlc, isId } from '../../crdt/index.ts'
+import { statusSubject } from '../api/protocol.ts'
+import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { ensureFabric } from '../fabric/streams.ts'
+import { openProjection, type Projection } from './projection.ts'
+import { createSettler, type Settler } from './settler.ts'
+
+export const historySubject = (userId: string) => `bets.history.${userId}`
+export const exposureSubject = (marketId: string) => `bets.exposure.${marketId}`
+export const SETTLEMENT_QUEUE = 'bets-settlement'
+
+export interface SettlementNodeOptions {
+  readonly nc: NatsConnection
+  readonly region: string
+  readonly node: string
+  readonly backend: Backend
+  readonly shards: number
+  readonly databasePath: string
+  readonly log: Logger
+}
+
+export interface SettlementNode {
+  readonly settler: Settler
+  readonly replicas: ReplicaSync
+  readonly ledger: LedgerSync
+  readonly projection: Projection
+  ready(): boolean
+  close(): Promise<void>
+}
+
+function serveQueries(nc: NatsConnection, projection: Projection): Subscription[] {
+  const reply = (prefix: string, answer: (id: string) => unknown) =>
+    nc.subscribe(`${prefix}.*`, {
+      queue: SETTLEMENT_QUEUE,
+      callback: (_error, message) => {
+        const id = message.subject.slice(prefix.length + 1)
+        message.respond(
+          JSON.stringify(
+            isId(id)
+              ? { ok: true, data: answer(id) }
+              : { ok: false, error: { code: 'BAD_REQUEST', message: 'bad id' } },
+          ),
+        )
+      },
+    })
+  return [
+    reply('bets.history', (userId) => projection.history(userId)),
+    reply('bets.exposure', (marketId) => projection.exposure(marketId)),
+  ]
+}
+
+export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
+  const { nc, region, log } = options
+  const hlc = createHlc({ node: options.node })
+  const { snapshots } = await ensureFabric(nc, region)
+  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
+  const projection = openProjection(options.databasePath)
+  const settler = createSettler({ replicas, ledger, projection, log })
+  let scheduled = false
+  const schedule = () => {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(() => {
+      scheduled = false
+      settler.pass()
+    })
+  }
+  const stopReplicas = replicas.onChange(schedule)
+  const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
+    schedule()
+    if (entry?.type !== 'settlement' || result.status !== 'applied') return
+    const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+    if (bet?.status !== 'settled') return
+    const balanceCents = ledger.foldFor(entry.userId).balance(entry.userId)
+    nc.publish(
+      statusSubject(entry.userId),
+      JSON.stringify({
+        betId: bet.betId,
+        status: 'settled',
+        outcome: bet.outcome,
+        payoutCents: bet.payoutCents,
+        balanceCents,
+      }),
+    )
+  })
+  const queries = serveQueries(nc, projection)
+  log.info({ node: options.node, database: options.databasePath }, 'settlement node running')
+  return {
+    settler,
+    replicas,
+    ledger,
+    projection,
+    ready: () => replicas.caughtUp() && ledger.caughtUp(),
+    async close() {
+      for (const subscription of queries) subscription.unsubscribe()
+      stopReplicas()
+      stopLedger()
+      settler.close()
+      await ledger.close()
+      await replicas.close()
+      projection.close()
+    },
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * A trader process's wiring: the region's fabric, this game's replica, the trader, its heartbeat
+ * and snapshot timers, and the kill switch on `trader.<region>.kill` / `trader.<region>.resume`
+ * (payload `{"gameId": "..."}` for one game, `{}` for every game this trader runs).
+ */
+
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
+import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { ensureFabric } from '../fabric/streams.ts'
+import type { FeedAdapter } from './feed.ts'
+import { createTrader, type Trader, type TraderLimits } from './trader.ts'
+
+export const killSubject = (region: string) => `trader.${region}.kill`
+export const resumeSubject = (region: string) => `trader.${region}.resume`
+
+export interface TraderNodeOptions {
+  readonly nc: NatsConnection
+  readonly region: string
+  readonly node: string
+  readonly gameId: string
+  readonly writers: readonly string[]
+  readonly feed: FeedAdapter
+  readonly backend: Backend
+  readonly log: Logger
+  readonly snapshotIntervalMs: number
+  readonly limits?: Partial<TraderLimits>
+  readonly hlc?: Hlc
+}
+
+export interface TraderNode {
+  readonly trader: Trader
+  readonly replicas: ReplicaSync
+  readonly hlc: Hlc
+  close(): Promise<void>
+}
+
+function targetsGame(data: Uint8Array, gameId: string): boolean {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(data)) as { gameId?: unknown }
+    return value.gameId === undefined || value.gameId === gameId
+  } catch {
+    return false
+  }
+}
+
+export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
+  const { nc, region, gameId, log } = options
+  const hlc = options.hlc ?? createHlc({ node: options.node })
+  const { snapshots } = await ensureFabric(nc, region)
+  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const trader = createTrader({
+    gameId,
+    writers: options.writers,
+    replica: replicas.replicaFor(gameId),
+    hlc,
+    log,
+    limits: options.limits,
+    publisher: {
+      publishUpdate: (update, msgId) => replicas.publishUpdate(gameId, update, msgId),
+      publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),
+    },
+  })
+  const heartbeatMs = options.limits?.heartbeatMs ?? 20
+  const ticker = setInterval(() => trader.tick(), heartbeatMs)
+  const snapshotter =
+    options.snapshotIntervalMs > 0
+      ? setInterval(() => {
+          replicas.writeSnapshots().catch((error) => log.warn({ err: error }, 'snapshot round failed'))
+        }, options.snapshotIntervalMs)
+      : null
+  const kill = nc.subscribe(killSubject(region), {
+    callback: (_error, message) => {
+      if (!targetsGame(message.data, gameId)) return
+      log.warn({ gameId }, 'kill switch: suspending every open market')
+      trader.kill('kill switch')
+    },
+  })
+  const resume = nc.subscribe(resumeSubject(region), {
+    callback: (_error, message) => {
+      if (targetsGame(message.data, gameId)) trader.resume()
+    },
+  })
+  options.feed.start((event) => trader.handle(event))
+  log.info({ gameId, feed: options.feed.name }, 'trader started')
+  return {
+    trader,
+    replicas,
+    hlc,
+    async close() {
+      options.feed.stop()
+      clearInterval(ticker)
+      if (snapshotter) clearInterval(snapshotter)
+      kill.unsubscribe()
+      resume.unsubscribe()
+      await trader.flush()
+      await replicas.close()
+    },
+  }
+}

@@ -1,0 +1,217 @@
+// Proves a full point cycle across real processes' code on a real 3-server cluster: a trader
+// (driven by a manual feed) opens a point, a user with a deposit places a bet through the NATS
+// service and gets a provisional acceptance, then a final one on the status subject; after the
+// serve a late bet is rejected MARKET_NOT_OPEN; a retry with the same bet id is stored once, a
+// changed body is refused, malformed and hostile requests get coded errors, and a stake the
+// balance cannot cover is refused by the ledger fold. Two settlement nodes race to settle: the
+// winner is paid once, the late bet refunded once, and the SQLite history shows every status.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
+import t from 'tap'
+import { yjsBackend } from '../../crdt/index.ts'
+import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import {
+  type FinalStatus,
+  PLACE_SUBJECT,
+  type PlaceBetReply,
+  statusSubject,
+} from '../../nodes/api/protocol.ts'
+import type { BetRow } from '../../nodes/settlement/projection.ts'
+import { historySubject, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import { createManualFeed } from '../../nodes/trader/replay-feed.ts'
+import { marketIds } from '../../nodes/trader/trader.ts'
+import { startTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startNatsCluster } from '../helpers/nats-cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+const REGION = 'eu'
+
+async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
+  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
+  return reply.json<PlaceBetReply>()
+}
+
+t.test('a point cycle', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const feed = createManualFeed()
+  const trader = await startTraderNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'trader-1',
+    gameId: 'match-1',
+    writers: ['trader-1'],
+    feed,
+    backend: yjsBackend,
+    log,
+    snapshotIntervalMs: 0,
+  })
+  const api: ApiNode = await startApiNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'api-1',
+    backend: yjsBackend,
+    shards: 4,
+    log,
+  })
+  const dir = mkdtempSync(join(tmpdir(), 'settlement-'))
+  const settlements = await Promise.all(
+    ['settle-1', 'settle-2'].map(async (node) =>
+      startSettlementNode({
+        nc: await cluster.connect(),
+        region: REGION,
+        node,
+        backend: yjsBackend,
+        shards: 4,
+        databasePath: join(dir, `${node}.db`),
+        log,
+      }),
+    ),
+  )
+  t.teardown(async () => {
+    for (const settlement of settlements) await settlement.close()
+    await api.close()
+    await trader.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const client = await cluster.connect()
+  const statuses: (
+    | FinalStatus
+    | { betId: string; status: 'settled'; outcome: string; payoutCents: number }
+  )[] = []
+  client.subscribe(statusSubject('alice'), {
+    callback: (_error, message) => {
+      statuses.push(message.json<FinalStatus>())
+    },
+  })
+  await api.ledger.append({ type: 'deposit', id: 'deposit-alice-1', userId: 'alice', amountCents: 10_000 })
+  await waitFor('deposit folded', () => api.ledger.foldFor('alice').balance('alice') === 10_000)
+
+  feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+  feed.emit({ type: 'point-start', point: 1, server: 'home' })
+  const ids = marketIds(1)
+  await waitFor('market open on the api node', () => {
+    const replica = api.replicas.replica('match-1')
+    return replica?.game.markets.get(ids.winner)?.transitions.length === 1
+  })
+  const offered = api.replicas.replica('match-1')!.game.markets.get(ids.winner)!.transitions[0]!.prices.home!
+  const bet = {
+    betId: 'bet-alice-0001',
+    userId: 'alice',
+    gameId: 'match-1',
+    marketId: ids.winner,
+    selectionId: 'home',
+    stakeCents: 1_000,
+    odds: offered,
+    policy: 'exact',
+  }
+  const first = await place(client, bet)
+  t.match(first, {
+    ok: true,
+    status: 'provisional',
+    verdict: { accepted: true, odds: offered },
+    balanceCents: 9_000,
+  })
+  await waitFor('final verdict published', () => statuses.some((s) => s.betId === 'bet-alice-0001'))
+  t.match(
+    statuses.find((s) => s.betId === 'bet-alice-0001'),
+    { status: 'final', verdict: { accepted: true } },
+  )
+
+  const retry = await place(client, bet)
+  t.match(
+    retry,
+    { ok: true, betId: 'bet-alice-0001', stamp: (first as { stamp: string }).stamp, balanceCents: 9_000 },
+    'a retry is stored once',
+  )
+  t.match(await place(client, { ...bet, stakeCents: 2_000 }), { ok: false, error: { code: 'BET_ID_REUSED' } })
+
+  feed.emit({ type: 'serve', point: 1, second: false })
+  await waitFor('suspension reached the api node', () => {
+    const transitions = api.replicas.replica('match-1')?.game.markets.get(ids.winner)?.transitions ?? []
+    return transitions.at(-1)?.status === 'suspended'
+  })
+  const late = await place(client, { ...bet, betId: 'bet-alice-0002' })
+  t.match(
+    late,
+    { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
+    'a late bet is rejected',
+  )
+  await waitFor('late bet final', () => statuses.some((s) => s.betId === 'bet-alice-0002'))
+  t.match(
+    statuses.find((s) => s.betId === 'bet-alice-0002'),
+    { verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
+  )
+
+  t.match(await place(client, { ...bet, betId: 'bet-alice-0003', stakeCents: 9_500 }), {
+    ok: false,
+    error: { code: 'INSUFFICIENT_FUNDS' },
+  })
+  t.equal(
+    api.ledger.foldFor('alice').totals().stakesCents,
+    2_000,
+    'two stakes debited, the uncovered one not',
+  )
+
+  const bad: [unknown, string][] = [
+    ['not json', 'BAD_REQUEST'],
+    [{ ...bet, betId: 'x' }, 'BAD_REQUEST'],
+    [{ ...bet, betId: 'bet-alice-0004', stakeCents: -5 }, 'BAD_REQUEST'],
+    [{ ...bet, betId: 'bet-alice-0004', __proto__: { admin: true }, extra: 1 }, 'BAD_REQUEST'],
+    [{ ...bet, betId: 'bet-alice-0004', stakeCents: 5 }, 'STAKE_LIMIT'],
+    [{ ...bet, betId: 'bet-alice-0004', gameId: 'nope' }, 'UNKNOWN_GAME'],
+  ]
+  for (const [request, code] of bad) {
+    const raw = typeof request === 'string' ? request : JSON.stringify(request)
+    const reply = (await client.request(PLACE_SUBJECT, raw, { timeout: 5_000 })).json<PlaceBetReply>()
+    t.match(reply, { ok: false, error: { code } }, `${raw.slice(0, 50)} -> ${code}`)
+  }
+  const huge = (
+    await client.request(PLACE_SUBJECT, 'x'.repeat(10_000), { timeout: 5_000 })
+  ).json<PlaceBetReply>()
+  t.match(huge, { ok: false, error: { code: 'BAD_REQUEST' } }, 'an oversized request')
+
+  feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  const payout = Math.floor((1_000 * offered) / 1_000)
+  await waitFor(
+    'winner paid and late bet refunded',
+    () => api.ledger.foldFor('alice').balance('alice') === 8_000 + payout + 1_000,
+  )
+  await waitFor(
+    'settled statuses published',
+    () => statuses.filter((s) => s.status === 'settled').length >= 2,
+  )
+  t.equal(api.ledger.foldFor('alice').bet('bet-alice-0001')?.status, 'settled')
+  t.match(
+    statuses.find((s) => s.betId === 'bet-alice-0001' && s.status === 'settled'),
+    { outcome: 'won', payoutCents: payout },
+  )
+  t.match(
+    statuses.find((s) => s.betId === 'bet-alice-0002' && s.status === 'settled'),
+    { outcome: 'rejected', payoutCents: 1_000 },
+  )
+  const totals = api.ledger.foldFor('alice').totals()
+  t.equal(totals.payoutsCents, payout + 1_000, 'each bet paid once, though two settlement nodes raced')
+  await waitFor('projection caught up', () =>
+    settlements.every((s) =>
+      s.projection.history('alice').every((row) => row.funds === 'refused' || row.settledAtMs !== null),
+    ),
+  )
+  const history = (await client.request(historySubject('alice'), '', { timeout: 5_000 })).json<{
+    ok: true
+    data: BetRow[]
+  }>()
+  t.match(
+    history.data.find((row) => row.betId === 'bet-alice-0001'),
+    { verdict: 'accepted', outcome: 'won', payoutCents: payout, funds: 'debited' },
+  )
+  t.match(
+    history.data.find((row) => row.betId === 'bet-alice-0003'),
+    { funds: 'refused' },
+  )
+})
