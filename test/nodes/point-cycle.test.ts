@@ -25,7 +25,7 @@ import { historySubject, startSettlementNode } from '../../nodes/settlement/sett
 import { createManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startTraderNode } from '../../nodes/trader/trader-node.ts'
-import { startNatsCluster } from '../helpers/nats-cluster.ts'
+import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })

@@ -8,8 +8,8 @@ import t from 'tap'
 import { createHlc, encodeStamp, judge, stampOps, yjsBackend } from '../../../crdt/index.ts'
 import { createReplicaSync, type ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../../../nodes/fabric/streams.ts'
+import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { NEXT_POINT, stampAt, transition } from '../../helpers/game-writer.ts'
-import { startNatsCluster } from '../../helpers/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
 const log = pino({ level: 'silent' })

@@ -41,7 +41,7 @@ const CLUSTER_NAME = 'fabric-test'
 const PROBE_STREAM = 'CLUSTER_READY_PROBE'
 const PROBE_SUBJECT = 'cluster-ready-probe'
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url))
 const SHARED_CONFIG_FILE = path.join(REPO_ROOT, 'nats.conf')
 
 // Safety net for a test process that exits without close() (a crash, process.exit): leave no server

@@ -7,7 +7,7 @@
 import { jetstream, jetstreamManager, type PubAck, StorageType, type StreamInfo } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import t from 'tap'
-import { pollUntil, startNatsCluster } from './nats-cluster.ts'
+import { pollUntil, startNatsCluster } from '../../scripts/nats-cluster.ts'
 
 /** Long enough that both publishes of the dedup case fall inside it on any machine. */
 const DUPLICATE_WINDOW_MS = 60_000

@@ -1,0 +1,158 @@
+/**
+ * What every node process shares: the common options, the NATS connection, logs, the ops
+ * endpoints (/healthz, /readyz, /metrics) and a graceful shutdown on SIGINT/SIGTERM that closes the
+ * node, drains NATS and stops the ops server, bounded by a deadline.
+ */
+
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import { Gauge, type Registry } from 'prom-client'
+import { BACKENDS, type Backend, type BackendName } from '../../crdt/index.ts'
+import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
+import { createLogger, createMetricsRegistry, type Readiness, startOpsServer } from './ops-server.ts'
+
+export const SHUTDOWN_DEADLINE_MS = 10_000
+export const NATS_RECONNECT_WAIT_MS = 250
+
+export const commonOptions = defineOptions({
+  natsServers: {
+    type: 'list',
+    default: ['nats://127.0.0.1:4222'],
+    env: 'FABRIC_NATS_SERVERS',
+    flag: '--nats-servers',
+    doc: 'NATS servers to connect to, comma-separated',
+    pattern: /nats:\/\/[A-Za-z0-9.-]+:\d{1,5}/,
+  },
+  region: {
+    type: 'string',
+    default: 'eu',
+    env: 'FABRIC_REGION',
+    flag: '--region',
+    doc: 'the region whose streams this node writes and reads',
+    pattern: /[a-z][a-z0-9-]{0,15}/,
+  },
+  nodeId: {
+    type: 'string',
+    required: true,
+    env: 'FABRIC_NODE_ID',
+    flag: '--node-id',
+    doc: 'this node’s id, unique in the cluster: it names the node in every stamp',
+    pattern: /[a-z0-9][a-z0-9._-]{0,23}/,
+  },
+  backend: {
+    type: 'enum',
+    values: ['yjs', 'automerge'],
+    default: 'yjs',
+    env: 'FABRIC_BACKEND',
+    flag: '--backend',
+    doc: 'CRDT backend of the replicas (every node of a region must use the same)',
+  },
+  shards: {
+    type: 'integer',
+    default: 8,
+    min: 1,
+    max: 256,
+    env: 'FABRIC_LEDGER_SHARDS',
+    flag: '--ledger-shards',
+    doc: 'ledger shards per region (every node of a region must use the same)',
+  },
+  opsHost: {
+    type: 'string',
+    default: '127.0.0.1',
+    env: 'FABRIC_OPS_HOST',
+    flag: '--ops-host',
+    doc: 'address of /healthz, /readyz, /metrics',
+  },
+  opsPort: {
+    type: 'integer',
+    default: 0,
+    min: 0,
+    max: 65_535,
+    env: 'FABRIC_OPS_PORT',
+    flag: '--ops-port',
+    doc: 'port of the ops endpoints (0: any free port)',
+  },
+  logLevel: {
+    type: 'enum',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    default: 'info',
+    env: 'LOG_LEVEL',
+    flag: '--log-level',
+    doc: 'log level',
+  },
+})
+
+export type CommonConfig = OptionsValue<typeof commonOptions>
+
+export interface NodeContext<C> {
+  readonly config: C & CommonConfig
+  readonly nc: NatsConnection
+  readonly log: Logger
+  readonly registry: Registry
+  readonly backend: Backend
+}
+
+export interface RunningNode {
+  readiness(): Readiness
+  close(): Promise<void>
+}
+
+/** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
+export async function runNode<S extends OptionsSchema>(
+  name: string,
+  schema: S,
+  start: (context: NodeContext<OptionsValue<S>>) => Promise<RunningNode>,
+): Promise<void> {
+  const config = loadConfigOrExit({ ...commonOptions, ...schema }, name) as unknown as OptionsValue<S> &
+    CommonConfig
+  const log = createLogger(name, config.logLevel).child({ node: config.nodeId, region: config.region })
+  const registry = createMetricsRegistry(name.replaceAll('-', '_'))
+  const nc = await connect({
+    servers: [...config.natsServers],
+    name: `${name}:${config.nodeId}`,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+  })
+  const node = await start({ config, nc, log, registry, backend: BACKENDS[config.backend as BackendName] })
+  new Gauge({
+    name: `${name.replaceAll('-', '_')}_ready`,
+    help: '1 when the node is ready',
+    registers: [registry],
+    collect() {
+      this.set(node.readiness().ready ? 1 : 0)
+    },
+  })
+  const ops = await startOpsServer({
+    host: config.opsHost,
+    port: config.opsPort,
+    logger: log,
+    registry,
+    readiness: () => node.readiness(),
+    info: { name, node: config.nodeId, region: config.region },
+  })
+  log.info({ ops: ops.url }, `${name} ready for traffic once /readyz says so`)
+  let stopping = false
+  const stop = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    const deadline = setTimeout(() => {
+      log.error('shutdown passed its deadline; exiting')
+      process.exit(1)
+    }, SHUTDOWN_DEADLINE_MS)
+    await node.close()
+    await nc.drain()
+    await ops.close()
+    clearTimeout(deadline)
+    process.exit(0)
+  }
+  process.on('SIGINT', () => void stop('SIGINT'))
+  process.on('SIGTERM', () => void stop('SIGTERM'))
+}
+
+export function readinessOf(checks: Record<string, boolean>): Readiness {
+  const reasons = Object.entries(checks)
+    .filter(([, ok]) => !ok)
+    .map(([what]) => `not yet: ${what}`)
+  return { ready: reasons.length === 0, reasons }
+}

@@ -1,0 +1,61 @@
+/** The settlement process. `--help` lists options. */
+
+import { Gauge } from 'prom-client'
+import { defineOptions } from '../fabric/config.ts'
+import { readinessOf, runNode } from '../fabric/node-main.ts'
+import { startSettlementNode } from './settlement-node.ts'
+
+const options = defineOptions({
+  database: {
+    type: 'string',
+    default: 'settlement.db',
+    env: 'SETTLEMENT_DATABASE',
+    flag: '--database',
+    doc: 'path of the SQLite projection (rebuilt from the ledger on start)',
+  },
+})
+
+await runNode('settlement', options, async ({ config, nc, log, registry, backend }) => {
+  const node = await startSettlementNode({
+    nc,
+    region: config.region,
+    node: config.nodeId,
+    backend,
+    shards: config.shards,
+    databasePath: config.database,
+    log,
+  })
+  const stats = node.settler.stats
+  new Gauge({
+    name: 'settlement_open_bets',
+    help: 'bets not yet settled',
+    registers: [registry],
+    collect() {
+      this.set(node.settler.openBets())
+    },
+  })
+  new Gauge({
+    name: 'settlement_held_bets',
+    help: 'bets held because their market is under review',
+    registers: [registry],
+    collect() {
+      this.set(stats.held)
+    },
+  })
+  new Gauge({
+    name: 'settlement_appended_total',
+    help: 'settlement entries appended by this node',
+    registers: [registry],
+    collect() {
+      this.set(stats.settled)
+    },
+  })
+  return {
+    readiness: () =>
+      readinessOf({
+        'caught up with the fabric stream': node.replicas.caughtUp(),
+        'caught up with the ledger': node.ledger.caughtUp(),
+      }),
+    close: () => node.close(),
+  }
+})
