@@ -7,7 +7,8 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
-import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { parseLedgerEntry } from '../fabric/ledger.ts'
+import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { ensureFabric } from '../fabric/streams.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
@@ -68,6 +69,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
       )
     },
   })
+  const admin = serveDeposits(nc, ledger, log)
   log.info({ node: options.node, region }, 'api node serving bets.place')
   return {
     service,
@@ -77,9 +79,57 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ready: () => replicas.caughtUp() && ledger.caughtUp(),
     async close() {
       await endpoint.drain()
+      await admin.drain()
       service.close()
       await ledger.close()
       await replicas.close()
     },
   }
+}
+
+export const DEPOSIT_SUBJECT = 'admin.deposit'
+export const DEPOSIT_CENTS_MAX = 10_000_000
+
+/**
+ * The admin service that credits test users: `{ "id": "...", "userId": "...", "amountCents": n }`
+ * on `admin.deposit`, answered with the balance after the deposit is folded. Deposits are ledger
+ * entries like any other; the id makes a retried credit land once.
+ */
+function serveDeposits(nc: NatsConnection, ledger: LedgerSync, log: Logger) {
+  return nc.subscribe(DEPOSIT_SUBJECT, {
+    queue: QUEUE_GROUP,
+    callback: (_error, message) => {
+      const answer = (value: unknown) => message.respond(JSON.stringify(value))
+      let value: { id?: unknown; userId?: unknown; amountCents?: unknown }
+      try {
+        value = message.json()
+      } catch {
+        answer(apiError('BAD_REQUEST', 'the request is not JSON'))
+        return
+      }
+      const entry = parseLedgerEntry({
+        type: 'deposit',
+        id: value.id,
+        userId: value.userId,
+        amountCents: value.amountCents,
+      })
+      if (entry === null || entry.type !== 'deposit' || entry.amountCents > DEPOSIT_CENTS_MAX) {
+        answer(
+          apiError(
+            'BAD_REQUEST',
+            `a deposit needs an id, a userId and amountCents of 1-${DEPOSIT_CENTS_MAX}`,
+          ),
+        )
+        return
+      }
+      ledger
+        .append(entry)
+        .then((seq) => ledger.resultAt(seq, APPEND_TIMEOUT_MS))
+        .then((result) => answer({ ok: true, status: result.status, balanceCents: result.balanceCents }))
+        .catch((error) => {
+          log.warn({ err: error }, 'deposit failed')
+          answer(apiError('LEDGER_UNAVAILABLE', 'the ledger did not acknowledge the deposit'))
+        })
+    },
+  })
 }

@@ -119,11 +119,34 @@ export interface FabricObjects {
   readonly snapshots: KV
 }
 
-/** Create (or update) the region's streams and snapshot bucket; safe to run from every node at once. */
+/** Attempts at creating the fabric: a cluster that has just formed may time out JetStream API calls. */
+export const ENSURE_ATTEMPTS_MAX = 10
+export const ENSURE_RETRY_MS = 500
+
+/**
+ * Create (or update) the region's streams and snapshot bucket; safe to run from every node at
+ * once. Retries a bounded number of times while JetStream is still electing its leaders.
+ */
 export async function ensureFabric(
   nc: NatsConnection,
   region: string,
   limits = DEFAULT_STREAM_LIMITS,
+): Promise<FabricObjects> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ensureFabricOnce(nc, region, limits)
+    } catch (error) {
+      if (attempt >= ENSURE_ATTEMPTS_MAX || !/timeout|no responders|leader/i.test(errorText(error)))
+        throw error
+      await new Promise((resolve) => setTimeout(resolve, ENSURE_RETRY_MS * attempt))
+    }
+  }
+}
+
+async function ensureFabricOnce(
+  nc: NatsConnection,
+  region: string,
+  limits: StreamLimits,
 ): Promise<FabricObjects> {
   assertRegion(region)
   const jsm = await jetstreamManager(nc)
