@@ -16,10 +16,12 @@ import {
   type BetTerms,
   encodeStamp,
   type Hlc,
+  isFinal,
   judge,
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
+import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetState } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
@@ -69,6 +71,7 @@ export interface BetServiceOptions {
 interface PendingBet {
   readonly betId: string
   readonly userId: string
+  readonly stamp: string
   readonly terms: BetTerms
 }
 
@@ -91,7 +94,8 @@ export function createBetService(options: BetServiceOptions): BetService {
   const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
   const { replicas, ledger, hlc, log } = options
   const now = options.now ?? Date.now
-  const pending = new Map<string, Map<string, PendingBet>>()
+  /** Per game, bets whose final verdict is not yet published, by stamp. */
+  const pending = new Map<string, FinalityQueue<PendingBet>>()
   const liability = new Map<string, number>()
 
   const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
@@ -111,17 +115,15 @@ export function createBetService(options: BetServiceOptions): BetService {
   const stopReplicas = replicas.onChange(({ gameId }) => publishFinals(gameId))
 
   function publishFinals(gameId: string): void {
-    const bets = pending.get(gameId)
+    const queue = pending.get(gameId)
     const replica = replicas.replica(gameId)
-    if (bets === undefined || replica === undefined) return
-    for (const [betId, bet] of bets) {
-      const { final, ...verdict } = judge(replica.game, bet.terms)
-      if (!final) continue
-      bets.delete(betId)
+    if (queue === undefined || replica === undefined) return
+    for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
+      const { final: _final, ...verdict } = judge(replica.game, bet.terms)
       options.publishStatus(bet.userId, {
-        betId,
+        betId: bet.betId,
         status: 'final',
-        stamp: bet.terms.stamp,
+        stamp: bet.stamp,
         verdict,
         finalAtMs: now(),
       })
@@ -230,9 +232,9 @@ export function createBetService(options: BetServiceOptions): BetService {
     const replica = replicas.replicaFor(request.gameId)
     const { final, ...verdict } = judge(replica.game, terms)
     if (!final) {
-      const bets = pending.get(request.gameId) ?? new Map<string, PendingBet>()
-      bets.set(request.betId, { betId: request.betId, userId: request.userId, terms })
-      pending.set(request.gameId, bets)
+      const queue = pending.get(request.gameId) ?? createFinalityQueue<PendingBet>()
+      queue.add({ betId: request.betId, userId: request.userId, stamp, terms })
+      pending.set(request.gameId, queue)
     } else {
       options.publishStatus(request.userId, {
         betId: request.betId,
@@ -256,7 +258,7 @@ export function createBetService(options: BetServiceOptions): BetService {
 
   function pendingCount(): number {
     let count = 0
-    for (const bets of pending.values()) count += bets.size
+    for (const queue of pending.values()) count += queue.size()
     return count
   }
 

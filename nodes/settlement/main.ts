@@ -1,19 +1,9 @@
 /** The settlement process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { defineOptions } from '../fabric/config.ts'
 import { readinessOf, runNode } from '../fabric/node-main.ts'
+import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
-
-const options = defineOptions({
-  database: {
-    type: 'string',
-    default: 'settlement.db',
-    env: 'SETTLEMENT_DATABASE',
-    flag: '--database',
-    doc: 'path of the SQLite projection (rebuilt from the ledger on start)',
-  },
-})
 
 await runNode('settlement', options, async ({ config, nc, log, registry, backend }) => {
   const node = await startSettlementNode({

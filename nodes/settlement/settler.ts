@@ -10,6 +10,7 @@
 
 import type { Logger } from 'pino'
 import { type BetTerms, isFinal, judge, resultOf } from '../../crdt/index.ts'
+import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
@@ -41,34 +42,17 @@ export interface SettlerOptions {
   readonly now?: () => number
 }
 
-type Decision = { readonly outcome: SettlementOutcome; readonly odds?: number } | 'wait' | 'held'
-
-function decide(options: SettlerOptions, bet: BetEntry, finalized: Set<string>): Decision {
-  const replica = options.replicas.replica(bet.gameId)
-  if (replica === undefined) return 'wait'
-  const terms: BetTerms = bet
-  const { final, ...verdict } = judge(replica.game, terms)
-  if (!final) return 'wait'
-  if (!finalized.has(bet.id)) {
-    finalized.add(bet.id)
-    options.projection.finalized(bet.id, verdict, (options.now ?? Date.now)())
-  }
-  if (!verdict.accepted) return { outcome: verdict.reason === 'VOIDED' ? 'void' : 'rejected' }
-  const result = resultOf(replica.game, bet.marketId)
-  if (result.state === 'review') return 'held'
-  if (result.state === 'pending' || !isFinal(replica.game, result.stamp)) return 'wait'
-  return result.winners.includes(bet.selectionId)
-    ? { outcome: 'won', odds: verdict.odds ?? bet.odds }
-    : { outcome: 'lost' }
-}
-
 export function createSettler(options: SettlerOptions): Settler {
-  const { ledger, log, projection } = options
+  const { ledger, log, projection, replicas } = options
   const now = options.now ?? Date.now
-  const open = new Map<string, BetEntry>()
-  const inFlight = new Set<string>()
-  const finalized = new Set<string>()
+  /** Per game, open bets whose verdict is not yet final, by stamp. */
+  const undecided = new Map<string, FinalityQueue<BetEntry>>()
+  /** Per market, accepted bets waiting for the result. */
+  const awaiting = new Map<string, { gameId: string; bets: Map<string, { bet: BetEntry; odds: number }> }>()
+  const unsettled = new Set<string>()
+  const retry: { bet: BetEntry; outcome: SettlementOutcome; odds?: number }[] = []
   const stats: SettlerStats = { settled: 0, held: 0, appendFailures: 0 }
+  let inFlight = 0
 
   const stopLedger = ledger.onEntry((_shard, seq, result, entry) => {
     if (entry?.type === 'bet' && (result.status === 'applied' || result.status === 'rejected')) {
@@ -79,17 +63,26 @@ export function createSettler(options: SettlerOptions): Settler {
         ledgerSeq: seq,
         funds: result.status === 'applied' ? 'debited' : 'refused',
       })
-      if (result.status === 'applied') open.set(betId, entry)
+      if (result.status === 'applied') {
+        unsettled.add(betId)
+        const queue = undecided.get(entry.gameId) ?? createFinalityQueue<BetEntry>()
+        queue.add(entry)
+        undecided.set(entry.gameId, queue)
+      }
     }
     if (entry?.type === 'settlement' && (result.status === 'applied' || result.status === 'ignored')) {
       const bet = ledger.foldFor(entry.userId).bet(entry.betId)
       if (bet?.status === 'settled') projection.settled(entry.betId, bet.outcome, bet.payoutCents, now())
-      open.delete(entry.betId)
+      unsettled.delete(entry.betId)
     }
   })
 
   function settle(bet: BetEntry, outcome: SettlementOutcome, odds?: number): void {
-    inFlight.add(bet.id)
+    if (inFlight >= APPENDS_IN_FLIGHT_MAX) {
+      retry.push({ bet, outcome, odds })
+      return
+    }
+    inFlight++
     const entry = {
       type: 'settlement' as const,
       id: settlementId(bet.id),
@@ -105,25 +98,60 @@ export function createSettler(options: SettlerOptions): Settler {
       })
       .catch((error) => {
         stats.appendFailures++
+        retry.push({ bet, outcome, odds })
         log.warn({ err: error, betId: bet.id }, 'settlement append failed; will retry')
       })
-      .finally(() => inFlight.delete(bet.id))
+      .finally(() => {
+        inFlight--
+      })
+  }
+
+  /** Bets whose verdict turned final: refund the rejected, park the accepted until the result. */
+  function decideFinal(gameId: string): void {
+    const replica = replicas.replica(gameId)
+    const queue = undecided.get(gameId)
+    if (replica === undefined || queue === undefined) return
+    for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
+      if (!unsettled.has(bet.id)) continue
+      const { final: _final, ...verdict } = judge(replica.game, bet as BetTerms)
+      projection.finalized(bet.id, verdict, now())
+      if (!verdict.accepted) {
+        settle(bet, verdict.reason === 'VOIDED' ? 'void' : 'rejected')
+        continue
+      }
+      const market = awaiting.get(bet.marketId) ?? { gameId, bets: new Map() }
+      market.bets.set(bet.id, { bet, odds: verdict.odds ?? bet.odds })
+      awaiting.set(bet.marketId, market)
+    }
+  }
+
+  /** Markets whose result is agreed and final: pay the winners, close the losers. */
+  function settleResults(): void {
+    let held = 0
+    for (const [marketId, market] of awaiting) {
+      const replica = replicas.replica(market.gameId)
+      if (replica === undefined) continue
+      const result = resultOf(replica.game, marketId)
+      if (result.state === 'review') held += market.bets.size
+      if (result.state !== 'agreed' || !isFinal(replica.game, result.stamp)) continue
+      for (const { bet, odds } of market.bets.values()) {
+        if (unsettled.has(bet.id))
+          settle(bet, result.winners.includes(bet.selectionId) ? 'won' : 'lost', odds)
+      }
+      awaiting.delete(marketId)
+    }
+    stats.held = held
   }
 
   return {
     stats,
     pass() {
-      let held = 0
-      for (const bet of open.values()) {
-        if (inFlight.has(bet.id)) continue
-        if (inFlight.size >= APPENDS_IN_FLIGHT_MAX) break
-        const decision = decide(options, bet, finalized)
-        if (decision === 'held') held++
-        else if (decision !== 'wait') settle(bet, decision.outcome, decision.odds)
-      }
-      stats.held = held
+      for (const item of retry.splice(0, APPENDS_IN_FLIGHT_MAX - inFlight))
+        settle(item.bet, item.outcome, item.odds)
+      for (const gameId of undecided.keys()) decideFinal(gameId)
+      settleResults()
     },
-    openBets: () => open.size,
+    openBets: () => unsettled.size,
     close: stopLedger,
   }
 }

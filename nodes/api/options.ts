@@ -1,0 +1,52 @@
+/** The api process's options (beside the common ones in nodes/fabric/node-main.ts). */
+
+import { defineOptions } from '../fabric/config.ts'
+import { DEFAULT_BET_LIMITS } from './bet-service.ts'
+
+export const options = defineOptions({
+  stakeCentsMin: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.stakeCentsMin,
+    min: 1,
+    max: 1_000_000_000,
+    env: 'API_STAKE_CENTS_MIN',
+    flag: '--stake-cents-min',
+    doc: 'smallest stake',
+  },
+  stakeCentsMax: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.stakeCentsMax,
+    min: 1,
+    max: 1_000_000_000,
+    env: 'API_STAKE_CENTS_MAX',
+    flag: '--stake-cents-max',
+    doc: 'largest stake',
+  },
+  userOpenStakeCentsMax: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
+    min: 1,
+    max: 1_000_000_000,
+    env: 'API_USER_OPEN_STAKE_CENTS_MAX',
+    flag: '--user-open-stake-cents-max',
+    doc: 'open stakes one user may hold',
+  },
+  marketLiabilityCentsMax: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.marketLiabilityCentsMax,
+    min: 1,
+    max: 1_000_000_000_000,
+    env: 'API_MARKET_LIABILITY_CENTS_MAX',
+    flag: '--market-liability-cents-max',
+    doc: 'what the book may lose on one market',
+  },
+  staleMsMax: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.staleMsMax,
+    min: 10,
+    max: 600_000,
+    env: 'API_STALE_MS_MAX',
+    flag: '--stale-ms-max',
+    doc: 'refuse bets when a writer has been silent this long',
+  },
+})
