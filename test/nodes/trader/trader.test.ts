@@ -112,3 +112,47 @@ t.test('a failed publish is retried with the same message id', async (t) => {
   t.equal(published.length, 2, 'genesis and clock, each published once in the end')
   t.equal(new Set(published).size, 2)
 })
+
+t.test('two feeds on one game merge; disagreeing results put the market under review', async (t) => {
+  let nowMs = 1_700_000_000_000
+  const log = pino({ level: 'silent' })
+  const replicas = [yjsBackend.create(), yjsBackend.create()]
+  const updates: Uint8Array[][] = [[], []]
+  const traders = ['feed-a', 'feed-b'].map((node, i) =>
+    createTrader({
+      gameId: 'match-1',
+      writers: ['feed-a', 'feed-b'],
+      replica: replicas[i]!,
+      hlc: createHlc({ node, clock: () => nowMs }),
+      publisher: {
+        publishUpdate: async (update) => void updates[i]!.push(update),
+        publishHeartbeat: () => {},
+      },
+      log,
+      now: () => nowMs,
+    }),
+  )
+  const exchange = async () => {
+    for (const trader of traders) await trader.flush()
+    for (const update of updates[0]!.splice(0)) replicas[1]!.apply(update)
+    for (const update of updates[1]!.splice(0)) replicas[0]!.apply(update)
+  }
+  traders[0]!.handle({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+  await exchange()
+  for (const trader of traders) trader.handle({ type: 'point-start', point: 1, server: 'home' })
+  nowMs += 4_000
+  traders[0]!.handle({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  traders[1]!.handle({ type: 'point-end', point: 1, winner: 'away', ace: false })
+  await exchange()
+  t.equal(replicas[0]!.stateHash(), replicas[1]!.stateHash(), 'the two feeds’ replicas converged')
+  t.match(
+    resultOf(replicas[0]!.game, marketIds(1).winner),
+    { state: 'review' },
+    'the feeds disagree: under review, not paid',
+  )
+  t.match(
+    resultOf(replicas[0]!.game, marketIds(1).ace),
+    { state: 'agreed', winners: ['no'] },
+    'they agree on the ace market',
+  )
+})
