@@ -25,9 +25,9 @@ import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { createLedgerSync } from '../nodes/fabric/ledger-sync.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
-import { createManualFeed } from '../nodes/trader/replay-feed.ts'
+import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
-import { startTraderNode } from '../nodes/trader/trader-node.ts'
+import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../scripts/nats-cluster.ts'
 
 const REGION = 'eu'
@@ -150,19 +150,15 @@ async function main(): Promise<void> {
     for (const name of ['api-1', 'api-2'])
       children.push(spawnNode(dir, name, 'nodes/api/main.ts', { FABRIC_NATS_SERVERS: servers }))
     children.push(spawnNode(dir, 'settle-1', 'nodes/settlement/main.ts', { FABRIC_NATS_SERVERS: servers }))
-    const feed = createManualFeed()
-    const trader = await startTraderNode({
+    const trader = await startManualTraderNode({
       nc: await cluster.connect(),
       region: REGION,
-      node: 'trader-1',
-      gameId: 'match-1',
-      writers: ['trader-1'],
-      feed,
       backend: yjsBackend,
       log: pino({ level: 'warn' }),
       snapshotIntervalMs: 0,
       limits: { staleFeedMs: 3_600_000 },
     })
+    const feed = trader.feed
     feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
     await credit(nc)
     console.log(
@@ -271,11 +267,7 @@ async function placeAtRate(nc: NatsConnection, rate: number, point: number) {
   return { provisional, final, errors }
 }
 
-async function settlementTime(
-  nc: NatsConnection,
-  feed: ReturnType<typeof createManualFeed>,
-  point: number,
-): Promise<void> {
+async function settlementTime(nc: NatsConnection, feed: ManualFeed, point: number): Promise<void> {
   feed.emit({ type: 'point-start', point, server: 'home' })
   const marketId = marketIds(point).winner
   const window = 200

@@ -20,8 +20,8 @@ import {
   ODDS_POLICIES,
   type Replica,
 } from '../crdt/index.ts'
-import { runScript } from '../test/helpers/scripted-updates.ts'
 import { createPrng } from '../nodes/fabric/prng.ts'
+import { runScript } from '../test/helpers/scripted-updates.ts'
 import { tennisScript } from '../test/sim/tennis-script.ts'
 
 const { values } = parseArgs({

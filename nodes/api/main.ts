@@ -1,7 +1,7 @@
 /** The bet-acceptance process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { readinessOf, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
 
@@ -30,11 +30,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend }) => 
     },
   })
   return {
-    readiness: () =>
-      readinessOf({
-        'caught up with the fabric stream': node.replicas.caughtUp(),
-        'caught up with the ledger': node.ledger.caughtUp(),
-      }),
+    readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
   }
 })

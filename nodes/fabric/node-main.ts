@@ -156,3 +156,13 @@ export function readinessOf(checks: Record<string, boolean>): Readiness {
     .map(([what]) => `not yet: ${what}`)
   return { ready: reasons.length === 0, reasons }
 }
+
+/** Ready once the node has caught up with what the streams held when it started. */
+export function caughtUpReadiness(node: {
+  replicas: { caughtUp(): boolean }
+  ledger?: { caughtUp(): boolean }
+}): Readiness {
+  const checks: Record<string, boolean> = { 'caught up with the fabric stream': node.replicas.caughtUp() }
+  if (node.ledger) checks['caught up with the ledger'] = node.ledger.caughtUp()
+  return readinessOf(checks)
+}

@@ -1,7 +1,7 @@
 /** The settlement process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { readinessOf, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
 import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
 
@@ -41,11 +41,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     },
   })
   return {
-    readiness: () =>
-      readinessOf({
-        'caught up with the fabric stream': node.replicas.caughtUp(),
-        'caught up with the ledger': node.ledger.caughtUp(),
-      }),
+    readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
   }
 })

@@ -1,7 +1,7 @@
 /** The trader process: one game, a simulated tennis feed or a recorded one. `--help` lists options. */
 
 import { Counter } from 'prom-client'
-import { readinessOf, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
 import { options } from './options.ts'
 import { createReplayFeed } from './replay-feed.ts'
 import { createSimulatedTennisFeed, DEFAULT_BET_WINDOW_MS } from './simulated-tennis.ts'
@@ -46,7 +46,7 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend }) 
     })
   }
   return {
-    readiness: () => readinessOf({ 'caught up with the fabric stream': node.replicas.caughtUp() }),
+    readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
   }
 })

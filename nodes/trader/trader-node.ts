@@ -10,6 +10,7 @@ import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { ensureFabric } from '../fabric/streams.ts'
 import type { FeedAdapter } from './feed.ts'
+import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits } from './trader.ts'
 
 export const killSubject = (region: string) => `trader.${region}.kill`
@@ -98,4 +99,20 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       await replicas.close()
     },
   }
+}
+
+/** A trader of one game driven event by event (tests, benchmarks, operator tools): writer `trader-1`. */
+export async function startManualTraderNode(
+  options: Pick<TraderNodeOptions, 'nc' | 'region' | 'backend' | 'log'> & Partial<TraderNodeOptions>,
+): Promise<TraderNode & { readonly feed: ManualFeed }> {
+  const feed = createManualFeed()
+  const node = await startTraderNode({
+    node: 'trader-1',
+    gameId: 'match-1',
+    writers: [options.node ?? 'trader-1'],
+    snapshotIntervalMs: 0,
+    ...options,
+    feed,
+  })
+  return { ...node, feed }
 }

@@ -22,9 +22,8 @@ import {
 } from '../../nodes/api/protocol.ts'
 import type { BetRow } from '../../nodes/settlement/projection.ts'
 import { historySubject, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
-import { createManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -39,18 +38,14 @@ async function place(nc: NatsConnection, request: Record<string, unknown>): Prom
 t.test('a point cycle', async (t) => {
   const cluster = await startNatsCluster()
   t.teardown(() => cluster.close())
-  const feed = createManualFeed()
-  const trader = await startTraderNode({
+  const trader = await startManualTraderNode({
     nc: await cluster.connect(),
     region: REGION,
-    node: 'trader-1',
-    gameId: 'match-1',
-    writers: ['trader-1'],
-    feed,
     backend: yjsBackend,
     log,
     snapshotIntervalMs: 0,
   })
+  const feed = trader.feed
   const api: ApiNode = await startApiNode({
     nc: await cluster.connect(),
     region: REGION,

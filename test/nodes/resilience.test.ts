@@ -15,9 +15,8 @@ import { yjsBackend } from '../../crdt/index.ts'
 import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
 import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
-import { createManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -42,18 +41,14 @@ t.test('races and restarts', async (t) => {
     await cluster.close()
     rmSync(dir, { recursive: true, force: true })
   })
-  const feed = createManualFeed()
-  const trader = await startTraderNode({
+  const trader = await startManualTraderNode({
     nc: await cluster.connect(),
     region: REGION,
-    node: 'trader-1',
-    gameId: 'match-1',
-    writers: ['trader-1'],
-    feed,
     backend: yjsBackend,
     log,
     snapshotIntervalMs: 200,
   })
+  const feed = trader.feed
   closers.push(() => trader.close())
   const startApi = async (node: string) =>
     startApiNode({
