@@ -25,7 +25,12 @@ function hasCommand(name) {
 }
 
 const stale = !existsSync(installedMarker) || statSync(installedMarker).mtimeMs < statSync(lockFile).mtimeMs
-if (stale) run('npm', ['ci', '--no-audit', '--no-fund'])
+if (stale) {
+  run('npm', ['ci', '--no-audit', '--no-fund'])
+  // tap builds its plugin set from the config lazily, after a first run has started with the
+  // defaults; build it now so every run uses the tsx loader alone (see README, Development).
+  run('npx', ['tap', 'build'])
+}
 
 if (process.argv.includes('--nats') && !hasCommand('nats-server')) {
   const isRoot = process.getuid?.() === 0
