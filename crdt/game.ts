@@ -22,7 +22,7 @@
 
 import { createHash } from 'node:crypto'
 import type { StampKey } from './hlc.ts'
-import { stampWall } from './hlc.ts'
+import { AFTER_ALL_STAMPS, stampWall } from './hlc.ts'
 import { WRITERS_PER_GAME_MAX } from './limits.ts'
 import type {
   AdmitOp,
@@ -247,7 +247,7 @@ export function gameClockAt(game: GameState, stamp: StampKey): number | null {
 
 /** The current clock setting: the last writer wins by stamp. */
 export function currentClock(game: GameState): Entry<ClockOp> | null {
-  return latestAt(game, game.clocks, '~')
+  return latestAt(game, game.clocks, AFTER_ALL_STAMPS)
 }
 
 /** The market's spec in force at `stamp`: the earliest valid one; later specs never replace it. */

@@ -175,3 +175,6 @@ export function firstStampAt(wallMs: number): StampKey {
 export function lastStampAt(wallMs: number): StampKey {
   return encodeStamp({ wall: wallMs, logical: STAMP_LOGICAL_MAX, node: 'z'.repeat(NODE_ID_LENGTH_MAX) })
 }
+
+/** Sorts after every encoded stamp: read "the latest" with a query at this stamp. */
+export const AFTER_ALL_STAMPS: StampKey = '~'

@@ -7,7 +7,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { type Backend, type Hlc, ODDS_POLICIES, transitionAt } from '../crdt/index.ts'
+import { AFTER_ALL_STAMPS, type Backend, type Hlc, ODDS_POLICIES, transitionAt } from '../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { createLedgerSync } from '../nodes/fabric/ledger-sync.ts'
@@ -115,7 +115,7 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
     const marketId = prng.chance(0.8) ? points.at(-1) : `${points.at(-1)?.replace('-winner', '-ace')}`
     if (marketId === undefined) return
     lastPoint = Math.max(lastPoint, Number(/^p(\d+)/.exec(marketId)?.[1] ?? 0))
-    const shown = transitionAt(game, marketId, '~')
+    const shown = transitionAt(game, marketId, AFTER_ALL_STAMPS)
     const selections = Object.keys(shown?.prices ?? {})
     if (shown === null || selections.length === 0) return
     const selectionId = prng.pick(selections)

@@ -12,6 +12,7 @@
 
 import type { Logger } from 'pino'
 import {
+  AFTER_ALL_STAMPS,
   clockAt,
   encodeStamp,
   firstStampAt,
@@ -156,7 +157,7 @@ export function createTrader(options: TraderOptions): Trader {
     return [ids.winner, ids.ace].filter((id) => statusOf(id) === 'open')
   }
   const statusOf = (marketId: string): MarketStatus | null =>
-    transitionAt(replica.game, marketId, '~')?.status ?? null
+    transitionAt(replica.game, marketId, AFTER_ALL_STAMPS)?.status ?? null
   const transition = (marketId: string, status: MarketStatus, prices: Prices, reason: string): Op => ({
     kind: 'transition',
     marketId,
@@ -168,7 +169,7 @@ export function createTrader(options: TraderOptions): Trader {
   function suspendOpen(reason: string): void {
     write(
       openMarkets().map((id) =>
-        transition(id, 'suspended', transitionAt(replica.game, id, '~')?.prices ?? {}, reason),
+        transition(id, 'suspended', transitionAt(replica.game, id, AFTER_ALL_STAMPS)?.prices ?? {}, reason),
       ),
     )
   }
@@ -210,7 +211,7 @@ export function createTrader(options: TraderOptions): Trader {
       [ids.winner, prices.winner],
       [ids.ace, prices.ace],
     ] as const) {
-      const before = transitionAt(replica.game, id, '~')
+      const before = transitionAt(replica.game, id, AFTER_ALL_STAMPS)
       if (before?.status !== 'suspended' || before.reason !== 'serve') continue
       if (largestMove(before.prices, next) > limits.priceJumpMax) {
         stats.frozen++
@@ -225,7 +226,7 @@ export function createTrader(options: TraderOptions): Trader {
   function endPoint(point: number, winner: Side, ace: boolean): void {
     const ids = marketIds(point)
     const closed = (id: string) =>
-      transition(id, 'closed', transitionAt(replica.game, id, '~')?.prices ?? {}, 'resulted')
+      transition(id, 'closed', transitionAt(replica.game, id, AFTER_ALL_STAMPS)?.prices ?? {}, 'resulted')
     write([
       { kind: 'result', marketId: ids.winner, winners: [winner] },
       { kind: 'result', marketId: ids.ace, winners: [ace ? 'yes' : 'no'] },

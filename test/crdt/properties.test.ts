@@ -7,6 +7,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import {
+  AFTER_ALL_STAMPS,
   type ApplyResult,
   automergeBackend,
   BACKENDS,
@@ -261,7 +262,7 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
                 if (maxStamp) nodeHlc.receive(decodeStamp(maxStamp))
               } else if (s.type === 'bet') {
                 jitterMs = s.jitterMs
-                const seen = transitionAt(node.game, MARKET, '~')
+                const seen = transitionAt(node.game, MARKET, AFTER_ALL_STAMPS)
                 const terms: BetTerms = {
                   stamp: encodeStamp(nodeHlc.now()),
                   marketId: MARKET,

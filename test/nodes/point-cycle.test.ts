@@ -112,7 +112,9 @@ t.test('a point cycle', async (t) => {
     verdict: { accepted: true, odds: offered },
     balanceCents: 9_000,
   })
-  await waitFor('final verdict published', () => statuses.some((s) => s.betId === 'bet-alice-0001' && s.status === 'final'))
+  await waitFor('final verdict published', () =>
+    statuses.some((s) => s.betId === 'bet-alice-0001' && s.status === 'final'),
+  )
   t.match(
     statuses.find((s) => s.betId === 'bet-alice-0001' && s.status === 'final'),
     { status: 'final', verdict: { accepted: true } },
@@ -137,7 +139,9 @@ t.test('a point cycle', async (t) => {
     { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
     'a late bet is rejected',
   )
-  await waitFor('late bet final', () => statuses.some((s) => s.betId === 'bet-alice-0002' && s.status === 'final'))
+  await waitFor('late bet final', () =>
+    statuses.some((s) => s.betId === 'bet-alice-0002' && s.status === 'final'),
+  )
   t.match(
     statuses.find((s) => s.betId === 'bet-alice-0002' && s.status === 'final'),
     { verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },

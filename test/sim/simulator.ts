@@ -10,6 +10,7 @@
  */
 
 import {
+  AFTER_ALL_STAMPS,
   BACKENDS,
   type BackendName,
   type BetTerms,
@@ -226,7 +227,7 @@ function placeBet(world: SimWorld, node: SimNode): void {
     marketIds.length > 0 && prng.chance(0.95) ? prng.pick(marketIds.slice(-3)) : `point-${prng.int(1, 99)}`
   const spec = game.markets.get(marketId)?.specs[0]
   const selectionId = spec && prng.chance(0.97) ? prng.pick(spec.selections).id : 'nobody'
-  const seen = transitionAt(game, marketId, '~')
+  const seen = transitionAt(game, marketId, AFTER_ALL_STAMPS)
   const terms: BetTerms = {
     stamp: encodeStamp(node.hlc.now()),
     marketId,

@@ -8,6 +8,7 @@
 import pino from 'pino'
 import t from 'tap'
 import {
+  AFTER_ALL_STAMPS,
   createHlc,
   type Heartbeat,
   resultOf,
@@ -44,7 +45,7 @@ function setup(failFirst = 0) {
 }
 
 const latest = (replica: ReturnType<typeof setup>['replica'], id: string) =>
-  transitionAt(replica.game, id, '~')
+  transitionAt(replica.game, id, AFTER_ALL_STAMPS)
 
 t.test('a point from open to closed, with a fault and a correction', async (t) => {
   const { trader, replica, heartbeats, advance, at } = setup()
@@ -70,7 +71,7 @@ t.test('a point from open to closed, with a fault and a correction', async (t) =
   trader.handle({ type: 'serve', point: 1, second: true })
   advance(1_500)
   trader.handle({ type: 'point-end', point: 1, winner: 'away', ace: false })
-  t.equal(statusAt(replica.game, ids.winner, '~'), 'closed')
+  t.equal(statusAt(replica.game, ids.winner, AFTER_ALL_STAMPS), 'closed')
   t.match(resultOf(replica.game, ids.winner), { state: 'agreed', winners: ['away'] })
   t.match(resultOf(replica.game, ids.ace), { state: 'agreed', winners: ['no'] })
   trader.handle({ type: 'correction', point: 1, fromMs: at() - 2_000, toMs: at() - 1_000 })
