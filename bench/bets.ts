@@ -42,6 +42,8 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '500,1000,2000,3000,5000' },
     seconds: { type: 'string', default: '5' },
     'settle-bets': { type: 'string', default: '10000' },
+    /** Write V8 CPU profiles of the node processes here, to see where a bet's time goes. */
+    'cpu-prof-dir': { type: 'string' },
   },
 })
 const RATES = values.rates.split(',').map(Number)
@@ -68,7 +70,8 @@ const ms = (h: Histogram, p: number) =>
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
 function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', main], {
+  const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
+  return spawn(process.execPath, [...profile, '--import', 'tsx', main], {
     env: {
       ...process.env,
       ...env,

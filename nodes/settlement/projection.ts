@@ -7,6 +7,8 @@
 import Database from 'better-sqlite3'
 
 export const HISTORY_ROWS_MAX = 500
+/** Queued projection writes committed in one transaction at most. */
+export const WRITES_PER_TRANSACTION_MAX = 1_000
 
 export interface BetRow {
   readonly betId: string
@@ -100,20 +102,50 @@ export function openProjection(path: string): Projection {
   const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
     COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets
     WHERE market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
+  // Writes are queued and committed together: one transaction per burst instead of one per bet,
+  // which is what a settlement storm (thousands of bets resulted at once) needs.
+  const queued: (() => void)[] = []
+  const commit = db.transaction(() => {
+    for (const write of queued.splice(0)) write()
+  })
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (queued.length > 0) commit()
+  }
+  const enqueue = (write: () => void) => {
+    queued.push(write)
+    if (queued.length >= WRITES_PER_TRANSACTION_MAX) flush()
+    else if (!scheduled) {
+      scheduled = true
+      setImmediate(flush)
+    }
+  }
   return {
-    placed: (row) => insert.run(row),
+    placed: (row) => enqueue(() => insert.run(row)),
     finalized: (betId, verdict, atMs) =>
-      finalize.run(
-        verdict.accepted ? 'accepted' : 'rejected',
-        verdict.reason,
-        verdict.gameClockMs,
-        atMs,
-        betId,
+      enqueue(() =>
+        finalize.run(
+          verdict.accepted ? 'accepted' : 'rejected',
+          verdict.reason,
+          verdict.gameClockMs,
+          atMs,
+          betId,
+        ),
       ),
-    settled: (betId, outcome, payoutCents, atMs) => settle.run(outcome, payoutCents, atMs, betId),
-    history: (userId, limit = HISTORY_ROWS_MAX) =>
-      history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[],
-    exposure: (marketId) => ({ marketId, ...(exposure.get(marketId) as Omit<Exposure, 'marketId'>) }),
-    close: () => db.close(),
+    settled: (betId, outcome, payoutCents, atMs) =>
+      enqueue(() => settle.run(outcome, payoutCents, atMs, betId)),
+    history(userId, limit = HISTORY_ROWS_MAX) {
+      flush()
+      return history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[]
+    },
+    exposure(marketId) {
+      flush()
+      return { marketId, ...(exposure.get(marketId) as Omit<Exposure, 'marketId'>) }
+    },
+    close() {
+      flush()
+      db.close()
+    },
   }
 }
