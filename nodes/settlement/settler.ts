@@ -18,7 +18,7 @@ import type { Projection } from './projection.ts'
 
 export const settlementId = (betId: string) => `settle-${betId}`
 /** Settlement appends in flight at once. */
-export const APPENDS_IN_FLIGHT_MAX = 256
+export const APPENDS_IN_FLIGHT_MAX = 1_024
 
 export interface SettlerStats {
   settled: number
