@@ -232,7 +232,10 @@ async function placeAtRate(nc: NatsConnection, rate: number, point: number) {
     callback: (_e, m) => {
       const status = m.json<{ betId: string; status: string }>()
       const at = scheduled.get(status.betId)
-      if (status.status === 'final' && at !== undefined) final.recordValue(nowUs() - at)
+      if (status.status !== 'final' || at === undefined) return
+      // API and settlement nodes both announce final verdicts: the first one counts.
+      scheduled.delete(status.betId)
+      final.recordValue(nowUs() - at)
     },
   })
   const marketId = marketIds(point).winner

@@ -97,8 +97,11 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
     callback: (_error, message) => {
       const status = message.json<{ betId: string; status: string; outcome?: string }>()
       if (status.status === 'final') {
+        // API and settlement nodes both announce final verdicts: the first one counts.
         const sent = sentAt.get(status.betId)
-        if (sent !== undefined) sample(finalMs, Date.now() - sent)
+        if (sent === undefined) return
+        sentAt.delete(status.betId)
+        sample(finalMs, Date.now() - sent)
         count('final')
       } else if (status.status === 'settled' && !settledBets.has(status.betId)) {
         // Every settlement node announces what it saw folded; count each bet once.

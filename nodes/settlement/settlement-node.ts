@@ -68,7 +68,13 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
   const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
   const projection = openProjection(options.databasePath)
-  const settler = createSettler({ replicas, ledger, projection, log })
+  const settler = createSettler({
+    replicas,
+    ledger,
+    projection,
+    log,
+    publishFinal: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
+  })
   let scheduled = false
   const schedule = () => {
     if (scheduled) return

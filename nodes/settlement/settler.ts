@@ -10,6 +10,7 @@
 
 import type { Logger } from 'pino'
 import { type BetTerms, isFinal, judge, resultOf } from '../../crdt/index.ts'
+import type { FinalStatus } from '../api/protocol.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
@@ -39,6 +40,7 @@ export interface SettlerOptions {
   readonly ledger: LedgerSync
   readonly projection: Projection
   readonly log: Logger
+  readonly publishFinal?: (userId: string, status: FinalStatus) => void
   readonly now?: () => number
 }
 
@@ -115,6 +117,15 @@ export function createSettler(options: SettlerOptions): Settler {
       if (!unsettled.has(bet.id)) continue
       const { final: _final, ...verdict } = judge(replica.game, bet as BetTerms)
       projection.finalized(bet.id, verdict, now())
+      // The accepting API node announces the final verdict too; announcing it here as well means a
+      // bettor still hears it if that node died first. Clients de-duplicate by bet id and status.
+      options.publishFinal?.(bet.userId, {
+        betId: bet.id,
+        status: 'final',
+        stamp: bet.stamp,
+        verdict,
+        finalAtMs: now(),
+      })
       if (!verdict.accepted) {
         settle(bet, verdict.reason === 'VOIDED' ? 'void' : 'rejected')
         continue

@@ -120,6 +120,11 @@ t.test('a point cycle', async (t) => {
     { status: 'final', verdict: { accepted: true } },
   )
 
+  await waitFor(
+    'the settlement nodes announce it too (in case the API node died)',
+    () => statuses.filter((s) => s.betId === 'bet-alice-0001' && s.status === 'final').length >= 3,
+  )
+
   const retry = await place(client, bet)
   t.match(
     retry,
