@@ -327,9 +327,12 @@ function parseMovement(type: 'deposit' | 'withdrawal', raw: Raw): DepositEntry |
   return { type, id, userId, amountCents }
 }
 
-function parseBet(raw: Raw): BetEntry | null {
+/** The fields a bet entry and a snapshot's bet state share, validated; null when any is invalid. */
+type BetFields = Omit<BetEntry, 'type' | 'id'> & { readonly id: string }
+
+function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | null {
   const [id, userId, gameId, marketId, selectionId] = [
-    'id',
+    idKey,
     'userId',
     'gameId',
     'marketId',
@@ -354,8 +357,8 @@ function parseBet(raw: Raw): BetEntry | null {
     isStamp(stamp) &&
     isIntegerIn(placedAtMs, 0, PLACED_AT_MS_MAX)
   if (!valid) return null
+  // -0 would print as 0 but is not Object.is-equal to it; normalise so equal bodies are equal values.
   return {
-    type: 'bet',
     id,
     userId,
     gameId,
@@ -365,9 +368,13 @@ function parseBet(raw: Raw): BetEntry | null {
     odds,
     policy: policy as OddsPolicy,
     stamp,
-    // -0 would print as 0 but is not Object.is-equal to it; normalise so equal bodies are equal values.
     placedAtMs: placedAtMs + 0,
   }
+}
+
+function parseBet(raw: Raw): BetEntry | null {
+  const fields = parseBetFields(raw, 'id')
+  return fields === null ? null : { type: 'bet', ...fields }
 }
 
 function parseSettlement(raw: Raw): SettlementEntry | null {
@@ -772,42 +779,13 @@ function restoreEntries(state: State, value: unknown): void {
 }
 
 function parseBetBase(raw: Raw, state: State): BetBase {
-  const keys = ['betId', 'userId', 'gameId', 'marketId', 'selectionId'] as const
-  const [betId, userId, gameId, marketId, selectionId] = keys.map((key) => field(raw, key))
-  const [stakeCents, odds, policy, stamp, placedAtMs, placedSeq] = [
-    'stakeCents',
-    'odds',
-    'policy',
-    'stamp',
-    'placedAtMs',
-    'placedSeq',
-  ].map((key) => field(raw, key))
-  const valid =
-    isEntryId(betId) &&
-    isUserId(userId) &&
-    isEntryId(gameId) &&
-    isEntryId(marketId) &&
-    isEntryId(selectionId) &&
-    isIntegerIn(stakeCents, 1, STAKE_CENTS_MAX) &&
-    isOdds(odds) &&
-    ODDS_POLICIES.includes(policy as OddsPolicy) &&
-    isStamp(stamp) &&
-    isIntegerIn(placedAtMs, 0, PLACED_AT_MS_MAX) &&
-    state.seen.get(betId)?.seq === placedSeq
-  if (!valid) return invalid(`bet ${JSON.stringify(raw).slice(0, 200)}`)
-  return {
-    betId,
-    userId,
-    gameId,
-    marketId,
-    selectionId,
-    stakeCents,
-    odds,
-    policy: policy as OddsPolicy,
-    stamp,
-    placedAtMs,
-    placedSeq: placedSeq as number,
+  const fields = parseBetFields(raw, 'betId')
+  const placedSeq = field(raw, 'placedSeq')
+  if (fields === null || state.seen.get(fields.id)?.seq !== placedSeq) {
+    return invalid(`bet ${JSON.stringify(raw).slice(0, 200)}`)
   }
+  const { id: betId, ...rest } = fields
+  return { betId, ...rest, placedSeq: placedSeq as number }
 }
 
 function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null {
