@@ -4,6 +4,7 @@
  */
 
 import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../../crdt/index.ts'
+import type { BetEntry } from '../fabric/ledger.ts'
 
 export const PLACE_SUBJECT = 'bets.place'
 export const QUEUE_GROUP = 'bets-api'
@@ -13,15 +14,9 @@ export const REQUEST_BYTES_MAX = 4 * 1024
 const BET_ID_PATTERN = /^[A-Za-z0-9_.:-]{8,128}$/
 const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
-export interface PlaceBetRequest {
+/** What a bettor sends: the bet's ledger fields that the API node does not fill in itself. */
+export type PlaceBetRequest = Omit<BetEntry, 'type' | 'id' | 'stamp' | 'placedAtMs'> & {
   readonly betId: string
-  readonly userId: string
-  readonly gameId: string
-  readonly marketId: string
-  readonly selectionId: string
-  readonly stakeCents: number
-  readonly odds: number
-  readonly policy: OddsPolicy
 }
 
 export type ErrorCode =

@@ -5,22 +5,15 @@
  */
 
 import Database from 'better-sqlite3'
+import type { BetEntry } from '../fabric/ledger.ts'
 
 export const HISTORY_ROWS_MAX = 500
 /** Queued projection writes committed in one transaction at most. */
 export const WRITES_PER_TRANSACTION_MAX = 1_000
 
-export interface BetRow {
+/** A bet as the projection keeps it: its ledger fields, then each status with its time. */
+export interface BetRow extends Omit<BetEntry, 'type' | 'id'> {
   readonly betId: string
-  readonly userId: string
-  readonly gameId: string
-  readonly marketId: string
-  readonly selectionId: string
-  readonly stakeCents: number
-  readonly odds: number
-  readonly policy: string
-  readonly stamp: string
-  readonly placedAtMs: number
   readonly ledgerSeq: number
   readonly funds: 'debited' | 'refused'
   readonly verdict: 'accepted' | 'rejected' | null
