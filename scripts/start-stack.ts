@@ -5,11 +5,11 @@
  * second; at the end (Ctrl-C or --duration) it checks the ledger and prints a summary.
  *
  *   npm start                              # until Ctrl-C
- *   npm start -- --duration 60 --bettors 20 --time-scale 2
+ *   npm start -- --duration 60 --bettors 20 --time-scale 2 --logs delete
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createWriteStream, mkdtempSync } from 'node:fs'
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -37,8 +37,10 @@ function parseOptions() {
       bettors: { type: 'string', default: '10' },
       'time-scale': { type: 'string', default: '1' },
       seed: { type: 'string', default: '7' },
+      logs: { type: 'string', default: 'keep' },
     },
   })
+  if (values.logs !== 'keep' && values.logs !== 'delete') fail('--logs must be keep or delete')
   const number = (name: string, text: string, min: number, max: number) => {
     const value = Number(text)
     if (!Number.isFinite(value) || value < min || value > max)
@@ -50,6 +52,8 @@ function parseOptions() {
     bettors: Math.floor(number('bettors', values.bettors, 1, 1_000)),
     timeScale: number('time-scale', values['time-scale'], 0.1, 100),
     seed: Math.floor(number('seed', values.seed, 0, 2 ** 32 - 1)),
+    /** The run directory holds each node's log and SQLite file; tests delete it, people read it. */
+    deleteRunDir: values.logs === 'delete',
   }
 }
 
@@ -125,6 +129,8 @@ async function main(): Promise<void> {
     }
     await stopChildren([...nodes.values()])
     await cluster.close()
+    if (options.deleteRunDir) rmSync(dir, { recursive: true, force: true })
+    else console.log(`node logs kept in ${dir}`)
     process.exit(failed || !bettors?.healthy() ? 1 : 0)
   }
   process.on('SIGINT', () => void stop('Ctrl-C'))

@@ -22,6 +22,8 @@ t.test('npm start runs the whole stack and stops cleanly', async (t) => {
       '3',
       '--bettors',
       '8',
+      '--logs',
+      'delete',
     ],
     {
       encoding: 'utf8',
@@ -41,4 +43,5 @@ t.test('npm start runs the whole stack and stops cleanly', async (t) => {
   t.ok(won + lost > 0, `${won + lost} accepted bets settled`)
   t.match(out, /ledger sums: yes/)
   t.notMatch(out, /error:LEDGER_UNAVAILABLE/)
+  t.notMatch(out, /node logs kept in/, 'the run directory was removed')
 })
