@@ -22,6 +22,7 @@ import {
   type Heartbeat,
   type Hlc,
   isId,
+  maxStamp,
   type Replica,
 } from '../../crdt/index.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
@@ -128,8 +129,14 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       const entry = await snapshots.get(names.snapshotKey(gameId))
       if (entry === null || entry.value.length === 0) return 1
       const record = decodeSnapshot(entry.value)
-      replicas.set(gameId, backend.restore(record.bytes))
-      merge(gameId, { added: 0, skipped: 0, maxStamp: null }, 'stream')
+      const replica = backend.restore(record.bytes)
+      replicas.set(gameId, replica)
+      // The node's clock must pass everything the snapshot holds before it stamps anything.
+      merge(
+        gameId,
+        { added: replica.game.entries.size, skipped: 0, maxStamp: maxStamp(replica.game) },
+        'stream',
+      )
       fromSeq = Math.min(fromSeq, record.seq + 1)
     }
     log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')

@@ -25,15 +25,18 @@ t.test('replica sync over JetStream', async (t) => {
   let wallMs = 1_700_000_000_000
   const writerHlc = createHlc({ node: 'trader-1', clock: () => wallMs })
   const syncs: ReplicaSync[] = []
+  const clocks = new Map<string, ReturnType<typeof createHlc>>()
   t.teardown(async () => {
     for (const sync of syncs) await sync.close()
   })
-  const open = async (nc: typeof writerConnection, node: string) => {
+  const open = async (nc: typeof writerConnection, node: string, clockBehindMs = 0) => {
+    const hlc = createHlc({ node, clock: () => wallMs - clockBehindMs })
+    clocks.set(node, hlc)
     const sync = await createReplicaSync({
       nc,
       region: 'eu',
       backend: yjsBackend,
-      hlc: createHlc({ node, clock: () => wallMs }),
+      hlc,
       snapshots,
       log,
     })
@@ -73,10 +76,14 @@ t.test('replica sync over JetStream', async (t) => {
   t.same(judge(reader.replica('match-1')!.game, bet), judge(replica.game, bet), 'same verdict on both')
 
   const seq = await writer.writeSnapshots()
+  // What the snapshot holds: the writer's document watermark (heartbeats are not in snapshots).
+  const snapshotMax = replica.game.watermarks.get('trader-1') as string
   t.ok(seq >= 2, `snapshot round at stream sequence ${seq}`)
   wallMs += 1_000
   await write(transition('open', 1_700, 2_200))
-  const restarted = await open(await cluster.connect(), 'api-2')
+  // The restarted node's clock runs 3 s behind: restoring must still carry it past the snapshot.
+  const restarted = await open(await cluster.connect(), 'api-2', 3_000)
+  t.ok(encodeStamp(clocks.get('api-2')!.last()) > snapshotMax, 'the clock merged the snapshot before tailing')
   await waitFor(
     'restarted node converged',
     () => restarted.replica('match-1')?.stateHash() === replica.stateHash(),
