@@ -11,7 +11,7 @@
  *   npm run bench:bets -- --rates 1000,2000 --seconds 10 --settle-bets 10000
  */
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -29,6 +29,7 @@ import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../scripts/nats-cluster.ts'
+import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
@@ -71,20 +72,23 @@ const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
 function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
   const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
-  return spawn(process.execPath, [...profile, '--import', 'tsx', main], {
+  const child = spawnNodeProcess({
+    main,
+    nodeId: name,
+    region: REGION,
+    shards: SHARDS,
+    nodeArgs: profile,
     env: {
-      ...process.env,
       ...env,
-      FABRIC_NODE_ID: name,
-      FABRIC_REGION: REGION,
-      FABRIC_LEDGER_SHARDS: String(SHARDS),
       LOG_LEVEL: 'warn',
       API_USER_OPEN_STAKE_CENTS_MAX: '100000000',
       API_MARKET_LIABILITY_CENTS_MAX: '1000000000000',
       SETTLEMENT_DATABASE: join(dir, `${name}.db`),
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
   })
+  child.stdout?.resume()
+  child.stderr?.pipe(process.stderr)
+  return child
 }
 
 /** Open loop: send at the scheduled instants; latencies count from the schedule, not the send. */
@@ -191,12 +195,7 @@ async function main(): Promise<void> {
     if (SETTLE_BETS > 0) await settlementTime(nc, feed, point + 1)
     await trader.close()
   } finally {
-    for (const child of children) child.kill('SIGTERM')
-    await Promise.all(
-      children.map(
-        (c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.on('exit', resolve))),
-      ),
-    )
+    await stopProcesses(children)
     await cluster.close()
     rmSync(dir, { recursive: true, force: true })
   }

@@ -8,7 +8,7 @@
  *   npm start -- --duration 60 --bettors 20 --time-scale 2 --logs delete
  */
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,11 +18,11 @@ import { createHlc, yjsBackend } from '../crdt/index.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { startBettors } from './bettors.ts'
 import { startNatsCluster } from './nats-cluster.ts'
+import { spawnNodeProcess, stopProcesses } from './node-process.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
-const STOP_GRACE_MS = 10_000
 const DURATION_S_MAX = 86_400
 
 function fail(message: string): never {
@@ -59,16 +59,7 @@ function parseOptions() {
 
 function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
   const log = createWriteStream(join(dir, `${name}.log`))
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
-    env: {
-      ...process.env,
-      ...env,
-      FABRIC_NODE_ID: name,
-      FABRIC_REGION: REGION,
-      FABRIC_LEDGER_SHARDS: String(SHARDS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawnNodeProcess({ main, nodeId: name, region: REGION, shards: SHARDS, env })
   child.stdout?.pipe(log)
   child.stderr?.pipe(log)
   child.on('exit', (code, signal) => {
@@ -127,7 +118,7 @@ async function main(): Promise<void> {
       await bettors.stop()
       console.log(bettors.summary())
     }
-    await stopChildren([...nodes.values()])
+    await stopProcesses([...nodes.values()])
     await cluster.close()
     if (options.deleteRunDir) rmSync(dir, { recursive: true, force: true })
     else console.log(`node logs kept in ${dir}`)
@@ -154,24 +145,6 @@ async function main(): Promise<void> {
   progress = setInterval(() => console.log(running.progressLine()), 1_000)
   if (options.durationS > 0)
     setTimeout(() => void stop(`${options.durationS} s elapsed`), options.durationS * 1_000)
-}
-
-/** SIGTERM every child by its PID, SIGKILL those still running after the grace period. */
-async function stopChildren(children: readonly ChildProcess[]): Promise<void> {
-  for (const child of children) child.kill('SIGTERM')
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve()
-          const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
-          child.on('exit', () => {
-            clearTimeout(timer)
-            resolve()
-          })
-        }),
-    ),
-  )
 }
 
 await main()

@@ -162,19 +162,10 @@ export type FoldResult =
 /** Why a placement was refused: the balance at its position, or the exact-arithmetic bound. */
 export type BetRefusal = 'INSUFFICIENT_FUNDS' | 'LEDGER_LIMIT'
 
-interface BetBase {
+/** A bet as the fold keeps it: the entry's fields (the stamp too, so that a node answering a
+ * retried placement can judge the bet at its stamp again) and where the ledger placed it. */
+interface BetBase extends Omit<BetEntry, 'type' | 'id'> {
   readonly betId: string
-  readonly userId: string
-  readonly gameId: string
-  readonly marketId: string
-  readonly selectionId: string
-  readonly stakeCents: number
-  /** The odds the bettor took, in thousandths. */
-  readonly odds: number
-  readonly policy: OddsPolicy
-  /** Kept so that a node answering a retried placement can judge the bet at its stamp again. */
-  readonly stamp: string
-  readonly placedAtMs: number
   readonly placedSeq: number
 }
 

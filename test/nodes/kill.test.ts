@@ -4,7 +4,7 @@
 // stored exactly once. A settlement process is killed as the point's result arrives; its
 // replacement, on the same SQLite file, settles every bet exactly once.
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +18,7 @@ import { createLedgerSync } from '../../nodes/fabric/ledger-sync.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { spawnNodeProcess } from '../../scripts/node-process.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const log = pino({ level: 'silent' })
@@ -30,16 +31,13 @@ interface NodeProcess {
   output(): string
 }
 
-function startProcess(main: string, env: Record<string, string>): NodeProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
-    env: {
-      ...process.env,
-      FABRIC_REGION: REGION,
-      FABRIC_LEDGER_SHARDS: String(SHARDS),
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+function startProcess(main: string, env: Record<string, string> & { FABRIC_NODE_ID: string }): NodeProcess {
+  const child = spawnNodeProcess({
+    main,
+    nodeId: env.FABRIC_NODE_ID,
+    region: REGION,
+    shards: SHARDS,
+    env: { LOG_LEVEL: 'info', ...env },
   })
   let output = ''
   child.stdout?.on('data', (chunk) => {

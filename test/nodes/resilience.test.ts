@@ -121,25 +121,18 @@ t.test('races and restarts', async (t) => {
   // No settlement node runs while the point ends; one starts, stops mid-stream, and is restarted.
   feed.emit({ type: 'serve', point: 1, second: false })
   feed.emit({ type: 'point-end', point: 1, winner: 'away', ace: false })
-  const first = await startSettlementNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'settle-1',
-    backend: yjsBackend,
-    shards: SHARDS,
-    databasePath: join(dir, 'settle-1.db'),
-    log,
-  })
-  await first.close()
-  const second = await startSettlementNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'settle-1',
-    backend: yjsBackend,
-    shards: SHARDS,
-    databasePath: join(dir, 'settle-1.db'),
-    log,
-  })
+  const startSettlement = async () =>
+    startSettlementNode({
+      nc: await cluster.connect(),
+      region: REGION,
+      node: 'settle-1',
+      backend: yjsBackend,
+      shards: SHARDS,
+      databasePath: join(dir, 'settle-1.db'),
+      log,
+    })
+  await (await startSettlement()).close()
+  const second = await startSettlement()
   closers.push(() => second.close())
   await waitFor(
     'every accepted bet settled',
