@@ -126,6 +126,7 @@ export function createBetService(options: BetServiceOptions): BetService {
         stamp: bet.stamp,
         verdict,
         finalAtMs: now(),
+        balanceCents: ledger.foldFor(bet.userId).balance(bet.userId),
       })
     }
   }
@@ -242,6 +243,7 @@ export function createBetService(options: BetServiceOptions): BetService {
         stamp,
         verdict,
         finalAtMs: now(),
+        balanceCents: result.balanceCents ?? 0,
       })
     }
     return {

@@ -55,6 +55,8 @@ export interface FinalStatus {
   readonly stamp: string
   readonly verdict: Omit<Verdict, 'final'>
   readonly finalAtMs: number
+  /** The user's balance in the announcing node's fold when it announced. */
+  readonly balanceCents: number
 }
 
 export function apiError(code: ErrorCode, message: string): { ok: false; error: ApiError } {

@@ -4,6 +4,7 @@
  * `bets.status.<userId>`.
  *
  * Queries (request/reply, JSON): `bets.history.<userId>` returns the user's bets, newest first;
+ * `bets.balance.<userId>` the user's balance and open stakes in this node's ledger fold;
  * `bets.exposure.<marketId>` returns open bets, stakes and potential payout on the market.
  */
 
@@ -18,6 +19,7 @@ import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
 
 export const historySubject = (userId: string) => `bets.history.${userId}`
+export const balanceSubject = (userId: string) => `bets.balance.${userId}`
 export const exposureSubject = (marketId: string) => `bets.exposure.${marketId}`
 export const SETTLEMENT_QUEUE = 'bets-settlement'
 
@@ -40,7 +42,7 @@ export interface SettlementNode {
   close(): Promise<void>
 }
 
-function serveQueries(nc: NatsConnection, projection: Projection): Subscription[] {
+function serveQueries(nc: NatsConnection, projection: Projection, ledger: LedgerSync): Subscription[] {
   const reply = (prefix: string, answer: (id: string) => unknown) =>
     nc.subscribe(`${prefix}.*`, {
       queue: SETTLEMENT_QUEUE,
@@ -58,6 +60,11 @@ function serveQueries(nc: NatsConnection, projection: Projection): Subscription[
   return [
     reply('bets.history', (userId) => projection.history(userId)),
     reply('bets.exposure', (marketId) => projection.exposure(marketId)),
+    reply('bets.balance', (userId) => ({
+      userId,
+      balanceCents: ledger.foldFor(userId).balance(userId),
+      openStakesCents: ledger.foldFor(userId).exposure(userId).openStakesCents,
+    })),
   ]
 }
 
@@ -102,7 +109,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
       }),
     )
   })
-  const queries = serveQueries(nc, projection)
+  const queries = serveQueries(nc, projection, ledger)
   log.info({ node: options.node, database: options.databasePath }, 'settlement node running')
   return {
     settler,

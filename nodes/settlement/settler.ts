@@ -125,6 +125,7 @@ export function createSettler(options: SettlerOptions): Settler {
         stamp: bet.stamp,
         verdict,
         finalAtMs: now(),
+        balanceCents: ledger.foldFor(bet.userId).balance(bet.userId),
       })
       if (!verdict.accepted) {
         settle(bet, verdict.reason === 'VOIDED' ? 'void' : 'rejected')

@@ -21,7 +21,11 @@ import {
   statusSubject,
 } from '../../nodes/api/protocol.ts'
 import type { BetRow } from '../../nodes/settlement/projection.ts'
-import { historySubject, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import {
+  balanceSubject,
+  historySubject,
+  startSettlementNode,
+} from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
@@ -217,5 +221,14 @@ t.test('a point cycle', async (t) => {
   t.match(
     history.data.find((row) => row.betId === 'bet-alice-0003'),
     { funds: 'refused' },
+  )
+  const balance = (await client.request(balanceSubject('alice'), '', { timeout: 5_000 })).json<{
+    ok: true
+    data: { balanceCents: number }
+  }>()
+  t.equal(
+    balance.data.balanceCents,
+    api.ledger.foldFor('alice').balance('alice'),
+    'balance query reads the fold',
   )
 })
