@@ -1,0 +1,117 @@
+/**
+ * Who is on the other end: a JWT, checked on the WebSocket upgrade and on every HTTP request.
+ * HS256 with a shared secret, or any asymmetric algorithm with keys from a JWKS URL (fetched and
+ * cached by jose). `exp` is required; `sub` is the user id. And where the request comes from: a
+ * browser always sends `Origin` on a WebSocket upgrade, which must be on the allow-list, so a page
+ * on another site cannot open a socket in the user's name (cross-site WebSocket hijacking).
+ */
+
+import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose'
+
+const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+/** Tokens longer than this are refused unread. */
+export const TOKEN_BYTES_MAX = 4 * 1024
+/** Clock skew tolerated on `exp` and `nbf`. */
+export const TOKEN_CLOCK_TOLERANCE_S = 5
+
+export type AuthFailure = 'UNAUTHORIZED' | 'TOKEN_EXPIRED'
+
+export class AuthError extends Error {
+  constructor(
+    readonly code: AuthFailure,
+    message: string,
+  ) {
+    super(message)
+    this.name = 'AuthError'
+  }
+}
+
+export interface Principal {
+  readonly userId: string
+  /** When the token expires (wall ms): the socket closes then. */
+  readonly expiresAtMs: number
+}
+
+export interface AuthOptions {
+  /** HS256 shared secret (at least 32 bytes); exactly one of this and `jwksUrl`. */
+  readonly hs256Secret?: string
+  readonly jwksUrl?: string
+  readonly issuer?: string
+  readonly audience?: string
+}
+
+export interface Authenticator {
+  verify(token: string): Promise<Principal>
+}
+
+export const HS256_SECRET_BYTES_MIN = 32
+
+export function createAuthenticator(options: AuthOptions): Authenticator {
+  const { hs256Secret, jwksUrl } = options
+  if ((hs256Secret === undefined) === (jwksUrl === undefined))
+    throw new RangeError('configure exactly one of an HS256 secret and a JWKS URL')
+  if (hs256Secret !== undefined && Buffer.byteLength(hs256Secret) < HS256_SECRET_BYTES_MIN)
+    throw new RangeError(`an HS256 secret must be at least ${HS256_SECRET_BYTES_MIN} bytes`)
+  const key: Uint8Array | JWTVerifyGetKey =
+    hs256Secret !== undefined
+      ? new TextEncoder().encode(hs256Secret)
+      : createRemoteJWKSet(new URL(jwksUrl as string))
+  const algorithms = hs256Secret !== undefined ? ['HS256'] : ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA']
+  return {
+    async verify(token) {
+      if (token.length === 0) throw new AuthError('UNAUTHORIZED', 'no token')
+      if (token.length > TOKEN_BYTES_MAX) throw new AuthError('UNAUTHORIZED', 'the token is too long')
+      try {
+        const { payload } = await jwtVerify(token, key as JWTVerifyGetKey, {
+          algorithms,
+          requiredClaims: ['exp', 'sub'],
+          clockTolerance: TOKEN_CLOCK_TOLERANCE_S,
+          ...(options.issuer ? { issuer: options.issuer } : {}),
+          ...(options.audience ? { audience: options.audience } : {}),
+        })
+        if (!USER_ID_PATTERN.test(payload.sub ?? ''))
+          throw new AuthError('UNAUTHORIZED', 'sub must be a user id of 1-64 characters of A-Z a-z 0-9 _ -')
+        return { userId: payload.sub as string, expiresAtMs: (payload.exp as number) * 1000 }
+      } catch (error) {
+        if (error instanceof AuthError) throw error
+        if (error instanceof errors.JWTExpired) throw new AuthError('TOKEN_EXPIRED', 'the token has expired')
+        const reason = error instanceof Error ? error.message : String(error)
+        throw new AuthError('UNAUTHORIZED', `invalid token: ${reason}`)
+      }
+    },
+  }
+}
+
+/** An HS256 token for a user: the demo login, tests and benchmarks. */
+export async function signToken(secret: string, userId: string, ttlSeconds: number): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(userId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(new TextEncoder().encode(secret))
+}
+
+/**
+ * The origin rule: a request with an `Origin` header is allowed only if that origin is the
+ * gateway's own (its page) or on the list (`*` allows any, for development). One without `Origin` is not a browser's WebSocket
+ * (browsers always send it), so it cannot be a hijacked session; it is allowed unless
+ * `allowMissingOrigin` is off.
+ */
+export function originAllowed(
+  origin: string | undefined,
+  allowList: readonly string[],
+  allowMissingOrigin: boolean,
+  ownOrigin: string,
+): boolean {
+  if (origin === undefined || origin === '') return allowMissingOrigin
+  return origin === ownOrigin || allowList.includes('*') || allowList.includes(origin)
+}
+
+/** The token of a request: `Authorization: Bearer ...`, else the `access_token` query parameter. */
+export function tokenOf(headers: Record<string, string | string[] | undefined>, query: unknown): string {
+  const header = headers.authorization
+  if (typeof header === 'string' && header.startsWith('Bearer ')) return header.slice('Bearer '.length).trim()
+  const fromQuery = (query as { access_token?: unknown } | undefined)?.access_token
+  return typeof fromQuery === 'string' ? fromQuery : ''
+}

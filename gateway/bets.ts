@@ -1,0 +1,245 @@
+/**
+ * Bets through the gateway: a placement goes to the API nodes on `bets.place` with the user id from
+ * the token, and every status of the bet comes back to the user's sockets in order: provisional,
+ * final, settled (or refused, for a bet that never entered the book). The provisional verdict is
+ * the API node's reply; the final and settled ones are events on `bets.status.<userId>`, which can
+ * overtake the reply and arrive more than once (API and settlement nodes both announce finals, and
+ * every settlement node announces settlements). So each bet placed here is tracked: a status is
+ * passed on once, and only after the ones before it; an early one is held until then.
+ */
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import type { RejectReason } from '../crdt/index.ts'
+import { PLACE_SUBJECT, type PlaceBetReply, statusSubject } from '../nodes/api/protocol.ts'
+import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import type { BetFrame, ErrorFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
+
+export interface BetRelayLimits {
+  /** Placements awaiting an API node's answer, over all users; more are refused at once. */
+  readonly placementsInFlightMax: number
+  /** How long to wait for an API node's answer. */
+  readonly placeTimeoutMs: number
+  /**
+   * Bets tracked per user (placed here), settled ones too, so late duplicates stay suppressed; the
+   * oldest is forgotten past this.
+   */
+  readonly trackedBetsPerUserMax: number
+}
+
+export type Deliver = (frame: BetFrame | ErrorFrame) => void
+
+const RANK = { provisional: 1, final: 2, settled: 3, refused: 4 } as const
+
+interface Track {
+  /** Rank of the last status passed on. */
+  stage: number
+  readonly ref: string | undefined
+  /** Statuses that arrived before their turn, by rank. */
+  readonly held: Map<number, BetFrame>
+}
+
+interface UserChannel {
+  readonly deliver: Set<Deliver>
+  readonly tracks: Map<string, Track>
+  readonly subscription: Subscription
+}
+
+export interface BetRelay {
+  /** Start passing the user's bet statuses to `deliver`; returns the stop function. */
+  watch(userId: string, deliver: Deliver): () => void
+  /** Place a bet for the user; its statuses reach every socket the user has watching. */
+  place(userId: string, frame: PlaceFrame): void
+  inFlight(): number
+  close(): void
+}
+
+type StatusEvent =
+  | {
+      betId: string
+      status: 'final'
+      stamp: string
+      verdict: {
+        accepted: boolean
+        reason: RejectReason | null
+        odds: number | null
+        gameClockMs: number | null
+      }
+      finalAtMs: number
+      balanceCents: number
+    }
+  | {
+      betId: string
+      status: 'settled'
+      outcome: SettlementOutcome
+      payoutCents: number
+      balanceCents: number
+    }
+
+function statusFrame(event: StatusEvent, ref: string | undefined): BetFrame {
+  const base = { type: 'bet' as const, betId: event.betId, atMs: Date.now(), ...(ref ? { ref } : {}) }
+  if (event.status === 'settled')
+    return {
+      ...base,
+      status: 'settled',
+      outcome: event.outcome,
+      payoutCents: event.payoutCents,
+      balanceCents: event.balanceCents,
+    }
+  const { accepted, reason, odds, gameClockMs } = event.verdict
+  return {
+    ...base,
+    status: 'final',
+    stamp: event.stamp,
+    accepted,
+    reason,
+    odds,
+    gameClockMs,
+    finalAtMs: event.finalAtMs,
+    balanceCents: event.balanceCents,
+  }
+}
+
+function parseStatus(data: Uint8Array): StatusEvent | null {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(data)) as Partial<StatusEvent> & Record<string, unknown>
+    if (typeof value.betId !== 'string') return null
+    if (value.status === 'final' && typeof value.verdict === 'object' && value.verdict !== null)
+      return value as StatusEvent
+    if (value.status === 'settled' && typeof value.outcome === 'string') return value as StatusEvent
+    return null
+  } catch {
+    return null
+  }
+}
+
+export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: Logger): BetRelay {
+  const users = new Map<string, UserChannel>()
+  let inFlight = 0
+
+  function send(channel: UserChannel, frame: BetFrame | ErrorFrame): void {
+    for (const deliver of channel.deliver) deliver(frame)
+  }
+
+  /** Pass `frame` on in its turn; anything held behind it follows. */
+  function offer(channel: UserChannel, betId: string, frame: BetFrame): void {
+    const rank = RANK[frame.status]
+    const track = channel.tracks.get(betId)
+    if (track === undefined) {
+      // A bet placed elsewhere (another gateway, another tab's gateway): pass each status once.
+      return send(channel, frame)
+    }
+    if (rank <= track.stage) return
+    if (frame.status !== 'refused' && rank !== track.stage + 1) {
+      track.held.set(rank, frame)
+      return
+    }
+    send(channel, frame)
+    track.stage = rank
+    for (let next = track.held.get(rank + 1); next !== undefined; next = track.held.get(track.stage + 1)) {
+      track.held.delete(track.stage + 1)
+      send(channel, next)
+      track.stage++
+    }
+  }
+
+  function channelFor(userId: string): UserChannel {
+    let channel = users.get(userId)
+    if (channel !== undefined) return channel
+    const subscription = nc.subscribe(statusSubject(userId), {
+      callback: (error, message) => {
+        if (error !== null) return log.warn({ err: error, userId }, 'status subscription failed')
+        const event = parseStatus(message.data)
+        const current = users.get(userId)
+        if (event === null || current === undefined) return
+        offer(current, event.betId, statusFrame(event, current.tracks.get(event.betId)?.ref))
+      },
+    })
+    channel = { deliver: new Set(), tracks: new Map(), subscription }
+    users.set(userId, channel)
+    return channel
+  }
+
+  function track(channel: UserChannel, betId: string, ref: string | undefined): void {
+    if (channel.tracks.has(betId)) return
+    channel.tracks.set(betId, { stage: 0, ref, held: new Map() })
+    if (channel.tracks.size > limits.trackedBetsPerUserMax) {
+      const oldest = channel.tracks.keys().next().value
+      if (oldest !== undefined) channel.tracks.delete(oldest)
+    }
+  }
+
+  return {
+    watch(userId, deliver) {
+      const channel = channelFor(userId)
+      channel.deliver.add(deliver)
+      return () => {
+        channel.deliver.delete(deliver)
+        if (channel.deliver.size === 0 && users.get(userId) === channel) {
+          channel.subscription.unsubscribe()
+          users.delete(userId)
+        }
+      }
+    },
+    place(userId, frame) {
+      const channel = channelFor(userId)
+      const { type: _type, ref, betId, ...bet } = frame
+      // A retry of a bet this gateway already passed a status of gets its answer whatever came since.
+      const retry = (channel.tracks.get(betId)?.stage ?? 0) >= RANK.provisional
+      const pass = (frame: BetFrame) => (retry ? send(channel, frame) : offer(channel, betId, frame))
+      const refused = (code: RefusedBetFrame['code'], message: string) =>
+        pass({
+          type: 'bet',
+          betId,
+          status: 'refused',
+          code,
+          message,
+          atMs: Date.now(),
+          ...(ref ? { ref } : {}),
+        })
+      track(channel, betId, ref)
+      if (inFlight >= limits.placementsInFlightMax)
+        return refused('BET_UNAVAILABLE', 'the gateway has too many bets in flight; place it again shortly')
+      inFlight++
+      const request = JSON.stringify({ betId, userId, ...bet })
+      nc.request(PLACE_SUBJECT, request, { timeout: limits.placeTimeoutMs }).then(
+        (message) => {
+          inFlight--
+          const reply = message.json<PlaceBetReply>()
+          if (!reply.ok) return refused(reply.error.code, reply.error.message)
+          pass({
+            type: 'bet',
+            betId,
+            status: 'provisional',
+            stamp: reply.stamp,
+            accepted: reply.verdict.accepted,
+            reason: reply.verdict.reason,
+            odds: reply.verdict.odds,
+            gameClockMs: reply.verdict.gameClockMs,
+            balanceCents: reply.balanceCents,
+            atMs: Date.now(),
+            ...(ref ? { ref } : {}),
+          })
+        },
+        (error: unknown) => {
+          inFlight--
+          log.warn({ err: error, betId }, 'placement got no answer')
+          // The bet may stand: let its later statuses through, and tell the client how to find out.
+          const kept = channel.tracks.get(betId)
+          if (kept !== undefined) kept.stage = Math.max(kept.stage, RANK.provisional)
+          send(channel, {
+            type: 'error',
+            code: 'BET_UNAVAILABLE',
+            message: `no API node answered in time for bet ${betId}; it may still stand: place it again with the same betId to learn its status`,
+            ...(ref ? { ref } : {}),
+          })
+        },
+      )
+    },
+    inFlight: () => inFlight,
+    close() {
+      for (const channel of users.values()) channel.subscription.unsubscribe()
+      users.clear()
+    },
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * A gateway process's wiring: a replica sync of the region's games (the views come from it), the
+ * fastify server, and its listening address.
+ */
+
+import type { AddressInfo } from 'node:net'
+import type { NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { type Backend, createHlc } from '../crdt/index.ts'
+import { createReplicaSync, type ReplicaSync } from '../nodes/fabric/replica-sync.ts'
+import { ensureFabric } from '../nodes/fabric/streams.ts'
+import type { Authenticator } from './auth.ts'
+import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
+
+export interface GatewayNodeOptions {
+  readonly nc: NatsConnection
+  readonly region: string
+  readonly node: string
+  readonly backend: Backend
+  readonly log: Logger
+  readonly registry: Registry
+  readonly auth: Authenticator
+  readonly origins: readonly string[]
+  readonly allowMissingOrigin: boolean
+  readonly limits: GatewayLimits
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+  readonly demoLogin?: DemoLogin
+}
+
+export interface GatewayNode {
+  readonly gateway: Gateway
+  readonly replicas: ReplicaSync
+  /** The page and the HTTP API; the socket is at `${url.replace('http', 'ws')}/v1/ws`. */
+  readonly url: string
+  close(): Promise<void>
+}
+
+export async function startGatewayNode(options: GatewayNodeOptions): Promise<GatewayNode> {
+  const { nc, region, log } = options
+  const { snapshots } = await ensureFabric(nc, region)
+  const hlc = createHlc({ node: options.node })
+  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const gateway = await buildGateway({
+    nc,
+    replicas,
+    auth: options.auth,
+    origins: options.origins,
+    allowMissingOrigin: options.allowMissingOrigin,
+    limits: options.limits,
+    log,
+    registry: options.registry,
+    ready: () => replicas.caughtUp(),
+    ...(options.demoLogin ? { demoLogin: options.demoLogin } : {}),
+  })
+  try {
+    await gateway.app.listen({ host: options.host, port: options.port })
+  } catch (error) {
+    await gateway.close()
+    await replicas.close()
+    throw error
+  }
+  const address = gateway.app.server.address() as AddressInfo
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`
+  log.info({ url }, 'gateway listening')
+  return {
+    gateway,
+    replicas,
+    url,
+    async close() {
+      await gateway.close()
+      await replicas.close()
+    },
+  }
+}

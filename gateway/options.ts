@@ -1,0 +1,221 @@
+/** The gateway process's options (beside the common ones in nodes/fabric/node-main.ts). */
+
+import { defineOptions, type OptionsValue } from '../nodes/fabric/config.ts'
+import { DEFAULT_GATEWAY_LIMITS as D, type GatewayLimits } from './server.ts'
+
+/** An integer limit: env `GATEWAY_<NAME>`, flag `--<name>`, default from DEFAULT_GATEWAY_LIMITS. */
+const limit = (name: string, value: number, doc: string, min: number, max: number) =>
+  ({
+    type: 'integer',
+    default: value,
+    min,
+    max,
+    env: `GATEWAY_${name.toUpperCase().replaceAll('-', '_')}`,
+    flag: `--${name}`,
+    doc,
+  }) as const
+
+export const options = defineOptions({
+  host: {
+    type: 'string',
+    default: '127.0.0.1',
+    env: 'GATEWAY_HOST',
+    flag: '--host',
+    doc: 'address the page, the HTTP API and the WebSocket listen on',
+  },
+  port: {
+    type: 'integer',
+    default: 8080,
+    min: 0,
+    max: 65_535,
+    env: 'GATEWAY_PORT',
+    flag: '--port',
+    doc: 'port of the page, the HTTP API and the WebSocket (0: any free port)',
+  },
+  jwtSecret: {
+    type: 'string',
+    default: '',
+    env: 'GATEWAY_JWT_SECRET',
+    flag: '--jwt-secret',
+    doc: 'HS256 secret of client tokens, at least 32 bytes (set this or --jwks-url)',
+  },
+  jwksUrl: {
+    type: 'string',
+    default: '',
+    env: 'GATEWAY_JWKS_URL',
+    flag: '--jwks-url',
+    doc: 'URL of the JWKS whose keys sign client tokens (set this or --jwt-secret)',
+  },
+  jwtIssuer: {
+    type: 'string',
+    default: '',
+    env: 'GATEWAY_JWT_ISSUER',
+    flag: '--jwt-issuer',
+    doc: 'required `iss` of tokens (empty: any)',
+  },
+  jwtAudience: {
+    type: 'string',
+    default: '',
+    env: 'GATEWAY_JWT_AUDIENCE',
+    flag: '--jwt-audience',
+    doc: 'required `aud` of tokens (empty: any)',
+  },
+  origins: {
+    type: 'list',
+    default: [],
+    env: 'GATEWAY_ORIGINS',
+    flag: '--origins',
+    doc: 'origins allowed to open sockets, e.g. https://bet.example (the gateway’s own page is added; * allows any)',
+  },
+  allowMissingOrigin: {
+    type: 'boolean',
+    default: true,
+    env: 'GATEWAY_ALLOW_MISSING_ORIGIN',
+    flag: '--allow-missing-origin',
+    doc: 'admit upgrades without an Origin header (not browsers: they always send one)',
+  },
+  demoLogin: {
+    type: 'boolean',
+    default: false,
+    env: 'GATEWAY_DEMO_LOGIN',
+    flag: '--demo-login',
+    doc: 'serve POST /v1/demo/login, which signs a token for any user id (development only)',
+  },
+  demoTokenTtlS: limit('demo-token-ttl-s', 3_600, 'lifetime of demo tokens, seconds', 10, 86_400),
+  frameBytesMax: limit(
+    'frame-bytes-max',
+    D.frameBytesMax,
+    'largest frame read; larger ones get FRAME_TOO_LARGE',
+    256,
+    1_048_576,
+  ),
+  frameBytesHardMax: limit(
+    'frame-bytes-hard-max',
+    D.frameBytesHardMax,
+    'frames past this close the socket (1009)',
+    1_024,
+    16_777_216,
+  ),
+  messagesPerSecond: limit(
+    'messages-per-second',
+    D.messagesPerSecond,
+    'frames per second per connection',
+    1,
+    100_000,
+  ),
+  messagesBurst: limit('messages-burst', D.messagesBurst, 'burst of frames per connection', 1, 100_000),
+  userMessagesPerSecond: limit(
+    'user-messages-per-second',
+    D.userMessagesPerSecond,
+    'frames per second per user, over their connections',
+    1,
+    100_000,
+  ),
+  userMessagesBurst: limit(
+    'user-messages-burst',
+    D.userMessagesBurst,
+    'burst of frames per user',
+    1,
+    100_000,
+  ),
+  floodCloseAfter: limit(
+    'flood-close-after',
+    D.floodCloseAfter,
+    'rate-limited frames in a row that close the socket (4029)',
+    1,
+    1_000_000,
+  ),
+  subscriptionsPerConnectionMax: limit(
+    'subscriptions-per-connection-max',
+    D.subscriptionsPerConnectionMax,
+    'games one connection may follow',
+    1,
+    1_000,
+  ),
+  connectionsPerUserMax: limit(
+    'connections-per-user-max',
+    D.connectionsPerUserMax,
+    'sockets one user may hold',
+    1,
+    1_000,
+  ),
+  connectionsMax: limit('connections-max', D.connectionsMax, 'sockets in total', 1, 1_000_000),
+  conflateBytes: limit(
+    'conflate-bytes',
+    D.conflateBytes,
+    'send buffer past which a client gets conflated snapshots instead of deltas',
+    1_024,
+    1_073_741_824,
+  ),
+  closeBytes: limit(
+    'close-bytes',
+    D.closeBytes,
+    'send buffer past which a client is closed (4008)',
+    1_024,
+    1_073_741_824,
+  ),
+  laggingMsMax: limit(
+    'lagging-ms-max',
+    D.laggingMsMax,
+    'how long a client may lag before it is closed (4008)',
+    100,
+    3_600_000,
+  ),
+  backpressureCheckMs: limit(
+    'backpressure-check-ms',
+    D.backpressureCheckMs,
+    'how often lagging clients are checked',
+    5,
+    10_000,
+  ),
+  closedMarketsShown: limit(
+    'closed-markets-shown',
+    D.closedMarketsShown,
+    'recently closed markets kept in a game view',
+    0,
+    100,
+  ),
+  resumeDeltasMax: limit(
+    'resume-deltas-max',
+    D.resumeDeltasMax,
+    'deltas kept per game for resuming clients',
+    0,
+    1_000_000,
+  ),
+  placementsInFlightMax: limit(
+    'placements-in-flight-max',
+    D.placementsInFlightMax,
+    'bets awaiting an API node, over all users',
+    1,
+    1_000_000,
+  ),
+  placeTimeoutMs: limit(
+    'place-timeout-ms',
+    D.placeTimeoutMs,
+    'how long a placement waits for an API node',
+    100,
+    60_000,
+  ),
+  trackedBetsPerUserMax: limit(
+    'tracked-bets-per-user-max',
+    D.trackedBetsPerUserMax,
+    'bets per user whose statuses are ordered and de-duplicated',
+    1,
+    1_000_000,
+  ),
+  queryTimeoutMs: limit(
+    'query-timeout-ms',
+    D.queryTimeoutMs,
+    'how long an HTTP query waits for a settlement node',
+    100,
+    60_000,
+  ),
+})
+
+export type GatewayConfig = OptionsValue<typeof options>
+
+export function limitsOf(config: GatewayConfig): GatewayLimits {
+  const limits: Record<string, number> = {}
+  for (const key of Object.keys(D) as (keyof GatewayLimits)[]) limits[key] = config[key]
+  return limits as unknown as GatewayLimits
+}
