@@ -1,6 +1,6 @@
 // Makes a fresh clone runnable: installs the locked npm dependencies when they are missing or
-// older than package-lock.json, and with --nats installs nats-server (Debian package) when it is
-// not on the PATH. Plain JavaScript with no dependencies, since it runs before they exist.
+// older than package-lock.json; with --nats installs nats-server, and with --chromium the
+// browser the page test drives (Debian packages), when they are not on the machine. Plain JavaScript with no dependencies, since it runs before they exist.
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
@@ -32,15 +32,18 @@ if (stale) {
   run('npx', ['tap', 'build'])
 }
 
-if (process.argv.includes('--nats') && !hasCommand('nats-server')) {
+/** Install a Debian package whose command is missing; only root with apt-get can. */
+function ensureDebianPackage(command, pkg, versionArgs) {
+  if (hasCommand(command)) return
   const isRoot = process.getuid?.() === 0
   if (!isRoot || !hasCommand('apt-get')) {
-    console.error(
-      'nats-server is not installed: install it (Debian: apt-get install nats-server) and run again',
-    )
+    console.error(`${command} is not installed: install it (Debian: apt-get install ${pkg}) and run again`)
     process.exit(1)
   }
   run('apt-get', ['update', '-qq'])
-  run('apt-get', ['install', '-y', '-qq', 'nats-server'])
-  console.log(execFileSync('nats-server', ['--version']).toString().trim())
+  run('apt-get', ['install', '-y', '-qq', pkg])
+  console.log(execFileSync(command, versionArgs).toString().trim())
 }
+
+if (process.argv.includes('--nats')) ensureDebianPackage('nats-server', 'nats-server', ['--version'])
+if (process.argv.includes('--chromium')) ensureDebianPackage('chromium', 'chromium', ['--version'])
