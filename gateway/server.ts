@@ -110,6 +110,8 @@ export interface GatewayOptions {
 
 export interface Gateway {
   readonly app: ReturnType<typeof Fastify>
+  /** Connections closed by the gateway, by close code. */
+  closedWith(code: number): Promise<number>
   readonly feeds: GameFeeds
   readonly relay: BetRelay
   connections(): number
@@ -146,7 +148,11 @@ interface Session {
   readonly bucket: TokenBucket
   laggingSinceMs: number | null
   refusedInRow: number
+  closing: boolean
 }
+
+/** How long a closed client has to answer the close frame before its socket is destroyed. */
+export const CLOSE_GRACE_MS = 1_000
 
 function metricsOf(registry: Registry) {
   return {
@@ -255,15 +261,24 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   // ---- sending ---------------------------------------------------------------------------------
 
+  /**
+   * Close with a code. A client that does not answer the close (one too slow to read it, say) is
+   * cut off after `CLOSE_GRACE_MS` rather than the ws library's 30 s, and gets no more frames.
+   */
   function closeSession(session: Session, code: number, reason: string): void {
+    if (session.closing) return
+    session.closing = true
     metrics.closes.inc({ code: String(code) })
+    for (const subscription of session.subscriptions.values()) subscription.stop()
+    session.subscriptions.clear()
     session.socket.close(code, reason)
+    setTimeout(() => session.socket.terminate(), CLOSE_GRACE_MS).unref()
   }
 
   /** Write a frame unless the socket is past the close bound (then it is closed instead). */
   function write(session: Session, frame: Buffer): boolean {
     const { socket } = session
-    if (socket.readyState !== socket.OPEN) return false
+    if (socket.readyState !== socket.OPEN || session.closing) return false
     if (socket.bufferedAmount > limits.closeBytes) {
       closeSession(session, CLOSE.SLOW_CONSUMER, 'too slow: the send buffer passed its bound')
       return false
@@ -406,6 +421,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   function onMessage(session: Session, data: Buffer, isBinary: boolean): void {
     metrics.framesIn.inc()
+    if (session.closing) return
     const wait = rateLimited(session)
     if (wait > 0) {
       session.refusedInRow++
@@ -431,6 +447,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       bucket: createTokenBucket(limits.messagesPerSecond, limits.messagesBurst, Date.now()),
       laggingSinceMs: null,
       refusedInRow: 0,
+      closing: false,
     }
     sessions.add(session)
     perUser.set(userId, (perUser.get(userId) ?? 0) + 1)
@@ -563,6 +580,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     feeds,
     relay,
     connections: () => sessions.size,
+    async closedWith(code) {
+      const { values } = await metrics.closes.get()
+      return values.find((value) => value.labels.code === String(code))?.value ?? 0
+    },
     async close() {
       clearInterval(backpressureTimer)
       for (const session of sessions) closeSession(session, CLOSE.GOING_AWAY, 'the gateway is shutting down')

@@ -4,7 +4,9 @@
  * every frame it receives against the protocol.
  */
 
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -123,6 +125,8 @@ export interface TestClient {
   readonly ws: WebSocket
   /** Every frame received, in order. */
   readonly frames: ServerFrame[]
+  /** When each frame arrived (wall ms), by index into frames. */
+  readonly receivedAtMs: number[]
   /** Frames that broke the protocol (a test asserts this stays empty). */
   readonly invalid: unknown[]
   send(frame: unknown): void
@@ -143,13 +147,16 @@ export async function openClient(
     headers: { ...(options.origin ? { origin: options.origin } : {}), ...options.headers },
   })
   const frames: ServerFrame[] = []
+  const receivedAtMs: number[] = []
   const invalid: unknown[] = []
   let cursor = 0
   const waiters = new Set<() => void>()
   ws.on('message', (data: Buffer) => {
     const value: unknown = JSON.parse(data.toString('utf8'))
-    if (isServerFrame(value)) frames.push(value)
-    else invalid.push(value)
+    if (isServerFrame(value)) {
+      frames.push(value)
+      receivedAtMs.push(Date.now())
+    } else invalid.push(value)
     for (const wake of waiters) wake()
   })
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
@@ -165,6 +172,7 @@ export async function openClient(
   const client: TestClient = {
     ws,
     frames,
+    receivedAtMs,
     invalid,
     send: (frame) => ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)),
     next(match: (frame: ServerFrame) => boolean, timeoutMs = 10_000): Promise<ServerFrame> {
@@ -214,3 +222,47 @@ export const ofType =
   ) =>
   (frame: ServerFrame): frame is Extract<ServerFrame, { type: T }> =>
     frame.type === type && extra(frame as Extract<ServerFrame, { type: T }>)
+
+/**
+ * A client that completes the WebSocket handshake, sends one frame, and then never reads again:
+ * a raw TCP socket, since the ws client resumes a paused socket by itself.
+ */
+export async function openStalledClient(url: string, token: string, frame: unknown): Promise<Socket> {
+  const target = new URL(`${url}?access_token=${encodeURIComponent(token)}`)
+  const socket = tcpConnect(Number(target.port), target.hostname)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve)
+    socket.once('error', reject)
+  })
+  socket.write(
+    [
+      `GET ${target.pathname}${target.search} HTTP/1.1`,
+      `Host: ${target.host}`,
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+      'Sec-WebSocket-Version: 13',
+      '',
+      '',
+    ].join('\r\n'),
+  )
+  await new Promise<void>((resolve, reject) => {
+    let head = ''
+    const onData = (chunk: Buffer) => {
+      head += chunk.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      socket.off('data', onData)
+      socket.pause()
+      if (head.startsWith('HTTP/1.1 101')) resolve()
+      else reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`))
+    }
+    socket.on('data', onData)
+  })
+  // One masked text frame (clients must mask), payload under 126 bytes.
+  const payload = Buffer.from(JSON.stringify(frame))
+  if (payload.length >= 126) throw new RangeError("keep the stalled client's frame under 126 bytes")
+  const mask = randomBytes(4)
+  const masked = Buffer.from(payload.map((byte, i) => byte ^ (mask[i % 4] as number)))
+  socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]))
+  return socket
+}
