@@ -1,20 +1,23 @@
 /**
  * The whole stack on this machine: a 3-server nats-server cluster, one trader playing a simulated
- * tennis match, two API nodes, two settlement nodes (each its own process, logs in the run
- * directory), and a crowd of bettors placing bets through the NATS service. Prints progress every
- * second; at the end (Ctrl-C or --duration) it checks the ledger and prints a summary.
+ * tennis match, two API nodes, two settlement nodes, the gateway with its web page (each its own
+ * process, logs in the run directory), and a crowd of bettors placing bets through the NATS
+ * service. Prints the page's address, then progress every second; at the end (Ctrl-C or
+ * --duration) it checks the ledger and prints a summary.
  *
- *   npm start                              # until Ctrl-C
- *   npm start -- --duration 60 --bettors 20 --time-scale 2 --logs delete
+ *   npm start                              # until Ctrl-C; the page is at http://127.0.0.1:8080/
+ *   npm start -- --duration 60 --bettors 20 --time-scale 2 --port 0 --logs delete
  */
 
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
+import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { startBettors } from './bettors.ts'
 import { startNatsCluster } from './nats-cluster.ts'
@@ -24,6 +27,9 @@ const REGION = 'eu'
 const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
 const DURATION_S_MAX = 86_400
+/** The user the page suggests logging in as, credited at start. */
+const DEMO_USER = 'demo'
+const DEMO_DEPOSIT_CENTS = 100_000
 
 function fail(message: string): never {
   console.error(`start: ${message}`)
@@ -38,6 +44,7 @@ function parseOptions() {
       'time-scale': { type: 'string', default: '1' },
       seed: { type: 'string', default: '7' },
       logs: { type: 'string', default: 'keep' },
+      port: { type: 'string', default: '8080' },
     },
   })
   if (values.logs !== 'keep' && values.logs !== 'delete') fail('--logs must be keep or delete')
@@ -52,6 +59,8 @@ function parseOptions() {
     bettors: Math.floor(number('bettors', values.bettors, 1, 1_000)),
     timeScale: number('time-scale', values['time-scale'], 0.1, 100),
     seed: Math.floor(number('seed', values.seed, 0, 2 ** 32 - 1)),
+    /** The gateway's port (0: any free one). */
+    port: Math.floor(number('port', values.port, 0, 65_535)),
     /** The run directory holds each node's log and SQLite file; tests delete it, people read it. */
     deleteRunDir: values.logs === 'delete',
   }
@@ -69,6 +78,27 @@ function spawnNode(dir: string, name: string, main: string, env: Record<string, 
 }
 
 let stopping = false
+
+/** The gateway logs its address once it listens; read it from the process's log lines. */
+function gatewayUrl(child: ChildProcess, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = ''
+    const timer = setTimeout(() => reject(new Error('the gateway did not start listening')), timeoutMs)
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString('utf8')
+      for (const line of buffered.split('\n')) {
+        const url = /"url":"(http:\/\/[^"]+)","msg":"gateway listening"/.exec(line)?.[1]
+        if (url === undefined) continue
+        clearTimeout(timer)
+        child.stdout?.off('data', onData)
+        resolve(url)
+      }
+      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1)
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', () => reject(new Error('the gateway exited')))
+  })
+}
 
 async function main(): Promise<void> {
   const options = parseOptions()
@@ -105,8 +135,19 @@ async function main(): Promise<void> {
         SETTLEMENT_DATABASE: join(dir, 'settle-2.db'),
       }),
     ],
+    [
+      'gateway-1',
+      spawnNode(dir, 'gateway-1', 'gateway/main.ts', {
+        FABRIC_NATS_SERVERS: servers,
+        GATEWAY_PORT: String(options.port),
+        // A fresh secret per run: the demo login signs tokens with it, nothing else knows it.
+        GATEWAY_JWT_SECRET: randomBytes(32).toString('hex'),
+        GATEWAY_DEMO_LOGIN: 'true',
+      }),
+    ],
   ])
   console.log(`started ${[...nodes.keys()].join(', ')}; logs in ${dir}`)
+  const pageUrl = gatewayUrl(nodes.get('gateway-1') as ChildProcess, READY_TIMEOUT_MS)
   let bettors: Awaited<ReturnType<typeof startBettors>> | null = null
   let progress: NodeJS.Timeout | null = null
   const stop = async (reason: string, failed = false) => {
@@ -139,6 +180,18 @@ async function main(): Promise<void> {
     })
   } catch (error) {
     await stop(`the stack did not come up: ${(error as Error).message}`, true)
+    return
+  }
+  try {
+    const url = await pageUrl
+    await nc.request(
+      DEPOSIT_SUBJECT,
+      JSON.stringify({ id: `deposit-${DEMO_USER}`, userId: DEMO_USER, amountCents: DEMO_DEPOSIT_CENTS }),
+      { timeout: 5_000 },
+    )
+    console.log(`page: ${url}/ (log in as "${DEMO_USER}", credited with ${DEMO_DEPOSIT_CENTS / 100})`)
+  } catch (error) {
+    await stop(`the gateway did not come up: ${(error as Error).message}`, true)
     return
   }
   const running = bettors

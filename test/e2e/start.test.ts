@@ -1,5 +1,5 @@
 // The end-to-end test is `npm start` itself: the same script brings up a 3-server cluster, a
-// trader with a simulated match, two API nodes, two settlement nodes and bettors, runs for a
+// trader with a simulated match, two API nodes, two settlement nodes, the gateway and bettors, runs for a
 // bounded time, and stops. It proves that bets are placed, turn final and are settled, that the
 // ledger sums, and that the script leaves no process behind and exits 0.
 
@@ -24,6 +24,8 @@ t.test('npm start runs the whole stack and stops cleanly', async (t) => {
       '8',
       '--logs',
       'delete',
+      '--port',
+      '0',
     ],
     {
       encoding: 'utf8',
@@ -33,6 +35,11 @@ t.test('npm start runs the whole stack and stops cleanly', async (t) => {
   t.equal(run.status, 0, `exit code (stderr: ${run.stderr.slice(-2_000)})`)
   const out = run.stdout
   t.match(out, /cluster ready/)
+  t.match(
+    out,
+    /page: http:\/\/127\.0\.0\.1:\d+\/ \(log in as "demo"/,
+    'the gateway is up and its page address printed',
+  )
   t.match(out, /t\+\d+s point \d+ \| bets \d+/, 'progress lines')
   const placed = Number(/summary: (\d+) bets placed/.exec(out)?.[1] ?? 0)
   const finals = Number(/ {2}final: (\d+)/.exec(out)?.[1] ?? 0)
