@@ -1,5 +1,6 @@
 /** Print every process's options as markdown tables, for docs/configuration.md. */
 
+import { options as gateway } from '../gateway/options.ts'
 import { options as api } from '../nodes/api/options.ts'
 import { renderOptionsMarkdown } from '../nodes/fabric/config.ts'
 import { commonOptions } from '../nodes/fabric/node-main.ts'
@@ -11,6 +12,7 @@ for (const [title, schema] of [
   ['Trader (`nodes/trader/main.ts`)', trader],
   ['API node (`nodes/api/main.ts`)', api],
   ['Settlement node (`nodes/settlement/main.ts`)', settlement],
+  ['Gateway (`gateway/main.ts`)', gateway],
 ] as const) {
   console.log(`### ${title}\n\n${renderOptionsMarkdown(schema)}`)
 }
