@@ -1,0 +1,169 @@
+// The gateway's pure parts: views diff and apply back exactly (property), the token bucket, the
+// origin rule, token checks, and the frame schemas both ways.
+
+import fc from 'fast-check'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import t from 'tap'
+import { createAuthenticator, originAllowed, signToken, tokenOf } from '../../gateway/auth.ts'
+import { applyDelta, diffViews } from '../../gateway/game-view.ts'
+import { encodeFrame, type GameView, type MarketView, parseClientFrame } from '../../gateway/protocol.ts'
+import { createTokenBucket } from '../../gateway/rate-limit.ts'
+
+const SECRET = 'unit-test-secret-of-at-least-32-bytes'
+
+const market: fc.Arbitrary<MarketView> = fc.record({
+  marketId: fc.constantFrom('p1-winner', 'p1-ace', 'p2-winner', 'p2-ace', 'p3-winner'),
+  name: fc.string({ maxLength: 8 }),
+  selections: fc.constant([
+    { id: 'home', name: 'home' },
+    { id: 'away', name: 'away' },
+  ]),
+  status: fc.constantFrom('open', 'suspended', 'closed'),
+  prices: fc.dictionary(fc.constantFrom('home', 'away'), fc.integer({ min: 1_001, max: 5_000 })),
+  result: fc.oneof(
+    fc.constant({ state: 'pending' as const }),
+    fc.constant({ state: 'review' as const }),
+    fc.constant({ state: 'agreed' as const, winners: ['home'] }),
+  ),
+  sinceMs: fc.nat(),
+})
+const view: fc.Arbitrary<GameView> = fc.record({
+  gameId: fc.constant('match-1'),
+  clock: fc.option(
+    fc.record({ period: fc.nat(5), running: fc.boolean(), clockMs: fc.nat(), atMs: fc.nat() }),
+    { nil: null },
+  ),
+  score: fc.dictionary(fc.constantFrom('home', 'away'), fc.nat(30)),
+  markets: fc.uniqueArray(market, { selector: (m) => m.marketId, maxLength: 5 }),
+})
+const byId = (v: GameView) => ({
+  ...v,
+  markets: [...v.markets].sort((a, b) => a.marketId.localeCompare(b.marketId)),
+})
+
+t.test('a delta takes any view to the next one, and is null only when nothing changed', async (t) => {
+  fc.assert(
+    fc.property(view, view, (before, after) => {
+      const delta = diffViews(before, after)
+      if (delta === null) {
+        t.same(byId(before), byId(after))
+        return
+      }
+      t.same(byId(applyDelta(before, delta)), byId(after))
+      // Deltas carry only what changed: an unchanged market never travels.
+      for (const m of delta.markets ?? [])
+        t.notSame(
+          before.markets.find((b) => b.marketId === m.marketId),
+          m,
+        )
+    }),
+    { numRuns: 300 },
+  )
+  // Every view the gateway could send passes its own schema.
+  fc.assert(
+    fc.property(view, (v) => {
+      encodeFrame({ type: 'snapshot', gameId: v.gameId, epoch: 'e', seq: 0, view: v })
+    }),
+    { numRuns: 100 },
+  )
+})
+
+t.test('the token bucket allows the burst, then the rate, and says when to retry', async (t) => {
+  const bucket = createTokenBucket(10, 3, 0)
+  t.same([bucket.take(0), bucket.take(0), bucket.take(0)], [0, 0, 0], 'the burst')
+  t.equal(bucket.take(0), 100, 'empty: one token in 100 ms at 10/s')
+  t.equal(bucket.take(50), 50, 'half way there')
+  t.equal(bucket.take(100), 0, 'a token arrived')
+  t.equal(bucket.take(10_000), 0)
+  t.equal(bucket.take(10_000), 0)
+  t.equal(bucket.take(10_000), 0)
+  t.ok(bucket.take(10_000) > 0, 'a long pause refills only up to the burst')
+  t.throws(() => createTokenBucket(0, 1, 0), RangeError)
+})
+
+t.test('the origin rule', async (t) => {
+  const own = 'http://127.0.0.1:8080'
+  t.ok(originAllowed('https://bet.example', ['https://bet.example'], false, own))
+  t.notOk(originAllowed('https://evil.example', ['https://bet.example'], true, own))
+  t.notOk(
+    originAllowed('https://bet.example.evil.example', ['https://bet.example'], true, own),
+    'exact match only',
+  )
+  t.ok(originAllowed(own, [], false, own), 'the page the gateway serves')
+  t.ok(originAllowed('https://anything.example', ['*'], false, own))
+  t.ok(originAllowed(undefined, [], true, own), 'no Origin: not a browser, admitted by default')
+  t.notOk(originAllowed(undefined, ['*'], false, own), 'unless configured otherwise')
+  t.notOk(originAllowed('', [], false, own))
+})
+
+t.test('tokens: HS256, expiry required, JWKS keys, and where a token is read from', async (t) => {
+  t.throws(() => createAuthenticator({ hs256Secret: 'short' }), /32 bytes/)
+  t.throws(() => createAuthenticator({}), /exactly one/)
+  const auth = createAuthenticator({ hs256Secret: SECRET, issuer: 'microbet' })
+  const withIssuer = await new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject('alice')
+    .setIssuer('microbet')
+    .setExpirationTime('5m')
+    .sign(new TextEncoder().encode(SECRET))
+  t.match(await auth.verify(withIssuer), { userId: 'alice' })
+  await t.rejects(auth.verify(await signToken(SECRET, 'alice', 60)), { code: 'UNAUTHORIZED' }, 'iss missing')
+  const noExpiry = await new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject('alice')
+    .setIssuer('microbet')
+    .sign(new TextEncoder().encode(SECRET))
+  await t.rejects(auth.verify(noExpiry), { code: 'UNAUTHORIZED', message: /exp/ }, 'exp is required')
+  const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"alice","exp":9999999999}').toString('base64url')}.`
+  await t.rejects(auth.verify(none), { code: 'UNAUTHORIZED' }, 'alg none is refused')
+  await t.rejects(auth.verify('x'.repeat(5_000)), { code: 'UNAUTHORIZED', message: /too long/ })
+
+  // Asymmetric keys from a JWKS URL, served here by a local HTTP server.
+  const { publicKey, privateKey } = await generateKeyPair('ES256')
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }
+  const { createServer } = await import('node:http')
+  const server = createServer((_req, res) => res.end(JSON.stringify({ keys: [jwk] })))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as { port: number }).port
+  const jwks = createAuthenticator({ jwksUrl: `http://127.0.0.1:${port}/jwks.json` })
+  const signed = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setSubject('bob')
+    .setExpirationTime('5m')
+    .sign(privateKey)
+  t.match(await jwks.verify(signed), { userId: 'bob' })
+  await t.rejects(
+    jwks.verify(await signToken(SECRET, 'bob', 60)),
+    { code: 'UNAUTHORIZED' },
+    'HS256 not accepted there',
+  )
+
+  t.equal(tokenOf({ authorization: 'Bearer abc' }, { access_token: 'def' }), 'abc', 'the header wins')
+  t.equal(tokenOf({}, { access_token: 'def' }), 'def')
+  t.equal(tokenOf({ authorization: 'Basic abc' }, {}), '')
+})
+
+t.test('client frames: valid ones pass, anything else says what is wrong', async (t) => {
+  t.match(parseClientFrame('{"type":"ping"}'), { type: 'ping' })
+  t.match(parseClientFrame('{"type":"subscribe","gameId":"g","resume":{"epoch":"e","seq":3}}'), {
+    resume: { seq: 3 },
+  })
+  t.match(parseClientFrame('{"type":"subscribe","gameId":"g","resume":{"epoch":"e","seq":-1}}'), {
+    problem: /seq/,
+  })
+  t.match(
+    parseClientFrame(
+      '{"type":"place","betId":"b-12345678","gameId":"g","marketId":"m","selectionId":"s","stakeCents":1,"odds":1001,"policy":"maybe"}',
+    ),
+    {
+      problem: /policy/,
+    },
+  )
+  t.match(parseClientFrame('{"__proto__":{"type":"ping"}}'), { problem: /type/ })
+  t.throws(
+    () => encodeFrame({ type: 'pong' } as never),
+    /breaks the protocol/,
+    'the gateway checks what it sends',
+  )
+})
