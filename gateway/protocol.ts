@@ -136,7 +136,7 @@ export interface MarketView {
   /** `pending`, `agreed` (with winners) or `review` (writers disagree: nobody is paid yet). */
   readonly result:
     | { readonly state: 'pending' | 'review' }
-    | { readonly state: 'agreed'; readonly winners: string[] }
+    | { readonly state: 'agreed'; readonly winners: readonly string[] }
   /** When the market's current status was set (wall ms of its stamp). */
   readonly sinceMs: number
 }
