@@ -126,8 +126,11 @@ export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: 
     const rank = RANK[frame.status]
     const track = channel.tracks.get(betId)
     if (track === undefined) {
-      // A bet placed elsewhere (another gateway, another tab's gateway): pass each status once.
-      return send(channel, frame)
+      // A bet placed elsewhere (another gateway, or before this user's sockets reconnected): no
+      // order to keep, but each status passes once, so remember what has passed.
+      send(channel, frame)
+      remember(channel, betId, { stage: rank, ref: undefined, held: new Map() })
+      return
     }
     if (rank <= track.stage) return
     if (frame.status !== 'refused' && rank !== track.stage + 1) {
@@ -161,8 +164,11 @@ export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: 
   }
 
   function track(channel: UserChannel, betId: string, ref: string | undefined): void {
-    if (channel.tracks.has(betId)) return
-    channel.tracks.set(betId, { stage: 0, ref, held: new Map() })
+    if (!channel.tracks.has(betId)) remember(channel, betId, { stage: 0, ref, held: new Map() })
+  }
+
+  function remember(channel: UserChannel, betId: string, entry: Track): void {
+    channel.tracks.set(betId, entry)
     if (channel.tracks.size > limits.trackedBetsPerUserMax) {
       const oldest = channel.tracks.keys().next().value
       if (oldest !== undefined) channel.tracks.delete(oldest)

@@ -188,6 +188,14 @@ export interface DeltaFrame {
   /** Wall ms at which the gateway saw the change (for latency figures). */
   readonly atMs: number
 }
+/** After a resume: the missed deltas (perhaps none) were sent; the client is at `seq`. */
+export interface SubscribedFrame {
+  readonly type: 'subscribed'
+  readonly ref?: string
+  readonly gameId: string
+  readonly epoch: string
+  readonly seq: number
+}
 export interface UnsubscribedFrame {
   readonly type: 'unsubscribed'
   readonly ref?: string
@@ -250,6 +258,7 @@ export type ServerFrame =
   | HelloFrame
   | SnapshotFrame
   | DeltaFrame
+  | SubscribedFrame
   | UnsubscribedFrame
   | BetFrame
   | PongFrame
@@ -346,6 +355,13 @@ const serverSchema = {
       removed: { type: 'array', items: ID },
       atMs: { type: 'number' },
     }),
+    object(['type', 'gameId', 'epoch', 'seq'], {
+      type: { const: 'subscribed' },
+      ref: REF,
+      gameId: ID,
+      epoch: { type: 'string' },
+      seq: { type: 'integer', minimum: 0 },
+    }),
     object(['type', 'gameId'], { type: { const: 'unsubscribed' }, ref: REF, gameId: ID }),
     object(['type', 'betId', 'atMs', 'status', ...Object.keys(VERDICT_FIELDS)], {
       ...BET_BASE,
@@ -406,16 +422,33 @@ function describeProblem(value: unknown): string {
   return `${where}: ${first.message ?? 'invalid'}${extra}`
 }
 
+/** The `ref` of a frame, if it has a usable one: an error about the frame repeats it. */
+function refOf(value: unknown): string | undefined {
+  const ref = (value as { ref?: unknown } | null)?.ref
+  return typeof ref === 'string' && ref.length <= REF.maxLength ? ref : undefined
+}
+
 /** Parse and check a client frame: the frame, or a sentence saying what is wrong with it. */
-export function parseClientFrame(text: string): ClientFrame | { readonly problem: string } {
+export function parseClientFrame(
+  text: string,
+): ClientFrame | { readonly problem: string; readonly ref: string | undefined } {
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch {
-    return { problem: 'the frame is not JSON' }
+    return { problem: 'the frame is not JSON', ref: undefined }
   }
   if (validateClient(value)) return value
-  return { problem: describeProblem(value) }
+  return { problem: describeProblem(value), ref: refOf(value) }
+}
+
+/** The `ref` of a frame that will not be handled (rate-limited): parsed only to answer it. */
+export function peekRef(text: string): string | undefined {
+  try {
+    return refOf(JSON.parse(text))
+  } catch {
+    return undefined
+  }
 }
 
 /** Serialize a frame for the wire, checking it against the protocol first. */

@@ -35,6 +35,7 @@ import {
   type GatewayErrorCode,
   PROTOCOL_VERSION,
   parseClientFrame,
+  peekRef,
   type ServerFrame,
   WS_PATH,
 } from './protocol.ts'
@@ -411,7 +412,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
             ? feed.deltasSince(frame.resume.seq)
             : null
         if (missed === null) snapshot(session, feed, frame.ref)
-        else for (const delta of missed) write(session, delta)
+        else {
+          for (const delta of missed) write(session, delta)
+          send(session, {
+            type: 'subscribed',
+            gameId: frame.gameId,
+            epoch: feeds.epoch,
+            seq: feed.seq(),
+            ...(frame.ref !== undefined ? { ref: frame.ref } : {}),
+          })
+        }
         subscription.stop = feed.onDelta((delta) => onDelta(session, subscription, delta))
         session.subscriptions.set(frame.gameId, subscription)
         return
@@ -427,14 +437,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       session.refusedInRow++
       if (session.refusedInRow >= limits.floodCloseAfter)
         return closeSession(session, CLOSE.FLOODING, 'flooding: too many frames over the rate limit')
-      return refuse(session, 'RATE_LIMITED', 'too many frames; slow down', undefined, wait)
+      const ref =
+        !isBinary && data.length <= limits.frameBytesMax ? peekRef(data.toString('utf8')) : undefined
+      return refuse(session, 'RATE_LIMITED', 'too many frames; slow down', ref, wait)
     }
     session.refusedInRow = 0
     if (isBinary) return refuse(session, 'BAD_FRAME', 'frames are JSON text, not binary')
     if (data.length > limits.frameBytesMax)
       return refuse(session, 'FRAME_TOO_LARGE', `a frame is at most ${limits.frameBytesMax} bytes`)
     const frame = parseClientFrame(data.toString('utf8'))
-    if ('problem' in frame) return refuse(session, 'BAD_FRAME', frame.problem)
+    if ('problem' in frame) return refuse(session, 'BAD_FRAME', frame.problem, frame.ref)
     handle(session, frame)
   }
 

@@ -292,6 +292,10 @@ t.test('floods: short bursts get RATE_LIMITED, a sustained flood is closed; per 
     limited.every((f) => f.type === 'error' && (f.retryAfterMs ?? 0) > 0),
     'with a retry-after',
   )
+  t.ok(
+    limited.every((f) => f.type === 'error' && f.ref?.startsWith('burst-')),
+    'and the refused frame’s ref',
+  )
   await delay(1_100)
   client.send({ type: 'ping', ref: 'after-wait' })
   t.match(await client.next(ofType('pong', (p) => p.ref === 'after-wait')), {}, 'served again after waiting')
@@ -441,6 +445,11 @@ t.test(
     t.notOk(
       resumed.some((f) => f.type === 'snapshot'),
       'no snapshot on a resume',
+    )
+    t.match(
+      back.frames.find((f) => f.type === 'subscribed'),
+      { seq: Number, epoch },
+      'told where it stands',
     )
     t.same(
       resumed.map((f) => (f as DeltaFrame).seq),

@@ -1,0 +1,102 @@
+// The bet relay keeps each bet's statuses in order and once each, whatever order the fabric
+// delivers them in: here a responder on a real cluster announces the settlement and the final
+// verdict (twice each, as several nodes do) before it replies with the provisional one.
+
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Msg } from '@nats-io/transport-node'
+import pino from 'pino'
+import t from 'tap'
+import { createBetRelay } from '../../gateway/bets.ts'
+import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
+import { PLACE_SUBJECT, statusSubject } from '../../nodes/api/protocol.ts'
+import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const place = (betId: string): PlaceFrame => ({
+  type: 'place',
+  ref: betId,
+  betId,
+  gameId: 'match-1',
+  marketId: 'p1-winner',
+  selectionId: 'home',
+  stakeCents: 100,
+  odds: 1_500,
+  policy: 'any',
+})
+const verdict = { accepted: true, reason: null, odds: 1_500, gameClockMs: 10 }
+
+t.test('statuses in order and once each, however they arrive', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const api = await cluster.connect()
+  const gateway = await cluster.connect()
+  t.teardown(async () => {
+    await api.close()
+    await gateway.close()
+  })
+  api.subscribe(PLACE_SUBJECT, {
+    callback: (_error, message) => void answer(message),
+  })
+  async function answer(message: Msg): Promise<void> {
+    const { betId, userId } = message.json<{ betId: string; userId: string }>()
+    if (betId.startsWith('silent')) return
+    const status = statusSubject(userId)
+    const settled = { betId, status: 'settled', outcome: 'won', payoutCents: 150, balanceCents: 1_050 }
+    const final = { betId, status: 'final', stamp: 's', verdict, finalAtMs: 1, balanceCents: 900 }
+    for (const event of [settled, final, settled, final]) api.publish(status, JSON.stringify(event))
+    await api.flush()
+    await delay(50)
+    message.respond(
+      JSON.stringify({
+        ok: true,
+        betId,
+        status: 'provisional',
+        stamp: 's',
+        verdict,
+        final: false,
+        balanceCents: 900,
+        ledgerSeq: 1,
+      }),
+    )
+  }
+  await api.flush()
+  const relay = createBetRelay(
+    gateway,
+    { placementsInFlightMax: 10, placeTimeoutMs: 500, trackedBetsPerUserMax: 100 },
+    pino({ level: 'silent' }),
+  )
+  t.teardown(() => relay.close())
+  const seen: (BetFrame | ErrorFrame)[] = []
+  const stop = relay.watch('alice', (frame) => seen.push(frame))
+  t.teardown(stop)
+  await gateway.flush()
+  relay.place('alice', place('bet-000000001'))
+  await waitFor('settled', () => seen.some((f) => f.type === 'bet' && f.status === 'settled'))
+  await delay(100)
+  t.same(
+    seen.map((f) => (f.type === 'bet' ? f.status : f.code)),
+    ['provisional', 'final', 'settled'],
+    'held until their turn, duplicates dropped',
+  )
+  t.match(seen[2], { balanceCents: 1_050, ref: 'bet-000000001' })
+
+  // No answer in time: the client is told the bet may stand, and its later statuses still come.
+  seen.length = 0
+  relay.place('alice', place('silent-00000001'))
+  await waitFor('the timeout', () => seen.length === 1)
+  t.match(seen[0], { type: 'error', code: 'BET_UNAVAILABLE', ref: 'silent-00000001' })
+  api.publish(
+    statusSubject('alice'),
+    JSON.stringify({
+      betId: 'silent-00000001',
+      status: 'final',
+      stamp: 's',
+      verdict,
+      finalAtMs: 1,
+      balanceCents: 900,
+    }),
+  )
+  await waitFor('the final', () => seen.length === 2)
+  t.match(seen[1], { type: 'bet', status: 'final', betId: 'silent-00000001' })
+  t.equal(relay.inFlight(), 0)
+})
