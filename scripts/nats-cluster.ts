@@ -1,7 +1,9 @@
 /**
  * A real nats-server cluster for tests: N servers with JetStream on free loopback ports, each with its
  * own store dir and config file in a fresh temp dir. Every per-server config includes the project's
- * nats.conf, so tests run against the same limits as deployments; only the cluster block is added here.
+ * nats.conf, so tests run against the same limits as deployments; only the cluster block is added here,
+ * and, when asked for, a WebSocket listener and a higher connection limit (benchmarks use them to
+ * compare the gateway with browsers talking to nats-server directly).
  *
  * The helper only ever signals processes it spawned, and always by their PID.
  */
@@ -34,7 +36,7 @@ const STOP_GRACE_MS = 10_000
 const KILL_WAIT_MS = 5_000
 /** JetStream refuses more replicas than this. */
 const STREAM_REPLICAS_MAX = 5
-/** Client, cluster and monitor port. */
+/** Client, cluster and monitor port; a WebSocket port is one more. */
 const PORTS_PER_SERVER = 3
 const LOOPBACK_HOST = '127.0.0.1'
 const CLUSTER_NAME = 'fabric-test'
@@ -66,6 +68,13 @@ export interface NatsClusterOptions {
   count?: number
   /** How long startNatsCluster and startServer wait for JetStream to be usable. */
   readyTimeoutMs?: number
+  /** Give each server a plain (no TLS) WebSocket listener on a free loopback port. */
+  websocket?: boolean
+  /**
+   * Client connections each server admits, WebSocket ones included, in place of nats.conf's
+   * `max_connections` (sized for nodes, not end users): for benchmarks that open thousands of sockets.
+   */
+  maxConnections?: number
 }
 
 export interface NatsServerInfo {
@@ -74,6 +83,8 @@ export interface NatsServerInfo {
   readonly url: string
   /** HTTP monitoring base URL (/varz, /jsz, /healthz). */
   readonly monitorUrl: string
+  /** ws://127.0.0.1:port when the cluster was started with `websocket: true`. */
+  readonly websocketUrl: string | undefined
   readonly storeDir: string
   readonly configFile: string
   /** PID of the running process; undefined while the server is stopped. */
@@ -87,6 +98,8 @@ export interface NatsCluster {
   /** Client URLs of all servers, in server order. */
   readonly servers: string[]
   readonly monitorUrls: string[]
+  /** WebSocket URLs of all servers, in server order; empty unless started with `websocket: true`. */
+  readonly websocketUrls: string[]
   /** The temp dir holding configs and store dirs; removed by close(). */
   readonly dir: string
   readonly processes: readonly NatsServerInfo[]
@@ -142,11 +155,18 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
   if (!Number.isInteger(count) || count < 1) {
     throw new RangeError(`count must be a positive integer: ${count}`)
   }
+  const { maxConnections } = options
+  if (maxConnections !== undefined && !(Number.isInteger(maxConnections) && maxConnections >= 1)) {
+    throw new RangeError(`maxConnections must be a positive integer: ${maxConnections}`)
+  }
   const dir = await mkdtemp(path.join(tmpdir(), 'nats-cluster-'))
   liveDirs.add(dir)
   let cluster: Cluster | undefined
   try {
-    const servers = await prepareServers(dir, count)
+    const servers = await prepareServers(dir, count, {
+      websocket: options.websocket ?? false,
+      ...(maxConnections !== undefined ? { maxConnections } : {}),
+    })
     cluster = new Cluster(dir, servers, options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS)
     await cluster.start()
     return cluster
@@ -177,6 +197,10 @@ class Cluster implements NatsCluster {
 
   get monitorUrls(): string[] {
     return this.#servers.map((server) => server.monitorUrl)
+  }
+
+  get websocketUrls(): string[] {
+    return this.#servers.flatMap((server) => (server.websocketUrl === undefined ? [] : [server.websocketUrl]))
   }
 
   get processes(): readonly NatsServerInfo[] {
@@ -283,14 +307,21 @@ interface ServerPlan {
   clientPort: number
   clusterPort: number
   httpPort: number
+  websocketPort: number | undefined
   storeDir: string
   configFile: string
+}
+
+interface ServerExtras {
+  readonly websocket: boolean
+  readonly maxConnections?: number
 }
 
 class ServerProcess implements NatsServerInfo {
   readonly name: string
   readonly url: string
   readonly monitorUrl: string
+  readonly websocketUrl: string | undefined
   readonly storeDir: string
   readonly configFile: string
   readonly #env: NodeJS.ProcessEnv
@@ -302,6 +333,8 @@ class ServerProcess implements NatsServerInfo {
     this.name = plan.name
     this.url = `nats://${LOOPBACK_HOST}:${plan.clientPort}`
     this.monitorUrl = `http://${LOOPBACK_HOST}:${plan.httpPort}`
+    this.websocketUrl =
+      plan.websocketPort === undefined ? undefined : `ws://${LOOPBACK_HOST}:${plan.websocketPort}`
     this.storeDir = plan.storeDir
     this.configFile = plan.configFile
     // nats.conf reads these; they are what differs between servers besides the cluster block.
@@ -424,21 +457,27 @@ class LogRing {
   }
 }
 
-async function prepareServers(dir: string, count: number): Promise<ServerProcess[]> {
-  const ports = await freePorts(count * PORTS_PER_SERVER)
-  const plans = Array.from({ length: count }, (_, i) => planServer(dir, i, ports))
+async function prepareServers(dir: string, count: number, extras: ServerExtras): Promise<ServerProcess[]> {
+  const portsPerServer = PORTS_PER_SERVER + (extras.websocket ? 1 : 0)
+  const ports = await freePorts(count * portsPerServer)
+  const plans = Array.from({ length: count }, (_, i) => planServer(dir, i, ports, portsPerServer))
   const routes = plans.map((plan) => `nats-route://${LOOPBACK_HOST}:${plan.clusterPort}`)
   for (const plan of plans) {
     await mkdir(plan.storeDir)
-    await writeFile(plan.configFile, renderConfig(dir, plan, routes))
+    await writeFile(plan.configFile, renderConfig(dir, plan, routes, extras))
   }
   return plans.map((plan) => new ServerProcess(plan))
 }
 
-function planServer(dir: string, index: number, ports: readonly number[]): ServerPlan {
+function planServer(
+  dir: string,
+  index: number,
+  ports: readonly number[],
+  portsPerServer: number,
+): ServerPlan {
   const name = `n${index + 1}`
   const port = (offset: number) => {
-    const value = ports[index * PORTS_PER_SERVER + offset]
+    const value = ports[index * portsPerServer + offset]
     if (value === undefined) throw new Error(`no free port allocated for ${name}`)
     return value
   }
@@ -447,19 +486,36 @@ function planServer(dir: string, index: number, ports: readonly number[]): Serve
     clientPort: port(0),
     clusterPort: port(1),
     httpPort: port(2),
+    websocketPort: portsPerServer > PORTS_PER_SERVER ? port(3) : undefined,
     storeDir: path.join(dir, name),
     configFile: path.join(dir, `${name}.conf`),
   }
 }
 
-function renderConfig(dir: string, plan: ServerPlan, routes: readonly string[]): string {
+function renderConfig(
+  dir: string,
+  plan: ServerPlan,
+  routes: readonly string[],
+  extras: ServerExtras,
+): string {
   // nats-server resolves includes against the including file's dir, even absolute-looking ones.
   const include = path.relative(dir, SHARED_CONFIG_FILE)
   return [
-    '# Written by test/helpers/nats-cluster.ts and deleted with its temp dir.',
+    '# Written by scripts/nats-cluster.ts and deleted with its temp dir.',
     '# Name, client and monitor ports and store dir come from NATS_* env vars read by nats.conf.',
     `include ${JSON.stringify(include)}`,
     '',
+    // A key set again after the include replaces the included value.
+    ...(extras.maxConnections !== undefined ? [`max_connections: ${extras.maxConnections}`, ''] : []),
+    ...(plan.websocketPort !== undefined
+      ? [
+          'websocket {',
+          `  listen: ${JSON.stringify(`${LOOPBACK_HOST}:${plan.websocketPort}`)}`,
+          '  no_tls: true',
+          '}',
+          '',
+        ]
+      : []),
     'cluster {',
     `  name: ${CLUSTER_NAME}`,
     `  listen: ${LOOPBACK_HOST}:${plan.clusterPort}`,
