@@ -286,8 +286,9 @@ t.test('floods: short bursts get RATE_LIMITED, a sustained flood is closed; per 
   )
   const pongs = client.frames.filter((f) => f.type === 'pong').length
   const limited = client.frames.filter((f) => f.type === 'error' && f.code === 'RATE_LIMITED')
-  t.equal(pongs, 5, 'the burst allowance is served')
-  t.equal(limited.length, 5, 'the rest are refused, not dropped silently')
+  // Tokens trickle back at 5/s while the ten frames are read, so a slow machine may serve one more.
+  t.ok(pongs >= 5 && pongs <= 6, `the burst allowance is served (${pongs})`)
+  t.equal(limited.length, 10 - pongs, 'the rest are refused, not dropped silently')
   t.ok(
     limited.every((f) => f.type === 'error' && (f.retryAfterMs ?? 0) > 0),
     'with a retry-after',
@@ -487,7 +488,7 @@ t.test('a client that stops reading is conflated then dropped; the others stay o
     limits: {
       conflateBytes: 64 * 1024,
       closeBytes: 1024 * 1024,
-      laggingMsMax: 3_000,
+      laggingMsMax: 1_000,
       backpressureCheckMs: 20,
     },
   })
