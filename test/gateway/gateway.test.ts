@@ -5,7 +5,7 @@
 
 import { setTimeout as delay } from 'node:timers/promises'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createHlc, encodeStamp, type Op, stampOps, yjsBackend } from '../../crdt/index.ts'
 import { signToken } from '../../gateway/auth.ts'
 import { applyDelta } from '../../gateway/game-view.ts'
@@ -19,6 +19,7 @@ import {
   ofType,
   openClient,
   openStalledClient,
+  readStalledClient,
   startGatewayStack,
 } from '../helpers/gateway-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -483,17 +484,8 @@ function applyAll(view: GameView, deltas: readonly DeltaFrame[]): GameView {
   return deltas.reduce(applyDelta, view)
 }
 
-t.test('a client that stops reading is conflated then dropped; the others stay on time', async (t) => {
-  const stack = await startGatewayStack({
-    limits: {
-      conflateBytes: 64 * 1024,
-      closeBytes: 1024 * 1024,
-      laggingMsMax: 1_000,
-      backpressureCheckMs: 20,
-    },
-  })
-  t.teardown(() => stack.close())
-  // A game with big markets, so that deltas outrun the kernel's socket buffers quickly.
+/** A game with big markets, so that deltas outrun the kernel's socket buffers quickly. */
+async function bulkGame(t: Test, stack: GatewayStack) {
   const nc = await stack.cluster.connect()
   t.teardown(() => nc.close())
   const { snapshots } = await ensureFabric(nc, 'eu')
@@ -525,20 +517,9 @@ t.test('a client that stops reading is conflated then dropped; the others stay o
         .map((marketId) => ({ kind: 'market', marketId, name: `Market ${marketId}`, selections })),
     )
   await waitFor('bulk-1 at the gateway', () => stack.gateway.replicas.replica('bulk-1') !== undefined)
-  const fast = await openClient(stack.wsUrl, { token: await stack.token('fast') })
-  t.teardown(() => fast.close())
-  fast.send({ type: 'subscribe', gameId: 'bulk-1' })
-  await fast.next(ofType('snapshot'))
-  // The slow client subscribes, then stops reading: its receive buffer fills, then the gateway's.
-  const slow = await openStalledClient(stack.wsUrl, await stack.token('slow'), {
-    type: 'subscribe',
-    gameId: 'bulk-1',
-  })
-  t.teardown(() => slow.destroy())
-  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
   let round = 0
-  const deadline = Date.now() + 60_000
-  while ((await stack.gateway.gateway.closedWith(CLOSE.SLOW_CONSUMER)) === 0 && Date.now() < deadline) {
+  /** Reprice every market once: a delta of some 300 KB. */
+  const reprice = async () => {
     round++
     const prices = Object.fromEntries(selections.map((s, i) => [s.id, 1_100 + ((round + i) % 50) * 10]))
     await commit(
@@ -550,8 +531,97 @@ t.test('a client that stops reading is conflated then dropped; the others stay o
         reason: `round ${round}`,
       })),
     )
+  }
+  return { reprice, rounds: () => round }
+}
+
+t.test('a lagging client gets the latest state instead of every delta once it drains', async (t) => {
+  const stack = await startGatewayStack({
+    limits: {
+      conflateBytes: 64 * 1024,
+      closeBytes: 512 * 1024 * 1024,
+      laggingMsMax: 120_000,
+      backpressureCheckMs: 20,
+    },
+  })
+  t.teardown(() => stack.close())
+  const bulk = await bulkGame(t, stack)
+  const live = await openClient(stack.wsUrl, { token: await stack.token('live') })
+  t.teardown(() => live.close())
+  live.send({ type: 'subscribe', gameId: 'bulk-1' })
+  await live.next(ofType('snapshot'))
+  const lagging = await openStalledClient(stack.wsUrl, await stack.token('lagging'), {
+    type: 'subscribe',
+    gameId: 'bulk-1',
+  })
+  t.teardown(() => lagging.destroy())
+  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
+  const conflated = async () => {
+    const metric = (await stack.registry.getSingleMetric('gateway_deltas_conflated_total')?.get())?.values[0]
+    return metric?.value ?? 0
+  }
+  const deadline = Date.now() + 60_000
+  while ((await conflated()) < 5 && Date.now() < deadline) {
+    await bulk.reprice()
     await delay(5)
   }
+  t.ok((await conflated()) >= 5, `deltas were conflated for the lagging client after ${bulk.rounds()} rounds`)
+  const reader = readStalledClient(lagging)
+  await bulk.reprice()
+  const lastSeq = () => stack.gateway.gateway.feeds.feed('bulk-1')?.seq() ?? 0
+  await waitFor(
+    'the lagging client caught up',
+    () => {
+      const frames = reader.frames as (SnapshotFrame | DeltaFrame)[]
+      const last = frames.at(-1)
+      return last !== undefined && last.seq === lastSeq()
+    },
+    30_000,
+  )
+  const frames = reader.frames as (SnapshotFrame | DeltaFrame | { type: string })[]
+  const snapshots = frames.filter((f) => f.type === 'snapshot')
+  t.ok(snapshots.length >= 2, 'after its first snapshot it got a fresh one in place of what it missed')
+  const deltas = frames.filter((f): f is DeltaFrame => f.type === 'delta')
+  t.ok(deltas.length < lastSeq(), `it skipped deltas (${deltas.length} of ${lastSeq()})`)
+  await waitFor('the live client caught up', () =>
+    live.frames.some((f) => f.type === 'delta' && f.seq === lastSeq()),
+  )
+  t.same(
+    sortedView(followed(frames, 'bulk-1').view),
+    sortedView(followed(live.frames, 'bulk-1').view),
+    'and it ends with the same view as a client that read every delta',
+  )
+  t.equal(stack.gateway.gateway.connections(), 2, 'nobody was dropped')
+})
+
+t.test('a client that stops reading is conflated then dropped; the others stay on time', async (t) => {
+  const stack = await startGatewayStack({
+    limits: {
+      conflateBytes: 64 * 1024,
+      closeBytes: 1024 * 1024,
+      laggingMsMax: 1_000,
+      backpressureCheckMs: 20,
+    },
+  })
+  t.teardown(() => stack.close())
+  const bulk = await bulkGame(t, stack)
+  const fast = await openClient(stack.wsUrl, { token: await stack.token('fast') })
+  t.teardown(() => fast.close())
+  fast.send({ type: 'subscribe', gameId: 'bulk-1' })
+  await fast.next(ofType('snapshot'))
+  // The slow client subscribes, then stops reading: its receive buffer fills, then the gateway's.
+  const slow = await openStalledClient(stack.wsUrl, await stack.token('slow'), {
+    type: 'subscribe',
+    gameId: 'bulk-1',
+  })
+  t.teardown(() => slow.destroy())
+  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
+  const deadline = Date.now() + 60_000
+  while ((await stack.gateway.gateway.closedWith(CLOSE.SLOW_CONSUMER)) === 0 && Date.now() < deadline) {
+    await bulk.reprice()
+    await delay(5)
+  }
+  const round = bulk.rounds()
   t.equal(
     await stack.gateway.gateway.closedWith(CLOSE.SLOW_CONSUMER),
     1,

@@ -37,6 +37,8 @@ export interface GatewayStack {
   readonly api: ApiNode
   readonly settlement: SettlementNode
   readonly gateway: GatewayNode
+  /** The gateway's metrics. */
+  readonly registry: Registry
   /** ws://.../v1/ws */
   readonly wsUrl: string
   token(userId: string, ttlSeconds?: number): Promise<string>
@@ -74,13 +76,14 @@ export async function startGatewayStack(
     log,
   })
   trader.feed.emit({ type: 'match-start', home: 'Home', away: 'Away', server: 'home' })
+  const registry = new Registry()
   const gateway = await startGatewayNode({
     nc: await cluster.connect(),
     region: 'eu',
     node: 'gw-1',
     backend: yjsBackend,
     log,
-    registry: new Registry(),
+    registry,
     auth: createAuthenticator({ hs256Secret: SECRET }),
     origins: options.origins ?? ['https://bet.example'],
     allowMissingOrigin: options.allowMissingOrigin ?? true,
@@ -99,6 +102,7 @@ export async function startGatewayStack(
     api,
     settlement,
     gateway,
+    registry,
     wsUrl: `${gateway.url.replace('http', 'ws')}${WS_PATH}`,
     token: (userId, ttlSeconds = 600) => signToken(SECRET, userId, ttlSeconds),
     async deposit(userId, amountCents) {
@@ -265,4 +269,51 @@ export async function openStalledClient(url: string, token: string, frame: unkno
   const masked = Buffer.from(payload.map((byte, i) => byte ^ (mask[i % 4] as number)))
   socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]))
   return socket
+}
+
+/**
+ * Resume reading a stalled client: decode the server's frames (unmasked; text frames, close)
+ * into `frames`, parsed as JSON. Resolves `closed` with the close code when one arrives.
+ */
+export function readStalledClient(socket: Socket): { frames: unknown[]; closed: Promise<number> } {
+  const frames: unknown[] = []
+  let buffer = Buffer.alloc(0)
+  let fragments: Buffer[] = []
+  let onClose: (code: number) => void = () => {}
+  const closed = new Promise<number>((resolve) => {
+    onClose = resolve
+  })
+  socket.on('data', (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk])
+    for (;;) {
+      if (buffer.length < 2) return
+      const opcode = (buffer[0] as number) & 0x0f
+      const fin = ((buffer[0] as number) & 0x80) !== 0
+      let length = (buffer[1] as number) & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (buffer.length < 4) return
+        length = buffer.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) {
+        if (buffer.length < 10) return
+        length = Number(buffer.readBigUInt64BE(2))
+        offset = 10
+      }
+      if (buffer.length < offset + length) return
+      const payload = buffer.subarray(offset, offset + length)
+      buffer = buffer.subarray(offset + length)
+      if (opcode === 0x8) onClose(payload.length >= 2 ? payload.readUInt16BE(0) : 1005)
+      else if (opcode === 0x1 || opcode === 0x0) {
+        fragments.push(Buffer.from(payload))
+        if (fin) {
+          frames.push(JSON.parse(Buffer.concat(fragments).toString('utf8')))
+          fragments = []
+        }
+      }
+    }
+  })
+  socket.once('close', () => onClose(1006))
+  socket.resume()
+  return { frames, closed }
 }
