@@ -110,8 +110,16 @@ export interface FanoutReport {
    */
   readonly newest: LatencySummary
   readonly newestLastClient: LatencySummary
-  /** Per update, publish to the gateway's `atMs` (wall ms): the fabric's part, before the sockets. */
+  /**
+   * Per update, publish to the gateway's `atMs` (wall ms), when it serialized the delta: the fabric
+   * and the gateway's own queue, before any socket write.
+   */
   readonly fabricLeg: LatencySummary
+  /**
+   * The median over updates of the latest receipt, in the first and in the last tenth of the run:
+   * a second much above the first means a queue was building (the path could not keep up).
+   */
+  readonly lastClientTrendMs: readonly [number, number]
   readonly updates: number
   /** Updates times ready clients. */
   readonly expected: number
@@ -491,6 +499,7 @@ async function reportFanout(command: ReportFanoutCommand): Promise<FanoutReport>
     newest: summary(newest.all),
     newestLastClient: summary(newest.last),
     fabricLeg: summary(fabricLeg),
+    lastClientTrendMs: [medianMs(latest.exact, 0, 0.1), medianMs(latest.exact, 0.9, 1)],
     updates,
     expected: ready * updates,
     missing,
@@ -501,6 +510,15 @@ async function reportFanout(command: ReportFanoutCommand): Promise<FanoutReport>
   }
   for (const h of [exact.all, exact.last, newest.all, newest.last, fabricLeg]) h.destroy()
   return report
+}
+
+/** The median of the values (us) in a slice of the run given as fractions; negative ones are none. */
+function medianMs(values: Float64Array, from: number, to: number): number {
+  const part = values
+    .slice(Math.floor(values.length * from), Math.ceil(values.length * to))
+    .filter((value) => value >= 0)
+    .sort()
+  return part.length === 0 ? 0 : (part[Math.floor(part.length / 2)] as number) / 1000
 }
 
 /** The smallest receipt latency: a negative one would mean the two processes' clocks do not compare. */
@@ -552,7 +570,8 @@ async function openLoop(rate: number, seconds: number, send: (scheduledUs: numbe
   }
 }
 
-async function placeBets(command: BetsCommand, secret: string): Promise<BetsReport> {
+/** What the bettors' sockets hear: latencies of each bet's statuses, and what went wrong. */
+function createBetTracker() {
   const provisional = histogram()
   const final = histogram()
   const scheduled = new Map<string, number>()
@@ -565,40 +584,72 @@ async function placeBets(command: BetsCommand, secret: string): Promise<BetsRepo
     if (firstErrors.length < ERRORS_KEPT) firstErrors.push(`${code}: ${message}`.slice(0, 200))
     if (betId !== undefined) awaitingFinal.delete(betId)
   }
-  const onFrame = (data: Buffer) => {
-    const atUs = nowUs()
-    const frame = JSON.parse(data.toString('utf8')) as BetFrameSeen
-    const betId = frame.betId ?? frame.ref
-    const at = betId === undefined ? undefined : scheduled.get(betId)
-    if (frame.type === 'error') return fail(betId, frame.code ?? 'error', frame.message ?? '')
-    if (frame.type !== 'bet' || betId === undefined || at === undefined) return
-    if (frame.status === 'provisional') {
-      provisional.recordValue(Math.max(1, atUs - at))
-      if (frame.accepted === false) rejected++
-    } else if (frame.status === 'final' && awaitingFinal.delete(betId)) {
-      final.recordValue(Math.max(1, atUs - at))
-    } else if (frame.status === 'refused') fail(betId, frame.code ?? 'refused', frame.message ?? '')
+  return {
+    awaitingFinal,
+    sent(betId: string, scheduledUs: number) {
+      scheduled.set(betId, scheduledUs)
+      awaitingFinal.add(betId)
+    },
+    onFrame(data: Buffer) {
+      const atUs = nowUs()
+      const frame = JSON.parse(data.toString('utf8')) as BetFrameSeen
+      const betId = frame.betId ?? frame.ref
+      const at = betId === undefined ? undefined : scheduled.get(betId)
+      if (frame.type === 'error') return fail(betId, frame.code ?? 'error', frame.message ?? '')
+      if (frame.type !== 'bet' || betId === undefined || at === undefined) return
+      if (frame.status === 'provisional') {
+        provisional.recordValue(Math.max(1, atUs - at))
+        if (frame.accepted === false) rejected++
+      } else if (frame.status === 'final' && awaitingFinal.delete(betId)) {
+        final.recordValue(Math.max(1, atUs - at))
+      } else if (frame.status === 'refused') fail(betId, frame.code ?? 'refused', frame.message ?? '')
+    },
+    report(connectMs: number): BetsReport {
+      if (awaitingFinal.size > 0) errors['no final'] = awaitingFinal.size
+      return {
+        connectMs,
+        sent: scheduled.size,
+        provisional: summary(provisional),
+        final: summary(final),
+        rejected,
+        errors,
+        firstErrors,
+      }
+    },
+    destroy() {
+      provisional.destroy()
+      final.destroy()
+    },
   }
+}
+
+async function openBettors(command: BetsCommand, secret: string, onFrame: (data: Buffer) => void) {
   const sockets: WebSocket[] = []
-  const startUs = nowUs()
-  try {
-    const opened = await openAll(command.sockets, async (i) => {
-      const token = await signToken(secret, `${command.userPrefix}${i}`, TOKEN_TTL_S)
-      const ws = await openSocket(`${command.url}?access_token=${encodeURIComponent(token)}`, {
-        onFrame(_socket, data, ready) {
-          ready()
-          onFrame(data)
-        },
-      })
-      sockets.push(ws)
+  const opened = await openAll(command.sockets, async (i) => {
+    const token = await signToken(secret, `${command.userPrefix}${i}`, TOKEN_TTL_S)
+    const ws = await openSocket(`${command.url}?access_token=${encodeURIComponent(token)}`, {
+      // The first frame is the hello: the socket is admitted and may place bets.
+      onFrame(_socket, data, ready) {
+        ready()
+        onFrame(data)
+      },
     })
+    sockets.push(ws)
+  })
+  return { sockets, opened }
+}
+
+async function placeBets(command: BetsCommand, secret: string): Promise<BetsReport> {
+  const tracker = createBetTracker()
+  const startUs = nowUs()
+  const { sockets, opened } = await openBettors(command, secret, tracker.onFrame)
+  try {
     if (opened.failed > 0)
       throw new Error(`${opened.failed} bettor sockets did not open: ${opened.firstErrors.join('; ')}`)
     const connectMs = (nowUs() - startUs) / 1000
     await openLoop(command.rate, command.seconds, (scheduledUs, i) => {
       const betId = `${command.betPrefix}-${i}`
-      scheduled.set(betId, scheduledUs)
-      awaitingFinal.add(betId)
+      tracker.sent(betId, scheduledUs)
       const frame = {
         type: 'place',
         ref: betId,
@@ -613,21 +664,11 @@ async function placeBets(command: BetsCommand, secret: string): Promise<BetsRepo
       ;(sockets[i % sockets.length] as WebSocket).send(JSON.stringify(frame))
     })
     const deadline = Date.now() + command.finalWaitMs
-    while (awaitingFinal.size > 0 && Date.now() < deadline) await delay(POLL_MS)
-    if (awaitingFinal.size > 0) errors['no final'] = awaitingFinal.size
-    return {
-      connectMs,
-      sent: scheduled.size,
-      provisional: summary(provisional),
-      final: summary(final),
-      rejected,
-      errors,
-      firstErrors,
-    }
+    while (tracker.awaitingFinal.size > 0 && Date.now() < deadline) await delay(POLL_MS)
+    return tracker.report(connectMs)
   } finally {
     await closeSockets(sockets)
-    provisional.destroy()
-    final.destroy()
+    tracker.destroy()
   }
 }
 

@@ -40,6 +40,7 @@ import { DEFAULT_GATEWAY_LIMITS } from '../gateway/server.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
+import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode, type TraderNode } from '../nodes/trader/trader-node.ts'
 import { type NatsCluster, pollUntil, startNatsCluster } from '../scripts/nats-cluster.ts'
@@ -397,7 +398,7 @@ function createPriceWriter(trader: TraderNode, nc: NatsConnection): PriceWriter 
 interface Context {
   readonly cluster: NatsCluster
   readonly nc: NatsConnection
-  readonly trader: TraderNode & { readonly feed: { emit(event: object): void } }
+  readonly trader: TraderNode & { readonly feed: ManualFeed }
   readonly writer: PriceWriter
   readonly clients: ClientsProcess
   readonly wsUrl: string
@@ -485,6 +486,7 @@ function fanoutProgress(
     `fan-out ${String(clients).padStart(6)} clients via ${TARGET_NAMES[target]}: ${opened.ready} ready in ${(opened.ms / 1000).toFixed(1)} s${failed}; ` +
     `${report.updates} updates, delivery p99 ${fixed(report.deliveries.p99)} ms, last client p99 ${fixed(report.lastClient.p99)} ms, ` +
     `${report.missing} of ${report.expected} receipts missing, ${report.resyncSnapshots} resync snapshots, ` +
+    `last client median ${fixed(report.lastClientTrendMs[0])} ms in the first tenth of the updates and ${fixed(report.lastClientTrendMs[1])} ms in the last, ` +
     `least latency ${report.minLatencyMs.toFixed(2)} ms${troubles.length > 0 ? `; ${troubles.join(', ')}` : ''}`
   )
 }
@@ -692,7 +694,7 @@ function printFanout(runs: readonly FanoutRun[]): void {
     `Fan-out: one game, ${HZ} price updates/s for ${SECONDS} s; latency from the writer's publish to each client's receipt`,
   )
   console.log(
-    'clients | path | delivery p50 / p99 / p99.9 ms | last client p50 / p99 / max ms | receipts missing | newest state p99 / last client p99 ms | fabric leg p50 / p99 ms | CPU % gateway / nats-servers / clients',
+    'clients | path | delivery p50 / p99 / p99.9 ms | last client p50 / p99 / max ms | receipts missing | newest state p99 / last client p99 ms | publish to gateway delta p50 / p99 ms | CPU % gateway / nats-servers / clients',
   )
   for (const clients of CLIENTS) {
     const gateway = runs.find((r) => r.clients === clients && r.target === 'gateway')
