@@ -155,7 +155,10 @@ export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: 
         const event = parseStatus(message.data)
         const current = users.get(userId)
         if (event === null || current === undefined) return
-        offer(current, event.betId, statusFrame(event, current.tracks.get(event.betId)?.ref))
+        // Several nodes announce each status: drop a repeat before building its frame.
+        const track = current.tracks.get(event.betId)
+        if (track !== undefined && RANK[event.status] <= track.stage) return
+        offer(current, event.betId, statusFrame(event, track?.ref))
       },
     })
     channel = { deliver: new Set(), tracks: new Map(), subscription }

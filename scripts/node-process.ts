@@ -27,6 +27,8 @@ export function spawnNodeProcess(options: NodeProcessOptions): ChildProcess {
       FABRIC_NODE_ID: options.nodeId,
       FABRIC_REGION: options.region,
       FABRIC_LEDGER_SHARDS: String(options.shards),
+      // Stop with the launcher, whatever way it ends (see nodes/fabric/node-main.ts).
+      FABRIC_EXIT_WITH_PARENT: '1',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -165,6 +165,8 @@ async function main(): Promise<void> {
     else console.log(`node logs kept in ${dir}`)
     process.exit(failed || !bettors?.healthy() ? 1 : 0)
   }
+  // A closed stdout (`npm start | head`) must stop the stack, not crash past the cleanup.
+  process.stdout.on('error', () => void stop('stdout closed'))
   process.on('SIGINT', () => void stop('Ctrl-C'))
   process.on('SIGTERM', () => void stop('SIGTERM'))
   try {

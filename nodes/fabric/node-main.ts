@@ -12,6 +12,9 @@ import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue 
 import { createLogger, createMetricsRegistry, type Readiness, startOpsServer } from './ops-server.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
+/** With this set (launchers set it), a node stops when the process that started it is gone. */
+export const EXIT_WITH_PARENT_ENV = 'FABRIC_EXIT_WITH_PARENT'
+export const PARENT_CHECK_MS = 1_000
 export const NATS_RECONNECT_WAIT_MS = 250
 
 export const commonOptions = defineOptions({
@@ -150,6 +153,14 @@ export async function runNode<S extends OptionsSchema>(
   }
   process.on('SIGINT', () => void stop('SIGINT'))
   process.on('SIGTERM', () => void stop('SIGTERM'))
+  if (process.env[EXIT_WITH_PARENT_ENV] === '1') {
+    // A launcher that dies without stopping its nodes (killed, or a closed pipe) must not leave
+    // them running: an orphan is re-parented, so its parent pid changes.
+    const parent = process.ppid
+    setInterval(() => {
+      if (process.ppid !== parent) void stop('the launcher exited')
+    }, PARENT_CHECK_MS).unref()
+  }
 }
 
 export function readinessOf(checks: Record<string, boolean>): Readiness {

@@ -102,11 +102,14 @@ export function openProjection(path: string): Projection {
     for (const write of queued.splice(0)) write()
   })
   let scheduled = false
+  let closed = false
   const flush = () => {
     scheduled = false
-    if (queued.length > 0) commit()
+    if (queued.length > 0 && !closed) commit()
   }
   const enqueue = (write: () => void) => {
+    // A write that races the shutdown is dropped: the projection is rebuilt from the ledger at start.
+    if (closed) return
     queued.push(write)
     if (queued.length >= WRITES_PER_TRANSACTION_MAX) flush()
     else if (!scheduled) {
@@ -138,6 +141,7 @@ export function openProjection(path: string): Projection {
     },
     close() {
       flush()
+      closed = true
       db.close()
     },
   }
