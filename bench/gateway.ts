@@ -90,6 +90,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     'bet-rates': { type: 'string', default: '1000,2000' },
     'bet-sockets': { type: 'string', default: '200' },
+    /** Gateway processes sharing the port (`GATEWAY_WORKERS`). */
+    'gateway-workers': { type: 'string', default: '1' },
     /** Write V8 CPU profiles of the gateway and the clients process here. */
     'cpu-prof-dir': { type: 'string' },
   },
@@ -99,15 +101,17 @@ const HZ = Number(values.hz)
 const SECONDS = Number(values.seconds)
 const BET_RATES = values['bet-rates'].split(',').filter(Boolean).map(Number)
 const BET_SOCKETS = Number(values['bet-sockets'])
+const GATEWAY_WORKERS = Number(values['gateway-workers'])
 if (
   !CLIENTS.every((n) => Number.isSafeInteger(n) && n > 0 && n <= 50_000) ||
   !(Number.isSafeInteger(HZ) && HZ >= 1 && HZ <= 100) ||
   !(Number.isSafeInteger(SECONDS) && SECONDS >= 1 && SECONDS <= 600) ||
   !BET_RATES.every((r) => Number.isSafeInteger(r) && r > 0 && r <= 20_000) ||
-  !(Number.isSafeInteger(BET_SOCKETS) && BET_SOCKETS >= 1 && BET_SOCKETS <= 5_000)
+  !(Number.isSafeInteger(BET_SOCKETS) && BET_SOCKETS >= 1 && BET_SOCKETS <= 5_000) ||
+  !(Number.isSafeInteger(GATEWAY_WORKERS) && GATEWAY_WORKERS >= 1 && GATEWAY_WORKERS <= 16)
 ) {
   console.error(
-    'usage: --clients n,n,... (1..50000, may be empty) --hz n (1..100) --seconds s (1..600) --bet-rates n,... (1..20000, may be empty) --bet-sockets n (1..5000)',
+    'usage: --clients n,n,... (1..50000, may be empty) --hz n (1..100) --seconds s (1..600) --bet-rates n,... (1..20000, may be empty) --bet-sockets n (1..5000) --gateway-workers n (1..16)',
   )
   process.exit(1)
 }
@@ -178,6 +182,20 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** A process and its children (a gateway's workers), from /proc. */
+function withChildren(pid: number | undefined): (number | undefined)[] {
+  if (pid === undefined) return []
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+    return [pid, ...children.map(Number)]
+  } catch {
+    return [pid]
+  }
+}
+
 type CpuGroups = Record<string, () => (number | undefined)[]>
 type CpuPercent = Record<string, number>
 
@@ -230,6 +248,7 @@ async function startGateway(dir: string, servers: string, children: ChildProcess
     LOG_LEVEL: 'info',
     GATEWAY_JWT_SECRET: SECRET,
     GATEWAY_PORT: '0',
+    GATEWAY_WORKERS: String(GATEWAY_WORKERS),
     GATEWAY_CONNECTIONS_MAX: String(
       Math.max(MAX_CLIENTS + FD_HEADROOM, DEFAULT_GATEWAY_LIMITS.connectionsMax),
     ),
@@ -239,6 +258,7 @@ async function startGateway(dir: string, servers: string, children: ChildProcess
     GATEWAY_USER_MESSAGES_BURST: String(BET_FRAMES_PER_SECOND),
   })
   children.push(child)
+  let listening = 0
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`the gateway did not listen within ${START_TIMEOUT_MS} ms`)),
@@ -248,6 +268,8 @@ async function startGateway(dir: string, servers: string, children: ChildProcess
       try {
         const value = JSON.parse(line) as { msg?: unknown; url?: unknown }
         if (value.msg !== 'gateway listening' || typeof value.url !== 'string') return
+        // Every worker must listen before clients connect, or the first would take them all.
+        if (++listening < GATEWAY_WORKERS) return
         clearTimeout(timer)
         resolve(value.url)
       } catch {
@@ -857,7 +879,7 @@ async function start(
     clients,
     wsUrl,
     cpuGroups: {
-      gateway: () => [gatewayPid],
+      gateway: () => withChildren(gatewayPid),
       nats: () => cluster.processes.map((server) => server.pid),
       clients: () => [clients.child.pid],
       nodes: () => nodes.map((child) => child.pid),

@@ -1,35 +1,94 @@
-/** The gateway process. `--help` lists options. */
+/**
+ * The gateway process. `--help` lists options. With `--workers N` (N > 1) this process forks N
+ * gateway processes that share the port (node:cluster hands each new connection to one of them) and
+ * supervises them; a slow fan-out then spreads its socket writes over every core.
+ */
 
-import { caughtUpReadiness, runNode } from '../nodes/fabric/node-main.ts'
+import cluster from 'node:cluster'
+import { loadConfigOrExit } from '../nodes/fabric/config.ts'
+import { caughtUpReadiness, commonOptions, runNode } from '../nodes/fabric/node-main.ts'
+import { createLogger } from '../nodes/fabric/ops-server.ts'
 import { createAuthenticator } from './auth.ts'
 import { startGatewayNode } from './gateway-node.ts'
 import { limitsOf, options } from './options.ts'
 
-await runNode('gateway', options, async ({ config, nc, log, registry, backend }) => {
-  const secret = config.jwtSecret || undefined
-  const node = await startGatewayNode({
-    nc,
-    region: config.region,
-    node: config.nodeId,
-    backend,
-    log,
-    registry,
-    auth: createAuthenticator({
-      ...(secret ? { hs256Secret: secret } : {}),
-      ...(config.jwksUrl ? { jwksUrl: config.jwksUrl } : {}),
-      ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
-      ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
-    }),
-    origins: config.origins,
-    allowMissingOrigin: config.allowMissingOrigin,
-    limits: limitsOf(config),
-    host: config.host,
-    port: config.port,
-    ...(config.demoLogin && secret ? { demoLogin: { secret, ttlSeconds: config.demoTokenTtlS } } : {}),
-  })
-  if (config.demoLogin && !secret) log.warn('demo login needs an HS256 secret; it is off')
-  return {
-    readiness: () => caughtUpReadiness(node),
-    close: () => node.close(),
+/** A worker that dies is replaced, at most this many times in all: a crash loop stops the gateway. */
+export const WORKER_RESTARTS_MAX = 10
+const WORKER_ENV = 'GATEWAY_WORKER'
+
+function supervise(config: ReturnType<typeof loadGatewayConfig>): void {
+  const { workers } = config
+  const log = createLogger('gateway', config.logLevel).child({ node: config.nodeId, role: 'primary' })
+  let restarts = 0
+  let stopping = false
+  const fork = (index: number) =>
+    cluster.fork({ [WORKER_ENV]: String(index) }).on('exit', (code, signal) => {
+      if (stopping) return
+      log.error({ worker: index, code, signal }, 'gateway worker exited')
+      if (++restarts > WORKER_RESTARTS_MAX) {
+        log.fatal('gateway workers keep dying; stopping')
+        return stop(1)
+      }
+      fork(index)
+    })
+  for (let index = 1; index <= workers; index++) fork(index)
+  function stop(code: number): void {
+    stopping = true
+    const running = Object.values(cluster.workers ?? {})
+    if (running.length === 0) process.exit(code)
+    for (const worker of running) worker?.process.kill('SIGTERM')
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(code)
+    })
   }
-})
+  process.on('SIGINT', () => stop(0))
+  process.on('SIGTERM', () => stop(0))
+  log.info({ workers }, 'gateway workers started')
+}
+
+async function serve(): Promise<void> {
+  const worker = process.env[WORKER_ENV]
+  await runNode('gateway', options, async ({ config, nc, log, registry, backend }) => {
+    const secret = config.jwtSecret || undefined
+    const node = await startGatewayNode({
+      nc,
+      region: config.region,
+      // Each worker holds its own replica; its id names it in logs.
+      node: worker ? `${config.nodeId}.${worker}` : config.nodeId,
+      backend,
+      log: worker ? log.child({ worker: Number(worker) }) : log,
+      registry,
+      auth: createAuthenticator({
+        ...(secret ? { hs256Secret: secret } : {}),
+        ...(config.jwksUrl ? { jwksUrl: config.jwksUrl } : {}),
+        ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+        ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+      }),
+      origins: config.origins,
+      allowMissingOrigin: config.allowMissingOrigin,
+      limits: limitsOf(config),
+      host: config.host,
+      port: config.port,
+      ...(config.demoLogin && secret ? { demoLogin: { secret, ttlSeconds: config.demoTokenTtlS } } : {}),
+    })
+    if (config.demoLogin && !secret) log.warn('demo login needs an HS256 secret; it is off')
+    return {
+      readiness: () => caughtUpReadiness(node),
+      close: () => node.close(),
+    }
+  })
+}
+
+function loadGatewayConfig() {
+  return loadConfigOrExit({ ...commonOptions, ...options }, 'gateway')
+}
+
+if (cluster.isWorker) {
+  // The primary is gone (killed, say): nobody supervises this worker any more.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'))
+  await serve()
+} else {
+  const config = loadGatewayConfig()
+  if (config.workers > 1) supervise(config)
+  else await serve()
+}

@@ -74,6 +74,13 @@ export const options = defineOptions({
     flag: '--allow-missing-origin',
     doc: 'admit upgrades without an Origin header (not browsers: they always send one)',
   },
+  workers: limit(
+    'workers',
+    1,
+    'gateway processes sharing the port (node:cluster), to use every core; each holds its own replica, and the per-user limits hold per process',
+    1,
+    64,
+  ),
   demoLogin: {
     type: 'boolean',
     default: false,

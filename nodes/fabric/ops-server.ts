@@ -167,7 +167,9 @@ export async function startOpsServer(options: OpsListenOptions): Promise<OpsServ
   const { host, port, ...serverOptions } = options
   const app = buildOpsServer(serverOptions)
   try {
-    await app.listen({ host, port })
+    // Exclusive: in a process cluster (the gateway's workers) each process keeps its own ops port
+    // instead of sharing one handle through the primary, so each one's /metrics is reachable.
+    await app.listen({ host, port, exclusive: true })
   } catch (error) {
     await app.close()
     throw error
