@@ -7,6 +7,7 @@
 import cluster from 'node:cluster'
 import { loadConfigOrExit } from '../nodes/fabric/config.ts'
 import { caughtUpReadiness, commonOptions, runNode } from '../nodes/fabric/node-main.ts'
+import { describeNode } from '../nodes/fabric/node-state.ts'
 import { createLogger } from '../nodes/fabric/ops-server.ts'
 import { createAuthenticator } from './auth.ts'
 import { startGatewayNode } from './gateway-node.ts'
@@ -75,6 +76,7 @@ async function serve(): Promise<void> {
     return {
       readiness: () => caughtUpReadiness(node),
       close: () => node.close(),
+      state: () => describeNode({ replicas: node.replicas }),
     }
   })
 }

@@ -2,6 +2,7 @@
 
 import { Gauge } from 'prom-client'
 import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
 
@@ -32,5 +33,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend }) => 
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
+    state: () => describeNode(node),
   }
 })

@@ -98,6 +98,8 @@ export interface NodeContext<C> {
 export interface RunningNode {
   readiness(): Readiness
   close(): Promise<void>
+  /** What the node holds, served at /debug/state (see node-state.ts). */
+  state?(): unknown
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -134,6 +136,7 @@ export async function runNode<S extends OptionsSchema>(
     registry,
     readiness: () => node.readiness(),
     info: { name, node: config.nodeId, region: config.region },
+    ...(node.state ? { state: () => node.state?.() } : {}),
   })
   log.info({ ops: ops.url }, `${name} ready for traffic once /readyz says so`)
   let stopping = false

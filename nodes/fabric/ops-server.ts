@@ -6,6 +6,7 @@
  * | `GET /healthz` | 200 `{ status: 'ok', uptimeMs, ...info }` for as long as the process runs |
  * | `GET /readyz`  | 200 `{ ready: true }`, or 503 `{ ready: false, reasons }`                 |
  * | `GET /metrics` | the prom-client registry in the Prometheus text format                   |
+ * | `GET /debug/state` | what the node holds (nodes/fabric/node-state.ts), where the node has one |
  *
  * Orchestrators and Prometheus poll these every few seconds, so requests are logged at debug level
  * only; failures still log at error level. Nothing here takes a body, so the body limit is tiny, and
@@ -67,6 +68,8 @@ export interface OpsServerOptions {
   readonly readiness: () => Readiness
   /** Static facts merged into /healthz: version, node id, region. */
   readonly info?: Readonly<Record<string, unknown>>
+  /** What the node holds, for checkers comparing nodes; /debug/state is 404 without it. */
+  readonly state?: () => unknown
 }
 
 export interface OpsListenOptions extends OpsServerOptions {
@@ -112,6 +115,8 @@ function addRoutes(app: OpsServer, options: OpsServerOptions): void {
     const text = await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })
+  const { state } = options
+  if (state !== undefined) app.get('/debug/state', async () => state())
   app.setNotFoundHandler(async (request, reply) => {
     const message = `no ops endpoint at ${request.method} ${request.url}; there are /healthz, /readyz and /metrics`
     return reply.code(404).send({ statusCode: 404, error: 'Not Found', message })

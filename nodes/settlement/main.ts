@@ -2,6 +2,7 @@
 
 import { Gauge } from 'prom-client'
 import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
 
@@ -43,5 +44,6 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
+    state: () => describeNode(node),
   }
 })

@@ -2,6 +2,7 @@
 
 import { Counter } from 'prom-client'
 import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { createReplayFeed } from './replay-feed.ts'
 import { createSimulatedTennisFeed, DEFAULT_BET_WINDOW_MS } from './simulated-tennis.ts'
@@ -48,5 +49,6 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend }) 
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
+    state: () => describeNode({ replicas: node.replicas }),
   }
 })

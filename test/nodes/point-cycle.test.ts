@@ -20,6 +20,7 @@ import {
   type PlaceBetReply,
   statusSubject,
 } from '../../nodes/api/protocol.ts'
+import { describeNode } from '../../nodes/fabric/node-state.ts'
 import type { BetRow } from '../../nodes/settlement/projection.ts'
 import {
   balanceSubject,
@@ -231,4 +232,18 @@ t.test('a point cycle', async (t) => {
     api.ledger.foldFor('alice').balance('alice'),
     'balance query reads the fold',
   )
+  // What each node holds, as the chaos checker reads it: the same everywhere.
+  const [apiState, ...settlementStates] = [
+    describeNode(api),
+    ...settlements.map((node) => describeNode(node)),
+  ]
+  for (const other of settlementStates) {
+    t.same(other.ledger, apiState?.ledger, 'settlement and API folds hold the same money and bets')
+    t.same(other.replicas, apiState?.replicas, 'and the same replica, with the same verdict on every bet')
+  }
+  t.ok(
+    Object.values(apiState?.ledger?.settlementsPerBet ?? {}).every((count) => count === 1),
+    'one settlement applied per settled bet',
+  )
+  t.match(apiState?.replicas['match-1']?.verdicts['bet-alice-0001'], { accepted: true, final: true })
 })

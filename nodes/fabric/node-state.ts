@@ -1,0 +1,116 @@
+/**
+ * What a node holds, for the chaos checker to compare across nodes (served at `GET /debug/state`
+ * on the ops port): its ledger fold (balances, every bet, settlements applied per bet, the money
+ * flows) and, per game, its replica's state hash and its own verdict on every bet it knows, judged
+ * on its own replica. Nodes that never saw the same ledger and replicas cannot give the same
+ * answer, so equal answers are evidence of agreement, not of a shared source.
+ */
+
+import { judge } from '../../crdt/index.ts'
+import type { LedgerSync } from './ledger-sync.ts'
+import type { ReplicaSync } from './replica-sync.ts'
+
+export interface LedgerState {
+  readonly balances: Record<string, number>
+  readonly bets: Record<
+    string,
+    {
+      readonly userId: string
+      readonly gameId: string
+      readonly marketId: string
+      readonly selectionId: string
+      readonly stakeCents: number
+      readonly odds: number
+      readonly policy: string
+      readonly stamp: string
+      readonly status: string
+      readonly outcome?: string
+      readonly payoutCents?: number
+    }
+  >
+  /** Settlement entries the fold applied, per bet: never more than one. */
+  readonly settlementsPerBet: Record<string, number>
+  readonly totals: {
+    readonly depositsCents: number
+    readonly withdrawalsCents: number
+    readonly stakesCents: number
+    readonly payoutsCents: number
+  }
+}
+
+export interface ReplicaState {
+  readonly stateHash: string
+  readonly verdicts: Record<
+    string,
+    {
+      readonly accepted: boolean
+      readonly reason: string | null
+      readonly gameClockMs: number | null
+      readonly final: boolean
+    }
+  >
+}
+
+export interface NodeState {
+  readonly ledger?: LedgerState
+  readonly replicas: Record<string, ReplicaState>
+}
+
+const SETTLEMENT_ID_PREFIX = 'settle-'
+
+export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync }): NodeState {
+  const { replicas, ledger } = parts
+  const replicaStates: Record<string, { stateHash: string; verdicts: ReplicaState['verdicts'] }> = {}
+  for (const gameId of replicas.games()) {
+    const replica = replicas.replica(gameId)
+    if (replica !== undefined) replicaStates[gameId] = { stateHash: replica.stateHash(), verdicts: {} }
+  }
+  if (ledger === undefined) return { replicas: replicaStates }
+  const state: {
+    balances: Record<string, number>
+    bets: Record<string, LedgerState['bets'][string]>
+    settlementsPerBet: Record<string, number>
+    totals: { depositsCents: number; withdrawalsCents: number; stakesCents: number; payoutsCents: number }
+  } = {
+    balances: {},
+    bets: {},
+    settlementsPerBet: {},
+    totals: { depositsCents: 0, withdrawalsCents: 0, stakesCents: 0, payoutsCents: 0 },
+  }
+  for (let shard = 0; shard < ledger.shards; shard++) {
+    const snapshot = ledger.fold(shard).toJSON()
+    for (const { userId, balanceCents } of snapshot.balances) state.balances[userId] = balanceCents
+    for (const key of Object.keys(state.totals) as (keyof typeof state.totals)[])
+      state.totals[key] += snapshot.flows[key]
+    for (const entry of snapshot.entries) {
+      if (entry.status !== 'applied' || !entry.id.startsWith(SETTLEMENT_ID_PREFIX)) continue
+      const betId = entry.id.slice(SETTLEMENT_ID_PREFIX.length)
+      state.settlementsPerBet[betId] = (state.settlementsPerBet[betId] ?? 0) + 1
+    }
+    for (const bet of snapshot.bets) {
+      state.bets[bet.betId] = {
+        userId: bet.userId,
+        gameId: bet.gameId,
+        marketId: bet.marketId,
+        selectionId: bet.selectionId,
+        stakeCents: bet.stakeCents,
+        odds: bet.odds,
+        policy: bet.policy,
+        stamp: bet.stamp,
+        status: bet.status,
+        ...(bet.status === 'settled' ? { outcome: bet.outcome, payoutCents: bet.payoutCents } : {}),
+      }
+      const replica = replicas.replica(bet.gameId)
+      const target = replicaStates[bet.gameId]
+      if (replica === undefined || target === undefined || bet.status === 'rejected') continue
+      const verdict = judge(replica.game, bet)
+      target.verdicts[bet.betId] = {
+        accepted: verdict.accepted,
+        reason: verdict.reason,
+        gameClockMs: verdict.gameClockMs,
+        final: verdict.final,
+      }
+    }
+  }
+  return { ledger: state, replicas: replicaStates }
+}
