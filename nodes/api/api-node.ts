@@ -23,6 +23,8 @@ export interface ApiNodeOptions {
   readonly log: Logger
   readonly limits?: Partial<BetLimits>
   readonly hlc?: Hlc
+  /** The node's clock source (wall ms): its stamps and staleness checks read it. */
+  readonly clock?: () => number
 }
 
 export interface ApiNode {
@@ -36,7 +38,8 @@ export interface ApiNode {
 
 export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const { nc, region, log } = options
-  const hlc = options.hlc ?? createHlc({ node: options.node })
+  const hlc =
+    options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   const { snapshots } = await ensureFabric(nc, region)
   const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
@@ -46,6 +49,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     hlc,
     log,
     limits: options.limits,
+    ...(options.clock ? { now: options.clock } : {}),
     publishStatus: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
   })
   // A queue group: each request goes to one API node, and nodes come and go freely.

@@ -6,7 +6,7 @@ import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
 
-await runNode('api', options, async ({ config, nc, log, registry, backend }) => {
+await runNode('api', options, async ({ config, nc, log, registry, backend, clock }) => {
   const node = await startApiNode({
     nc,
     region: config.region,
@@ -14,6 +14,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend }) => 
     backend,
     shards: config.shards,
     log,
+    clock,
     limits: {
       stakeCentsMin: config.stakeCentsMin,
       stakeCentsMax: config.stakeCentsMax,

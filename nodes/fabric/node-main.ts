@@ -75,6 +75,15 @@ export const commonOptions = defineOptions({
     flag: '--ops-port',
     doc: 'port of the ops endpoints (0: any free port)',
   },
+  clockSkewMs: {
+    type: 'integer',
+    default: 0,
+    min: -86_400_000,
+    max: 86_400_000,
+    env: 'FABRIC_CLOCK_SKEW_MS',
+    flag: '--clock-skew-ms',
+    doc: 'fault injection (chaos runs): this node’s clock source runs this many ms off the machine’s',
+  },
   logLevel: {
     type: 'enum',
     values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -93,6 +102,8 @@ export interface NodeContext<C> {
   readonly log: Logger
   readonly registry: Registry
   readonly backend: Backend
+  /** The node's clock source, wall ms: the machine's, shifted by --clock-skew-ms. */
+  readonly clock: () => number
 }
 
 export interface RunningNode {
@@ -120,7 +131,17 @@ export async function runNode<S extends OptionsSchema>(
     noAsyncTraces: true,
     reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
   })
-  const node = await start({ config, nc, log, registry, backend: BACKENDS[config.backend as BackendName] })
+  const skewMs = config.clockSkewMs
+  if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
+  const clock = skewMs === 0 ? Date.now : () => Date.now() + skewMs
+  const node = await start({
+    config,
+    nc,
+    log,
+    registry,
+    backend: BACKENDS[config.backend as BackendName],
+    clock,
+  })
   new Gauge({
     name: `${name.replaceAll('-', '_')}_ready`,
     help: '1 when the node is ready',

@@ -6,7 +6,7 @@ import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
 
-await runNode('settlement', options, async ({ config, nc, log, registry, backend }) => {
+await runNode('settlement', options, async ({ config, nc, log, registry, backend, clock }) => {
   const node = await startSettlementNode({
     nc,
     region: config.region,
@@ -15,6 +15,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     shards: config.shards,
     databasePath: config.database,
     log,
+    clock,
   })
   const stats = node.settler.stats
   new Gauge({

@@ -31,6 +31,8 @@ export interface SettlementNodeOptions {
   readonly shards: number
   readonly databasePath: string
   readonly log: Logger
+  /** The node's clock source (wall ms). */
+  readonly clock?: () => number
 }
 
 export interface SettlementNode {
@@ -70,7 +72,7 @@ function serveQueries(nc: NatsConnection, projection: Projection, ledger: Ledger
 
 export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
   const { nc, region, log } = options
-  const hlc = createHlc({ node: options.node })
+  const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   const { snapshots } = await ensureFabric(nc, region)
   const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
@@ -80,6 +82,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ledger,
     projection,
     log,
+    ...(options.clock ? { now: options.clock } : {}),
     publishFinal: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
   })
   let scheduled = false

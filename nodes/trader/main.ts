@@ -1,6 +1,8 @@
 /** The trader process: one game, a simulated tennis feed or a recorded one. `--help` lists options. */
 
+import { appendFileSync } from 'node:fs'
 import { Counter } from 'prom-client'
+import type { Entry } from '../../crdt/index.ts'
 import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
@@ -8,7 +10,7 @@ import { createReplayFeed } from './replay-feed.ts'
 import { createSimulatedTennisFeed, DEFAULT_BET_WINDOW_MS } from './simulated-tennis.ts'
 import { startTraderNode } from './trader-node.ts'
 
-await runNode('trader', options, async ({ config, nc, log, registry, backend }) => {
+await runNode('trader', options, async ({ config, nc, log, registry, backend, clock }) => {
   if (config.feed === 'replay' && config.replayFile === undefined) {
     log.fatal('--feed replay needs --replay-file')
     process.exit(1)
@@ -22,6 +24,11 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend }) 
           points: config.points,
           betWindowMs: DEFAULT_BET_WINDOW_MS,
         })
+  // Synchronous appends: the record must hold every commit up to a crash, and commits are few.
+  const onCommit = config.commitLog
+    ? (entries: readonly Entry[]) =>
+        appendFileSync(config.commitLog, entries.map((entry) => `${JSON.stringify(entry)}\n`).join(''))
+    : undefined
   const node = await startTraderNode({
     nc,
     region: config.region,
@@ -33,6 +40,8 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend }) 
     log,
     snapshotIntervalMs: config.snapshotIntervalMs,
     limits: { heartbeatMs: config.heartbeatMs },
+    now: clock,
+    ...(onCommit ? { onCommit } : {}),
   })
   const stats = node.trader.stats
   for (const key of Object.keys(stats) as (keyof typeof stats)[]) {

@@ -77,4 +77,11 @@ export const options = defineOptions({
     flag: '--snapshot-interval-ms',
     doc: 'how often to write replica snapshots (0: never)',
   },
+  commitLog: {
+    type: 'string',
+    default: '',
+    env: 'TRADER_COMMIT_LOG',
+    flag: '--commit-log',
+    doc: 'append every entry this trader commits to this file, one JSON line each (chaos checks read it; empty: off)',
+  },
 })

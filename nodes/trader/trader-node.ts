@@ -6,7 +6,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
+import { type Backend, createHlc, type Entry, type Hlc } from '../../crdt/index.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { ensureFabric } from '../fabric/streams.ts'
 import type { FeedAdapter } from './feed.ts'
@@ -28,6 +28,10 @@ export interface TraderNodeOptions {
   readonly snapshotIntervalMs: number
   readonly limits?: Partial<TraderLimits>
   readonly hlc?: Hlc
+  /** The clock of staleness checks; the HLC's source when `hlc` is not given. */
+  readonly now?: () => number
+  /** The trader's own record of what it committed (see TraderOptions.onCommit). */
+  readonly onCommit?: (entries: readonly Entry[]) => void
 }
 
 export interface TraderNode {
@@ -48,7 +52,7 @@ function targetsGame(data: Uint8Array, gameId: string): boolean {
 
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
   const { nc, region, gameId, log } = options
-  const hlc = options.hlc ?? createHlc({ node: options.node })
+  const hlc = options.hlc ?? createHlc({ node: options.node, ...(options.now ? { clock: options.now } : {}) })
   const { snapshots } = await ensureFabric(nc, region)
   const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
   const trader = createTrader({
@@ -58,6 +62,8 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     hlc,
     log,
     limits: options.limits,
+    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    ...(options.now ? { now: options.now } : {}),
     publisher: {
       publishUpdate: (update, msgId) => replicas.publishUpdate(gameId, update, msgId),
       publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),

@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import {
   AFTER_ALL_STAMPS,
   clockAt,
+  type Entry,
   encodeStamp,
   firstStampAt,
   genesisOf,
@@ -63,6 +64,8 @@ export interface TraderOptions {
   readonly log: Logger
   readonly limits?: Partial<TraderLimits>
   readonly now?: () => number
+  /** Called with every batch of entries this writer commits, in order: its own record of them. */
+  readonly onCommit?: (entries: readonly Entry[]) => void
 }
 
 export interface TraderStats {
@@ -128,6 +131,7 @@ export function createTrader(options: TraderOptions): Trader {
     }
     const entries = stampOps(hlc, ops)
     const update = replica.commit(entries)
+    options.onCommit?.(entries)
     stats.opsWritten += entries.length
     unpublished.push({ update, msgId: (entries.at(-1) as { stamp: string }).stamp })
     drain()
