@@ -26,6 +26,7 @@ export interface LedgerState {
       readonly status: string
       readonly outcome?: string
       readonly payoutCents?: number
+      readonly settledOdds?: number
     }
   >
   /** Settlement entries the fold applied, per bet: never more than one. */
@@ -98,7 +99,9 @@ export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync
         policy: bet.policy,
         stamp: bet.stamp,
         status: bet.status,
-        ...(bet.status === 'settled' ? { outcome: bet.outcome, payoutCents: bet.payoutCents } : {}),
+        ...(bet.status === 'settled'
+          ? { outcome: bet.outcome, payoutCents: bet.payoutCents, settledOdds: bet.settledOdds }
+          : {}),
       }
       const replica = replicas.replica(bet.gameId)
       const target = replicaStates[bet.gameId]

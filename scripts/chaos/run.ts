@@ -1,0 +1,473 @@
+/**
+ * Chaos runs (`npm run chaos`): for each scenario, the whole stack on a fresh 3-server cluster
+ * (a trader with a simulated match, two API nodes, two settlement nodes, the gateway, each its own
+ * process), bettors placing bets through the gateway, and a fault injected mid-run and healed.
+ * Then the bettors stop, every pending bet gets time to finalize, the trader stops, and the
+ * checker reads the history, the trader's own commit log and every node's state (`/debug/state`)
+ * and verifies the invariants. Prints a report per scenario and writes JSON reports.
+ *
+ *   npm run chaos                                  # the short profile: every scenario, ~25 s each
+ *   npm run chaos -- --profile soak                # longer runs, more bettors
+ *   npm run chaos -- --scenarios api-kill,api-pause --report-dir /tmp/chaos
+ *
+ * These faults need no privileges: SIGKILL and restart, SIGSTOP/SIGCONT, clock skew, and killing
+ * or pausing a nats-server. Every run is bounded in time and stops everything it started, by PID.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { Entry } from '../../crdt/index.ts'
+import { DEPOSIT_SUBJECT } from '../../nodes/api/api-node.ts'
+import type { NodeState } from '../../nodes/fabric/node-state.ts'
+import { ensureFabric } from '../../nodes/fabric/streams.ts'
+import { type NatsCluster, startNatsCluster } from '../nats-cluster.ts'
+import { stopProcesses } from '../node-process.ts'
+import { check } from './checker.ts'
+import type { HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
+import { renderJson, renderText } from './report.ts'
+import { startWorkload } from './workload.ts'
+
+const REGION = 'eu'
+const SHARDS = 8
+const GAME = 'match-1'
+const DEPOSIT_CENTS = 1_000_000
+const READY_TIMEOUT_MS = 60_000
+const ANSWER_TIMEOUT_MS = 10_000
+/** After healing, every acknowledged bet must be final within this. */
+const FINALIZE_WITHIN_MS = 30_000
+/** How long the run waits for replicas and ledgers to agree before it reads them anyway. */
+const CONVERGE_TIMEOUT_MS = 30_000
+const STATE_FETCH_TIMEOUT_MS = 10_000
+
+interface Profile {
+  readonly bettors: number
+  readonly meanPauseMs: number
+  readonly beforeFaultMs: number
+  readonly faultMs: number
+  readonly afterFaultMs: number
+  readonly timeScale: number
+}
+
+const PROFILES: Readonly<Record<string, Profile>> = {
+  short: {
+    bettors: 12,
+    meanPauseMs: 300,
+    beforeFaultMs: 5_000,
+    faultMs: 5_000,
+    afterFaultMs: 6_000,
+    timeScale: 2,
+  },
+  soak: {
+    bettors: 40,
+    meanPauseMs: 200,
+    beforeFaultMs: 15_000,
+    faultMs: 20_000,
+    afterFaultMs: 25_000,
+    timeScale: 1,
+  },
+}
+
+type NodeName = 'trader-1' | 'api-1' | 'api-2' | 'settle-1' | 'settle-2' | 'gateway-1'
+const NODES: readonly { name: NodeName; kind: NodeKind; main: string }[] = [
+  { name: 'trader-1', kind: 'trader', main: 'nodes/trader/main.ts' },
+  { name: 'api-1', kind: 'api', main: 'nodes/api/main.ts' },
+  { name: 'api-2', kind: 'api', main: 'nodes/api/main.ts' },
+  { name: 'settle-1', kind: 'settlement', main: 'nodes/settlement/main.ts' },
+  { name: 'settle-2', kind: 'settlement', main: 'nodes/settlement/main.ts' },
+  { name: 'gateway-1', kind: 'gateway', main: 'gateway/main.ts' },
+]
+
+/** One fault: what it does at the start, and how it heals. */
+interface Scenario {
+  readonly name: string
+  readonly description: string
+  inject(stack: Stack): Promise<{ kind: 'kill' | 'pause' | 'skew'; target: string; heal(): Promise<void> }>
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  {
+    name: 'api-kill',
+    description: 'SIGKILL an API node while bets are in flight, restart it after the fault window',
+    async inject(stack) {
+      await stack.kill('api-1')
+      return { kind: 'kill', target: 'api-1', heal: () => stack.start('api-1') }
+    },
+  },
+  {
+    name: 'settlement-kill',
+    description: 'SIGKILL a settlement node mid-market, restart it (it rebuilds from the ledger)',
+    async inject(stack) {
+      await stack.kill('settle-1')
+      return { kind: 'kill', target: 'settle-1', heal: () => stack.start('settle-1') }
+    },
+  },
+  {
+    name: 'api-pause',
+    description: 'SIGSTOP an API node (requests queued to it wait), SIGCONT after the fault window',
+    async inject(stack) {
+      stack.signal('api-2', 'SIGSTOP')
+      return { kind: 'pause', target: 'api-2', heal: async () => stack.signal('api-2', 'SIGCONT') }
+    },
+  },
+  {
+    name: 'trader-pause',
+    description: 'SIGSTOP the trader: its markets go stale and API nodes refuse bets (REPLICA_STALE)',
+    async inject(stack) {
+      stack.signal('trader-1', 'SIGSTOP')
+      return { kind: 'pause', target: 'trader-1', heal: async () => stack.signal('trader-1', 'SIGCONT') }
+    },
+  },
+  {
+    name: 'server-kill',
+    description: 'SIGKILL a nats-server (a stream replica and maybe a leader), restart it',
+    async inject(stack) {
+      await stack.cluster.stopServer(0, 'SIGKILL')
+      return { kind: 'kill', target: 'nats-server-1', heal: () => stack.cluster.startServer(0) }
+    },
+  },
+  {
+    name: 'skew',
+    description: 'restart an API node with its clock 8 s ahead, beyond the 5 s max drift',
+    async inject(stack) {
+      await stack.restart('api-2', { FABRIC_CLOCK_SKEW_MS: '8000' })
+      return { kind: 'skew', target: 'api-2', heal: () => stack.restart('api-2', {}) }
+    },
+  },
+]
+
+interface Stack {
+  readonly cluster: NatsCluster
+  kill(name: NodeName): Promise<void>
+  start(name: NodeName, env?: Record<string, string>): Promise<void>
+  restart(name: NodeName, env: Record<string, string>): Promise<void>
+  /** A graceful stop (SIGTERM), bounded like every stop. */
+  stop(name: NodeName): Promise<void>
+  signal(name: NodeName, signal: NodeJS.Signals): void
+  state(name: NodeName): Promise<NodeState>
+  stopAll(): Promise<void>
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`)
+  return response.json()
+}
+
+async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await condition().catch(() => false)) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+async function startStack(
+  dir: string,
+  cluster: NatsCluster,
+  profile: Profile,
+  seed: number,
+  secret: string,
+  gatewayPort: number,
+) {
+  const servers = cluster.servers.join(',')
+  const opsPorts = new Map<NodeName, number>()
+  for (const { name } of NODES) opsPorts.set(name, await freePort())
+  const children = new Map<NodeName, ChildProcess>()
+  const envOf = (name: NodeName): Record<string, string> => ({
+    FABRIC_NATS_SERVERS: servers,
+    FABRIC_NODE_ID: name,
+    FABRIC_REGION: REGION,
+    FABRIC_LEDGER_SHARDS: String(SHARDS),
+    FABRIC_OPS_PORT: String(opsPorts.get(name)),
+    FABRIC_EXIT_WITH_PARENT: '1',
+    LOG_LEVEL: 'info',
+    TRADER_SEED: String(seed),
+    TRADER_TIME_SCALE: String(profile.timeScale),
+    TRADER_COMMIT_LOG: join(dir, 'trader-commits.jsonl'),
+    SETTLEMENT_DATABASE: join(dir, `${name}.db`),
+    GATEWAY_PORT: String(gatewayPort),
+    GATEWAY_JWT_SECRET: secret,
+  })
+  const opsUrl = (name: NodeName) => `http://127.0.0.1:${opsPorts.get(name)}`
+  const launch = (name: NodeName, extra: Record<string, string> = {}) => {
+    const spec = NODES.find((node) => node.name === name) as (typeof NODES)[number]
+    const child = spawn(process.execPath, ['--import', 'tsx', spec.main], {
+      env: { ...process.env, ...envOf(name), ...extra },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    child.stderr?.resume()
+    children.set(name, child)
+    return child
+  }
+  const ready = (name: NodeName) =>
+    waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
+  const stack: Stack = {
+    cluster,
+    async kill(name) {
+      const child = children.get(name)
+      if (child === undefined) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await exited
+    },
+    async start(name, env = {}) {
+      launch(name, env)
+      await ready(name)
+    },
+    async restart(name, env) {
+      await stack.stop(name)
+      await stack.start(name, env)
+    },
+    async stop(name) {
+      const child = children.get(name)
+      if (child !== undefined) await stopProcesses([child])
+    },
+    signal(name, signal) {
+      children.get(name)?.kill(signal)
+    },
+    async state(name) {
+      return (await fetchJson(`${opsUrl(name)}/debug/state`, STATE_FETCH_TIMEOUT_MS)) as NodeState
+    },
+    async stopAll() {
+      // A paused process cannot take its SIGTERM: wake every one first.
+      for (const child of children.values()) child.kill('SIGCONT')
+      await stopProcesses([...children.values()])
+    },
+  }
+  for (const { name } of NODES) launch(name)
+  await Promise.all(NODES.map(({ name }) => ready(name)))
+  return stack
+}
+
+/** The trader's commit log as the checker reads it: each market's states, voids and results. */
+function traderLogOf(path: string): TraderLog {
+  const markets: Record<
+    string,
+    { stamp: string; status: 'open' | 'suspended' | 'closed'; prices: Record<string, number> }[]
+  > = {}
+  const voids: { marketId: string; from: string; to: string }[] = []
+  const results: { marketId: string; winners: string[] }[] = []
+  let text = ''
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch {
+    // No commit at all (the trader never started): an empty log, and the checker will say so.
+  }
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue
+    const entry = JSON.parse(line) as Entry
+    if (entry.kind === 'transition') {
+      const list = markets[entry.marketId] ?? []
+      list.push({ stamp: entry.stamp, status: entry.status, prices: { ...entry.prices } })
+      markets[entry.marketId] = list
+    } else if (entry.kind === 'market') markets[entry.marketId] ??= []
+    else if (entry.kind === 'void') voids.push({ marketId: entry.marketId, from: entry.from, to: entry.to })
+    else if (entry.kind === 'result') results.push({ marketId: entry.marketId, winners: [...entry.winners] })
+  }
+  for (const list of Object.values(markets))
+    list.sort((a, b) => (a.stamp < b.stamp ? -1 : a.stamp > b.stamp ? 1 : 0))
+  return { games: { [GAME]: { markets, voids, results } } }
+}
+
+function finalStateOf(name: NodeName, kind: NodeKind, state: NodeState): NodeFinalState {
+  const ledger = state.ledger
+  return {
+    node: name,
+    kind,
+    replicas: state.replicas,
+    ...(ledger
+      ? {
+          ledger: {
+            balances: ledger.balances,
+            settlementsPerBet: ledger.settlementsPerBet,
+            totals: ledger.totals,
+            bets: Object.fromEntries(
+              Object.entries(ledger.bets).map(([betId, bet]) => [
+                betId,
+                {
+                  userId: bet.userId,
+                  stakeCents: bet.stakeCents,
+                  odds: bet.odds,
+                  marketId: bet.marketId,
+                  stamp: bet.stamp,
+                  status: bet.status,
+                  ...(bet.outcome !== undefined ? { outcome: bet.outcome } : {}),
+                  ...(bet.payoutCents !== undefined ? { payoutCents: bet.payoutCents } : {}),
+                  ...(bet.settledOdds !== undefined ? { settledOdds: bet.settledOdds } : {}),
+                },
+              ]),
+            ),
+          },
+        }
+      : {}),
+  }
+}
+
+/** Every node's state but the trader's (stopped by then: its record is the commit log). */
+async function collect(stack: Stack): Promise<NodeFinalState[]> {
+  const nodes = NODES.filter(({ kind }) => kind !== 'trader')
+  return Promise.all(nodes.map(async ({ name, kind }) => finalStateOf(name, kind, await stack.state(name))))
+}
+
+/** Replicas of the game agree, and every ledger node has folded as far as the others. */
+function converged(states: readonly NodeFinalState[]): boolean {
+  const hashes = new Set(states.map((state) => state.replicas?.[GAME]?.stateHash))
+  const ledgers = new Set(
+    states.filter((state) => state.ledger).map((state) => JSON.stringify(state.ledger?.totals)),
+  )
+  return hashes.size === 1 && ledgers.size === 1
+}
+
+async function runScenario(
+  scenario: Scenario,
+  profile: Profile,
+  seed: number,
+  reportDir: string,
+): Promise<boolean> {
+  const started = Date.now()
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`
+  const dir = mkdtempSync(join(tmpdir(), `chaos-${scenario.name}-`))
+  const history: HistoryEvent[] = []
+  const record = (event: HistoryEvent) => history.push(event)
+  const secret = randomBytes(32).toString('hex')
+  console.log(`\n== ${scenario.name}: ${scenario.description}`)
+  const cluster = await startNatsCluster()
+  let stack: Stack | null = null
+  let workload: ReturnType<typeof startWorkload> | null = null
+  try {
+    const nc = await cluster.connect()
+    await ensureFabric(nc, REGION)
+    const gatewayPort = await freePort()
+    stack = await startStack(dir, cluster, profile, seed, secret, gatewayPort)
+    console.log(`[${elapsed()}] stack ready`)
+    const users = Array.from({ length: profile.bettors }, (_, i) => `chaos-user-${i}`)
+    for (const userId of users) {
+      const reply = await nc.request(
+        DEPOSIT_SUBJECT,
+        JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }),
+        { timeout: 5_000 },
+      )
+      const acknowledged = reply.json<{ ok: boolean }>().ok
+      record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
+    }
+    workload = startWorkload({
+      wsUrl: `ws://127.0.0.1:${gatewayPort}/v1/ws`,
+      secret,
+      gameId: GAME,
+      users,
+      seed,
+      meanPauseMs: profile.meanPauseMs,
+      answerTimeoutMs: ANSWER_TIMEOUT_MS,
+      record,
+    })
+    await new Promise((resolve) => setTimeout(resolve, profile.beforeFaultMs))
+    const fault = await scenario.inject(stack)
+    record({ type: 'fault', atMs: Date.now(), kind: fault.kind, target: fault.target, phase: 'start' })
+    console.log(`[${elapsed()}] fault: ${fault.kind} ${fault.target}`)
+    await new Promise((resolve) => setTimeout(resolve, profile.faultMs))
+    await fault.heal()
+    const healedAtMs = Date.now()
+    record({ type: 'fault', atMs: healedAtMs, kind: fault.kind, target: fault.target, phase: 'end' })
+    console.log(`[${elapsed()}] healed`)
+    await new Promise((resolve) => setTimeout(resolve, profile.afterFaultMs))
+    workload.stopPlacing()
+    const placed = history.filter((event) => event.type === 'place').length
+    console.log(`[${elapsed()}] ${placed} bets placed; waiting for answers and final verdicts`)
+    const acknowledged = () =>
+      history
+        .filter((event) => event.type === 'answer' && event.kind === 'provisional')
+        .map((event) => event.betId)
+    const finals = () =>
+      new Set(
+        history
+          .filter((event) => event.type === 'status' && event.status === 'final')
+          .map((event) => event.betId),
+      )
+    await waitUntil(
+      'answers and finals',
+      async () => {
+        const final = finals()
+        return workload?.unanswered() === 0 && acknowledged().every((betId) => final.has(betId))
+      },
+      FINALIZE_WITHIN_MS,
+    ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
+    // The trader stops (no new ops); then everyone must agree on what they hold.
+    await stack.stop('trader-1')
+    let states: NodeFinalState[] = []
+    await waitUntil(
+      'replicas and ledgers to converge',
+      async () => {
+        states = await collect(stack as Stack)
+        return converged(states)
+      },
+      CONVERGE_TIMEOUT_MS,
+    ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; checking what they hold`))
+    const report = check({
+      history,
+      traderLog: traderLogOf(join(dir, 'trader-commits.jsonl')),
+      finalStates: states,
+      healedAtMs,
+      bounds: { finalizeWithinMs: FINALIZE_WITHIN_MS },
+    })
+    console.log(renderText(report))
+    mkdirSync(reportDir, { recursive: true })
+    writeFileSync(join(reportDir, `${scenario.name}.json`), renderJson(report))
+    writeFileSync(
+      join(reportDir, `${scenario.name}.history.jsonl`),
+      history.map((event) => JSON.stringify(event)).join('\n'),
+    )
+    console.log(`[${elapsed()}] ${report.pass ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
+    return report.pass
+  } finally {
+    await workload?.close()
+    await stack?.stopAll()
+    await cluster.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      profile: { type: 'string', default: 'short' },
+      scenarios: { type: 'string', default: SCENARIOS.map((s) => s.name).join(',') },
+      seed: { type: 'string', default: '11' },
+      'report-dir': { type: 'string', default: join(tmpdir(), 'chaos-reports') },
+    },
+  })
+  const profile = PROFILES[values.profile]
+  const wanted = values.scenarios.split(',').filter(Boolean)
+  const unknown = wanted.filter((name) => !SCENARIOS.some((s) => s.name === name))
+  const seed = Number(values.seed)
+  if (profile === undefined || unknown.length > 0 || !Number.isSafeInteger(seed)) {
+    console.error(
+      `usage: --profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR` +
+        (unknown.length > 0 ? `\nunknown scenarios: ${unknown.join(', ')}` : ''),
+    )
+    process.exit(1)
+  }
+  const results: [string, boolean][] = []
+  for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name)))
+    results.push([scenario.name, await runScenario(scenario, profile, seed, values['report-dir'])])
+  console.log(`\nchaos: ${results.map(([name, pass]) => `${name} ${pass ? 'PASS' : 'FAIL'}`).join(', ')}`)
+  process.exit(results.every(([, pass]) => pass) ? 0 : 1)
+}
+
+await main()
