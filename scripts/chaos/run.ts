@@ -16,7 +16,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -208,11 +208,12 @@ async function startStack(
   const opsUrl = (name: NodeName) => `http://127.0.0.1:${opsPorts.get(name)}`
   const launch = (name: NodeName, extra: Record<string, string> = {}) => {
     const spec = NODES.find((node) => node.name === name) as (typeof NODES)[number]
+    const log = openSync(join(dir, `${name}.log`), 'a')
     const child = spawn(process.execPath, ['--import', 'tsx', spec.main], {
       env: { ...process.env, ...envOf(name), ...extra },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', log, log],
     })
-    child.stderr?.resume()
+    closeSync(log)
     children.set(name, child)
     return child
   }
@@ -351,6 +352,7 @@ async function runScenario(
   const cluster = await startNatsCluster()
   let stack: Stack | null = null
   let workload: ReturnType<typeof startWorkload> | null = null
+  let passed = false
   try {
     const nc = await cluster.connect()
     await ensureFabric(nc, REGION)
@@ -434,12 +436,15 @@ async function runScenario(
       history.map((event) => JSON.stringify(event)).join('\n'),
     )
     console.log(`[${elapsed()}] ${report.pass ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
+    passed = report.pass
     return report.pass
   } finally {
     await workload?.close()
     await stack?.stopAll()
     await cluster.close()
-    rmSync(dir, { recursive: true, force: true })
+    // A failed run keeps the nodes' logs for whoever reads the report.
+    if (passed) rmSync(dir, { recursive: true, force: true })
+    else console.log(`node logs kept in ${dir}`)
   }
 }
 
