@@ -8,7 +8,7 @@
  * so each shard's fold sees its entries in order.
  */
 
-import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream'
+import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import {
@@ -18,6 +18,7 @@ import {
   type LedgerFold,
   parseLedgerEntry,
 } from './ledger.ts'
+import { followStream } from './stream-follower.ts'
 import { names } from './streams.ts'
 
 export const DEFAULT_SHARDS = 8
@@ -74,8 +75,6 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
   const recent = new Map<number, FoldResult>()
   const waiters = new Map<number, ((result: FoldResult) => void)[]>()
   const listeners = new Set<LedgerListener>()
-  let lastSeq = 0
-  let caughtUp = false
 
   function record(seq: number, result: FoldResult): void {
     recent.set(seq, result)
@@ -84,31 +83,30 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     waiters.delete(seq)
   }
 
-  const consumer = await js.consumers.get(names.ledgerStream(region), { deliver_policy: DeliverPolicy.All })
-  const messages = await consumer.consume()
-  if ((await consumer.info(true)).num_pending === 0) caughtUp = true
-  const consuming = (async () => {
-    for await (const message of messages) {
+  const follower = await followStream({
+    js,
+    stream: names.ledgerStream(region),
+    startSeq: 1,
+    log,
+    onMessage(message) {
       const shard = Number(message.subject.split('.')[2])
       const fold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
-      lastSeq = message.seq
       if (fold === undefined) {
         log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
-      } else {
-        let value: unknown = null
-        try {
-          value = message.json()
-        } catch {
-          // A malformed entry is folded as such: every node rejects it identically.
-        }
-        const result = fold.apply(value, message.seq)
-        record(message.seq, result)
-        const entry = listeners.size > 0 ? parseLedgerEntry(value) : null
-        for (const listener of listeners) listener(shard, message.seq, result, entry)
+        return
       }
-      if (message.info.pending === 0) caughtUp = true
-    }
-  })()
+      let value: unknown = null
+      try {
+        value = message.json()
+      } catch {
+        // A malformed entry is folded as such: every node rejects it identically.
+      }
+      const result = fold.apply(value, message.seq)
+      record(message.seq, result)
+      const entry = listeners.size > 0 ? parseLedgerEntry(value) : null
+      for (const listener of listeners) listener(shard, message.seq, result, entry)
+    },
+  })
 
   return {
     shards,
@@ -143,11 +141,8 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    lastSeq: () => lastSeq,
-    caughtUp: () => caughtUp,
-    async close() {
-      await messages.close()
-      await consuming
-    },
+    lastSeq: () => follower.lastSeq(),
+    caughtUp: () => follower.caughtUp(),
+    close: () => follower.close(),
   }
 }

@@ -10,7 +10,7 @@
  */
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
-import { DeliverPolicy, type JetStreamClient, jetstream } from '@nats-io/jetstream'
+import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
@@ -25,6 +25,7 @@ import {
   maxStamp,
   type Replica,
 } from '../../crdt/index.ts'
+import { followStream } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 
 /** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
@@ -93,8 +94,6 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const js: JetStreamClient = jetstream(nc)
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
-  let lastSeq = 0
-  let caughtUp = false
   let closed = false
 
   function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
@@ -143,28 +142,22 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return fromSeq
   }
 
-  const consumer = await js.consumers.get(names.fabricStream(region), {
-    filter_subjects: names.allGamesSubject(region),
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: startSeq,
-  })
-  const messages = await consumer.consume()
-  const initialPending = (await consumer.info(true)).num_pending
-  if (initialPending === 0) caughtUp = true
-  const consuming = (async () => {
-    for await (const message of messages) {
+  const follower = await followStream({
+    js,
+    stream: names.fabricStream(region),
+    filterSubject: names.allGamesSubject(region),
+    startSeq,
+    log,
+    onMessage(message) {
       const gameId = message.subject.slice(names.gameSubject(region, '').length)
-      lastSeq = message.seq
-      if (isId(gameId)) {
-        try {
-          merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
-        } catch (error) {
-          log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
-        }
+      if (!isId(gameId)) return
+      try {
+        merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
+      } catch (error) {
+        log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
       }
-      if (message.info.pending === 0) caughtUp = true
-    }
-  })()
+    },
+  })
 
   const heartbeats: Subscription = nc.subscribe(names.allHeartbeatsSubject(region), {
     callback: (error, message) => {
@@ -186,8 +179,8 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     replica: (gameId) => replicas.get(gameId),
     replicaFor,
     games: () => [...replicas.keys()],
-    lastSeq: () => lastSeq,
-    caughtUp: () => caughtUp,
+    lastSeq: () => follower.lastSeq(),
+    caughtUp: () => follower.caughtUp(),
     onChange(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)
@@ -200,7 +193,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       nc.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
     },
     async writeSnapshots() {
-      const seq = lastSeq
+      const seq = follower.lastSeq()
       const games = [...replicas.keys()]
       for (const gameId of games) {
         const data = encodeSnapshot(seq, (replicas.get(gameId) as Replica).snapshot())
@@ -217,8 +210,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       if (closed) return
       closed = true
       heartbeats.unsubscribe()
-      await messages.close()
-      await consuming
+      await follower.close()
     },
   }
 }

@@ -21,7 +21,7 @@ import {
   StorageType,
   type StreamConfig,
 } from '@nats-io/jetstream'
-import { type KV, Kvm } from '@nats-io/kv'
+import { type KV, Kvm, type KvOptions } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 
 export const STREAM_REPLICAS = 3
@@ -66,7 +66,7 @@ export const names = {
   ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
 }
 
-function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
+export function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
   return {
     name: names.fabricStream(region),
     subjects: [names.allGamesSubject(region)],
@@ -82,7 +82,7 @@ function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfi
   }
 }
 
-function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
+export function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
   return {
     name: names.ledgerStream(region),
     subjects: [`ledger.${region}.*.*`],
@@ -98,7 +98,7 @@ function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfi
 }
 
 /** Add the stream, or bring an existing one to this config; nodes may race here harmlessly. */
-async function ensureStream(
+export async function ensureStream(
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
 ): Promise<void> {
@@ -152,12 +152,16 @@ async function ensureFabricOnce(
   const jsm = await jetstreamManager(nc)
   await ensureStream(jsm, fabricStream(region, limits))
   await ensureStream(jsm, ledgerStream(region, limits))
+  const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), snapshotBucketOptions(limits))
+  return { jsm, snapshots }
+}
+
+export function snapshotBucketOptions(limits: StreamLimits): Partial<KvOptions> {
   // The KV client defaults to one replica; snapshots must survive a server loss like the streams.
-  const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), {
+  return {
     replicas: limits.replicas,
     history: 1,
     maxValueSize: SNAPSHOT_BYTES_MAX,
     max_bytes: SNAPSHOT_BUCKET_BYTES_MAX,
-  })
-  return { jsm, snapshots }
+  }
 }

@@ -1,0 +1,133 @@
+/**
+ * Follow a stream from a sequence on, in order, for as long as the node runs, whatever happens to
+ * the servers. An ordered consumer is an ephemeral, single-replica consumer: when the server that
+ * holds it dies the consumer dies with it, and the client library does not always notice (seen in
+ * chaos runs: a nats-server killed and restarted left some nodes' consumers silent for good, their
+ * replicas behind and their verdicts never final). So the follower supervises it: when the
+ * consumer's messages end or fail, or a check finds it gone or holding messages it does not
+ * deliver, a new ordered consumer starts right after the last message handled. Nothing is skipped
+ * and nothing handled twice.
+ */
+
+import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
+import type { Logger } from 'pino'
+
+/** How often a silent consumer is checked; twice this without progress while it has messages restarts it. */
+export const STALL_CHECK_MS = 2_000
+/** Backoff between consumer restarts that fail, up to the last value. */
+export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_000]
+
+export interface FollowOptions {
+  readonly js: JetStreamClient
+  readonly stream: string
+  readonly filterSubject?: string
+  /** The first sequence to deliver. */
+  readonly startSeq: number
+  /** Called for each message in stream order; it must not throw (log and carry on instead). */
+  readonly onMessage: (message: JsMsg) => void
+  readonly log: Logger
+  readonly stallCheckMs?: number
+}
+
+export interface StreamFollower {
+  /** The sequence of the last message handled (0 before the first). */
+  lastSeq(): number
+  /** True once everything the stream held at the start has been handled. */
+  caughtUp(): boolean
+  /** How many times the consumer was replaced. */
+  restarts(): number
+  close(): Promise<void>
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export async function followStream(options: FollowOptions): Promise<StreamFollower> {
+  const { js, stream, log } = options
+  const stallCheckMs = options.stallCheckMs ?? STALL_CHECK_MS
+  let next = options.startSeq
+  let lastSeq = 0
+  let caughtUp = false
+  let closed = false
+  let restarts = 0
+  let current: { messages: ConsumerMessages; info(): Promise<{ num_pending: number }> } | null = null
+  let progressAt = Date.now()
+
+  async function open(): Promise<NonNullable<typeof current>> {
+    const consumer = await js.consumers.get(stream, {
+      ...(options.filterSubject ? { filter_subjects: options.filterSubject } : {}),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: next,
+    })
+    const messages = await consumer.consume()
+    if (!caughtUp && (await consumer.info(true)).num_pending === 0) caughtUp = true
+    return { messages, info: () => consumer.info() }
+  }
+
+  // The first consumer must open, or the node cannot start: let that failure reach the caller.
+  current = await open()
+  const following = (async () => {
+    let attempt = 0
+    while (!closed) {
+      try {
+        current ??= await open()
+        if (closed) {
+          await current.messages.close()
+          break
+        }
+        attempt = 0
+        progressAt = Date.now()
+        for await (const message of current.messages) {
+          next = message.seq + 1
+          lastSeq = message.seq
+          progressAt = Date.now()
+          options.onMessage(message)
+          if (message.info.pending === 0) caughtUp = true
+        }
+      } catch (error) {
+        if (!closed) log.warn({ err: error, stream }, 'stream consumer failed; starting another')
+      }
+      current = null
+      if (closed) break
+      restarts++
+      await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
+    }
+  })()
+
+  let checking = false
+  const watchdog = setInterval(() => {
+    const watched = current
+    if (watched === null || checking || Date.now() - progressAt < stallCheckMs) return
+    checking = true
+    watched
+      .info()
+      .then(
+        ({ num_pending }) => {
+          if (num_pending > 0 && Date.now() - progressAt >= 2 * stallCheckMs) {
+            log.warn({ stream, pending: num_pending, next }, 'stream consumer stalled; starting another')
+            watched.messages.stop()
+          }
+        },
+        (error: unknown) => {
+          log.warn({ err: error, stream, next }, 'stream consumer is gone; starting another')
+          watched.messages.stop()
+        },
+      )
+      .finally(() => {
+        checking = false
+      })
+  }, stallCheckMs)
+  watchdog.unref()
+
+  return {
+    lastSeq: () => lastSeq,
+    caughtUp: () => caughtUp,
+    restarts: () => restarts,
+    async close() {
+      if (closed) return
+      closed = true
+      clearInterval(watchdog)
+      await current?.messages.close()
+      await following
+    },
+  }
+}
