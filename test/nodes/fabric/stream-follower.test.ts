@@ -1,0 +1,45 @@
+// A follower keeps delivering, in order and exactly once, when its consumer dies under it: here
+// the server-side consumer is deleted mid-stream, as a nats-server crash deletes the ordered
+// consumer it held.
+
+import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import pino from 'pino'
+import t from 'tap'
+import { followStream } from '../../../nodes/fabric/stream-follower.ts'
+import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
+import { waitFor } from '../../helpers/wait.ts'
+
+t.test('a follower outlives its consumer', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({
+    name: 'FOLLOW',
+    subjects: ['follow.>'],
+    num_replicas: 3,
+    storage: StorageType.File,
+  })
+  const js = jetstream(nc)
+  for (let i = 1; i <= 5; i++) await js.publish('follow.x', String(i))
+  const seen: number[] = []
+  const follower = await followStream({
+    js,
+    stream: 'FOLLOW',
+    startSeq: 2,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: 200,
+    onMessage: (message) => seen.push(Number(message.string())),
+  })
+  t.teardown(() => follower.close())
+  await waitFor('the first messages', () => seen.length === 4)
+  t.ok(follower.caughtUp())
+  for await (const consumer of jsm.consumers.list('FOLLOW'))
+    await jsm.consumers.delete('FOLLOW', consumer.name)
+  for (let i = 6; i <= 10; i++) await js.publish('follow.x', String(i))
+  await waitFor('the rest, through a new consumer', () => seen.length === 9, 15_000)
+  t.same(seen, [2, 3, 4, 5, 6, 7, 8, 9, 10], 'in order, none twice, none lost')
+  t.ok(follower.restarts() >= 1, `the consumer was replaced (${follower.restarts()} times)`)
+  t.equal(follower.lastSeq(), 10)
+})
