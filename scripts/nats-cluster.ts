@@ -5,6 +5,10 @@
  * and, when asked for, a WebSocket listener and a higher connection limit (benchmarks use them to
  * compare the gateway with browsers talking to nats-server directly).
  *
+ * `startSuperCluster` starts several such clusters, one per region and named after it, joined by
+ * gateway blocks into one super-cluster (see DESIGN.md, "Multi-region", and nodes/fabric/regions.ts for
+ * how JetStream behaves across regions).
+ *
  * The helper only ever signals processes it spawned, and always by their PID.
  */
 
@@ -17,8 +21,15 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { type JetStreamManager, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import {
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+} from '@nats-io/jetstream'
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node'
+import { assertRegion } from '../nodes/fabric/streams.ts'
 
 export const DEFAULT_SERVER_COUNT = 3
 export const DEFAULT_READY_TIMEOUT_MS = 30_000
@@ -38,10 +49,20 @@ const KILL_WAIT_MS = 5_000
 const STREAM_REPLICAS_MAX = 5
 /** Client, cluster and monitor port; a WebSocket port is one more. */
 const PORTS_PER_SERVER = 3
+/** A super-cluster server has a gateway port besides its client, cluster and monitor ports. */
+const PORTS_PER_GATEWAY_SERVER = 4
+export const DEFAULT_SERVERS_PER_REGION = 3
+/**
+ * One meta group spans every region, and it forms only after the gateways have carried every
+ * server's JetStream announcement to every other region, which takes longer than inside one cluster.
+ */
+export const DEFAULT_SUPER_CLUSTER_READY_TIMEOUT_MS = 60_000
 const LOOPBACK_HOST = '127.0.0.1'
 const CLUSTER_NAME = 'fabric-test'
 const PROBE_STREAM = 'CLUSTER_READY_PROBE'
 const PROBE_SUBJECT = 'cluster-ready-probe'
+const REGION_PROBE_STREAM_PREFIX = 'SUPER_CLUSTER_READY_PROBE_'
+const REGION_PROBE_SUBJECT_PREFIX = 'super-cluster-ready-probe'
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url))
 const SHARED_CONFIG_FILE = path.join(REPO_ROOT, 'nats.conf')
@@ -77,6 +98,16 @@ export interface NatsClusterOptions {
   maxConnections?: number
 }
 
+export interface ServerPorts {
+  readonly client: number
+  readonly cluster: number
+  readonly monitor: number
+  /** Only with `websocket: true`. */
+  readonly websocket: number | undefined
+  /** Only in a super-cluster. */
+  readonly gateway: number | undefined
+}
+
 export interface NatsServerInfo {
   readonly name: string
   /** Client URL, nats://127.0.0.1:port. */
@@ -87,6 +118,8 @@ export interface NatsServerInfo {
   readonly websocketUrl: string | undefined
   readonly storeDir: string
   readonly configFile: string
+  /** Every port the server listens on; the same after a restart. */
+  readonly ports: ServerPorts
   /** PID of the running process; undefined while the server is stopped. */
   readonly pid: number | undefined
   readonly running: boolean
@@ -276,18 +309,11 @@ class Cluster implements NatsCluster {
     mustRun: readonly ServerProcess[],
     attempt: () => Promise<T | undefined>,
   ): Promise<T> {
-    const check = () => {
-      // A dead server will not become ready; fail now with its logs instead of at the deadline.
-      const dead = mustRun.find((server) => !server.running)
-      if (dead) throw new Error(`${dead.name} is not running while waiting for ${what}\n${this.logs()}`)
-    }
-    return pollUntil(what, attempt, { timeoutMs, check, context: () => this.logs() })
+    return pollWhileRunning(what, timeoutMs, mustRun, () => this.logs(), attempt)
   }
 
-  async #agreedMetaLeader(): Promise<string | undefined> {
-    const leaders = await Promise.all(this.#servers.map((server) => server.metaLeader()))
-    const [first] = leaders
-    return leaders.every((leader) => leader !== undefined && leader === first) ? first : undefined
+  #agreedMetaLeader(): Promise<string | undefined> {
+    return agreedMetaLeader(this.#servers)
   }
 
   async #probeStream(jsm: JetStreamManager): Promise<true> {
@@ -302,12 +328,292 @@ class Cluster implements NatsCluster {
   }
 }
 
+export interface SuperClusterOptions {
+  /** One cluster per region, named after it (the fabric's region names: FABRIC_<REGION> is placed there). */
+  regions: readonly string[]
+  /** Servers per region; an R3 stream placed in a region needs at least 3. */
+  serversPerRegion?: number
+  /** How long startSuperCluster waits until JetStream works in every region. */
+  readyTimeoutMs?: number
+}
+
+export interface SuperClusterServerInfo extends NatsServerInfo {
+  /** The region (cluster and gateway name) the server belongs to. */
+  readonly region: string
+  /** True while paused by pauseServer. */
+  readonly paused: boolean
+  /** The JetStream meta leader this server sees, or undefined while there is none. */
+  metaLeader(): Promise<string | undefined>
+}
+
+export interface NatsSuperCluster {
+  readonly regions: readonly string[]
+  /** The temp dir holding configs and store dirs; removed by close(). */
+  readonly dir: string
+  /** Every server, region by region in the order given; names are `<region>-n<i>`. */
+  readonly processes: readonly SuperClusterServerInfo[]
+  /** Client URLs of one region's servers. */
+  servers(region: string): string[]
+  /** One region's servers. */
+  processesOf(region: string): readonly SuperClusterServerInfo[]
+  /** A connection to one region's servers only (the client learns no URLs across gateways). */
+  connect(region: string, options?: Omit<NodeConnectionOptions, 'servers'>): Promise<NatsConnection>
+  /** Stops a server by name and waits for its exit. SIGKILL simulates a crash. */
+  stopServer(name: string, signal?: StopSignal): Promise<void>
+  /**
+   * Restarts a server with its old config and store dir; resolves once it serves clients. It does not
+   * wait for JetStream: a server in a region cut off from the meta group's quorum never gets a leader.
+   */
+  startServer(name: string): Promise<void>
+  /** SIGSTOP: the server keeps its sockets and answers nothing, as if its links had gone silent. */
+  pauseServer(name: string): void
+  /** SIGCONT after pauseServer. */
+  resumeServer(name: string): void
+  /** The last log lines of every server, for failure messages. */
+  logs(): string
+  close(): Promise<void>
+}
+
+/**
+ * Starts one cluster per region, joined by gateways into one super-cluster, and resolves once every
+ * server sees the same meta leader, every server has a gateway to every other region, and in every
+ * region a replicated stream placed there accepts a publish.
+ */
+export async function startSuperCluster(options: SuperClusterOptions): Promise<NatsSuperCluster> {
+  const regions = [...options.regions]
+  if (regions.length === 0) throw new RangeError('regions must name at least one region')
+  for (const region of regions) assertRegion(region)
+  if (new Set(regions).size !== regions.length) {
+    throw new RangeError(`regions must be distinct: ${regions.join(', ')}`)
+  }
+  const perRegion = options.serversPerRegion ?? DEFAULT_SERVERS_PER_REGION
+  if (!Number.isInteger(perRegion) || perRegion < 1) {
+    throw new RangeError(`serversPerRegion must be a positive integer: ${perRegion}`)
+  }
+  const dir = await mkdtemp(path.join(tmpdir(), 'nats-super-cluster-'))
+  liveDirs.add(dir)
+  let cluster: SuperCluster | undefined
+  try {
+    const servers = await prepareSuperClusterServers(dir, regions, perRegion)
+    const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_SUPER_CLUSTER_READY_TIMEOUT_MS
+    cluster = new SuperCluster(dir, regions, servers, readyTimeoutMs)
+    await cluster.start()
+    return cluster
+  } catch (err) {
+    // The caller never gets a handle to close, so clean up here.
+    if (cluster) await cluster.close().catch(() => undefined)
+    else await removeDir(dir)
+    throw err
+  }
+}
+
+class SuperCluster implements NatsSuperCluster {
+  readonly dir: string
+  readonly regions: readonly string[]
+  readonly #servers: readonly ServerProcess[]
+  readonly #regionOf: ReadonlyMap<ServerProcess, string>
+  readonly #readyTimeoutMs: number
+  readonly #connections = new Set<NatsConnection>()
+  #closing: Promise<void> | undefined
+
+  constructor(
+    dir: string,
+    regions: readonly string[],
+    servers: ReadonlyMap<ServerProcess, string>,
+    readyTimeoutMs: number,
+  ) {
+    this.dir = dir
+    this.regions = regions
+    this.#regionOf = servers
+    this.#servers = [...servers.keys()]
+    this.#readyTimeoutMs = readyTimeoutMs
+  }
+
+  get processes(): readonly SuperClusterServerInfo[] {
+    return this.#servers.map((server) => this.#describe(server))
+  }
+
+  servers(region: string): string[] {
+    return this.#members(region).map((server) => server.url)
+  }
+
+  processesOf(region: string): readonly SuperClusterServerInfo[] {
+    return this.#members(region).map((server) => this.#describe(server))
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.#servers.map((server) => server.start()))
+    const deadline = Date.now() + this.#readyTimeoutMs
+    const remaining = () => Math.max(0, deadline - Date.now())
+    const all = this.#servers
+    await this.#poll('every server to see the same JetStream meta leader', remaining(), all, () =>
+      agreedMetaLeader(all),
+    )
+    await this.#poll('a gateway from every server to every other region', remaining(), all, () =>
+      this.#gatewaysJoined(),
+    )
+    await Promise.all(this.regions.map((region) => this.#probeRegion(region, remaining())))
+  }
+
+  async connect(
+    region: string,
+    options: Omit<NodeConnectionOptions, 'servers'> = {},
+  ): Promise<NatsConnection> {
+    if (this.#closing) throw new Error('the super-cluster is closed')
+    const nc = await connect({ ...options, servers: this.servers(region) })
+    this.#connections.add(nc)
+    void nc.closed().then(() => this.#connections.delete(nc))
+    return nc
+  }
+
+  async stopServer(name: string, signal: StopSignal = 'SIGTERM'): Promise<void> {
+    await this.#server(name).stop(signal)
+  }
+
+  async startServer(name: string): Promise<void> {
+    const server = this.#server(name)
+    await server.start()
+    await this.#poll(`${name} to serve clients`, this.#readyTimeoutMs, [server], () => server.answers())
+  }
+
+  pauseServer(name: string): void {
+    this.#server(name).pause()
+  }
+
+  resumeServer(name: string): void {
+    this.#server(name).resume()
+  }
+
+  logs(): string {
+    return this.#servers.map(formatLogs).join('\n')
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown(): Promise<void> {
+    await Promise.allSettled([...this.#connections].map((nc) => nc.close()))
+    const stops = await Promise.allSettled(this.#servers.map((server) => server.stop('SIGTERM')))
+    await removeDir(this.dir)
+    const failed = stops.find((result) => result.status === 'rejected')
+    if (failed) throw failed.reason
+  }
+
+  #members(region: string): ServerProcess[] {
+    if (!this.regions.includes(region)) {
+      throw new RangeError(`no region ${JSON.stringify(region)}; the regions are ${this.regions.join(', ')}`)
+    }
+    return this.#servers.filter((server) => this.#regionOf.get(server) === region)
+  }
+
+  #server(name: string): ServerProcess {
+    const server = this.#servers.find((candidate) => candidate.name === name)
+    if (!server) throw new RangeError(`no server ${JSON.stringify(name)} in the super-cluster`)
+    return server
+  }
+
+  #describe(server: ServerProcess): SuperClusterServerInfo {
+    const region = this.#regionOf.get(server) ?? ''
+    return Object.freeze({
+      region,
+      name: server.name,
+      url: server.url,
+      monitorUrl: server.monitorUrl,
+      websocketUrl: server.websocketUrl,
+      storeDir: server.storeDir,
+      configFile: server.configFile,
+      ports: server.ports,
+      get pid() {
+        return server.pid
+      },
+      get running() {
+        return server.running
+      },
+      get paused() {
+        return server.paused
+      },
+      logs: () => server.logs(),
+      metaLeader: () => server.metaLeader(),
+    })
+  }
+
+  #poll<T>(
+    what: string,
+    timeoutMs: number,
+    mustRun: readonly ServerProcess[],
+    attempt: () => Promise<T | undefined>,
+  ): Promise<T> {
+    return pollWhileRunning(what, timeoutMs, mustRun, () => this.logs(), attempt)
+  }
+
+  async #gatewaysJoined(): Promise<true | undefined> {
+    const joined = await Promise.all(
+      this.#servers.map(async (server) => {
+        const reached = new Set(await server.gatewaysTo())
+        const own = this.#regionOf.get(server)
+        return this.regions.every((region) => region === own || reached.has(region))
+      }),
+    )
+    return joined.every(Boolean) ? true : undefined
+  }
+
+  /** A meta leader alone does not prove a region can place replicas and store; a publish does. */
+  async #probeRegion(region: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    const remaining = () => Math.max(0, deadline - Date.now())
+    const members = this.#members(region)
+    const nc = await this.#poll(`a client connection to ${region}`, remaining(), members, () =>
+      this.connect(region, { timeout: PROBE_TIMEOUT_MS }),
+    )
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: PROBE_TIMEOUT_MS, checkAPI: false })
+      const js = jetstream(nc, { timeout: PROBE_TIMEOUT_MS })
+      const replicas = Math.min(members.length, STREAM_REPLICAS_MAX)
+      await this.#poll(
+        `an R${replicas} stream placed in ${region} to accept a publish`,
+        remaining(),
+        members,
+        () => probeRegionStream(jsm, js, region, replicas),
+      )
+    } finally {
+      await nc.close()
+    }
+  }
+}
+
+async function probeRegionStream(
+  jsm: JetStreamManager,
+  js: JetStreamClient,
+  region: string,
+  replicas: number,
+): Promise<true> {
+  const name = `${REGION_PROBE_STREAM_PREFIX}${region}`
+  const subject = `${REGION_PROBE_SUBJECT_PREFIX}.${region}`
+  // Adding a stream with the config it already has succeeds, so a retry after a failed publish is fine.
+  await jsm.streams.add({
+    name,
+    subjects: [subject],
+    storage: StorageType.Memory,
+    num_replicas: replicas,
+    placement: { cluster: region, tags: [] },
+  })
+  const ack = await js.publish(subject, new TextEncoder().encode(region))
+  if (ack.stream !== name) throw new Error(`the probe publish in ${region} was stored in ${ack.stream}`)
+  await jsm.streams.delete(name)
+  return true
+}
+
 interface ServerPlan {
   name: string
+  /** The cluster block's name; in a super-cluster also the gateway's, i.e. the region. */
+  clusterName: string
   clientPort: number
   clusterPort: number
   httpPort: number
   websocketPort: number | undefined
+  gatewayPort: number | undefined
   storeDir: string
   configFile: string
 }
@@ -324,10 +630,12 @@ class ServerProcess implements NatsServerInfo {
   readonly websocketUrl: string | undefined
   readonly storeDir: string
   readonly configFile: string
+  readonly ports: ServerPorts
   readonly #env: NodeJS.ProcessEnv
   readonly #log = new LogRing(LOG_LINES_MAX)
   #child: ChildProcess | undefined
   #exited: Promise<void> = Promise.resolve()
+  #paused = false
 
   constructor(plan: ServerPlan) {
     this.name = plan.name
@@ -337,6 +645,13 @@ class ServerProcess implements NatsServerInfo {
       plan.websocketPort === undefined ? undefined : `ws://${LOOPBACK_HOST}:${plan.websocketPort}`
     this.storeDir = plan.storeDir
     this.configFile = plan.configFile
+    this.ports = {
+      client: plan.clientPort,
+      cluster: plan.clusterPort,
+      monitor: plan.httpPort,
+      websocket: plan.websocketPort,
+      gateway: plan.gatewayPort,
+    }
     // nats.conf reads these; they are what differs between servers besides the cluster block.
     this.#env = {
       ...process.env,
@@ -354,6 +669,11 @@ class ServerProcess implements NatsServerInfo {
   get running(): boolean {
     const child = this.#child
     return child?.pid !== undefined && child.exitCode === null && child.signalCode === null
+  }
+
+  /** True between pause() and resume(), unless the process exited meanwhile. */
+  get paused(): boolean {
+    return this.#paused && this.running
   }
 
   logs(): string[] {
@@ -387,12 +707,46 @@ class ServerProcess implements NatsServerInfo {
     const child = this.#child
     if (!child || !this.running) return
     child.kill(signal)
+    // A paused server (by pause() or by a chaos script holding its PID) only acts on SIGTERM once it
+    // runs again; for a running one SIGCONT is a no-op.
+    child.kill('SIGCONT')
+    this.#paused = false
     if (await this.#waitExit(STOP_GRACE_MS)) return
     this.#log.note(`still running ${STOP_GRACE_MS} ms after ${signal}; sending SIGKILL`)
     child.kill('SIGKILL')
     if (!(await this.#waitExit(KILL_WAIT_MS))) {
       throw new Error(`${this.name} (pid ${child.pid}) survived SIGKILL`)
     }
+  }
+
+  /** SIGSTOP: the process keeps its sockets but answers nothing, as if the network had gone silent. */
+  pause(): void {
+    if (!this.running) throw new Error(`${this.name} is not running`)
+    this.#child?.kill('SIGSTOP')
+    this.#paused = true
+    this.#log.note(`paused pid ${this.pid} (SIGSTOP)`)
+  }
+
+  resume(): void {
+    if (!this.running) throw new Error(`${this.name} is not running`)
+    this.#child?.kill('SIGCONT')
+    this.#paused = false
+    this.#log.note(`resumed pid ${this.pid} (SIGCONT)`)
+  }
+
+  /** True once the monitoring endpoint answers, i.e. the process is up and serving. */
+  async answers(): Promise<true | undefined> {
+    const response = await fetch(`${this.monitorUrl}/varz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) })
+    return response.ok ? true : undefined
+  }
+
+  /** Names of the regions this server holds an outbound gateway connection to. */
+  async gatewaysTo(): Promise<string[]> {
+    const response = await fetch(`${this.monitorUrl}/gatewayz`, {
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    })
+    if (!response.ok) return []
+    return readOutboundGateways(await response.json())
   }
 
   /** The JetStream meta leader this server sees, or undefined while there is none. */
@@ -464,9 +818,63 @@ async function prepareServers(dir: string, count: number, extras: ServerExtras):
   const routes = plans.map((plan) => `nats-route://${LOOPBACK_HOST}:${plan.clusterPort}`)
   for (const plan of plans) {
     await mkdir(plan.storeDir)
-    await writeFile(plan.configFile, renderConfig(dir, plan, routes, extras))
+    await writeFile(plan.configFile, renderConfig(dir, plan, routes, extras, []))
   }
   return plans.map((plan) => new ServerProcess(plan))
+}
+
+async function prepareSuperClusterServers(
+  dir: string,
+  regions: readonly string[],
+  perRegion: number,
+): Promise<Map<ServerProcess, string>> {
+  const ports = await freePorts(regions.length * perRegion * PORTS_PER_GATEWAY_SERVER)
+  const plans = regions.map((region, r) =>
+    Array.from({ length: perRegion }, (_, i) => planRegionalServer(dir, region, r * perRegion + i, i, ports)),
+  )
+  const gateways = regions.map((region, r) => ({
+    region,
+    urls: (plans[r] ?? []).map((plan) => `nats://${LOOPBACK_HOST}:${plan.gatewayPort}`),
+  }))
+  const servers = new Map<ServerProcess, string>()
+  for (const [r, region] of regions.entries()) {
+    const regionPlans = plans[r] ?? []
+    const routes = regionPlans.map((plan) => `nats-route://${LOOPBACK_HOST}:${plan.clusterPort}`)
+    for (const plan of regionPlans) {
+      await mkdir(plan.storeDir)
+      await writeFile(plan.configFile, renderConfig(dir, plan, routes, { websocket: false }, gateways))
+      servers.set(new ServerProcess(plan), region)
+    }
+  }
+  return servers
+}
+
+/** Server `indexInRegion` of `region`; `slot` numbers servers across the whole super-cluster. */
+function planRegionalServer(
+  dir: string,
+  region: string,
+  slot: number,
+  indexInRegion: number,
+  ports: readonly number[],
+): ServerPlan {
+  // Unique across regions: JetStream's one meta group tracks its peers by server name.
+  const name = `${region}-n${indexInRegion + 1}`
+  const port = (offset: number) => {
+    const value = ports[slot * PORTS_PER_GATEWAY_SERVER + offset]
+    if (value === undefined) throw new Error(`no free port allocated for ${name}`)
+    return value
+  }
+  return {
+    name,
+    clusterName: region,
+    clientPort: port(0),
+    clusterPort: port(1),
+    httpPort: port(2),
+    websocketPort: undefined,
+    gatewayPort: port(3),
+    storeDir: path.join(dir, name),
+    configFile: path.join(dir, `${name}.conf`),
+  }
 }
 
 function planServer(
@@ -483,13 +891,21 @@ function planServer(
   }
   return {
     name,
+    clusterName: CLUSTER_NAME,
     clientPort: port(0),
     clusterPort: port(1),
     httpPort: port(2),
     websocketPort: portsPerServer > PORTS_PER_SERVER ? port(3) : undefined,
+    gatewayPort: undefined,
     storeDir: path.join(dir, name),
     configFile: path.join(dir, `${name}.conf`),
   }
+}
+
+/** One region's gateway, as every server of the super-cluster lists it. */
+interface GatewayRoute {
+  readonly region: string
+  readonly urls: readonly string[]
 }
 
 function renderConfig(
@@ -497,6 +913,7 @@ function renderConfig(
   plan: ServerPlan,
   routes: readonly string[],
   extras: ServerExtras,
+  gateways: readonly GatewayRoute[],
 ): string {
   // nats-server resolves includes against the including file's dir, even absolute-looking ones.
   const include = path.relative(dir, SHARED_CONFIG_FILE)
@@ -517,7 +934,7 @@ function renderConfig(
         ]
       : []),
     'cluster {',
-    `  name: ${CLUSTER_NAME}`,
+    `  name: ${plan.clusterName}`,
     `  listen: ${LOOPBACK_HOST}:${plan.clusterPort}`,
     // Every server lists every route, itself included; nats-server skips the route to itself.
     '  routes: [',
@@ -525,7 +942,24 @@ function renderConfig(
     '  ]',
     '}',
     '',
+    ...(plan.gatewayPort !== undefined ? renderGateway(plan.clusterName, plan.gatewayPort, gateways) : []),
   ].join('\n')
+}
+
+function renderGateway(region: string, port: number, gateways: readonly GatewayRoute[]): string[] {
+  return [
+    // The gateway name must equal the cluster name: it is how other regions address this one.
+    'gateway {',
+    `  name: ${region}`,
+    `  listen: ${LOOPBACK_HOST}:${port}`,
+    // Every server lists every region, its own included (nats-server skips it), and all of a region's
+    // servers, so a region stays reachable while any one of its servers is up.
+    '  gateways: [',
+    ...gateways.map((gateway) => `    { name: ${gateway.region}, urls: [${gateway.urls.join(', ')}] }`),
+    '  ]',
+    '}',
+    '',
+  ]
 }
 
 /**
@@ -554,6 +988,11 @@ function portOf(listener: Server): number {
   return address.port
 }
 
+function readOutboundGateways(body: unknown): string[] {
+  if (!isRecord(body) || !isRecord(body.outbound_gateways)) return []
+  return Object.keys(body.outbound_gateways)
+}
+
 function readMetaLeader(body: unknown): string | undefined {
   if (!isRecord(body) || !isRecord(body.meta_cluster)) return undefined
   const leader = body.meta_cluster.leader
@@ -562,6 +1001,29 @@ function readMetaLeader(body: unknown): string | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
+}
+
+/** Polls like pollUntil, but gives up at once (with every log) if a server that must run has died. */
+function pollWhileRunning<T>(
+  what: string,
+  timeoutMs: number,
+  mustRun: readonly ServerProcess[],
+  logs: () => string,
+  attempt: () => Promise<T | undefined>,
+): Promise<T> {
+  const check = () => {
+    // A dead server will not become ready; fail now with its logs instead of at the deadline.
+    const dead = mustRun.find((server) => !server.running)
+    if (dead) throw new Error(`${dead.name} is not running while waiting for ${what}\n${logs()}`)
+  }
+  return pollUntil(what, attempt, { timeoutMs, check, context: logs })
+}
+
+/** The meta leader every one of `servers` names, or undefined while any sees none or they differ. */
+async function agreedMetaLeader(servers: readonly ServerProcess[]): Promise<string | undefined> {
+  const leaders = await Promise.all(servers.map((server) => server.metaLeader()))
+  const [first] = leaders
+  return leaders.every((leader) => leader !== undefined && leader === first) ? first : undefined
 }
 
 function formatLogs(server: NatsServerInfo): string {
