@@ -11,7 +11,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { RejectReason } from '../crdt/index.ts'
-import { PLACE_SUBJECT, type PlaceBetReply, statusSubject } from '../nodes/api/protocol.ts'
+import { PLACE_SUBJECT, type PlaceBetReply, routedSubject, statusSubject } from '../nodes/api/protocol.ts'
 import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
@@ -113,7 +113,16 @@ function parseStatus(data: Uint8Array): StatusEvent | null {
   }
 }
 
-export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: Logger): BetRelay {
+/**
+ * `homeRegion` routes a user's bets in a super-cluster: to `bets.place.<home region>`; without it,
+ * to `bets.place`.
+ */
+export function createBetRelay(
+  nc: NatsConnection,
+  limits: BetRelayLimits,
+  log: Logger,
+  homeRegion: (userId: string) => string | null = () => null,
+): BetRelay {
   const users = new Map<string, UserChannel>()
   let inFlight = 0
 
@@ -211,7 +220,9 @@ export function createBetRelay(nc: NatsConnection, limits: BetRelayLimits, log: 
         return refused('BET_UNAVAILABLE', 'the gateway has too many bets in flight; place it again shortly')
       inFlight++
       const request = JSON.stringify({ betId, userId, ...bet })
-      nc.request(PLACE_SUBJECT, request, { timeout: limits.placeTimeoutMs }).then(
+      nc.request(routedSubject(PLACE_SUBJECT, homeRegion(userId)), request, {
+        timeout: limits.placeTimeoutMs,
+      }).then(
         (message) => {
           inFlight--
           const reply = message.json<PlaceBetReply>()

@@ -8,8 +8,8 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type Backend, createHlc } from '../crdt/index.ts'
+import { ensureFabricFor, homeRegionOf } from '../nodes/fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../nodes/fabric/replica-sync.ts'
-import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { Authenticator } from './auth.ts'
 import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
 
@@ -19,6 +19,8 @@ export interface GatewayNodeOptions {
   readonly node: string
   readonly backend: Backend
   readonly log: Logger
+  /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
+  readonly regions?: readonly string[]
   readonly registry: Registry
   readonly auth: Authenticator
   readonly origins: readonly string[]
@@ -40,9 +42,17 @@ export interface GatewayNode {
 
 export async function startGatewayNode(options: GatewayNodeOptions): Promise<GatewayNode> {
   const { nc, region, log } = options
-  const { snapshots } = await ensureFabric(nc, region)
+  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
   const hlc = createHlc({ node: options.node })
-  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const replicas = await createReplicaSync({
+    nc,
+    region,
+    backend: options.backend,
+    hlc,
+    snapshots,
+    log,
+    ...(options.regions ? { regions: options.regions } : {}),
+  })
   const gateway = await buildGateway({
     nc,
     replicas,
@@ -53,6 +63,9 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
     log,
     registry: options.registry,
     ready: () => replicas.caughtUp(),
+    ...(options.regions !== undefined && options.regions.length > 1
+      ? { homeRegion: (userId: string) => homeRegionOf(userId, options.regions as readonly string[]) }
+      : {}),
     ...(options.demoLogin ? { demoLogin: options.demoLogin } : {}),
   })
   try {

@@ -54,6 +54,7 @@ async function serve(): Promise<void> {
     const node = await startGatewayNode({
       nc,
       region: config.region,
+      regions: config.regions,
       // Each worker holds its own replica; its id names it in logs.
       node: worker ? `${config.nodeId}.${worker}` : config.nodeId,
       backend,

@@ -107,6 +107,8 @@ export interface GatewayOptions {
   readonly registry: Registry
   readonly demoLogin?: DemoLogin
   readonly ready: () => boolean
+  /** In a super-cluster: a user's home region, where their bets and queries go. */
+  readonly homeRegion?: (userId: string) => string
 }
 
 export interface Gateway {
@@ -196,7 +198,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const { nc, limits, log } = options
   const metrics = metricsOf(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
-  const relay = createBetRelay(nc, limits, log)
+  const homeRegion = options.homeRegion ?? (() => null)
+  const relay = createBetRelay(nc, limits, log, homeRegion)
   const sessions = new Set<Session>()
   const perUser = new Map<string, number>()
   const userBuckets = new Map<string, TokenBucket>()
@@ -559,7 +562,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
           return reply
             .code(403)
             .send({ error: { code: 'FORBIDDEN', message: 'a user reads only their own' } })
-        return query(subjectOf(principal.userId), reply)
+        return query(subjectOf(principal.userId, homeRegion(principal.userId)), reply)
       },
     )
   }

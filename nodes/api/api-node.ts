@@ -9,10 +9,17 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { ensureFabricFor, homeRegionOf } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
-import { ensureFabric } from '../fabric/streams.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
-import { apiError, PLACE_SUBJECT, QUEUE_GROUP, statusSubject } from './protocol.ts'
+import {
+  apiError,
+  DEPOSIT_SUBJECT,
+  PLACE_SUBJECT,
+  QUEUE_GROUP,
+  routedSubject,
+  statusSubject,
+} from './protocol.ts'
 
 export interface ApiNodeOptions {
   readonly nc: NatsConnection
@@ -23,6 +30,8 @@ export interface ApiNodeOptions {
   readonly log: Logger
   readonly limits?: Partial<BetLimits>
   readonly hlc?: Hlc
+  /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
+  readonly regions?: readonly string[]
   /** The node's clock source (wall ms): its stamps and staleness checks read it. */
   readonly clock?: () => number
 }
@@ -40,9 +49,22 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const { nc, region, log } = options
   const hlc =
     options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const { snapshots } = await ensureFabric(nc, region)
-  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
+  const replicas = await createReplicaSync({
+    nc,
+    region,
+    backend: options.backend,
+    hlc,
+    snapshots,
+    log,
+    ...(options.regions ? { regions: options.regions } : {}),
+  })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
+  // In a super-cluster this node books only the users homed in its region, on its region's subjects.
+  const routed = options.regions !== undefined && options.regions.length > 1 ? region : null
+  const allRegions = options.regions ?? []
+  const homeHere =
+    routed === null ? undefined : (userId: string) => homeRegionOf(userId, allRegions) === region
   const service = createBetService({
     replicas,
     ledger,
@@ -50,10 +72,11 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     log,
     limits: options.limits,
     ...(options.clock ? { now: options.clock } : {}),
+    ...(homeHere ? { homeHere } : {}),
     publishStatus: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
   })
   // A queue group: each request goes to one API node, and nodes come and go freely.
-  const endpoint = nc.subscribe(PLACE_SUBJECT, {
+  const endpoint = nc.subscribe(routedSubject(PLACE_SUBJECT, routed), {
     queue: QUEUE_GROUP,
     callback: (error, message) => {
       if (error) {
@@ -73,8 +96,8 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
       )
     },
   })
-  const admin = serveDeposits(nc, ledger, log)
-  log.info({ node: options.node, region }, 'api node serving bets.place')
+  const admin = serveDeposits(nc, ledger, log, routed, homeHere)
+  log.info({ node: options.node, region }, `api node serving ${routedSubject(PLACE_SUBJECT, routed)}`)
   return {
     service,
     replicas,
@@ -91,7 +114,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   }
 }
 
-export const DEPOSIT_SUBJECT = 'admin.deposit'
+export { DEPOSIT_SUBJECT }
 export const DEPOSIT_CENTS_MAX = 10_000_000
 
 /**
@@ -99,8 +122,14 @@ export const DEPOSIT_CENTS_MAX = 10_000_000
  * on `admin.deposit`, answered with the balance after the deposit is folded. Deposits are ledger
  * entries like any other; the id makes a retried credit land once.
  */
-function serveDeposits(nc: NatsConnection, ledger: LedgerSync, log: Logger) {
-  return nc.subscribe(DEPOSIT_SUBJECT, {
+function serveDeposits(
+  nc: NatsConnection,
+  ledger: LedgerSync,
+  log: Logger,
+  routed: string | null,
+  homeHere: ((userId: string) => boolean) | undefined,
+) {
+  return nc.subscribe(routedSubject(DEPOSIT_SUBJECT, routed), {
     queue: QUEUE_GROUP,
     callback: (_error, message) => {
       const answer = (value: unknown) => message.respond(JSON.stringify(value))
@@ -124,6 +153,10 @@ function serveDeposits(nc: NatsConnection, ledger: LedgerSync, log: Logger) {
             `a deposit needs an id, a userId and amountCents of 1-${DEPOSIT_CENTS_MAX}`,
           ),
         )
+        return
+      }
+      if (homeHere !== undefined && !homeHere(entry.userId)) {
+        answer(apiError('WRONG_REGION', `user ${entry.userId} is not homed in this region`))
         return
       }
       ledger

@@ -66,6 +66,8 @@ export interface BetServiceOptions {
   readonly publishStatus: (userId: string, status: FinalStatus) => void
   readonly limits?: Partial<BetLimits>
   readonly now?: () => number
+  /** In a super-cluster: whether the user's ledger lives in this node's region. */
+  readonly homeHere?: (userId: string) => boolean
 }
 
 interface PendingBet {
@@ -193,6 +195,11 @@ export function createBetService(options: BetServiceOptions): BetService {
     }
     const request = parsePlaceBet(value)
     if (Array.isArray(request)) return apiError('BAD_REQUEST', request.join('; '))
+    if (options.homeHere !== undefined && !options.homeHere(request.userId))
+      return apiError(
+        'WRONG_REGION',
+        `user ${request.userId} is not homed in this region: send the bet to the home region`,
+      )
     const known = ledger.foldFor(request.userId).bet(request.betId)
     if (known !== null) return replyFor(known, request)
     const refused = checkLimits(request)

@@ -10,6 +10,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
   const node = await startApiNode({
     nc,
     region: config.region,
+    regions: config.regions,
     node: config.nodeId,
     backend,
     shards: config.shards,

@@ -7,6 +7,16 @@ import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../.
 import type { BetEntry } from '../fabric/ledger.ts'
 
 export const PLACE_SUBJECT = 'bets.place'
+export const DEPOSIT_SUBJECT = 'admin.deposit'
+
+/**
+ * Where a region's API nodes take requests: `bets.place` in a lone region, `bets.place.<region>`
+ * in a super-cluster, where a client sends each bet to the user's home region (regions.ts,
+ * `homeRegionOf`). The same goes for `admin.deposit`.
+ */
+export function routedSubject(base: string, region: string | null): string {
+  return region === null ? base : `${base}.${region}`
+}
 export const QUEUE_GROUP = 'bets-api'
 export const statusSubject = (userId: string) => `bets.status.${userId}`
 
@@ -30,6 +40,7 @@ export type ErrorCode =
   | 'INSUFFICIENT_FUNDS'
   | 'BET_ID_REUSED'
   | 'OVERLOADED'
+  | 'WRONG_REGION'
 
 export interface ApiError {
   readonly code: ErrorCode

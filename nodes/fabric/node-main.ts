@@ -34,6 +34,14 @@ export const commonOptions = defineOptions({
     doc: 'the region whose streams this node writes and reads',
     pattern: /[a-z][a-z0-9-]{0,15}/,
   },
+  regions: {
+    type: 'list',
+    default: [],
+    env: 'FABRIC_REGIONS',
+    flag: '--regions',
+    doc: 'every region of a super-cluster, in the same order on every node (empty: this region alone)',
+    pattern: /[a-z][a-z0-9-]{0,15}/,
+  },
   nodeId: {
     type: 'string',
     required: true,

@@ -67,11 +67,13 @@ import {
 } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { shardOf } from './ledger-sync.ts'
 import {
   assertRegion,
   DEFAULT_STREAM_LIMITS,
   ENSURE_ATTEMPTS_MAX,
   ENSURE_RETRY_MS,
+  ensureFabric,
   ensureStream,
   type FabricObjects,
   fabricStream,
@@ -230,4 +232,25 @@ function isTransient(error: unknown): boolean {
 
 function errorText(error: unknown): string {
   return String((error as { message?: string })?.message ?? error)
+}
+
+/** The fabric of a node: its region's alone, or, given every region of a super-cluster, the regional layout. */
+export function ensureFabricFor(
+  nc: NatsConnection,
+  region: string,
+  regions: readonly string[] | undefined,
+): Promise<FabricObjects> {
+  return regions !== undefined && regions.length > 1
+    ? ensureRegionalFabric(nc, region, regions)
+    : ensureFabric(nc, region)
+}
+
+/**
+ * A user's home region, where the user's ledger lives: a stable hash of the user id over the
+ * regions in the order configured (every node must list them in the same order). A real
+ * deployment would read it from the account; the hash keeps tests and demos self-contained.
+ */
+export function homeRegionOf(userId: string, regions: readonly string[]): string {
+  if (regions.length === 0) throw new RangeError('no regions')
+  return regions[shardOf(userId, regions.length)] as string
 }

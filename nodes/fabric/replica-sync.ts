@@ -25,6 +25,7 @@ import {
   maxStamp,
   type Replica,
 } from '../../crdt/index.ts'
+import { regionNames } from './regions.ts'
 import { followStream } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 
@@ -46,6 +47,12 @@ export interface ReplicaSyncOptions {
   readonly hlc: Hlc
   readonly snapshots: KV
   readonly log: Logger
+  /**
+   * Every region of a super-cluster (nodes/fabric/regions.ts), this node's included: the node then
+   * follows GLOBAL_FABRIC_<region>, which holds every region's updates, and hears every region's
+   * heartbeats. Absent or one region: the region's own FABRIC stream.
+   */
+  readonly regions?: readonly string[]
 }
 
 export interface ReplicaSync {
@@ -80,6 +87,11 @@ function encodeSnapshot(seq: number, bytes: Uint8Array): Uint8Array {
 function decodeSnapshot(data: Uint8Array): SnapshotRecord {
   const raw = inflateRawSync(data, { maxOutputLength: 64 * SNAPSHOT_BYTES_MAX })
   return { seq: raw.readDoubleBE(0), bytes: new Uint8Array(raw.subarray(8)) }
+}
+
+/** `fabric.<region>.game.<gameId>` or `heartbeat.<region>.game.<gameId>`: the game, from any region. */
+function gameIdOf(subject: string): string {
+  return subject.split('.')[3] ?? ''
 }
 
 function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: string[] } | null {
@@ -142,14 +154,15 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return fromSeq
   }
 
+  const multiRegion = (options.regions?.length ?? 0) > 1
   const follower = await followStream({
     js,
-    stream: names.fabricStream(region),
-    filterSubject: names.allGamesSubject(region),
+    stream: multiRegion ? regionNames.globalFabricStream(region) : names.fabricStream(region),
+    filterSubject: multiRegion ? regionNames.everyRegionGamesSubject : names.allGamesSubject(region),
     startSeq,
     log,
     onMessage(message) {
-      const gameId = message.subject.slice(names.gameSubject(region, '').length)
+      const gameId = gameIdOf(message.subject)
       if (!isId(gameId)) return
       try {
         merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
@@ -159,21 +172,24 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     },
   })
 
-  const heartbeats: Subscription = nc.subscribe(names.allHeartbeatsSubject(region), {
-    callback: (error, message) => {
-      if (error || message.data.length > HEARTBEAT_BYTES_MAX) return
-      const gameId = message.subject.slice(names.heartbeatSubject(region, '').length)
-      const replica = replicas.get(gameId)
-      if (replica === undefined) return
-      let value: unknown
-      try {
-        value = message.json()
-      } catch {
-        return
-      }
-      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
+  const heartbeats: Subscription = nc.subscribe(
+    multiRegion ? 'heartbeat.*.game.*' : names.allHeartbeatsSubject(region),
+    {
+      callback: (error, message) => {
+        if (error || message.data.length > HEARTBEAT_BYTES_MAX) return
+        const gameId = gameIdOf(message.subject)
+        const replica = replicas.get(gameId)
+        if (replica === undefined) return
+        let value: unknown
+        try {
+          value = message.json()
+        } catch {
+          return
+        }
+        merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
+      },
     },
-  })
+  )
 
   return {
     replica: (gameId) => replicas.get(gameId),

@@ -10,6 +10,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
   const node = await startSettlementNode({
     nc,
     region: config.region,
+    regions: config.regions,
     node: config.nodeId,
     backend,
     shards: config.shards,

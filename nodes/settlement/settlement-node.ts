@@ -11,15 +11,18 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
-import { statusSubject } from '../api/protocol.ts'
+import { routedSubject, statusSubject } from '../api/protocol.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { ensureFabricFor } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
-import { ensureFabric } from '../fabric/streams.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
 
-export const historySubject = (userId: string) => `bets.history.${userId}`
-export const balanceSubject = (userId: string) => `bets.balance.${userId}`
+/** In a super-cluster the region follows the verb (`bets.history.<region>.<userId>`): the user's home region answers. */
+export const historySubject = (userId: string, region: string | null = null) =>
+  `${routedSubject('bets.history', region)}.${userId}`
+export const balanceSubject = (userId: string, region: string | null = null) =>
+  `${routedSubject('bets.balance', region)}.${userId}`
 export const exposureSubject = (marketId: string) => `bets.exposure.${marketId}`
 export const SETTLEMENT_QUEUE = 'bets-settlement'
 
@@ -31,6 +34,8 @@ export interface SettlementNodeOptions {
   readonly shards: number
   readonly databasePath: string
   readonly log: Logger
+  /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
+  readonly regions?: readonly string[]
   /** The node's clock source (wall ms). */
   readonly clock?: () => number
 }
@@ -44,9 +49,15 @@ export interface SettlementNode {
   close(): Promise<void>
 }
 
-function serveQueries(nc: NatsConnection, projection: Projection, ledger: LedgerSync): Subscription[] {
-  const reply = (prefix: string, answer: (id: string) => unknown) =>
-    nc.subscribe(`${prefix}.*`, {
+function serveQueries(
+  nc: NatsConnection,
+  projection: Projection,
+  ledger: LedgerSync,
+  routed: string | null,
+): Subscription[] {
+  const reply = (verb: string, answer: (id: string) => unknown) => {
+    const prefix = routedSubject(verb, routed)
+    return nc.subscribe(`${prefix}.*`, {
       queue: SETTLEMENT_QUEUE,
       callback: (_error, message) => {
         const id = message.subject.slice(prefix.length + 1)
@@ -59,6 +70,7 @@ function serveQueries(nc: NatsConnection, projection: Projection, ledger: Ledger
         )
       },
     })
+  }
   return [
     reply('bets.history', (userId) => projection.history(userId)),
     reply('bets.exposure', (marketId) => projection.exposure(marketId)),
@@ -73,8 +85,16 @@ function serveQueries(nc: NatsConnection, projection: Projection, ledger: Ledger
 export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
   const { nc, region, log } = options
   const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const { snapshots } = await ensureFabric(nc, region)
-  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
+  const replicas = await createReplicaSync({
+    nc,
+    region,
+    backend: options.backend,
+    hlc,
+    snapshots,
+    log,
+    ...(options.regions ? { regions: options.regions } : {}),
+  })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
   const projection = openProjection(options.databasePath)
   const settler = createSettler({
@@ -112,7 +132,12 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
       }),
     )
   })
-  const queries = serveQueries(nc, projection, ledger)
+  const queries = serveQueries(
+    nc,
+    projection,
+    ledger,
+    options.regions !== undefined && options.regions.length > 1 ? region : null,
+  )
   log.info({ node: options.node, database: options.databasePath }, 'settlement node running')
   return {
     settler,

@@ -32,6 +32,7 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
   const node = await startTraderNode({
     nc,
     region: config.region,
+    regions: config.regions,
     node: config.nodeId,
     gameId: config.gameId,
     writers: config.writers.length > 0 ? config.writers : [config.nodeId],

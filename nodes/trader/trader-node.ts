@@ -7,8 +7,8 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Entry, type Hlc } from '../../crdt/index.ts'
+import { ensureFabricFor } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
-import { ensureFabric } from '../fabric/streams.ts'
 import type { FeedAdapter } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits } from './trader.ts'
@@ -28,6 +28,8 @@ export interface TraderNodeOptions {
   readonly snapshotIntervalMs: number
   readonly limits?: Partial<TraderLimits>
   readonly hlc?: Hlc
+  /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
+  readonly regions?: readonly string[]
   /** The clock of staleness checks; the HLC's source when `hlc` is not given. */
   readonly now?: () => number
   /** The trader's own record of what it committed (see TraderOptions.onCommit). */
@@ -53,8 +55,16 @@ function targetsGame(data: Uint8Array, gameId: string): boolean {
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
   const { nc, region, gameId, log } = options
   const hlc = options.hlc ?? createHlc({ node: options.node, ...(options.now ? { clock: options.now } : {}) })
-  const { snapshots } = await ensureFabric(nc, region)
-  const replicas = await createReplicaSync({ nc, region, backend: options.backend, hlc, snapshots, log })
+  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
+  const replicas = await createReplicaSync({
+    nc,
+    region,
+    backend: options.backend,
+    hlc,
+    snapshots,
+    log,
+    ...(options.regions ? { regions: options.regions } : {}),
+  })
   const trader = createTrader({
     gameId,
     writers: options.writers,
