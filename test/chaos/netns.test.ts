@@ -1,0 +1,178 @@
+// Proves the network-fault lab does what chaos runs will rely on. It builds a lab of three hosts
+// (a namespace each, joined by a bridge), starts a 3-server nats-server cluster in it and connects from
+// the root namespace. With one server partitioned from the other two, an R3 stream still takes
+// publishes through the majority and refuses them through the isolated server; after healing, the
+// isolated server's replica reaches the same last sequence (read from its own /jsz). A 100 ms delay on
+// one host shows up in a request's round trip. Teardown destroys the lab and checks nothing of it is
+// left. Needs root: skipped with the reason otherwise, and failed when root cannot build a lab.
+
+import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import type { NatsConnection } from '@nats-io/transport-node'
+import t, { type Test } from 'tap'
+import {
+  createLab,
+  ensureNetworkTools,
+  type Lab,
+  type LabCluster,
+  labLeftovers,
+  netemAvailable,
+  networkFaultsAvailable,
+  startLabCluster,
+  sweepStaleLabs,
+} from '../../scripts/chaos/netns.ts'
+import { pollUntil } from '../../scripts/nats-cluster.ts'
+
+const HOSTS = ['n1', 'n2', 'n3'] as const
+const LAB_NAME = 'mbt'
+const STREAM = 'LAB_ORDERS'
+const SUBJECT = 'lab.orders'
+/** Covers a raft election on the majority side when the isolated server led the stream. */
+const FAILOVER_TIMEOUT_MS = 20_000
+/** Covers routes reconnecting after the heal and the replica catching up. */
+const CATCH_UP_TIMEOUT_MS = 20_000
+/** One publish try; a try that cannot reach a quorum times out. */
+const PUBLISH_TIMEOUT_MS = 2_000
+const DELAY_MS = 100
+const ROUND_TRIPS = 5
+const encoder = new TextEncoder()
+
+const isRoot = process.getuid?.() === 0
+if (!isRoot) {
+  t.plan(0, 'network faults need root (namespaces, veth, iptables, tc); not running as root')
+} else {
+  ensureNetworkTools()
+  const availability = networkFaultsAvailable()
+  if (!availability.ok) {
+    t.fail(`running as root, yet network faults are unavailable: ${availability.why}`)
+  } else {
+    await runLabTests()
+  }
+}
+
+async function runLabTests(): Promise<void> {
+  sweepStaleLabs(LAB_NAME)
+  const lab = createLab({ name: LAB_NAME, hosts: [...HOSTS] })
+  let cluster: LabCluster | undefined
+  // A safety net for a failed case; the last case below destroys the lab and checks it is gone.
+  t.teardown(async () => {
+    await cluster?.close()
+    lab.destroy()
+  })
+  cluster = await startLabCluster(lab, HOSTS)
+  const started = cluster
+  await t.test('a partitioned minority refuses writes, the majority takes them, healing catches up', (t) =>
+    partitionScenario(t, lab, started),
+  )
+  // A kernel may have namespaces and iptables but no sch_netem; that is the kernel's build, not a
+  // missing privilege or package, so the delay case is skipped with the reason instead of failing.
+  const netem = netemAvailable()
+  await t.test(
+    'a netem delay on a host lengthens round trips to it',
+    netem.ok ? {} : { skip: netem.why },
+    (t) => delayScenario(t, lab, started),
+  )
+  await t.test('destroying the lab leaves nothing behind', async (t) => {
+    await started.close()
+    lab.destroy()
+    t.same(labLeftovers(lab.id), [], 'no namespace, veth or bridge of the lab is left')
+    t.same(sweepStaleLabs(LAB_NAME), [], 'no stale lab of this name is left either')
+  })
+}
+
+async function partitionScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<void> {
+  const nc = await cluster.connect()
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({ name: STREAM, subjects: [SUBJECT], storage: StorageType.File, num_replicas: 3 })
+  const js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS })
+  for (let i = 0; i < 3; i++) await js.publish(SUBJECT, encoder.encode(`before-${i}`))
+  // Isolating the stream leader also makes the majority elect a new one, the harder case.
+  const info = await jsm.streams.info(STREAM)
+  const isolated = info.cluster?.leader ?? 'n1'
+  const majority = HOSTS.filter((host) => host !== isolated)
+  t.comment(`isolating ${isolated} (stream leader) from ${majority.join(', ')}`)
+  // Connect before the partition; the root namespace keeps reaching every host anyway.
+  const isolatedNc = await cluster.connect({ hosts: [isolated] })
+  const majorityNc = await cluster.connect({ hosts: [majority[0] ?? 'n2'] })
+  lab.partition([isolated], majority)
+
+  const majorityJs = jetstream(majorityNc, { timeout: PUBLISH_TIMEOUT_MS })
+  const ack = await pollUntil(
+    'a publish through the majority',
+    () => majorityJs.publish(SUBJECT, encoder.encode('during')),
+    {
+      timeoutMs: FAILOVER_TIMEOUT_MS,
+      context: () => cluster.logs(),
+    },
+  )
+  t.equal(ack.stream, STREAM, 'the majority side stores the publish')
+  const isolatedJs = jetstream(isolatedNc, { timeout: PUBLISH_TIMEOUT_MS })
+  await t.rejects(isolatedJs.publish(SUBJECT, encoder.encode('cut off')), 'the isolated side cannot publish')
+  const lastSeq = (await majorityJs.publish(SUBJECT, encoder.encode('during-2'))).seq
+
+  lab.heal()
+  let seen: number | undefined
+  const caughtUp = await pollUntil(
+    `${isolated} to catch up to sequence ${lastSeq}`,
+    async () => {
+      seen = await replicaLastSeq(cluster.server(isolated).monitorUrl)
+      return seen === lastSeq ? seen : undefined
+    },
+    { timeoutMs: CATCH_UP_TIMEOUT_MS, context: () => `${isolated} last reported ${seen}\n${cluster.logs()}` },
+  )
+  t.equal(caughtUp, lastSeq, `${isolated}'s replica reaches the majority's last sequence`)
+  const healed = await jsm.streams.info(STREAM)
+  t.equal(healed.state.last_seq, lastSeq, 'the refused publish was never stored')
+}
+
+/** The last sequence of STREAM in the replica the server at `monitorUrl` holds, from its /jsz. */
+async function replicaLastSeq(monitorUrl: string): Promise<number | undefined> {
+  const response = await fetch(`${monitorUrl}/jsz?accounts=true&streams=true`, {
+    signal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS),
+  })
+  if (!response.ok) return undefined
+  const body = (await response.json()) as {
+    account_details?: { stream_detail?: { name: string; state?: { last_seq?: number } }[] }[]
+  }
+  const streams = (body.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
+  return streams.find((stream) => stream.name === STREAM)?.state?.last_seq
+}
+
+/** The shortest of ROUND_TRIPS request/reply round trips, in ms: the floor the network imposes. */
+async function shortestRoundTripMs(nc: NatsConnection, subject: string): Promise<number> {
+  let shortest = Number.POSITIVE_INFINITY
+  for (let i = 0; i < ROUND_TRIPS; i++) {
+    const start = performance.now()
+    await nc.request(subject, encoder.encode('ping'), { timeout: PUBLISH_TIMEOUT_MS })
+    shortest = Math.min(shortest, performance.now() - start)
+  }
+  return shortest
+}
+
+async function delayScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<void> {
+  const host = 'n3'
+  // Responder and requester both talk to the delayed host's server, so every reply leaves that host.
+  const nc = await cluster.connect({ hosts: [host] })
+  const subject = 'lab.echo'
+  const sub = nc.subscribe(subject, {
+    callback: (_err, msg) => {
+      msg.respond(msg.data)
+    },
+  })
+  await nc.flush()
+  const before = await shortestRoundTripMs(nc, subject)
+  lab.delay(host, DELAY_MS)
+  let during: number
+  try {
+    during = await shortestRoundTripMs(nc, subject)
+  } finally {
+    lab.clearDelay(host)
+  }
+  const after = await shortestRoundTripMs(nc, subject)
+  sub.unsubscribe()
+  t.comment(
+    `shortest round trip: ${before.toFixed(1)} ms, with ${DELAY_MS} ms delay ${during.toFixed(1)} ms, cleared ${after.toFixed(1)} ms`,
+  )
+  t.ok(before < DELAY_MS / 2, 'without delay a round trip is fast')
+  t.ok(during >= DELAY_MS, `with the delay every round trip takes at least ${DELAY_MS} ms`)
+  t.ok(after < DELAY_MS / 2, 'clearing the delay restores fast round trips')
+}
