@@ -371,7 +371,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     return userBucket.take(now)
   }
 
-  function handle(session: Session, frame: ClientFrame): void {
+  /** Answers a frame; each refusal is the branch's last act, hence `return refuse(...)`. */
+  function handle(session: Session, frame: ClientFrame) {
     switch (frame.type) {
       case 'ping':
         send(session, {
@@ -385,8 +386,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         return
       case 'unsubscribe': {
         const subscription = session.subscriptions.get(frame.gameId)
-        if (subscription === undefined)
-          return refuse(session, 'NOT_SUBSCRIBED', `not subscribed to ${frame.gameId}`, frame.ref)
+        if (subscription === undefined) {
+          refuse(session, 'NOT_SUBSCRIBED', `not subscribed to ${frame.gameId}`, frame.ref)
+          return
+        }
         subscription.stop()
         session.subscriptions.delete(frame.gameId)
         send(session, {
@@ -432,7 +435,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
 
-  function onMessage(session: Session, data: Buffer, isBinary: boolean): void {
+  function onMessage(session: Session, data: Buffer, isBinary: boolean) {
     metrics.framesIn.inc()
     if (session.closing) return
     const wait = rateLimited(session)
