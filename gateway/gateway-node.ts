@@ -8,8 +8,8 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type Backend, createHlc } from '../crdt/index.ts'
-import { ensureFabricFor, homeRegionOf } from '../nodes/fabric/regions.ts'
-import { createReplicaSync, type ReplicaSync } from '../nodes/fabric/replica-sync.ts'
+import { homeRegionOf, joinFabric } from '../nodes/fabric/regions.ts'
+import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import type { Authenticator } from './auth.ts'
 import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
 
@@ -42,14 +42,11 @@ export interface GatewayNode {
 
 export async function startGatewayNode(options: GatewayNodeOptions): Promise<GatewayNode> {
   const { nc, region, log } = options
-  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
-  const hlc = createHlc({ node: options.node })
-  const replicas = await createReplicaSync({
+  const replicas = await joinFabric({
     nc,
     region,
     backend: options.backend,
-    hlc,
-    snapshots,
+    hlc: createHlc({ node: options.node }),
     log,
     ...(options.regions ? { regions: options.regions } : {}),
   })

@@ -9,8 +9,8 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { ensureFabricFor, homeRegionOf } from '../fabric/regions.ts'
-import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { homeRegionOf, joinFabric } from '../fabric/regions.ts'
+import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
 import {
   apiError,
@@ -49,13 +49,11 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const { nc, region, log } = options
   const hlc =
     options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
-  const replicas = await createReplicaSync({
+  const replicas = await joinFabric({
     nc,
     region,
     backend: options.backend,
     hlc,
-    snapshots,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
   })

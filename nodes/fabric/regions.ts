@@ -68,6 +68,7 @@ import {
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { shardOf } from './ledger-sync.ts'
+import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
   assertRegion,
   DEFAULT_STREAM_LIMITS,
@@ -253,4 +254,15 @@ export function ensureFabricFor(
 export function homeRegionOf(userId: string, regions: readonly string[]): string {
   if (regions.length === 0) throw new RangeError('no regions')
   return regions[shardOf(userId, regions.length)] as string
+}
+
+/**
+ * What every node does first: make sure the fabric exists (one region's, or the regional layout of
+ * a super-cluster), then restore and follow its replicas.
+ */
+export async function joinFabric(
+  options: Omit<ReplicaSyncOptions, 'snapshots'> & { readonly regions?: readonly string[] },
+): Promise<ReplicaSync> {
+  const { snapshots } = await ensureFabricFor(options.nc, options.region, options.regions)
+  return createReplicaSync({ ...options, snapshots })
 }

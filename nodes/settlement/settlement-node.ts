@@ -13,8 +13,8 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
 import { routedSubject, statusSubject } from '../api/protocol.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { ensureFabricFor } from '../fabric/regions.ts'
-import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { joinFabric } from '../fabric/regions.ts'
+import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
 
@@ -85,13 +85,11 @@ function serveQueries(
 export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
   const { nc, region, log } = options
   const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
-  const replicas = await createReplicaSync({
+  const replicas = await joinFabric({
     nc,
     region,
     backend: options.backend,
     hlc,
-    snapshots,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
   })

@@ -7,8 +7,8 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Entry, type Hlc } from '../../crdt/index.ts'
-import { ensureFabricFor } from '../fabric/regions.ts'
-import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { joinFabric } from '../fabric/regions.ts'
+import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import type { FeedAdapter } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits } from './trader.ts'
@@ -55,13 +55,11 @@ function targetsGame(data: Uint8Array, gameId: string): boolean {
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
   const { nc, region, gameId, log } = options
   const hlc = options.hlc ?? createHlc({ node: options.node, ...(options.now ? { clock: options.now } : {}) })
-  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
-  const replicas = await createReplicaSync({
+  const replicas = await joinFabric({
     nc,
     region,
     backend: options.backend,
     hlc,
-    snapshots,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
   })
