@@ -27,9 +27,9 @@ const LAB_NAME = 'mbt'
 const STREAM = 'LAB_ORDERS'
 const SUBJECT = 'lab.orders'
 /** Covers a raft election on the majority side when the isolated server led the stream. */
-const FAILOVER_TIMEOUT_MS = 20_000
+const FAILOVER_TIMEOUT_MS = 30_000
 /** Covers routes reconnecting after the heal and the replica catching up. */
-const CATCH_UP_TIMEOUT_MS = 20_000
+const CATCH_UP_TIMEOUT_MS = 45_000
 /** One publish try; a try that cannot reach a quorum times out. */
 const PUBLISH_TIMEOUT_MS = 2_000
 const DELAY_MS = 100
