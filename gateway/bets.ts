@@ -215,6 +215,17 @@ export function createBetRelay(
           atMs: Date.now(),
           ...(ref ? { ref } : {}),
         })
+      /** The bet may stand: let its later statuses through, and tell the client how to find out. */
+      const mayStand = (why: string) => {
+        const kept = channel.tracks.get(betId)
+        if (kept !== undefined) kept.stage = Math.max(kept.stage, RANK.provisional)
+        send(channel, {
+          type: 'error',
+          code: 'BET_UNAVAILABLE',
+          message: `${why}; it may still stand: place it again with the same betId to learn its status`,
+          ...(ref ? { ref } : {}),
+        })
+      }
       track(channel, betId, ref)
       if (inFlight >= limits.placementsInFlightMax)
         return refused('BET_UNAVAILABLE', 'the gateway has too many bets in flight; place it again shortly')
@@ -226,6 +237,9 @@ export function createBetRelay(
         (message) => {
           inFlight--
           const reply = message.json<PlaceBetReply>()
+          // Unacknowledged is not refused: the append may still be stored (a stream that lost its
+          // leader mid-append, say). Like a timeout, the bet is left open to its later statuses.
+          if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') return mayStand(reply.error.message)
           if (!reply.ok) return refused(reply.error.code, reply.error.message)
           pass({
             type: 'bet',
@@ -244,15 +258,7 @@ export function createBetRelay(
         (error: unknown) => {
           inFlight--
           log.warn({ err: error, betId }, 'placement got no answer')
-          // The bet may stand: let its later statuses through, and tell the client how to find out.
-          const kept = channel.tracks.get(betId)
-          if (kept !== undefined) kept.stage = Math.max(kept.stage, RANK.provisional)
-          send(channel, {
-            type: 'error',
-            code: 'BET_UNAVAILABLE',
-            message: `no API node answered in time for bet ${betId}; it may still stand: place it again with the same betId to learn its status`,
-            ...(ref ? { ref } : {}),
-          })
+          mayStand(`no API node answered in time for bet ${betId}`)
         },
       )
     },
