@@ -779,15 +779,27 @@ function checkToldSettlements(ctx: Context, tally: Tally): void {
  * timed out but was stored). No money is lost, since the bet is judged and settled like any other,
  * but the client was told something untrue, so the report shows how often.
  */
-function countRefusedYetBooked(ctx: Context): number {
+/**
+ * A client told `refused` (the bet never entered the book) whose bet the ledger holds all the same:
+ * money moved on a bet its owner was told did not exist. A bet that may stand is answered otherwise
+ * (`error` BET_UNAVAILABLE, or a timeout), so this is always a violation.
+ */
+function checkRefusedYetBooked(ctx: Context, tally: Tally): number {
   let count = 0
   for (const facts of ctx.bets.values()) {
     if (facts.provisional !== null || facts.refusal?.kind !== 'refused') continue
-    const booked = ctx.ledgers.some((node) => {
+    tally.check()
+    const holder = ctx.ledgers.find((node) => {
       const bet = own(node.ledger.bets, facts.betId)
       return bet !== undefined && bet.status !== 'rejected'
     })
-    if (booked) count++
+    if (holder === undefined) continue
+    count++
+    tally.fail(
+      'bet',
+      facts.betId,
+      `the client was told refused (${facts.refusal.code}) but ${holder.node}'s ledger booked it`,
+    )
   }
   return count
 }
@@ -799,10 +811,11 @@ function checkMoney(ctx: Context, agreement: Agreement): InvariantResult {
   tally.check(settledBets)
   checkBalancesAgree(ctx, tally)
   checkToldSettlements(ctx, tally)
+  const refusedYetBooked = checkRefusedYetBooked(ctx, tally)
   return tally.result('money', {
     ledgerNodes: ctx.ledgers.length,
     settledBetsAcrossNodes: settledBets,
-    refusedYetBooked: countRefusedYetBooked(ctx),
+    refusedYetBooked,
   })
 }
 

@@ -606,7 +606,7 @@ t.test(
   },
 )
 
-t.test('a bet refused to its client but booked by the ledger is counted, not lost', async (t) => {
+t.test('4: a bet refused to its client but booked by the ledger breaks the money invariant', async (t) => {
   const run = handRun()
   // The append timed out at the API node, which refused the bet; the stream had stored it all the same.
   run.history = run.history.map((event) =>
@@ -622,8 +622,9 @@ t.test('a bet refused to its client but booked by the ledger is counted, not los
       : event,
   )
   const report = check(run)
-  t.same(failing(report), [])
+  t.same(failing(report), ['money'], 'money moved on a bet its owner was told did not exist')
   t.equal(invariant(report, 'money').details.refusedYetBooked, 1)
+  t.match(problemsOf(report, 'money', 'bet-won-exact'), [/told refused \(LEDGER_UNAVAILABLE\)/])
   t.same(report.counts.refusedByCode, { INSUFFICIENT_FUNDS: 1, LEDGER_UNAVAILABLE: 1 })
 })
 
