@@ -5,14 +5,13 @@
  * the slip and a bet is placed; the bet is seen provisional then final with the latency of each
  * step, then settled as won with the balance paid. It proves the page speaks the protocol the
  * gateway serves, and does so without a console error or a failed request. A screenshot of the end
- * state is kept in the temp dir; its path is printed.
+ * state is kept in .tap/gateway-page.png (tap's output directory); its path is printed.
  *
  * The browser is not optional: without /usr/bin/chromium the test fails, it does not skip.
  */
 
-import { existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync, mkdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { type Browser, chromium, type Locator } from 'playwright-core'
 import t from 'tap'
 import { marketIds } from '../../nodes/trader/trader.ts'
@@ -166,7 +165,9 @@ t.test('the page follows a point and a bet from the click to the payout', async 
     (text) => text === money(DEPOSIT_CENTS - STAKE_CENTS + payoutCents),
   )
 
-  const screenshot = join(tmpdir(), `gateway-page-${process.pid}.png`)
+  // Beside tap's own output (.tap/, ignored by git), overwritten by each run instead of piling up.
+  const screenshot = join(import.meta.dirname, '..', '..', '.tap', 'gateway-page.png')
+  mkdirSync(dirname(screenshot), { recursive: true })
   await page.screenshot({ path: screenshot, fullPage: true })
   t.comment(`screenshot: ${screenshot}`)
   t.same(problems, [], 'no console errors, page errors or failed requests')
