@@ -856,6 +856,8 @@ function unfinalizedProblem(ctx: Context, facts: BetFacts, answered: Provisional
   const gameId = facts.place?.gameId
   const missing: string[] = []
   for (const node of ctx.judges) {
+    // A node judges the bets of the ledger it folds: in a multi-region run, its own region's users.
+    if (!serves(ctx, node, facts.place?.userId)) continue
     const replica = gameId === undefined ? undefined : own(node.replicas, gameId)
     if (replica !== undefined && own(replica.verdicts, facts.betId) === undefined) missing.push(node.node)
   }

@@ -22,10 +22,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Entry } from '../../crdt/index.ts'
-import { DEPOSIT_SUBJECT } from '../../nodes/api/api-node.ts'
+import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
-import { ensureFabric } from '../../nodes/fabric/streams.ts'
-import { type NatsCluster, startNatsCluster } from '../nats-cluster.ts'
+import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
+import {
+  type NatsCluster,
+  type NatsSuperCluster,
+  startNatsCluster,
+  startSuperCluster,
+} from '../nats-cluster.ts'
 import { stopProcesses } from '../node-process.ts'
 import { check } from './checker.ts'
 import type { HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
@@ -81,15 +86,43 @@ const PROFILES: Readonly<Record<string, Profile>> = {
   },
 }
 
-type NodeName = 'trader-1' | 'api-1' | 'api-2' | 'settle-1' | 'settle-2' | 'gateway-1'
-const NODES: readonly { name: NodeName; kind: NodeKind; main: string }[] = [
-  { name: 'trader-1', kind: 'trader', main: 'nodes/trader/main.ts' },
-  { name: 'api-1', kind: 'api', main: 'nodes/api/main.ts' },
-  { name: 'api-2', kind: 'api', main: 'nodes/api/main.ts' },
-  { name: 'settle-1', kind: 'settlement', main: 'nodes/settlement/main.ts' },
-  { name: 'settle-2', kind: 'settlement', main: 'nodes/settlement/main.ts' },
-  { name: 'gateway-1', kind: 'gateway', main: 'gateway/main.ts' },
-]
+interface NodeSpec {
+  readonly name: string
+  readonly kind: NodeKind
+  readonly main: string
+  readonly region: string
+}
+
+const MAINS: Readonly<Record<NodeKind, string>> = {
+  trader: 'nodes/trader/main.ts',
+  api: 'nodes/api/main.ts',
+  settlement: 'nodes/settlement/main.ts',
+  gateway: 'gateway/main.ts',
+}
+
+/** The one-region stack; a multi-region one has an API node, a settlement node and a gateway per region. */
+function topology(regions: readonly string[]): NodeSpec[] {
+  const node = (name: string, kind: NodeKind, region: string) => ({ name, kind, main: MAINS[kind], region })
+  if (regions.length === 1) {
+    const region = regions[0] as string
+    return [
+      node('trader-1', 'trader', region),
+      node('api-1', 'api', region),
+      node('api-2', 'api', region),
+      node('settle-1', 'settlement', region),
+      node('settle-2', 'settlement', region),
+      node('gateway-1', 'gateway', region),
+    ]
+  }
+  return [
+    node('trader-1', 'trader', regions[0] as string),
+    ...regions.flatMap((region) => [
+      node(`api-${region}`, 'api', region),
+      node(`settle-${region}`, 'settlement', region),
+      node(`gateway-${region}`, 'gateway', region),
+    ]),
+  ]
+}
 
 /** One fault: what it does at the start, and how it heals. */
 interface Scenario {
@@ -97,6 +130,8 @@ interface Scenario {
   readonly description: string
   /** Runs the servers in a network lab (a namespace each, root only) so that links can be cut. */
   readonly lab?: boolean
+  /** A super-cluster of these regions (each 3 servers) instead of one region. */
+  readonly regions?: readonly string[]
   inject(
     stack: Stack,
   ): Promise<{ kind: 'kill' | 'pause' | 'skew' | 'partition'; target: string; heal(): Promise<void> }>
@@ -168,6 +203,23 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'region-outage',
+    description: 'two regions; SIGSTOP every nats-server of the second for the fault window, then SIGCONT',
+    regions: ['eu', 'us'],
+    async inject(stack) {
+      const cluster = stack.cluster as NatsSuperCluster
+      const servers = cluster.processesOf('us').map((server) => server.name)
+      for (const name of servers) cluster.pauseServer(name)
+      return {
+        kind: 'pause',
+        target: 'region us',
+        heal: async () => {
+          for (const name of servers) cluster.resumeServer(name)
+        },
+      }
+    },
+  },
+  {
     name: 'skew',
     description: 'restart an API node with its clock 8 s ahead, beyond the 5 s max drift',
     async inject(stack) {
@@ -181,16 +233,16 @@ const SCENARIOS: readonly Scenario[] = [
 type Outcome = 'PASS' | 'FAIL' | 'skipped'
 
 interface Stack {
-  readonly cluster: NatsCluster | LabCluster
+  readonly cluster: NatsCluster | LabCluster | NatsSuperCluster
   /** The network lab, for scenarios that run in one. */
   readonly lab: Lab | null
-  kill(name: NodeName): Promise<void>
-  start(name: NodeName, env?: Record<string, string>): Promise<void>
-  restart(name: NodeName, env: Record<string, string>): Promise<void>
+  kill(name: string): Promise<void>
+  start(name: string, env?: Record<string, string>): Promise<void>
+  restart(name: string, env: Record<string, string>): Promise<void>
   /** A graceful stop (SIGTERM), bounded like every stop. */
-  stop(name: NodeName): Promise<void>
-  signal(name: NodeName, signal: NodeJS.Signals): void
-  state(name: NodeName): Promise<NodeState>
+  stop(name: string): Promise<void>
+  signal(name: string, signal: NodeJS.Signals): void
+  state(name: string): Promise<NodeState>
   stopAll(): Promise<void>
 }
 
@@ -220,37 +272,47 @@ async function waitUntil(what: string, condition: () => Promise<boolean>, timeou
   }
 }
 
+/** Where a stack's nodes connect: one region's servers, or each region's own in a super-cluster. */
+function serversOf(cluster: NatsCluster | LabCluster | NatsSuperCluster, region: string): string {
+  return ('regions' in cluster ? cluster.servers(region) : cluster.servers).join(',')
+}
+
 async function startStack(
   dir: string,
-  cluster: NatsCluster | LabCluster,
+  cluster: NatsCluster | LabCluster | NatsSuperCluster,
   lab: Lab | null,
+  nodes: readonly NodeSpec[],
+  regions: readonly string[],
   profile: Profile,
   seed: number,
   secret: string,
-  gatewayPort: number,
+  gatewayPorts: ReadonlyMap<string, number>,
 ) {
-  const servers = cluster.servers.join(',')
-  const opsPorts = new Map<NodeName, number>()
-  for (const { name } of NODES) opsPorts.set(name, await freePort())
-  const children = new Map<NodeName, ChildProcess>()
-  const envOf = (name: NodeName): Record<string, string> => ({
-    FABRIC_NATS_SERVERS: servers,
-    FABRIC_NODE_ID: name,
-    FABRIC_REGION: REGION,
-    FABRIC_LEDGER_SHARDS: String(SHARDS),
-    FABRIC_OPS_PORT: String(opsPorts.get(name)),
-    FABRIC_EXIT_WITH_PARENT: '1',
-    LOG_LEVEL: 'info',
-    TRADER_SEED: String(seed),
-    TRADER_TIME_SCALE: String(profile.timeScale),
-    TRADER_COMMIT_LOG: join(dir, 'trader-commits.jsonl'),
-    SETTLEMENT_DATABASE: join(dir, `${name}.db`),
-    GATEWAY_PORT: String(gatewayPort),
-    GATEWAY_JWT_SECRET: secret,
-  })
-  const opsUrl = (name: NodeName) => `http://127.0.0.1:${opsPorts.get(name)}`
-  const launch = (name: NodeName, extra: Record<string, string> = {}) => {
-    const spec = NODES.find((node) => node.name === name) as (typeof NODES)[number]
+  const opsPorts = new Map<string, number>()
+  for (const { name } of nodes) opsPorts.set(name, await freePort())
+  const children = new Map<string, ChildProcess>()
+  const envOf = (name: string): Record<string, string> => {
+    const spec = nodes.find((node) => node.name === name) as NodeSpec
+    return {
+      FABRIC_NATS_SERVERS: serversOf(cluster, spec.region),
+      FABRIC_NODE_ID: name,
+      FABRIC_REGION: spec.region,
+      ...(regions.length > 1 ? { FABRIC_REGIONS: regions.join(',') } : {}),
+      FABRIC_LEDGER_SHARDS: String(SHARDS),
+      FABRIC_OPS_PORT: String(opsPorts.get(name)),
+      FABRIC_EXIT_WITH_PARENT: '1',
+      LOG_LEVEL: 'info',
+      TRADER_SEED: String(seed),
+      TRADER_TIME_SCALE: String(profile.timeScale),
+      TRADER_COMMIT_LOG: join(dir, 'trader-commits.jsonl'),
+      SETTLEMENT_DATABASE: join(dir, `${name}.db`),
+      ...(gatewayPorts.has(name) ? { GATEWAY_PORT: String(gatewayPorts.get(name)) } : {}),
+      GATEWAY_JWT_SECRET: secret,
+    }
+  }
+  const opsUrl = (name: string) => `http://127.0.0.1:${opsPorts.get(name)}`
+  const launch = (name: string, extra: Record<string, string> = {}) => {
+    const spec = nodes.find((node) => node.name === name) as NodeSpec
     const log = openSync(join(dir, `${name}.log`), 'a')
     const child = spawn(process.execPath, ['--import', 'tsx', spec.main], {
       env: { ...process.env, ...envOf(name), ...extra },
@@ -260,7 +322,7 @@ async function startStack(
     children.set(name, child)
     return child
   }
-  const ready = (name: NodeName) =>
+  const ready = (name: string) =>
     waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
   const stack: Stack = {
     cluster,
@@ -296,8 +358,8 @@ async function startStack(
       await stopProcesses([...children.values()])
     },
   }
-  for (const { name } of NODES) launch(name)
-  await Promise.all(NODES.map(({ name }) => ready(name)))
+  for (const { name } of nodes) launch(name)
+  await Promise.all(nodes.map(({ name }) => ready(name)))
   return stack
 }
 
@@ -331,11 +393,12 @@ function traderLogOf(path: string): TraderLog {
   return { games: { [GAME]: { markets, voids, results } } }
 }
 
-function finalStateOf(name: NodeName, kind: NodeKind, state: NodeState): NodeFinalState {
+function finalStateOf(spec: NodeSpec, multiRegion: boolean, state: NodeState): NodeFinalState {
   const ledger = state.ledger
   return {
-    node: name,
-    kind,
+    node: spec.name,
+    kind: spec.kind,
+    ...(multiRegion ? { region: spec.region } : {}),
     replicas: state.replicas,
     ...(ledger
       ? {
@@ -365,19 +428,62 @@ function finalStateOf(name: NodeName, kind: NodeKind, state: NodeState): NodeFin
   }
 }
 
+/**
+ * Placements acknowledged over placements made, per region of the gateway the bettor used
+ * (bettor i uses the i-th gateway, mod their number): what a region's users could do.
+ */
+function availabilityByRegion(
+  history: readonly HistoryEvent[],
+  users: readonly string[],
+  nodes: readonly NodeSpec[],
+): string {
+  const gateways = nodes.filter((node) => node.kind === 'gateway')
+  const regionOf = new Map(users.map((userId, i) => [userId, gateways[i % gateways.length]?.region ?? '']))
+  const placedBy = new Map<string, string>()
+  const counts = new Map<string, { placed: number; acknowledged: number }>()
+  for (const event of history) {
+    if (event.type === 'place') {
+      const region = regionOf.get(event.userId) ?? ''
+      placedBy.set(event.betId, region)
+      const count = counts.get(region) ?? { placed: 0, acknowledged: 0 }
+      count.placed++
+      counts.set(region, count)
+    } else if (event.type === 'answer' && event.kind === 'provisional') {
+      const count = counts.get(placedBy.get(event.betId) ?? '')
+      if (count) count.acknowledged++
+    }
+  }
+  return [...counts]
+    .map(([region, { placed, acknowledged }]) => {
+      const share = placed === 0 ? 100 : (100 * acknowledged) / placed
+      return `${region} ${acknowledged}/${placed} (${share.toFixed(1)}%)`
+    })
+    .join(', ')
+}
+
 /** Every node's state but the trader's (stopped by then: its record is the commit log). */
-async function collect(stack: Stack): Promise<NodeFinalState[]> {
-  const nodes = NODES.filter(({ kind }) => kind !== 'trader')
-  return Promise.all(nodes.map(async ({ name, kind }) => finalStateOf(name, kind, await stack.state(name))))
+async function collect(
+  stack: Stack,
+  nodes: readonly NodeSpec[],
+  multiRegion: boolean,
+): Promise<NodeFinalState[]> {
+  const reading = nodes.filter(({ kind }) => kind !== 'trader')
+  return Promise.all(
+    reading.map(async (spec) => finalStateOf(spec, multiRegion, await stack.state(spec.name))),
+  )
 }
 
 /** Replicas of the game agree, and every ledger node has folded as far as the others. */
 function converged(states: readonly NodeFinalState[]): boolean {
   const hashes = new Set(states.map((state) => state.replicas?.[GAME]?.stateHash))
-  const ledgers = new Set(
-    states.filter((state) => state.ledger).map((state) => JSON.stringify(state.ledger?.totals)),
-  )
-  return hashes.size === 1 && ledgers.size === 1
+  // Each region's ledger nodes fold the same ledger; regions hold different users.
+  const ledgers = new Map<string, Set<string>>()
+  for (const state of states) {
+    if (!state.ledger) continue
+    const region = state.region ?? ''
+    ledgers.set(region, (ledgers.get(region) ?? new Set()).add(JSON.stringify(state.ledger.totals)))
+  }
+  return hashes.size === 1 && [...ledgers.values()].every((totals) => totals.size === 1)
 }
 
 async function runScenario(
@@ -404,20 +510,30 @@ async function runScenario(
     sweepStaleLabs(LAB_NAME)
     lab = createLab({ name: LAB_NAME, hosts: [...LAB_HOSTS] })
   }
-  const cluster = lab ? await startLabCluster(lab, LAB_HOSTS) : await startNatsCluster()
+  const regions = scenario.regions ?? [REGION]
+  const multiRegion = regions.length > 1
+  const nodes = topology(regions)
+  const cluster = lab
+    ? await startLabCluster(lab, LAB_HOSTS)
+    : multiRegion
+      ? await startSuperCluster({ regions: [...regions] })
+      : await startNatsCluster()
   let stack: Stack | null = null
   let workload: ReturnType<typeof startWorkload> | null = null
   let passed = false
   try {
-    const nc = await cluster.connect()
-    await ensureFabric(nc, REGION)
-    const gatewayPort = await freePort()
-    stack = await startStack(dir, cluster, lab, profile, seed, secret, gatewayPort)
-    console.log(`[${elapsed()}] stack ready`)
+    const nc = 'regions' in cluster ? await cluster.connect(regions[0] as string) : await cluster.connect()
+    // Create the streams once here, so that the nodes starting at once do not all race to.
+    for (const region of regions) await ensureFabricFor(nc, region, multiRegion ? regions : undefined)
+    const gatewayPorts = new Map<string, number>()
+    for (const { name, kind } of nodes) if (kind === 'gateway') gatewayPorts.set(name, await freePort())
+    stack = await startStack(dir, cluster, lab, nodes, regions, profile, seed, secret, gatewayPorts)
+    console.log(`[${elapsed()}] stack ready (${nodes.map((node) => node.name).join(', ')})`)
     const users = Array.from({ length: profile.bettors }, (_, i) => `chaos-user-${i}`)
+    const homeRegions = Object.fromEntries(users.map((userId) => [userId, homeRegionOf(userId, regions)]))
     for (const userId of users) {
       const reply = await nc.request(
-        DEPOSIT_SUBJECT,
+        routedSubject(DEPOSIT_SUBJECT, multiRegion ? (homeRegions[userId] as string) : null),
         JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }),
         { timeout: 5_000 },
       )
@@ -425,7 +541,7 @@ async function runScenario(
       record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
     }
     workload = startWorkload({
-      wsUrl: `ws://127.0.0.1:${gatewayPort}/v1/ws`,
+      wsUrls: [...gatewayPorts.values()].map((port) => `ws://127.0.0.1:${port}/v1/ws`),
       secret,
       gameId: GAME,
       users,
@@ -471,7 +587,7 @@ async function runScenario(
     await waitUntil(
       'replicas and ledgers to converge',
       async () => {
-        states = await collect(stack as Stack)
+        states = await collect(stack as Stack, nodes, multiRegion)
         return converged(states)
       },
       CONVERGE_TIMEOUT_MS,
@@ -482,8 +598,11 @@ async function runScenario(
       finalStates: states,
       healedAtMs,
       bounds: { finalizeWithinMs: FINALIZE_WITHIN_MS },
+      ...(multiRegion ? { homeRegions } : {}),
     })
     console.log(renderText(report))
+    if (multiRegion)
+      console.log(`availability by gateway region: ${availabilityByRegion(history, users, nodes)}`)
     mkdirSync(reportDir, { recursive: true })
     writeFileSync(join(reportDir, `${scenario.name}.json`), renderJson(report))
     writeFileSync(

@@ -14,7 +14,8 @@ import { createPrng } from '../../nodes/fabric/prng.ts'
 import type { HistoryEvent } from './history.ts'
 
 export interface WorkloadOptions {
-  readonly wsUrl: string
+  /** The gateways; bettor i connects to wsUrls[i mod n], and back to it after a drop. */
+  readonly wsUrls: readonly string[]
   readonly secret: string
   readonly gameId: string
   readonly users: readonly string[]
@@ -61,10 +62,10 @@ export function startWorkload(options: WorkloadOptions): Workload {
     awaiting.delete(betId)
   }
 
-  function bettor(userId: string, attempt: number): void {
+  function bettor(userId: string, wsUrl: string, attempt: number): void {
     void signToken(options.secret, userId, TOKEN_TTL_S).then((token) => {
       if (closed) return
-      const ws = new WebSocket(`${options.wsUrl}?access_token=${encodeURIComponent(token)}`)
+      const ws = new WebSocket(`${wsUrl}?access_token=${encodeURIComponent(token)}`)
       sockets.add(ws)
       let view: GameView | null = null
       let epoch = ''
@@ -83,7 +84,9 @@ export function startWorkload(options: WorkloadOptions): Workload {
         sockets.delete(ws)
         if (closed) return
         const next = connected ? 0 : attempt + 1
-        later(RECONNECT_MS[Math.min(next, RECONNECT_MS.length - 1)] as number, () => bettor(userId, next))
+        later(RECONNECT_MS[Math.min(next, RECONNECT_MS.length - 1)] as number, () =>
+          bettor(userId, wsUrl, next),
+        )
       })
 
       function onFrame(frame: ServerFrame): void {
@@ -203,7 +206,9 @@ export function startWorkload(options: WorkloadOptions): Workload {
     })
   }
 
-  for (const userId of options.users) bettor(userId, 0)
+  options.users.forEach((userId, i) => {
+    bettor(userId, options.wsUrls[i % options.wsUrls.length] as string, 0)
+  })
   return {
     stopPlacing() {
       placing = false
