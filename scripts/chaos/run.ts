@@ -609,9 +609,12 @@ async function runScenario(
       join(reportDir, `${scenario.name}.history.jsonl`),
       history.map((event) => JSON.stringify(event)).join('\n'),
     )
-    console.log(`[${elapsed()}] ${report.pass ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
-    passed = report.pass
-    return report.pass ? 'PASS' : 'FAIL'
+    // A run in which nothing was booked checked nothing: that is a failed run, not a pass.
+    const booked = report.counts.acknowledged
+    if (booked === 0) console.log(`[${elapsed()}] no bet was booked, so nothing was checked`)
+    passed = report.pass && booked > 0
+    console.log(`[${elapsed()}] ${passed ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
+    return passed ? 'PASS' : 'FAIL'
   } finally {
     await workload?.close()
     await stack?.stopAll()

@@ -36,6 +36,8 @@ export interface Workload {
 
 const RECONNECT_MS = [100, 250, 500, 1_000, 2_000]
 const TOKEN_TTL_S = 3_600
+const SUBSCRIBE_REF = 'subscribe'
+const SUBSCRIBE_RETRY_MS = 500
 const POLICIES = ['exact', 'better', 'any'] as const
 
 export function startWorkload(options: WorkloadOptions): Workload {
@@ -71,9 +73,11 @@ export function startWorkload(options: WorkloadOptions): Workload {
       let epoch = ''
       let seq = 0
       let connected = false
+      const subscribe = () =>
+        ws.send(JSON.stringify({ type: 'subscribe', ref: SUBSCRIBE_REF, gameId: options.gameId }))
       ws.on('open', () => {
         connected = true
-        ws.send(JSON.stringify({ type: 'subscribe', gameId: options.gameId }))
+        subscribe()
       })
       ws.on('message', (data: Buffer) => {
         const frame = JSON.parse(data.toString('utf8')) as ServerFrame
@@ -99,7 +103,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
             return
           case 'delta':
             if (view === null || frame.epoch !== epoch || frame.seq !== seq + 1) {
-              ws.send(JSON.stringify({ type: 'subscribe', gameId: options.gameId }))
+              subscribe()
               return
             }
             view = applyDelta(view, frame)
@@ -153,6 +157,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
               })
             return
           case 'error':
+            // The gateway may not hold the game yet (it starts before the trader's first update
+            // reaches it): ask again shortly, or this bettor would never see a market.
+            if (frame.ref === SUBSCRIBE_REF) {
+              later(SUBSCRIBE_RETRY_MS, () => ws.readyState === WebSocket.OPEN && subscribe())
+              return
+            }
             if (frame.ref !== undefined && awaiting.has(frame.ref)) {
               answered(frame.ref)
               options.record({
