@@ -30,6 +30,7 @@ import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
+import { nowUs, openLoop } from './open-loop.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
@@ -68,7 +69,6 @@ const histogram = () =>
 type Histogram = ReturnType<typeof histogram>
 const ms = (h: Histogram, p: number) =>
   h.totalCount === 0 ? '-' : (h.getValueAtPercentile(p) / 1000).toFixed(1)
-const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
 function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
   const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
@@ -89,27 +89,6 @@ function spawnNode(dir: string, name: string, main: string, env: Record<string, 
   child.stdout?.resume()
   child.stderr?.pipe(process.stderr)
   return child
-}
-
-/**
- * Open loop: send at the scheduled instants; latencies count from the schedule, not the send.
- * Between batches it sleeps on a timer (about 1 ms) rather than spinning on setImmediate: a
- * spinning generator takes a core's worth of CPU from the servers and nodes it measures.
- */
-async function openLoop(
-  rate: number,
-  seconds: number,
-  send: (scheduledUs: number, i: number) => void,
-): Promise<void> {
-  const total = rate * seconds
-  const startUs = nowUs()
-  const intervalUs = 1_000_000 / rate
-  let i = 0
-  while (i < total) {
-    const due = Math.floor((nowUs() - startUs) / intervalUs) + 1
-    for (; i < Math.min(due, total); i++) send(startUs + i * intervalUs, i)
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
 }
 
 async function rawBaseline(nc: NatsConnection, rate: number): Promise<Histogram> {

@@ -17,6 +17,7 @@
 import * as hdr from 'hdr-histogram-js'
 import WebSocket from 'ws'
 import { signToken } from '../gateway/auth.ts'
+import { nowUs, openLoop } from './open-loop.ts'
 
 /** Tokens outlive any run; a socket closes when its token expires. */
 const TOKEN_TTL_S = 3_600
@@ -149,7 +150,6 @@ export type ClientsReply =
 
 // ---- shared pieces --------------------------------------------------------------------------------
 
-const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const histogram = () =>
   hdr.build({
     lowestDiscernibleValue: 1,
@@ -551,23 +551,6 @@ interface BetFrameSeen {
   readonly accepted?: boolean
   readonly code?: string
   readonly message?: string
-}
-
-/**
- * Open loop, as in bench/bets.ts: bets go out at their scheduled instants whatever the replies, and
- * latencies count from the schedule, so a queue cannot hide behind a slow reply. Between batches
- * the loop sleeps on a 1 ms timer rather than spinning, which would take a core from the gateway.
- */
-async function openLoop(rate: number, seconds: number, send: (scheduledUs: number, i: number) => void) {
-  const total = rate * seconds
-  const startUs = nowUs()
-  const intervalUs = 1_000_000 / rate
-  let i = 0
-  while (i < total) {
-    const due = Math.floor((nowUs() - startUs) / intervalUs) + 1
-    for (; i < Math.min(due, total); i++) send(startUs + i * intervalUs, i)
-    await delay(1)
-  }
 }
 
 /** What the bettors' sockets hear: latencies of each bet's statuses, and what went wrong. */

@@ -54,6 +54,7 @@ import type {
   LatencySummary,
   OpenResult,
 } from './gateway-clients.ts'
+import { nowUs, openLoop } from './open-loop.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
@@ -120,7 +121,6 @@ const MAX_CLIENTS = Math.max(0, ...CLIENTS)
 const SECRET = randomBytes(32).toString('hex')
 const PROFILE = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
 
-const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const histogram = () =>
   hdr.build({
@@ -557,19 +557,6 @@ interface DirectReport {
   readonly errors: Record<string, number>
 }
 
-/** Open loop as in bench/bets.ts: sends at the scheduled instants, sleeping on a 1 ms timer between. */
-async function openLoop(rate: number, send: (scheduledUs: number, i: number) => void): Promise<void> {
-  const total = rate * SECONDS
-  const startUs = nowUs()
-  const intervalUs = 1_000_000 / rate
-  let i = 0
-  while (i < total) {
-    const due = Math.floor((nowUs() - startUs) / intervalUs) + 1
-    for (; i < Math.min(due, total); i++) send(startUs + i * intervalUs, i)
-    await delay(1)
-  }
-}
-
 /** The baseline: the same bets straight to the API nodes over NATS, from this process. */
 async function placeDirect(nc: NatsConnection, rate: number, marketId: string): Promise<DirectReport> {
   const provisional = histogram()
@@ -592,7 +579,7 @@ async function placeDirect(nc: NatsConnection, rate: number, marketId: string): 
     errors[code] = (errors[code] ?? 0) + 1
     awaitingFinal.delete(betId)
   }
-  await openLoop(rate, (scheduledUs, i) => {
+  await openLoop(rate, SECONDS, (scheduledUs, i) => {
     const betId = `direct-${rate}-${i}`
     awaitingFinal.set(betId, scheduledUs)
     const request = betRequest(betId, `${BETTOR_PREFIX}${i % BET_SOCKETS}`, marketId)
