@@ -1058,3 +1058,32 @@ t.test('100,000 bets check in linear time', async (t) => {
   // A quadratic scan would take minutes here; the bound is loose so that a loaded machine stays green.
   t.ok(elapsedMs < 10_000, `checked 100,000 bets on 3 nodes in ${Math.round(elapsedMs)} ms`)
 })
+
+t.test('in a multi-region run a node answers only for the users homed in its region', async (t) => {
+  const run = handRun() as Mutable<CheckRun>
+  // Every user of the hand-made run is homed in eu; a us node holds none of their bets, so it
+  // judges none of them, and must not be blamed for that.
+  run.homeRegions = { u1: 'eu', u2: 'eu', u3: 'eu' }
+  for (const state of run.finalStates) state.region = 'eu'
+  const eu = nodeOf(run as CheckRun, 'api-1')
+  run.finalStates.push({
+    node: 'api-us',
+    kind: 'api',
+    region: 'us',
+    ledger: {
+      balances: {},
+      bets: {},
+      settlementsPerBet: {},
+      totals: { depositsCents: 0, withdrawalsCents: 0, stakesCents: 0, payoutsCents: 0 },
+    },
+    replicas: { [GAME]: { stateHash: eu.replicas?.[GAME]?.stateHash ?? '', verdicts: {} } },
+  })
+  const report = check(run as CheckRun)
+  t.same(failing(report), [], report.pass ? 'every invariant holds' : renderText(report))
+  // Not holding a bet of a user homed in one's own region is still a lost bet.
+  run.homeRegions = { u1: 'us', u2: 'eu', u3: 'eu' }
+  t.ok(
+    failing(check(run as CheckRun)).includes('no-lost-bets'),
+    'u1 homed in us: api-us must hold their bets',
+  )
+})

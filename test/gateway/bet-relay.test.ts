@@ -40,6 +40,21 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
   async function answer(message: Msg): Promise<void> {
     const { betId, userId } = message.json<{ betId: string; userId: string }>()
     if (betId.startsWith('silent')) return
+    if (betId.startsWith('unacked')) {
+      // The append was not acknowledged in time, yet the stream stored it: its verdict follows.
+      message.respond(
+        JSON.stringify({
+          ok: false,
+          error: { code: 'LEDGER_UNAVAILABLE', message: 'the ledger did not acknowledge the bet' },
+        }),
+      )
+      await delay(50)
+      api.publish(
+        statusSubject(userId),
+        JSON.stringify({ betId, status: 'final', stamp: 's', verdict, finalAtMs: 1, balanceCents: 900 }),
+      )
+      return
+    }
     const status = statusSubject(userId)
     const settled = { betId, status: 'settled', outcome: 'won', payoutCents: 150, balanceCents: 1_050 }
     const final = { betId, status: 'final', stamp: 's', verdict, finalAtMs: 1, balanceCents: 900 }
@@ -99,4 +114,16 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
   await waitFor('the final', () => seen.length === 2)
   t.match(seen[1], { type: 'bet', status: 'final', betId: 'silent-00000001' })
   t.equal(relay.inFlight(), 0)
+
+  // An unacknowledged append may still be stored: not `refused` (final), and its verdict follows.
+  seen.length = 0
+  relay.place('alice', place('unacked-00000001'))
+  await waitFor('the final after the unacknowledged append', () => seen.length === 2)
+  t.match(seen[0], {
+    type: 'error',
+    code: 'BET_UNAVAILABLE',
+    ref: 'unacked-00000001',
+    message: /may still stand/,
+  })
+  t.match(seen[1], { type: 'bet', status: 'final', betId: 'unacked-00000001' })
 })
