@@ -289,12 +289,8 @@ class Cluster implements NatsCluster {
     return this.#closing
   }
 
-  async #shutdown(): Promise<void> {
-    await Promise.allSettled([...this.#connections].map((nc) => nc.close()))
-    const stops = await Promise.allSettled(this.#servers.map((server) => server.stop('SIGTERM')))
-    await removeDir(this.dir)
-    const failed = stops.find((result) => result.status === 'rejected')
-    if (failed) throw failed.reason
+  #shutdown(): Promise<void> {
+    return shutdownServers(this.#connections, this.#servers, this.dir)
   }
 
   #server(index: number): ServerProcess {
@@ -493,12 +489,8 @@ class SuperCluster implements NatsSuperCluster {
     return this.#closing
   }
 
-  async #shutdown(): Promise<void> {
-    await Promise.allSettled([...this.#connections].map((nc) => nc.close()))
-    const stops = await Promise.allSettled(this.#servers.map((server) => server.stop('SIGTERM')))
-    await removeDir(this.dir)
-    const failed = stops.find((result) => result.status === 'rejected')
-    if (failed) throw failed.reason
+  #shutdown(): Promise<void> {
+    return shutdownServers(this.#connections, this.#servers, this.dir)
   }
 
   #members(region: string): ServerProcess[] {
@@ -1029,6 +1021,19 @@ async function agreedMetaLeader(servers: readonly ServerProcess[]): Promise<stri
 function formatLogs(server: NatsServerInfo): string {
   const lines = server.logs()
   return [`--- ${server.name} (${server.url}) last ${lines.length} log lines ---`, ...lines].join('\n')
+}
+
+/** Close the connections handed out, stop every server (by PID), remove the temp dir; one stop failing fails the close, after the rest. */
+async function shutdownServers(
+  connections: ReadonlySet<NatsConnection>,
+  servers: readonly ServerProcess[],
+  dir: string,
+): Promise<void> {
+  await Promise.allSettled([...connections].map((nc) => nc.close()))
+  const stops = await Promise.allSettled(servers.map((server) => server.stop('SIGTERM')))
+  await removeDir(dir)
+  const failed = stops.find((result) => result.status === 'rejected')
+  if (failed) throw failed.reason
 }
 
 function describeError(err: unknown): string {
