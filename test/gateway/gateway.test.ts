@@ -535,6 +535,25 @@ async function bulkGame(t: Test, stack: GatewayStack) {
   return { reprice, rounds: () => round }
 }
 
+/**
+ * The big-markets game with two subscribers: one that reads everything, and a raw client that
+ * subscribes and then stops reading, so its receive buffer fills, then the gateway's.
+ */
+async function readerAndStalled(t: Test, stack: GatewayStack) {
+  const bulk = await bulkGame(t, stack)
+  const reader = await openClient(stack.wsUrl, { token: await stack.token('reader') })
+  t.teardown(() => reader.close())
+  reader.send({ type: 'subscribe', gameId: 'bulk-1' })
+  await reader.next(ofType('snapshot'))
+  const stalled = await openStalledClient(stack.wsUrl, await stack.token('stalled'), {
+    type: 'subscribe',
+    gameId: 'bulk-1',
+  })
+  t.teardown(() => stalled.destroy())
+  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
+  return { bulk, reader, stalled }
+}
+
 t.test('a lagging client gets the latest state instead of every delta once it drains', async (t) => {
   const stack = await startGatewayStack({
     limits: {
@@ -545,17 +564,7 @@ t.test('a lagging client gets the latest state instead of every delta once it dr
     },
   })
   t.teardown(() => stack.close())
-  const bulk = await bulkGame(t, stack)
-  const live = await openClient(stack.wsUrl, { token: await stack.token('live') })
-  t.teardown(() => live.close())
-  live.send({ type: 'subscribe', gameId: 'bulk-1' })
-  await live.next(ofType('snapshot'))
-  const lagging = await openStalledClient(stack.wsUrl, await stack.token('lagging'), {
-    type: 'subscribe',
-    gameId: 'bulk-1',
-  })
-  t.teardown(() => lagging.destroy())
-  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
+  const { bulk, reader: live, stalled: lagging } = await readerAndStalled(t, stack)
   const conflated = async () => {
     const metric = (await stack.registry.getSingleMetric('gateway_deltas_conflated_total')?.get())?.values[0]
     return metric?.value ?? 0
@@ -604,18 +613,7 @@ t.test('a client that stops reading is conflated then dropped; the others stay o
     },
   })
   t.teardown(() => stack.close())
-  const bulk = await bulkGame(t, stack)
-  const fast = await openClient(stack.wsUrl, { token: await stack.token('fast') })
-  t.teardown(() => fast.close())
-  fast.send({ type: 'subscribe', gameId: 'bulk-1' })
-  await fast.next(ofType('snapshot'))
-  // The slow client subscribes, then stops reading: its receive buffer fills, then the gateway's.
-  const slow = await openStalledClient(stack.wsUrl, await stack.token('slow'), {
-    type: 'subscribe',
-    gameId: 'bulk-1',
-  })
-  t.teardown(() => slow.destroy())
-  await waitFor('both subscribed', () => stack.gateway.gateway.connections() === 2)
+  const { bulk, reader: fast, stalled: slow } = await readerAndStalled(t, stack)
   const deadline = Date.now() + 60_000
   while ((await stack.gateway.gateway.closedWith(CLOSE.SLOW_CONSUMER)) === 0 && Date.now() < deadline) {
     await bulk.reprice()
