@@ -613,7 +613,7 @@ t.test('a client that stops reading is conflated then dropped; the others stay o
     },
   })
   t.teardown(() => stack.close())
-  const { bulk, reader: fast, stalled: slow } = await readerAndStalled(t, stack)
+  const { bulk, reader: fast } = await readerAndStalled(t, stack)
   const deadline = Date.now() + 60_000
   while ((await stack.gateway.gateway.closedWith(CLOSE.SLOW_CONSUMER)) === 0 && Date.now() < deadline) {
     await bulk.reprice()
