@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type Backend, createHlc } from '../crdt/index.ts'
-import { homeRegionOf, joinFabric } from '../nodes/fabric/regions.ts'
+import { homeRegionOf, isSuperCluster, joinFabric } from '../nodes/fabric/regions.ts'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import type { Authenticator } from './auth.ts'
 import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
@@ -41,7 +41,7 @@ export interface GatewayNode {
 }
 
 export async function startGatewayNode(options: GatewayNodeOptions): Promise<GatewayNode> {
-  const { nc, region, log } = options
+  const { nc, region, log, regions } = options
   const replicas = await joinFabric({
     nc,
     region,
@@ -60,9 +60,7 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
     log,
     registry: options.registry,
     ready: () => replicas.caughtUp(),
-    ...(options.regions !== undefined && options.regions.length > 1
-      ? { homeRegion: (userId: string) => homeRegionOf(userId, options.regions as readonly string[]) }
-      : {}),
+    ...(isSuperCluster(regions) ? { homeRegion: (userId: string) => homeRegionOf(userId, regions) } : {}),
     ...(options.demoLogin ? { demoLogin: options.demoLogin } : {}),
   })
   try {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { homeRegionOf, joinFabric } from '../fabric/regions.ts'
+import { homeRegionOf, joinFabric, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
 import {
@@ -59,7 +59,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
-  const routed = options.regions !== undefined && options.regions.length > 1 ? region : null
+  const routed = routedRegion(region, options.regions)
   const allRegions = options.regions ?? []
   const homeHere =
     routed === null ? undefined : (userId: string) => homeRegionOf(userId, allRegions) === region

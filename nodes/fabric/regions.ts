@@ -235,15 +235,23 @@ function errorText(error: unknown): string {
   return String((error as { message?: string })?.message ?? error)
 }
 
+/** Whether a node's `--regions` name a super-cluster (more than its own region). */
+export function isSuperCluster(regions: readonly string[] | undefined): regions is readonly string[] {
+  return regions !== undefined && regions.length > 1
+}
+
+/** The region that routes a node's subjects (`bets.place.<region>`, ...): null in a lone region. */
+export function routedRegion(region: string, regions: readonly string[] | undefined): string | null {
+  return isSuperCluster(regions) ? region : null
+}
+
 /** The fabric of a node: its region's alone, or, given every region of a super-cluster, the regional layout. */
 export function ensureFabricFor(
   nc: NatsConnection,
   region: string,
   regions: readonly string[] | undefined,
 ): Promise<FabricObjects> {
-  return regions !== undefined && regions.length > 1
-    ? ensureRegionalFabric(nc, region, regions)
-    : ensureFabric(nc, region)
+  return isSuperCluster(regions) ? ensureRegionalFabric(nc, region, regions) : ensureFabric(nc, region)
 }
 
 /**

@@ -13,7 +13,7 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
 import { routedSubject, statusSubject } from '../api/protocol.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { joinFabric } from '../fabric/regions.ts'
+import { joinFabric, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
@@ -130,12 +130,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
       }),
     )
   })
-  const queries = serveQueries(
-    nc,
-    projection,
-    ledger,
-    options.regions !== undefined && options.regions.length > 1 ? region : null,
-  )
+  const queries = serveQueries(nc, projection, ledger, routedRegion(region, options.regions))
   log.info({ node: options.node, database: options.databasePath }, 'settlement node running')
   return {
     settler,
