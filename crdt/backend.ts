@@ -157,7 +157,9 @@ export function createIngest(game: GameState = createGameState()): Ingest {
       skipped++
     } else if (verdict) {
       if (raiseHeartbeat(game, heartbeat.writer, heartbeat.stamp)) raise(heartbeat.stamp)
-      held.delete(heartbeat.writer)
+      // A later heartbeat held for this writer still waits for its own version.
+      const waiting = held.get(heartbeat.writer)
+      if (waiting !== undefined && waiting.stamp <= heartbeat.stamp) held.delete(heartbeat.writer)
     } else if ((held.get(heartbeat.writer)?.stamp ?? '') < heartbeat.stamp) {
       held.set(heartbeat.writer, heartbeat)
     }

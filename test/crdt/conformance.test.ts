@@ -153,6 +153,20 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
       t.equal(reader.stateHash(), trader.replica.stateHash(), 'heartbeats are not part of the document')
     })
 
+    t.test('an older heartbeat admitted out of order keeps a later one held', async (t) => {
+      const trader = createTestWriter(backend, 'trader-1', 1_000)
+      const first = trader.write({ kind: 'game', gameId: 'g', writers: ['trader-1'] }, NEXT_POINT)
+      const early = trader.at(2_000).heartbeat()
+      const second = trader.at(3_000).write({ kind: 'clock', period: 1, running: true, clockMs: 0 })
+      const late = trader.at(4_000).heartbeat()
+      const reader = backend.create()
+      reader.apply(first)
+      reader.applyHeartbeat(late)
+      t.equal(reader.applyHeartbeat(early).maxStamp, early.stamp, 'the early one is covered already')
+      t.equal(reader.apply(second).maxStamp, late.stamp, 'the late one is admitted with its version')
+      t.equal(judge(reader.game, { ...BET, stamp: stampAt(3_500) }).final, true)
+    })
+
     t.test('malformed heartbeats are skipped; a writer cannot heartbeat backwards', async (t) => {
       const reader = backend.create()
       const bad = [

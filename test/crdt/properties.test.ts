@@ -194,7 +194,24 @@ t.test('judge gives the same verdict on every converged replica, on both backend
         })
       },
     ),
-    { numRuns: 60 },
+    {
+      numRuns: 60,
+      examples: [
+        // Found in CI: an older heartbeat, admitted after a later one was held, dropped the later one.
+        [
+          [
+            { type: 'status', status: 'open', home: 1_500, away: 2_000 },
+            { type: 'clock', running: false },
+            { type: 'heartbeat' },
+            { type: 'clock', running: false },
+            { type: 'advance', ms: 1 },
+            { type: 'heartbeat' },
+          ],
+          { picks: [], order: [0, 0, 0, 1, 1] },
+          [{ offsetMs: 1, selectionId: 'home', odds: 1_490, policy: 'exact' }],
+        ],
+      ],
+    },
   )
   t.pass()
 })
