@@ -5,8 +5,9 @@
  * set, never on arrival order, so replicas holding the same entries answer every query the same.
  *
  * Who may write: the genesis entry names the first writers; an active writer may admit another,
- * who may write after the admission's stamp; a writer may retire itself. An entry by anyone else,
- * or outside its writer's span, is ignored by every query.
+ * who may write after the admission's stamp; a writer may retire itself, and an active writer may
+ * fence another (a takeover: see FenceOp). An entry by anyone else, or outside its writer's span,
+ * is ignored by every query.
  *
  * Finality: a writer's watermark is the highest stamp it has published, and it promises never to
  * publish at or below it again. It advances two ways. Every commit stores it in the same change as
@@ -28,6 +29,7 @@ import type {
   AdmitOp,
   ClockOp,
   Entry,
+  FenceOp,
   GameOp,
   MarketOp,
   MarketStatus,
@@ -48,8 +50,10 @@ export interface MarketState {
 
 interface WriterSpan {
   readonly from: StampKey
-  /** The last stamp of the writer that counts, once it has retired. */
+  /** The last stamp of the writer that counts, once it has retired or been fenced. */
   through: StampKey | null
+  /** The fence that ended the span, if another writer ended it. */
+  fence: Entry<FenceOp> | null
 }
 
 export interface GameState {
@@ -59,7 +63,7 @@ export interface GameState {
   /** Per writer, the highest heartbeat this replica has admitted (never stored, never hashed). */
   readonly heartbeats: Map<string, StampKey>
   readonly geneses: Entry<GameOp>[]
-  readonly membership: Entry<AdmitOp | RetireOp>[]
+  readonly membership: Entry<AdmitOp | RetireOp | FenceOp>[]
   readonly clocks: Entry<ClockOp>[]
   readonly markets: Map<string, MarketState>
   /** Writer spans derived from geneses and membership; null when they must be derived again. */
@@ -117,6 +121,7 @@ export function addEntry(game: GameState, entry: Entry, key = entryKey(entry)): 
       break
     case 'admit':
     case 'retire':
+    case 'fence':
       insertSorted(game.membership, entry)
       game.spans = null
       break
@@ -168,14 +173,20 @@ function deriveSpans(game: GameState): Map<string, WriterSpan> {
   const spans = new Map<string, WriterSpan>()
   const genesis = game.geneses[0]
   if (genesis === undefined) return spans
-  for (const writer of genesis.writers) spans.set(writer, { from: genesis.stamp, through: null })
+  for (const writer of genesis.writers) spans.set(writer, { from: genesis.stamp, through: null, fence: null })
   for (const entry of game.membership) {
     const author = writerOf(entry)
     if (entry.stamp <= genesis.stamp || !isActive(spans.get(author), entry.stamp)) continue
     if (entry.kind === 'retire') {
       ;(spans.get(author) as WriterSpan).through = entry.stamp
+    } else if (entry.kind === 'fence') {
+      const target = spans.get(entry.writer)
+      if (target !== undefined && isActive(target, entry.stamp)) {
+        target.through = entry.stamp
+        target.fence = entry
+      }
     } else if (!spans.has(entry.writer) && spans.size < WRITERS_PER_GAME_MAX) {
-      spans.set(entry.writer, { from: entry.stamp, through: null })
+      spans.set(entry.writer, { from: entry.stamp, through: null, fence: null })
     }
   }
   return spans
@@ -202,11 +213,17 @@ export function activeWriters(game: GameState): string[] {
   return active.sort()
 }
 
+/** The fence that ended the writer's span, or null while no other writer has fenced it. */
+export function fenceOf(game: GameState, writer: string): Entry<FenceOp> | null {
+  return writerSpans(game).get(writer)?.fence ?? null
+}
+
 /** True once no entry at or before `stamp` can still arrive (see the module comment). */
 export function isFinal(game: GameState, stamp: StampKey): boolean {
   if (game.geneses.length === 0) return false
   for (const [writer, span] of writerSpans(game)) {
-    if (span.from >= stamp) continue
+    // Holding the fence means holding every entry of the fenced writer that counts (FenceOp).
+    if (span.from >= stamp || span.fence !== null) continue
     const needed = span.through !== null && span.through < stamp ? span.through : stamp
     const watermark = watermarkOf(game, writer)
     if (watermark === null || watermark < needed) return false

@@ -53,6 +53,17 @@ export interface AdmitOp {
 export interface RetireOp {
   readonly kind: 'retire'
 }
+/**
+ * An active writer takes over from another: the fenced writer's entries stamped after this op do
+ * not count, and no replica waits for its watermark again. The second half is sound only where a
+ * replica applies the fenced writer's updates in log order and drops those after the fence, so
+ * that holding the fence means holding every entry of the fenced writer that will ever count:
+ * nodes/fabric/replica-sync.ts does that for the fabric stream (see docs/architecture.md).
+ */
+export interface FenceOp {
+  readonly kind: 'fence'
+  readonly writer: string
+}
 export interface ClockOp {
   readonly kind: 'clock'
   readonly period: number
@@ -87,7 +98,7 @@ export interface VoidOp {
   readonly to: StampKey
   readonly reason: string
 }
-export type Op = GameOp | AdmitOp | RetireOp | ClockOp | MarketOp | TransitionOp | ResultOp | VoidOp
+export type Op = GameOp | AdmitOp | RetireOp | FenceOp | ClockOp | MarketOp | TransitionOp | ResultOp | VoidOp
 export type OpKind = Op['kind']
 export type Entry<O extends Op = Op> = O & { readonly stamp: StampKey }
 
@@ -166,6 +177,10 @@ function parseFields(kind: unknown, raw: Raw, stamp: StampKey): Entry | null {
       return isNodeId(raw.writer) ? { kind: 'admit', writer: raw.writer, stamp } : null
     case 'retire':
       return { kind: 'retire', stamp }
+    case 'fence':
+      return isNodeId(raw.writer) && raw.writer !== stampNode(stamp)
+        ? { kind: 'fence', writer: raw.writer, stamp }
+        : null
     case 'clock': {
       const { period, running, clockMs } = raw
       const valid =
