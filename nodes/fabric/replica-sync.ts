@@ -7,23 +7,33 @@
  * ordered consumer from the lowest snapshot sequence. Replaying an update a snapshot already holds
  * is a no-op, so overlap is harmless; a gap is impossible. Writers commit on their own replica and
  * publish; their update comes back through the stream and changes nothing the second time.
+ *
+ * Takeover (crdt FenceOp): every update names its writer in a header, and a takeover names the
+ * writers it fences. In stream order, an update by a writer the replica already holds as fenced is
+ * dropped, and so is a fence of a writer another has fenced already. Every node reads one game's updates in the
+ * same order (a game is written to one region's stream, and sourcing keeps each origin's order),
+ * so all drop the same updates: the first fence in the log wins, and a replica that holds a fence
+ * holds every update of the fenced writer that will ever count, which is what lets finality stop
+ * waiting for it.
  */
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
-import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import { type NatsConnection, headers as natsHeaders, type Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import {
   type ApplyResult,
   type Backend,
   ClockDriftError,
   decodeStamp,
+  fenceOf,
   type Heartbeat,
   type Hlc,
   isId,
   maxStamp,
   type Replica,
+  writerOf,
 } from '../../crdt/index.ts'
 import { regionNames } from './regions.ts'
 import { followStream } from './stream-follower.ts'
@@ -33,11 +43,29 @@ import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 export const HEARTBEAT_BYTES_MAX = 8 * 1024
 export const GAMES_PER_NODE_MAX = 1_000
 const CHECKPOINT_KEY = 'checkpoint'
+/** The writer whose ops an update holds. */
+export const WRITER_HEADER = 'Fabric-Writer'
+/** The writers an update fences (comma-separated): a takeover. */
+export const FENCE_HEADER = 'Fabric-Fence'
+
+/** Who wrote an update, and whom it fences. */
+export interface UpdateAuthor {
+  readonly writer: string
+  readonly fences?: readonly string[]
+}
 
 export type ReplicaChange = {
   readonly gameId: string
   readonly result: ApplyResult
   readonly source: 'stream' | 'heartbeat'
+}
+
+/** An update the replica dropped because its writer, or the writer it fences, is fenced already. */
+export type DroppedUpdate = {
+  readonly gameId: string
+  readonly seq: number
+  readonly writer: string
+  readonly reason: 'writer fenced' | 'already fenced'
 }
 
 export interface ReplicaSyncOptions {
@@ -65,8 +93,9 @@ export interface ReplicaSync {
   /** True once the consumer has delivered everything the stream held when this node started. */
   caughtUp(): boolean
   onChange(listener: (change: ReplicaChange) => void): () => void
+  onDrop(listener: (dropped: DroppedUpdate) => void): () => void
   /** Publish a writer's update durably; resolves with its stream sequence. */
-  publishUpdate(gameId: string, update: Uint8Array, msgId: string): Promise<number>
+  publishUpdate(gameId: string, update: Uint8Array, msgId: string, author?: UpdateAuthor): Promise<number>
   publishHeartbeat(gameId: string, heartbeat: Heartbeat): void
   /** Write every game's snapshot, then the checkpoint naming them. */
   writeSnapshots(): Promise<number>
@@ -106,6 +135,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const js: JetStreamClient = jetstream(nc)
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
+  const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
   let closed = false
 
   function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
@@ -154,6 +184,24 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return fromSeq
   }
 
+  /** Why an update must be dropped (see the module comment), or null to apply it. */
+  function fencedOut(
+    gameId: string,
+    writer: string | undefined,
+    fences: string | undefined,
+  ): Pick<DroppedUpdate, 'writer' | 'reason'> | null {
+    const game = replicas.get(gameId)?.game
+    if (game === undefined || !writer) return null
+    if (fenceOf(game, writer) !== null) return { writer, reason: 'writer fenced' }
+    // A writer's own fence, back from the stream, finds itself in the writer's replica.
+    const fencedByOther = (target: string) => {
+      const fence = fenceOf(game, target)
+      return fence !== null && writerOf(fence) !== writer
+    }
+    if (fences?.split(',').some(fencedByOther)) return { writer, reason: 'already fenced' }
+    return null
+  }
+
   const multiRegion = (options.regions?.length ?? 0) > 1
   const follower = await followStream({
     js,
@@ -164,6 +212,17 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     onMessage(message) {
       const gameId = gameIdOf(message.subject)
       if (!isId(gameId)) return
+      const dropped = fencedOut(
+        gameId,
+        message.headers?.get(WRITER_HEADER),
+        message.headers?.get(FENCE_HEADER),
+      )
+      if (dropped !== null) {
+        const event = { gameId, seq: message.seq, ...dropped }
+        log.warn(event, 'dropped an update after a fence')
+        for (const listener of dropListeners) listener(event)
+        return
+      }
       try {
         merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
       } catch (error) {
@@ -201,8 +260,17 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    async publishUpdate(gameId, update, msgId) {
-      const ack = await js.publish(names.gameSubject(region, gameId), update, { msgID: msgId })
+    onDrop(listener) {
+      dropListeners.add(listener)
+      return () => dropListeners.delete(listener)
+    },
+    async publishUpdate(gameId, update, msgId, author) {
+      const headers = natsHeaders()
+      if (author !== undefined) {
+        headers.set(WRITER_HEADER, author.writer)
+        if (author.fences?.length) headers.set(FENCE_HEADER, author.fences.join(','))
+      }
+      const ack = await js.publish(names.gameSubject(region, gameId), update, { msgID: msgId, headers })
       return ack.seq
     },
     publishHeartbeat(gameId, heartbeat) {

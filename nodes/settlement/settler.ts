@@ -9,7 +9,7 @@
  */
 
 import type { Logger } from 'pino'
-import { type BetTerms, isFinal, judge, resultOf } from '../../crdt/index.ts'
+import { type BetTerms, type GameState, isFinal, judge, resultOf, voidAt } from '../../crdt/index.ts'
 import type { FinalStatus } from '../api/protocol.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
@@ -137,12 +137,28 @@ export function createSettler(options: SettlerOptions): Settler {
     }
   }
 
+  /**
+   * Accepted bets that a void window added later covers (a feed correction, a trader takeover):
+   * refund them once the void is final, whether or not a result ever comes.
+   */
+  function refundVoided(game: GameState, marketId: string, bets: Map<string, { bet: BetEntry }>): void {
+    if ((game.markets.get(marketId)?.voids.length ?? 0) === 0) return
+    for (const [id, { bet }] of bets) {
+      const verdict = judge(game, bet as BetTerms)
+      const window = voidAt(game, bet.marketId, bet.stamp)
+      if (verdict.reason !== 'VOIDED' || window === null || !isFinal(game, window.stamp)) continue
+      bets.delete(id)
+      if (unsettled.has(bet.id)) settle(bet, 'void')
+    }
+  }
+
   /** Markets whose result is agreed and final: pay the winners, close the losers. */
   function settleResults(): void {
     let held = 0
     for (const [marketId, market] of awaiting) {
       const replica = replicas.replica(market.gameId)
       if (replica === undefined) continue
+      refundVoided(replica.game, marketId, market.bets)
       const result = resultOf(replica.game, marketId)
       if (result.state === 'review') held += market.bets.size
       if (result.state !== 'agreed' || !isFinal(replica.game, result.stamp)) continue

@@ -18,10 +18,19 @@ export type FeedEvent =
   | { readonly type: 'correction'; readonly point: number; readonly fromMs: number; readonly toMs: number }
   | { readonly type: 'match-end' }
 
+/** Where a trader that takes over a match in progress picks it up. */
+export interface FeedResume {
+  /** The last point the previous trader opened: delivery starts with the next one. */
+  readonly afterPoint: number
+}
+
 export interface FeedAdapter {
   readonly name: string
-  /** Start delivering events; `emit` is called in feed order. */
-  start(emit: (event: FeedEvent) => void): void
+  /**
+   * Start delivering events; `emit` is called in feed order. With `resume`, join the match in
+   * progress: no match start, and nothing before point `afterPoint + 1`.
+   */
+  start(emit: (event: FeedEvent) => void, resume?: FeedResume): void
   stop(): void
 }
 

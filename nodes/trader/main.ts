@@ -3,7 +3,7 @@
 import { appendFileSync } from 'node:fs'
 import { Counter } from 'prom-client'
 import type { Entry } from '../../crdt/index.ts'
-import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { readinessOf, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { createReplayFeed } from './replay-feed.ts'
@@ -40,10 +40,13 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
     backend,
     log,
     snapshotIntervalMs: config.snapshotIntervalMs,
-    limits: { heartbeatMs: config.heartbeatMs },
+    limits: { heartbeatMs: config.heartbeatMs, takeoverAfterMs: config.takeoverAfterMs },
+    role: config.standby ? 'standby' : 'active',
     now: clock,
     ...(onCommit ? { onCommit } : {}),
   })
+  if (config.standby && config.takeoverAfterMs === 0)
+    log.warn('--standby without --takeover-after-ms: this trader will never take over')
   const stats = node.trader.stats
   for (const key of Object.keys(stats) as (keyof typeof stats)[]) {
     new Counter({
@@ -57,7 +60,11 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
     })
   }
   return {
-    readiness: () => caughtUpReadiness(node),
+    readiness: () =>
+      readinessOf({
+        'caught up with the fabric stream': node.replicas.caughtUp(),
+        'not stood down after a takeover': node.trader.role() !== 'fenced',
+      }),
     close: () => node.close(),
     state: () => describeNode({ replicas: node.replicas }),
   }

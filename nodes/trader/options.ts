@@ -77,6 +77,22 @@ export const options = defineOptions({
     flag: '--snapshot-interval-ms',
     doc: 'how often to write replica snapshots (0: never)',
   },
+  standby: {
+    type: 'boolean',
+    default: false,
+    env: 'TRADER_STANDBY',
+    flag: '--standby',
+    doc: 'stand by: heartbeat as a writer of the game, and take it over when its trader falls silent (needs --takeover-after-ms)',
+  },
+  takeoverAfterMs: {
+    type: 'integer',
+    default: 0,
+    min: 0,
+    max: 600_000,
+    env: 'TRADER_TAKEOVER_AFTER_MS',
+    flag: '--takeover-after-ms',
+    doc: 'fence a writer of the game not heard from for this long; a standby then takes over (0: never)',
+  },
   commitLog: {
     type: 'string',
     default: '',

@@ -46,8 +46,12 @@ export function createReplayFeed(path: string, timeScale = 1): FeedAdapter {
   let timer: NodeJS.Timeout | null = null
   return {
     name: `replay(${path})`,
-    start(emit) {
+    start(emit, resume) {
+      const skipped = (event: FeedEvent) =>
+        resume !== undefined &&
+        (event.type === 'match-start' || ('point' in event && event.point <= resume.afterPoint))
       let index = 0
+      while (steps[index] !== undefined && skipped((steps[index] as ReplayStep).event)) index++
       const next = () => {
         const step = steps[index++]
         if (step === undefined) return

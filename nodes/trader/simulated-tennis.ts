@@ -82,9 +82,11 @@ export function createSimulatedTennisFeed(options: SimulatedTennisOptions): Feed
 
   return {
     name: `simulated-tennis(seed ${options.seed})`,
-    start(emit) {
-      emit({ type: 'match-start', home: 'Home Player', away: 'Away Player', server: 'home' })
-      after(10, () => playPoint(emit, 1))
+    start(emit, resume) {
+      if (resume === undefined)
+        emit({ type: 'match-start', home: 'Home Player', away: 'Away Player', server: 'home' })
+      const first = (resume?.afterPoint ?? 0) + 1
+      after(10, () => playPoint(emit, first))
     },
     stop() {
       stopped = true

@@ -2,6 +2,10 @@
  * A trader process's wiring: the region's fabric, this game's replica, the trader, its heartbeat
  * and snapshot timers, and the kill switch on `trader.<region>.kill` / `trader.<region>.resume`
  * (payload `{"gameId": "..."}` for one game, `{}` for every game this trader runs).
+ *
+ * A standby starts its feed only when it takes over, from the point after the last one the replica
+ * holds. Snapshots are written only from a replica that equals a prefix of the stream: nothing of
+ * this trader's own left unacknowledged or unread, and never once the trader has stood down.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -11,7 +15,7 @@ import { joinFabric } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import type { FeedAdapter } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
-import { createTrader, type Trader, type TraderLimits } from './trader.ts'
+import { createTrader, type Trader, type TraderLimits, type TraderRole } from './trader.ts'
 
 export const killSubject = (region: string) => `trader.${region}.kill`
 export const resumeSubject = (region: string) => `trader.${region}.resume`
@@ -34,6 +38,8 @@ export interface TraderNodeOptions {
   readonly now?: () => number
   /** The trader's own record of what it committed (see TraderOptions.onCommit). */
   readonly onCommit?: (entries: readonly Entry[]) => void
+  /** Start as a standby (see nodes/trader/trader.ts); default active. */
+  readonly role?: Exclude<TraderRole, 'fenced'>
 }
 
 export interface TraderNode {
@@ -63,25 +69,45 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     log,
     ...(options.regions ? { regions: options.regions } : {}),
   })
-  const trader = createTrader({
+  /** The highest stream sequence JetStream gave one of this trader's updates. */
+  let lastAckSeq = 0
+  const trader: Trader = createTrader({
     gameId,
     writers: options.writers,
     replica: replicas.replicaFor(gameId),
     hlc,
     log,
     limits: options.limits,
+    role: options.role ?? 'active',
+    caughtUp: () => replicas.caughtUp(),
+    onTakeover(afterPoint) {
+      log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
+      options.feed.start((event) => trader.handle(event), { afterPoint })
+    },
+    onStandDown: () => options.feed.stop(),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     ...(options.now ? { now: options.now } : {}),
     publisher: {
-      publishUpdate: (update, msgId) => replicas.publishUpdate(gameId, update, msgId),
+      async publishUpdate(update, msgId, fences) {
+        const seq = await replicas.publishUpdate(gameId, update, msgId, { writer: hlc.node, fences })
+        lastAckSeq = Math.max(lastAckSeq, seq)
+      },
       publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),
     },
   })
+  const stopDrops = replicas.onDrop((dropped) => {
+    if (dropped.gameId === gameId && dropped.writer === hlc.node)
+      trader.standDown(`an update of ours was dropped: ${dropped.reason}`)
+  })
+  /** Whether the replica equals what the stream holds up to lastSeq (see the module comment). */
+  const snapshotSafe = () =>
+    trader.role() !== 'fenced' && trader.backlog() === 0 && replicas.lastSeq() >= lastAckSeq
   const heartbeatMs = options.limits?.heartbeatMs ?? 20
   const ticker = setInterval(() => trader.tick(), heartbeatMs)
   const snapshotter =
     options.snapshotIntervalMs > 0
       ? setInterval(() => {
+          if (!snapshotSafe()) return
           replicas.writeSnapshots().catch((error) => log.warn({ err: error }, 'snapshot round failed'))
         }, options.snapshotIntervalMs)
       : null
@@ -97,8 +123,8 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       if (targetsGame(message.data, gameId)) trader.resume()
     },
   })
-  options.feed.start((event) => trader.handle(event))
-  log.info({ gameId, feed: options.feed.name }, 'trader started')
+  if (trader.role() === 'active') options.feed.start((event) => trader.handle(event))
+  log.info({ gameId, feed: options.feed.name, role: trader.role() }, 'trader started')
   return {
     trader,
     replicas,
@@ -109,6 +135,7 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       if (snapshotter) clearInterval(snapshotter)
       kill.unsubscribe()
       resume.unsubscribe()
+      stopDrops()
       await trader.flush()
       await replicas.close()
     },

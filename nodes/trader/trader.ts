@@ -8,14 +8,25 @@
  * Every op is committed to the local replica first (so heartbeats never promise what the replica
  * does not hold) and then published; publishing retries with the same message id until JetStream
  * acknowledges it, so a publish is never lost and never stored twice.
+ *
+ * Takeover: a game may have standby traders among its writers. A standby heartbeats (so finality
+ * waits for it too, which is what keeps the fence sound; see crdt FenceOp) but writes nothing.
+ * Any trader that has heard nothing from another writer of its game for `takeoverAfterMs` fences
+ * it. A standby that fences the active trader becomes active: it suspends, voids and closes every
+ * market left without a result (nobody knows what happened while no trader watched, so those bets
+ * are refunded) and asks its feed for the match from the next point. A trader that finds itself
+ * fenced, or its own update dropped after someone else's fence, stands down for good: its replica
+ * holds updates that no other replica will, so it writes, heartbeats and snapshots nothing more.
  */
 
 import type { Logger } from 'pino'
 import {
   AFTER_ALL_STAMPS,
+  activeWriters,
   clockAt,
   type Entry,
   encodeStamp,
+  fenceOf,
   firstStampAt,
   genesisOf,
   type Heartbeat,
@@ -25,8 +36,13 @@ import {
   type Op,
   type Prices,
   type Replica,
+  resultOf,
+  type StampKey,
+  specAt,
   stampOps,
   transitionAt,
+  watermarkOf,
+  writerOf,
 } from '../../crdt/index.ts'
 import type { FeedEvent, Side } from './feed.ts'
 import { largestMove, twoWay } from './pricing.ts'
@@ -40,6 +56,8 @@ export interface TraderLimits {
   readonly margin: number
   /** Unpublished updates held for retry before the trader refuses to write more. */
   readonly unpublishedMax: number
+  /** Fence a writer of the game not heard from for this long (0: never take over). */
+  readonly takeoverAfterMs: number
 }
 
 export const DEFAULT_TRADER_LIMITS: TraderLimits = {
@@ -48,10 +66,12 @@ export const DEFAULT_TRADER_LIMITS: TraderLimits = {
   priceJumpMax: 0.5,
   margin: 0.05,
   unpublishedMax: 1_000,
+  takeoverAfterMs: 0,
 }
 
 export interface TraderPublisher {
-  publishUpdate(update: Uint8Array, msgId: string): Promise<unknown>
+  /** `fences`: the writers this update fences (a takeover). */
+  publishUpdate(update: Uint8Array, msgId: string, fences: readonly string[]): Promise<unknown>
   publishHeartbeat(heartbeat: Heartbeat): void
 }
 
@@ -66,7 +86,17 @@ export interface TraderOptions {
   readonly now?: () => number
   /** Called with every batch of entries this writer commits, in order: its own record of them. */
   readonly onCommit?: (entries: readonly Entry[]) => void
+  /** `standby`: heartbeat only, until taking over from the active trader. Default `active`. */
+  readonly role?: 'active' | 'standby'
+  /** Whether this node's replica has caught up with the log; a trader behind it never fences. */
+  readonly caughtUp?: () => boolean
+  /** A standby took over: start the feed from the point after `afterPoint`. */
+  readonly onTakeover?: (afterPoint: number) => void
+  /** The trader stood down (see the module comment). */
+  readonly onStandDown?: (reason: string) => void
 }
+
+export type TraderRole = 'active' | 'standby' | 'fenced'
 
 export interface TraderStats {
   opsWritten: number
@@ -75,10 +105,19 @@ export interface TraderStats {
   heartbeats: number
   frozen: number
   staleSuspensions: number
+  fencesWritten: number
+  marketsVoidedOnTakeover: number
 }
 
 export interface Trader {
   readonly stats: TraderStats
+  role(): TraderRole
+  /** Updates committed and not yet acknowledged by JetStream. */
+  backlog(): number
+  /** Why the trader stood down, once it has. */
+  fencedReason(): string | null
+  /** Stand down for good (see the module comment). */
+  standDown(reason: string): void
   handle(event: FeedEvent): void
   /** Heartbeat, check the feed for staleness, retry unpublished updates; call every heartbeatMs. */
   tick(): void
@@ -113,15 +152,26 @@ export function createTrader(options: TraderOptions): Trader {
     heartbeats: 0,
     frozen: 0,
     staleSuspensions: 0,
+    fencesWritten: 0,
+    marketsVoidedOnTakeover: 0,
   }
-  const unpublished: { update: Uint8Array; msgId: string }[] = []
+  const me = hlc.node
+  let role: TraderRole = options.role ?? 'active'
+  let fencedReason: string | null = null
+  /** Per other writer: its watermark when this trader last saw it move, and when that was. */
+  const heard = new Map<string, { watermark: StampKey | null; atMs: number }>()
+  const unpublished: { update: Uint8Array; msgId: string; fences: readonly string[] }[] = []
   let publishing: Promise<void> = Promise.resolve()
   let killed = false
   let lastFeedMs = now()
   let current: { point: number; server: Side } | null = null
 
   function write(ops: readonly Op[]): void {
-    if (ops.length === 0) return
+    if (ops.length === 0 || role !== 'active') return
+    commit(stampOps(hlc, ops))
+  }
+
+  function commit(entries: readonly Entry[]): void {
     if (unpublished.length >= limits.unpublishedMax) {
       log.error(
         { unpublished: unpublished.length },
@@ -129,11 +179,11 @@ export function createTrader(options: TraderOptions): Trader {
       )
       return
     }
-    const entries = stampOps(hlc, ops)
     const update = replica.commit(entries)
     options.onCommit?.(entries)
     stats.opsWritten += entries.length
-    unpublished.push({ update, msgId: (entries.at(-1) as { stamp: string }).stamp })
+    const fences = entries.flatMap((entry) => (entry.kind === 'fence' ? [entry.writer] : []))
+    unpublished.push({ update, msgId: (entries.at(-1) as { stamp: string }).stamp, fences })
     drain()
   }
 
@@ -141,9 +191,10 @@ export function createTrader(options: TraderOptions): Trader {
   function drain(): void {
     publishing = publishing.then(async () => {
       while (unpublished.length > 0) {
-        const next = unpublished[0] as { update: Uint8Array; msgId: string }
+        const next = unpublished[0] as (typeof unpublished)[number]
+        if (role === 'fenced') return
         try {
-          await publisher.publishUpdate(next.update, next.msgId)
+          await publisher.publishUpdate(next.update, next.msgId, next.fences)
         } catch (error) {
           stats.publishRetries++
           log.warn({ err: error, msgId: next.msgId }, 'publish failed; will retry')
@@ -162,6 +213,8 @@ export function createTrader(options: TraderOptions): Trader {
   }
   const statusOf = (marketId: string): MarketStatus | null =>
     transitionAt(replica.game, marketId, AFTER_ALL_STAMPS)?.status ?? null
+  const transitionTo = (marketId: string, status: MarketStatus, reason: string): Op =>
+    transition(marketId, status, transitionAt(replica.game, marketId, AFTER_ALL_STAMPS)?.prices ?? {}, reason)
   const transition = (marketId: string, status: MarketStatus, prices: Prices, reason: string): Op => ({
     kind: 'transition',
     marketId,
@@ -171,11 +224,7 @@ export function createTrader(options: TraderOptions): Trader {
   })
 
   function suspendOpen(reason: string): void {
-    write(
-      openMarkets().map((id) =>
-        transition(id, 'suspended', transitionAt(replica.game, id, AFTER_ALL_STAMPS)?.prices ?? {}, reason),
-      ),
-    )
+    write(openMarkets().map((id) => transitionTo(id, 'suspended', reason)))
   }
 
   function openPoint(point: number, server: Side): void {
@@ -229,17 +278,16 @@ export function createTrader(options: TraderOptions): Trader {
 
   function endPoint(point: number, winner: Side, ace: boolean): void {
     const ids = marketIds(point)
-    const closed = (id: string) =>
-      transition(id, 'closed', transitionAt(replica.game, id, AFTER_ALL_STAMPS)?.prices ?? {}, 'resulted')
     write([
       { kind: 'result', marketId: ids.winner, winners: [winner] },
       { kind: 'result', marketId: ids.ace, winners: [ace ? 'yes' : 'no'] },
-      closed(ids.winner),
-      closed(ids.ace),
+      transitionTo(ids.winner, 'closed', 'resulted'),
+      transitionTo(ids.ace, 'closed', 'resulted'),
     ])
   }
 
   function handle(event: FeedEvent): void {
+    if (role !== 'active') return
     lastFeedMs = now()
     switch (event.type) {
       case 'match-start':
@@ -281,10 +329,98 @@ export function createTrader(options: TraderOptions): Trader {
     }
   }
 
+  /** The last point whose markets the replica holds (their ids are `p<point>-...`). */
+  function lastPoint(): number {
+    let last = 0
+    for (const marketId of replica.game.markets.keys()) {
+      const point = /^p(\d+)-/.exec(marketId)?.[1]
+      if (point !== undefined) last = Math.max(last, Number(point))
+    }
+    return last
+  }
+
+  function standDown(reason: string): void {
+    if (role === 'fenced') return
+    role = 'fenced'
+    fencedReason = reason
+    unpublished.length = 0
+    log.error({ reason }, 'standing down: this trader writes nothing more for the game')
+    options.onStandDown?.(reason)
+  }
+
+  /** The writers of the game, other than this one, not heard from for takeoverAfterMs. */
+  function silentWriters(): string[] {
+    const silent: string[] = []
+    for (const writer of activeWriters(replica.game)) {
+      if (writer === me) continue
+      const watermark = watermarkOf(replica.game, writer)
+      const seen = heard.get(writer)
+      if (seen === undefined || seen.watermark !== watermark) heard.set(writer, { watermark, atMs: now() })
+      else if (now() - seen.atMs > limits.takeoverAfterMs) silent.push(writer)
+    }
+    return silent
+  }
+
+  /**
+   * Fence the silent writers. A standby left as the only writer takes over: every market without a
+   * result is closed, and its bets voided up to the takeover, in the same commit as the fences.
+   */
+  function fenceSilentWriters(): void {
+    if (limits.takeoverAfterMs <= 0 || !(options.caughtUp?.() ?? true)) return
+    if (!activeWriters(replica.game).includes(me)) return
+    const silent = silentWriters()
+    if (silent.length === 0) return
+    const takingOver =
+      role === 'standby' && activeWriters(replica.game).every((w) => w === me || silent.includes(w))
+    const unresulted = takingOver ? unresultedMarkets() : []
+    const entries = stampOps(hlc, [
+      ...silent.map((writer): Op => ({ kind: 'fence', writer })),
+      ...unresulted
+        .filter((id) => statusOf(id) !== 'closed')
+        .map((id) => transitionTo(id, 'closed', 'trader takeover')),
+    ])
+    const to = (entries.at(-1) as Entry).stamp
+    const voids = stampOps(
+      hlc,
+      unresulted.map(
+        (marketId): Op => ({ kind: 'void', marketId, from: firstStampAt(0), to, reason: 'trader takeover' }),
+      ),
+    )
+    log.warn({ fenced: silent, takingOver, voided: voids.length }, 'fencing writers not heard from')
+    commit([...entries, ...voids])
+    stats.fencesWritten += silent.length
+    stats.marketsVoidedOnTakeover += voids.length
+    for (const writer of silent) heard.delete(writer)
+    if (takingOver) {
+      role = 'active'
+      current = null
+      lastFeedMs = now()
+      options.onTakeover?.(lastPoint())
+    }
+  }
+
+  /** Markets with no result yet, closed or not. */
+  function unresultedMarkets(): string[] {
+    return [...replica.game.markets.keys()].filter(
+      (id) => resultOf(replica.game, id).state === 'pending' && specAt(replica.game, id, AFTER_ALL_STAMPS),
+    )
+  }
+
   return {
     stats,
+    role: () => role,
+    backlog: () => unpublished.length,
+    fencedReason: () => fencedReason,
+    standDown,
     handle,
     tick() {
+      if (role === 'fenced') return
+      const fence = fenceOf(replica.game, me)
+      if (fence !== null) {
+        standDown(`fenced by ${writerOf(fence)}`)
+        return
+      }
+      fenceSilentWriters()
       if (now() - lastFeedMs > limits.staleFeedMs && openMarkets().length > 0) {
         stats.staleSuspensions++
         suspendOpen('stale feed')
