@@ -206,6 +206,11 @@ export function genesisOf(game: GameState): Entry<GameOp> | null {
   return game.geneses[0] ?? null
 }
 
+/** Every writer the game has had, sorted. */
+export function writersOf(game: GameState): string[] {
+  return [...writerSpans(game).keys()].sort()
+}
+
 /** Writers that have not retired, sorted. */
 export function activeWriters(game: GameState): string[] {
   const active: string[] = []

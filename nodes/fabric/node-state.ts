@@ -6,7 +6,7 @@
  * answer, so equal answers are evidence of agreement, not of a shared source.
  */
 
-import { judge } from '../../crdt/index.ts'
+import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { ReplicaSync } from './replica-sync.ts'
 
@@ -41,6 +41,8 @@ export interface LedgerState {
 
 export interface ReplicaState {
   readonly stateHash: string
+  /** Fenced writers of the game, each with the writer that fenced it. */
+  readonly fenced: Record<string, string>
   readonly verdicts: Record<
     string,
     {
@@ -53,6 +55,8 @@ export interface ReplicaState {
 }
 
 export interface NodeState {
+  /** Fabric updates this node dropped after a fence. */
+  readonly droppedUpdates: number
   readonly ledger?: LedgerState
   readonly replicas: Record<string, ReplicaState>
 }
@@ -61,12 +65,19 @@ const SETTLEMENT_ID_PREFIX = 'settle-'
 
 export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync }): NodeState {
   const { replicas, ledger } = parts
-  const replicaStates: Record<string, { stateHash: string; verdicts: ReplicaState['verdicts'] }> = {}
+  const replicaStates: Record<string, ReplicaState & { verdicts: ReplicaState['verdicts'] }> = {}
   for (const gameId of replicas.games()) {
     const replica = replicas.replica(gameId)
-    if (replica !== undefined) replicaStates[gameId] = { stateHash: replica.stateHash(), verdicts: {} }
+    if (replica === undefined) continue
+    const fenced: Record<string, string> = {}
+    for (const writer of writersOf(replica.game)) {
+      const fence = fenceOf(replica.game, writer)
+      if (fence !== null) fenced[writer] = writerOf(fence)
+    }
+    replicaStates[gameId] = { stateHash: replica.stateHash(), fenced, verdicts: {} }
   }
-  if (ledger === undefined) return { replicas: replicaStates }
+  const droppedUpdates = replicas.droppedUpdates()
+  if (ledger === undefined) return { droppedUpdates, replicas: replicaStates }
   const state: {
     balances: Record<string, number>
     bets: Record<string, LedgerState['bets'][string]>
@@ -115,5 +126,5 @@ export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync
       }
     }
   }
-  return { ledger: state, replicas: replicaStates }
+  return { droppedUpdates, ledger: state, replicas: replicaStates }
 }

@@ -88,6 +88,8 @@ export interface ReplicaSync {
   /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
   replicaFor(gameId: string): Replica
   games(): string[]
+  /** Updates dropped after a fence (see the module comment), since start. */
+  droppedUpdates(): number
   /** The stream sequence of the last update applied. */
   lastSeq(): number
   /** True once the consumer has delivered everything the stream held when this node started. */
@@ -136,6 +138,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
   const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
+  let droppedUpdates = 0
   let closed = false
 
   function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
@@ -219,6 +222,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       )
       if (dropped !== null) {
         const event = { gameId, seq: message.seq, ...dropped }
+        droppedUpdates++
         log.warn(event, 'dropped an update after a fence')
         for (const listener of dropListeners) listener(event)
         return
@@ -254,6 +258,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     replica: (gameId) => replicas.get(gameId),
     replicaFor,
     games: () => [...replicas.keys()],
+    droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     caughtUp: () => follower.caughtUp(),
     onChange(listener) {

@@ -160,6 +160,7 @@ export function createTrader(options: TraderOptions): Trader {
   let fencedReason: string | null = null
   /** Per other writer: its watermark when this trader last saw it move, and when that was. */
   const heard = new Map<string, { watermark: StampKey | null; atMs: number }>()
+  let lastTickMs = now()
   const unpublished: { update: Uint8Array; msgId: string; fences: readonly string[] }[] = []
   let publishing: Promise<void> = Promise.resolve()
   let killed = false
@@ -350,6 +351,9 @@ export function createTrader(options: TraderOptions): Trader {
 
   /** The writers of the game, other than this one, not heard from for takeoverAfterMs. */
   function silentWriters(): string[] {
+    // A trader that was itself paused heard nothing because it listened to nothing: start over.
+    if (now() - lastTickMs > limits.takeoverAfterMs / 2) heard.clear()
+    lastTickMs = now()
     const silent: string[] = []
     for (const writer of activeWriters(replica.game)) {
       if (writer === me) continue

@@ -21,7 +21,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { Entry } from '../../crdt/index.ts'
+import { type Entry, writerOf } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
@@ -57,6 +57,8 @@ const FINALIZE_WITHIN_MS = 30_000
 const CONVERGE_TIMEOUT_MS = 30_000
 const STATE_FETCH_TIMEOUT_MS = 10_000
 const LAB_NAME = 'chaos'
+/** A standby trader takes over after hearing nothing from the trader for this long. */
+const TAKEOVER_AFTER_MS = 1_500
 
 interface Profile {
   readonly bettors: number
@@ -100,13 +102,17 @@ const MAINS: Readonly<Record<NodeKind, string>> = {
   gateway: 'gateway/main.ts',
 }
 
-/** The one-region stack; a multi-region one has an API node, a settlement node and a gateway per region. */
-function topology(regions: readonly string[]): NodeSpec[] {
+/**
+ * The one-region stack; a multi-region one has an API node, a settlement node and a gateway per
+ * region. `standby` adds a standby trader, `trader-2`, beside `trader-1`.
+ */
+function topology(regions: readonly string[], standby = false): NodeSpec[] {
   const node = (name: string, kind: NodeKind, region: string) => ({ name, kind, main: MAINS[kind], region })
   if (regions.length === 1) {
     const region = regions[0] as string
     return [
       node('trader-1', 'trader', region),
+      ...(standby ? [node('trader-2', 'trader', region)] : []),
       node('api-1', 'api', region),
       node('api-2', 'api', region),
       node('settle-1', 'settlement', region),
@@ -132,6 +138,8 @@ interface Scenario {
   readonly lab?: boolean
   /** A super-cluster of these regions (each 3 servers) instead of one region. */
   readonly regions?: readonly string[]
+  /** A standby trader runs beside the trader, ready to take over (one region only). */
+  readonly standby?: boolean
   inject(
     stack: Stack,
   ): Promise<{ kind: 'kill' | 'pause' | 'skew' | 'partition'; target: string; heal(): Promise<void> }>
@@ -167,6 +175,26 @@ const SCENARIOS: readonly Scenario[] = [
   {
     name: 'trader-pause',
     description: 'SIGSTOP the trader: its markets go stale and API nodes refuse bets (REPLICA_STALE)',
+    async inject(stack) {
+      stack.signal('trader-1', 'SIGSTOP')
+      return { kind: 'pause', target: 'trader-1', heal: async () => stack.signal('trader-1', 'SIGCONT') }
+    },
+  },
+  {
+    name: 'trader-takeover',
+    description:
+      'SIGKILL the trader; the standby fences it, voids the unresulted markets and runs the match on',
+    standby: true,
+    async inject(stack) {
+      await stack.kill('trader-1')
+      return { kind: 'kill', target: 'trader-1', heal: async () => {} }
+    },
+  },
+  {
+    name: 'trader-zombie',
+    description:
+      'SIGSTOP the trader until the standby has taken over, then SIGCONT: what it writes is dropped',
+    standby: true,
     async inject(stack) {
       stack.signal('trader-1', 'SIGSTOP')
       return { kind: 'pause', target: 'trader-1', heal: async () => stack.signal('trader-1', 'SIGCONT') }
@@ -290,6 +318,7 @@ async function startStack(
 ) {
   const opsPorts = new Map<string, number>()
   for (const { name } of nodes) opsPorts.set(name, await freePort())
+  const standby = nodes.some((node) => node.name === 'trader-2')
   const children = new Map<string, ChildProcess>()
   const envOf = (name: string): Record<string, string> => {
     const spec = nodes.find((node) => node.name === name) as NodeSpec
@@ -305,6 +334,13 @@ async function startStack(
       TRADER_SEED: String(seed),
       TRADER_TIME_SCALE: String(profile.timeScale),
       TRADER_COMMIT_LOG: join(dir, 'trader-commits.jsonl'),
+      ...(standby
+        ? {
+            TRADER_WRITERS: 'trader-1,trader-2',
+            TRADER_TAKEOVER_AFTER_MS: String(TAKEOVER_AFTER_MS),
+            ...(name === 'trader-2' ? { TRADER_STANDBY: '1' } : {}),
+          }
+        : {}),
       SETTLEMENT_DATABASE: join(dir, `${name}.db`),
       ...(gatewayPorts.has(name) ? { GATEWAY_PORT: String(gatewayPorts.get(name)) } : {}),
       GATEWAY_JWT_SECRET: secret,
@@ -363,8 +399,13 @@ async function startStack(
   return stack
 }
 
-/** The trader's commit log as the checker reads it: each market's states, voids and results. */
-function traderLogOf(path: string): TraderLog {
+/**
+ * The traders' commit log as the checker reads it: each market's states, voids and results. An
+ * entry a fenced trader stamped after its fence counts nowhere (crdt FenceOp), so it is left out.
+ * `fenced` (writer: fencer) names the fences that count, as the nodes hold them: the log also has
+ * fences that lost to another, or that a trader wrote after it was fenced itself.
+ */
+function traderLogOf(path: string, fenced: Readonly<Record<string, string>>): TraderLog {
   const markets: Record<
     string,
     { stamp: string; status: 'open' | 'suspended' | 'closed'; prices: Record<string, number> }[]
@@ -377,9 +418,17 @@ function traderLogOf(path: string): TraderLog {
   } catch {
     // No commit at all (the trader never started): an empty log, and the checker will say so.
   }
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue
-    const entry = JSON.parse(line) as Entry
+  const entries = text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Entry)
+  const fences = new Map<string, string>()
+  for (const entry of entries)
+    if (entry.kind === 'fence' && fenced[entry.writer] === writerOf(entry))
+      fences.set(entry.writer, entry.stamp)
+  for (const entry of entries) {
+    const fence = fences.get(writerOf(entry))
+    if (fence !== undefined && entry.stamp > fence) continue
     if (entry.kind === 'transition') {
       const list = markets[entry.marketId] ?? []
       list.push({ stamp: entry.stamp, status: entry.status, prices: { ...entry.prices } })
@@ -473,6 +522,31 @@ async function collect(
   )
 }
 
+/**
+ * Who fenced whom by the first node's account (the fences that count: a trader's commit log also
+ * holds fences the log dropped), and a line on takeovers for the report: whether every node
+ * agrees, and the updates each dropped after a fence. No takeover: no line.
+ */
+async function takeovers(
+  stack: Stack,
+  nodes: readonly NodeSpec[],
+): Promise<{ fenced: Record<string, string>; summary: string | null }> {
+  const reading = nodes.filter(({ kind }) => kind !== 'trader')
+  const states = await Promise.all(
+    reading.map(async (spec) => [spec.name, await stack.state(spec.name)] as const),
+  )
+  const fenced = states[0]?.[1].replicas[GAME]?.fenced ?? {}
+  const accounts = new Set(states.map(([, state]) => JSON.stringify(state.replicas[GAME]?.fenced ?? {})))
+  if (Object.keys(fenced).length === 0 && accounts.size === 1) return { fenced, summary: null }
+  const who = Object.entries(fenced).map(([writer, by]) => `${writer} by ${by}`)
+  const dropped = states.map(([name, state]) => `${name} ${state.droppedUpdates}`).join(', ')
+  const agree = accounts.size === 1 ? 'every node agrees' : 'NODES DISAGREE'
+  return {
+    fenced,
+    summary: `takeover: fenced ${who.join(', ')} (${agree}); updates dropped after it: ${dropped}`,
+  }
+}
+
 /** Replicas of the game agree, and every ledger node has folded as far as the others. */
 function converged(states: readonly NodeFinalState[]): boolean {
   const hashes = new Set(states.map((state) => state.replicas?.[GAME]?.stateHash))
@@ -512,7 +586,7 @@ async function runScenario(
   }
   const regions = scenario.regions ?? [REGION]
   const multiRegion = regions.length > 1
-  const nodes = topology(regions)
+  const nodes = topology(regions, scenario.standby)
   const cluster = lab
     ? await startLabCluster(lab, LAB_HOSTS)
     : multiRegion
@@ -581,8 +655,8 @@ async function runScenario(
       },
       FINALIZE_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
-    // The trader stops (no new ops); then everyone must agree on what they hold.
-    await stack.stop('trader-1')
+    // The traders stop (no new ops); then everyone must agree on what they hold.
+    for (const { name } of nodes.filter((node) => node.kind === 'trader')) await stack.stop(name)
     let states: NodeFinalState[] = []
     await waitUntil(
       'replicas and ledgers to converge',
@@ -592,15 +666,17 @@ async function runScenario(
       },
       CONVERGE_TIMEOUT_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; checking what they hold`))
+    const takeover = await takeovers(stack, nodes)
     const report = check({
       history,
-      traderLog: traderLogOf(join(dir, 'trader-commits.jsonl')),
+      traderLog: traderLogOf(join(dir, 'trader-commits.jsonl'), takeover.fenced),
       finalStates: states,
       healedAtMs,
       bounds: { finalizeWithinMs: FINALIZE_WITHIN_MS },
       ...(multiRegion ? { homeRegions } : {}),
     })
     console.log(renderText(report))
+    if (takeover.summary) console.log(takeover.summary)
     if (multiRegion)
       console.log(`availability by gateway region: ${availabilityByRegion(history, users, nodes)}`)
     mkdirSync(reportDir, { recursive: true })

@@ -1,6 +1,7 @@
 // The chaos runs' short profile is part of the suite: every scenario (an API node killed or
-// paused, a settlement node killed, the trader paused, a nats-server killed, a clock skewed beyond
-// the drift bound) must keep every invariant, as `npm run chaos` checks them.
+// paused, a settlement node killed, the trader paused, the trader killed or paused while a standby
+// takes over, a nats-server killed, links cut, a region stopped, a clock skewed beyond the drift
+// bound) must keep every invariant, as `npm run chaos` checks them.
 
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
