@@ -62,8 +62,16 @@ export const REJECT_REASONS: readonly RejectReason[] = [
 ]
 
 /** Faults the runner injects; a new kind of fault is added here so that the files stay checked. */
-export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'skew' | 'heal'
-export const FAULT_KINDS: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay', 'skew', 'heal']
+export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'loss' | 'skew' | 'heal'
+export const FAULT_KINDS: readonly FaultKind[] = [
+  'partition',
+  'kill',
+  'pause',
+  'delay',
+  'loss',
+  'skew',
+  'heal',
+]
 
 export type MarketStatus = 'open' | 'suspended' | 'closed'
 export const MARKET_STATUSES: readonly MarketStatus[] = ['open', 'suspended', 'closed']

@@ -81,7 +81,12 @@ export interface Lab {
   exec(host: string, command: string, args: readonly string[], options?: SpawnOptions): ChildProcess
   /** Drops all traffic between every host of `a` and every host of `b`, both ways. */
   partition(a: readonly string[], b: readonly string[]): void
-  /** Removes every partition rule. */
+  /**
+   * Drops each packet between every host of `a` and every host of `b` with probability `lossPct`
+   * %, both ways (iptables' statistic match on the receiving host, so no netem is needed).
+   */
+  lose(a: readonly string[], b: readonly string[], lossPct: number): void
+  /** Removes every partition and loss rule. */
   heal(): void
   /** Delays (and optionally drops) every packet the host sends, so a round trip to it gains `ms`. */
   delay(host: string, ms: number, jitterMs?: number, lossPct?: number): void
@@ -388,8 +393,7 @@ class NetworkLab implements Lab {
   }
 
   partition(a: readonly string[], b: readonly string[]): void {
-    const overlap = a.filter((host) => b.includes(host))
-    if (overlap.length > 0) throw new RangeError(`a host cannot be on both sides: ${overlap.join(', ')}`)
+    this.#checkSides(a, b)
     for (const [from, to] of [
       [a, b],
       [b, a],
@@ -405,8 +409,48 @@ class NetworkLab implements Lab {
     }
   }
 
+  lose(a: readonly string[], b: readonly string[], lossPct: number): void {
+    if (!Number.isFinite(lossPct) || lossPct <= 0 || lossPct >= 100)
+      throw new RangeError(`loss must be above 0 and below 100 %: ${lossPct}`)
+    this.#checkSides(a, b)
+    const probability = (lossPct / 100).toFixed(4)
+    for (const [to, from] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      for (const host of to) {
+        const { ns } = this.#host(host)
+        for (const other of from) {
+          const { ip } = this.#host(other)
+          const match = ['-m', 'statistic', '--mode', 'random', '--probability', probability]
+          run('ip', [
+            'netns',
+            'exec',
+            ns,
+            'iptables',
+            '-w',
+            '5',
+            '-A',
+            'INPUT',
+            '-s',
+            ip,
+            ...match,
+            '-j',
+            'DROP',
+          ])
+        }
+      }
+    }
+  }
+
+  #checkSides(a: readonly string[], b: readonly string[]): void {
+    const overlap = a.filter((host) => b.includes(host))
+    if (overlap.length > 0) throw new RangeError(`a host cannot be on both sides: ${overlap.join(', ')}`)
+  }
+
   heal(): void {
-    // The namespaces are the lab's own and hold no rules but partition ones, so flushing is exact.
+    // The namespaces are the lab's own and hold no rules but partition and loss ones, so flushing
+    // is exact.
     for (const { ns } of Object.values(this.hosts)) {
       for (const chain of ['INPUT', 'OUTPUT'])
         run('ip', ['netns', 'exec', ns, 'iptables', '-w', '5', '-F', chain])

@@ -33,7 +33,7 @@ import {
 } from '../nats-cluster.ts'
 import { stopProcesses } from '../node-process.ts'
 import { check } from './checker.ts'
-import type { HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
+import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
 import {
   createLab,
   type Lab,
@@ -59,6 +59,8 @@ const STATE_FETCH_TIMEOUT_MS = 10_000
 const LAB_NAME = 'chaos'
 /** A standby trader takes over after hearing nothing from the trader for this long. */
 const TAKEOVER_AFTER_MS = 1_500
+/** Packet loss on every server link in the lossy-links scenario. */
+const LINK_LOSS_PCT = 20
 
 interface Profile {
   readonly bettors: number
@@ -73,9 +75,9 @@ const PROFILES: Readonly<Record<string, Profile>> = {
   short: {
     bettors: 12,
     meanPauseMs: 300,
-    beforeFaultMs: 5_000,
+    beforeFaultMs: 4_000,
     faultMs: 5_000,
-    afterFaultMs: 6_000,
+    afterFaultMs: 4_000,
     timeScale: 2,
   },
   soak: {
@@ -140,9 +142,7 @@ interface Scenario {
   readonly regions?: readonly string[]
   /** A standby trader runs beside the trader, ready to take over (one region only). */
   readonly standby?: boolean
-  inject(
-    stack: Stack,
-  ): Promise<{ kind: 'kill' | 'pause' | 'skew' | 'partition'; target: string; heal(): Promise<void> }>
+  inject(stack: Stack): Promise<{ kind: FaultKind; target: string; heal(): Promise<void> }>
 }
 
 const LAB_HOSTS = ['n1', 'n2', 'n3'] as const
@@ -228,6 +228,27 @@ const SCENARIOS: readonly Scenario[] = [
       lab.partition(['n1'], ['n2', 'n3'])
       lab.partition(['n2'], ['n3'])
       return { kind: 'partition', target: 'n1|n2|n3', heal: async () => lab.heal() }
+    },
+  },
+  {
+    name: 'bridge-partition',
+    description: 'cut n1 from n3 only: n2 still reaches both, a partition that is not transitive',
+    lab: true,
+    async inject(stack) {
+      const lab = stack.lab as Lab
+      lab.partition(['n1'], ['n3'])
+      return { kind: 'partition', target: 'n1|n3 (n2 bridges)', heal: async () => lab.heal() }
+    },
+  },
+  {
+    name: 'lossy-links',
+    description: `drop ${LINK_LOSS_PCT} % of the packets on every link between the nats-servers (iptables), then heal`,
+    lab: true,
+    async inject(stack) {
+      const lab = stack.lab as Lab
+      lab.lose(['n1'], ['n2', 'n3'], LINK_LOSS_PCT)
+      lab.lose(['n2'], ['n3'], LINK_LOSS_PCT)
+      return { kind: 'loss', target: `every server link, ${LINK_LOSS_PCT} %`, heal: async () => lab.heal() }
     },
   },
   {

@@ -2,8 +2,9 @@
 // (a namespace each, joined by a bridge), starts a 3-server nats-server cluster in it and connects from
 // the root namespace. With one server partitioned from the other two, an R3 stream still takes
 // publishes through the majority and refuses them through the isolated server; after healing, the
-// isolated server's replica reaches the same last sequence (read from its own /jsz). A 100 ms delay on
-// one host shows up in a request's round trip. Teardown destroys the lab and checks nothing of it is
+// isolated server's replica reaches the same last sequence (read from its own /jsz). With 50 % loss
+// between two hosts about half the datagrams one sends the other arrive, and all do once healed. A
+// 100 ms delay on one host shows up in a request's round trip (where the kernel has netem). Teardown destroys the lab and checks nothing of it is
 // left. Needs root: skipped with the reason otherwise, and failed when root cannot build a lab.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
@@ -34,6 +35,9 @@ const CATCH_UP_TIMEOUT_MS = 45_000
 const PUBLISH_TIMEOUT_MS = 2_000
 const DELAY_MS = 100
 const ROUND_TRIPS = 5
+const DATAGRAMS = 400
+const LOSS_PCT = 50
+const UDP_PORT = 47_123
 const encoder = new TextEncoder()
 
 const isRoot = process.getuid?.() === 0
@@ -62,6 +66,9 @@ async function runLabTests(): Promise<void> {
   const started = cluster
   await t.test('a partitioned minority refuses writes, the majority takes them, healing catches up', (t) =>
     partitionScenario(t, lab, started),
+  )
+  await t.test('loss between two hosts drops about that share of packets, healing restores them', (t) =>
+    lossScenario(t, lab),
   )
   // A kernel may have namespaces and iptables but no sch_netem; that is the kernel's build, not a
   // missing privilege or package, so the delay case is skipped with the reason instead of failing.
@@ -135,6 +142,61 @@ async function replicaLastSeq(monitorUrl: string): Promise<number | undefined> {
   }
   const streams = (body.account_details ?? []).flatMap((account) => account.stream_detail ?? [])
   return streams.find((stream) => stream.name === STREAM)?.state?.last_seq
+}
+
+/** How many of DATAGRAMS UDP datagrams, sent from host `from` to host `to`, arrive. */
+async function datagramsArriving(lab: Lab, from: string, to: string): Promise<number> {
+  const ip = lab.hosts[to]?.ip as string
+  const receiver = lab.exec(
+    to,
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4'); let n = 0
+       s.on('message', () => n++)
+       s.bind(${UDP_PORT}, '${ip}', () => console.log('ready'))
+       setTimeout(() => { console.log(n); process.exit(0) }, 3000)`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  let output = ''
+  receiver.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk
+  })
+  const exited = new Promise((resolve) => receiver.once('exit', resolve))
+  await pollUntil('the receiver to listen', async () => (output.includes('ready') ? true : undefined), {
+    timeoutMs: 10_000,
+  })
+  const sender = lab.exec(
+    from,
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4'); let i = 0
+       const next = () => i++ < ${DATAGRAMS} ? s.send('x', ${UDP_PORT}, '${ip}', () => setImmediate(next)) : s.close()
+       next()`,
+    ],
+    { stdio: 'inherit' },
+  )
+  await new Promise((resolve) => sender.once('exit', resolve))
+  await exited
+  return Number(output.split('\n').filter(Boolean).at(-1))
+}
+
+async function lossScenario(t: Test, lab: Lab): Promise<void> {
+  lab.lose(['n1'], ['n2'], LOSS_PCT)
+  let lossy: number
+  try {
+    lossy = await datagramsArriving(lab, 'n1', 'n2')
+  } finally {
+    lab.heal()
+  }
+  const healed = await datagramsArriving(lab, 'n1', 'n2')
+  t.comment(`${lossy} of ${DATAGRAMS} arrived with ${LOSS_PCT} % loss, ${healed} once healed`)
+  // Binomial(400, 0.5): 200 ± 10; outside 140..260 is a six-sigma event.
+  t.ok(lossy > 140 && lossy < 260, `about half arrive with ${LOSS_PCT} % loss (${lossy})`)
+  // A socket buffer may still overflow now and then; a loss rule left behind would drop ~200.
+  t.ok(healed >= DATAGRAMS - 5, `(nearly) every datagram arrives once healed (${healed})`)
 }
 
 /** The shortest of ROUND_TRIPS request/reply round trips, in ms: the floor the network imposes. */
