@@ -35,6 +35,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
-    state: () => describeNode(node),
+    state: (options) => describeNode(node, options),
   }
 })

@@ -62,6 +62,8 @@ export interface LedgerSync {
   resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
   lastSeq(): number
+  /** How many times the stream's consumer was replaced (stream-follower.ts). */
+  restarts(): number
   caughtUp(): boolean
   close(): Promise<void>
 }
@@ -142,6 +144,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       return () => listeners.delete(listener)
     },
     lastSeq: () => follower.lastSeq(),
+    restarts: () => follower.restarts(),
     caughtUp: () => follower.caughtUp(),
     close: () => follower.close(),
   }

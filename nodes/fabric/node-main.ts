@@ -9,7 +9,13 @@ import type { Logger } from 'pino'
 import { Gauge, type Registry } from 'prom-client'
 import { BACKENDS, type Backend, type BackendName } from '../../crdt/index.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
-import { createLogger, createMetricsRegistry, type Readiness, startOpsServer } from './ops-server.ts'
+import {
+  createLogger,
+  createMetricsRegistry,
+  type Readiness,
+  type StateOptions,
+  startOpsServer,
+} from './ops-server.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
 /** With this set (launchers set it), a node stops when the process that started it is gone. */
@@ -118,7 +124,7 @@ export interface RunningNode {
   readiness(): Readiness
   close(): Promise<void>
   /** What the node holds, served at /debug/state (see node-state.ts). */
-  state?(): unknown
+  state?(options: StateOptions): unknown
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -165,7 +171,7 @@ export async function runNode<S extends OptionsSchema>(
     registry,
     readiness: () => node.readiness(),
     info: { name, node: config.nodeId, region: config.region },
-    ...(node.state ? { state: () => node.state?.() } : {}),
+    ...(node.state ? { state: (options: StateOptions) => node.state?.(options) } : {}),
   })
   log.info({ ops: ops.url }, `${name} ready for traffic once /readyz says so`)
   let stopping = false

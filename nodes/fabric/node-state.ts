@@ -8,6 +8,7 @@
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
 import type { LedgerSync } from './ledger-sync.ts'
+import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
 
 export interface LedgerState {
@@ -54,16 +55,28 @@ export interface ReplicaState {
   >
 }
 
+/** Where a node's reading of a stream stands. */
+export interface StreamPosition {
+  readonly lastSeq: number
+  readonly caughtUp: boolean
+  /** Times its consumer was replaced. */
+  readonly restarts: number
+}
+
 export interface NodeState {
   /** Fabric updates this node dropped after a fence. */
   readonly droppedUpdates: number
+  readonly streams: { readonly fabric: StreamPosition; readonly ledger?: StreamPosition }
   readonly ledger?: LedgerState
   readonly replicas: Record<string, ReplicaState>
 }
 
 const SETTLEMENT_ID_PREFIX = 'settle-'
 
-export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync }): NodeState {
+export function describeNode(
+  parts: { replicas: ReplicaSync; ledger?: LedgerSync },
+  options: Partial<StateOptions> = {},
+): NodeState {
   const { replicas, ledger } = parts
   const replicaStates: Record<string, ReplicaState & { verdicts: ReplicaState['verdicts'] }> = {}
   for (const gameId of replicas.games()) {
@@ -77,7 +90,14 @@ export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync
     replicaStates[gameId] = { stateHash: replica.stateHash(), fenced, verdicts: {} }
   }
   const droppedUpdates = replicas.droppedUpdates()
-  if (ledger === undefined) return { droppedUpdates, replicas: replicaStates }
+  const position = (sync: ReplicaSync | LedgerSync) => ({
+    lastSeq: sync.lastSeq(),
+    caughtUp: sync.caughtUp(),
+    restarts: sync.restarts(),
+  })
+  const streams = { fabric: position(replicas), ...(ledger ? { ledger: position(ledger) } : {}) }
+  if (ledger === undefined || options.replicasOnly)
+    return { droppedUpdates, streams, replicas: replicaStates }
   const state: {
     balances: Record<string, number>
     bets: Record<string, LedgerState['bets'][string]>
@@ -126,5 +146,5 @@ export function describeNode(parts: { replicas: ReplicaSync; ledger?: LedgerSync
       }
     }
   }
-  return { droppedUpdates, ledger: state, replicas: replicaStates }
+  return { droppedUpdates, streams, ledger: state, replicas: replicaStates }
 }

@@ -6,7 +6,7 @@
  * | `GET /healthz` | 200 `{ status: 'ok', uptimeMs, ...info }` for as long as the process runs |
  * | `GET /readyz`  | 200 `{ ready: true }`, or 503 `{ ready: false, reasons }`                 |
  * | `GET /metrics` | the prom-client registry in the Prometheus text format                   |
- * | `GET /debug/state` | what the node holds (nodes/fabric/node-state.ts), where the node has one |
+ * | `GET /debug/state` | what the node holds (nodes/fabric/node-state.ts), where the node has one; `?replicas-only=1` leaves the ledger out |
  *
  * Orchestrators and Prometheus poll these every few seconds, so requests are logged at debug level
  * only; failures still log at error level. Nothing here takes a body, so the body limit is tiny, and
@@ -61,6 +61,12 @@ export interface Readiness {
   readonly reasons: readonly string[]
 }
 
+/** What /debug/state is asked for. */
+export interface StateOptions {
+  /** Replica hashes and fences only: cheap enough to poll. */
+  readonly replicasOnly: boolean
+}
+
 export interface OpsServerOptions {
   readonly logger: Logger
   readonly registry: Registry
@@ -69,7 +75,7 @@ export interface OpsServerOptions {
   /** Static facts merged into /healthz: version, node id, region. */
   readonly info?: Readonly<Record<string, unknown>>
   /** What the node holds, for checkers comparing nodes; /debug/state is 404 without it. */
-  readonly state?: () => unknown
+  readonly state?: (options: StateOptions) => unknown
 }
 
 export interface OpsListenOptions extends OpsServerOptions {
@@ -116,7 +122,10 @@ function addRoutes(app: OpsServer, options: OpsServerOptions): void {
     return reply.type(registry.contentType).send(text)
   })
   const { state } = options
-  if (state !== undefined) app.get('/debug/state', async () => state())
+  if (state !== undefined)
+    app.get<{ Querystring: Record<string, string> }>('/debug/state', async (request) =>
+      state({ replicasOnly: request.query['replicas-only'] === '1' }),
+    )
   app.setNotFoundHandler(async (request, reply) => {
     const message = `no ops endpoint at ${request.method} ${request.url}; there are /healthz, /readyz and /metrics`
     return reply.code(404).send({ statusCode: 404, error: 'Not Found', message })

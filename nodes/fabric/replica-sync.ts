@@ -92,6 +92,8 @@ export interface ReplicaSync {
   droppedUpdates(): number
   /** The stream sequence of the last update applied. */
   lastSeq(): number
+  /** How many times the stream's consumer was replaced (stream-follower.ts). */
+  restarts(): number
   /** True once the consumer has delivered everything the stream held when this node started. */
   caughtUp(): boolean
   onChange(listener: (change: ReplicaChange) => void): () => void
@@ -260,6 +262,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     games: () => [...replicas.keys()],
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
+    restarts: () => follower.restarts(),
     caughtUp: () => follower.caughtUp(),
     onChange(listener) {
       listeners.add(listener)

@@ -4,9 +4,10 @@
  * holds it dies the consumer dies with it, and the client library does not always notice (seen in
  * chaos runs: a nats-server killed and restarted left some nodes' consumers silent for good, their
  * replicas behind and their verdicts never final). So the follower supervises it: when the
- * consumer's messages end or fail, or a check finds it gone or holding messages it does not
- * deliver, a new ordered consumer starts right after the last message handled. Nothing is skipped
- * and nothing handled twice.
+ * consumer's messages end or fail, or a check finds it gone, holding messages it does not deliver,
+ * or silent while the stream holds messages past the last one handled (seen after a partition
+ * healed: the consumer reported nothing pending), a new ordered consumer starts right after the
+ * last message handled. Nothing is skipped and nothing handled twice.
  */
 
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
@@ -20,6 +21,7 @@ export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_00
 export interface FollowOptions {
   readonly js: JetStreamClient
   readonly stream: string
+  /** Must cover every subject the stream holds: the stall check compares with its last sequence. */
   readonly filterSubject?: string
   /** The first sequence to deliver. */
   readonly startSeq: number
@@ -94,16 +96,29 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   })()
 
   let checking = false
+  /** The stream's last sequence, or null when it cannot be read now (then it tells nothing). */
+  const streamLastSeq = () =>
+    js.streams
+      .get(stream)
+      .then((handle) => handle.info())
+      .then(
+        (info) => info.state.last_seq,
+        () => null,
+      )
+
   const watchdog = setInterval(() => {
     const watched = current
     if (watched === null || checking || Date.now() - progressAt < stallCheckMs) return
     checking = true
-    watched
-      .info()
+    Promise.all([watched.info(), streamLastSeq()])
       .then(
-        ({ num_pending }) => {
-          if (num_pending > 0 && Date.now() - progressAt >= 2 * stallCheckMs) {
-            log.warn({ stream, pending: num_pending, next }, 'stream consumer stalled; starting another')
+        ([{ num_pending }, streamSeq]) => {
+          const behind = num_pending > 0 || (streamSeq !== null && streamSeq >= next)
+          if (behind && Date.now() - progressAt >= 2 * stallCheckMs) {
+            log.warn(
+              { stream, pending: num_pending, streamSeq, next },
+              'stream consumer stalled; starting another',
+            )
             watched.messages.stop()
           }
         },

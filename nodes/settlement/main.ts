@@ -46,6 +46,6 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
-    state: () => describeNode(node),
+    state: (options) => describeNode(node, options),
   }
 })

@@ -9,6 +9,7 @@
  *   npm run chaos                                  # the short profile: every scenario, ~25 s each
  *   npm run chaos -- --profile soak                # longer runs, more bettors
  *   npm run chaos -- --scenarios api-kill,api-pause --report-dir /tmp/chaos
+ *   npm run chaos -- --scenarios isolate-server --fault-ms 10000   # a 10 s fault window
  *
  * These faults need no privileges: SIGKILL and restart, SIGSTOP/SIGCONT, clock skew, and killing
  * or pausing a nats-server. Every run is bounded in time and stops everything it started, by PID.
@@ -55,6 +56,9 @@ const ANSWER_TIMEOUT_MS = 10_000
 const FINALIZE_WITHIN_MS = 30_000
 /** How long the run waits for replicas and ledgers to agree before it reads them anyway. */
 const CONVERGE_TIMEOUT_MS = 30_000
+const CONVERGE_POLL_MS = 50
+/** The longest fault window `--fault-ms` may ask for: every run stops by itself. */
+const FAULT_MS_MAX = 120_000
 const STATE_FETCH_TIMEOUT_MS = 10_000
 const LAB_NAME = 'chaos'
 /** A standby trader takes over after hearing nothing from the trader for this long. */
@@ -291,7 +295,10 @@ interface Stack {
   /** A graceful stop (SIGTERM), bounded like every stop. */
   stop(name: string): Promise<void>
   signal(name: string, signal: NodeJS.Signals): void
-  state(name: string): Promise<NodeState>
+  /** Whether the node's process is running (paused counts as running). */
+  running(name: string): boolean
+  /** The node's /debug/state; `replicasOnly` leaves the ledger out. */
+  state(name: string, replicasOnly?: boolean): Promise<NodeState>
   stopAll(): Promise<void>
 }
 
@@ -406,8 +413,13 @@ async function startStack(
     signal(name, signal) {
       children.get(name)?.kill(signal)
     },
-    async state(name) {
-      return (await fetchJson(`${opsUrl(name)}/debug/state`, STATE_FETCH_TIMEOUT_MS)) as NodeState
+    running(name) {
+      const child = children.get(name)
+      return child !== undefined && child.exitCode === null && child.signalCode === null
+    },
+    async state(name, replicasOnly = false) {
+      const query = replicasOnly ? '?replicas-only=1' : ''
+      return (await fetchJson(`${opsUrl(name)}/debug/state${query}`, STATE_FETCH_TIMEOUT_MS)) as NodeState
     },
     async stopAll() {
       // A paused process cannot take its SIGTERM: wake every one first.
@@ -500,12 +512,14 @@ function finalStateOf(spec: NodeSpec, multiRegion: boolean, state: NodeState): N
 
 /**
  * Placements acknowledged over placements made, per region of the gateway the bettor used
- * (bettor i uses the i-th gateway, mod their number): what a region's users could do.
+ * (bettor i uses the i-th gateway, mod their number): what a region's users could do. With
+ * `window`, only the placements made within it count.
  */
 function availabilityByRegion(
   history: readonly HistoryEvent[],
   users: readonly string[],
   nodes: readonly NodeSpec[],
+  window?: { readonly fromMs: number; readonly toMs: number },
 ): string {
   const gateways = nodes.filter((node) => node.kind === 'gateway')
   const regionOf = new Map(users.map((userId, i) => [userId, gateways[i % gateways.length]?.region ?? '']))
@@ -513,6 +527,7 @@ function availabilityByRegion(
   const counts = new Map<string, { placed: number; acknowledged: number }>()
   for (const event of history) {
     if (event.type === 'place') {
+      if (window && (event.atMs < window.fromMs || event.atMs >= window.toMs)) continue
       const region = regionOf.get(event.userId) ?? ''
       placedBy.set(event.betId, region)
       const count = counts.get(region) ?? { placed: 0, acknowledged: 0 }
@@ -529,6 +544,34 @@ function availabilityByRegion(
       return `${region} ${acknowledged}/${placed} (${share.toFixed(1)}%)`
     })
     .join(', ')
+}
+
+/**
+ * Milliseconds from `fromMs` until every running node holds the same replica of the game (a
+ * trader that was fenced holds updates nobody else does, so it is left out), polling every
+ * CONVERGE_POLL_MS; null if they do not agree within CONVERGE_TIMEOUT_MS.
+ */
+async function convergenceMs(
+  stack: Stack,
+  nodes: readonly NodeSpec[],
+  fromMs: number,
+): Promise<number | null> {
+  const deadline = fromMs + CONVERGE_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    const hashes = await Promise.all(
+      nodes
+        .filter(({ name }) => stack.running(name))
+        .map(async ({ name }) => {
+          const replica = (await stack.state(name, true).catch(() => null))?.replicas[GAME]
+          if (replica?.fenced[name] !== undefined) return 'fenced'
+          return replica?.stateHash ?? null
+        }),
+    )
+    const held = hashes.filter((hash) => hash !== 'fenced')
+    if (held.length > 0 && held.every((hash) => hash !== null && hash === held[0])) return Date.now() - fromMs
+    await new Promise((resolve) => setTimeout(resolve, CONVERGE_POLL_MS))
+  }
+  return null
 }
 
 /** Every node's state but the trader's (stopped by then: its record is the commit log). */
@@ -646,6 +689,7 @@ async function runScenario(
       record,
     })
     await new Promise((resolve) => setTimeout(resolve, profile.beforeFaultMs))
+    const faultAtMs = Date.now()
     const fault = await scenario.inject(stack)
     record({ type: 'fault', atMs: Date.now(), kind: fault.kind, target: fault.target, phase: 'start' })
     console.log(`[${elapsed()}] fault: ${fault.kind} ${fault.target}`)
@@ -654,7 +698,12 @@ async function runScenario(
     const healedAtMs = Date.now()
     record({ type: 'fault', atMs: healedAtMs, kind: fault.kind, target: fault.target, phase: 'end' })
     console.log(`[${elapsed()}] healed`)
+    const converging = convergenceMs(stack, nodes, healedAtMs)
     await new Promise((resolve) => setTimeout(resolve, profile.afterFaultMs))
+    const convergedMs = await converging
+    console.log(
+      `[${elapsed()}] ${convergedMs === null ? 'replicas did not agree' : `every replica agreed ${convergedMs} ms after the heal`}`,
+    )
     workload.stopPlacing()
     const placed = history.filter((event) => event.type === 'place').length
     console.log(`[${elapsed()}] ${placed} bets placed; waiting for answers and final verdicts`)
@@ -698,10 +747,18 @@ async function runScenario(
     })
     console.log(renderText(report))
     if (takeover.summary) console.log(takeover.summary)
-    if (multiRegion)
-      console.log(`availability by gateway region: ${availabilityByRegion(history, users, nodes)}`)
+    const availability = {
+      whileFaulted: availabilityByRegion(history, users, nodes, { fromMs: faultAtMs, toMs: healedAtMs }),
+      wholeRun: availabilityByRegion(history, users, nodes),
+    }
+    console.log(`availability while faulted, by gateway region: ${availability.whileFaulted}`)
+    if (multiRegion) console.log(`availability over the run, by gateway region: ${availability.wholeRun}`)
     mkdirSync(reportDir, { recursive: true })
-    writeFileSync(join(reportDir, `${scenario.name}.json`), renderJson(report))
+    const measured = { faultMs: healedAtMs - faultAtMs, convergedAfterHealMs: convergedMs, availability }
+    writeFileSync(
+      join(reportDir, `${scenario.name}.json`),
+      JSON.stringify({ ...JSON.parse(renderJson(report)), measured }, null, 2),
+    )
     writeFileSync(
       join(reportDir, `${scenario.name}.history.jsonl`),
       history.map((event) => JSON.stringify(event)).join('\n'),
@@ -730,15 +787,20 @@ async function main(): Promise<void> {
       scenarios: { type: 'string', default: SCENARIOS.map((s) => s.name).join(',') },
       seed: { type: 'string', default: '11' },
       'report-dir': { type: 'string', default: join(tmpdir(), 'chaos-reports') },
+      'fault-ms': { type: 'string' },
     },
   })
-  const profile = PROFILES[values.profile]
+  const faultMs = values['fault-ms'] === undefined ? undefined : Number(values['fault-ms'])
+  const chosen = PROFILES[values.profile]
+  const profile = chosen && faultMs !== undefined ? { ...chosen, faultMs } : chosen
   const wanted = values.scenarios.split(',').filter(Boolean)
   const unknown = wanted.filter((name) => !SCENARIOS.some((s) => s.name === name))
   const seed = Number(values.seed)
-  if (profile === undefined || unknown.length > 0 || !Number.isSafeInteger(seed)) {
+  const faultMsValid =
+    faultMs === undefined || (Number.isSafeInteger(faultMs) && faultMs >= 1_000 && faultMs <= FAULT_MS_MAX)
+  if (profile === undefined || unknown.length > 0 || !Number.isSafeInteger(seed) || !faultMsValid) {
     console.error(
-      `usage: --profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR` +
+      `usage: --profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}]` +
         (unknown.length > 0 ? `\nunknown scenarios: ${unknown.join(', ')}` : ''),
     )
     process.exit(1)

@@ -1,6 +1,6 @@
 // A follower keeps delivering, in order and exactly once, when its consumer dies under it: here
 // the server-side consumer is deleted mid-stream, as a nats-server crash deletes the ordered
-// consumer it held.
+// consumer it held. A follower that has handled everything the stream holds is left alone.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import pino from 'pino'
@@ -42,4 +42,35 @@ t.test('a follower outlives its consumer', async (t) => {
   t.same(seen, [2, 3, 4, 5, 6, 7, 8, 9, 10], 'in order, none twice, none lost')
   t.ok(follower.restarts() >= 1, `the consumer was replaced (${follower.restarts()} times)`)
   t.equal(follower.lastSeq(), 10)
+
+  // Caught up and idle is not stalled: the checks compare with the stream's last sequence.
+  const restarts = follower.restarts()
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  t.equal(follower.restarts(), restarts, 'no consumer replaced while idle at the end of the stream')
+})
+
+t.test('a follower that starts past the end waits without replacing its consumer', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({ name: 'AHEAD', subjects: ['ahead.>'], num_replicas: 3, storage: StorageType.File })
+  const js = jetstream(nc)
+  for (let i = 1; i <= 3; i++) await js.publish('ahead.x', String(i))
+  const seen: number[] = []
+  const follower = await followStream({
+    js,
+    stream: 'AHEAD',
+    startSeq: 4,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: 200,
+    onMessage: (message) => seen.push(Number(message.string())),
+  })
+  t.teardown(() => follower.close())
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  t.equal(follower.restarts(), 0, 'a snapshot taken at the end of the stream is not a stall')
+  await js.publish('ahead.x', '4')
+  await waitFor('the next message', () => seen.length === 1)
+  t.same(seen, [4])
 })
