@@ -62,8 +62,9 @@ export interface LedgerSync {
   resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
   lastSeq(): number
-  /** How many times the stream's consumer was replaced (stream-follower.ts). */
+  /** How many times the stream's consumer was replaced, and how many of those for a hole (stream-follower.ts). */
   restarts(): number
+  holes(): number
   caughtUp(): boolean
   close(): Promise<void>
 }
@@ -145,6 +146,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     },
     lastSeq: () => follower.lastSeq(),
     restarts: () => follower.restarts(),
+    holes: () => follower.holes(),
     caughtUp: () => follower.caughtUp(),
     close: () => follower.close(),
   }

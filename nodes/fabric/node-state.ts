@@ -61,6 +61,8 @@ export interface StreamPosition {
   readonly caughtUp: boolean
   /** Times its consumer was replaced. */
   readonly restarts: number
+  /** Of those, times its consumer skipped a sequence. */
+  readonly holes: number
 }
 
 export interface NodeState {
@@ -94,6 +96,7 @@ export function describeNode(
     lastSeq: sync.lastSeq(),
     caughtUp: sync.caughtUp(),
     restarts: sync.restarts(),
+    holes: sync.holes(),
   })
   const streams = { fabric: position(replicas), ...(ledger ? { ledger: position(ledger) } : {}) }
   if (ledger === undefined || options.replicasOnly)

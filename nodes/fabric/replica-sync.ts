@@ -92,8 +92,9 @@ export interface ReplicaSync {
   droppedUpdates(): number
   /** The stream sequence of the last update applied. */
   lastSeq(): number
-  /** How many times the stream's consumer was replaced (stream-follower.ts). */
+  /** How many times the stream's consumer was replaced, and how many of those for a hole (stream-follower.ts). */
   restarts(): number
+  holes(): number
   /** True once the consumer has delivered everything the stream held when this node started. */
   caughtUp(): boolean
   onChange(listener: (change: ReplicaChange) => void): () => void
@@ -263,6 +264,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     restarts: () => follower.restarts(),
+    holes: () => follower.holes(),
     caughtUp: () => follower.caughtUp(),
     onChange(listener) {
       listeners.add(listener)

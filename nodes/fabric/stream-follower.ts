@@ -7,7 +7,11 @@
  * consumer's messages end or fail, or a check finds it gone, holding messages it does not deliver,
  * or silent while the stream holds messages past the last one handled (seen after a partition
  * healed: the consumer reported nothing pending), a new ordered consumer starts right after the
- * last message handled. Nothing is skipped and nothing handled twice.
+ * last message handled. Nothing is skipped and nothing handled twice: a message at or before the
+ * last one handled is passed over, and a consumer that skips a sequence (seen after a partition
+ * healed: a consumer on a server whose copy of the stream had a hole, and two nodes' ledger folds
+ * disagreed by one entry) is replaced, without handling what it delivered, until one delivers the
+ * missing message.
  */
 
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
@@ -21,7 +25,10 @@ export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_00
 export interface FollowOptions {
   readonly js: JetStreamClient
   readonly stream: string
-  /** Must cover every subject the stream holds: the stall check compares with its last sequence. */
+  /**
+   * Must cover every subject the stream holds: the stall check compares with its last sequence,
+   * and a message arriving past the next sequence is a hole.
+   */
   readonly filterSubject?: string
   /** The first sequence to deliver. */
   readonly startSeq: number
@@ -38,6 +45,8 @@ export interface StreamFollower {
   caughtUp(): boolean
   /** How many times the consumer was replaced. */
   restarts(): number
+  /** How many times a consumer skipped a sequence (and was replaced). */
+  holes(): number
   close(): Promise<void>
 }
 
@@ -51,6 +60,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   let caughtUp = false
   let closed = false
   let restarts = 0
+  let holes = 0
   let current: { messages: ConsumerMessages; info(): Promise<{ num_pending: number }> } | null = null
   let progressAt = Date.now()
 
@@ -79,6 +89,16 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
         attempt = 0
         progressAt = Date.now()
         for await (const message of current.messages) {
+          if (message.seq < next) continue
+          if (message.seq > next) {
+            holes++
+            log.error(
+              { stream, expected: next, got: message.seq },
+              'stream consumer skipped messages; starting another at the first one missing',
+            )
+            current.messages.stop()
+            break
+          }
           next = message.seq + 1
           lastSeq = message.seq
           progressAt = Date.now()
@@ -137,6 +157,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     lastSeq: () => lastSeq,
     caughtUp: () => caughtUp,
     restarts: () => restarts,
+    holes: () => holes,
     async close() {
       if (closed) return
       closed = true
