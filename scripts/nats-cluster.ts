@@ -575,7 +575,7 @@ class SuperCluster implements NatsSuperCluster {
   }
 }
 
-async function probeRegionStream(
+export async function probeRegionStream(
   jsm: JetStreamManager,
   js: JetStreamClient,
   region: string,
@@ -980,7 +980,7 @@ function portOf(listener: Server): number {
   return address.port
 }
 
-function readOutboundGateways(body: unknown): string[] {
+export function readOutboundGateways(body: unknown): string[] {
   if (!isRecord(body) || !isRecord(body.outbound_gateways)) return []
   return Object.keys(body.outbound_gateways)
 }

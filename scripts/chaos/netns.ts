@@ -28,7 +28,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { jetstreamManager, StorageType } from '@nats-io/jetstream'
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node'
-import { pollUntil } from '../nats-cluster.ts'
+import { pollUntil, probeRegionStream, readOutboundGateways } from '../nats-cluster.ts'
 
 /** Bounds one ip/iptables/tc call; they answer in milliseconds unless the kernel is wedged. */
 const COMMAND_TIMEOUT_MS = 10_000
@@ -607,6 +607,7 @@ export function labLeftovers(id: string): string[] {
 const LAB_CLIENT_PORT = 4222
 const LAB_CLUSTER_PORT = 6222
 const LAB_MONITOR_PORT = 8222
+const LAB_GATEWAY_PORT = 7222
 const LAB_CLUSTER_NAME = 'fabric-lab'
 export const DEFAULT_LAB_READY_TIMEOUT_MS = 30_000
 /**
@@ -688,7 +689,13 @@ class LabServerProcess implements LabServer {
   #child: ChildProcess | undefined
   #exited: Promise<void> = Promise.resolve()
 
-  constructor(lab: Lab, host: string, dir: string, hostNames: readonly string[]) {
+  constructor(
+    lab: Lab,
+    host: string,
+    dir: string,
+    hostNames: readonly string[],
+    superCluster?: { region: string; regions: Readonly<Record<string, readonly string[]>> },
+  ) {
     const ip = lab.hosts[host]?.ip
     if (ip === undefined) throw new RangeError(`no host ${host} in lab ${lab.id}`)
     this.#lab = lab
@@ -700,7 +707,16 @@ class LabServerProcess implements LabServer {
     mkdirSync(storeDir)
     this.#configFile = path.join(dir, `${host}.conf`)
     const routes = hostNames.map((other) => `nats-route://${lab.hosts[other]?.ip}:${LAB_CLUSTER_PORT}`)
-    writeFileSync(this.#configFile, renderLabConfig(dir, ip, routes))
+    const gateways = superCluster
+      ? Object.entries(superCluster.regions).map(([region, hosts]) => ({
+          region,
+          urls: hosts.map((other) => `nats://${lab.hosts[other]?.ip}:${LAB_GATEWAY_PORT}`),
+        }))
+      : []
+    writeFileSync(
+      this.#configFile,
+      renderLabConfig(dir, ip, routes, superCluster?.region ?? LAB_CLUSTER_NAME, gateways),
+    )
     this.#env = {
       ...process.env,
       NATS_SERVER_NAME: host,
@@ -756,6 +772,13 @@ class LabServerProcess implements LabServer {
     await this.#exited
   }
 
+  async outboundGateways(): Promise<string[]> {
+    const response = await fetch(`${this.monitorUrl}/gatewayz`, {
+      signal: AbortSignal.timeout(LAB_PROBE_TIMEOUT_MS),
+    })
+    return response.ok ? readOutboundGateways(await response.json()) : []
+  }
+
   async metaLeader(): Promise<string | undefined> {
     const response = await fetch(`${this.monitorUrl}/jsz`, {
       signal: AbortSignal.timeout(LAB_PROBE_TIMEOUT_MS),
@@ -772,7 +795,13 @@ class LabServerProcess implements LabServer {
   }
 }
 
-function renderLabConfig(dir: string, ip: string, routes: readonly string[]): string {
+function renderLabConfig(
+  dir: string,
+  ip: string,
+  routes: readonly string[],
+  clusterName: string,
+  gateways: readonly { region: string; urls: readonly string[] }[],
+): string {
   // nats-server resolves includes against the including file's dir, even absolute-looking ones.
   const include = path.relative(dir, SHARED_CONFIG_FILE)
   return [
@@ -784,33 +813,110 @@ function renderLabConfig(dir: string, ip: string, routes: readonly string[]): st
     `ping_max: ${LAB_PING_MAX}`,
     '',
     'cluster {',
-    `  name: ${LAB_CLUSTER_NAME}`,
+    `  name: ${clusterName}`,
     `  listen: ${ip}:${LAB_CLUSTER_PORT}`,
     '  routes: [',
     ...routes.map((route) => `    ${route}`),
     '  ]',
     '}',
     '',
+    // A super-cluster: the gateway name is the cluster's, and every server lists every region.
+    ...(gateways.length > 0
+      ? [
+          'gateway {',
+          `  name: ${clusterName}`,
+          `  listen: ${ip}:${LAB_GATEWAY_PORT}`,
+          '  gateways: [',
+          ...gateways.map((gateway) => `    { name: ${gateway.region}, urls: [${gateway.urls.join(', ')}] }`),
+          '  ]',
+          '}',
+          '',
+        ]
+      : []),
   ].join('\n')
 }
 
-class LabNatsCluster implements LabCluster {
+/**
+ * What a lab cluster and a lab super-cluster share: their servers, the connections made to them,
+ * starting the servers and waiting for one meta leader, logs, and a close that stops everything.
+ */
+abstract class LabServerSet {
   readonly #dir: string
-  readonly #servers: readonly LabServerProcess[]
+  readonly #all: readonly LabServerProcess[]
   readonly #connections = new Set<NatsConnection>()
   #closing: Promise<void> | undefined
 
-  constructor(dir: string, servers: readonly LabServerProcess[]) {
+  constructor(dir: string, all: readonly LabServerProcess[]) {
     this.#dir = dir
+    this.#all = all
+  }
+
+  get processes(): readonly LabServer[] {
+    return this.#all
+  }
+
+  /** Starts every server; returns a poll bounded by `timeoutMs` in all, which fails if one dies. */
+  protected async startServers(
+    timeoutMs: number,
+  ): Promise<<T>(what: string, attempt: () => Promise<T | undefined>) => Promise<T>> {
+    await Promise.all(this.#all.map((server) => server.start()))
+    const deadline = Date.now() + timeoutMs
+    const poll = <T>(what: string, attempt: () => Promise<T | undefined>) =>
+      pollUntil(what, attempt, {
+        timeoutMs: Math.max(0, deadline - Date.now()),
+        check: () => {
+          const dead = this.#all.find((server) => !server.running)
+          if (dead) throw new Error(`${dead.name} is not running while waiting for ${what}\n${this.logs()}`)
+        },
+        context: () => this.logs(),
+      })
+    await poll('every server to see the same JetStream meta leader', async () => {
+      const leaders = await Promise.all(this.#all.map((server) => server.metaLeader().catch(() => undefined)))
+      return leaders.every((leader) => leader !== undefined && leader === leaders[0]) ? leaders[0] : undefined
+    })
+    return poll
+  }
+
+  /** A connection to `servers`, closed by close(). */
+  protected async open(
+    servers: readonly string[],
+    options: Omit<NodeConnectionOptions, 'servers'>,
+  ): Promise<NatsConnection> {
+    if (this.#closing) throw new Error('the lab cluster is closed')
+    const nc = await connect({ ...options, servers: [...servers] })
+    this.#connections.add(nc)
+    void nc.closed().then(() => this.#connections.delete(nc))
+    return nc
+  }
+
+  logs(): string {
+    return this.#all
+      .map((server) => [`--- ${server.name} (${server.url}) ---`, ...server.logs()].join('\n'))
+      .join('\n')
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown(): Promise<void> {
+    await Promise.allSettled([...this.#connections].map((nc) => nc.close()))
+    await Promise.allSettled(this.#all.map((server) => server.stop()))
+    rmSync(this.#dir, { recursive: true, force: true })
+  }
+}
+
+class LabNatsCluster extends LabServerSet implements LabCluster {
+  readonly #servers: readonly LabServerProcess[]
+
+  constructor(dir: string, servers: readonly LabServerProcess[]) {
+    super(dir, servers)
     this.#servers = servers
   }
 
   get servers(): string[] {
     return this.#servers.map((server) => server.url)
-  }
-
-  get processes(): readonly LabServer[] {
-    return this.#servers
   }
 
   server(host: string): LabServer {
@@ -820,21 +926,7 @@ class LabNatsCluster implements LabCluster {
   }
 
   async start(timeoutMs: number): Promise<void> {
-    await Promise.all(this.#servers.map((server) => server.start()))
-    const deadline = Date.now() + timeoutMs
-    const poll = <T>(what: string, attempt: () => Promise<T | undefined>) =>
-      pollUntil(what, attempt, {
-        timeoutMs: Math.max(0, deadline - Date.now()),
-        check: () => {
-          const dead = this.#servers.find((server) => !server.running)
-          if (dead) throw new Error(`${dead.name} is not running while waiting for ${what}\n${this.logs()}`)
-        },
-        context: () => this.logs(),
-      })
-    await poll('every server to see the same JetStream meta leader', async () => {
-      const leaders = await Promise.all(this.#servers.map((server) => server.metaLeader()))
-      return leaders.every((leader) => leader !== undefined && leader === leaders[0]) ? leaders[0] : undefined
-    })
+    const poll = await this.startServers(timeoutMs)
     const nc = await poll('a client connection', () => this.connect({ timeout: LAB_PROBE_TIMEOUT_MS }))
     try {
       const jsm = await jetstreamManager(nc, { timeout: LAB_PROBE_TIMEOUT_MS, checkAPI: false })
@@ -855,32 +947,106 @@ class LabNatsCluster implements LabCluster {
     }
   }
 
-  async connect(
+  connect(
     options: Omit<NodeConnectionOptions, 'servers'> & { hosts?: readonly string[] } = {},
   ): Promise<NatsConnection> {
-    if (this.#closing) throw new Error('the lab cluster is closed')
     const { hosts, ...rest } = options
     const servers = hosts ? hosts.map((host) => this.server(host).url) : this.servers
-    const nc = await connect({ ...rest, servers, ...(hosts ? { ignoreClusterUpdates: true } : {}) })
-    this.#connections.add(nc)
-    void nc.closed().then(() => this.#connections.delete(nc))
-    return nc
+    return this.open(servers, { ...rest, ...(hosts ? { ignoreClusterUpdates: true } : {}) })
+  }
+}
+
+export interface LabSuperCluster {
+  readonly regions: readonly string[]
+  readonly processes: readonly LabServer[]
+  /** Client URLs of one region's servers. */
+  servers(region: string): string[]
+  /** A connection to one region's servers only (cluster updates ignored). */
+  connect(region: string, options?: Omit<NodeConnectionOptions, 'servers'>): Promise<NatsConnection>
+  logs(): string
+  /** Closes connections made by connect(), stops every server and removes the temp dir. */
+  close(): Promise<void>
+}
+
+/**
+ * Starts one cluster per region (`regions`: region name to its hosts, 3 for R3 streams), each
+ * server in its host's namespace, joined by gateways into a super-cluster as
+ * scripts/nats-cluster.ts's startSuperCluster does on loopback, so that links between regions can
+ * be cut while every server runs. Resolves once every server sees one meta leader and a gateway to
+ * every other region, and in every region a replicated stream placed there takes a publish.
+ */
+export async function startLabSuperCluster(
+  lab: Lab,
+  regions: Readonly<Record<string, readonly string[]>>,
+  options: { readyTimeoutMs?: number } = {},
+): Promise<LabSuperCluster> {
+  const names = Object.keys(regions)
+  if (names.length === 0) throw new RangeError('a lab super-cluster needs at least one region')
+  const dir = mkdtempSync(path.join(tmpdir(), `${lab.id}-nats-`))
+  const byRegion = new Map(
+    names.map((region) => {
+      const hosts = regions[region] as readonly string[]
+      for (const host of hosts) if (!lab.hosts[host]) throw new RangeError(`no host ${host} in lab ${lab.id}`)
+      return [region, hosts.map((host) => new LabServerProcess(lab, host, dir, hosts, { region, regions }))]
+    }),
+  )
+  const cluster = new LabNatsSuperCluster(dir, byRegion)
+  try {
+    await cluster.start(options.readyTimeoutMs ?? DEFAULT_LAB_READY_TIMEOUT_MS)
+    return cluster
+  } catch (err) {
+    await cluster.close().catch(() => undefined)
+    throw err
+  }
+}
+
+class LabNatsSuperCluster extends LabServerSet implements LabSuperCluster {
+  readonly #byRegion: ReadonlyMap<string, readonly LabServerProcess[]>
+
+  constructor(dir: string, byRegion: ReadonlyMap<string, readonly LabServerProcess[]>) {
+    super(dir, [...byRegion.values()].flat())
+    this.#byRegion = byRegion
   }
 
-  logs(): string {
-    return this.#servers
-      .map((server) => [`--- ${server.name} (${server.url}) ---`, ...server.logs()].join('\n'))
-      .join('\n')
+  get regions(): readonly string[] {
+    return [...this.#byRegion.keys()]
   }
 
-  close(): Promise<void> {
-    this.#closing ??= this.#shutdown()
-    return this.#closing
+  #of(region: string): readonly LabServerProcess[] {
+    const servers = this.#byRegion.get(region)
+    if (!servers) throw new RangeError(`no region ${JSON.stringify(region)} in the lab super-cluster`)
+    return servers
   }
 
-  async #shutdown(): Promise<void> {
-    await Promise.allSettled([...this.#connections].map((nc) => nc.close()))
-    await Promise.allSettled(this.#servers.map((server) => server.stop()))
-    rmSync(this.#dir, { recursive: true, force: true })
+  servers(region: string): string[] {
+    return this.#of(region).map((server) => server.url)
+  }
+
+  async start(timeoutMs: number): Promise<void> {
+    const poll = await this.startServers(timeoutMs)
+    const all = [...this.#byRegion.values()].flat()
+    await poll('a gateway from every server to every other region', async () => {
+      const others = this.regions.length - 1
+      const counts = await Promise.all(all.map((server) => server.outboundGateways().catch(() => [])))
+      return counts.every((gateways) => gateways.length >= others) ? true : undefined
+    })
+    for (const region of this.regions) {
+      const nc = await poll(`a client connection in ${region}`, () =>
+        this.connect(region, { timeout: LAB_PROBE_TIMEOUT_MS }),
+      )
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: LAB_PROBE_TIMEOUT_MS, checkAPI: false })
+        const replicas = Math.min(this.#of(region).length, 3)
+        await poll(`a replicated probe stream in ${region}`, () =>
+          probeRegionStream(jsm, jsm.jetstream(), region, replicas),
+        )
+      } finally {
+        await nc.close()
+      }
+    }
+  }
+
+  connect(region: string, options: Omit<NodeConnectionOptions, 'servers'> = {}): Promise<NatsConnection> {
+    return this.open(this.servers(region), { ...options, ignoreClusterUpdates: true })
   }
 }

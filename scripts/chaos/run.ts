@@ -39,8 +39,10 @@ import {
   createLab,
   type Lab,
   type LabCluster,
+  type LabSuperCluster,
   networkFaultsAvailable,
   startLabCluster,
+  startLabSuperCluster,
   sweepStaleLabs,
 } from './netns.ts'
 import { renderJson, renderText } from './report.ts'
@@ -150,6 +152,11 @@ interface Scenario {
 }
 
 const LAB_HOSTS = ['n1', 'n2', 'n3'] as const
+/** The network lab's hosts when it runs two regions. */
+const LAB_REGIONS = { eu: ['n1', 'n2', 'n3'], us: ['n4', 'n5', 'n6'] } as const
+
+/** Where a scenario's nats-servers run. */
+type AnyCluster = NatsCluster | LabCluster | NatsSuperCluster | LabSuperCluster
 
 const SCENARIOS: readonly Scenario[] = [
   {
@@ -273,6 +280,18 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'region-cut',
+    description:
+      'two regions in the network lab: cut every link between them while all servers run, then heal',
+    lab: true,
+    regions: ['eu', 'us'],
+    async inject(stack) {
+      const lab = stack.lab as Lab
+      lab.partition(LAB_REGIONS.eu, LAB_REGIONS.us)
+      return { kind: 'partition', target: 'eu|us', heal: async () => lab.heal() }
+    },
+  },
+  {
     name: 'skew',
     description: 'restart an API node with its clock 8 s ahead, beyond the 5 s max drift',
     async inject(stack) {
@@ -286,7 +305,7 @@ const SCENARIOS: readonly Scenario[] = [
 type Outcome = 'PASS' | 'FAIL' | 'skipped'
 
 interface Stack {
-  readonly cluster: NatsCluster | LabCluster | NatsSuperCluster
+  readonly cluster: AnyCluster
   /** The network lab, for scenarios that run in one. */
   readonly lab: Lab | null
   kill(name: string): Promise<void>
@@ -329,13 +348,13 @@ async function waitUntil(what: string, condition: () => Promise<boolean>, timeou
 }
 
 /** Where a stack's nodes connect: one region's servers, or each region's own in a super-cluster. */
-function serversOf(cluster: NatsCluster | LabCluster | NatsSuperCluster, region: string): string {
+function serversOf(cluster: AnyCluster, region: string): string {
   return ('regions' in cluster ? cluster.servers(region) : cluster.servers).join(',')
 }
 
 async function startStack(
   dir: string,
-  cluster: NatsCluster | LabCluster | NatsSuperCluster,
+  cluster: AnyCluster,
   lab: Lab | null,
   nodes: readonly NodeSpec[],
   regions: readonly string[],
@@ -587,26 +606,36 @@ async function collect(
 }
 
 /**
- * Who fenced whom by the first node's account (the fences that count: a trader's commit log also
- * holds fences the log dropped), and a line on takeovers for the report: whether every node
- * agrees, and the updates each dropped after a fence. No takeover: no line.
+ * What the nodes say about the run, for the report: who fenced whom by the first node's account
+ * (the fences that count: a trader's commit log also holds fences the log dropped), a line on
+ * takeovers (whether every node agrees, and the updates each dropped after a fence; none without
+ * a takeover), and the stream consumers each node replaced.
  */
-async function takeovers(
+async function nodeAccounts(
   stack: Stack,
   nodes: readonly NodeSpec[],
-): Promise<{ fenced: Record<string, string>; summary: string | null }> {
+): Promise<{ fenced: Record<string, string>; summary: string | null; consumers: string }> {
   const reading = nodes.filter(({ kind }) => kind !== 'trader')
   const states = await Promise.all(
-    reading.map(async (spec) => [spec.name, await stack.state(spec.name)] as const),
+    reading.map(async (spec) => [spec.name, await stack.state(spec.name, true)] as const),
   )
+  // Consumers the stream followers replaced (and of those, for a hole), where any were.
+  const consumers = states
+    .flatMap(([name, { streams }]) =>
+      Object.entries(streams)
+        .filter(([, position]) => position.restarts > 0)
+        .map(([stream, position]) => `${name} ${stream} ${position.restarts} (${position.holes} for a hole)`),
+    )
+    .join(', ')
   const fenced = states[0]?.[1].replicas[GAME]?.fenced ?? {}
   const accounts = new Set(states.map(([, state]) => JSON.stringify(state.replicas[GAME]?.fenced ?? {})))
-  if (Object.keys(fenced).length === 0 && accounts.size === 1) return { fenced, summary: null }
+  if (Object.keys(fenced).length === 0 && accounts.size === 1) return { fenced, summary: null, consumers }
   const who = Object.entries(fenced).map(([writer, by]) => `${writer} by ${by}`)
   const dropped = states.map(([name, state]) => `${name} ${state.droppedUpdates}`).join(', ')
   const agree = accounts.size === 1 ? 'every node agrees' : 'NODES DISAGREE'
   return {
     fenced,
+    consumers,
     summary: `takeover: fenced ${who.join(', ')} (${agree}); updates dropped after it: ${dropped}`,
   }
 }
@@ -637,6 +666,8 @@ async function runScenario(
   const record = (event: HistoryEvent) => history.push(event)
   const secret = randomBytes(32).toString('hex')
   console.log(`\n== ${scenario.name}: ${scenario.description}`)
+  const regions = scenario.regions ?? [REGION]
+  const multiRegion = regions.length > 1
   let lab: Lab | null = null
   if (scenario.lab) {
     const available = networkFaultsAvailable()
@@ -646,13 +677,16 @@ async function runScenario(
       return 'skipped'
     }
     sweepStaleLabs(LAB_NAME)
-    lab = createLab({ name: LAB_NAME, hosts: [...LAB_HOSTS] })
+    lab = createLab({
+      name: LAB_NAME,
+      hosts: multiRegion ? Object.values(LAB_REGIONS).flat() : [...LAB_HOSTS],
+    })
   }
-  const regions = scenario.regions ?? [REGION]
-  const multiRegion = regions.length > 1
   const nodes = topology(regions, scenario.standby)
   const cluster = lab
-    ? await startLabCluster(lab, LAB_HOSTS)
+    ? multiRegion
+      ? await startLabSuperCluster(lab, LAB_REGIONS)
+      : await startLabCluster(lab, LAB_HOSTS)
     : multiRegion
       ? await startSuperCluster({ regions: [...regions] })
       : await startNatsCluster()
@@ -736,7 +770,7 @@ async function runScenario(
       },
       CONVERGE_TIMEOUT_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; checking what they hold`))
-    const takeover = await takeovers(stack, nodes)
+    const takeover = await nodeAccounts(stack, nodes)
     const report = check({
       history,
       traderLog: traderLogOf(join(dir, 'trader-commits.jsonl'), takeover.fenced),
@@ -747,6 +781,7 @@ async function runScenario(
     })
     console.log(renderText(report))
     if (takeover.summary) console.log(takeover.summary)
+    console.log(`stream consumers replaced: ${takeover.consumers || 'none'}`)
     const availability = {
       whileFaulted: availabilityByRegion(history, users, nodes, { fromMs: faultAtMs, toMs: healedAtMs }),
       wholeRun: availabilityByRegion(history, users, nodes),
@@ -754,7 +789,12 @@ async function runScenario(
     console.log(`availability while faulted, by gateway region: ${availability.whileFaulted}`)
     if (multiRegion) console.log(`availability over the run, by gateway region: ${availability.wholeRun}`)
     mkdirSync(reportDir, { recursive: true })
-    const measured = { faultMs: healedAtMs - faultAtMs, convergedAfterHealMs: convergedMs, availability }
+    const measured = {
+      faultMs: healedAtMs - faultAtMs,
+      convergedAfterHealMs: convergedMs,
+      availability,
+      consumersReplaced: takeover.consumers,
+    }
     writeFileSync(
       join(reportDir, `${scenario.name}.json`),
       JSON.stringify({ ...JSON.parse(renderJson(report)), measured }, null, 2),
