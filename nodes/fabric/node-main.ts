@@ -16,6 +16,8 @@ import {
   type StateOptions,
   startOpsServer,
 } from './ops-server.ts'
+import { watchQuorum } from './quorum-watch.ts'
+import { names } from './streams.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
 /** With this set (launchers set it), a node stops when the process that started it is gone. */
@@ -89,6 +91,24 @@ export const commonOptions = defineOptions({
     flag: '--ops-port',
     doc: 'port of the ops endpoints (0: any free port)',
   },
+  quorumCheckMs: {
+    type: 'integer',
+    default: 2_000,
+    min: 0,
+    max: 60_000,
+    env: 'FABRIC_QUORUM_CHECK_MS',
+    flag: '--quorum-check-ms',
+    doc: 'how often to check that the connected server reaches JetStream (0: never; see quorum-watch.ts)',
+  },
+  quorumFailuresMax: {
+    type: 'integer',
+    default: 3,
+    min: 1,
+    max: 100,
+    env: 'FABRIC_QUORUM_FAILURES_MAX',
+    flag: '--quorum-failures-max',
+    doc: 'failed checks in a row after which the node reconnects to another server',
+  },
   clockSkewMs: {
     type: 'integer',
     default: 0,
@@ -145,6 +165,16 @@ export async function runNode<S extends OptionsSchema>(
     noAsyncTraces: true,
     reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
   })
+  const quorum =
+    config.quorumCheckMs > 0
+      ? watchQuorum({
+          nc,
+          stream: names.fabricStream(config.region),
+          intervalMs: config.quorumCheckMs,
+          failuresMax: config.quorumFailuresMax,
+          log,
+        })
+      : null
   const skewMs = config.clockSkewMs
   if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
   const clock = skewMs === 0 ? Date.now : () => Date.now() + skewMs
@@ -162,6 +192,14 @@ export async function runNode<S extends OptionsSchema>(
     registers: [registry],
     collect() {
       this.set(node.readiness().ready ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: `${name.replaceAll('-', '_')}_quorum_reconnects`,
+    help: 'times the node left a server that could not reach JetStream',
+    registers: [registry],
+    collect() {
+      this.set(quorum?.moves() ?? 0)
     },
   })
   const ops = await startOpsServer({
@@ -183,6 +221,7 @@ export async function runNode<S extends OptionsSchema>(
       log.error('shutdown passed its deadline; exiting')
       process.exit(1)
     }, SHUTDOWN_DEADLINE_MS)
+    quorum?.stop()
     await node.close()
     await nc.drain()
     await ops.close()

@@ -9,7 +9,9 @@
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
 import t, { type Test } from 'tap'
+import { watchQuorum } from '../../nodes/fabric/quorum-watch.ts'
 import {
   createLab,
   ensureNetworkTools,
@@ -35,6 +37,8 @@ const CATCH_UP_TIMEOUT_MS = 45_000
 const PUBLISH_TIMEOUT_MS = 2_000
 const DELAY_MS = 100
 const ROUND_TRIPS = 5
+/** Three failed checks must outlast a stream leader election on the majority side. */
+const QUORUM_CHECK_MS = 1_000
 const DATAGRAMS = 400
 const LOSS_PCT = 50
 const UDP_PORT = 47_123
@@ -66,6 +70,9 @@ async function runLabTests(): Promise<void> {
   const started = cluster
   await t.test('a partitioned minority refuses writes, the majority takes them, healing catches up', (t) =>
     partitionScenario(t, lab, started),
+  )
+  await t.test('a node on a server cut off from JetStream moves to a server that reaches it', (t) =>
+    quorumScenario(t, lab, started),
   )
   await t.test('loss between two hosts drops about that share of packets, healing restores them', (t) =>
     lossScenario(t, lab),
@@ -129,6 +136,37 @@ async function partitionScenario(t: Test, lab: Lab, cluster: LabCluster): Promis
   t.equal(caughtUp, lastSeq, `${isolated}'s replica reaches the majority's last sequence`)
   const healed = await jsm.streams.info(STREAM)
   t.equal(healed.state.last_seq, lastSeq, 'the refused publish was never stored')
+}
+
+async function quorumScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<void> {
+  // In host order and not shuffled, so the client starts on n1 and moves to the next on reconnect.
+  const nc = await cluster.connect({ hosts: [...HOSTS], noRandomize: true })
+  t.equal(nc.info?.server_name, 'n1', 'connected to n1')
+  lab.partition(['n1'], ['n2', 'n3'])
+  const watch = watchQuorum({
+    nc,
+    stream: STREAM,
+    intervalMs: QUORUM_CHECK_MS,
+    failuresMax: 3,
+    log: pino({ level: 'silent' }),
+  })
+  try {
+    await pollUntil(
+      'the client to leave n1',
+      async () => (nc.info?.server_name !== 'n1' && !nc.isClosed() ? true : undefined),
+      { timeoutMs: FAILOVER_TIMEOUT_MS, context: () => cluster.logs() },
+    )
+    t.ok(watch.moves() >= 1, `it reconnected (${watch.moves()} times) and is on ${nc.info?.server_name}`)
+    const jsm = await jetstreamManager(nc, { timeout: PUBLISH_TIMEOUT_MS, checkAPI: false })
+    const info = await pollUntil('stream info from the new server', () => jsm.streams.info(STREAM), {
+      timeoutMs: FAILOVER_TIMEOUT_MS,
+    })
+    t.equal(info.config.name, STREAM, 'and reaches JetStream from there')
+  } finally {
+    watch.stop()
+    lab.heal()
+    await nc.close()
+  }
 }
 
 /** The last sequence of STREAM in the replica the server at `monitorUrl` holds, from its /jsz. */
