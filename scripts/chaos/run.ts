@@ -557,6 +557,7 @@ function availabilityByRegion(
       if (count) count.acknowledged++
     }
   }
+  if (counts.size === 0) return 'no placement'
   return [...counts]
     .map(([region, { placed, acknowledged }]) => {
       const share = placed === 0 ? 100 : (100 * acknowledged) / placed
