@@ -93,21 +93,21 @@ export const commonOptions = defineOptions({
   },
   quorumCheckMs: {
     type: 'integer',
-    default: 2_000,
+    default: 1_000,
     min: 0,
     max: 60_000,
     env: 'FABRIC_QUORUM_CHECK_MS',
     flag: '--quorum-check-ms',
     doc: 'how often to check that the connected server reaches JetStream (0: never; see quorum-watch.ts)',
   },
-  quorumFailuresMax: {
+  quorumLostMs: {
     type: 'integer',
-    default: 3,
-    min: 1,
-    max: 100,
-    env: 'FABRIC_QUORUM_FAILURES_MAX',
-    flag: '--quorum-failures-max',
-    doc: 'failed checks in a row after which the node reconnects to another server',
+    default: 4_000,
+    min: 100,
+    max: 600_000,
+    env: 'FABRIC_QUORUM_LOST_MS',
+    flag: '--quorum-lost-ms',
+    doc: 'how long the connected server may fail to reach JetStream before the node reconnects to another',
   },
   clockSkewMs: {
     type: 'integer',
@@ -171,7 +171,7 @@ export async function runNode<S extends OptionsSchema>(
           nc,
           stream: names.fabricStream(config.region),
           intervalMs: config.quorumCheckMs,
-          failuresMax: config.quorumFailuresMax,
+          lostAfterMs: config.quorumLostMs,
           log,
         })
       : null

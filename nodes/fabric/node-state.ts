@@ -69,6 +69,8 @@ export interface NodeState {
   /** Fabric updates this node dropped after a fence. */
   readonly droppedUpdates: number
   readonly streams: { readonly fabric: StreamPosition; readonly ledger?: StreamPosition }
+  /** A trader's role (nodes/trader/trader.ts), and why it stood down if it did. */
+  readonly trader?: { readonly role: string; readonly standDownReason: string | null }
   readonly ledger?: LedgerState
   readonly replicas: Record<string, ReplicaState>
 }

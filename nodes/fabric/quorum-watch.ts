@@ -3,9 +3,11 @@
  * client's connection to a server on the minority side up, so the client never fails over, and
  * everything the node does through JetStream stalls until the heal (seen in chaos runs: with one
  * server of three cut off, a trader connected to it made every replica stale). So every
- * `intervalMs` the node asks for a stream's info, which the stream's leader answers; after
- * `failuresMax` failures in a row while connected, it reconnects, and the client picks a server from
- * its list again. Where no server has a quorum this repeats, bounded by the interval, until the heal.
+ * `intervalMs` the node asks for a stream's info (the stream's leader answers; the request times
+ * out after `intervalMs` too); once no check has passed for `lostAfterMs` while connected, it
+ * reconnects, and the client takes the next server of its list. Where no server has a quorum this
+ * repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should outlast a stream leader
+ * election, or a node reconnects needlessly (which costs only its requests in flight).
  */
 
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream'
@@ -17,7 +19,7 @@ export interface QuorumWatchOptions {
   /** A stream every node uses; its leader must answer for the check to pass. */
   readonly stream: string
   readonly intervalMs: number
-  readonly failuresMax: number
+  readonly lostAfterMs: number
   readonly log: Logger
 }
 
@@ -28,8 +30,8 @@ export interface QuorumWatch {
 }
 
 export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
-  const { nc, stream, intervalMs, failuresMax, log } = options
-  let failures = 0
+  const { nc, stream, intervalMs, lostAfterMs, log } = options
+  let lastPassedMs = Date.now()
   let moves = 0
   let checking = false
   let jsm: JetStreamManager | null = null
@@ -38,16 +40,15 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
     jsm ??= await jetstreamManager(nc, { timeout: intervalMs, checkAPI: false })
     try {
       await jsm.streams.info(stream)
-      failures = 0
+      lastPassedMs = Date.now()
     } catch (error) {
       // While the client is reconnecting anyway, there is nothing to decide.
-      if (nc.isClosed() || nc.isDraining()) return
-      failures++
-      if (failures < failuresMax) return
-      failures = 0
+      if (nc.isClosed() || nc.isDraining() || Date.now() - lastPassedMs < lostAfterMs) return
+      lastPassedMs = Date.now()
       moves++
+      const from = nc.info?.server_name
       log.warn(
-        { err: error, server: nc.info?.server_name, stream },
+        { err: error, server: from, stream },
         'this server cannot reach JetStream; reconnecting to another',
       )
       await nc.reconnect()

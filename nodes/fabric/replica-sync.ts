@@ -9,8 +9,9 @@
  * publish; their update comes back through the stream and changes nothing the second time.
  *
  * Takeover (crdt FenceOp): every update names its writer in a header, and a takeover names the
- * writers it fences. In stream order, an update by a writer the replica already holds as fenced is
- * dropped, and so is a fence of a writer another has fenced already. Every node reads one game's updates in the
+ * writers it fences. In stream order, an update by a writer the log has already fenced is dropped,
+ * and so is a fence of a writer the log has already fenced; the log's fences are kept apart from
+ * the replica, which on a writer's own node also holds commits the log may drop. Every node reads one game's updates in the
  * same order (a game is written to one region's stream, and sourcing keeps each origin's order),
  * so all drop the same updates: the first fence in the log wins, and a replica that holds a fence
  * holds every update of the fenced writer that will ever count, which is what lets finality stop
@@ -34,6 +35,7 @@ import {
   maxStamp,
   type Replica,
   writerOf,
+  writersOf,
 } from '../../crdt/index.ts'
 import { regionNames } from './regions.ts'
 import { followStream } from './stream-follower.ts'
@@ -88,6 +90,8 @@ export interface ReplicaSync {
   /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
   replicaFor(gameId: string): Replica
   games(): string[]
+  /** The writer that fenced `writer` in the game, by the log's account, or null. */
+  fencedBy(gameId: string, writer: string): string | null
   /** Updates dropped after a fence (see the module comment), since start. */
   droppedUpdates(): number
   /** The stream sequence of the last update applied. */
@@ -166,6 +170,17 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return replica
   }
 
+  /** Per game, the writers the log has fenced so far (in stream order), each with its fencer. */
+  const logFences = new Map<string, Map<string, string>>()
+  function logFencesOf(gameId: string): Map<string, string> {
+    let fenced = logFences.get(gameId)
+    if (fenced === undefined) {
+      fenced = new Map()
+      logFences.set(gameId, fenced)
+    }
+    return fenced
+  }
+
   const startSeq = await restore()
 
   async function restore(): Promise<number> {
@@ -178,6 +193,11 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       const record = decodeSnapshot(entry.value)
       const replica = backend.restore(record.bytes)
       replicas.set(gameId, replica)
+      // A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's.
+      for (const writer of writersOf(replica.game)) {
+        const fence = fenceOf(replica.game, writer)
+        if (fence !== null) logFencesOf(gameId).set(writer, writerOf(fence))
+      }
       // The node's clock must pass everything the snapshot holds before it stamps anything.
       merge(
         gameId,
@@ -191,20 +211,22 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   }
 
   /** Why an update must be dropped (see the module comment), or null to apply it. */
+  /**
+   * Decide an update in stream order: drop it (and say why), or apply it and record the fences it
+   * carries. The decision reads the fences the log has accepted so far, never the replica: a writer's
+   * replica also holds its own commits, which the log may yet drop.
+   */
   function fencedOut(
     gameId: string,
     writer: string | undefined,
     fences: string | undefined,
   ): Pick<DroppedUpdate, 'writer' | 'reason'> | null {
-    const game = replicas.get(gameId)?.game
-    if (game === undefined || !writer) return null
-    if (fenceOf(game, writer) !== null) return { writer, reason: 'writer fenced' }
-    // A writer's own fence, back from the stream, finds itself in the writer's replica.
-    const fencedByOther = (target: string) => {
-      const fence = fenceOf(game, target)
-      return fence !== null && writerOf(fence) !== writer
-    }
-    if (fences?.split(',').some(fencedByOther)) return { writer, reason: 'already fenced' }
+    if (!writer) return null
+    const fenced = logFencesOf(gameId)
+    if (fenced.has(writer)) return { writer, reason: 'writer fenced' }
+    const targets = fences ? fences.split(',') : []
+    if (targets.some((target) => fenced.has(target))) return { writer, reason: 'already fenced' }
+    for (const target of targets) fenced.set(target, writer)
     return null
   }
 
@@ -261,6 +283,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     replica: (gameId) => replicas.get(gameId),
     replicaFor,
     games: () => [...replicas.keys()],
+    fencedBy: (gameId, writer) => logFences.get(gameId)?.get(writer) ?? null,
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     restarts: () => follower.restarts(),

@@ -80,6 +80,7 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     limits: options.limits,
     role: options.role ?? 'active',
     caughtUp: () => replicas.caughtUp(),
+    fencedBy: () => replicas.fencedBy(gameId, hlc.node),
     onTakeover(afterPoint) {
       log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
       options.feed.start((event) => trader.handle(event), { afterPoint })

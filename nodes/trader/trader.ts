@@ -90,6 +90,8 @@ export interface TraderOptions {
   readonly role?: 'active' | 'standby'
   /** Whether this node's replica has caught up with the log; a trader behind it never fences. */
   readonly caughtUp?: () => boolean
+  /** The writer that fenced this one by the log's account (replica-sync.ts), or null. */
+  readonly fencedBy?: () => string | null
   /** A standby took over: start the feed from the point after `afterPoint`. */
   readonly onTakeover?: (afterPoint: number) => void
   /** The trader stood down (see the module comment). */
@@ -420,8 +422,9 @@ export function createTrader(options: TraderOptions): Trader {
     tick() {
       if (role === 'fenced') return
       const fence = fenceOf(replica.game, me)
-      if (fence !== null) {
-        standDown(`fenced by ${writerOf(fence)}`)
+      const fencer = options.fencedBy?.() ?? (fence === null ? null : writerOf(fence))
+      if (fencer !== null) {
+        standDown(`fenced by ${fencer}`)
         return
       }
       fenceSilentWriters()

@@ -15,7 +15,7 @@
  * or pausing a nats-server. Every run is bounded in time and stops everything it started, by PID.
  */
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -81,9 +81,9 @@ const PROFILES: Readonly<Record<string, Profile>> = {
   short: {
     bettors: 12,
     meanPauseMs: 300,
-    beforeFaultMs: 4_000,
+    beforeFaultMs: 3_000,
     faultMs: 5_000,
-    afterFaultMs: 4_000,
+    afterFaultMs: 3_000,
     timeScale: 2,
   },
   soak: {
@@ -242,6 +242,28 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'api-cut-off',
+    description: 'cut an API node off from every nats-server (iptables in its own namespace), then heal',
+    lab: true,
+    async inject(stack) {
+      const lab = stack.lab as Lab
+      lab.partition(['api-1'], LAB_HOSTS)
+      return { kind: 'partition', target: 'api-1|n1,n2,n3', heal: async () => lab.heal() }
+    },
+  },
+  {
+    name: 'trader-cut-off',
+    description:
+      'cut the trader off from every nats-server while a standby runs: it takes over; healed, the trader stands down',
+    lab: true,
+    standby: true,
+    async inject(stack) {
+      const lab = stack.lab as Lab
+      lab.partition(['trader-1'], LAB_HOSTS)
+      return { kind: 'partition', target: 'trader-1|n1,n2,n3', heal: async () => lab.heal() }
+    },
+  },
+  {
     name: 'bridge-partition',
     description: 'cut n1 from n3 only: n2 still reaches both, a partition that is not transitive',
     lab: true,
@@ -314,6 +336,8 @@ interface Stack {
   /** A graceful stop (SIGTERM), bounded like every stop. */
   stop(name: string): Promise<void>
   signal(name: string, signal: NodeJS.Signals): void
+  /** Where the node listens: its lab host's address, or loopback. */
+  address(name: string): string
   /** Whether the node's process is running (paused counts as running). */
   running(name: string): boolean
   /** The node's /debug/state; `replicasOnly` leaves the ledger out. */
@@ -365,6 +389,8 @@ async function startStack(
 ) {
   const opsPorts = new Map<string, number>()
   for (const { name } of nodes) opsPorts.set(name, await freePort())
+  // In a network lab every node is a host of its own, listening on its address there.
+  const addressOf = (name: string) => lab?.hosts[name]?.ip ?? '127.0.0.1'
   const standby = nodes.some((node) => node.name === 'trader-2')
   const children = new Map<string, ChildProcess>()
   const envOf = (name: string): Record<string, string> => {
@@ -376,6 +402,8 @@ async function startStack(
       ...(regions.length > 1 ? { FABRIC_REGIONS: regions.join(',') } : {}),
       FABRIC_LEDGER_SHARDS: String(SHARDS),
       FABRIC_OPS_PORT: String(opsPorts.get(name)),
+      FABRIC_OPS_HOST: addressOf(name),
+      GATEWAY_HOST: addressOf(name),
       FABRIC_EXIT_WITH_PARENT: '1',
       LOG_LEVEL: 'info',
       TRADER_SEED: String(seed),
@@ -393,14 +421,18 @@ async function startStack(
       GATEWAY_JWT_SECRET: secret,
     }
   }
-  const opsUrl = (name: string) => `http://127.0.0.1:${opsPorts.get(name)}`
+  const opsUrl = (name: string) => `http://${addressOf(name)}:${opsPorts.get(name)}`
   const launch = (name: string, extra: Record<string, string> = {}) => {
     const spec = nodes.find((node) => node.name === name) as NodeSpec
     const log = openSync(join(dir, `${name}.log`), 'a')
-    const child = spawn(process.execPath, ['--import', 'tsx', spec.main], {
+    const args = ['--import', 'tsx', spec.main]
+    const options: SpawnOptions = {
       env: { ...process.env, ...envOf(name), ...extra },
       stdio: ['ignore', log, log],
-    })
+    }
+    const child = lab
+      ? lab.exec(name, process.execPath, args, options)
+      : spawn(process.execPath, args, options)
     closeSync(log)
     children.set(name, child)
     return child
@@ -432,6 +464,7 @@ async function startStack(
     signal(name, signal) {
       children.get(name)?.kill(signal)
     },
+    address: addressOf,
     running(name) {
       const child = children.get(name)
       return child !== undefined && child.exitCode === null && child.signalCode === null
@@ -568,7 +601,7 @@ function availabilityByRegion(
 
 /**
  * Milliseconds from `fromMs` until every running node holds the same replica of the game (a
- * trader that was fenced holds updates nobody else does, so it is left out), polling every
+ * trader that stood down holds updates nobody else does, so it is left out), polling every
  * CONVERGE_POLL_MS; null if they do not agree within CONVERGE_TIMEOUT_MS.
  */
 async function convergenceMs(
@@ -582,8 +615,9 @@ async function convergenceMs(
       nodes
         .filter(({ name }) => stack.running(name))
         .map(async ({ name }) => {
-          const replica = (await stack.state(name, true).catch(() => null))?.replicas[GAME]
-          if (replica?.fenced[name] !== undefined) return 'fenced'
+          const state = await stack.state(name, true).catch(() => null)
+          const replica = state?.replicas[GAME]
+          if (replica?.fenced[name] !== undefined || state?.trader?.role === 'fenced') return 'fenced'
           return replica?.stateHash ?? null
         }),
     )
@@ -641,6 +675,18 @@ async function nodeAccounts(
   }
 }
 
+/** The traders still running that stood down after a takeover, each with its reason. */
+async function traderStandDowns(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
+  const traders = nodes.filter(({ kind, name }) => kind === 'trader' && stack.running(name))
+  const states = await Promise.all(
+    traders.map(async ({ name }) => [name, await stack.state(name, true).catch(() => null)] as const),
+  )
+  return states
+    .filter(([, state]) => state?.trader?.role === 'fenced')
+    .map(([name, state]) => `${name} (${state?.trader?.standDownReason})`)
+    .join(', ')
+}
+
 /** Replicas of the game agree, and every ledger node has folded as far as the others. */
 function converged(states: readonly NodeFinalState[]): boolean {
   const hashes = new Set(states.map((state) => state.replicas?.[GAME]?.stateHash))
@@ -669,6 +715,7 @@ async function runScenario(
   console.log(`\n== ${scenario.name}: ${scenario.description}`)
   const regions = scenario.regions ?? [REGION]
   const multiRegion = regions.length > 1
+  const nodes = topology(regions, scenario.standby)
   let lab: Lab | null = null
   if (scenario.lab) {
     const available = networkFaultsAvailable()
@@ -678,12 +725,10 @@ async function runScenario(
       return 'skipped'
     }
     sweepStaleLabs(LAB_NAME)
-    lab = createLab({
-      name: LAB_NAME,
-      hosts: multiRegion ? Object.values(LAB_REGIONS).flat() : [...LAB_HOSTS],
-    })
+    // The servers, and every node as a host of its own.
+    const servers = multiRegion ? Object.values(LAB_REGIONS).flat() : [...LAB_HOSTS]
+    lab = createLab({ name: LAB_NAME, hosts: [...servers, ...nodes.map((node) => node.name)] })
   }
-  const nodes = topology(regions, scenario.standby)
   const cluster = lab
     ? multiRegion
       ? await startLabSuperCluster(lab, LAB_REGIONS)
@@ -714,7 +759,7 @@ async function runScenario(
       record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
     }
     workload = startWorkload({
-      wsUrls: [...gatewayPorts.values()].map((port) => `ws://127.0.0.1:${port}/v1/ws`),
+      wsUrls: [...gatewayPorts].map(([name, port]) => `ws://${stack?.address(name)}:${port}/v1/ws`),
       secret,
       gameId: GAME,
       users,
@@ -760,6 +805,7 @@ async function runScenario(
       },
       FINALIZE_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
+    const standDowns = await traderStandDowns(stack, nodes)
     // The traders stop (no new ops); then everyone must agree on what they hold.
     for (const { name } of nodes.filter((node) => node.kind === 'trader')) await stack.stop(name)
     let states: NodeFinalState[] = []
@@ -782,6 +828,7 @@ async function runScenario(
     })
     console.log(renderText(report))
     if (takeover.summary) console.log(takeover.summary)
+    if (standDowns) console.log(`stood down: ${standDowns}`)
     console.log(`stream consumers replaced: ${takeover.consumers || 'none'}`)
     const availability = {
       whileFaulted: availabilityByRegion(history, users, nodes, { fromMs: faultAtMs, toMs: healedAtMs }),

@@ -37,8 +37,9 @@ const CATCH_UP_TIMEOUT_MS = 45_000
 const PUBLISH_TIMEOUT_MS = 2_000
 const DELAY_MS = 100
 const ROUND_TRIPS = 5
-/** Three failed checks must outlast a stream leader election on the majority side. */
-const QUORUM_CHECK_MS = 1_000
+const QUORUM_CHECK_MS = 500
+/** Must outlast a stream leader election on the majority side. */
+const QUORUM_LOST_MS = 3_000
 const DATAGRAMS = 400
 const LOSS_PCT = 50
 const UDP_PORT = 47_123
@@ -147,7 +148,7 @@ async function quorumScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<v
     nc,
     stream: STREAM,
     intervalMs: QUORUM_CHECK_MS,
-    failuresMax: 3,
+    lostAfterMs: QUORUM_LOST_MS,
     log: pino({ level: 'silent' }),
   })
   try {
