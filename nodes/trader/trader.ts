@@ -12,11 +12,12 @@
  * Takeover: a game may have standby traders among its writers. A standby heartbeats (so finality
  * waits for it too, which is what keeps the fence sound; see crdt FenceOp) but writes nothing.
  * Any trader that has heard nothing from another writer of its game for `takeoverAfterMs` fences
- * it. A standby that fences the active trader becomes active: it suspends, voids and closes every
- * market left without a result (nobody knows what happened while no trader watched, so those bets
- * are refunded) and asks its feed for the match from the next point. A trader that finds itself
- * fenced, or its own update dropped after someone else's fence, stands down for good: its replica
- * holds updates that no other replica will, so it writes, heartbeats and snapshots nothing more.
+ * it. A standby that fences the active trader becomes active: in the same commit it closes every
+ * market left without a result and voids its bets (nobody knows what happened while no trader
+ * watched, so they are refunded), then asks its feed for the match from the next point. A trader
+ * that the log has fenced, or whose own update was dropped after someone else's fence, stands down
+ * for good: its replica holds updates that no other replica will, so it writes, heartbeats and
+ * snapshots nothing more.
  */
 
 import type { Logger } from 'pino'
