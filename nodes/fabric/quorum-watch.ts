@@ -3,8 +3,10 @@
  * client's connection to a server on the minority side up, so the client never fails over, and
  * everything the node does through JetStream stalls until the heal (seen in chaos runs: with one
  * server of three cut off, a trader connected to it made every replica stale). So every
- * `intervalMs` the node asks for a stream's info (the stream's leader answers; the request times
- * out after `intervalMs` too); once no check has passed for `lostAfterMs` while connected, it
+ * `intervalMs` the node asks for a stream's info (the request times out after `intervalMs` too).
+ * The stream's leader answers, and the check passes only if that leader hears a majority of the
+ * stream's replicas: a leader cut off with the node keeps answering for a while, as if all were
+ * well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it
  * reconnects, and the client takes the next server of its list. Where no server has a quorum this
  * repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should outlast a stream leader
  * election, or a node reconnects needlessly (which costs only its requests in flight).
@@ -39,7 +41,13 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
   async function check(): Promise<void> {
     jsm ??= await jetstreamManager(nc, { timeout: intervalMs, checkAPI: false })
     try {
-      await jsm.streams.info(stream)
+      const { cluster } = await jsm.streams.info(stream)
+      const peers = cluster?.replicas ?? []
+      const heard = 1 + peers.filter((peer) => peer.current && !peer.offline).length
+      if (2 * heard <= peers.length + 1)
+        throw new Error(
+          `the stream leader ${cluster?.leader} hears ${heard - 1} of its ${peers.length} replicas`,
+        )
       lastPassedMs = Date.now()
     } catch (error) {
       // While the client is reconnecting anyway, there is nothing to decide.
