@@ -393,59 +393,56 @@ class NetworkLab implements Lab {
   }
 
   partition(a: readonly string[], b: readonly string[]): void {
-    this.#checkSides(a, b)
-    for (const [from, to] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      for (const host of from) {
-        const { ns } = this.#host(host)
-        for (const other of to) {
-          const { ip } = this.#host(other)
-          run('ip', ['netns', 'exec', ns, 'iptables', '-w', '5', '-A', 'INPUT', '-s', ip, '-j', 'DROP'])
-          run('ip', ['netns', 'exec', ns, 'iptables', '-w', '5', '-A', 'OUTPUT', '-d', ip, '-j', 'DROP'])
-        }
-      }
-    }
+    this.#eachLink(a, b, (iptables, ip) => {
+      iptables(['-A', 'INPUT', '-s', ip, '-j', 'DROP'])
+      iptables(['-A', 'OUTPUT', '-d', ip, '-j', 'DROP'])
+    })
   }
 
   lose(a: readonly string[], b: readonly string[], lossPct: number): void {
     if (!Number.isFinite(lossPct) || lossPct <= 0 || lossPct >= 100)
       throw new RangeError(`loss must be above 0 and below 100 %: ${lossPct}`)
-    this.#checkSides(a, b)
     const probability = (lossPct / 100).toFixed(4)
-    for (const [to, from] of [
+    // On the receiving side only, so each packet is dropped with the probability once.
+    this.#eachLink(a, b, (iptables, ip) =>
+      iptables([
+        '-A',
+        'INPUT',
+        '-s',
+        ip,
+        '-m',
+        'statistic',
+        '--mode',
+        'random',
+        '--probability',
+        probability,
+        '-j',
+        'DROP',
+      ]),
+    )
+  }
+
+  /**
+   * For every host on either side and every host on the other: `rule` gets an iptables runner in
+   * the host's namespace and the other host's address.
+   */
+  #eachLink(
+    a: readonly string[],
+    b: readonly string[],
+    rule: (iptables: (args: string[]) => void, otherIp: string) => void,
+  ): void {
+    const overlap = a.filter((host) => b.includes(host))
+    if (overlap.length > 0) throw new RangeError(`a host cannot be on both sides: ${overlap.join(', ')}`)
+    for (const [side, other] of [
       [a, b],
       [b, a],
     ] as const) {
-      for (const host of to) {
+      for (const host of side) {
         const { ns } = this.#host(host)
-        for (const other of from) {
-          const { ip } = this.#host(other)
-          const match = ['-m', 'statistic', '--mode', 'random', '--probability', probability]
-          run('ip', [
-            'netns',
-            'exec',
-            ns,
-            'iptables',
-            '-w',
-            '5',
-            '-A',
-            'INPUT',
-            '-s',
-            ip,
-            ...match,
-            '-j',
-            'DROP',
-          ])
-        }
+        const iptables = (args: string[]) => run('ip', ['netns', 'exec', ns, 'iptables', '-w', '5', ...args])
+        for (const peer of other) rule(iptables, this.#host(peer).ip)
       }
     }
-  }
-
-  #checkSides(a: readonly string[], b: readonly string[]): void {
-    const overlap = a.filter((host) => b.includes(host))
-    if (overlap.length > 0) throw new RangeError(`a host cannot be on both sides: ${overlap.join(', ')}`)
   }
 
   heal(): void {
