@@ -130,6 +130,9 @@ export interface Trader {
   flush(): Promise<void>
 }
 
+/** A gap between a trader's own ticks longer than this share of takeoverAfterMs: it was paused. */
+const SELF_PAUSE_SHARE = 0.5
+
 const SERVER_WINS = { first: 0.64, second: 0.55 }
 const ACE = { first: 0.09, second: 0.02 }
 
@@ -175,13 +178,14 @@ export function createTrader(options: TraderOptions): Trader {
     commit(stampOps(hlc, ops))
   }
 
-  function commit(entries: readonly Entry[]): void {
+  /** Commit and queue for publishing; false when the queue is full and nothing was committed. */
+  function commit(entries: readonly Entry[]): boolean {
     if (unpublished.length >= limits.unpublishedMax) {
       log.error(
         { unpublished: unpublished.length },
         'JetStream has not acknowledged updates; refusing to write more',
       )
-      return
+      return false
     }
     const update = replica.commit(entries)
     options.onCommit?.(entries)
@@ -189,6 +193,7 @@ export function createTrader(options: TraderOptions): Trader {
     const fences = entries.flatMap((entry) => (entry.kind === 'fence' ? [entry.writer] : []))
     unpublished.push({ update, msgId: (entries.at(-1) as { stamp: string }).stamp, fences })
     drain()
+    return true
   }
 
   /** Publish queued updates in order, one at a time; a failure leaves the rest for the next tick. */
@@ -355,7 +360,7 @@ export function createTrader(options: TraderOptions): Trader {
   /** The writers of the game, other than this one, not heard from for takeoverAfterMs. */
   function silentWriters(): string[] {
     // A trader that was itself paused heard nothing because it listened to nothing: start over.
-    if (now() - lastTickMs > limits.takeoverAfterMs / 2) heard.clear()
+    if (now() - lastTickMs > limits.takeoverAfterMs * SELF_PAUSE_SHARE) heard.clear()
     lastTickMs = now()
     const silent: string[] = []
     for (const writer of activeWriters(replica.game)) {
@@ -394,7 +399,8 @@ export function createTrader(options: TraderOptions): Trader {
       ),
     )
     log.warn({ fenced: silent, takingOver, voided: voids.length }, 'fencing writers not heard from')
-    commit([...entries, ...voids])
+    // A fence that was not committed took nothing over: the standby stays a standby.
+    if (!commit([...entries, ...voids])) return
     stats.fencesWritten += silent.length
     stats.marketsVoidedOnTakeover += voids.length
     for (const writer of silent) heard.delete(writer)
