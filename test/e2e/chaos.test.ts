@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import t from 'tap'
 
 const TIMEOUT_MS = 480_000
+/** How much of a failed scenario's output the failure message shows. */
+const SECTION_CHARS = 8_000
 
 t.test('npm run chaos (short profile) passes every scenario', async (t) => {
   const reports = mkdtempSync(join(tmpdir(), 'chaos-test-'))
@@ -23,10 +25,22 @@ t.test('npm run chaos (short profile) passes every scenario', async (t) => {
   t.equal(
     run.status,
     0,
-    `exit code; summary: ${summary}\n${run.stdout.slice(-4_000)}\n${run.stderr.slice(-2_000)}`,
+    `exit code; summary: ${summary}\n${failedSections(run.stdout)}\n${run.stderr.slice(-2_000)}`,
   )
   const results = summary.split(', ').filter(Boolean)
   t.ok(results.length >= 6, `every scenario ran (${results.length})`)
   for (const result of results) t.match(result, / PASS$/, result)
   t.notMatch(run.stdout, /^FAIL /m, 'no invariant failed')
 })
+
+/**
+ * What a failed run printed for each scenario that failed (each run opens with `== name:`), so
+ * that the reason is in the test's output; the end of the output when no scenario section failed.
+ */
+function failedSections(stdout: string): string {
+  const failed = stdout
+    .split(/^(?=== )/m)
+    .filter((section) => /^== /.test(section) && /^\[[^\]]*\] FAIL /m.test(section))
+    .map((section) => section.slice(0, SECTION_CHARS))
+  return failed.length > 0 ? failed.join('\n') : stdout.slice(-SECTION_CHARS)
+}
