@@ -23,8 +23,8 @@
 
 import { createHash } from 'node:crypto'
 import type { StampKey } from './hlc.ts'
-import { AFTER_ALL_STAMPS, stampWall } from './hlc.ts'
-import { WRITERS_PER_GAME_MAX } from './limits.ts'
+import { AFTER_ALL_STAMPS, lastStampAt, stampWall } from './hlc.ts'
+import { CORRECTION_WINDOW_MS, WRITERS_PER_GAME_MAX } from './limits.ts'
 import type {
   AdmitOp,
   ClockOp,
@@ -303,12 +303,34 @@ export function priceAt(
   return transitionAt(game, marketId, stamp)?.prices[selectionId] ?? null
 }
 
-/** The void window on the market covering `stamp`, if any; voids may be written after the fact. */
+/**
+ * The void window on the market covering `stamp`, if any. Voids may be written after the fact, but
+ * only up to the market's correction deadline: a void stamped later comes after the market may
+ * have been paid, and counts nowhere.
+ */
 export function voidAt(game: GameState, marketId: string, stamp: StampKey): Entry<VoidOp> | null {
+  const deadline = correctionDeadline(game, marketId)
   for (const entry of game.markets.get(marketId)?.voids ?? []) {
+    if (deadline !== null && entry.stamp > deadline) continue
     if (entry.from <= stamp && stamp <= entry.to && isValidEntry(game, entry)) return entry
   }
   return null
+}
+
+/**
+ * The last stamp at which a void on the market still counts: CORRECTION_WINDOW_MS after its first
+ * result claim, or null while it has none. Settlement pays a market only once this stamp is final,
+ * so it has seen every void that will ever count, and a payout is never followed by a refund.
+ */
+export function correctionDeadline(game: GameState, marketId: string): StampKey | null {
+  // Claims are kept in stamp order: the first valid one is the earliest.
+  const first = game.markets.get(marketId)?.results.find((claim) => isValidEntry(game, claim))
+  return first === undefined ? null : correctionDeadlineAfter(first.stamp)
+}
+
+/** The correction deadline of a market whose first result claim is stamped `resultStamp`. */
+export function correctionDeadlineAfter(resultStamp: StampKey): StampKey {
+  return lastStampAt(stampWall(resultStamp) + CORRECTION_WINDOW_MS)
 }
 
 export type MarketResult =

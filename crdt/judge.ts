@@ -3,8 +3,9 @@
  *
  * Every check reads only entries stamped at or before the bet, so once the stamp is final (see
  * game.ts) the verdict cannot change on any replica. The one exception is a void window, which a
- * feed correction may add after the fact: it turns an accepted bet into VOIDED (refunded), and it
- * is checked last so that it never touches a bet that was rejected anyway.
+ * feed correction may add after the fact, up to the market's correction deadline (game.ts): it
+ * turns an accepted bet into VOIDED (refunded), and it is checked last so that it never touches a
+ * bet that was rejected anyway.
  */
 
 import type { GameState } from './game.ts'

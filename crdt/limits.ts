@@ -12,6 +12,13 @@ export const STAMP_LOGICAL_MAX = 10 ** STAMP_LOGICAL_DIGITS - 1
 /** Node ids are padded to this width so that every encoded stamp has the same length. */
 export const NODE_ID_LENGTH_MAX = 24
 
+/**
+ * How long after a market's first result claim a void (a feed correction) may be stamped and still
+ * count. Settlement waits this long after the result before paying; a later correction counts
+ * nowhere, so no payout is ever taken back.
+ */
+export const CORRECTION_WINDOW_MS = 250
+
 /** Default bound on how far a remote stamp may lead the local clock. */
 export const DEFAULT_MAX_DRIFT_MS = 5_000
 

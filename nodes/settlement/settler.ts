@@ -9,7 +9,15 @@
  */
 
 import type { Logger } from 'pino'
-import { type BetTerms, type GameState, isFinal, judge, resultOf, voidAt } from '../../crdt/index.ts'
+import {
+  type BetTerms,
+  correctionDeadline,
+  type GameState,
+  isFinal,
+  judge,
+  resultOf,
+  voidAt,
+} from '../../crdt/index.ts'
 import type { FinalStatus } from '../api/protocol.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
@@ -152,7 +160,10 @@ export function createSettler(options: SettlerOptions): Settler {
     }
   }
 
-  /** Markets whose result is agreed and final: pay the winners, close the losers. */
+  /**
+   * Markets whose result is agreed and final, and past the correction deadline: pay the winners,
+   * close the losers.
+   */
   function settleResults(): void {
     let held = 0
     for (const [marketId, market] of awaiting) {
@@ -162,6 +173,9 @@ export function createSettler(options: SettlerOptions): Settler {
       const result = resultOf(replica.game, marketId)
       if (result.state === 'review') held += market.bets.size
       if (result.state !== 'agreed' || !isFinal(replica.game, result.stamp)) continue
+      // A correction may still void bets until the deadline: pay only once it is final too.
+      const deadline = correctionDeadline(replica.game, marketId)
+      if (deadline !== null && !isFinal(replica.game, deadline)) continue
       for (const { bet, odds } of market.bets.values()) {
         if (unsettled.has(bet.id))
           settle(bet, result.winners.includes(bet.selectionId) ? 'won' : 'lost', odds)

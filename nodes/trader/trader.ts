@@ -25,6 +25,7 @@ import {
   AFTER_ALL_STAMPS,
   activeWriters,
   clockAt,
+  correctionDeadline,
   type Entry,
   encodeStamp,
   fenceOf,
@@ -110,6 +111,8 @@ export interface TraderStats {
   staleSuspensions: number
   fencesWritten: number
   marketsVoidedOnTakeover: number
+  /** Corrections that came after their market's correction deadline, and so void nothing. */
+  lateCorrections: number
 }
 
 export interface Trader {
@@ -160,6 +163,7 @@ export function createTrader(options: TraderOptions): Trader {
     staleSuspensions: 0,
     fencesWritten: 0,
     marketsVoidedOnTakeover: 0,
+    lateCorrections: 0,
   }
   const me = hlc.node
   let role: TraderRole = options.role ?? 'active'
@@ -323,6 +327,12 @@ export function createTrader(options: TraderOptions): Trader {
           from: firstStampAt(event.fromMs),
           to: lastStampAt(event.toMs),
           reason: 'feed correction',
+        }
+        // Written all the same, for the record; every replica ignores it past the deadline.
+        const deadline = correctionDeadline(replica.game, ids.winner)
+        if (deadline !== null && firstStampAt(now()) > deadline) {
+          stats.lateCorrections++
+          log.warn({ point: event.point }, 'feed correction after the correction deadline; it voids nothing')
         }
         write([
           { kind: 'void', marketId: ids.winner, ...window },

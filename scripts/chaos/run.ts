@@ -22,7 +22,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { type Entry, writerOf } from '../../crdt/index.ts'
+import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
@@ -495,8 +495,9 @@ function traderLogOf(path: string, fenced: Readonly<Record<string, string>>): Tr
     string,
     { stamp: string; status: 'open' | 'suspended' | 'closed'; prices: Record<string, number> }[]
   > = {}
-  const voids: { marketId: string; from: string; to: string }[] = []
+  const voids: { marketId: string; from: string; to: string; stamp: string }[] = []
   const results: { marketId: string; winners: string[] }[] = []
+  const firstResults = new Map<string, string>()
   let text = ''
   try {
     text = readFileSync(path, 'utf8')
@@ -519,12 +520,26 @@ function traderLogOf(path: string, fenced: Readonly<Record<string, string>>): Tr
       list.push({ stamp: entry.stamp, status: entry.status, prices: { ...entry.prices } })
       markets[entry.marketId] = list
     } else if (entry.kind === 'market') markets[entry.marketId] ??= []
-    else if (entry.kind === 'void') voids.push({ marketId: entry.marketId, from: entry.from, to: entry.to })
-    else if (entry.kind === 'result') results.push({ marketId: entry.marketId, winners: [...entry.winners] })
+    else if (entry.kind === 'void')
+      voids.push({ marketId: entry.marketId, from: entry.from, to: entry.to, stamp: entry.stamp })
+    else if (entry.kind === 'result') {
+      results.push({ marketId: entry.marketId, winners: [...entry.winners] })
+      const first = firstResults.get(entry.marketId)
+      if (first === undefined || entry.stamp < first) firstResults.set(entry.marketId, entry.stamp)
+    }
   }
+  // A void stamped after its market's correction deadline counts nowhere (crdt/game.ts).
+  const counted = voids.filter(({ marketId, stamp }) => {
+    const first = firstResults.get(marketId)
+    return first === undefined || stamp <= correctionDeadlineAfter(first)
+  })
   for (const list of Object.values(markets))
     list.sort((a, b) => (a.stamp < b.stamp ? -1 : a.stamp > b.stamp ? 1 : 0))
-  return { games: { [GAME]: { markets, voids, results } } }
+  return {
+    games: {
+      [GAME]: { markets, voids: counted.map(({ marketId, from, to }) => ({ marketId, from, to })), results },
+    },
+  }
 }
 
 function finalStateOf(spec: NodeSpec, multiRegion: boolean, state: NodeState): NodeFinalState {

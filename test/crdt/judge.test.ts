@@ -7,12 +7,16 @@ import t from 'tap'
 import {
   activeWriters,
   type BetTerms,
+  CORRECTION_WINDOW_MS,
   clockAt,
+  correctionDeadline,
   currentClock,
   judge,
+  lastStampAt,
   type OddsPolicy,
   resultOf,
   statusAt,
+  voidAt,
   yjsBackend,
 } from '../../crdt/index.ts'
 import { createTestWriter, NEXT_POINT, stampAt, transition } from '../helpers/game-writer.ts'
@@ -196,6 +200,28 @@ t.test('a void window turns accepted bets inside it into VOIDED, after the fact 
     'a rejected bet stays rejected',
   )
   t.equal(judge(game, bet(4_500)).accepted, true, 'outside the window')
+})
+
+t.test('a void stamped after the correction deadline of the market counts nowhere', async (t) => {
+  const trader = openGame()
+  const game = trader.replica.game
+  const window = { kind: 'void' as const, marketId: 'point-1', from: stampAt(2_000), to: stampAt(4_000) }
+  t.equal(correctionDeadline(game, 'point-1'), null, 'no deadline before a result')
+  trader.at(5_000).write({ kind: 'result', marketId: 'point-1', winners: ['home'] })
+  const deadline = correctionDeadline(game, 'point-1')
+  t.equal(deadline, lastStampAt(5_000 + CORRECTION_WINDOW_MS), 'the first claim plus the window')
+  trader.at(5_000 + CORRECTION_WINDOW_MS + 1).write({ ...window, reason: 'too late' })
+  trader.at(9_000).heartbeat()
+  t.equal(judge(game, bet(3_000)).accepted, true, 'the late void voids nothing')
+  t.equal(voidAt(game, 'point-1', stampAt(3_000)), null)
+  trader.at(9_001).write({ kind: 'result', marketId: 'point-1', winners: ['away'] })
+  t.equal(correctionDeadline(game, 'point-1'), deadline, 'a later claim does not move the deadline')
+
+  const inTime = openGame()
+  inTime.at(5_000).write({ kind: 'result', marketId: 'point-1', winners: ['home'] })
+  inTime.at(5_000 + CORRECTION_WINDOW_MS).write({ ...window, reason: 'just in time' })
+  inTime.at(9_000).heartbeat()
+  t.equal(judge(inTime.replica.game, bet(3_000)).reason, 'VOIDED', 'a void by the deadline counts')
 })
 
 t.test('results: one claim or agreeing claims settle, disagreement goes to review', async (t) => {

@@ -1,0 +1,127 @@
+// Proves that a feed correction never follows a payout, on a real 3-server cluster: settlement
+// waits for a market's correction deadline, so a correction that comes soon after the result
+// refunds the bets it covers and pays none of them; one that comes after the deadline voids
+// nothing, everywhere, and the trader counts it.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
+import t from 'tap'
+import { CORRECTION_WINDOW_MS, judge, yjsBackend } from '../../crdt/index.ts'
+import { startApiNode } from '../../nodes/api/api-node.ts'
+import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
+import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import { marketIds } from '../../nodes/trader/trader.ts'
+import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+const REGION = 'eu'
+const STAKE_CENTS = 1_000
+const DEPOSIT_CENTS = 10_000
+/** Well inside the correction window, and far enough from its end for a loaded machine. */
+const SOON_MS = Math.floor(CORRECTION_WINDOW_MS / 5)
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+t.test('a correction by the deadline refunds instead of paying; a later one voids nothing', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const trader = await startManualTraderNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    backend: yjsBackend,
+    log,
+    snapshotIntervalMs: 0,
+  })
+  const api = await startApiNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'api-1',
+    backend: yjsBackend,
+    shards: 2,
+    log,
+  })
+  const dir = mkdtempSync(join(tmpdir(), 'correction-'))
+  const settlement = await startSettlementNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'settle-1',
+    backend: yjsBackend,
+    shards: 2,
+    databasePath: join(dir, 'settle-1.db'),
+    log,
+  })
+  t.teardown(async () => {
+    await settlement.close()
+    await api.close()
+    await trader.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const client = await cluster.connect()
+  const fold = api.ledger.foldFor('alice')
+  await api.ledger.append({
+    type: 'deposit',
+    id: 'deposit-alice',
+    userId: 'alice',
+    amountCents: DEPOSIT_CENTS,
+  })
+  await waitFor('deposit folded', () => fold.balance('alice') === DEPOSIT_CENTS)
+  trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+
+  /** Open point `point`, back the home player, and return the bet id once it is final. */
+  async function backHome(point: number, nc: NatsConnection): Promise<string> {
+    const ids = marketIds(point)
+    trader.feed.emit({ type: 'point-start', point, server: 'home' })
+    await waitFor(`point ${point} open on the api node`, () => {
+      const transitions = api.replicas.replica('match-1')?.game.markets.get(ids.winner)?.transitions
+      return transitions?.at(-1)?.status === 'open'
+    })
+    const market = api.replicas.replica('match-1')?.game.markets.get(ids.winner)
+    const betId = `bet-alice-${point}`
+    const request = {
+      betId,
+      userId: 'alice',
+      gameId: 'match-1',
+      marketId: ids.winner,
+      selectionId: 'home',
+      stakeCents: STAKE_CENTS,
+      odds: market?.transitions.at(-1)?.prices.home,
+      policy: 'exact',
+    }
+    const reply = (
+      await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
+    ).json<PlaceBetReply>()
+    t.match(reply, { ok: true, verdict: { accepted: true } }, `the bet on point ${point} is accepted`)
+    trader.feed.emit({ type: 'serve', point, second: false })
+    return betId
+  }
+
+  const first = await backHome(1, client)
+  const placedAtMs = Date.now()
+  trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  await sleep(SOON_MS)
+  trader.feed.emit({ type: 'correction', point: 1, fromMs: placedAtMs - 5_000, toMs: Date.now() })
+  await waitFor('the first bet settled', () => fold.bet(first)?.status === 'settled')
+  t.match(fold.bet(first), { outcome: 'void', payoutCents: STAKE_CENTS }, 'refunded, never paid')
+  t.equal(fold.balance('alice'), DEPOSIT_CENTS, 'the stake came back and nothing more')
+
+  const second = await backHome(2, client)
+  trader.feed.emit({ type: 'point-end', point: 2, winner: 'home', ace: false })
+  await waitFor('the second bet settled', () => fold.bet(second)?.status === 'settled')
+  const paid = fold.bet(second)
+  t.match(paid, { outcome: 'won' }, 'the winner is paid once the deadline is final')
+  trader.feed.emit({ type: 'correction', point: 2, fromMs: placedAtMs, toMs: Date.now() })
+  await waitFor('the late correction reached the settlement node', () => {
+    const market = settlement.replicas.replica('match-1')?.game.markets.get(marketIds(2).winner)
+    return (market?.voids.length ?? 0) > 0
+  })
+  const game = settlement.replicas.replica('match-1')?.game
+  if (game === undefined || paid === null) throw new Error('no replica or no bet')
+  t.match(judge(game, paid), { accepted: true }, 'the late void voids nothing')
+  t.equal(trader.trader.stats.lateCorrections, 1, 'the trader counts the late correction')
+  t.same(fold.bet(second), paid, 'and the payout stands')
+})
