@@ -18,7 +18,7 @@ import {
   type LedgerFold,
   parseLedgerEntry,
 } from './ledger.ts'
-import { followStream } from './stream-follower.ts'
+import { type FollowerView, followStream } from './stream-follower.ts'
 import { names } from './streams.ts'
 
 export const DEFAULT_SHARDS = 8
@@ -62,9 +62,8 @@ export interface LedgerSync {
   resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
   lastSeq(): number
-  /** How many times the stream's consumer was replaced, and how many of those for a hole (stream-follower.ts). */
-  restarts(): number
-  holes(): number
+  /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
+  readonly follower: FollowerView
   caughtUp(): boolean
   close(): Promise<void>
 }
@@ -145,8 +144,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       return () => listeners.delete(listener)
     },
     lastSeq: () => follower.lastSeq(),
-    restarts: () => follower.restarts(),
-    holes: () => follower.holes(),
+    follower,
     caughtUp: () => follower.caughtUp(),
     close: () => follower.close(),
   }

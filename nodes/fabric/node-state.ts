@@ -10,6 +10,7 @@ import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
+import type { FollowerPhase } from './stream-follower.ts'
 
 export interface LedgerState {
   readonly balances: Record<string, number>
@@ -63,6 +64,9 @@ export interface StreamPosition {
   readonly restarts: number
   /** Of those, times its consumer skipped a sequence. */
   readonly holes: number
+  readonly phase: FollowerPhase
+  /** Milliseconds since its last message (or its consumer opened). */
+  readonly idleMs: number
 }
 
 export interface NodeState {
@@ -94,11 +98,13 @@ export function describeNode(
     replicaStates[gameId] = { stateHash: replica.stateHash(), fenced, verdicts: {} }
   }
   const droppedUpdates = replicas.droppedUpdates()
-  const position = (sync: ReplicaSync | LedgerSync) => ({
-    lastSeq: sync.lastSeq(),
-    caughtUp: sync.caughtUp(),
-    restarts: sync.restarts(),
-    holes: sync.holes(),
+  const position = ({ follower }: ReplicaSync | LedgerSync): StreamPosition => ({
+    lastSeq: follower.lastSeq(),
+    caughtUp: follower.caughtUp(),
+    restarts: follower.restarts(),
+    holes: follower.holes(),
+    phase: follower.phase(),
+    idleMs: follower.idleMs(),
   })
   const streams = { fabric: position(replicas), ...(ledger ? { ledger: position(ledger) } : {}) }
   if (ledger === undefined || options.replicasOnly)

@@ -38,7 +38,7 @@ import {
   writersOf,
 } from '../../crdt/index.ts'
 import { regionNames } from './regions.ts'
-import { followStream } from './stream-follower.ts'
+import { type FollowerView, followStream } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 
 /** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
@@ -96,9 +96,8 @@ export interface ReplicaSync {
   droppedUpdates(): number
   /** The stream sequence of the last update applied. */
   lastSeq(): number
-  /** How many times the stream's consumer was replaced, and how many of those for a hole (stream-follower.ts). */
-  restarts(): number
-  holes(): number
+  /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
+  readonly follower: FollowerView
   /** True once the consumer has delivered everything the stream held when this node started. */
   caughtUp(): boolean
   onChange(listener: (change: ReplicaChange) => void): () => void
@@ -286,8 +285,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     fencedBy: (gameId, writer) => logFences.get(gameId)?.get(writer) ?? null,
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
-    restarts: () => follower.restarts(),
-    holes: () => follower.holes(),
+    follower,
     caughtUp: () => follower.caughtUp(),
     onChange(listener) {
       listeners.add(listener)

@@ -21,6 +21,15 @@ import type { Logger } from 'pino'
 export const STALL_CHECK_MS = 2_000
 /** Backoff between consumer restarts that fail, up to the last value. */
 export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_000]
+/**
+ * Opening a consumer that takes longer than this has failed: it is abandoned (and closed if it
+ * ever opens) and another is tried. Every request it makes has its own timeout; this bounds them
+ * all together, so that nothing the client library does can leave the follower waiting for good.
+ */
+export const OPEN_TIMEOUT_MS = 15_000
+
+/** What the follower is doing, for whoever diagnoses a node that fell behind. */
+export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'
 
 export interface FollowOptions {
   readonly js: JetStreamClient
@@ -38,6 +47,9 @@ export interface FollowOptions {
   readonly stallCheckMs?: number
 }
 
+/** What a follower tells about itself, without the means to stop it. */
+export type FollowerView = Omit<StreamFollower, 'close'>
+
 export interface StreamFollower {
   /** The sequence of the last message handled (0 before the first). */
   lastSeq(): number
@@ -47,10 +59,41 @@ export interface StreamFollower {
   restarts(): number
   /** How many times a consumer skipped a sequence (and was replaced). */
   holes(): number
+  phase(): FollowerPhase
+  /** Milliseconds since the last message handled or the last consumer opened. */
+  idleMs(): number
   close(): Promise<void>
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Settles like `promise`, or rejects once `ms` have passed. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}
+
+/** One consumer, and the way to stop reading it whatever its iterator does. */
+interface Reading {
+  readonly messages: ConsumerMessages
+  info(): Promise<{ num_pending: number }>
+  /** Stop reading it now: the read in progress ends even if the iterator never does. */
+  abandon(): void
+  /** Set while a read waits, to end that wait. */
+  wake: (() => void) | null
+  abandoned: boolean
+}
 
 export async function followStream(options: FollowOptions): Promise<StreamFollower> {
   const { js, stream, log } = options
@@ -61,10 +104,11 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   let closed = false
   let restarts = 0
   let holes = 0
-  let current: { messages: ConsumerMessages; info(): Promise<{ num_pending: number }> } | null = null
+  let current: Reading | null = null
   let progressAt = Date.now()
+  let phase: FollowerPhase = 'opening'
 
-  async function open(): Promise<NonNullable<typeof current>> {
+  async function openConsumer(): Promise<Reading> {
     const consumer = await js.consumers.get(stream, {
       ...(options.filterSubject ? { filter_subjects: options.filterSubject } : {}),
       deliver_policy: DeliverPolicy.StartSequence,
@@ -72,7 +116,59 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     })
     const messages = await consumer.consume()
     if (!caughtUp && (await consumer.info(true)).num_pending === 0) caughtUp = true
-    return { messages, info: () => consumer.info() }
+    const reading: Reading = {
+      messages,
+      info: () => consumer.info(),
+      abandon() {
+        reading.abandoned = true
+        messages.stop()
+        reading.wake?.()
+      },
+      wake: null,
+      abandoned: false,
+    }
+    return reading
+  }
+
+  /** Open a consumer at `next`; one that has not opened within OPEN_TIMEOUT_MS is given up. */
+  function open(): Promise<Reading> {
+    phase = 'opening'
+    const opening = openConsumer()
+    return within(opening, OPEN_TIMEOUT_MS, `opening a consumer on ${stream}`).catch((error: unknown) => {
+      // Should it open after all, it must not deliver to anyone.
+      opening.then((late) => late.messages.close()).catch(() => {})
+      throw error
+    })
+  }
+
+  /** Handle the consumer's messages in order until it ends, skips one, or is abandoned. */
+  async function read(reading: Reading): Promise<void> {
+    const iterator = reading.messages[Symbol.asyncIterator]()
+    while (!closed && !reading.abandoned) {
+      // A fresh promise per message: racing one long-lived promise would pile up its reactions.
+      const step = await new Promise<IteratorResult<JsMsg> | null>((resolve, reject) => {
+        reading.wake = () => resolve(null)
+        iterator.next().then(resolve, reject)
+      })
+      reading.wake = null
+      if (step === null || step.done) return
+      const message = step.value
+      if (message.seq < next) continue
+      if (message.seq > next) {
+        holes++
+        log.error(
+          { stream, expected: next, got: message.seq },
+          'stream consumer skipped messages; starting another at the first one missing',
+        )
+        reading.abandon()
+        return
+      }
+      next = message.seq + 1
+      lastSeq = message.seq
+      progressAt = Date.now()
+      options.onMessage(message)
+      if (message.info.pending === 0) caughtUp = true
+    }
   }
 
   // The first consumer must open, or the node cannot start: let that failure reach the caller.
@@ -88,31 +184,18 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
         }
         attempt = 0
         progressAt = Date.now()
-        for await (const message of current.messages) {
-          if (message.seq < next) continue
-          if (message.seq > next) {
-            holes++
-            log.error(
-              { stream, expected: next, got: message.seq },
-              'stream consumer skipped messages; starting another at the first one missing',
-            )
-            current.messages.stop()
-            break
-          }
-          next = message.seq + 1
-          lastSeq = message.seq
-          progressAt = Date.now()
-          options.onMessage(message)
-          if (message.info.pending === 0) caughtUp = true
-        }
+        phase = 'consuming'
+        await read(current)
       } catch (error) {
         if (!closed) log.warn({ err: error, stream }, 'stream consumer failed; starting another')
       }
       current = null
       if (closed) break
       restarts++
+      phase = 'backing off'
       await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
     }
+    phase = 'closed'
   })()
 
   let checking = false
@@ -126,11 +209,12 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
         () => null,
       )
 
+  // A check that does not answer within two periods counts as a consumer gone.
   const watchdog = setInterval(() => {
     const watched = current
     if (watched === null || checking || Date.now() - progressAt < stallCheckMs) return
     checking = true
-    Promise.all([watched.info(), streamLastSeq()])
+    within(Promise.all([watched.info(), streamLastSeq()]), 2 * stallCheckMs, 'checking the consumer')
       .then(
         ([{ num_pending }, streamSeq]) => {
           const behind = num_pending > 0 || (streamSeq !== null && streamSeq >= next)
@@ -139,12 +223,12 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
               { stream, pending: num_pending, streamSeq, next },
               'stream consumer stalled; starting another',
             )
-            watched.messages.stop()
+            watched.abandon()
           }
         },
         (error: unknown) => {
           log.warn({ err: error, stream, next }, 'stream consumer is gone; starting another')
-          watched.messages.stop()
+          watched.abandon()
         },
       )
       .finally(() => {
@@ -158,6 +242,8 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     caughtUp: () => caughtUp,
     restarts: () => restarts,
     holes: () => holes,
+    phase: () => phase,
+    idleMs: () => Date.now() - progressAt,
     async close() {
       if (closed) return
       closed = true

@@ -690,6 +690,23 @@ async function nodeAccounts(
   }
 }
 
+/** Where each running node's stream followers stand, for a run whose nodes did not converge. */
+async function streamPositions(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
+  const running = nodes.filter(({ name }) => stack.running(name))
+  const lines = await Promise.all(
+    running.map(async ({ name }) => {
+      const state = await stack.state(name, true).catch(() => null)
+      if (state === null) return `${name} unreachable`
+      const streams = Object.entries(state.streams).map(
+        ([stream, p]) =>
+          `${stream} ${p.lastSeq} ${p.phase} idle ${p.idleMs} ms${p.caughtUp ? '' : ' not caught up'}`,
+      )
+      return `${name} ${streams.join(', ')}`
+    }),
+  )
+  return lines.join('; ')
+}
+
 /** The traders still running that stood down after a takeover, each with its reason. */
 async function traderStandDowns(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
   const traders = nodes.filter(({ kind, name }) => kind === 'trader' && stack.running(name))
@@ -831,7 +848,10 @@ async function runScenario(
         return converged(states)
       },
       CONVERGE_TIMEOUT_MS,
-    ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; checking what they hold`))
+    ).catch(async (error: Error) => {
+      console.log(`[${elapsed()}] ${error.message}; checking what they hold`)
+      console.log(`stream positions: ${await streamPositions(stack as Stack, nodes)}`)
+    })
     const takeover = await nodeAccounts(stack, nodes)
     const report = check({
       history,
