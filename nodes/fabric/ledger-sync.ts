@@ -8,6 +8,7 @@
  * so each shard's fold sees its entries in order.
  */
 
+import { createHash } from 'node:crypto'
 import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
@@ -16,7 +17,9 @@ import {
   type FoldResult,
   type LedgerEntry,
   type LedgerFold,
-  parseLedgerEntry,
+  parseLedgerMessage,
+  type SettlementBatch,
+  type SettlementEntry,
 } from './ledger.ts'
 import { type FollowerView, followStream } from './stream-follower.ts'
 import { names } from './streams.ts'
@@ -58,7 +61,15 @@ export interface LedgerSync {
   foldFor(userId: string): LedgerFold
   /** Append durably; resolves with the entry's stream sequence (the original one for a duplicate). */
   append(entry: LedgerEntry): Promise<number>
-  /** Resolves with the fold's result for `seq` once the fold has reached it. */
+  /**
+   * Append settlements of bets of one shard as one message (see ledger.ts); its id is derived from
+   * what it holds, so a retried batch is stored once. Resolves with its stream sequence.
+   */
+  appendSettlements(shard: number, settlements: readonly SettlementEntry[]): Promise<number>
+  /**
+   * Resolves with the fold's result for `seq` once the fold has reached it: the result of the
+   * message's entry, or of its first settlement for a batch.
+   */
   resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
   lastSeq(): number
@@ -103,10 +114,13 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       } catch {
         // A malformed entry is folded as such: every node rejects it identically.
       }
-      const result = fold.apply(value, message.seq)
-      record(message.seq, result)
-      const entry = listeners.size > 0 ? parseLedgerEntry(value) : null
-      for (const listener of listeners) listener(shard, message.seq, result, entry)
+      const results = fold.apply(value, message.seq)
+      record(message.seq, results[0] as FoldResult)
+      if (listeners.size === 0) return
+      const entries = parseLedgerMessage(value)
+      results.forEach((result, i) => {
+        for (const listener of listeners) listener(shard, message.seq, result, entries?.[i] ?? null)
+      })
     },
   })
 
@@ -118,6 +132,22 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       const subject = names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId)
       const ack = await js.publish(subject, JSON.stringify(entry), {
         msgID: entry.id,
+        timeout: APPEND_TIMEOUT_MS,
+      })
+      return ack.seq
+    },
+    async appendSettlements(shard, settlements) {
+      if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
+        throw new RangeError(`no shard ${shard}`)
+      const digest = createHash('sha256')
+      for (const { id } of settlements) digest.update(id).update('\n')
+      const batch: SettlementBatch = {
+        type: 'settlements',
+        id: `settlements-${digest.digest('base64url')}`,
+        settlements,
+      }
+      const ack = await js.publish(names.ledgerBatchSubject(region, shard), JSON.stringify(batch), {
+        msgID: batch.id,
         timeout: APPEND_TIMEOUT_MS,
       })
       return ack.seq

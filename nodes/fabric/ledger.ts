@@ -9,6 +9,10 @@
  * bet whatever races or retries happen, without locks or compare-and-set: the stream's order is the
  * only arbiter.
  *
+ * A stream message holds one entry, or a batch of settlements (one settlement node's work for many
+ * bets of one shard, appended at once). A batch is folded as its settlements one after another, all
+ * at the message's sequence; it adds nothing else, so batching changes throughput, not money.
+ *
  * Entries come from other processes and are untrusted. `parseLedgerEntry` rebuilds each one field
  * by field in a canonical key order, or returns null; the fold counts such entries and changes no
  * money. An entry id names one body forever: a repeat of the same body is a duplicate and reports
@@ -52,6 +56,8 @@ export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
 export const PLACED_AT_MS_MAX = 8_640_000_000_000_000
 export const LEDGER_SNAPSHOT_VERSION = 1
+/** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
+export const SETTLEMENTS_PER_BATCH_MAX = 256
 
 // stake × odds must be an exact integer for payoutCents to be exact, and a potential payout just
 // below its bound plus one more bet's must be exact too; the limits guarantee both.
@@ -107,6 +113,13 @@ export interface SettlementEntry {
 }
 
 export type LedgerEntry = DepositEntry | WithdrawalEntry | BetEntry | SettlementEntry
+
+/** Settlements of bets of one shard in one message. The id only names the message (`Nats-Msg-Id`). */
+export interface SettlementBatch {
+  readonly type: 'settlements'
+  readonly id: string
+  readonly settlements: readonly SettlementEntry[]
+}
 
 /** What an entry did the first time the fold saw its id. */
 export type EntryStatus = 'applied' | 'rejected' | 'ignored'
@@ -241,8 +254,12 @@ export interface LedgerSnapshot {
 }
 
 export interface LedgerFold {
-  /** Fold one stream message at stream sequence `seq`; sequences must strictly increase. */
-  apply(value: unknown, seq: number): FoldResult
+  /**
+   * Fold one stream message at stream sequence `seq`; sequences must strictly increase. One result
+   * per entry the message holds: one for a single entry or a malformed message, one per settlement
+   * of a batch, in order.
+   */
+  apply(value: unknown, seq: number): readonly FoldResult[]
   balance(userId: string): number
   bet(betId: string): BetState | null
   /** The user's open bets in placement order. */
@@ -396,6 +413,30 @@ export function parseLedgerEntry(value: unknown): LedgerEntry | null {
     default:
       return null
   }
+}
+
+function parseBatch(raw: Raw): LedgerEntry[] | null {
+  const id = field(raw, 'id')
+  const settlements = field(raw, 'settlements')
+  if (!isEntryId(id) || !Array.isArray(settlements)) return null
+  if (settlements.length < 1 || settlements.length > SETTLEMENTS_PER_BATCH_MAX) return null
+  const parsed: LedgerEntry[] = []
+  for (const item of settlements) {
+    const entry = isRecord(item) && field(item, 'type') === 'settlement' ? parseSettlement(item) : null
+    if (entry === null) return null
+    parsed.push(entry)
+  }
+  return parsed
+}
+
+/**
+ * Validate an untrusted stream message and rebuild the entries it holds, in order: one for a single
+ * entry, each settlement of a batch; null when any part is invalid (a batch is refused whole).
+ */
+export function parseLedgerMessage(value: unknown): LedgerEntry[] | null {
+  if (isRecord(value) && field(value, 'type') === 'settlements') return parseBatch(value)
+  const entry = parseLedgerEntry(value)
+  return entry === null ? null : [entry]
 }
 
 /** The identity of an entry's body: equal canonical bodies have equal digests. */
@@ -648,15 +689,19 @@ const MALFORMED_RESULT: FoldResult = Object.freeze({
   reason: 'MALFORMED',
 })
 
-function foldOne(state: State, value: unknown, seq: number): FoldResult {
+function foldMessage(state: State, value: unknown, seq: number): readonly FoldResult[] {
   assertNextSeq(state.lastSeq, seq)
   state.lastSeq = seq
-  const entry = parseLedgerEntry(value)
-  if (entry === null) {
+  const entries = parseLedgerMessage(value)
+  if (entries === null) {
     state.counts.rejected += 1
     state.counts.malformed += 1
-    return MALFORMED_RESULT
+    return [MALFORMED_RESULT]
   }
+  return entries.map((entry) => foldEntry(state, entry, seq))
+}
+
+function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
   const digest = entryDigest(entry)
   const seen = state.seen.get(entry.id)
   if (seen !== undefined) return repeatResult(state, entry, seen, digest)
@@ -763,7 +808,8 @@ function restoreEntries(state: State, value: unknown): void {
   let previousSeq = 0
   for (const item of value) {
     const seen = parseSeenEntry(item, state.lastSeq)
-    if (seen.seq <= previousSeq || state.seen.has(seen.id)) invalid(`entry ${seen.id} out of order`)
+    // A batch's settlements share their message's sequence.
+    if (seen.seq < previousSeq || state.seen.has(seen.id)) invalid(`entry ${seen.id} out of order`)
     state.seen.set(seen.id, seen)
     previousSeq = seen.seq
   }
@@ -897,7 +943,7 @@ export function createLedgerFold(snapshot?: unknown): LedgerFold {
   const state = snapshot === undefined ? emptyState() : restoreState(snapshot)
   const toJSON = () => snapshotOf(state)
   return {
-    apply: (value, seq) => foldOne(state, value, seq),
+    apply: (value, seq) => foldMessage(state, value, seq),
     balance: (userId) => state.balances.get(userId) ?? 0,
     bet: (betId) => state.bets.get(betId) ?? null,
     openBets(userId) {

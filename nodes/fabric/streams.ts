@@ -7,6 +7,7 @@
  * | heartbeats          | core NATS, not stored                    | heartbeat.<region>.game.<gameId>   |
  * | snapshots           | KV bucket snapshots_<region>, R3         | key: game.<gameId>                 |
  * | money and bets      | stream LEDGER_<REGION>, R3               | ledger.<region>.<shard>.<userId>   |
+ * | settlement batches  | the same stream                          | ledger.<region>.<shard>.settlements |
  *
  * Heartbeats are ephemeral by design: a replica that misses one waits for the next, and their
  * soundness never depends on delivery (see crdt/backend.ts). Everything else is R3 and only
@@ -28,6 +29,8 @@ export const STREAM_REPLICAS = 3
 export const DUPLICATE_WINDOW_MS = 120_000
 export const UPDATE_BYTES_MAX = 256 * 1024
 export const SNAPSHOT_BYTES_MAX = 1024 * 1024
+/** One ledger message: an entry, or a batch of settlements packed to fit. */
+export const LEDGER_MESSAGE_BYTES_MAX = 16 * 1024
 /** Stream byte limits are reserved on every server: together they must fit max_file_store (nats.conf). */
 export const FABRIC_STREAM_BYTES_MAX = 256 * 1024 ** 2
 export const LEDGER_STREAM_BYTES_MAX = 512 * 1024 ** 2
@@ -64,6 +67,8 @@ export const names = {
   snapshotKey: (gameId: string) => `game.${gameId}`,
   ledgerSubject: (region: string, shard: number, userId: string) => `ledger.${region}.${shard}.${userId}`,
   ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
+  /** Batches of settlements (ledger.ts); the last token names no user. */
+  ledgerBatchSubject: (region: string, shard: number) => `ledger.${region}.${shard}.settlements`,
 }
 
 export function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
@@ -92,7 +97,7 @@ export function ledgerStream(region: string, limits: StreamLimits): Partial<Stre
     // Money is never dropped to make room.
     discard: DiscardPolicy.New,
     max_bytes: limits.ledgerBytesMax,
-    max_msg_size: 16 * 1024,
+    max_msg_size: LEDGER_MESSAGE_BYTES_MAX,
     duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
   }
 }

@@ -1,9 +1,13 @@
 /**
  * Settlement: for every open bet, once its verdict is final, refund it if it was rejected or
- * voided; once its market's result is agreed and final, pay it if it won. Each settlement is one
- * ledger entry whose id is derived from the bet id, so any number of settlement nodes may race:
- * JetStream stores the entry once within its duplicate window, and the ledger fold ignores a
- * second settlement of a bet forever after. A bet is paid at most once.
+ * voided; once its market's result is agreed and final and its correction deadline final too, pay
+ * it if it won. Each settlement is one ledger entry whose id is derived from the bet id, so any
+ * number of settlement nodes may race: the ledger fold ignores a second settlement of a bet
+ * forever after. A bet is paid at most once.
+ *
+ * Settlements decided in one pass are appended in batches, one ledger message per shard holding as
+ * many as fit (ledger.ts): a market of 10,000 bets is a hundred appends, not 10,000. A batch's id
+ * is derived from what it holds, so JetStream stores a retried batch once.
  *
  * A market under review (writers disagree on its result) is held, not paid.
  */
@@ -20,14 +24,22 @@ import {
 } from '../../crdt/index.ts'
 import type { FinalStatus } from '../api/protocol.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
-import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
-import type { LedgerSync } from '../fabric/ledger-sync.ts'
+import {
+  type BetEntry,
+  SETTLEMENTS_PER_BATCH_MAX,
+  type SettlementEntry,
+  type SettlementOutcome,
+} from '../fabric/ledger.ts'
+import { type LedgerSync, shardOf } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { LEDGER_MESSAGE_BYTES_MAX } from '../fabric/streams.ts'
 import type { Projection } from './projection.ts'
 
 export const settlementId = (betId: string) => `settle-${betId}`
-/** Settlement appends in flight at once. */
-export const APPENDS_IN_FLIGHT_MAX = 1_024
+/** Settlement batches in flight at once; what does not fit waits for the next pass. */
+export const BATCHES_IN_FLIGHT_MAX = 64
+/** Room left in a batch message for its envelope (type, id and brackets), in bytes. */
+const BATCH_ENVELOPE_BYTES = 256
 
 export interface SettlerStats {
   settled: number
@@ -60,7 +72,8 @@ export function createSettler(options: SettlerOptions): Settler {
   /** Per market, accepted bets waiting for the result. */
   const awaiting = new Map<string, { gameId: string; bets: Map<string, { bet: BetEntry; odds: number }> }>()
   const unsettled = new Set<string>()
-  const retry: { bet: BetEntry; outcome: SettlementOutcome; odds?: number }[] = []
+  /** Settlements decided and not yet appended, per shard, in the order they were decided. */
+  const pending = new Map<number, SettlementEntry[]>()
   const stats: SettlerStats = { settled: 0, held: 0, appendFailures: 0 }
   let inFlight = 0
 
@@ -88,32 +101,61 @@ export function createSettler(options: SettlerOptions): Settler {
   })
 
   function settle(bet: BetEntry, outcome: SettlementOutcome, odds?: number): void {
-    if (inFlight >= APPENDS_IN_FLIGHT_MAX) {
-      retry.push({ bet, outcome, odds })
-      return
-    }
-    inFlight++
-    const entry = {
-      type: 'settlement' as const,
+    const entry: SettlementEntry = {
+      type: 'settlement',
       id: settlementId(bet.id),
       betId: bet.id,
       userId: bet.userId,
       outcome,
       ...(odds ? { odds } : {}),
     }
-    ledger
-      .append(entry)
-      .then(() => {
-        stats.settled++
-      })
-      .catch((error) => {
-        stats.appendFailures++
-        retry.push({ bet, outcome, odds })
-        log.warn({ err: error, betId: bet.id }, 'settlement append failed; will retry')
-      })
-      .finally(() => {
-        inFlight--
-      })
+    const shard = shardOf(bet.userId, ledger.shards)
+    const list = pending.get(shard) ?? []
+    list.push(entry)
+    pending.set(shard, list)
+  }
+
+  /** Take the next batch off a shard's pending list: as many as fit in one ledger message. */
+  function nextBatch(list: SettlementEntry[]): SettlementEntry[] {
+    let bytes = BATCH_ENVELOPE_BYTES
+    let count = 0
+    while (count < list.length && count < SETTLEMENTS_PER_BATCH_MAX) {
+      const size = JSON.stringify(list[count]).length + 1
+      if (bytes + size > LEDGER_MESSAGE_BYTES_MAX) break
+      bytes += size
+      count++
+    }
+    return list.splice(0, Math.max(count, 1))
+  }
+
+  /** Append what is pending, one batch per message, up to BATCHES_IN_FLIGHT_MAX at once. */
+  function flush(): void {
+    for (const [shard, decided] of pending) {
+      // Bets another settlement node settled meanwhile need nothing more from this one.
+      const list = decided.filter((entry) => unsettled.has(entry.betId))
+      pending.set(shard, list)
+      while (list.length > 0 && inFlight < BATCHES_IN_FLIGHT_MAX) {
+        const batch = nextBatch(list)
+        inFlight++
+        ledger
+          .appendSettlements(shard, batch)
+          .then(() => {
+            stats.settled += batch.length
+          })
+          .catch((error) => {
+            stats.appendFailures++
+            // Back on the list: the next pass appends them again; the fold pays each bet once.
+            const again = pending.get(shard) ?? []
+            again.push(...batch)
+            pending.set(shard, again)
+            log.warn({ err: error, shard, settlements: batch.length }, 'settlement append failed; will retry')
+          })
+          .finally(() => {
+            inFlight--
+          })
+      }
+      if (list.length === 0) pending.delete(shard)
+    }
   }
 
   /** Bets whose verdict turned final: refund the rejected, park the accepted until the result. */
@@ -188,10 +230,9 @@ export function createSettler(options: SettlerOptions): Settler {
   return {
     stats,
     pass() {
-      for (const item of retry.splice(0, APPENDS_IN_FLIGHT_MAX - inFlight))
-        settle(item.bet, item.outcome, item.odds)
       for (const gameId of undecided.keys()) decideFinal(gameId)
       settleResults()
+      flush()
     },
     openBets: () => unsettled.size,
     close: stopLedger,

@@ -649,7 +649,7 @@ async function collect(
   nodes: readonly NodeSpec[],
   multiRegion: boolean,
 ): Promise<NodeFinalState[]> {
-  const reading = nodes.filter(({ kind }) => kind !== 'trader')
+  const reading = nodes.filter(({ kind, name }) => kind !== 'trader' && stack.running(name))
   return Promise.all(
     reading.map(async (spec) => finalStateOf(spec, multiRegion, await stack.state(spec.name))),
   )
@@ -665,7 +665,7 @@ async function nodeAccounts(
   stack: Stack,
   nodes: readonly NodeSpec[],
 ): Promise<{ fenced: Record<string, string>; summary: string | null; consumers: string }> {
-  const reading = nodes.filter(({ kind }) => kind !== 'trader')
+  const reading = nodes.filter(({ kind, name }) => kind !== 'trader' && stack.running(name))
   const states = await Promise.all(
     reading.map(async (spec) => [spec.name, await stack.state(spec.name, true)] as const),
   )
@@ -889,7 +889,13 @@ async function runScenario(
     // A run in which nothing was booked checked nothing: that is a failed run, not a pass.
     const booked = report.counts.acknowledged
     if (booked === 0) console.log(`[${elapsed()}] no bet was booked, so nothing was checked`)
-    passed = report.pass && booked > 0
+    // Every node a scenario stops it also starts again: one that is gone died by itself.
+    const died = nodes.filter(({ kind, name }) => kind !== 'trader' && !stack?.running(name))
+    if (died.length > 0)
+      console.log(
+        `[${elapsed()}] died during the run: ${died.map(({ name }) => name).join(', ')}; see their logs`,
+      )
+    passed = report.pass && booked > 0 && died.length === 0
     console.log(`[${elapsed()}] ${passed ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
     return passed ? 'PASS' : 'FAIL'
   } finally {

@@ -184,8 +184,8 @@ function bookBets(scenario: Scenario, game: TraderGameLog, history: HistoryEvent
       stamp,
       placedAtMs: wallMs,
     }
-    const result = fold.apply(entry, ++seq)
-    if (result.status !== 'applied') {
+    const [result] = fold.apply(entry, ++seq)
+    if (result?.status !== 'applied') {
       history.push({
         type: 'answer',
         atMs: wallMs,
@@ -204,7 +204,7 @@ function bookBets(scenario: Scenario, game: TraderGameLog, history: HistoryEvent
       kind: 'provisional',
       stamp,
       ...verdict,
-      balanceCents: result.balanceCents ?? 0,
+      balanceCents: result?.balanceCents ?? 0,
     })
     history.push(finalOf(betId, wallMs + FINAL_AFTER_MS, stamp, verdict))
     booked.push({ bet, verdict })

@@ -23,6 +23,7 @@ import {
   POTENTIAL_PAYOUT_CENTS_MAX,
   parseLedgerEntry,
   payoutCents,
+  SETTLEMENTS_PER_BATCH_MAX,
   type SettlementOutcome,
   STAKE_CENTS_MAX,
   USER_ID_LENGTH_MAX,
@@ -62,9 +63,15 @@ function settlement(id: string, betId: string, userId: string, outcome: Settleme
   return odds === undefined ? base : { ...base, odds }
 }
 
+/** The one result of a message that holds one entry. */
+function only(results: readonly FoldResult[]): FoldResult {
+  assert.equal(results.length, 1, 'one result per single-entry message')
+  return results[0] as FoldResult
+}
+
 /** A fold fed at consecutive sequences 1, 2, 3, ... */
 function feeder(fold: LedgerFold = createLedgerFold()) {
-  return { fold, feed: (value: unknown): FoldResult => fold.apply(value, fold.lastSeq() + 1) }
+  return { fold, feed: (value: unknown): FoldResult => only(fold.apply(value, fold.lastSeq() + 1)) }
 }
 
 /** Everything a fold holds, except where it is in the stream and what it counted. */
@@ -420,7 +427,7 @@ t.test('stream sequences must strictly increase', async (t) => {
   }
   t.equal(fold.lastSeq(), 5)
   t.equal(fold.balance('u1'), 5)
-  t.match(fold.apply(deposit('d2', 'u1', 5), 9), { status: 'applied', balanceCents: 10 })
+  t.match(fold.apply(deposit('d2', 'u1', 5), 9), [{ status: 'applied', balanceCents: 10 }])
   t.equal(fold.lastSeq(), 9)
 })
 
@@ -780,8 +787,8 @@ t.test('property: any interleaving of two API nodes’ bets folds identically on
         }
         const one = createLedgerFold()
         const two = createLedgerFold()
-        const first = values.map((value, i) => one.apply(value, i + 1))
-        const second = values.map((value, i) => two.apply(reversedKeys(value), i + 1))
+        const first = values.map((value, i) => only(one.apply(value, i + 1)))
+        const second = values.map((value, i) => only(two.apply(reversedKeys(value), i + 1)))
         assert.deepEqual(second, first)
         assert.equal(two.stateHash(), one.stateHash())
         assert.deepEqual(two.toJSON(), one.toJSON())
@@ -824,7 +831,7 @@ t.test('property: balances never go negative and the sums balance after every en
       const expected = modelResults(values)
       const fold = createLedgerFold()
       values.forEach((value, i) => {
-        const result = fold.apply(value, i + 1)
+        const result = only(fold.apply(value, i + 1))
         seen.add(result)
         assert.deepEqual(essence(result), expected[i])
         for (const userId of USERS) assert.ok(fold.balance(userId) >= 0)
@@ -992,4 +999,86 @@ t.test('property: a fold restored from a snapshot at any cut point continues ide
     { numRuns: 1_000 },
   )
   t.pass('every cut point continued to the same state')
+})
+
+t.test('a batch of settlements folds as its settlements would one message each', async (t) => {
+  // The same bets settled two ways: one settlement per message, and all of them in one batch
+  // message (with a repeat inside it, and one of a bet already settled). Balances, totals and each
+  // settlement's verdict agree; the batch's settlements all carry its sequence.
+  const setup = [
+    deposit('d1', 'u1', 1_000),
+    deposit('d2', 'u2', 1_000),
+    bet('b1', 'u1', 100, 1_800),
+    bet('b2', 'u2', 200),
+    bet('b3', 'u1', 300),
+    bet('b4', 'u2', 400),
+    settlement('s4', 'b4', 'u2', 'void'),
+  ]
+  const settlements = [
+    settlement('s1', 'b1', 'u1', 'won', 1_900),
+    settlement('s2', 'b2', 'u2', 'lost'),
+    settlement('s3', 'b3', 'u1', 'rejected'),
+    settlement('s1', 'b1', 'u1', 'won', 1_900),
+    settlement('s4b', 'b4', 'u2', 'won', 2_000),
+  ]
+  const single = feeder()
+  const batched = feeder()
+  for (const value of setup) {
+    single.feed(value)
+    batched.feed(value)
+  }
+  const one = settlements.map((value) => single.feed(value))
+  const seq = batched.fold.lastSeq() + 1
+  const all = batched.fold.apply({ type: 'settlements', id: 'batch-1', settlements }, seq)
+  const essence = (result: FoldResult) => ({ ...result, duplicateOf: undefined })
+  t.same(all.map(essence), one.map(essence), 'the same verdict on each settlement')
+  t.same(
+    all.map((result) => result.status),
+    ['applied', 'applied', 'applied', 'duplicate', 'ignored'],
+  )
+  t.same(batched.fold.totals(), single.fold.totals())
+  for (const userId of ['u1', 'u2']) t.equal(batched.fold.balance(userId), single.fold.balance(userId))
+  t.match(batched.fold.bet('b1'), { status: 'settled', settledSeq: seq, settlementId: 's1' })
+  t.ok(batched.fold.invariantHolds())
+
+  const restored = createLedgerFold(roundTrip(batched.fold.toJSON()))
+  t.equal(restored.stateHash(), batched.fold.stateHash(), 'a snapshot holding a batch restores')
+})
+
+t.test('a batch with anything wrong in it is refused whole', async (t) => {
+  const { fold, feed } = feeder()
+  feed(deposit('d1', 'u1', 1_000))
+  feed(bet('b1', 'u1', 100))
+  const good = settlement('s1', 'b1', 'u1', 'lost')
+  const bad: [string, unknown][] = [
+    ['no settlements', { type: 'settlements', id: 'x', settlements: [] }],
+    ['not an array', { type: 'settlements', id: 'x', settlements: good }],
+    ['a deposit inside', { type: 'settlements', id: 'x', settlements: [good, deposit('d2', 'u1', 5)] }],
+    [
+      'a malformed settlement',
+      { type: 'settlements', id: 'x', settlements: [good, { ...good, outcome: 'maybe' }] },
+    ],
+    ['no id', { type: 'settlements', settlements: [good] }],
+    [
+      'too many',
+      {
+        type: 'settlements',
+        id: 'x',
+        settlements: Array.from({ length: SETTLEMENTS_PER_BATCH_MAX + 1 }, () => good),
+      },
+    ],
+  ]
+  const before = fold.stateHash()
+  for (const [name, value] of bad) {
+    const results = fold.apply(value, fold.lastSeq() + 1)
+    t.same(
+      results.map((result) => [result.status, result.reason]),
+      [['rejected', 'MALFORMED']],
+      name,
+    )
+  }
+  t.equal(fold.bet('b1')?.status, 'open', 'nothing settled')
+  t.equal(fold.counts().malformed, bad.length)
+  t.not(fold.stateHash(), before, 'only the counts and the sequence moved')
+  t.same(fold.totals(), createLedgerFold(roundTrip(fold.toJSON())).totals())
 })
