@@ -111,6 +111,20 @@ function checkFinalStable(
   }
 }
 
+/**
+ * Once a node would have paid a market, every bet on it keeps the verdict it had then: a payout is
+ * never followed by a refund (the correction deadline, crdt/game.ts).
+ */
+function checkPaidStable(nodes: readonly SimNode[], bet: SimBet, verdict: Verdict, failures: string[]): void {
+  for (const node of nodes) {
+    const then = node.paid.get(bet.terms.marketId)?.get(bet.id)
+    if (then !== undefined && JSON.stringify(then) !== JSON.stringify(verdict))
+      failures.push(
+        `bet ${bet.id}: ${node.id} would have paid it as ${JSON.stringify(then)}, it ended ${JSON.stringify(verdict)}`,
+      )
+  }
+}
+
 export function checkInvariants(world: SimWorld): string[] {
   const failures: string[] = []
   const nodes = [...world.nodes.values()]
@@ -120,6 +134,7 @@ export function checkInvariants(world: SimWorld): string[] {
     checkAgainstTruth(world, bet, verdict, failures)
     checkSeenSuspension(world, bet, verdict, failures)
     checkFinalStable(nodes, bet, verdict, failures)
+    checkPaidStable(nodes, bet, verdict, failures)
   }
   for (const node of nodes) {
     if (node.undecided.size > 0) failures.push(`${node.id} still holds ${node.undecided.size} bets undecided`)

@@ -14,16 +14,19 @@ import {
   BACKENDS,
   type BackendName,
   type BetTerms,
+  correctionDeadline,
   createHlc,
   decodeStamp,
   type Entry,
   encodeStamp,
   type Heartbeat,
   type Hlc,
+  isFinal,
   judge,
   maxStamp,
   ODDS_POLICIES,
   type Replica,
+  resultOf,
   stampOps,
   type TransitionOp,
   transitionAt,
@@ -89,6 +92,11 @@ export interface SimNode {
   readonly undecided: Map<string, SimBet>
   /** The verdict each bet had when this node first saw it final. */
   readonly firstFinal: Map<string, Verdict>
+  /**
+   * Per market this node would have paid (result agreed and final, correction deadline final):
+   * the verdict of every bet on it that was final at that moment. Nothing may change them after.
+   */
+  readonly paid: Map<string, Map<string, Verdict>>
 }
 
 export interface SimReport {
@@ -128,6 +136,27 @@ function createNode(world: Pick<SimWorld, 'prng' | 'scheduler'>, backend: Backen
     skewMs,
     undecided: new Map(),
     firstFinal: new Map(),
+    paid: new Map(),
+  }
+}
+
+/** Markets that became payable on this node: record the verdict of every bet on them. */
+function recordPayable(world: SimWorld, node: SimNode): void {
+  const game = node.replica.game
+  for (const marketId of game.markets.keys()) {
+    if (node.paid.has(marketId)) continue
+    const result = resultOf(game, marketId)
+    const deadline = correctionDeadline(game, marketId)
+    if (result.state !== 'agreed' || deadline === null) continue
+    if (!isFinal(game, result.stamp) || !isFinal(game, deadline)) continue
+    const verdicts = new Map<string, Verdict>()
+    for (const bet of world.bets) {
+      if (bet.terms.marketId !== marketId) continue
+      // A bet stamped past the watermark is not final yet, and a settler would not touch it.
+      const verdict = judge(game, bet.terms)
+      if (verdict.final) verdicts.set(bet.id, verdict)
+    }
+    node.paid.set(marketId, verdicts)
   }
 }
 
@@ -146,6 +175,7 @@ function receiveUpdate(world: SimWorld, node: SimNode, update: Uint8Array): void
   const { added, maxStamp: raised } = node.replica.apply(update)
   if (raised !== null) node.hlc.receive(decodeStamp(raised))
   settleUndecided(world, node)
+  recordPayable(world, node)
   // Bettors snipe: some bets land the instant a change arrives, when clock skew matters most.
   const snipe = world.prng.chance(SIM_LIMITS.snipeChance)
   if (snipe && added > 0 && (API_NODES as readonly string[]).includes(node.id)) placeBet(world, node)
@@ -155,6 +185,7 @@ function receiveHeartbeat(world: SimWorld, node: SimNode, heartbeat: Heartbeat):
   const { maxStamp: raised } = node.replica.applyHeartbeat(heartbeat)
   if (raised !== null) node.hlc.receive(decodeStamp(raised))
   settleUndecided(world, node)
+  recordPayable(world, node)
 }
 
 function sendHeartbeat(world: SimWorld, trader: SimNode): void {

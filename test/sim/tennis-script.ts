@@ -2,11 +2,13 @@
  * A seeded script of a trader's ops over a tennis match, for the simulator, the conformance
  * tests and the benchmarks: genesis, the match clock, and per point a "next point winner" market
  * (and sometimes "next serve is an ace") that opens with prices, reprices, suspends when the
- * serve is struck, is resulted and closed, and is now and then voided over a window. Heartbeats
+ * serve is struck, is resulted and closed, and is now and then voided over a window (sometimes
+ * after its correction deadline, when the void must count nowhere). Heartbeats
  * advance the writer's watermark in between.
  */
 
 import {
+  CORRECTION_WINDOW_MS,
   firstStampAt,
   GAME_PERIOD_MAX,
   lastStampAt,
@@ -123,6 +125,14 @@ export function tennisScript(prng: Prng, options: ScriptOptions): ScriptStep[] {
       const from = atMs + prng.int(0, options.windowMs / 2)
       steps.push({
         atMs: lastMs + 1,
+        ops: [voidOp(`point-${point}`, from, from + prng.int(1, options.windowMs / 2))],
+      })
+    }
+    if (prng.chance(0.1)) {
+      // A correction after the market's correction deadline: it must void nothing anywhere.
+      const from = atMs + prng.int(0, options.windowMs / 2)
+      steps.push({
+        atMs: lastMs + CORRECTION_WINDOW_MS + prng.int(1, 50),
         ops: [voidOp(`point-${point}`, from, from + prng.int(1, options.windowMs / 2))],
       })
     }
