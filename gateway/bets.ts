@@ -6,13 +6,25 @@
  * overtake the reply and arrive more than once (API and settlement nodes both announce finals, and
  * every settlement node announces settlements). So each bet placed here is tracked: a status is
  * passed on once, and only after the ones before it; an early one is held until then.
+ *
+ * Status events are core NATS: a server paused or cut off loses them. A bet whose next status has
+ * not come within `statusRecoverAfterMs` is looked up (`bets.lookup`): an API node answers with the
+ * statuses its replica and ledger vouch for, and they pass through the same ordering as any other.
+ * A bet still waiting is asked about again after twice as long each time, up to a minute.
  */
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import type { RejectReason } from '../crdt/index.ts'
-import { PLACE_SUBJECT, type PlaceBetReply, routedSubject, statusSubject } from '../nodes/api/protocol.ts'
-import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import {
+  type BetStatus,
+  LOOKUP_BETS_MAX,
+  LOOKUP_SUBJECT,
+  type LookupReply,
+  PLACE_SUBJECT,
+  type PlaceBetReply,
+  routedSubject,
+  statusSubject,
+} from '../nodes/api/protocol.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
 export interface BetRelayLimits {
@@ -25,7 +37,16 @@ export interface BetRelayLimits {
    * oldest is forgotten past this.
    */
   readonly trackedBetsPerUserMax: number
+  /** How long a bet waits for its next status before it is looked up. */
+  readonly statusRecoverAfterMs: number
+  /** Lookups awaiting an API node at once (one per user at most). */
+  readonly lookupsInFlightMax: number
 }
+
+/** How often the relay looks for bets whose next status is overdue. */
+export const RECOVERY_SWEEP_MS = 1_000
+/** The longest wait between two lookups of one bet. */
+export const RECOVERY_BACKOFF_MAX_MS = 60_000
 
 export type Deliver = (frame: BetFrame | ErrorFrame) => void
 
@@ -37,12 +58,16 @@ interface Track {
   readonly ref: string | undefined
   /** Statuses that arrived before their turn, by rank. */
   readonly held: Map<number, BetFrame>
+  /** When to look the bet up if nothing moves it on, and how many lookups found nothing new. */
+  lookupAt: number
+  lookups: number
 }
 
 interface UserChannel {
   readonly deliver: Set<Deliver>
   readonly tracks: Map<string, Track>
   readonly subscription: Subscription
+  looking: boolean
 }
 
 export interface BetRelay {
@@ -54,27 +79,7 @@ export interface BetRelay {
   close(): void
 }
 
-type StatusEvent =
-  | {
-      betId: string
-      status: 'final'
-      stamp: string
-      verdict: {
-        accepted: boolean
-        reason: RejectReason | null
-        odds: number | null
-        gameClockMs: number | null
-      }
-      finalAtMs: number
-      balanceCents: number
-    }
-  | {
-      betId: string
-      status: 'settled'
-      outcome: SettlementOutcome
-      payoutCents: number
-      balanceCents: number
-    }
+type StatusEvent = BetStatus
 
 function statusFrame(event: StatusEvent, ref: string | undefined): BetFrame {
   const base = { type: 'bet' as const, betId: event.betId, atMs: Date.now(), ...(ref ? { ref } : {}) }
@@ -125,6 +130,7 @@ export function createBetRelay(
 ): BetRelay {
   const users = new Map<string, UserChannel>()
   let inFlight = 0
+  let lookupsInFlight = 0
 
   function send(channel: UserChannel, frame: BetFrame | ErrorFrame): void {
     for (const deliver of channel.deliver) deliver(frame)
@@ -138,7 +144,7 @@ export function createBetRelay(
       // A bet placed elsewhere (another gateway, or before this user's sockets reconnected): no
       // order to keep, but each status passes once, so remember what has passed.
       send(channel, frame)
-      remember(channel, betId, { stage: rank, ref: undefined, held: new Map() })
+      remember(channel, betId, fresh(rank, undefined))
       return
     }
     if (rank <= track.stage) return
@@ -153,7 +159,64 @@ export function createBetRelay(
       send(channel, next)
       track.stage++
     }
+    // It moved on: the wait for its next status starts over.
+    track.lookups = 0
+    track.lookupAt = Date.now() + limits.statusRecoverAfterMs
   }
+
+  /** A status event from the status subject or a lookup: pass it on in its turn, once. */
+  function receive(userId: string, event: StatusEvent): void {
+    const current = users.get(userId)
+    if (current === undefined) return
+    // Several nodes announce each status: drop a repeat before building its frame.
+    const track = current.tracks.get(event.betId)
+    if (track !== undefined && RANK[event.status] <= track.stage) return
+    offer(current, event.betId, statusFrame(event, track?.ref))
+  }
+
+  /**
+   * Look up, for each user, the bets whose next status is overdue: provisional or final passed on
+   * and nothing since, or a later status held for a missing one. Settled and refused bets are done.
+   */
+  function sweep(): void {
+    const now = Date.now()
+    for (const [userId, channel] of users) {
+      if (lookupsInFlight >= limits.lookupsInFlightMax) return
+      if (channel.looking) continue
+      const due: string[] = []
+      for (const [betId, track] of channel.tracks) {
+        const waiting = track.stage === RANK.provisional || track.stage === RANK.final || track.held.size > 0
+        if (!waiting || track.stage >= RANK.settled || now < track.lookupAt) continue
+        due.push(betId)
+        track.lookups++
+        track.lookupAt =
+          now + Math.min(RECOVERY_BACKOFF_MAX_MS, limits.statusRecoverAfterMs * 2 ** track.lookups)
+        if (due.length >= LOOKUP_BETS_MAX) break
+      }
+      if (due.length > 0) lookUp(userId, channel, due)
+    }
+  }
+
+  function lookUp(userId: string, channel: UserChannel, betIds: string[]): void {
+    channel.looking = true
+    lookupsInFlight++
+    nc.request(routedSubject(LOOKUP_SUBJECT, homeRegion(userId)), JSON.stringify({ userId, betIds }), {
+      timeout: limits.placeTimeoutMs,
+    })
+      .then((message) => {
+        const reply = message.json<LookupReply>()
+        if (!reply.ok) return log.warn({ userId, error: reply.error }, 'status lookup refused')
+        for (const status of reply.data.statuses) receive(userId, status)
+      })
+      .catch((error: unknown) => log.debug({ err: error, userId }, 'status lookup got no answer'))
+      .finally(() => {
+        channel.looking = false
+        lookupsInFlight--
+      })
+  }
+
+  const sweeper = setInterval(sweep, RECOVERY_SWEEP_MS)
+  sweeper.unref()
 
   function channelFor(userId: string): UserChannel {
     let channel = users.get(userId)
@@ -162,21 +225,20 @@ export function createBetRelay(
       callback: (error, message) => {
         if (error !== null) return log.warn({ err: error, userId }, 'status subscription failed')
         const event = parseStatus(message.data)
-        const current = users.get(userId)
-        if (event === null || current === undefined) return
-        // Several nodes announce each status: drop a repeat before building its frame.
-        const track = current.tracks.get(event.betId)
-        if (track !== undefined && RANK[event.status] <= track.stage) return
-        offer(current, event.betId, statusFrame(event, track?.ref))
+        if (event !== null) receive(userId, event)
       },
     })
-    channel = { deliver: new Set(), tracks: new Map(), subscription }
+    channel = { deliver: new Set(), tracks: new Map(), subscription, looking: false }
     users.set(userId, channel)
     return channel
   }
 
   function track(channel: UserChannel, betId: string, ref: string | undefined): void {
-    if (!channel.tracks.has(betId)) remember(channel, betId, { stage: 0, ref, held: new Map() })
+    if (!channel.tracks.has(betId)) remember(channel, betId, fresh(0, ref))
+  }
+
+  function fresh(stage: number, ref: string | undefined): Track {
+    return { stage, ref, held: new Map(), lookupAt: Date.now() + limits.statusRecoverAfterMs, lookups: 0 }
   }
 
   function remember(channel: UserChannel, betId: string, entry: Track): void {
@@ -264,6 +326,7 @@ export function createBetRelay(
     },
     inFlight: () => inFlight,
     close() {
+      clearInterval(sweeper)
       for (const channel of users.values()) channel.subscription.unsubscribe()
       users.clear()
     },

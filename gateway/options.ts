@@ -210,6 +210,20 @@ export const options = defineOptions({
     1,
     1_000_000,
   ),
+  statusRecoverAfterMs: limit(
+    'status-recover-after-ms',
+    D.statusRecoverAfterMs,
+    'how long a bet waits for its next status before the gateway asks an API node for it (then twice as long each time, up to a minute)',
+    100,
+    600_000,
+  ),
+  lookupsInFlightMax: limit(
+    'lookups-in-flight-max',
+    D.lookupsInFlightMax,
+    'status lookups awaiting an API node at once (one per user)',
+    1,
+    10_000,
+  ),
   queryTimeoutMs: limit(
     'query-timeout-ms',
     D.queryTimeoutMs,

@@ -64,6 +64,8 @@ export interface GatewayLimits {
   readonly placementsInFlightMax: number
   readonly placeTimeoutMs: number
   readonly trackedBetsPerUserMax: number
+  readonly statusRecoverAfterMs: number
+  readonly lookupsInFlightMax: number
   readonly queryTimeoutMs: number
 }
 
@@ -87,6 +89,8 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   placementsInFlightMax: 10_000,
   placeTimeoutMs: 5_000,
   trackedBetsPerUserMax: 1_000,
+  statusRecoverAfterMs: 5_000,
+  lookupsInFlightMax: 32,
   queryTimeoutMs: 3_000,
 }
 

@@ -1,7 +1,7 @@
 /**
  * An API process's wiring: the region's fabric and ledger, the bet service behind a NATS service
- * endpoint `bets.place` in one queue group (any number of API nodes share the load), and final
- * verdicts published on `bets.status.<userId>`.
+ * endpoint `bets.place` in one queue group (any number of API nodes share the load), final
+ * verdicts published on `bets.status.<userId>`, and status recovery on `bets.lookup`.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -11,11 +11,16 @@ import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, joinFabric, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
 import {
   apiError,
   DEPOSIT_SUBJECT,
+  LOOKUP_BYTES_MAX,
+  LOOKUP_SUBJECT,
+  type LookupReply,
   PLACE_SUBJECT,
+  parseLookup,
   QUEUE_GROUP,
   routedSubject,
   statusSubject,
@@ -95,6 +100,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     },
   })
   const admin = serveDeposits(nc, ledger, log, routed, homeHere)
+  const lookups = serveLookups(nc, { replicas, ledger, now: options.clock ?? Date.now }, routed, homeHere)
   log.info({ node: options.node, region }, `api node serving ${routedSubject(PLACE_SUBJECT, routed)}`)
   return {
     service,
@@ -105,11 +111,48 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     async close() {
       await endpoint.drain()
       await admin.drain()
+      await lookups.drain()
       service.close()
       await ledger.close()
       await replicas.close()
     },
   }
+}
+
+/** Status recovery on `bets.lookup` (see bet-lookup.ts), in the same queue group. */
+function serveLookups(
+  nc: NatsConnection,
+  sources: LookupSources,
+  routed: string | null,
+  homeHere: ((userId: string) => boolean) | undefined,
+) {
+  return nc.subscribe(routedSubject(LOOKUP_SUBJECT, routed), {
+    queue: QUEUE_GROUP,
+    callback: (_error, message) => {
+      const answer = (value: LookupReply) => message.respond(JSON.stringify(value))
+      if (message.data.length > LOOKUP_BYTES_MAX) {
+        answer(apiError('BAD_REQUEST', `a lookup is at most ${LOOKUP_BYTES_MAX} bytes`))
+        return
+      }
+      let value: unknown
+      try {
+        value = message.json()
+      } catch {
+        answer(apiError('BAD_REQUEST', 'the request is not JSON'))
+        return
+      }
+      const request = parseLookup(value)
+      if (Array.isArray(request)) {
+        answer(apiError('BAD_REQUEST', request.join('; ')))
+        return
+      }
+      if (homeHere !== undefined && !homeHere(request.userId)) {
+        answer(apiError('WRONG_REGION', `user ${request.userId} is not homed in this region`))
+        return
+      }
+      answer({ ok: true, data: { statuses: lookupStatuses(sources, request) } })
+    },
+  })
 }
 
 export { DEPOSIT_SUBJECT }

@@ -4,10 +4,19 @@
  */
 
 import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../../crdt/index.ts'
-import type { BetEntry } from '../fabric/ledger.ts'
+import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
 
 export const PLACE_SUBJECT = 'bets.place'
 export const DEPOSIT_SUBJECT = 'admin.deposit'
+/**
+ * Status recovery: `{ userId, betIds }` asks an API node for the final and settled statuses it
+ * holds for those bets of that user, as `{ ok: true, data: { statuses } }`. Status events are core
+ * NATS and may be lost (a server paused or cut off); a client that missed one asks again.
+ */
+export const LOOKUP_SUBJECT = 'bets.lookup'
+/** Bets one lookup may name, and the size of the request that names them. */
+export const LOOKUP_BETS_MAX = 100
+export const LOOKUP_BYTES_MAX = 16 * 1024
 
 /**
  * Where a region's API nodes take requests: `bets.place` in a lone region, `bets.place.<region>`
@@ -68,6 +77,45 @@ export interface FinalStatus {
   readonly finalAtMs: number
   /** The user's balance in the announcing node's fold when it announced. */
   readonly balanceCents: number
+}
+
+export interface SettledStatus {
+  readonly betId: string
+  readonly status: 'settled'
+  readonly outcome: SettlementOutcome
+  readonly payoutCents: number
+  /** The user's balance in the announcing node's fold when it announced. */
+  readonly balanceCents: number
+}
+
+export type BetStatus = FinalStatus | SettledStatus
+
+export interface LookupRequest {
+  readonly userId: string
+  readonly betIds: readonly string[]
+}
+
+export type LookupReply =
+  | { readonly ok: true; readonly data: { readonly statuses: readonly BetStatus[] } }
+  | { readonly ok: false; readonly error: ApiError }
+
+/** Validate a lookup; returns the request or the list of problems. */
+export function parseLookup(value: unknown): LookupRequest | string[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return ['the request must be a JSON object']
+  const v = value as Record<string, unknown>
+  const problems: string[] = []
+  if (typeof v.userId !== 'string' || !USER_ID_PATTERN.test(v.userId))
+    problems.push('userId: 1-64 characters of A-Z a-z 0-9 _ -')
+  const betIds = v.betIds
+  if (!Array.isArray(betIds) || betIds.length < 1 || betIds.length > LOOKUP_BETS_MAX)
+    problems.push(`betIds: an array of 1-${LOOKUP_BETS_MAX} bet ids`)
+  else if (!betIds.every((id) => typeof id === 'string' && BET_ID_PATTERN.test(id)))
+    problems.push('betIds: each 8-128 characters of A-Z a-z 0-9 _ . : -')
+  for (const key of Object.keys(v))
+    if (key !== 'userId' && key !== 'betIds') problems.push(`${key.slice(0, 40)}: unknown field`)
+  if (problems.length > 0) return problems
+  return { userId: v.userId as string, betIds: [...new Set(betIds as string[])] }
 }
 
 export function apiError(code: ErrorCode, message: string): { ok: false; error: ApiError } {

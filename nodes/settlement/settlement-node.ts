@@ -11,7 +11,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
-import { routedSubject, statusSubject } from '../api/protocol.ts'
+import { routedSubject, type SettledStatus, statusSubject } from '../api/protocol.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { joinFabric, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
@@ -119,16 +119,14 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     const bet = ledger.foldFor(entry.userId).bet(entry.betId)
     if (bet?.status !== 'settled') return
     const balanceCents = ledger.foldFor(entry.userId).balance(entry.userId)
-    nc.publish(
-      statusSubject(entry.userId),
-      JSON.stringify({
-        betId: bet.betId,
-        status: 'settled',
-        outcome: bet.outcome,
-        payoutCents: bet.payoutCents,
-        balanceCents,
-      }),
-    )
+    const status: SettledStatus = {
+      betId: bet.betId,
+      status: 'settled',
+      outcome: bet.outcome,
+      payoutCents: bet.payoutCents,
+      balanceCents,
+    }
+    nc.publish(statusSubject(entry.userId), JSON.stringify(status))
   })
   const queries = serveQueries(nc, projection, ledger, routedRegion(region, options.regions))
   log.info({ node: options.node, database: options.databasePath }, 'settlement node running')

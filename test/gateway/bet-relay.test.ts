@@ -8,7 +8,7 @@ import pino from 'pino'
 import t from 'tap'
 import { createBetRelay } from '../../gateway/bets.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
-import { PLACE_SUBJECT, statusSubject } from '../../nodes/api/protocol.ts'
+import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../nodes/api/protocol.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -24,6 +24,23 @@ const place = (betId: string): PlaceFrame => ({
   policy: 'any',
 })
 const verdict = { accepted: true, reason: null, odds: 1_500, gameClockMs: 10 }
+const LIMITS = {
+  placementsInFlightMax: 10,
+  placeTimeoutMs: 500,
+  trackedBetsPerUserMax: 100,
+  statusRecoverAfterMs: 200,
+  lookupsInFlightMax: 4,
+}
+const provisional = (betId: string) => ({
+  ok: true,
+  betId,
+  status: 'provisional',
+  stamp: 's',
+  verdict,
+  final: false,
+  balanceCents: 900,
+  ledgerSeq: 1,
+})
 
 t.test('statuses in order and once each, however they arrive', async (t) => {
   const cluster = await startNatsCluster()
@@ -77,7 +94,7 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
   await api.flush()
   const relay = createBetRelay(
     gateway,
-    { placementsInFlightMax: 10, placeTimeoutMs: 500, trackedBetsPerUserMax: 100 },
+    { ...LIMITS, statusRecoverAfterMs: 600_000 },
     pino({ level: 'silent' }),
   )
   t.teardown(() => relay.close())
@@ -126,4 +143,80 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
     message: /may still stand/,
   })
   t.match(seen[1], { type: 'bet', status: 'final', betId: 'unacked-00000001' })
+})
+
+t.test('statuses lost on the way are looked up, and asked about less and less often', async (t) => {
+  // The responder answers placements, but of bet `lost-final` only the settlement is announced
+  // (its final verdict was lost), and of `lost-all` nothing: both are looked up on bets.lookup.
+  // The lookup knows both verdicts; `lost-all` is not settled yet, so it is asked about again,
+  // each time after twice as long.
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const api = await cluster.connect()
+  const gateway = await cluster.connect()
+  t.teardown(async () => {
+    await api.close()
+    await gateway.close()
+  })
+  const final = (betId: string) => ({
+    betId,
+    status: 'final',
+    stamp: 's',
+    verdict,
+    finalAtMs: 1,
+    balanceCents: 900,
+  })
+  const settled = {
+    betId: 'lost-final',
+    status: 'settled',
+    outcome: 'won',
+    payoutCents: 150,
+    balanceCents: 1_050,
+  }
+  const lookups: { userId: string; betIds: string[]; atMs: number }[] = []
+  api.subscribe(PLACE_SUBJECT, {
+    callback: (_error, message) => {
+      const { betId, userId } = message.json<{ betId: string; userId: string }>()
+      message.respond(JSON.stringify(provisional(betId)))
+      if (betId === 'lost-final') api.publish(statusSubject(userId), JSON.stringify(settled))
+    },
+  })
+  api.subscribe(LOOKUP_SUBJECT, {
+    callback: (_error, message) => {
+      const request = message.json<{ userId: string; betIds: string[] }>()
+      lookups.push({ ...request, atMs: Date.now() })
+      const statuses = request.betIds.flatMap((betId) =>
+        betId === 'lost-final' ? [final(betId), settled] : [final(betId)],
+      )
+      message.respond(JSON.stringify({ ok: true, data: { statuses } }))
+    },
+  })
+  await api.flush()
+  const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }))
+  t.teardown(() => relay.close())
+  const seen: (BetFrame | ErrorFrame)[] = []
+  t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
+  await gateway.flush()
+  relay.place('alice', place('lost-final'))
+  relay.place('alice', place('lost-all-0'))
+  const statuses = (betId: string) =>
+    seen.flatMap((frame) => (frame.type === 'bet' && frame.betId === betId ? [frame.status] : []))
+  await waitFor('the missing final, then the held settlement', () => statuses('lost-final').length === 3)
+  t.same(statuses('lost-final'), ['provisional', 'final', 'settled'], 'in order, once each')
+  await waitFor('the final of the other', () => statuses('lost-all-0').length === 2)
+  t.same(statuses('lost-all-0'), ['provisional', 'final'])
+  t.match(lookups[0], { userId: 'alice' })
+  t.same(lookups[0]?.betIds.sort(), ['lost-all-0', 'lost-final'], "one lookup for both of the user's bets")
+
+  // `lost-all-0` now waits for its settlement: asked about again, after 400 ms, then 800 ms, ...
+  const before = lookups.length
+  await delay(2_000)
+  const later = lookups.slice(before)
+  t.ok(later.length >= 1 && later.length <= 3, `asked again ${later.length} times in 2 s, with backoff`)
+  t.ok(
+    later.every((lookup) => lookup.betIds.join() === 'lost-all-0'),
+    'only about the bet still waiting',
+  )
+  await delay(300)
+  t.same(statuses('lost-all-0'), ['provisional', 'final'], 'a repeated answer passes nothing twice')
 })

@@ -16,6 +16,8 @@ import { yjsBackend } from '../../crdt/index.ts'
 import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
 import {
   type FinalStatus,
+  LOOKUP_SUBJECT,
+  type LookupReply,
   PLACE_SUBJECT,
   type PlaceBetReply,
   statusSubject,
@@ -246,4 +248,37 @@ t.test('a point cycle', async (t) => {
     'one settlement applied per settled bet',
   )
   t.match(apiState?.replicas['match-1']?.verdicts['bet-alice-0001'], { accepted: true, final: true })
+
+  // Status recovery: what a client that lost the status events learns by asking.
+  const lookup = async (request: unknown) =>
+    (await client.request(LOOKUP_SUBJECT, JSON.stringify(request), { timeout: 5_000 })).json<LookupReply>()
+  const betIds = ['bet-alice-0001', 'bet-alice-0002', 'bet-alice-0003', 'bet-nobody-0001']
+  const recovered = await lookup({ userId: 'alice', betIds })
+  if (!recovered.ok) throw new Error(`lookup refused: ${recovered.error.message}`)
+  const announced = (betId: string, status: string) =>
+    statuses.find((s) => s.betId === betId && s.status === status)
+  const { finalAtMs: _at, ...finalAnnounced } = announced('bet-alice-0001', 'final') as FinalStatus
+  t.match(
+    recovered.data.statuses.map((s) => [s.betId, s.status]),
+    [
+      ['bet-alice-0001', 'final'],
+      ['bet-alice-0001', 'settled'],
+      ['bet-alice-0002', 'final'],
+      ['bet-alice-0002', 'settled'],
+    ],
+    'final and settled statuses of the stored bets; nothing for the refused or the unknown one',
+  )
+  t.match(recovered.data.statuses[0], { ...finalAnnounced, balanceCents: totals.balancesCents })
+  t.match(recovered.data.statuses[1], announced('bet-alice-0001', 'settled') ?? {})
+  t.same(
+    await lookup({ userId: 'bob', betIds: ['bet-alice-0001'] }),
+    { ok: true, data: { statuses: [] } },
+    "another user's bet is not told",
+  )
+  for (const bad of [
+    { userId: 'alice' },
+    { userId: 'alice', betIds: [] },
+    { userId: 'alice', betIds: ['x'] },
+  ])
+    t.match(await lookup(bad), { ok: false, error: { code: 'BAD_REQUEST' } }, JSON.stringify(bad))
 })
