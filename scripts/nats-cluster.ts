@@ -959,7 +959,7 @@ function renderGateway(region: string, port: number, gateways: readonly GatewayR
  * ports are distinct; another process could still take one before nats-server binds it, which is rare
  * enough for tests.
  */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const listeners = await Promise.all(Array.from({ length: count }, listenOnFreePort))
   const ports = listeners.map(portOf)
   await Promise.all(listeners.map((listener) => new Promise((resolve) => listener.close(resolve))))

@@ -18,7 +18,6 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -27,6 +26,7 @@ import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import {
+  freePorts,
   type NatsCluster,
   type NatsSuperCluster,
   startNatsCluster,
@@ -345,15 +345,19 @@ interface Stack {
   stopAll(): Promise<void>
 }
 
+const FREE_PORT_ATTEMPTS_MAX = 100
+/** Ports this run has handed out: the kernel may offer a port again once its probe closed. */
+const portsHandedOut = new Set<number>()
+
+/** A port free now and not handed out before in this run (a gateway once got its own ops port). */
 async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const [port] = await freePorts(1)
+    if (port === undefined || portsHandedOut.has(port)) continue
+    portsHandedOut.add(port)
+    return port
+  }
+  throw new Error(`no new free port in ${FREE_PORT_ATTEMPTS_MAX} attempts`)
 }
 
 async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
