@@ -15,7 +15,6 @@ import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import * as hdr from 'hdr-histogram-js'
@@ -28,6 +27,7 @@ import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
+import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
 import { nowUs, openLoop } from './open-loop.ts'
@@ -39,15 +39,18 @@ const STAKE_CENTS = 100
 const LATENCY_MS_MAX = 120_000
 const P99_GOAL_MS = 50
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  '--rates n,n,... (1..50000) --seconds s (1..600) --settle-bets n (0..100000) [--cpu-prof-dir DIR]'
+const values = parseCommandLine(
+  {
     rates: { type: 'string', default: '500,1000,2000,3000,5000' },
     seconds: { type: 'string', default: '5' },
     'settle-bets': { type: 'string', default: '10000' },
     /** Write V8 CPU profiles of the node processes here, to see where a bet's time goes. */
     'cpu-prof-dir': { type: 'string' },
   },
-})
+  USAGE,
+)
 const RATES = values.rates.split(',').map(Number)
 const SECONDS = Number(values.seconds)
 const SETTLE_BETS = Number(values['settle-bets'])
@@ -56,8 +59,7 @@ if (
   !(SECONDS > 0 && SECONDS <= 600) ||
   !(SETTLE_BETS >= 0 && SETTLE_BETS <= 100_000)
 ) {
-  console.error('usage: --rates n,n,... (1..50000) --seconds s (1..600) --settle-bets n (0..100000)')
-  process.exit(1)
+  usageError('an option is out of range', USAGE)
 }
 
 const histogram = () =>

@@ -8,7 +8,6 @@
  *   npm run bench:crdt -- --points 400 --rounds 7
  */
 
-import { parseArgs } from 'node:util'
 import * as Automerge from '@automerge/automerge'
 import * as Y from 'yjs'
 import {
@@ -21,23 +20,25 @@ import {
   type Replica,
 } from '../crdt/index.ts'
 import { createPrng } from '../nodes/fabric/prng.ts'
+import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { runScript } from '../test/helpers/scripted-updates.ts'
 import { tennisScript } from '../test/sim/tennis-script.ts'
 
-const { values } = parseArgs({
-  options: {
+const USAGE = '--points n --rounds n --judges n (positive integers)'
+const values = parseCommandLine(
+  {
     points: { type: 'string', default: '500' },
     rounds: { type: 'string', default: '9' },
     judges: { type: 'string', default: '200000' },
   },
-})
+  USAGE,
+)
 const POINTS = Number(values.points)
 const ROUNDS = Number(values.rounds)
 const JUDGE_CALLS = Number(values.judges)
-for (const [name, value] of Object.entries({ POINTS, ROUNDS, JUDGE_CALLS })) {
+for (const [name, value] of Object.entries({ points: POINTS, rounds: ROUNDS, judges: JUDGE_CALLS })) {
   if (!Number.isSafeInteger(value) || value < 1) {
-    console.error(`${name.toLowerCase()} must be a positive integer`)
-    process.exit(1)
+    usageError(`--${name} must be a positive integer`, USAGE)
   }
 }
 

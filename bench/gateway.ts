@@ -30,7 +30,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import type { NatsConnection } from '@nats-io/transport-node'
 import * as hdr from 'hdr-histogram-js'
 import pino from 'pino'
@@ -43,6 +42,7 @@ import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode, type TraderNode } from '../nodes/trader/trader-node.ts'
+import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, pollUntil, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
 import type {
@@ -84,8 +84,10 @@ const PROBE_TIMEOUT_MS = 5_000
 const LATENCY_MS_MAX = 120_000
 const GOALS = { fanoutP99Ms: 50, fanoutClients: 1_000, lastClientP99Ms: 150, lastClients: 10_000 }
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  '--clients n,n,... (1..50000, may be empty) --hz n (1..100) --seconds s (1..600) --bet-rates n,... (1..20000, may be empty) --bet-sockets n (1..5000) --gateway-workers n (1..16) [--cpu-prof-dir DIR]'
+const values = parseCommandLine(
+  {
     clients: { type: 'string', default: '1000,10000' },
     hz: { type: 'string', default: '10' },
     seconds: { type: 'string', default: '10' },
@@ -96,7 +98,8 @@ const { values } = parseArgs({
     /** Write V8 CPU profiles of the gateway and the clients process here. */
     'cpu-prof-dir': { type: 'string' },
   },
-})
+  USAGE,
+)
 const CLIENTS = values.clients.split(',').filter(Boolean).map(Number)
 const HZ = Number(values.hz)
 const SECONDS = Number(values.seconds)
@@ -111,10 +114,7 @@ if (
   !(Number.isSafeInteger(BET_SOCKETS) && BET_SOCKETS >= 1 && BET_SOCKETS <= 5_000) ||
   !(Number.isSafeInteger(GATEWAY_WORKERS) && GATEWAY_WORKERS >= 1 && GATEWAY_WORKERS <= 16)
 ) {
-  console.error(
-    'usage: --clients n,n,... (1..50000, may be empty) --hz n (1..100) --seconds s (1..600) --bet-rates n,... (1..20000, may be empty) --bet-sockets n (1..5000) --gateway-workers n (1..16)',
-  )
-  process.exit(1)
+  usageError('an option is out of range', USAGE)
 }
 const UPDATES = HZ * SECONDS
 const MAX_CLIENTS = Math.max(0, ...CLIENTS)

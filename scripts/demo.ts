@@ -8,7 +8,6 @@
  *   npm start -- --seed 7 --backend automerge --points 8
  */
 
-import { parseArgs } from 'node:util'
 import {
   BACKENDS,
   type BackendName,
@@ -18,6 +17,7 @@ import {
   stampWall,
 } from '../crdt/index.ts'
 import { runSimulation, type SimEvent } from '../test/sim/simulator.ts'
+import { parseCommandLine } from './command-line.ts'
 
 const POINTS_MAX = 200
 
@@ -26,13 +26,14 @@ function fail(message: string): never {
   process.exit(1)
 }
 
-const { values } = parseArgs({
-  options: {
+const values = parseCommandLine(
+  {
     seed: { type: 'string' },
     backend: { type: 'string', default: 'yjs' },
     points: { type: 'string', default: '4' },
   },
-})
+  `[--seed n] [--backend ${Object.keys(BACKENDS).join('|')}] [--points 1..${POINTS_MAX}]`,
+)
 const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(values.seed)
 const points = Number(values.points)
 const backend = values.backend as BackendName

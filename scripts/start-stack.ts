@@ -14,12 +14,12 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { startBettors } from './bettors.ts'
+import { parseCommandLine } from './command-line.ts'
 import { startNatsCluster } from './nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from './node-process.ts'
 
@@ -37,8 +37,8 @@ function fail(message: string): never {
 }
 
 function parseOptions() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseCommandLine(
+    {
       duration: { type: 'string', default: '0' },
       bettors: { type: 'string', default: '10' },
       'time-scale': { type: 'string', default: '1' },
@@ -46,7 +46,8 @@ function parseOptions() {
       logs: { type: 'string', default: 'keep' },
       port: { type: 'string', default: '8080' },
     },
-  })
+    `[--duration 0..${DURATION_S_MAX} s, 0: until stopped] [--bettors 1..1000] [--time-scale 0.1..100] [--seed n] [--logs keep|delete] [--port 0..65535]`,
+  )
   if (values.logs !== 'keep' && values.logs !== 'delete') fail('--logs must be keep or delete')
   const number = (name: string, text: string, min: number, max: number) => {
     const value = Number(text)

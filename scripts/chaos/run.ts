@@ -20,11 +20,11 @@ import { randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
+import { parseCommandLine, usageError } from '../command-line.ts'
 import {
   freePorts,
   type NatsCluster,
@@ -914,15 +914,17 @@ async function runScenario(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
+  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}]`
+  const values = parseCommandLine(
+    {
       profile: { type: 'string', default: 'short' },
       scenarios: { type: 'string', default: SCENARIOS.map((s) => s.name).join(',') },
       seed: { type: 'string', default: '11' },
       'report-dir': { type: 'string', default: join(tmpdir(), 'chaos-reports') },
       'fault-ms': { type: 'string' },
     },
-  })
+    usage,
+  )
   const faultMs = values['fault-ms'] === undefined ? undefined : Number(values['fault-ms'])
   const chosen = PROFILES[values.profile]
   const profile = chosen && faultMs !== undefined ? { ...chosen, faultMs } : chosen
@@ -932,11 +934,8 @@ async function main(): Promise<void> {
   const faultMsValid =
     faultMs === undefined || (Number.isSafeInteger(faultMs) && faultMs >= 1_000 && faultMs <= FAULT_MS_MAX)
   if (profile === undefined || unknown.length > 0 || !Number.isSafeInteger(seed) || !faultMsValid) {
-    console.error(
-      `usage: --profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}]` +
-        (unknown.length > 0 ? `\nunknown scenarios: ${unknown.join(', ')}` : ''),
-    )
-    process.exit(1)
+    const problem = unknown.length > 0 ? `unknown scenarios: ${unknown.join(', ')}` : 'an option is invalid'
+    usageError(problem, usage)
   }
   const results: [string, Outcome][] = []
   for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name)))
