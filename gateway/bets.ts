@@ -67,6 +67,8 @@ interface UserChannel {
   readonly deliver: Set<Deliver>
   readonly tracks: Map<string, Track>
   readonly subscription: Subscription
+  /** Tracked bets not yet settled or refused: the ones a sweep looks at. */
+  readonly open: Set<string>
   looking: boolean
 }
 
@@ -162,6 +164,7 @@ export function createBetRelay(
     // It moved on: the wait for its next status starts over.
     track.lookups = 0
     track.lookupAt = Date.now() + limits.statusRecoverAfterMs
+    if (track.stage >= RANK.settled) channel.open.delete(betId)
   }
 
   /** A status event from the status subject or a lookup: pass it on in its turn, once. */
@@ -184,9 +187,11 @@ export function createBetRelay(
       if (lookupsInFlight >= limits.lookupsInFlightMax) return
       if (channel.looking) continue
       const due: string[] = []
-      for (const [betId, track] of channel.tracks) {
+      for (const betId of channel.open) {
+        const track = channel.tracks.get(betId)
+        if (track === undefined) continue
         const waiting = track.stage === RANK.provisional || track.stage === RANK.final || track.held.size > 0
-        if (!waiting || track.stage >= RANK.settled || now < track.lookupAt) continue
+        if (!waiting || now < track.lookupAt) continue
         due.push(betId)
         track.lookups++
         track.lookupAt =
@@ -228,7 +233,7 @@ export function createBetRelay(
         if (event !== null) receive(userId, event)
       },
     })
-    channel = { deliver: new Set(), tracks: new Map(), subscription, looking: false }
+    channel = { deliver: new Set(), tracks: new Map(), subscription, open: new Set(), looking: false }
     users.set(userId, channel)
     return channel
   }
@@ -243,9 +248,13 @@ export function createBetRelay(
 
   function remember(channel: UserChannel, betId: string, entry: Track): void {
     channel.tracks.set(betId, entry)
+    if (entry.stage < RANK.settled) channel.open.add(betId)
     if (channel.tracks.size > limits.trackedBetsPerUserMax) {
       const oldest = channel.tracks.keys().next().value
-      if (oldest !== undefined) channel.tracks.delete(oldest)
+      if (oldest !== undefined) {
+        channel.tracks.delete(oldest)
+        channel.open.delete(oldest)
+      }
     }
   }
 
