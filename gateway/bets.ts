@@ -78,7 +78,14 @@ export interface BetRelay {
   /** Place a bet for the user; its statuses reach every socket the user has watching. */
   place(userId: string, frame: PlaceFrame): void
   inFlight(): number
+  /** Lookups sent, and statuses passed on because a lookup found them (they were lost). */
+  stats(): RelayStats
   close(): void
+}
+
+export interface RelayStats {
+  readonly lookups: number
+  readonly recovered: number
 }
 
 type StatusEvent = BetStatus
@@ -133,6 +140,7 @@ export function createBetRelay(
   const users = new Map<string, UserChannel>()
   let inFlight = 0
   let lookupsInFlight = 0
+  const stats = { lookups: 0, recovered: 0 }
 
   function send(channel: UserChannel, frame: BetFrame | ErrorFrame): void {
     for (const deliver of channel.deliver) deliver(frame)
@@ -168,13 +176,15 @@ export function createBetRelay(
   }
 
   /** A status event from the status subject or a lookup: pass it on in its turn, once. */
-  function receive(userId: string, event: StatusEvent): void {
+  function receive(userId: string, event: StatusEvent, looked = false): void {
     const current = users.get(userId)
     if (current === undefined) return
     // Several nodes announce each status: drop a repeat before building its frame.
     const track = current.tracks.get(event.betId)
     if (track !== undefined && RANK[event.status] <= track.stage) return
     offer(current, event.betId, statusFrame(event, track?.ref))
+    // A status a lookup passed on had not come by itself within statusRecoverAfterMs: lost.
+    if (looked && track !== undefined && track.stage >= RANK[event.status]) stats.recovered++
   }
 
   /**
@@ -205,13 +215,14 @@ export function createBetRelay(
   function lookUp(userId: string, channel: UserChannel, betIds: string[]): void {
     channel.looking = true
     lookupsInFlight++
+    stats.lookups++
     nc.request(routedSubject(LOOKUP_SUBJECT, homeRegion(userId)), JSON.stringify({ userId, betIds }), {
       timeout: limits.placeTimeoutMs,
     })
       .then((message) => {
         const reply = message.json<LookupReply>()
         if (!reply.ok) return log.warn({ userId, error: reply.error }, 'status lookup refused')
-        for (const status of reply.data.statuses) receive(userId, status)
+        for (const status of reply.data.statuses) receive(userId, status, true)
       })
       .catch((error: unknown) => log.debug({ err: error, userId }, 'status lookup got no answer'))
       .finally(() => {
@@ -334,6 +345,7 @@ export function createBetRelay(
       )
     },
     inFlight: () => inFlight,
+    stats: () => ({ ...stats }),
     close() {
       clearInterval(sweeper)
       for (const channel of users.values()) channel.subscription.unsubscribe()

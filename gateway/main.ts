@@ -77,7 +77,7 @@ async function serve(): Promise<void> {
     return {
       readiness: () => caughtUpReadiness(node),
       close: () => node.close(),
-      state: () => describeNode({ replicas: node.replicas }),
+      state: () => ({ ...describeNode({ replicas: node.replicas }), relay: node.gateway.relay.stats() }),
     }
   })
 }

@@ -198,12 +198,35 @@ function metricsOf(registry: Registry) {
   }
 }
 
+/** The relay's lookups and the lost statuses they recovered (gateway/bets.ts), read when scraped. */
+function relayMetrics(registry: Registry, relay: BetRelay): void {
+  const counters = [
+    ['gateway_status_lookups_total', 'bets.lookup requests sent for overdue statuses', 'lookups'],
+    [
+      'gateway_statuses_recovered_total',
+      'bet statuses passed on from a lookup (lost on the way)',
+      'recovered',
+    ],
+  ] as const
+  for (const [name, help, key] of counters)
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(relay.stats()[key])
+      },
+    })
+}
+
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const { nc, limits, log } = options
   const metrics = metricsOf(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
   const homeRegion = options.homeRegion ?? (() => null)
   const relay = createBetRelay(nc, limits, log, homeRegion)
+  relayMetrics(options.registry, relay)
   const sessions = new Set<Session>()
   const perUser = new Map<string, number>()
   const userBuckets = new Map<string, TokenBucket>()

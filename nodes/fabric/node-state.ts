@@ -75,6 +75,8 @@ export interface NodeState {
   readonly streams: { readonly fabric: StreamPosition; readonly ledger?: StreamPosition }
   /** A trader's role (nodes/trader/trader.ts), and why it stood down if it did. */
   readonly trader?: { readonly role: string; readonly standDownReason: string | null }
+  /** A gateway's status lookups, and the lost statuses they recovered (gateway/bets.ts). */
+  readonly relay?: { readonly lookups: number; readonly recovered: number }
   readonly ledger?: LedgerState
   readonly replicas: Record<string, ReplicaState>
 }

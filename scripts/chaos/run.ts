@@ -668,7 +668,7 @@ async function collect(
 async function nodeAccounts(
   stack: Stack,
   nodes: readonly NodeSpec[],
-): Promise<{ fenced: Record<string, string>; summary: string | null; consumers: string }> {
+): Promise<{ fenced: Record<string, string>; summary: string | null; consumers: string; lookups: string }> {
   const reading = nodes.filter(({ kind, name }) => kind !== 'trader' && stack.running(name))
   const states = await Promise.all(
     reading.map(async (spec) => [spec.name, await stack.state(spec.name, true)] as const),
@@ -681,15 +681,23 @@ async function nodeAccounts(
         .map(([stream, position]) => `${name} ${stream} ${position.restarts} (${position.holes} for a hole)`),
     )
     .join(', ')
+  // Statuses the gateways recovered by looking them up (gateway/bets.ts): they were lost on the way.
+  const lookups = states
+    .flatMap(([name, { relay }]) =>
+      relay && relay.lookups > 0 ? [`${name} ${relay.recovered} statuses from ${relay.lookups} lookups`] : [],
+    )
+    .join(', ')
   const fenced = states[0]?.[1].replicas[GAME]?.fenced ?? {}
   const accounts = new Set(states.map(([, state]) => JSON.stringify(state.replicas[GAME]?.fenced ?? {})))
-  if (Object.keys(fenced).length === 0 && accounts.size === 1) return { fenced, summary: null, consumers }
+  if (Object.keys(fenced).length === 0 && accounts.size === 1)
+    return { fenced, summary: null, consumers, lookups }
   const who = Object.entries(fenced).map(([writer, by]) => `${writer} by ${by}`)
   const dropped = states.map(([name, state]) => `${name} ${state.droppedUpdates}`).join(', ')
   const agree = accounts.size === 1 ? 'every node agrees' : 'NODES DISAGREE'
   return {
     fenced,
     consumers,
+    lookups,
     summary: `takeover: fenced ${who.join(', ')} (${agree}); updates dropped after it: ${dropped}`,
   }
 }
@@ -869,6 +877,7 @@ async function runScenario(
     if (takeover.summary) console.log(takeover.summary)
     if (standDowns) console.log(`stood down: ${standDowns}`)
     console.log(`stream consumers replaced: ${takeover.consumers || 'none'}`)
+    console.log(`lost statuses recovered by the gateways: ${takeover.lookups || 'none looked up'}`)
     const availability = {
       whileFaulted: availabilityByRegion(history, users, nodes, { fromMs: faultAtMs, toMs: healedAtMs }),
       wholeRun: availabilityByRegion(history, users, nodes),
@@ -881,6 +890,7 @@ async function runScenario(
       convergedAfterHealMs: convergedMs,
       availability,
       consumersReplaced: takeover.consumers,
+      statusLookups: takeover.lookups,
     }
     writeFileSync(
       join(reportDir, `${scenario.name}.json`),

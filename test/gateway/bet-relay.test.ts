@@ -219,4 +219,9 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
   )
   await delay(300)
   t.same(statuses('lost-all-0'), ['provisional', 'final'], 'a repeated answer passes nothing twice')
+  t.match(
+    relay.stats(),
+    { lookups: lookups.length, recovered: 2 },
+    'two lost finals recovered (the held settlement had only come early)',
+  )
 })
