@@ -6,7 +6,7 @@
 
 import cluster from 'node:cluster'
 import { loadConfigOrExit } from '../nodes/fabric/config.ts'
-import { caughtUpReadiness, commonOptions, runNode } from '../nodes/fabric/node-main.ts'
+import { caughtUpReadiness, commonOptions, divergenceOf, runNode } from '../nodes/fabric/node-main.ts'
 import { describeNode } from '../nodes/fabric/node-state.ts'
 import { createLogger } from '../nodes/fabric/ops-server.ts'
 import { createAuthenticator } from './auth.ts'
@@ -78,6 +78,7 @@ async function serve(): Promise<void> {
       readiness: () => caughtUpReadiness(node),
       close: () => node.close(),
       state: () => ({ ...describeNode({ replicas: node.replicas }), relay: node.gateway.relay.stats() }),
+      diverged: () => divergenceOf(node),
     }
   })
 }

@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
+import { DIVERGED_EXIT_CODE } from '../nodes/fabric/node-main.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { startBettors } from './bettors.ts'
 import { parseCommandLine } from './command-line.ts'
@@ -27,6 +28,8 @@ const REGION = 'eu'
 const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
 const DURATION_S_MAX = 86_400
+/** Times a node whose state diverged from a stream is started again in one run. */
+const REBUILDS_PER_NODE_MAX = 3
 /** The user the page suggests logging in as, credited at start. */
 const DEMO_USER = 'demo'
 const DEMO_DEPOSIT_CENTS = 100_000
@@ -67,13 +70,27 @@ function parseOptions() {
   }
 }
 
+/** The node processes by name, the one running now (a node started again replaces its entry). */
+const nodeProcesses = new Map<string, ChildProcess>()
+const rebuilds = new Map<string, number>()
+
 function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
-  const log = createWriteStream(join(dir, `${name}.log`))
+  const log = createWriteStream(join(dir, `${name}.log`), { flags: 'a' })
   const child = spawnNodeProcess({ main, nodeId: name, region: REGION, shards: SHARDS, env })
   child.stdout?.pipe(log)
   child.stderr?.pipe(log)
+  nodeProcesses.set(name, child)
   child.on('exit', (code, signal) => {
-    if (!stopping) console.error(`${name} exited (${code ?? signal}); see ${join(dir, `${name}.log`)}`)
+    if (stopping) return
+    const count = rebuilds.get(name) ?? 0
+    // A node whose state diverged from a stream exits to be started again and rebuild from the log.
+    if (code === DIVERGED_EXIT_CODE && count < REBUILDS_PER_NODE_MAX) {
+      rebuilds.set(name, count + 1)
+      console.error(`${name} found its state diverged from a stream; starting it again to rebuild`)
+      spawnNode(dir, name, main, env)
+      return
+    }
+    console.error(`${name} exited (${code ?? signal}); see ${join(dir, `${name}.log`)}`)
   })
   return child
 }
@@ -160,7 +177,7 @@ async function main(): Promise<void> {
       await bettors.stop()
       console.log(bettors.summary())
     }
-    await stopProcesses([...nodes.values()])
+    await stopProcesses([...nodeProcesses.values()])
     await cluster.close()
     if (options.deleteRunDir) rmSync(dir, { recursive: true, force: true })
     else console.log(`node logs kept in ${dir}`)

@@ -231,6 +231,17 @@ export function createBetService(options: BetServiceOptions): BetService {
         'the ledger fold did not reach the bet in time; query the bet later',
       )
     }
+    if (result.entryId !== request.betId) {
+      // The stream acknowledged the bet at a sequence where this node's fold holds another entry:
+      // the fold is not the stream's, and nothing it says about this bet can be trusted.
+      ledger.markDiverged(
+        `bet ${request.betId} was acknowledged at ${seq}, where the fold holds ${result.entryId}`,
+      )
+      return apiError(
+        'LEDGER_UNAVAILABLE',
+        'this node cannot read the bet back from the ledger; query it later',
+      )
+    }
     const record = ledger.foldFor(request.userId).bet(request.betId)
     if (record !== null && record.stamp !== stamp) return replyFor(record, request)
     if (result.status === 'conflict')

@@ -1,7 +1,7 @@
 /** The bet-acceptance process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, divergenceOf, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
@@ -36,5 +36,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
     state: (options) => describeNode(node, options),
+    diverged: () => divergenceOf(node),
   }
 })

@@ -75,6 +75,11 @@ export interface LedgerSync {
   lastSeq(): number
   /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
   readonly follower: FollowerView
+  /** Why this node's folds are not the stream's (stream-follower.ts), or null while they are. */
+  diverged(): string | null
+  /** Record that the folds were found not to be the stream's (an append acknowledged at a
+   * sequence where the fold holds another entry). */
+  markDiverged(reason: string): void
   caughtUp(): boolean
   close(): Promise<void>
 }
@@ -88,6 +93,37 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
   const recent = new Map<number, FoldResult>()
   const waiters = new Map<number, ((result: FoldResult) => void)[]>()
   const listeners = new Set<LedgerListener>()
+  let diverged: string | null = null
+
+  /**
+   * What this node appended, by the sequence the stream acknowledged: when the fold reaches that
+   * sequence it must find the same entry there, or the fold is not the stream's.
+   */
+  const expected = new Map<number, string>()
+
+  function compare(seq: number, appended: string, folded: string | null): void {
+    if (folded !== appended)
+      markDiverged(
+        `the stream acknowledged ${appended} at ${seq}, where the fold holds ${folded ?? 'a malformed entry'}`,
+      )
+  }
+
+  function expectAt(seq: number, id: string): void {
+    const known = recent.get(seq)
+    if (known !== undefined) {
+      compare(seq, id, known.entryId)
+      return
+    }
+    if (follower.lastSeq() >= seq) return
+    expected.set(seq, id)
+    if (expected.size > RECENT_RESULTS_MAX) expected.delete(expected.keys().next().value as number)
+  }
+
+  function markDiverged(reason: string): void {
+    if (diverged !== null) return
+    diverged = reason
+    log.error({ stream: names.ledgerStream(region) }, `ledger diverged: ${reason}`)
+  }
 
   function record(seq: number, result: FoldResult): void {
     recent.set(seq, result)
@@ -116,6 +152,11 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       }
       const results = fold.apply(value, message.seq)
       record(message.seq, results[0] as FoldResult)
+      const appended = expected.get(message.seq)
+      if (appended !== undefined) {
+        expected.delete(message.seq)
+        compare(message.seq, appended, results[0]?.entryId ?? null)
+      }
       if (listeners.size === 0) return
       const entries = parseLedgerMessage(value)
       results.forEach((result, i) => {
@@ -134,6 +175,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
         msgID: entry.id,
         timeout: APPEND_TIMEOUT_MS,
       })
+      expectAt(ack.seq, entry.id)
       return ack.seq
     },
     async appendSettlements(shard, settlements) {
@@ -150,6 +192,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
         msgID: batch.id,
         timeout: APPEND_TIMEOUT_MS,
       })
+      expectAt(ack.seq, settlements[0]?.id ?? batch.id)
       return ack.seq
     },
     resultAt(seq, timeoutMs) {
@@ -175,6 +218,8 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     },
     lastSeq: () => follower.lastSeq(),
     follower,
+    diverged: () => diverged ?? follower.diverged(),
+    markDiverged,
     caughtUp: () => follower.caughtUp(),
     close: () => follower.close(),
   }

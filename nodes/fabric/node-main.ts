@@ -24,6 +24,14 @@ export const SHUTDOWN_DEADLINE_MS = 10_000
 export const EXIT_WITH_PARENT_ENV = 'FABRIC_EXIT_WITH_PARENT'
 export const PARENT_CHECK_MS = 1_000
 export const NATS_RECONNECT_WAIT_MS = 250
+/**
+ * The exit code of a node whose derived state was found not to be its streams' (a fold or replica
+ * built from messages the stream does not hold under those sequences). Its supervisor starts it
+ * again, and it rebuilds from the log: the chaos runner and `npm start` do, and docker compose's
+ * restart policy does.
+ */
+export const DIVERGED_EXIT_CODE = 75
+export const DIVERGENCE_CHECK_MS = 1_000
 
 export const commonOptions = defineOptions({
   natsServers: {
@@ -145,6 +153,8 @@ export interface RunningNode {
   close(): Promise<void>
   /** What the node holds, served at /debug/state (see node-state.ts). */
   state?(options: StateOptions): unknown
+  /** Why the node's derived state is not its streams' (see stream-follower.ts), or null. */
+  diverged?(): string | null
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -228,6 +238,16 @@ export async function runNode<S extends OptionsSchema>(
     clearTimeout(deadline)
     process.exit(0)
   }
+  if (node.diverged) {
+    const diverged = node.diverged.bind(node)
+    setInterval(() => {
+      const reason = diverged()
+      if (reason === null || stopping) return
+      stopping = true
+      log.fatal({ reason }, 'derived state is not the stream’s; exiting to rebuild from the log')
+      process.exit(DIVERGED_EXIT_CODE)
+    }, DIVERGENCE_CHECK_MS).unref()
+  }
   process.on('SIGINT', () => void stop('SIGINT'))
   process.on('SIGTERM', () => void stop('SIGTERM'))
   if (process.env[EXIT_WITH_PARENT_ENV] === '1') {
@@ -248,6 +268,14 @@ export function readinessOf(checks: Record<string, boolean>): Readiness {
 }
 
 /** Ready once the node has caught up with what the streams held when it started. */
+/** Why the node's replicas or ledger folds are not the streams', or null while they are. */
+export function divergenceOf(node: {
+  replicas: { follower: { diverged(): string | null } }
+  ledger?: { diverged(): string | null }
+}): string | null {
+  return node.replicas.follower.diverged() ?? node.ledger?.diverged() ?? null
+}
+
 export function caughtUpReadiness(node: {
   replicas: { caughtUp(): boolean }
   ledger?: { caughtUp(): boolean }

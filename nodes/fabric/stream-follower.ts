@@ -12,8 +12,17 @@
  * healed: a consumer on a server whose copy of the stream had a hole, and two nodes' ledger folds
  * disagreed by one entry) is replaced, without handling what it delivered, until one delivers the
  * missing message.
+ *
+ * A sequence must also name the same message for everyone. After a partition healed, nodes were
+ * seen to have read different messages under the same sequences (one node's ledger held bets at
+ * 101-116 that another's never saw, and the other way round): the fold was then wrong for good,
+ * whatever came after. So every `verifyEveryMs` the follower asks the stream (its leader answers)
+ * for the message at the last sequence it handled and compares it with what it handled. A
+ * mismatch marks the follower diverged; the node then stops, and its supervisor starts it again to
+ * rebuild from the log (node-main.ts).
  */
 
+import { createHash } from 'node:crypto'
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 
@@ -27,6 +36,9 @@ export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_00
  * all together, so that nothing the client library does can leave the follower waiting for good.
  */
 export const OPEN_TIMEOUT_MS = 15_000
+
+/** How often the last message handled is compared with what the stream holds at its sequence. */
+export const VERIFY_EVERY_MS = 5_000
 
 /** What the follower is doing, for whoever diagnoses a node that fell behind. */
 export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'
@@ -45,6 +57,8 @@ export interface FollowOptions {
   readonly onMessage: (message: JsMsg) => void
   readonly log: Logger
   readonly stallCheckMs?: number
+  /** 0 turns the check against the stream off (VERIFY_EVERY_MS by default). */
+  readonly verifyEveryMs?: number
 }
 
 /** What a follower tells about itself, without the means to stop it. */
@@ -62,6 +76,8 @@ export interface StreamFollower {
   phase(): FollowerPhase
   /** Milliseconds since the last message handled or the last consumer opened. */
   idleMs(): number
+  /** Why what this follower handled is not what the stream holds, or null while it is. */
+  diverged(): string | null
   close(): Promise<void>
 }
 
@@ -107,6 +123,9 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   let current: Reading | null = null
   let progressAt = Date.now()
   let phase: FollowerPhase = 'opening'
+  /** A digest of the last message handled. */
+  let lastDigest = ''
+  let diverged: string | null = null
 
   async function openConsumer(): Promise<Reading> {
     const consumer = await js.consumers.get(stream, {
@@ -165,6 +184,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
       }
       next = message.seq + 1
       lastSeq = message.seq
+      lastDigest = digestOf(message.data)
       progressAt = Date.now()
       options.onMessage(message)
       if (message.info.pending === 0) caughtUp = true
@@ -237,6 +257,32 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   }, stallCheckMs)
   watchdog.unref()
 
+  const verifyEveryMs = options.verifyEveryMs ?? VERIFY_EVERY_MS
+  let verifying = false
+  /** Compare the last message handled with the stream's at that sequence; no answer tells nothing. */
+  async function verify(): Promise<void> {
+    const seq = lastSeq
+    const digest = lastDigest
+    if (seq === 0 || diverged !== null) return
+    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+    if (stored === null || digestOf(stored.data) === digest) return
+    diverged = `the stream's message ${seq} is not the one this node handled under that sequence`
+    log.error({ stream, seq }, `stream diverged: ${diverged}`)
+  }
+  const verifier =
+    verifyEveryMs > 0
+      ? setInterval(() => {
+          if (verifying) return
+          verifying = true
+          within(verify(), 2 * verifyEveryMs, 'verifying the last message')
+            .catch((error: unknown) => log.debug({ err: error, stream }, 'could not verify the last message'))
+            .finally(() => {
+              verifying = false
+            })
+        }, verifyEveryMs)
+      : null
+  verifier?.unref()
+
   return {
     lastSeq: () => lastSeq,
     caughtUp: () => caughtUp,
@@ -244,12 +290,18 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     holes: () => holes,
     phase: () => phase,
     idleMs: () => Date.now() - progressAt,
+    diverged: () => diverged,
     async close() {
       if (closed) return
       closed = true
       clearInterval(watchdog)
+      if (verifier) clearInterval(verifier)
       await current?.messages.close()
       await following
     },
   }
+}
+
+function digestOf(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('base64url')
 }

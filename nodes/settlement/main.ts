@@ -1,7 +1,7 @@
 /** The settlement process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { caughtUpReadiness, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, divergenceOf, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
@@ -47,5 +47,6 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
     state: (options) => describeNode(node, options),
+    diverged: () => divergenceOf(node),
   }
 })

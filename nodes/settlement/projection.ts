@@ -78,6 +78,9 @@ export function openProjection(path: string): Projection {
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = NORMAL')
   db.exec(SCHEMA)
+  // The node folds the ledger from its first entry on every start and writes every row again: rows
+  // of a previous run go, so that nothing is left of a ledger the node may have misread then.
+  db.exec('DELETE FROM bets')
   const insert =
     db.prepare(`INSERT OR IGNORE INTO bets (bet_id, user_id, game_id, market_id, selection_id, stake_cents, odds,
     policy, stamp, placed_at_ms, ledger_seq, funds) VALUES (@betId, @userId, @gameId, @marketId, @selectionId, @stakeCents,

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
+import { DIVERGED_EXIT_CODE } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { parseCommandLine, usageError } from '../command-line.ts'
@@ -65,6 +66,8 @@ const STATE_FETCH_TIMEOUT_MS = 10_000
 const LAB_NAME = 'chaos'
 /** A standby trader takes over after hearing nothing from the trader for this long. */
 const TAKEOVER_AFTER_MS = 1_500
+/** Times a node whose state diverged from a stream is started again in one run. */
+const REBUILDS_PER_NODE_MAX = 3
 /** Packet loss on every server link in the lossy-links scenario. */
 const LINK_LOSS_PCT = 20
 
@@ -340,6 +343,8 @@ interface Stack {
   address(name: string): string
   /** Whether the node's process is running (paused counts as running). */
   running(name: string): boolean
+  /** Per node, the times it exited because its state diverged from a stream, and was started again. */
+  rebuilds(): Record<string, number>
   /** The node's /debug/state; `replicasOnly` leaves the ledger out. */
   state(name: string, replicasOnly?: boolean): Promise<NodeState>
   stopAll(): Promise<void>
@@ -439,8 +444,18 @@ async function startStack(
       : spawn(process.execPath, args, options)
     closeSync(log)
     children.set(name, child)
+    // A supervisor's part: a node that found its state diverged from a stream exits to be started
+    // again, and rebuilds from the log (nodes/fabric/node-main.ts).
+    child.once('exit', (code) => {
+      const count = rebuilds.get(name) ?? 0
+      if (code !== DIVERGED_EXIT_CODE || count >= REBUILDS_PER_NODE_MAX || children.get(name) !== child)
+        return
+      rebuilds.set(name, count + 1)
+      launch(name, extra)
+    })
     return child
   }
+  const rebuilds = new Map<string, number>()
   const ready = (name: string) =>
     waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
   const stack: Stack = {
@@ -469,6 +484,7 @@ async function startStack(
       children.get(name)?.kill(signal)
     },
     address: addressOf,
+    rebuilds: () => Object.fromEntries(rebuilds),
     running(name) {
       const child = children.get(name)
       return child !== undefined && child.exitCode === null && child.signalCode === null
@@ -878,6 +894,9 @@ async function runScenario(
     if (standDowns) console.log(`stood down: ${standDowns}`)
     console.log(`stream consumers replaced: ${takeover.consumers || 'none'}`)
     console.log(`lost statuses recovered by the gateways: ${takeover.lookups || 'none looked up'}`)
+    const rebuilt = Object.entries(stack.rebuilds()).map(([name, count]) => `${name} ${count}`)
+    if (rebuilt.length > 0)
+      console.log(`restarted to rebuild, their state having diverged from a stream: ${rebuilt.join(', ')}`)
     const availability = {
       whileFaulted: availabilityByRegion(history, users, nodes, { fromMs: faultAtMs, toMs: healedAtMs }),
       wholeRun: availabilityByRegion(history, users, nodes),
@@ -891,6 +910,7 @@ async function runScenario(
       availability,
       consumersReplaced: takeover.consumers,
       statusLookups: takeover.lookups,
+      rebuilds: stack.rebuilds(),
     }
     writeFileSync(
       join(reportDir, `${scenario.name}.json`),

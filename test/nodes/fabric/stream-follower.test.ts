@@ -74,3 +74,36 @@ t.test('a follower that starts past the end waits without replacing its consumer
   await waitFor('the next message', () => seen.length === 1)
   t.same(seen, [4])
 })
+
+t.test('a follower finds out when a sequence it handled names another message in the stream', async (t) => {
+  // The stream is deleted and made again with other messages under the same sequences, as a node
+  // that read a deposed leader's log after a partition would find: the check against the stream
+  // marks the follower diverged (before that, the same messages pass the check).
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  const config = { name: 'VERIFY', subjects: ['verify.>'], num_replicas: 3, storage: StorageType.File }
+  await jsm.streams.add(config)
+  const js = jetstream(nc)
+  for (let i = 1; i <= 5; i++) await js.publish('verify.x', `first ${i}`)
+  const follower = await followStream({
+    js,
+    stream: 'VERIFY',
+    startSeq: 1,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: 200,
+    verifyEveryMs: 100,
+    onMessage: () => {},
+  })
+  t.teardown(() => follower.close())
+  await waitFor('all five handled', () => follower.lastSeq() === 5)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(follower.diverged(), null, 'what it handled is what the stream holds')
+  await jsm.streams.delete('VERIFY')
+  await jsm.streams.add(config)
+  for (let i = 1; i <= 5; i++) await js.publish('verify.x', `second ${i}`)
+  await waitFor('the divergence found', () => follower.diverged() !== null)
+  t.match(follower.diverged(), /message 5 is not the one this node handled/)
+})
