@@ -17,9 +17,11 @@
  * seen to have read different messages under the same sequences (one node's ledger held bets at
  * 101-116 that another's never saw, and the other way round): the fold was then wrong for good,
  * whatever came after. So every `verifyEveryMs` the follower asks the stream (its leader answers)
- * for the message at the last sequence it handled and compares it with what it handled. A
- * mismatch marks the follower diverged; the node then stops, and its supervisor starts it again to
- * rebuild from the log (node-main.ts).
+ * for the message at the last sequence it handled and compares it with what it handled; and when
+ * the stream's leader changes or a consumer is replaced, it audits everything it handled lately
+ * (the last DIGESTS_KEPT messages, AUDIT_BATCH per check), since a deposed leader may have served
+ * messages the stream does not hold. A mismatch marks the follower diverged; the node then stops,
+ * and its supervisor starts it again to rebuild from the log (node-main.ts).
  */
 
 import { createHash } from 'node:crypto'
@@ -39,6 +41,11 @@ export const OPEN_TIMEOUT_MS = 15_000
 
 /** How often the last message handled is compared with what the stream holds at its sequence. */
 export const VERIFY_EVERY_MS = 5_000
+/** Messages whose digests are kept for an audit (about 60 bytes each). */
+export const DIGESTS_KEPT = 50_000
+/** Messages an audit compares per check, and how many requests it has in flight at once. */
+export const AUDIT_BATCH = 1_000
+const AUDIT_CONCURRENCY = 25
 
 /** What the follower is doing, for whoever diagnoses a node that fell behind. */
 export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'
@@ -123,9 +130,18 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   let current: Reading | null = null
   let progressAt = Date.now()
   let phase: FollowerPhase = 'opening'
-  /** A digest of the last message handled. */
+  /** A digest of the last message handled, and of the last DIGESTS_KEPT, for audits. */
   let lastDigest = ''
+  const digests = new Map<number, string>()
+  /** The first sequence an audit has yet to compare, while one runs. */
+  let auditFrom: number | null = null
   let diverged: string | null = null
+
+  /** Compare again, from the oldest digest kept, everything handled lately. */
+  function audit(): void {
+    const oldest = digests.keys().next().value
+    if (oldest !== undefined) auditFrom = Math.min(auditFrom ?? oldest, oldest)
+  }
 
   async function openConsumer(): Promise<Reading> {
     const consumer = await js.consumers.get(stream, {
@@ -185,6 +201,8 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
       next = message.seq + 1
       lastSeq = message.seq
       lastDigest = digestOf(message.data)
+      digests.set(message.seq, lastDigest)
+      if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value as number)
       progressAt = Date.now()
       options.onMessage(message)
       if (message.info.pending === 0) caughtUp = true
@@ -212,6 +230,8 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
       current = null
       if (closed) break
       restarts++
+      // What the replaced consumer delivered may have come from a server the others had left.
+      audit()
       phase = 'backing off'
       await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
     }
@@ -259,23 +279,53 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
 
   const verifyEveryMs = options.verifyEveryMs ?? VERIFY_EVERY_MS
   let verifying = false
-  /** Compare the last message handled with the stream's at that sequence; no answer tells nothing. */
-  async function verify(): Promise<void> {
-    const seq = lastSeq
-    const digest = lastDigest
-    if (seq === 0 || diverged !== null) return
-    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
-    if (stored === null || digestOf(stored.data) === digest) return
+  /** The stream leader last heard of; a new one starts an audit. */
+  let leader: string | null = null
+
+  function divergedAt(seq: number): void {
     diverged = `the stream's message ${seq} is not the one this node handled under that sequence`
     log.error({ stream, seq }, `stream diverged: ${diverged}`)
   }
+
+  /** Whether the stream holds, at `seq`, the message this node handled there; null: cannot tell now. */
+  async function sameAt(seq: number, digest: string): Promise<boolean | null> {
+    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+    return stored === null ? null : digestOf(stored.data) === digest
+  }
+
+  /**
+   * One round of checks: the last message handled; a change of stream leader (which starts an
+   * audit of what was handled lately: a deposed leader may have served messages the stream does
+   * not hold); and the next part of a running audit. No answer tells nothing.
+   */
+  async function verify(): Promise<void> {
+    if (diverged !== null) return
+    const info = await js.streams.get(stream).then((handle) => handle.info())
+    const now = info.cluster?.leader ?? null
+    if (leader !== null && now !== null && now !== leader) audit()
+    if (now !== null) leader = now
+    if (lastSeq > 0 && (await sameAt(lastSeq, lastDigest)) === false) return divergedAt(lastSeq)
+    if (auditFrom === null) return
+    const to = Math.min(lastSeq, auditFrom + AUDIT_BATCH - 1)
+    const seqs = Array.from({ length: Math.max(0, to - auditFrom + 1) }, (_, i) => (auditFrom as number) + i)
+    for (let i = 0; i < seqs.length; i += AUDIT_CONCURRENCY) {
+      const part = seqs.slice(i, i + AUDIT_CONCURRENCY).filter((seq) => digests.has(seq))
+      const same = await Promise.all(part.map((seq) => sameAt(seq, digests.get(seq) as string)))
+      const bad = part.find((_, j) => same[j] === false)
+      if (bad !== undefined) return divergedAt(bad)
+    }
+    auditFrom = to >= lastSeq ? null : to + 1
+  }
+
   const verifier =
     verifyEveryMs > 0
       ? setInterval(() => {
           if (verifying) return
           verifying = true
-          within(verify(), 2 * verifyEveryMs, 'verifying the last message')
-            .catch((error: unknown) => log.debug({ err: error, stream }, 'could not verify the last message'))
+          within(verify(), 2 * verifyEveryMs, 'checking against the stream')
+            .catch((error: unknown) =>
+              log.debug({ err: error, stream }, 'could not check against the stream'),
+            )
             .finally(() => {
               verifying = false
             })

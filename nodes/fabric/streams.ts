@@ -129,6 +129,13 @@ export const ENSURE_ATTEMPTS_MAX = 10
 export const ENSURE_RETRY_MS = 500
 
 /**
+ * Errors JetStream gives while it elects its leaders (at start, or right after a partition
+ * heals): worth another try. A node started again just after a heal saw "JetStream system
+ * temporarily unavailable" and died.
+ */
+const TRANSIENT_JETSTREAM_ERROR = /timeout|no responders|leader|temporarily unavailable/i
+
+/**
  * Create (or update) the region's streams and snapshot bucket; safe to run from every node at
  * once. Retries a bounded number of times while JetStream is still electing its leaders.
  */
@@ -141,7 +148,7 @@ export async function ensureFabric(
     try {
       return await ensureFabricOnce(nc, region, limits)
     } catch (error) {
-      if (attempt >= ENSURE_ATTEMPTS_MAX || !/timeout|no responders|leader/i.test(errorText(error)))
+      if (attempt >= ENSURE_ATTEMPTS_MAX || !TRANSIENT_JETSTREAM_ERROR.test(errorText(error)))
         throw error
       await new Promise((resolve) => setTimeout(resolve, ENSURE_RETRY_MS * attempt))
     }

@@ -107,3 +107,36 @@ t.test('a follower finds out when a sequence it handled names another message in
   await waitFor('the divergence found', () => follower.diverged() !== null)
   t.match(follower.diverged(), /message 5 is not the one this node handled/)
 })
+
+t.test('a replaced consumer starts an audit that finds a divergence behind the last message', async (t) => {
+  // The stream is made again with other messages under sequences 1-5 and the same message at 6,
+  // so the last message handled still matches; the consumer is replaced (the old stream is gone),
+  // and the audit of what was handled lately finds sequence 1 changed.
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  const config = { name: 'AUDIT', subjects: ['audit.>'], num_replicas: 3, storage: StorageType.File }
+  await jsm.streams.add(config)
+  const js = jetstream(nc)
+  for (let i = 1; i <= 5; i++) await js.publish('audit.x', `first ${i}`)
+  await js.publish('audit.x', 'the same sixth')
+  const follower = await followStream({
+    js,
+    stream: 'AUDIT',
+    startSeq: 1,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: 200,
+    verifyEveryMs: 100,
+    onMessage: () => {},
+  })
+  t.teardown(() => follower.close())
+  await waitFor('all six handled', () => follower.lastSeq() === 6)
+  await jsm.streams.delete('AUDIT')
+  await jsm.streams.add(config)
+  for (let i = 1; i <= 5; i++) await js.publish('audit.x', `second ${i}`)
+  await js.publish('audit.x', 'the same sixth')
+  await waitFor('the divergence found', () => follower.diverged() !== null, 20_000)
+  t.match(follower.diverged(), /message 1 is not the one/, 'found at the first sequence that differs')
+})
