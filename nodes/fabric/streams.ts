@@ -148,8 +148,7 @@ export async function ensureFabric(
     try {
       return await ensureFabricOnce(nc, region, limits)
     } catch (error) {
-      if (attempt >= ENSURE_ATTEMPTS_MAX || !TRANSIENT_JETSTREAM_ERROR.test(errorText(error)))
-        throw error
+      if (attempt >= ENSURE_ATTEMPTS_MAX || !TRANSIENT_JETSTREAM_ERROR.test(errorText(error))) throw error
       await new Promise((resolve) => setTimeout(resolve, ENSURE_RETRY_MS * attempt))
     }
   }
