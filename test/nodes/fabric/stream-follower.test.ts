@@ -4,7 +4,7 @@
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { followStream } from '../../../nodes/fabric/stream-follower.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
@@ -75,22 +75,28 @@ t.test('a follower that starts past the end waits without replacing its consumer
   t.same(seen, [4])
 })
 
-t.test('a follower finds out when a sequence it handled names another message in the stream', async (t) => {
-  // The stream is deleted and made again with other messages under the same sequences, as a node
-  // that read a deposed leader's log after a partition would find: the check against the stream
-  // marks the follower diverged (before that, the same messages pass the check).
+/**
+ * A stream `name` on a fresh cluster holding `messages`, a follower of it that checks against the
+ * stream every 100 ms, and `remake(messages)`: the stream deleted and made again with these, so
+ * that its sequences name other messages than the follower handled.
+ */
+async function followedStream(t: Test, name: string, messages: readonly string[]) {
   const cluster = await startNatsCluster()
   t.teardown(() => cluster.close())
   const nc = await cluster.connect()
   t.teardown(() => nc.close())
   const jsm = await jetstreamManager(nc)
-  const config = { name: 'VERIFY', subjects: ['verify.>'], num_replicas: 3, storage: StorageType.File }
-  await jsm.streams.add(config)
+  const subject = `${name.toLowerCase()}.x`
+  const config = { name, subjects: [`${name.toLowerCase()}.>`], num_replicas: 3, storage: StorageType.File }
   const js = jetstream(nc)
-  for (let i = 1; i <= 5; i++) await js.publish('verify.x', `first ${i}`)
+  const fill = async (bodies: readonly string[]) => {
+    for (const body of bodies) await js.publish(subject, body)
+  }
+  await jsm.streams.add(config)
+  await fill(messages)
   const follower = await followStream({
     js,
-    stream: 'VERIFY',
+    stream: name,
     startSeq: 1,
     log: pino({ level: 'silent' }),
     stallCheckMs: 200,
@@ -98,12 +104,25 @@ t.test('a follower finds out when a sequence it handled names another message in
     onMessage: () => {},
   })
   t.teardown(() => follower.close())
-  await waitFor('all five handled', () => follower.lastSeq() === 5)
+  await waitFor('every message handled', () => follower.lastSeq() === messages.length)
+  const remake = async (bodies: readonly string[]) => {
+    await jsm.streams.delete(name)
+    await jsm.streams.add(config)
+    await fill(bodies)
+  }
+  return { follower, remake }
+}
+
+const numbered = (prefix: string) => [1, 2, 3, 4, 5].map((i) => `${prefix} ${i}`)
+
+t.test('a follower finds out when a sequence it handled names another message in the stream', async (t) => {
+  // The stream is deleted and made again with other messages under the same sequences, as a node
+  // that read a deposed leader's log after a partition would find: the check against the stream
+  // marks the follower diverged (before that, the same messages pass the check).
+  const { follower, remake } = await followedStream(t, 'VERIFY', numbered('first'))
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal(follower.diverged(), null, 'what it handled is what the stream holds')
-  await jsm.streams.delete('VERIFY')
-  await jsm.streams.add(config)
-  for (let i = 1; i <= 5; i++) await js.publish('verify.x', `second ${i}`)
+  await remake(numbered('second'))
   await waitFor('the divergence found', () => follower.diverged() !== null)
   t.match(follower.diverged(), /message 5 is not the one this node handled/)
 })
@@ -112,31 +131,8 @@ t.test('a replaced consumer starts an audit that finds a divergence behind the l
   // The stream is made again with other messages under sequences 1-5 and the same message at 6,
   // so the last message handled still matches; the consumer is replaced (the old stream is gone),
   // and the audit of what was handled lately finds sequence 1 changed.
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const nc = await cluster.connect()
-  t.teardown(() => nc.close())
-  const jsm = await jetstreamManager(nc)
-  const config = { name: 'AUDIT', subjects: ['audit.>'], num_replicas: 3, storage: StorageType.File }
-  await jsm.streams.add(config)
-  const js = jetstream(nc)
-  for (let i = 1; i <= 5; i++) await js.publish('audit.x', `first ${i}`)
-  await js.publish('audit.x', 'the same sixth')
-  const follower = await followStream({
-    js,
-    stream: 'AUDIT',
-    startSeq: 1,
-    log: pino({ level: 'silent' }),
-    stallCheckMs: 200,
-    verifyEveryMs: 100,
-    onMessage: () => {},
-  })
-  t.teardown(() => follower.close())
-  await waitFor('all six handled', () => follower.lastSeq() === 6)
-  await jsm.streams.delete('AUDIT')
-  await jsm.streams.add(config)
-  for (let i = 1; i <= 5; i++) await js.publish('audit.x', `second ${i}`)
-  await js.publish('audit.x', 'the same sixth')
+  const { follower, remake } = await followedStream(t, 'AUDIT', [...numbered('first'), 'the same sixth'])
+  await remake([...numbered('second'), 'the same sixth'])
   await waitFor('the divergence found', () => follower.diverged() !== null, 20_000)
   t.match(follower.diverged(), /message 1 is not the one/, 'found at the first sequence that differs')
 })
