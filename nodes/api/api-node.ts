@@ -22,6 +22,7 @@ import {
   PLACE_SUBJECT,
   parseLookup,
   QUEUE_GROUP,
+  REQUEST_BYTES_MAX,
   routedSubject,
   statusSubject,
 } from './protocol.ts'
@@ -126,31 +127,41 @@ function serveLookups(
   routed: string | null,
   homeHere: ((userId: string) => boolean) | undefined,
 ) {
-  return nc.subscribe(routedSubject(LOOKUP_SUBJECT, routed), {
+  return serveJson(nc, routedSubject(LOOKUP_SUBJECT, routed), LOOKUP_BYTES_MAX, (value, answer) => {
+    const request = parseLookup(value)
+    if (Array.isArray(request)) return answer(apiError('BAD_REQUEST', request.join('; ')))
+    if (homeHere !== undefined && !homeHere(request.userId))
+      return answer(apiError('WRONG_REGION', `user ${request.userId} is not homed in this region`))
+    const reply: LookupReply = { ok: true, data: { statuses: lookupStatuses(sources, request) } }
+    answer(reply)
+  })
+}
+
+/**
+ * A request/reply endpoint in the API nodes' queue group: a JSON request of at most `bytesMax`
+ * bytes in, a JSON answer out; anything else is answered BAD_REQUEST.
+ */
+function serveJson(
+  nc: NatsConnection,
+  subject: string,
+  bytesMax: number,
+  handle: (value: unknown, answer: (reply: unknown) => void) => void,
+) {
+  return nc.subscribe(subject, {
     queue: QUEUE_GROUP,
     callback: (_error, message) => {
-      const answer = (value: LookupReply) => message.respond(JSON.stringify(value))
-      if (message.data.length > LOOKUP_BYTES_MAX) {
-        answer(apiError('BAD_REQUEST', `a lookup is at most ${LOOKUP_BYTES_MAX} bytes`))
-        return
+      const answer = (reply: unknown): void => {
+        message.respond(JSON.stringify(reply))
       }
+      if (message.data.length > bytesMax)
+        return answer(apiError('BAD_REQUEST', `a request is at most ${bytesMax} bytes`))
       let value: unknown
       try {
         value = message.json()
       } catch {
-        answer(apiError('BAD_REQUEST', 'the request is not JSON'))
-        return
+        return answer(apiError('BAD_REQUEST', 'the request is not JSON'))
       }
-      const request = parseLookup(value)
-      if (Array.isArray(request)) {
-        answer(apiError('BAD_REQUEST', request.join('; ')))
-        return
-      }
-      if (homeHere !== undefined && !homeHere(request.userId)) {
-        answer(apiError('WRONG_REGION', `user ${request.userId} is not homed in this region`))
-        return
-      }
-      answer({ ok: true, data: { statuses: lookupStatuses(sources, request) } })
+      handle(value, answer)
     },
   })
 }
@@ -170,44 +181,32 @@ function serveDeposits(
   routed: string | null,
   homeHere: ((userId: string) => boolean) | undefined,
 ) {
-  return nc.subscribe(routedSubject(DEPOSIT_SUBJECT, routed), {
-    queue: QUEUE_GROUP,
-    callback: (_error, message) => {
-      const answer = (value: unknown) => message.respond(JSON.stringify(value))
-      let value: { id?: unknown; userId?: unknown; amountCents?: unknown }
-      try {
-        value = message.json()
-      } catch {
-        answer(apiError('BAD_REQUEST', 'the request is not JSON'))
-        return
-      }
-      const entry = parseLedgerEntry({
-        type: 'deposit',
-        id: value.id,
-        userId: value.userId,
-        amountCents: value.amountCents,
+  return serveJson(nc, routedSubject(DEPOSIT_SUBJECT, routed), REQUEST_BYTES_MAX, (value, answer) => {
+    // Not an object (null, say) has none of the fields, and is refused below like a missing one.
+    const fields = typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {}
+    const entry = parseLedgerEntry({
+      type: 'deposit',
+      id: fields.id,
+      userId: fields.userId,
+      amountCents: fields.amountCents,
+    })
+    if (entry === null || entry.type !== 'deposit' || entry.amountCents > DEPOSIT_CENTS_MAX) {
+      answer(
+        apiError('BAD_REQUEST', `a deposit needs an id, a userId and amountCents of 1-${DEPOSIT_CENTS_MAX}`),
+      )
+      return
+    }
+    if (homeHere !== undefined && !homeHere(entry.userId)) {
+      answer(apiError('WRONG_REGION', `user ${entry.userId} is not homed in this region`))
+      return
+    }
+    ledger
+      .append(entry)
+      .then((seq) => ledger.resultAt(seq, APPEND_TIMEOUT_MS))
+      .then((result) => answer({ ok: true, status: result.status, balanceCents: result.balanceCents }))
+      .catch((error) => {
+        log.warn({ err: error }, 'deposit failed')
+        answer(apiError('LEDGER_UNAVAILABLE', 'the ledger did not acknowledge the deposit'))
       })
-      if (entry === null || entry.type !== 'deposit' || entry.amountCents > DEPOSIT_CENTS_MAX) {
-        answer(
-          apiError(
-            'BAD_REQUEST',
-            `a deposit needs an id, a userId and amountCents of 1-${DEPOSIT_CENTS_MAX}`,
-          ),
-        )
-        return
-      }
-      if (homeHere !== undefined && !homeHere(entry.userId)) {
-        answer(apiError('WRONG_REGION', `user ${entry.userId} is not homed in this region`))
-        return
-      }
-      ledger
-        .append(entry)
-        .then((seq) => ledger.resultAt(seq, APPEND_TIMEOUT_MS))
-        .then((result) => answer({ ok: true, status: result.status, balanceCents: result.balanceCents }))
-        .catch((error) => {
-          log.warn({ err: error }, 'deposit failed')
-          answer(apiError('LEDGER_UNAVAILABLE', 'the ledger did not acknowledge the deposit'))
-        })
-    },
   })
 }

@@ -13,7 +13,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import { type ApiNode, DEPOSIT_SUBJECT, startApiNode } from '../../nodes/api/api-node.ts'
 import {
   type FinalStatus,
   LOOKUP_SUBJECT,
@@ -281,4 +281,8 @@ t.test('a point cycle', async (t) => {
     { userId: 'alice', betIds: ['x'] },
   ])
     t.match(await lookup(bad), { ok: false, error: { code: 'BAD_REQUEST' } }, JSON.stringify(bad))
+  for (const bad of ['null', '[1]', 'x'.repeat(5_000)]) {
+    const reply = (await client.request(DEPOSIT_SUBJECT, bad, { timeout: 5_000 })).json()
+    t.match(reply, { ok: false, error: { code: 'BAD_REQUEST' } }, `deposit ${bad.slice(0, 20)} is refused`)
+  }
 })
