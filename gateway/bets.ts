@@ -88,9 +88,7 @@ export interface RelayStats {
   readonly recovered: number
 }
 
-type StatusEvent = BetStatus
-
-function statusFrame(event: StatusEvent, ref: string | undefined): BetFrame {
+function statusFrame(event: BetStatus, ref: string | undefined): BetFrame {
   const base = { type: 'bet' as const, betId: event.betId, atMs: Date.now(), ...(ref ? { ref } : {}) }
   if (event.status === 'settled')
     return {
@@ -114,13 +112,13 @@ function statusFrame(event: StatusEvent, ref: string | undefined): BetFrame {
   }
 }
 
-function parseStatus(data: Uint8Array): StatusEvent | null {
+function parseStatus(data: Uint8Array): BetStatus | null {
   try {
-    const value = JSON.parse(new TextDecoder().decode(data)) as Partial<StatusEvent> & Record<string, unknown>
+    const value = JSON.parse(new TextDecoder().decode(data)) as Partial<BetStatus> & Record<string, unknown>
     if (typeof value.betId !== 'string') return null
     if (value.status === 'final' && typeof value.verdict === 'object' && value.verdict !== null)
-      return value as StatusEvent
-    if (value.status === 'settled' && typeof value.outcome === 'string') return value as StatusEvent
+      return value as BetStatus
+    if (value.status === 'settled' && typeof value.outcome === 'string') return value as BetStatus
     return null
   } catch {
     return null
@@ -176,7 +174,7 @@ export function createBetRelay(
   }
 
   /** A status event from the status subject or a lookup: pass it on in its turn, once. */
-  function receive(userId: string, event: StatusEvent, looked = false): void {
+  function receive(userId: string, event: BetStatus, looked = false): void {
     const current = users.get(userId)
     if (current === undefined) return
     // Several nodes announce each status: drop a repeat before building its frame.

@@ -130,8 +130,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   let current: Reading | null = null
   let progressAt = Date.now()
   let phase: FollowerPhase = 'opening'
-  /** A digest of the last message handled, and of the last DIGESTS_KEPT, for audits. */
-  let lastDigest = ''
+  /** Digests of the last DIGESTS_KEPT messages handled, for the checks against the stream. */
   const digests = new Map<number, string>()
   /** The first sequence an audit has yet to compare, while one runs. */
   let auditFrom: number | null = null
@@ -200,8 +199,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
       }
       next = message.seq + 1
       lastSeq = message.seq
-      lastDigest = digestOf(message.data)
-      digests.set(message.seq, lastDigest)
+      digests.set(message.seq, digestOf(message.data))
       if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value as number)
       progressAt = Date.now()
       options.onMessage(message)
@@ -304,7 +302,8 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     const now = info.cluster?.leader ?? null
     if (leader !== null && now !== null && now !== leader) audit()
     if (now !== null) leader = now
-    if (lastSeq > 0 && (await sameAt(lastSeq, lastDigest)) === false) return divergedAt(lastSeq)
+    const last = digests.get(lastSeq)
+    if (last !== undefined && (await sameAt(lastSeq, last)) === false) return divergedAt(lastSeq)
     if (auditFrom === null) return
     const to = Math.min(lastSeq, auditFrom + AUDIT_BATCH - 1)
     const seqs = Array.from({ length: Math.max(0, to - auditFrom + 1) }, (_, i) => (auditFrom as number) + i)

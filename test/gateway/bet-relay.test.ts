@@ -5,7 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Msg } from '@nats-io/transport-node'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createBetRelay } from '../../gateway/bets.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
 import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../nodes/api/protocol.ts'
@@ -42,7 +42,8 @@ const provisional = (betId: string) => ({
   ledgerSeq: 1,
 })
 
-t.test('statuses in order and once each, however they arrive', async (t) => {
+/** A fresh cluster with two connections: one plays the API nodes, one the gateway. */
+async function twoConnections(t: Test) {
   const cluster = await startNatsCluster()
   t.teardown(() => cluster.close())
   const api = await cluster.connect()
@@ -51,6 +52,11 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
     await api.close()
     await gateway.close()
   })
+  return { api, gateway }
+}
+
+t.test('statuses in order and once each, however they arrive', async (t) => {
+  const { api, gateway } = await twoConnections(t)
   api.subscribe(PLACE_SUBJECT, {
     callback: (_error, message) => void answer(message),
   })
@@ -150,14 +156,7 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
   // (its final verdict was lost), and of `lost-all` nothing: both are looked up on bets.lookup.
   // The lookup knows both verdicts; `lost-all` is not settled yet, so it is asked about again,
   // each time after twice as long.
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const api = await cluster.connect()
-  const gateway = await cluster.connect()
-  t.teardown(async () => {
-    await api.close()
-    await gateway.close()
-  })
+  const { api, gateway } = await twoConnections(t)
   const final = (betId: string) => ({
     betId,
     status: 'final',
