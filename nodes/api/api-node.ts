@@ -62,6 +62,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     hlc,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
+    ...(options.clock ? { now: options.clock } : {}),
   })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
@@ -108,7 +109,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     replicas,
     ledger,
     hlc,
-    ready: () => replicas.caughtUp() && ledger.caughtUp(),
+    ready: () => replicas.caughtUp() && ledger.caughtUp() && replicas.clock.unsafe() === null,
     async close() {
       await endpoint.drain()
       await admin.drain()

@@ -204,6 +204,10 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (known !== null) return replyFor(known, request)
     const refused = checkLimits(request)
     if (refused !== null) return refused
+    // A clock that cannot hold every stamp the replica holds would stamp a bet before a suspension
+    // the node has applied: no bet is judged until it can (nodes/fabric/clock-guard.ts).
+    const unsafe = replicas.clock.unsafe()
+    if (unsafe !== null) return apiError('CLOCK_DRIFT', `${unsafe}; retry with the same bet id`)
     const stale = staleness(request.gameId)
     if (stale !== null)
       return apiError(replicas.replica(request.gameId) ? 'REPLICA_STALE' : 'UNKNOWN_GAME', stale)
@@ -220,7 +224,10 @@ export function createBetService(options: BetServiceOptions): BetService {
       seq = await ledger.append({ type: 'bet', id: request.betId, ...request, stamp, placedAtMs: now() })
     } catch (error) {
       log.warn({ err: error, betId: request.betId }, 'ledger append failed')
-      return apiError('LEDGER_UNAVAILABLE', 'the ledger did not acknowledge the bet; nothing was placed')
+      return apiError(
+        'LEDGER_UNAVAILABLE',
+        'the ledger did not acknowledge the bet; it may stand: retry with the same bet id to learn its status',
+      )
     }
     let result: Awaited<ReturnType<LedgerSync['resultAt']>>
     try {
@@ -228,7 +235,7 @@ export function createBetService(options: BetServiceOptions): BetService {
     } catch {
       return apiError(
         'LEDGER_UNAVAILABLE',
-        'the ledger fold did not reach the bet in time; query the bet later',
+        'the ledger stored the bet but this node could not read it back in time; it may stand: retry with the same bet id',
       )
     }
     if (result.entryId !== request.betId) {
@@ -239,7 +246,7 @@ export function createBetService(options: BetServiceOptions): BetService {
       )
       return apiError(
         'LEDGER_UNAVAILABLE',
-        'this node cannot read the bet back from the ledger; query it later',
+        'this node cannot read the bet back from the ledger; it may stand: retry with the same bet id',
       )
     }
     const record = ledger.foldFor(request.userId).bet(request.betId)

@@ -37,5 +37,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     close: () => node.close(),
     state: (options) => describeNode(node, options),
     diverged: () => divergenceOf(node),
+    clock: node.replicas.clock,
   }
 })

@@ -8,6 +8,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { Gauge, type Registry } from 'prom-client'
 import { BACKENDS, type Backend, type BackendName } from '../../crdt/index.ts'
+import type { ClockGuard } from './clock-guard.ts'
+import { DEFAULT_PROBE_INTERVAL_MS, startClockProbe } from './clock-probe.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
 import {
   createLogger,
@@ -126,6 +128,15 @@ export const commonOptions = defineOptions({
     flag: '--clock-skew-ms',
     doc: 'fault injection (chaos runs): this node’s clock source runs this many ms off the machine’s',
   },
+  clockProbeMs: {
+    type: 'integer',
+    default: DEFAULT_PROBE_INTERVAL_MS,
+    min: 0,
+    max: 600_000,
+    env: 'FABRIC_CLOCK_PROBE_MS',
+    flag: '--clock-probe-ms',
+    doc: 'how often to measure this node’s clock against the region’s other nodes (0: never; see clock-probe.ts)',
+  },
   logLevel: {
     type: 'enum',
     values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
@@ -155,6 +166,8 @@ export interface RunningNode {
   state?(options: StateOptions): unknown
   /** Why the node's derived state is not its streams' (see stream-follower.ts), or null. */
   diverged?(): string | null
+  /** The node's clock bound (clock-guard.ts): not ready while it is unsafe; offsets exported. */
+  readonly clock?: ClockGuard
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -196,12 +209,27 @@ export async function runNode<S extends OptionsSchema>(
     backend: BACKENDS[config.backend as BackendName],
     clock,
   })
+  const guard = node.clock
+  const probe =
+    guard && config.clockProbeMs > 0
+      ? startClockProbe({
+          nc,
+          region: config.region,
+          node: config.nodeId,
+          now: clock,
+          log,
+          intervalMs: config.clockProbeMs,
+          onOffset: (offsetMs) => guard.observeProbe(offsetMs),
+        })
+      : null
+  const readiness = () => withClock(node.readiness(), guard)
+  if (guard) registerClockGauges(name.replaceAll('-', '_'), registry, guard)
   new Gauge({
     name: `${name.replaceAll('-', '_')}_ready`,
     help: '1 when the node is ready',
     registers: [registry],
     collect() {
-      this.set(node.readiness().ready ? 1 : 0)
+      this.set(readiness().ready ? 1 : 0)
     },
   })
   new Gauge({
@@ -217,7 +245,7 @@ export async function runNode<S extends OptionsSchema>(
     port: config.opsPort,
     logger: log,
     registry,
-    readiness: () => node.readiness(),
+    readiness,
     info: { name, node: config.nodeId, region: config.region },
     ...(node.state ? { state: (options: StateOptions) => node.state?.(options) } : {}),
   })
@@ -232,6 +260,7 @@ export async function runNode<S extends OptionsSchema>(
       process.exit(1)
     }, SHUTDOWN_DEADLINE_MS)
     quorum?.stop()
+    probe?.stop()
     await node.close()
     await nc.drain()
     await ops.close()
@@ -258,6 +287,39 @@ export async function runNode<S extends OptionsSchema>(
       if (process.ppid !== parent) void stop('the launcher exited')
     }, PARENT_CHECK_MS).unref()
   }
+}
+
+/** Not ready while the clock bound is broken (clock-guard.ts), whatever else the node says. */
+function withClock(readiness: Readiness, guard: ClockGuard | undefined): Readiness {
+  const unsafe = guard?.unsafe() ?? null
+  if (unsafe === null) return readiness
+  return { ready: false, reasons: [...readiness.reasons, `clock: ${unsafe}`] }
+}
+
+function registerClockGauges(prefix: string, registry: Registry, guard: ClockGuard): void {
+  const gauges = [
+    ['writer_offset_ms', 'largest offset of a writer’s fresh heartbeat from this node’s clock', 'writersMs'],
+    ['probe_offset_ms', 'this node’s clock offset from its region’s median, by the last probe', 'probeMs'],
+    ['held_stamp_lead_ms', 'how far a stamp the clock could not merge leads it (0: none)', 'heldLeadMs'],
+  ] as const
+  for (const [suffix, help, key] of gauges) {
+    new Gauge({
+      name: `${prefix}_clock_${suffix}`,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(guard.offsets()[key] ?? 0)
+      },
+    })
+  }
+  new Gauge({
+    name: `${prefix}_clock_unsafe`,
+    help: '1 while the node refuses to judge because its clock is beyond the drift bound',
+    registers: [registry],
+    collect() {
+      this.set(guard.unsafe() === null ? 0 : 1)
+    },
+  })
 }
 
 export function readinessOf(checks: Record<string, boolean>): Readiness {

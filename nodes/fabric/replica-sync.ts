@@ -26,17 +26,19 @@ import type { Logger } from 'pino'
 import {
   type ApplyResult,
   type Backend,
-  ClockDriftError,
   decodeStamp,
   fenceOf,
   type Heartbeat,
   type Hlc,
   isId,
+  isNodeId,
+  isStampKey,
   maxStamp,
   type Replica,
   writerOf,
   writersOf,
 } from '../../crdt/index.ts'
+import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { regionNames } from './regions.ts'
 import { type FollowerView, followStream } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
@@ -83,6 +85,8 @@ export interface ReplicaSyncOptions {
    * heartbeats. Absent or one region: the region's own FABRIC stream.
    */
   readonly regions?: readonly string[]
+  /** The node's wall clock, the HLC's source (clock-guard.ts); default Date.now. */
+  readonly now?: () => number
 }
 
 export interface ReplicaSync {
@@ -98,6 +102,8 @@ export interface ReplicaSync {
   lastSeq(): number
   /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
   readonly follower: FollowerView
+  /** Whether this node's clock holds every stamp its replicas hold (clock-guard.ts). */
+  readonly clock: ClockGuard
   /** True once the consumer has delivered everything the stream held when this node started. */
   caughtUp(): boolean
   onChange(listener: (change: ReplicaChange) => void): () => void
@@ -146,15 +152,18 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
   let droppedUpdates = 0
   let closed = false
+  const clock = createClockGuard({ hlc, now: options.now ?? Date.now })
 
+  /**
+   * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
+   * stamp beyond the drift bound is held by the guard, which stops judging until the clock takes it.
+   */
   function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
     if (result.maxStamp !== null) {
-      try {
-        hlc.receive(decodeStamp(result.maxStamp))
-      } catch (error) {
-        if (!(error instanceof ClockDriftError)) throw error
-        log.warn({ gameId, driftMs: error.driftMs }, 'refused a stamp beyond the maximum drift')
-      }
+      const wasSafe = clock.offsets().heldLeadMs === 0
+      clock.merge(decodeStamp(result.maxStamp))
+      if (wasSafe && clock.offsets().heldLeadMs > 0)
+        log.warn({ gameId, ...clock.offsets() }, 'holding a stamp beyond the maximum drift; judging stops')
     }
     for (const listener of listeners) listener({ gameId, result, source })
   }
@@ -259,6 +268,13 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     },
   })
 
+  /** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
+  function observeHeartbeat(value: unknown): void {
+    if (typeof value !== 'object' || value === null) return
+    const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
+    if (isNodeId(writer) && isStampKey(stamp)) clock.observeWriter(writer, decodeStamp(stamp).wall)
+  }
+
   const heartbeats: Subscription = nc.subscribe(
     multiRegion ? 'heartbeat.*.game.*' : names.allHeartbeatsSubject(region),
     {
@@ -273,6 +289,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
         } catch {
           return
         }
+        observeHeartbeat(value)
         merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
       },
     },
@@ -286,6 +303,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     follower,
+    clock,
     caughtUp: () => follower.caughtUp(),
     onChange(listener) {
       listeners.add(listener)

@@ -48,5 +48,6 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     close: () => node.close(),
     state: (options) => describeNode(node, options),
     diverged: () => divergenceOf(node),
+    clock: node.replicas.clock,
   }
 })

@@ -92,6 +92,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     hlc,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
+    ...(options.clock ? { now: options.clock } : {}),
   })
   const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
   const projection = openProjection(options.databasePath)

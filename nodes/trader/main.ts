@@ -66,6 +66,7 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
         'not stood down after a takeover': node.trader.role() !== 'fenced',
       }),
     close: () => node.close(),
+    clock: node.replicas.clock,
     state: () => ({
       ...describeNode({ replicas: node.replicas }),
       trader: { role: node.trader.role(), standDownReason: node.trader.fencedReason() },

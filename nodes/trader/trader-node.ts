@@ -68,6 +68,7 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     hlc,
     log,
     ...(options.regions ? { regions: options.regions } : {}),
+    ...(options.now ? { now: options.now } : {}),
   })
   /** The highest stream sequence JetStream gave one of this trader's updates. */
   let lastAckSeq = 0

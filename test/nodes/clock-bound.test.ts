@@ -1,0 +1,128 @@
+// Proves the clock bound on a real 3-server cluster: a node whose clock is further from a writer's
+// than `maxDriftMs` stops judging. An API node 5.6 s behind its trader, and a trader 5.6 s ahead of
+// its API node, once accepted a bet placed after the API node had applied the suspension, stamped
+// before it, as final. Now the API node refuses every bet with CLOCK_DRIFT and is not ready while the
+// offset lasts; once the clocks agree again it judges, and a bet after the suspension is rejected
+// MARKET_NOT_OPEN. The cluster probe names the node whose clock is off.
+
+import type { NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
+import t, { type Test } from 'tap'
+import { DEFAULT_MAX_DRIFT_MS, yjsBackend } from '../../crdt/index.ts'
+import { startApiNode } from '../../nodes/api/api-node.ts'
+import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
+import { startClockProbe } from '../../nodes/fabric/clock-probe.ts'
+import { marketIds } from '../../nodes/trader/trader.ts'
+import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+const REGION = 'eu'
+const BEYOND_BOUND_MS = DEFAULT_MAX_DRIFT_MS + 600
+
+async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
+  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
+  return reply.json<PlaceBetReply>()
+}
+
+/** A cluster, a trader and an API node whose clocks run `traderSkew()` and `apiSkew()` ms off. */
+async function startSkewedStack(t: Test, skews: { trader: number; api: number }) {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const trader = await startManualTraderNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    backend: yjsBackend,
+    log,
+    snapshotIntervalMs: 0,
+    now: () => Date.now() + skews.trader,
+  })
+  const api = await startApiNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'api-1',
+    backend: yjsBackend,
+    shards: 2,
+    log,
+    clock: () => Date.now() + skews.api,
+  })
+  t.teardown(async () => {
+    await api.close()
+    await trader.close()
+  })
+  const client = await cluster.connect()
+  await api.ledger.append({ type: 'deposit', id: 'deposit-alice-1', userId: 'alice', amountCents: 100_000 })
+  await waitFor('deposit folded', () => api.ledger.foldFor('alice').balance('alice') === 100_000)
+  return { trader, api, client }
+}
+
+for (const [name, skews] of [
+  ['an API node behind its trader', { trader: 0, api: -BEYOND_BOUND_MS }],
+  ['a trader ahead of its API node', { trader: BEYOND_BOUND_MS, api: 0 }],
+] as const) {
+  t.test(`${name} by more than the bound judges nothing`, async (t) => {
+    const clocks = { ...skews }
+    const { trader, api, client } = await startSkewedStack(t, clocks)
+    trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+    trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+    const ids = marketIds(1)
+    trader.feed.emit({ type: 'serve', point: 1, second: false })
+    await waitFor('the suspension reached the API node', () => {
+      const transitions = api.replicas.replica('match-1')?.game.markets.get(ids.winner)?.transitions ?? []
+      return transitions.at(-1)?.status === 'suspended'
+    })
+    const bet = {
+      betId: 'bet-alice-late-0001',
+      userId: 'alice',
+      gameId: 'match-1',
+      marketId: ids.winner,
+      selectionId: 'home',
+      stakeCents: 1_000,
+      odds: 1_001,
+      policy: 'any',
+    }
+    const refused = await place(client, bet)
+    t.match(refused, { ok: false, error: { code: 'CLOCK_DRIFT' } }, 'a bet after the suspension is refused')
+    t.notOk(api.ready(), 'the API node is not ready')
+    t.match(api.replicas.clock.unsafe(), /beyond the 5000 ms bound/)
+    t.equal(api.ledger.foldFor('alice').balance('alice'), 100_000, 'nothing was debited')
+
+    clocks.trader = 0
+    clocks.api = 0
+    await waitFor('the clocks agree again', () => api.replicas.clock.unsafe() === null)
+    t.ok(api.ready(), 'ready again')
+    const judged = await place(client, bet)
+    t.match(
+      judged,
+      { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
+      'the same bet, judged now, is after the suspension',
+    )
+  })
+}
+
+t.test('the cluster probe names the node whose clock is off', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const skews: Record<string, number> = { a: 0, b: 0, c: 8_000 }
+  const probes = await Promise.all(
+    Object.keys(skews).map(async (node) =>
+      startClockProbe({
+        nc: await cluster.connect(),
+        region: REGION,
+        node,
+        now: () => Date.now() + (skews[node] as number),
+        log,
+        intervalMs: 60_000,
+        onOffset: () => {},
+      }),
+    ),
+  )
+  t.teardown(() => {
+    for (const probe of probes) probe.stop()
+  })
+  const [a, b, c] = await Promise.all(probes.map((probe) => probe.probe()))
+  t.ok(Math.abs(a as number) < 1_000, `a is near the region (${a} ms)`)
+  t.ok(Math.abs(b as number) < 1_000, `b is near the region (${b} ms)`)
+  t.ok(Math.abs((c as number) - 8_000) < 1_000, `c runs 8 s ahead (${c} ms)`)
+})
