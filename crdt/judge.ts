@@ -5,7 +5,7 @@
  * game.ts) the verdict cannot change on any replica. The one exception is a void window, which a
  * feed correction may add after the fact, up to the market's correction deadline (game.ts): it
  * turns an accepted bet into VOIDED (refunded), and it is checked last so that it never touches a
- * bet that was rejected anyway.
+ * bet that was rejected anyway. A VOIDED verdict is final only once the void's stamp is (judge()).
  */
 
 import type { GameState } from './game.ts'
@@ -55,7 +55,14 @@ function honours(policy: OddsPolicy, offered: number, taken: number): boolean {
   }
 }
 
-function marketVerdict(game: GameState, bet: BetTerms): { reason: RejectReason | null; odds: number | null } {
+interface MarketVerdict {
+  readonly reason: RejectReason | null
+  readonly odds: number | null
+  /** For VOIDED: the stamp of the void; its counting is settled only once that stamp is final. */
+  readonly voidStamp?: StampKey
+}
+
+function marketVerdict(game: GameState, bet: BetTerms): MarketVerdict {
   const spec = specAt(game, bet.marketId, bet.stamp)
   if (spec === null) return { reason: 'UNKNOWN_MARKET', odds: null }
   if (selectionOf(spec, bet.selectionId) === null) return { reason: 'UNKNOWN_SELECTION', odds: null }
@@ -64,17 +71,26 @@ function marketVerdict(game: GameState, bet: BetTerms): { reason: RejectReason |
   if (transition?.status !== 'open') return { reason: 'MARKET_NOT_OPEN', odds: offered }
   if (offered === null) return { reason: 'SELECTION_NOT_OFFERED', odds: null }
   if (!honours(bet.policy, offered, bet.odds)) return { reason: 'PRICE_CHANGED', odds: offered }
-  if (voidAt(game, bet.marketId, bet.stamp) !== null) return { reason: 'VOIDED', odds: offered }
+  const voided = voidAt(game, bet.marketId, bet.stamp)
+  if (voided !== null) return { reason: 'VOIDED', odds: offered, voidStamp: voided.stamp }
   return { reason: null, odds: offered }
 }
 
+/**
+ * A VOIDED verdict is final only once the void's own stamp is: whether a void counts depends on
+ * the market's first result claim (its correction deadline, game.ts), and a claim stamped before
+ * the void can still arrive from another writer until then, moving the deadline before the void.
+ * Once the void's stamp is final, every claim that could move it is held, so VOIDED never turns
+ * back into an acceptance.
+ */
 export function judge(game: GameState, bet: BetTerms): Verdict {
-  const { reason, odds } = marketVerdict(game, bet)
+  const { reason, odds, voidStamp } = marketVerdict(game, bet)
+  const final = isFinal(game, bet.stamp) && (voidStamp === undefined || isFinal(game, voidStamp))
   return {
     accepted: reason === null,
     reason,
     odds,
     gameClockMs: gameClockAt(game, bet.stamp),
-    final: isFinal(game, bet.stamp),
+    final,
   }
 }

@@ -224,6 +224,48 @@ t.test('a void stamped after the correction deadline of the market counts nowher
   t.equal(judge(inTime.replica.game, bet(3_000)).reason, 'VOIDED', 'a void by the deadline counts')
 })
 
+t.test('a final VOIDED never turns back into an acceptance when an earlier claim arrives late', async (t) => {
+  // feed-b's result claim at 5 s sets the deadline; feed-a voids at 5.2 s, within it. feed-a's own
+  // claim at 4.9 s reaches the reader only later: the deadline moves to 5.15 s and the void no
+  // longer counts. Until feed-b's watermark passes the void, VOIDED must not be final.
+  const feedA = createTestWriter(yjsBackend, 'feed-a', 1_000)
+  const feedB = createTestWriter(yjsBackend, 'feed-b', 1_000)
+  const reader = yjsBackend.create()
+  reader.apply(
+    feedA.write(
+      { kind: 'game', gameId: 'match-1', writers: ['feed-a', 'feed-b'] },
+      { kind: 'clock', period: 1, running: true, clockMs: 0 },
+      NEXT_POINT,
+      transition('open'),
+    ),
+  )
+  // feed-b's heartbeat, made before it wrote its claim, passes the bet but not the void.
+  const earlyHeartbeat = feedB.at(4_850).heartbeat()
+  const lateClaim = feedB.at(4_900).write({ kind: 'result', marketId: 'point-1', winners: ['home'] })
+  reader.apply(feedA.at(5_000).write({ kind: 'result', marketId: 'point-1', winners: ['home'] }))
+  const voidOp = {
+    kind: 'void' as const,
+    marketId: 'point-1',
+    from: stampAt(2_000),
+    to: stampAt(4_000),
+    reason: 'feed correction',
+  }
+  reader.apply(feedA.at(5_200).write(voidOp))
+  reader.applyHeartbeat(feedA.at(6_000).heartbeat())
+  reader.applyHeartbeat(earlyHeartbeat)
+  t.equal(judge(reader.game, bet(3_000, { odds: 1_000_000 })).final, true, 'the bet stamp itself is final')
+  const held = judge(reader.game, bet(3_000))
+  t.equal(held.reason, 'VOIDED', 'the void counts by what the reader holds')
+  t.equal(held.final, false, 'but it is not final while a claim before the void may arrive')
+  reader.apply(lateClaim)
+  reader.applyHeartbeat(feedB.at(6_000).heartbeat())
+  t.same(
+    judge(reader.game, bet(3_000)),
+    { accepted: true, reason: null, odds: 1_800, gameClockMs: 2_000, final: true },
+    'with the earlier claim the void is past the deadline',
+  )
+})
+
 t.test('results: one claim or agreeing claims settle, disagreement goes to review', async (t) => {
   const feedA = createTestWriter(yjsBackend, 'feed-a', 1_000)
   const feedB = createTestWriter(yjsBackend, 'feed-b', 1_000)
