@@ -4,18 +4,26 @@
  * (payload `{"gameId": "..."}` for one game, `{}` for every game this trader runs).
  *
  * A standby starts its feed only when it takes over, from the point after the last one the replica
- * holds. Snapshots are written only from a replica that equals a prefix of the stream: nothing of
+ * holds. An active trader starts its feed once its replica has caught up with the log: on a game
+ * the log already holds (a restart), it rejoins (trader.ts) and resumes after the last point, so
+ * the game clock never goes back, no resulted market reopens, and no result is claimed twice. Its
+ * clock resumes past its stored ceiling before it stamps anything (clock-ceiling.ts). Snapshots are written only from a replica that equals a prefix of the stream: nothing of
  * this trader's own left unacknowledged or unread, and never once the trader has stood down.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { type Backend, createHlc, type Entry, type Hlc } from '../../crdt/index.ts'
-import { joinFabric } from '../fabric/regions.ts'
+import { type Backend, createHlc, type Entry, genesisOf, type Hlc } from '../../crdt/index.ts'
+import { ensureFabricFor, joinFabric } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
-import type { FeedAdapter } from './feed.ts'
+import { restoreClockCeiling } from './clock-ceiling.ts'
+import type { FeedAdapter, FeedEvent } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits, type TraderRole } from './trader.ts'
+
+/** How often a starting trader checks whether its replica has caught up, and logs that it waits. */
+export const CATCH_UP_POLL_MS = 50
+export const CATCH_UP_LOG_MS = 5_000
 
 export const killSubject = (region: string) => `trader.${region}.kill`
 export const resumeSubject = (region: string) => `trader.${region}.resume`
@@ -70,6 +78,14 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
+  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
+  const ceiling = await restoreClockCeiling({
+    kv: snapshots,
+    gameId,
+    hlc,
+    now: options.now ?? Date.now,
+    log,
+  })
   /** The highest stream sequence JetStream gave one of this trader's updates. */
   let lastAckSeq = 0
   const trader: Trader = createTrader({
@@ -87,6 +103,7 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       options.feed.start((event) => trader.handle(event), { afterPoint })
     },
     onStandDown: () => options.feed.stop(),
+    mayPromise: (wallMs) => ceiling.covers(wallMs),
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
     ...(options.now ? { now: options.now } : {}),
     publisher: {
@@ -125,8 +142,28 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       if (targetsGame(message.data, gameId)) trader.resume()
     },
   })
-  if (trader.role() === 'active') options.feed.start((event) => trader.handle(event))
+  if (trader.role() === 'active') await startFeed()
   log.info({ gameId, feed: options.feed.name, role: trader.role() }, 'trader started')
+  /** Start the active trader's feed once the replica has caught up; rejoin a game already running. */
+  async function startFeed(): Promise<void> {
+    for (let waited = 0; !replicas.caughtUp(); waited += CATCH_UP_POLL_MS) {
+      if (waited > 0 && waited % CATCH_UP_LOG_MS === 0)
+        log.info({ waitedMs: waited }, 'catching up before the feed')
+      await new Promise((resolve) => setTimeout(resolve, CATCH_UP_POLL_MS))
+    }
+    const handle = (event: FeedEvent) => trader.handle(event)
+    if (genesisOf(replicas.replicaFor(gameId).game) === null) {
+      options.feed.start(handle)
+      return
+    }
+    const fencer = replicas.fencedBy(gameId, hlc.node)
+    if (fencer !== null) {
+      trader.standDown(`fenced by ${fencer} while this trader was down`)
+      return
+    }
+    options.feed.start(handle, { afterPoint: trader.rejoin() })
+  }
+
   return {
     trader,
     replicas,

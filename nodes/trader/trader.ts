@@ -98,6 +98,11 @@ export interface TraderOptions {
   readonly onTakeover?: (afterPoint: number) => void
   /** The trader stood down (see the module comment). */
   readonly onStandDown?: (reason: string) => void
+  /**
+   * Whether a heartbeat stamped at this wall time keeps the writer's promise across restarts
+   * (clock-ceiling.ts); a heartbeat it does not cover is skipped. Default: every one.
+   */
+  readonly mayPromise?: (wallMs: number) => boolean
 }
 
 export type TraderRole = 'active' | 'standby' | 'fenced'
@@ -111,6 +116,8 @@ export interface TraderStats {
   staleSuspensions: number
   fencesWritten: number
   marketsVoidedOnTakeover: number
+  /** Markets left without a result by an earlier life of this trader, voided when it rejoined. */
+  marketsVoidedOnRejoin: number
   /** Corrections that came after their market's correction deadline, and so void nothing. */
   lateCorrections: number
 }
@@ -129,6 +136,12 @@ export interface Trader {
   tick(): void
   kill(reason: string): void
   resume(): void
+  /**
+   * Pick up a match this writer was running before it restarted: close every market left without a
+   * result and void its bets (nobody watched it while the trader was down), and return the last
+   * point the replica holds, for the feed to resume after. Call once the replica has caught up.
+   */
+  rejoin(): number
   /** Resolves when every committed update has been acknowledged. */
   flush(): Promise<void>
 }
@@ -163,6 +176,7 @@ export function createTrader(options: TraderOptions): Trader {
     staleSuspensions: 0,
     fencesWritten: 0,
     marketsVoidedOnTakeover: 0,
+    marketsVoidedOnRejoin: 0,
     lateCorrections: 0,
   }
   const me = hlc.node
@@ -394,25 +408,16 @@ export function createTrader(options: TraderOptions): Trader {
     if (silent.length === 0) return
     const takingOver =
       role === 'standby' && activeWriters(replica.game).every((w) => w === me || silent.includes(w))
-    const unresulted = takingOver ? unresultedMarkets() : []
-    const entries = stampOps(hlc, [
-      ...silent.map((writer): Op => ({ kind: 'fence', writer })),
-      ...unresulted
-        .filter((id) => statusOf(id) !== 'closed')
-        .map((id) => transitionTo(id, 'closed', 'trader takeover')),
-    ])
-    const to = (entries.at(-1) as Entry).stamp
-    const voids = stampOps(
-      hlc,
-      unresulted.map(
-        (marketId): Op => ({ kind: 'void', marketId, from: firstStampAt(0), to, reason: 'trader takeover' }),
-      ),
+    const entries = closeUnresulted(
+      silent.map((writer): Op => ({ kind: 'fence', writer })),
+      takingOver ? 'trader takeover' : null,
     )
-    log.warn({ fenced: silent, takingOver, voided: voids.length }, 'fencing writers not heard from')
+    const voids = entries.filter((entry) => entry.kind === 'void').length
+    log.warn({ fenced: silent, takingOver, voided: voids }, 'fencing writers not heard from')
     // A fence that was not committed took nothing over: the standby stays a standby.
-    if (!commit([...entries, ...voids])) return
+    if (!commit(entries)) return
     stats.fencesWritten += silent.length
-    stats.marketsVoidedOnTakeover += voids.length
+    stats.marketsVoidedOnTakeover += voids
     for (const writer of silent) heard.delete(writer)
     if (takingOver) {
       role = 'active'
@@ -420,6 +425,29 @@ export function createTrader(options: TraderOptions): Trader {
       lastFeedMs = now()
       options.onTakeover?.(lastPoint())
     }
+  }
+
+  /**
+   * Stamp `first`, then (with a reason) close every market without a result and void its bets up to
+   * the close: what a trader that takes over or rejoins cannot know, it refunds.
+   */
+  function closeUnresulted(first: readonly Op[], reason: string | null): Entry[] {
+    const unresulted = reason === null ? [] : unresultedMarkets()
+    const entries = stampOps(hlc, [
+      ...first,
+      ...unresulted
+        .filter((id) => statusOf(id) !== 'closed')
+        .map((id) => transitionTo(id, 'closed', reason as string)),
+    ])
+    if (unresulted.length === 0) return entries
+    const to = entries.at(-1)?.stamp ?? encodeStamp(hlc.now())
+    const voids = stampOps(
+      hlc,
+      unresulted.map(
+        (marketId): Op => ({ kind: 'void', marketId, from: firstStampAt(0), to, reason: reason as string }),
+      ),
+    )
+    return [...entries, ...voids]
   }
 
   /** Markets with no result yet, closed or not. */
@@ -451,7 +479,9 @@ export function createTrader(options: TraderOptions): Trader {
       }
       if (unpublished.length > 0) drain()
       if (genesisOf(replica.game) === null) return
-      publisher.publishHeartbeat(replica.heartbeat(encodeStamp(hlc.now())))
+      const stamp = hlc.now()
+      if (options.mayPromise && !options.mayPromise(stamp.wall)) return
+      publisher.publishHeartbeat(replica.heartbeat(encodeStamp(stamp)))
       stats.heartbeats++
     },
     kill(reason) {
@@ -460,6 +490,16 @@ export function createTrader(options: TraderOptions): Trader {
     },
     resume() {
       killed = false
+    },
+    rejoin() {
+      const entries = closeUnresulted([], 'trader restart')
+      const voided = entries.filter((entry) => entry.kind === 'void').length
+      if (entries.length > 0 && commit(entries)) stats.marketsVoidedOnRejoin += voided
+      current = null
+      lastFeedMs = now()
+      const afterPoint = lastPoint()
+      log.warn({ afterPoint, voided }, 'rejoined the match after a restart')
+      return afterPoint
     },
     async flush() {
       drain()

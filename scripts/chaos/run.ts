@@ -54,6 +54,8 @@ const SHARDS = 8
 const GAME = 'match-1'
 const DEPOSIT_CENTS = 1_000_000
 const READY_TIMEOUT_MS = 60_000
+/** How far the clock scenarios move an API node's clock: beyond DEFAULT_MAX_DRIFT_MS (5 s). */
+const CLOCK_FAULT_MS = 8_000
 const ANSWER_TIMEOUT_MS = 10_000
 /** After healing, every acknowledged bet must be final within this. */
 const FINALIZE_WITHIN_MS = 30_000
@@ -187,6 +189,15 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'trader-restart',
+    description:
+      'SIGKILL the active trader (no standby) mid-match and start it again: it resumes after its last point, its clock past its last watermark',
+    async inject(stack) {
+      await stack.kill('trader-1')
+      return { kind: 'kill', target: 'trader-1', heal: () => stack.start('trader-1') }
+    },
+  },
+  {
     name: 'trader-pause',
     description: 'SIGSTOP the trader: its markets go stale and API nodes refuse bets (REPLICA_STALE)',
     async inject(stack) {
@@ -316,14 +327,22 @@ const SCENARIOS: readonly Scenario[] = [
       return { kind: 'partition', target: 'eu|us', heal: async () => lab.heal() }
     },
   },
-  {
-    name: 'skew',
-    description: 'restart an API node with its clock 8 s ahead, beyond the 5 s max drift',
-    async inject(stack) {
-      await stack.restart('api-2', { FABRIC_CLOCK_SKEW_MS: '8000' })
-      return { kind: 'skew', target: 'api-2', heal: () => stack.restart('api-2', {}) }
-    },
-  },
+  ...(['ahead', 'behind'] as const).map(
+    (way): Scenario => ({
+      name: `clock-${way}`,
+      description: `restart an API node with its clock 8 s ${way === 'ahead' ? 'ahead of' : 'behind'} the trader's, beyond the 5 s drift bound: it must refuse every bet (CLOCK_DRIFT) and report not ready, then heal`,
+      async inject(stack) {
+        const skewMs = way === 'ahead' ? CLOCK_FAULT_MS : -CLOCK_FAULT_MS
+        await stack.startUnready('api-2', { FABRIC_CLOCK_SKEW_MS: String(skewMs) })
+        await waitUntil(
+          'api-2 to refuse to judge with its clock off',
+          async () => /clock/.test(await (await fetch(`${stack.opsUrl('api-2')}/readyz`)).text()),
+          READY_TIMEOUT_MS,
+        )
+        return { kind: 'skew', target: 'api-2', heal: () => stack.restart('api-2', {}) }
+      },
+    }),
+  ),
 ]
 
 /** A scenario that needs a network lab is skipped, with the reason, where none can be built. */
@@ -336,6 +355,9 @@ interface Stack {
   kill(name: string): Promise<void>
   start(name: string, env?: Record<string, string>): Promise<void>
   restart(name: string, env: Record<string, string>): Promise<void>
+  /** Stop a node and start it again without waiting for it to be ready (only for /healthz). */
+  startUnready(name: string, env: Record<string, string>): Promise<void>
+  opsUrl(name: string): string
   /** A graceful stop (SIGTERM), bounded like every stop. */
   stop(name: string): Promise<void>
   signal(name: string, signal: NodeJS.Signals): void
@@ -476,6 +498,16 @@ async function startStack(
       await stack.stop(name)
       await stack.start(name, env)
     },
+    async startUnready(name, env) {
+      await stack.stop(name)
+      launch(name, env)
+      await waitUntil(
+        `${name} alive`,
+        async () => (await fetch(`${opsUrl(name)}/healthz`)).ok,
+        READY_TIMEOUT_MS,
+      )
+    },
+    opsUrl,
     async stop(name) {
       const child = children.get(name)
       if (child !== undefined) await stopProcesses([child])

@@ -1,0 +1,92 @@
+/**
+ * A writer's clock survives its restarts. A heartbeat promises that the writer will never publish
+ * at or below its stamp, and heartbeats are not stored: a restarted trader whose clock started
+ * from the machine's could stamp below a watermark it published before it died, and so change
+ * verdicts that were already final.
+ *
+ * So a writer keeps a ceiling in the region's snapshot bucket (key `clock.<gameId>.<writer>`): a
+ * wall time it has promised not to heartbeat past without first storing a higher one. The ceiling
+ * runs `leaseMs` ahead of the clock and is renewed when the clock comes within half of that. A
+ * heartbeat above the stored ceiling is not sent (the trader skips it; a late renewal costs a
+ * missed heartbeat, never a broken promise). A restarted writer merges the stored ceiling plus one
+ * millisecond into its clock before it stamps anything: every stamp it issues is then after every
+ * stamp it published in earlier lives. The lease is well inside the drift bound, so the merge
+ * waits only if the clock has moved to a host that runs behind.
+ */
+
+import type { KV } from '@nats-io/kv'
+import type { Logger } from 'pino'
+import { ClockDriftError, type Hlc } from '../../crdt/index.ts'
+
+export const DEFAULT_CEILING_LEASE_MS = 2_000
+/** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
+export const CEILING_MERGE_RETRY_MS = 100
+
+export const ceilingKey = (gameId: string, writer: string) => `clock.${gameId}.${writer}`
+
+export interface ClockCeilingOptions {
+  readonly kv: KV
+  readonly gameId: string
+  readonly hlc: Hlc
+  readonly now: () => number
+  readonly log: Logger
+  readonly leaseMs?: number
+}
+
+export interface ClockCeiling {
+  /** Whether a heartbeat stamped at `wallMs` keeps the promise; renews the ceiling when near it. */
+  covers(wallMs: number): boolean
+  /** The stored ceiling (wall ms), 0 before the first is stored. */
+  value(): number
+}
+
+/** Read the stored ceiling, merge it into the clock (waiting until the clock can), store a new one. */
+export async function restoreClockCeiling(options: ClockCeilingOptions): Promise<ClockCeiling> {
+  const { kv, hlc, now, log } = options
+  const key = ceilingKey(options.gameId, hlc.node)
+  const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
+  const stored = await kv.get(key)
+  const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored.value))
+  if (Number.isSafeInteger(previous) && previous > 0) {
+    await mergeWhenPossible(hlc, previous + 1, log)
+    log.info({ ceiling: previous }, 'clock resumed past its stored ceiling')
+  }
+  let ceiling = 0
+  let renewing = false
+
+  async function renew(): Promise<void> {
+    const next = Math.max(now(), hlc.last().wall) + leaseMs
+    await kv.put(key, String(next))
+    ceiling = Math.max(ceiling, next)
+  }
+  await renew()
+
+  return {
+    covers(wallMs) {
+      if (!renewing && wallMs > ceiling - leaseMs / 2) {
+        renewing = true
+        renew()
+          .catch((error) => log.warn({ err: error }, 'storing the clock ceiling failed; heartbeats wait'))
+          .finally(() => {
+            renewing = false
+          })
+      }
+      return wallMs <= ceiling
+    },
+    value: () => ceiling,
+  }
+}
+
+async function mergeWhenPossible(hlc: Hlc, wallMs: number, log: Logger): Promise<void> {
+  for (let warned = false; ; ) {
+    try {
+      hlc.receive({ wall: wallMs, logical: 0, node: hlc.node })
+      return
+    } catch (error) {
+      if (!(error instanceof ClockDriftError)) throw error
+      if (!warned) log.warn({ driftMs: error.driftMs }, 'waiting for the clock to reach its stored ceiling')
+      warned = true
+      await new Promise((resolve) => setTimeout(resolve, CEILING_MERGE_RETRY_MS))
+    }
+  }
+}
