@@ -1,6 +1,7 @@
 /**
- * The ledger over JetStream: appends entries to their user's shard subject with the entry id as
- * `Nats-Msg-Id` (a retried append is stored once), and folds every shard in stream order.
+ * The ledger over JetStream: appends entries to their user's shard subject with a message id scoped
+ * by kind and user (ledger.ts, "Id namespaces"; a retried append is stored once, and one user's id
+ * never deduplicates another's), and folds every shard in stream order.
  *
  * Every node that folds computes the same result for every entry (see ledger.ts), so an API node
  * learns a bet's funds verdict by folding up to the bet's own sequence: no lock, no
@@ -14,6 +15,8 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import {
   createLedgerFold,
+  DERIVED_ID_SEPARATOR,
+  dedupIdOf,
   type FoldResult,
   type LedgerEntry,
   type LedgerFold,
@@ -172,7 +175,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     async append(entry) {
       const subject = names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId)
       const ack = await js.publish(subject, JSON.stringify(entry), {
-        msgID: entry.id,
+        msgID: dedupIdOf(entry),
         timeout: APPEND_TIMEOUT_MS,
       })
       expectAt(ack.seq, entry.id)
@@ -181,11 +184,12 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     async appendSettlements(shard, settlements) {
       if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
         throw new RangeError(`no shard ${shard}`)
+      // Scoped by shard and by user like every message id (see ledger.ts, "Id namespaces").
       const digest = createHash('sha256')
-      for (const { id } of settlements) digest.update(id).update('\n')
+      for (const { userId, id } of settlements) digest.update(userId).update('\n').update(id).update('\n')
       const batch: SettlementBatch = {
         type: 'settlements',
-        id: `settlements-${digest.digest('base64url')}`,
+        id: ['settlements', shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR),
         settlements,
       }
       const ack = await js.publish(names.ledgerBatchSubject(region, shard), JSON.stringify(batch), {

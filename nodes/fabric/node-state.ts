@@ -7,6 +7,7 @@
  */
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
+import { SETTLEMENT_ID_PREFIX } from './ledger.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
@@ -80,8 +81,6 @@ export interface NodeState {
   readonly ledger?: LedgerState
   readonly replicas: Record<string, ReplicaState>
 }
-
-const SETTLEMENT_ID_PREFIX = 'settle-'
 
 export function describeNode(
   parts: { replicas: ReplicaSync; ledger?: LedgerSync },

@@ -51,26 +51,30 @@ export interface Projection {
     >,
   ): void
   finalized(
+    userId: string,
     betId: string,
     verdict: { accepted: boolean; reason: string | null; gameClockMs: number | null },
     atMs: number,
   ): void
-  settled(betId: string, outcome: string, payoutCents: number, atMs: number): void
+  settled(userId: string, betId: string, outcome: string, payoutCents: number, atMs: number): void
   history(userId: string, limit?: number): BetRow[]
   exposure(marketId: string): Exposure
   close(): void
 }
 
+/** Bet ids are the client's: two users may use one, so a row is keyed by both (ledger.ts, "Id namespaces"). */
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS bets (
-  bet_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, game_id TEXT NOT NULL, market_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS bets_by_user_and_id (
+  user_id TEXT NOT NULL, bet_id TEXT NOT NULL, game_id TEXT NOT NULL, market_id TEXT NOT NULL,
   selection_id TEXT NOT NULL, stake_cents INTEGER NOT NULL, odds INTEGER NOT NULL, policy TEXT NOT NULL,
   stamp TEXT NOT NULL, placed_at_ms INTEGER NOT NULL, ledger_seq INTEGER NOT NULL, funds TEXT NOT NULL,
   verdict TEXT, reason TEXT, game_clock_ms INTEGER, final_at_ms INTEGER,
-  outcome TEXT, payout_cents INTEGER, settled_at_ms INTEGER
+  outcome TEXT, payout_cents INTEGER, settled_at_ms INTEGER,
+  PRIMARY KEY (user_id, bet_id)
 );
-CREATE INDEX IF NOT EXISTS bets_by_user ON bets (user_id, stamp);
-CREATE INDEX IF NOT EXISTS bets_open_by_market ON bets (market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
+DROP TABLE IF EXISTS bets;
+CREATE INDEX IF NOT EXISTS bets_by_user ON bets_by_user_and_id (user_id, stamp);
+CREATE INDEX IF NOT EXISTS bets_open_by_market ON bets_by_user_and_id (market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
 `
 
 export function openProjection(path: string): Projection {
@@ -80,23 +84,24 @@ export function openProjection(path: string): Projection {
   db.exec(SCHEMA)
   // The node folds the ledger from its first entry on every start and writes every row again: rows
   // of a previous run go, so that nothing is left of a ledger the node may have misread then.
-  db.exec('DELETE FROM bets')
+  db.exec('DELETE FROM bets_by_user_and_id')
   const insert =
-    db.prepare(`INSERT OR IGNORE INTO bets (bet_id, user_id, game_id, market_id, selection_id, stake_cents, odds,
+    db.prepare(`INSERT OR IGNORE INTO bets_by_user_and_id (bet_id, user_id, game_id, market_id, selection_id, stake_cents, odds,
     policy, stamp, placed_at_ms, ledger_seq, funds) VALUES (@betId, @userId, @gameId, @marketId, @selectionId, @stakeCents,
     @odds, @policy, @stamp, @placedAtMs, @ledgerSeq, @funds)`)
-  const finalize = db.prepare(`UPDATE bets SET verdict = ?, reason = ?, game_clock_ms = ?, final_at_ms = ?
-    WHERE bet_id = ? AND final_at_ms IS NULL`)
+  const finalize = db.prepare(`UPDATE bets_by_user_and_id SET verdict = ?, reason = ?, game_clock_ms = ?,
+    final_at_ms = ? WHERE user_id = ? AND bet_id = ? AND final_at_ms IS NULL`)
   const settle = db.prepare(
-    `UPDATE bets SET outcome = ?, payout_cents = ?, settled_at_ms = ? WHERE bet_id = ? AND settled_at_ms IS NULL`,
+    `UPDATE bets_by_user_and_id SET outcome = ?, payout_cents = ?, settled_at_ms = ?
+    WHERE user_id = ? AND bet_id = ? AND settled_at_ms IS NULL`,
   )
   const history =
     db.prepare(`SELECT bet_id AS betId, user_id AS userId, game_id AS gameId, market_id AS marketId,
     selection_id AS selectionId, stake_cents AS stakeCents, odds, policy, stamp, placed_at_ms AS placedAtMs,
     ledger_seq AS ledgerSeq, funds, verdict, reason, game_clock_ms AS gameClockMs, final_at_ms AS finalAtMs, outcome,
-    payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
+    payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets_by_user_and_id WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
   const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
-    COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets
+    COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets_by_user_and_id
     WHERE market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
   // Writes are queued and committed together: one transaction per burst instead of one per bet,
   // which is what a settlement storm (thousands of bets resulted at once) needs.
@@ -122,18 +127,19 @@ export function openProjection(path: string): Projection {
   }
   return {
     placed: (row) => enqueue(() => insert.run(row)),
-    finalized: (betId, verdict, atMs) =>
+    finalized: (userId, betId, verdict, atMs) =>
       enqueue(() =>
         finalize.run(
           verdict.accepted ? 'accepted' : 'rejected',
           verdict.reason,
           verdict.gameClockMs,
           atMs,
+          userId,
           betId,
         ),
       ),
-    settled: (betId, outcome, payoutCents, atMs) =>
-      enqueue(() => settle.run(outcome, payoutCents, atMs, betId)),
+    settled: (userId, betId, outcome, payoutCents, atMs) =>
+      enqueue(() => settle.run(outcome, payoutCents, atMs, userId, betId)),
     history(userId, limit = HISTORY_ROWS_MAX) {
       flush()
       return history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[]

@@ -29,13 +29,13 @@ import {
   SETTLEMENTS_PER_BATCH_MAX,
   type SettlementEntry,
   type SettlementOutcome,
+  settlementIdOf,
 } from '../fabric/ledger.ts'
 import { type LedgerSync, shardOf } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { LEDGER_MESSAGE_BYTES_MAX } from '../fabric/streams.ts'
 import type { Projection } from './projection.ts'
 
-export const settlementId = (betId: string) => `settle-${betId}`
 /** Settlement batches in flight at once; what does not fit waits for the next pass. */
 export const BATCHES_IN_FLIGHT_MAX = 64
 /** Room left in a batch message for its envelope (type, id and brackets), in bytes. */
@@ -64,13 +64,22 @@ export interface SettlerOptions {
   readonly now?: () => number
 }
 
+/** Bet ids are the client's, unique per user only (ledger.ts, "Id namespaces"). */
+const betKey = (userId: string, betId: string) => `${userId}/${betId}`
+/** Every game has markets of the same ids (`p5-winner`): a market is known by its game too. */
+const marketKey = (gameId: string, marketId: string) => `${gameId}/${marketId}`
+
 export function createSettler(options: SettlerOptions): Settler {
   const { ledger, log, projection, replicas } = options
   const now = options.now ?? Date.now
   /** Per game, open bets whose verdict is not yet final, by stamp. */
   const undecided = new Map<string, FinalityQueue<BetEntry>>()
-  /** Per market, accepted bets waiting for the result. */
-  const awaiting = new Map<string, { gameId: string; bets: Map<string, { bet: BetEntry; odds: number }> }>()
+  /** Per game and market (marketKey), accepted bets waiting for the result, by betKey. */
+  const awaiting = new Map<
+    string,
+    { gameId: string; marketId: string; bets: Map<string, { bet: BetEntry; odds: number }> }
+  >()
+  /** Open bets, by betKey. */
   const unsettled = new Set<string>()
   /** Settlements decided and not yet appended, per shard, in the order they were decided. */
   const pending = new Map<number, SettlementEntry[]>()
@@ -87,7 +96,7 @@ export function createSettler(options: SettlerOptions): Settler {
         funds: result.status === 'applied' ? 'debited' : 'refused',
       })
       if (result.status === 'applied') {
-        unsettled.add(betId)
+        unsettled.add(betKey(entry.userId, betId))
         const queue = undecided.get(entry.gameId) ?? createFinalityQueue<BetEntry>()
         queue.add(entry)
         undecided.set(entry.gameId, queue)
@@ -95,15 +104,16 @@ export function createSettler(options: SettlerOptions): Settler {
     }
     if (entry?.type === 'settlement' && (result.status === 'applied' || result.status === 'ignored')) {
       const bet = ledger.foldFor(entry.userId).bet(entry.betId)
-      if (bet?.status === 'settled') projection.settled(entry.betId, bet.outcome, bet.payoutCents, now())
-      unsettled.delete(entry.betId)
+      if (bet?.status === 'settled')
+        projection.settled(entry.userId, entry.betId, bet.outcome, bet.payoutCents, now())
+      unsettled.delete(betKey(entry.userId, entry.betId))
     }
   })
 
   function settle(bet: BetEntry, outcome: SettlementOutcome, odds?: number): void {
     const entry: SettlementEntry = {
       type: 'settlement',
-      id: settlementId(bet.id),
+      id: settlementIdOf(bet.id),
       betId: bet.id,
       userId: bet.userId,
       outcome,
@@ -132,7 +142,7 @@ export function createSettler(options: SettlerOptions): Settler {
   function flush(): void {
     for (const [shard, decided] of pending) {
       // Bets another settlement node settled meanwhile need nothing more from this one.
-      const list = decided.filter((entry) => unsettled.has(entry.betId))
+      const list = decided.filter((entry) => unsettled.has(betKey(entry.userId, entry.betId)))
       pending.set(shard, list)
       while (list.length > 0 && inFlight < BATCHES_IN_FLIGHT_MAX) {
         const batch = nextBatch(list)
@@ -164,9 +174,9 @@ export function createSettler(options: SettlerOptions): Settler {
     const queue = undecided.get(gameId)
     if (replica === undefined || queue === undefined) return
     for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
-      if (!unsettled.has(bet.id)) continue
+      if (!unsettled.has(betKey(bet.userId, bet.id))) continue
       const { final: _final, ...verdict } = judge(replica.game, bet as BetTerms)
-      projection.finalized(bet.id, verdict, now())
+      projection.finalized(bet.userId, bet.id, verdict, now())
       // The accepting API node announces the final verdict too; announcing it here as well means a
       // bettor still hears it if that node died first. Clients de-duplicate by bet id and status.
       options.publishFinal?.(bet.userId, {
@@ -181,9 +191,10 @@ export function createSettler(options: SettlerOptions): Settler {
         settle(bet, verdict.reason === 'VOIDED' ? 'void' : 'rejected')
         continue
       }
-      const market = awaiting.get(bet.marketId) ?? { gameId, bets: new Map() }
-      market.bets.set(bet.id, { bet, odds: verdict.odds ?? bet.odds })
-      awaiting.set(bet.marketId, market)
+      const key = marketKey(gameId, bet.marketId)
+      const market = awaiting.get(key) ?? { gameId, marketId: bet.marketId, bets: new Map() }
+      market.bets.set(betKey(bet.userId, bet.id), { bet, odds: verdict.odds ?? bet.odds })
+      awaiting.set(key, market)
     }
   }
 
@@ -198,7 +209,7 @@ export function createSettler(options: SettlerOptions): Settler {
       const window = voidAt(game, bet.marketId, bet.stamp)
       if (verdict.reason !== 'VOIDED' || window === null || !isFinal(game, window.stamp)) continue
       bets.delete(id)
-      if (unsettled.has(bet.id)) settle(bet, 'void')
+      if (unsettled.has(betKey(bet.userId, bet.id))) settle(bet, 'void')
     }
   }
 
@@ -208,7 +219,8 @@ export function createSettler(options: SettlerOptions): Settler {
    */
   function settleResults(): void {
     let held = 0
-    for (const [marketId, market] of awaiting) {
+    for (const [key, market] of awaiting) {
+      const { marketId } = market
       const replica = replicas.replica(market.gameId)
       if (replica === undefined) continue
       refundVoided(replica.game, marketId, market.bets)
@@ -219,10 +231,10 @@ export function createSettler(options: SettlerOptions): Settler {
       const deadline = correctionDeadline(replica.game, marketId)
       if (deadline !== null && !isFinal(replica.game, deadline)) continue
       for (const { bet, odds } of market.bets.values()) {
-        if (unsettled.has(bet.id))
+        if (unsettled.has(betKey(bet.userId, bet.id)))
           settle(bet, result.winners.includes(bet.selectionId) ? 'won' : 'lost', odds)
       }
-      awaiting.delete(marketId)
+      awaiting.delete(key)
     }
     stats.held = held
   }

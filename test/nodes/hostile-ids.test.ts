@@ -1,0 +1,142 @@
+// Proves that ids a client chooses cannot reach another user's bets, on a real 3-server cluster.
+// JetStream deduplicates message ids across a whole stream, and ids used to be the bare entry ids,
+// so: another user's bet id on another shard was answered "accepted" with the first user's balance
+// and sequence while nothing was stored; on the same shard it crashed the API node (its fold held
+// another entry at the acknowledged sequence); and a bet named after a victim's settlement id took
+// that settlement's place, leaving the victim's bet open for good. Now message ids are scoped by
+// kind and user, and derived ids use a character client ids cannot hold.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { NatsConnection } from '@nats-io/transport-node'
+import pino from 'pino'
+import t from 'tap'
+import { yjsBackend } from '../../crdt/index.ts'
+import { DEPOSIT_SUBJECT, startApiNode } from '../../nodes/api/api-node.ts'
+import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
+import { settlementIdOf } from '../../nodes/fabric/ledger.ts'
+import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
+import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import { marketIds } from '../../nodes/trader/trader.ts'
+import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
+import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+const REGION = 'eu'
+const SHARDS = 4
+const DEPOSIT_CENTS = 100_000
+
+async function request(nc: NatsConnection, subject: string, body: unknown): Promise<PlaceBetReply> {
+  const reply = await nc.request(subject, JSON.stringify(body), { timeout: 5_000 })
+  return reply.json<PlaceBetReply>()
+}
+
+t.test('colliding ids touch no other user', async (t) => {
+  t.not(shardOf('alice', SHARDS), shardOf('mallory', SHARDS), 'mallory is on another shard')
+  t.equal(shardOf('alice', SHARDS), shardOf('dave', SHARDS), 'dave is on the same shard')
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const trader = await startManualTraderNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    backend: yjsBackend,
+    log,
+    snapshotIntervalMs: 0,
+  })
+  const api = await startApiNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'api-1',
+    backend: yjsBackend,
+    shards: SHARDS,
+    log,
+  })
+  const dir = mkdtempSync(join(tmpdir(), 'hostile-ids-'))
+  const settlement = await startSettlementNode({
+    nc: await cluster.connect(),
+    region: REGION,
+    node: 'settle-1',
+    backend: yjsBackend,
+    shards: SHARDS,
+    databasePath: join(dir, 'settle-1.db'),
+    log,
+  })
+  t.teardown(async () => {
+    await settlement.close()
+    await api.close()
+    await trader.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const client = await cluster.connect()
+  for (const userId of ['alice', 'mallory', 'dave']) {
+    const deposit = { id: `deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }
+    t.match(await request(client, DEPOSIT_SUBJECT, deposit), { ok: true, balanceCents: DEPOSIT_CENTS })
+  }
+  t.match(
+    await request(client, DEPOSIT_SUBJECT, { id: 'deposit-dotted', userId: 'a.b', amountCents: 100 }),
+    { ok: false, error: { code: 'BAD_REQUEST' } },
+    'a user id that would break the ledger subject is a bad request',
+  )
+  trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+  trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+  const ids = marketIds(1)
+  await waitFor('market open on the api node', () =>
+    Boolean(api.replicas.replica('match-1')?.game.markets.get(ids.winner)?.transitions.length),
+  )
+  const bet = (userId: string, betId: string) => ({
+    betId,
+    userId,
+    gameId: 'match-1',
+    marketId: ids.winner,
+    selectionId: 'home',
+    stakeCents: 1_000,
+    odds: 1_001,
+    policy: 'any',
+  })
+  const victim = await request(client, PLACE_SUBJECT, bet('alice', 'bet-alice-0001'))
+  t.match(victim, { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 })
+
+  const copy = await request(client, PLACE_SUBJECT, bet('mallory', 'bet-alice-0001'))
+  t.match(
+    copy,
+    { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 },
+    "another shard: mallory's bet of the same id is mallory's own, with mallory's balance",
+  )
+  t.not((copy as { ledgerSeq: number }).ledgerSeq, (victim as { ledgerSeq: number }).ledgerSeq)
+  t.equal(api.ledger.foldFor('mallory').bet('bet-alice-0001')?.userId, 'mallory', 'and it is stored')
+
+  t.match(
+    await request(client, PLACE_SUBJECT, bet('dave', 'bet-alice-0001')),
+    { ok: false, error: { code: 'BET_ID_REUSED' } },
+    'the same shard: a coded refusal',
+  )
+  t.match(
+    await request(client, PLACE_SUBJECT, bet('mallory', settlementIdOf('bet-alice-0001'))),
+    { ok: false, error: { code: 'BAD_REQUEST' } },
+    'a client cannot name a bet like a settlement',
+  )
+  for (const squatter of ['mallory', 'dave']) {
+    t.match(
+      await request(client, PLACE_SUBJECT, bet(squatter, 'settle-bet-alice-0001')),
+      { ok: true, verdict: { accepted: true } },
+      `${squatter}'s bet named like the old settlement id is a bet like any other`,
+    )
+  }
+  trader.feed.emit({ type: 'serve', point: 1, second: false })
+  trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  await waitFor(
+    "alice's bet is settled and paid",
+    () => api.ledger.foldFor('alice').bet('bet-alice-0001')?.status === 'settled',
+    20_000,
+  )
+  t.match(api.ledger.foldFor('alice').bet('bet-alice-0001'), { outcome: 'won', userId: 'alice' })
+  await waitFor(
+    "mallory's copy is settled too",
+    () => api.ledger.foldFor('mallory').bet('bet-alice-0001')?.status === 'settled',
+    20_000,
+  )
+  t.equal(api.ledger.diverged(), null, 'no API node found its fold diverged')
+  t.equal(settlement.ledger.diverged(), null, 'nor the settlement node')
+})
