@@ -39,6 +39,7 @@ import {
   writersOf,
 } from '../../crdt/index.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
+import { createLogFences, type FenceDropReason, type LogFence } from './log-fences.ts'
 import { regionNames } from './regions.ts'
 import { type FollowerView, followStream } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
@@ -51,11 +52,13 @@ const CHECKPOINT_KEY = 'checkpoint'
 export const WRITER_HEADER = 'Fabric-Writer'
 /** The writers an update fences (comma-separated): a takeover. */
 export const FENCE_HEADER = 'Fabric-Fence'
+/** The stamps of those fences, in the same order (comma-separated); see log-fences.ts. */
+export const FENCE_STAMPS_HEADER = 'Fabric-Fence-Stamps'
 
-/** Who wrote an update, and whom it fences. */
+/** Who wrote an update, and whom it fences, at which stamps. */
 export interface UpdateAuthor {
   readonly writer: string
-  readonly fences?: readonly string[]
+  readonly fences?: readonly { readonly target: string; readonly stamp: string }[]
 }
 
 export type ReplicaChange = {
@@ -69,7 +72,7 @@ export type DroppedUpdate = {
   readonly gameId: string
   readonly seq: number
   readonly writer: string
-  readonly reason: 'writer fenced' | 'already fenced'
+  readonly reason: FenceDropReason
 }
 
 export interface ReplicaSyncOptions {
@@ -178,15 +181,15 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return replica
   }
 
-  /** Per game, the writers the log has fenced so far (in stream order), each with its fencer. */
-  const logFences = new Map<string, Map<string, string>>()
-  function logFencesOf(gameId: string): Map<string, string> {
-    let fenced = logFences.get(gameId)
-    if (fenced === undefined) {
-      fenced = new Map()
-      logFences.set(gameId, fenced)
+  /** Per game, the fences the log has accepted so far, in stream order (log-fences.ts). */
+  const logFences = new Map<string, ReturnType<typeof createLogFences>>()
+  function logFencesOf(gameId: string): ReturnType<typeof createLogFences> {
+    let fences = logFences.get(gameId)
+    if (fences === undefined) {
+      fences = createLogFences()
+      logFences.set(gameId, fences)
     }
-    return fenced
+    return fences
   }
 
   const startSeq = await restore()
@@ -204,7 +207,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       // A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's.
       for (const writer of writersOf(replica.game)) {
         const fence = fenceOf(replica.game, writer)
-        if (fence !== null) logFencesOf(gameId).set(writer, writerOf(fence))
+        if (fence !== null) logFencesOf(gameId).record(writer, writerOf(fence), fence.stamp)
       }
       // The node's clock must pass everything the snapshot holds before it stamps anything.
       merge(
@@ -218,24 +221,14 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return fromSeq
   }
 
-  /** Why an update must be dropped (see the module comment), or null to apply it. */
-  /**
-   * Decide an update in stream order: drop it (and say why), or apply it and record the fences it
-   * carries. The decision reads the fences the log has accepted so far, never the replica: a writer's
-   * replica also holds its own commits, which the log may yet drop.
-   */
-  function fencedOut(
-    gameId: string,
-    writer: string | undefined,
-    fences: string | undefined,
-  ): Pick<DroppedUpdate, 'writer' | 'reason'> | null {
-    if (!writer) return null
-    const fenced = logFencesOf(gameId)
-    if (fenced.has(writer)) return { writer, reason: 'writer fenced' }
-    const targets = fences ? fences.split(',') : []
-    if (targets.some((target) => fenced.has(target))) return { writer, reason: 'already fenced' }
-    for (const target of targets) fenced.set(target, writer)
-    return null
+  /** The fences an update's headers name, each with its stamp when the writer sent them. */
+  function fencesOf(targets: string | undefined, stamps: string | undefined): LogFence[] {
+    if (!targets) return []
+    const stampList = stamps ? stamps.split(',') : []
+    return targets.split(',').map((target, i) => {
+      const stamp = stampList[i]
+      return isStampKey(stamp) ? { target, stamp } : { target }
+    })
   }
 
   const multiRegion = (options.regions?.length ?? 0) > 1
@@ -248,13 +241,13 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     onMessage(message) {
       const gameId = gameIdOf(message.subject)
       if (!isId(gameId)) return
-      const dropped = fencedOut(
-        gameId,
-        message.headers?.get(WRITER_HEADER),
-        message.headers?.get(FENCE_HEADER),
+      const writer = message.headers?.get(WRITER_HEADER)
+      const reason = logFencesOf(gameId).decide(
+        writer,
+        fencesOf(message.headers?.get(FENCE_HEADER), message.headers?.get(FENCE_STAMPS_HEADER)),
       )
-      if (dropped !== null) {
-        const event = { gameId, seq: message.seq, ...dropped }
+      if (reason !== null) {
+        const event: DroppedUpdate = { gameId, seq: message.seq, writer: writer as string, reason }
         droppedUpdates++
         log.warn(event, 'dropped an update after a fence')
         for (const listener of dropListeners) listener(event)
@@ -299,7 +292,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     replica: (gameId) => replicas.get(gameId),
     replicaFor,
     games: () => [...replicas.keys()],
-    fencedBy: (gameId, writer) => logFences.get(gameId)?.get(writer) ?? null,
+    fencedBy: (gameId, writer) => logFences.get(gameId)?.fencedBy(writer) ?? null,
     droppedUpdates: () => droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     follower,
@@ -317,7 +310,10 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       const headers = natsHeaders()
       if (author !== undefined) {
         headers.set(WRITER_HEADER, author.writer)
-        if (author.fences?.length) headers.set(FENCE_HEADER, author.fences.join(','))
+        if (author.fences?.length) {
+          headers.set(FENCE_HEADER, author.fences.map((fence) => fence.target).join(','))
+          headers.set(FENCE_STAMPS_HEADER, author.fences.map((fence) => fence.stamp).join(','))
+        }
       }
       const ack = await js.publish(names.gameSubject(region, gameId), update, { msgID: msgId, headers })
       return ack.seq

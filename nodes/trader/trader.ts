@@ -71,9 +71,14 @@ export const DEFAULT_TRADER_LIMITS: TraderLimits = {
   takeoverAfterMs: 0,
 }
 
+export interface UpdateFence {
+  readonly target: string
+  readonly stamp: StampKey
+}
+
 export interface TraderPublisher {
-  /** `fences`: the writers this update fences (a takeover). */
-  publishUpdate(update: Uint8Array, msgId: string, fences: readonly string[]): Promise<unknown>
+  /** `fences`: the writers this update fences (a takeover), with the stamps of the fences. */
+  publishUpdate(update: Uint8Array, msgId: string, fences: readonly UpdateFence[]): Promise<unknown>
   publishHeartbeat(heartbeat: Heartbeat): void
 }
 
@@ -185,7 +190,7 @@ export function createTrader(options: TraderOptions): Trader {
   /** Per other writer: its watermark when this trader last saw it move, and when that was. */
   const heard = new Map<string, { watermark: StampKey | null; atMs: number }>()
   let lastTickMs = now()
-  const unpublished: { update: Uint8Array; msgId: string; fences: readonly string[] }[] = []
+  const unpublished: { update: Uint8Array; msgId: string; fences: readonly UpdateFence[] }[] = []
   let publishing: Promise<void> = Promise.resolve()
   let killed = false
   let lastFeedMs = now()
@@ -208,7 +213,9 @@ export function createTrader(options: TraderOptions): Trader {
     const update = replica.commit(entries)
     options.onCommit?.(entries)
     stats.opsWritten += entries.length
-    const fences = entries.flatMap((entry) => (entry.kind === 'fence' ? [entry.writer] : []))
+    const fences = entries.flatMap((entry) =>
+      entry.kind === 'fence' ? [{ target: entry.writer, stamp: entry.stamp }] : [],
+    )
     unpublished.push({ update, msgId: (entries.at(-1) as { stamp: string }).stamp, fences })
     drain()
     return true
