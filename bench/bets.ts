@@ -22,7 +22,7 @@ import pino from 'pino'
 import { yjsBackend } from '../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
-import { createLedgerSync } from '../nodes/fabric/ledger-sync.ts'
+import { joinLedger } from '../nodes/fabric/regions.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
@@ -279,7 +279,7 @@ async function settlementTime(nc: NatsConnection, feed: ManualFeed, point: numbe
       }),
     )
   }
-  const ledger = await createLedgerSync({ nc, region: REGION, shards: SHARDS, log: pino({ level: 'warn' }) })
+  const ledger = await joinLedger({ nc, region: REGION, shards: SHARDS, log: pino({ level: 'warn' }) })
   const prefix = `settle-${point}-`
   let settled = 0
   ledger.onEntry((_shard, _seq, result, entry) => {

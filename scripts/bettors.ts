@@ -10,10 +10,11 @@ import type { Logger } from 'pino'
 import { AFTER_ALL_STAMPS, type Backend, type Hlc, ODDS_POLICIES, transitionAt } from '../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
-import { createLedgerSync } from '../nodes/fabric/ledger-sync.ts'
 import { createPrng } from '../nodes/fabric/prng.ts'
+import { joinLedger } from '../nodes/fabric/regions.ts'
 import { createReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
+import { natsTransport } from '../nodes/fabric/transport.ts'
 
 export const DEPOSIT_CENTS = 100_000
 export const REQUEST_TIMEOUT_MS = 5_000
@@ -68,14 +69,13 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
   const startedMs = Date.now()
   const { snapshots } = await ensureFabric(nc, region)
   const replicas = await createReplicaSync({
-    nc,
+    transport: natsTransport(nc, snapshots),
     region,
     backend: options.backend,
     hlc: options.hlc,
-    snapshots,
     log,
   })
-  const ledger = await createLedgerSync({ nc, region, shards: SHARDS, log })
+  const ledger = await joinLedger({ nc, region, shards: SHARDS, log })
   const users = Array.from({ length: options.count }, (_, i) => `bettor-${i + 1}`)
   const deadline = Date.now() + options.readyTimeoutMs
   await Promise.all(users.map((userId) => credit(nc, userId, deadline)))

@@ -8,8 +8,8 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
-import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { homeRegionOf, joinFabric, routedRegion } from '../fabric/regions.ts'
+import { APPEND_TIMEOUT_MS, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { homeRegionOf, joinFabric, joinLedger, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
@@ -64,7 +64,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
+  const ledger = await joinLedger({ nc, region, shards: options.shards, log })
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
   const routed = routedRegion(region, options.regions)
   const allRegions = options.regions ?? []

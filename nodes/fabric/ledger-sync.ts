@@ -10,8 +10,6 @@
  */
 
 import { createHash } from 'node:crypto'
-import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
-import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import {
   createLedgerFold,
@@ -24,8 +22,9 @@ import {
   type SettlementBatch,
   type SettlementEntry,
 } from './ledger.ts'
-import { type FollowerView, followStream } from './stream-follower.ts'
+import type { FollowerView } from './stream-follower.ts'
 import { names } from './streams.ts'
+import type { FabricTransport } from './transport.ts'
 
 export const DEFAULT_SHARDS = 8
 export const SHARDS_MAX = 256
@@ -45,7 +44,8 @@ export function shardOf(userId: string, shards: number): number {
 }
 
 export interface LedgerSyncOptions {
-  readonly nc: NatsConnection
+  /** The ledger stream (transport.ts: NATS, or memory in the simulator). */
+  readonly transport: FabricTransport
   readonly region: string
   readonly shards: number
   readonly log: Logger
@@ -88,10 +88,9 @@ export interface LedgerSync {
 }
 
 export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
-  const { nc, region, shards, log } = options
+  const { transport, region, shards, log } = options
   if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
     throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
-  const js: JetStreamClient = jetstream(nc)
   const folds = Array.from({ length: shards }, () => createLedgerFold())
   const recent = new Map<number, FoldResult>()
   const waiters = new Map<number, ((result: FoldResult) => void)[]>()
@@ -135,8 +134,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     waiters.delete(seq)
   }
 
-  const follower = await followStream({
-    js,
+  const follower = await transport.follow({
     stream: names.ledgerStream(region),
     startSeq: 1,
     log,
@@ -174,9 +172,9 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
     async append(entry) {
       const subject = names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId)
-      const ack = await js.publish(subject, JSON.stringify(entry), {
-        msgID: dedupIdOf(entry),
-        timeout: APPEND_TIMEOUT_MS,
+      const ack = await transport.append(subject, JSON.stringify(entry), {
+        msgId: dedupIdOf(entry),
+        timeoutMs: APPEND_TIMEOUT_MS,
       })
       expectAt(ack.seq, entry.id)
       return ack.seq
@@ -192,9 +190,9 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
         id: ['settlements', shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR),
         settlements,
       }
-      const ack = await js.publish(names.ledgerBatchSubject(region, shard), JSON.stringify(batch), {
-        msgID: batch.id,
-        timeout: APPEND_TIMEOUT_MS,
+      const ack = await transport.append(names.ledgerBatchSubject(region, shard), JSON.stringify(batch), {
+        msgId: batch.id,
+        timeoutMs: APPEND_TIMEOUT_MS,
       })
       expectAt(ack.seq, settlements[0]?.id ?? batch.id)
       return ack.seq

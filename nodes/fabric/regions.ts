@@ -67,7 +67,7 @@ import {
 } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
-import { shardOf } from './ledger-sync.ts'
+import { createLedgerSync, type LedgerSync, type LedgerSyncOptions, shardOf } from './ledger-sync.ts'
 import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
   assertRegion,
@@ -83,6 +83,7 @@ import {
   type StreamLimits,
   snapshotBucketOptions,
 } from './streams.ts'
+import { natsTransport } from './transport.ts'
 
 /**
  * Every region's merged stream reserves room for every region's updates on each of its servers:
@@ -269,8 +270,24 @@ export function homeRegionOf(userId: string, regions: readonly string[]): string
  * a super-cluster), then restore and follow its replicas.
  */
 export async function joinFabric(
-  options: Omit<ReplicaSyncOptions, 'snapshots'> & { readonly regions?: readonly string[] },
+  options: Omit<ReplicaSyncOptions, 'transport'> & {
+    readonly nc: NatsConnection
+    readonly regions?: readonly string[]
+  },
 ): Promise<ReplicaSync> {
-  const { snapshots } = await ensureFabricFor(options.nc, options.region, options.regions)
-  return createReplicaSync({ ...options, snapshots })
+  const { nc, ...rest } = options
+  const { snapshots } = await ensureFabricFor(nc, options.region, options.regions)
+  return createReplicaSync({ ...rest, transport: natsTransport(nc, snapshots) })
+}
+
+/** The region's ledger over NATS, its streams made sure of first (see joinFabric). */
+export async function joinLedger(
+  options: Omit<LedgerSyncOptions, 'transport'> & {
+    readonly nc: NatsConnection
+    readonly regions?: readonly string[]
+  },
+): Promise<LedgerSync> {
+  const { nc, regions, ...rest } = options
+  const { snapshots } = await ensureFabricFor(nc, options.region, regions)
+  return createLedgerSync({ ...rest, transport: natsTransport(nc, snapshots) })
 }

@@ -19,9 +19,6 @@
  */
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
-import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
-import type { KV } from '@nats-io/kv'
-import { type NatsConnection, headers as natsHeaders, type Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import {
   type ApplyResult,
@@ -41,8 +38,9 @@ import {
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFence } from './log-fences.ts'
 import { regionNames } from './regions.ts'
-import { type FollowerView, followStream } from './stream-follower.ts'
+import type { FollowerView } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
+import type { FabricTransport } from './transport.ts'
 
 /** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
 export const HEARTBEAT_BYTES_MAX = 8 * 1024
@@ -76,11 +74,11 @@ export type DroppedUpdate = {
 }
 
 export interface ReplicaSyncOptions {
-  readonly nc: NatsConnection
+  /** Streams, heartbeats and the snapshot bucket (transport.ts: NATS, or memory in the simulator). */
+  readonly transport: FabricTransport
   readonly region: string
   readonly backend: Backend
   readonly hlc: Hlc
-  readonly snapshots: KV
   readonly log: Logger
   /**
    * Every region of a super-cluster (nodes/fabric/regions.ts), this node's included: the node then
@@ -148,8 +146,8 @@ function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: st
 }
 
 export async function createReplicaSync(options: ReplicaSyncOptions): Promise<ReplicaSync> {
-  const { nc, region, backend, hlc, snapshots, log } = options
-  const js: JetStreamClient = jetstream(nc)
+  const { transport, region, backend, hlc, log } = options
+  const snapshots = transport.snapshots
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
   const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
@@ -195,13 +193,13 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const startSeq = await restore()
 
   async function restore(): Promise<number> {
-    const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY))?.value)
+    const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY)) ?? undefined)
     if (checkpoint === null) return 1
     let fromSeq = checkpoint.seq + 1
     for (const gameId of checkpoint.games) {
       const entry = await snapshots.get(names.snapshotKey(gameId))
-      if (entry === null || entry.value.length === 0) return 1
-      const record = decodeSnapshot(entry.value)
+      if (entry === null || entry.length === 0) return 1
+      const record = decodeSnapshot(entry)
       const replica = backend.restore(record.bytes)
       replicas.set(gameId, replica)
       // A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's.
@@ -232,8 +230,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   }
 
   const multiRegion = (options.regions?.length ?? 0) > 1
-  const follower = await followStream({
-    js,
+  const follower = await transport.follow({
     stream: multiRegion ? regionNames.globalFabricStream(region) : names.fabricStream(region),
     filterSubject: multiRegion ? regionNames.everyRegionGamesSubject : names.allGamesSubject(region),
     startSeq,
@@ -268,23 +265,21 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     if (isNodeId(writer) && isStampKey(stamp)) clock.observeWriter(writer, decodeStamp(stamp).wall)
   }
 
-  const heartbeats: Subscription = nc.subscribe(
+  const stopHeartbeats = transport.subscribe(
     multiRegion ? 'heartbeat.*.game.*' : names.allHeartbeatsSubject(region),
-    {
-      callback: (error, message) => {
-        if (error || message.data.length > HEARTBEAT_BYTES_MAX) return
-        const gameId = gameIdOf(message.subject)
-        const replica = replicas.get(gameId)
-        if (replica === undefined) return
-        let value: unknown
-        try {
-          value = message.json()
-        } catch {
-          return
-        }
-        observeHeartbeat(value)
-        merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
-      },
+    (subject, data) => {
+      if (data.length > HEARTBEAT_BYTES_MAX) return
+      const gameId = gameIdOf(subject)
+      const replica = replicas.get(gameId)
+      if (replica === undefined) return
+      let value: unknown
+      try {
+        value = JSON.parse(new TextDecoder().decode(data))
+      } catch {
+        return
+      }
+      observeHeartbeat(value)
+      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
     },
   )
 
@@ -307,19 +302,19 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       return () => dropListeners.delete(listener)
     },
     async publishUpdate(gameId, update, msgId, author) {
-      const headers = natsHeaders()
+      const headers: Record<string, string> = {}
       if (author !== undefined) {
-        headers.set(WRITER_HEADER, author.writer)
+        headers[WRITER_HEADER] = author.writer
         if (author.fences?.length) {
-          headers.set(FENCE_HEADER, author.fences.map((fence) => fence.target).join(','))
-          headers.set(FENCE_STAMPS_HEADER, author.fences.map((fence) => fence.stamp).join(','))
+          headers[FENCE_HEADER] = author.fences.map((fence) => fence.target).join(',')
+          headers[FENCE_STAMPS_HEADER] = author.fences.map((fence) => fence.stamp).join(',')
         }
       }
-      const ack = await js.publish(names.gameSubject(region, gameId), update, { msgID: msgId, headers })
+      const ack = await transport.append(names.gameSubject(region, gameId), update, { msgId, headers })
       return ack.seq
     },
     publishHeartbeat(gameId, heartbeat) {
-      nc.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
+      transport.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
     },
     async writeSnapshots() {
       const seq = follower.lastSeq()
@@ -338,7 +333,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     async close() {
       if (closed) return
       closed = true
-      heartbeats.unsubscribe()
+      stopHeartbeats()
       await follower.close()
     },
   }

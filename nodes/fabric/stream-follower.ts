@@ -48,6 +48,16 @@ export const AUDIT_BATCH = 1_000
 const AUDIT_CONCURRENCY = 25
 
 /** What the follower is doing, for whoever diagnoses a node that fell behind. */
+/** A stored stream message as a reader sees it (a JetStream `JsMsg` is one). */
+export interface StreamMessage {
+  readonly subject: string
+  readonly seq: number
+  readonly data: Uint8Array
+  readonly headers?: { get(name: string): string } | undefined
+  json<T = unknown>(): T
+  string(): string
+}
+
 export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'
 
 export interface FollowOptions {
@@ -61,7 +71,7 @@ export interface FollowOptions {
   /** The first sequence to deliver. */
   readonly startSeq: number
   /** Called for each message in stream order; it must not throw (log and carry on instead). */
-  readonly onMessage: (message: JsMsg) => void
+  readonly onMessage: (message: StreamMessage) => void
   readonly log: Logger
   readonly stallCheckMs?: number
   /** 0 turns the check against the stream off (VERIFY_EVERY_MS by default). */

@@ -12,8 +12,8 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
 import { routedSubject, type SettledStatus, statusSubject } from '../api/protocol.ts'
-import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { joinFabric, routedRegion } from '../fabric/regions.ts'
+import type { LedgerSync } from '../fabric/ledger-sync.ts'
+import { joinFabric, joinLedger, routedRegion } from '../fabric/regions.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
@@ -94,7 +94,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({ nc, region, shards: options.shards, log })
+  const ledger = await joinLedger({ nc, region, shards: options.shards, log })
   const projection = openProjection(options.databasePath)
   const settler = createSettler({
     replicas,

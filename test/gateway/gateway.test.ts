@@ -12,6 +12,7 @@ import { applyDelta } from '../../gateway/game-view.ts'
 import { CLOSE, type DeltaFrame, type GameView, type SnapshotFrame } from '../../gateway/protocol.ts'
 import { createReplicaSync } from '../../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../../nodes/fabric/streams.ts'
+import { natsTransport } from '../../nodes/fabric/transport.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import {
   GAME,
@@ -352,11 +353,10 @@ t.test('connection and subscription limits', async (t) => {
   const { snapshots } = await ensureFabric(nc, 'eu')
   const hlc = createHlc({ node: 'writer-2' })
   const writer = await createReplicaSync({
-    nc,
+    transport: natsTransport(nc, snapshots),
     region: 'eu',
     backend: yjsBackend,
     hlc,
-    snapshots,
     log: pino({ level: 'silent' }),
   })
   t.teardown(() => writer.close())
@@ -491,11 +491,10 @@ async function bulkGame(t: Test, stack: GatewayStack) {
   const { snapshots } = await ensureFabric(nc, 'eu')
   const hlc = createHlc({ node: 'bulk-writer' })
   const writer = await createReplicaSync({
-    nc,
+    transport: natsTransport(nc, snapshots),
     region: 'eu',
     backend: yjsBackend,
     hlc,
-    snapshots,
     log: pino({ level: 'silent' }),
   })
   t.teardown(() => writer.close())

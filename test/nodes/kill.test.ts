@@ -14,7 +14,7 @@ import t from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT } from '../../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
-import { createLedgerSync } from '../../nodes/fabric/ledger-sync.ts'
+import { joinLedger } from '../../nodes/fabric/regions.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
@@ -75,7 +75,7 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
     log,
     snapshotIntervalMs: 200,
   })
-  const audit = await createLedgerSync({ nc: await cluster.connect(), region: REGION, shards: SHARDS, log })
+  const audit = await joinLedger({ nc: await cluster.connect(), region: REGION, shards: SHARDS, log })
   t.teardown(async () => {
     for (const node of processes) await kill(node)
     await audit.close()

@@ -8,6 +8,7 @@ import t from 'tap'
 import { createHlc, encodeStamp, judge, stampOps, yjsBackend } from '../../../crdt/index.ts'
 import { createReplicaSync, type ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../../../nodes/fabric/streams.ts'
+import { natsTransport } from '../../../nodes/fabric/transport.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { NEXT_POINT, stampAt, transition } from '../../helpers/game-writer.ts'
 import { waitFor } from '../../helpers/wait.ts'
@@ -33,11 +34,10 @@ t.test('replica sync over JetStream', async (t) => {
     const hlc = createHlc({ node, clock: () => wallMs - clockBehindMs })
     clocks.set(node, hlc)
     const sync = await createReplicaSync({
-      nc,
+      transport: natsTransport(nc, snapshots),
       region: 'eu',
       backend: yjsBackend,
       hlc,
-      snapshots,
       log,
     })
     syncs.push(sync)
