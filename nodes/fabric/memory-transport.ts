@@ -1,0 +1,224 @@
+/**
+ * The transport contract (transport.ts) in memory: streams, core messages and a snapshot store
+ * shared by any number of nodes in one process. It passes the same conformance suite as NATS
+ * (test/nodes/fabric/transport-contract.ts), and it is what the deterministic simulator runs the
+ * real replica sync, ledger, bet service, settler and trader over.
+ *
+ * Every delivery (an append's acknowledgement, a stream message to a follower, a core message to
+ * a subscriber) goes through `schedule`, which the simulator owns: it decides when each runs, in
+ * simulated time, and so the order of everything. `reachable` cuts a node off: its appends are
+ * refused, its followers stall until it is reachable again (they resume where they were, as an
+ * ordered consumer would), and core messages to or from it are lost. Streams keep every message
+ * and deduplicate message ids for the whole run (JetStream keeps a window; a longer one hides
+ * nothing the contract promises).
+ */
+
+import type { StreamFollower, StreamMessage } from './stream-follower.ts'
+import { DEFAULT_STREAM_LIMITS, fabricStream, ledgerStream } from './streams.ts'
+import type { Appended, FabricTransport, FollowRequest } from './transport.ts'
+
+/** What a delivery is, for a scheduler that treats them differently. */
+export type DeliveryKind = 'ack' | 'stream' | 'core'
+
+export interface MemoryFabricOptions {
+  /** Streams by name, each with the subjects it stores (NATS wildcards). */
+  readonly streams: Readonly<Record<string, readonly string[]>>
+  /** Run `deliver` later; default: on the next macrotask. */
+  readonly schedule?: (deliver: () => void, kind: DeliveryKind, node: string) => void
+  /** Whether a node reaches the streams and the other nodes now; default: always. */
+  readonly reachable?: (node: string) => boolean
+  /** The clock of followers' idle times; default Date.now. */
+  readonly now?: () => number
+}
+
+export interface StoredMessage {
+  readonly subject: string
+  readonly seq: number
+  readonly data: Uint8Array
+  readonly headers: Readonly<Record<string, string>>
+  readonly msgId: string
+}
+
+export interface MemoryFabric {
+  /** The transport of one node. */
+  transport(node: string): FabricTransport
+  /** What a stream holds, in order. */
+  messages(stream: string): readonly StoredMessage[]
+}
+
+/** A region's streams and their subjects, as nats-server is configured with them (streams.ts). */
+export function regionStreams(region: string): Record<string, readonly string[]> {
+  const streams: Record<string, readonly string[]> = {}
+  for (const config of [
+    fabricStream(region, DEFAULT_STREAM_LIMITS),
+    ledgerStream(region, DEFAULT_STREAM_LIMITS),
+  ])
+    streams[config.name] = config.subjects ?? []
+  return streams
+}
+
+/** A NATS subject pattern test: `*` matches one token, `>` the rest. */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const want = pattern.split('.')
+  const have = subject.split('.')
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === '>') return have.length > i
+    if (i >= have.length || (want[i] !== '*' && want[i] !== have[i])) return false
+  }
+  return want.length === have.length
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const bytes = (data: Uint8Array | string) => (typeof data === 'string' ? encoder.encode(data) : data)
+
+function readable(stored: StoredMessage): StreamMessage {
+  return {
+    subject: stored.subject,
+    seq: stored.seq,
+    data: stored.data,
+    headers: { get: (name) => stored.headers[name] ?? '' },
+    json: <T>() => JSON.parse(decoder.decode(stored.data)) as T,
+    string: () => decoder.decode(stored.data),
+  }
+}
+
+interface Stream {
+  readonly subjects: readonly string[]
+  readonly messages: StoredMessage[]
+  readonly ids: Map<string, number>
+  readonly followers: Set<() => void>
+}
+
+export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
+  const schedule = options.schedule ?? ((deliver) => setImmediate(deliver))
+  const reachable = options.reachable ?? (() => true)
+  const now = options.now ?? Date.now
+  const streams = new Map<string, Stream>()
+  for (const [name, subjects] of Object.entries(options.streams)) {
+    streams.set(name, { subjects, messages: [], ids: new Map(), followers: new Set() })
+  }
+  const subscribers = new Set<{
+    node: string
+    subject: string
+    onMessage: (s: string, d: Uint8Array) => void
+  }>()
+  const store = new Map<string, Uint8Array>()
+
+  function streamFor(subject: string): Stream | undefined {
+    for (const stream of streams.values())
+      if (stream.subjects.some((pattern) => subjectMatches(pattern, subject))) return stream
+    return undefined
+  }
+
+  function follow(node: string, request: FollowRequest): StreamFollower {
+    const stream = streams.get(request.stream)
+    if (stream === undefined) throw new Error(`no stream ${request.stream}`)
+    const caughtUpAt = stream.messages.length
+    let next = Math.max(1, request.startSeq)
+    let lastSeq = next - 1
+    let scheduled = false
+    let closed = false
+    let lastAtMs = now()
+    const pump = () => {
+      if (scheduled || closed || next > stream.messages.length) return
+      scheduled = true
+      schedule(
+        () => {
+          scheduled = false
+          if (closed) return
+          if (!reachable(node)) return // an ordered consumer resumes from here once reachable
+          const stored = stream.messages[next - 1] as StoredMessage
+          next++
+          lastSeq = stored.seq
+          lastAtMs = now()
+          request.onMessage(readable(stored))
+          pump()
+        },
+        'stream',
+        node,
+      )
+    }
+    stream.followers.add(pump)
+    pump()
+    return {
+      lastSeq: () => lastSeq,
+      caughtUp: () => lastSeq >= caughtUpAt,
+      restarts: () => 0,
+      holes: () => 0,
+      phase: () => (closed ? 'closed' : 'consuming'),
+      idleMs: () => now() - lastAtMs,
+      diverged: () => null,
+      async close() {
+        closed = true
+        stream.followers.delete(pump)
+      },
+    }
+  }
+
+  function transport(node: string): FabricTransport {
+    return {
+      append(subject, data, appendOptions) {
+        return new Promise<Appended>((resolve, reject) => {
+          const stream = streamFor(subject)
+          if (stream === undefined) {
+            schedule(() => reject(new Error(`no stream holds ${subject}`)), 'ack', node)
+            return
+          }
+          if (!reachable(node)) {
+            schedule(() => reject(new Error(`${node} cannot reach the stream`)), 'ack', node)
+            return
+          }
+          const known = stream.ids.get(appendOptions.msgId)
+          if (known !== undefined) {
+            schedule(() => resolve({ seq: known, duplicate: true }), 'ack', node)
+            return
+          }
+          const seq = stream.messages.length + 1
+          stream.messages.push({
+            subject,
+            seq,
+            data: bytes(data),
+            headers: { ...appendOptions.headers },
+            msgId: appendOptions.msgId,
+          })
+          stream.ids.set(appendOptions.msgId, seq)
+          for (const pump of stream.followers) pump()
+          schedule(() => resolve({ seq, duplicate: false }), 'ack', node)
+        })
+      },
+      follow: async (request) => follow(node, request),
+      publish(subject, data) {
+        if (!reachable(node)) return
+        const payload = bytes(data)
+        for (const subscriber of subscribers) {
+          if (!subjectMatches(subscriber.subject, subject)) continue
+          schedule(
+            () => {
+              if (reachable(subscriber.node) && subscribers.has(subscriber))
+                subscriber.onMessage(subject, payload)
+            },
+            'core',
+            subscriber.node,
+          )
+        }
+      },
+      subscribe(subject, onMessage) {
+        const subscriber = { node, subject, onMessage }
+        subscribers.add(subscriber)
+        return () => subscribers.delete(subscriber)
+      },
+      snapshots: {
+        get: async (key) => store.get(key) ?? null,
+        async put(key, value) {
+          store.set(key, bytes(value))
+        },
+      },
+    }
+  }
+
+  return {
+    transport,
+    messages: (name) => streams.get(name)?.messages ?? [],
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The transport contract's conformance suite (nodes/fabric/transport.ts): what replica sync and the
+ * ledger rely on, checked the same way against every implementation. transport.test.ts runs it on
+ * a real NATS cluster and in memory.
+ */
+
+import pino from 'pino'
+import type { Test } from 'tap'
+import type { StreamMessage } from '../../../nodes/fabric/stream-follower.ts'
+import { names } from '../../../nodes/fabric/streams.ts'
+import type { FabricTransport } from '../../../nodes/fabric/transport.ts'
+import { waitFor } from '../../helpers/wait.ts'
+
+export const CONTRACT_REGION = 'eu'
+const log = pino({ level: 'silent' })
+const decoder = new TextDecoder()
+
+/** Two transports of one fabric (two nodes), with the region's streams in place. */
+export type TransportPair = () => Promise<{ a: FabricTransport; b: FabricTransport; close(): Promise<void> }>
+
+export function transportContract(t: Test, name: string, open: TransportPair): void {
+  const region = CONTRACT_REGION
+  const subject = (n: number) => names.ledgerSubject(region, n % 4, `user-${n}`)
+
+  t.test(`${name}: appends are stored once per message id, in order, with their headers`, async (t) => {
+    const { a, b, close } = await open()
+    t.teardown(close)
+    const first = await a.append(subject(1), '{"n":1}', { msgId: 'm-1', headers: { 'Fabric-Writer': 'w' } })
+    const second = await b.append(subject(2), '{"n":2}', { msgId: 'm-2' })
+    t.equal(first.duplicate, false)
+    t.ok(second.seq > first.seq, 'sequences grow')
+    const again = await b.append(subject(1), '{"n":"changed"}', { msgId: 'm-1' })
+    t.same(again, { seq: first.seq, duplicate: true }, 'a repeated id gets the original sequence')
+    const seen: StreamMessage[] = []
+    const follower = await b.follow({
+      stream: names.ledgerStream(region),
+      startSeq: first.seq,
+      log,
+      onMessage: (message) => seen.push(message),
+    })
+    t.teardown(() => follower.close())
+    await waitFor('both messages', () => seen.length >= 2 && follower.caughtUp())
+    t.same(
+      seen.map((m) => [m.seq, m.subject, decoder.decode(m.data)]),
+      [
+        [first.seq, subject(1), '{"n":1}'],
+        [second.seq, subject(2), '{"n":2}'],
+      ],
+    )
+    t.equal(seen[0]?.headers?.get('Fabric-Writer'), 'w', 'headers travel')
+    t.same(seen[1]?.json(), { n: 2 })
+    const third = await a.append(subject(3), '{"n":3}', { msgId: 'm-3' })
+    await waitFor('a live message', () => seen.length === 3)
+    t.equal(seen[2]?.seq, third.seq, 'then live ones, in order')
+    t.equal(follower.lastSeq(), third.seq)
+  })
+
+  t.test(`${name}: a follower from a later sequence skips what came before`, async (t) => {
+    const { a, close } = await open()
+    t.teardown(close)
+    const seqs: number[] = []
+    for (let n = 1; n <= 5; n++)
+      seqs.push((await a.append(subject(n), `{"n":${n}}`, { msgId: `k-${n}` })).seq)
+    const seen: number[] = []
+    const follower = await a.follow({
+      stream: names.ledgerStream(region),
+      startSeq: seqs[3] as number,
+      log,
+      onMessage: (message) => seen.push(message.seq),
+    })
+    t.teardown(() => follower.close())
+    await waitFor('caught up', () => follower.caughtUp())
+    t.same(seen, seqs.slice(3))
+  })
+
+  t.test(`${name}: an append no stream holds is refused`, async (t) => {
+    const { a, close } = await open()
+    t.teardown(close)
+    await t.rejects(a.append('nowhere.at.all', '{}', { msgId: 'x-1', timeoutMs: 500 }))
+  })
+
+  t.test(`${name}: core messages reach subscribers of matching subjects until they stop`, async (t) => {
+    const { a, b, close } = await open()
+    t.teardown(close)
+    const heard: string[] = []
+    const stop = b.subscribe(names.allHeartbeatsSubject(region), (s, data) =>
+      heard.push(`${s}:${decoder.decode(data)}`),
+    )
+    await waitFor('the subscription is in place', async () => {
+      a.publish(names.heartbeatSubject(region, 'probe'), 'ping')
+      return heard.length > 0
+    })
+    heard.length = 0
+    a.publish(names.heartbeatSubject(region, 'g1'), 'one')
+    a.publish('heartbeat.other.game.g1', 'not for us')
+    await waitFor('the message', () => heard.includes(`${names.heartbeatSubject(region, 'g1')}:one`))
+    stop()
+    a.publish(names.heartbeatSubject(region, 'g2'), 'two')
+    a.publish(names.heartbeatSubject(region, 'g1'), 'three')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.notOk(
+      heard.some((line) => line.endsWith(':two') || line.endsWith(':three')),
+      'nothing after stop',
+    )
+    t.notOk(
+      heard.some((line) => line.includes('not for us')),
+      'nothing of other subjects',
+    )
+  })
+
+  t.test(`${name}: the snapshot store keeps the last value of each key`, async (t) => {
+    const { a, b, close } = await open()
+    t.teardown(close)
+    t.equal(await a.snapshots.get('game.none'), null)
+    await a.snapshots.put('game.g1', 'first')
+    await b.snapshots.put('game.g1', new TextEncoder().encode('second'))
+    t.equal(decoder.decode((await a.snapshots.get('game.g1')) ?? new Uint8Array()), 'second')
+  })
+}
