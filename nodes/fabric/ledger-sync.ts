@@ -24,6 +24,7 @@ import {
 } from './ledger.ts'
 import type { FollowerView } from './stream-follower.ts'
 import { names } from './streams.ts'
+import { realTimers, type Timers } from './timers.ts'
 import type { FabricTransport } from './transport.ts'
 
 export const DEFAULT_SHARDS = 8
@@ -49,6 +50,8 @@ export interface LedgerSyncOptions {
   readonly region: string
   readonly shards: number
   readonly log: Logger
+  /** The timers of read-back deadlines (timers.ts); default the real ones. */
+  readonly timers?: Timers
 }
 
 export type LedgerListener = (
@@ -89,6 +92,7 @@ export interface LedgerSync {
 
 export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
   const { transport, region, shards, log } = options
+  const timers = options.timers ?? realTimers
   if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
     throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
   const folds = Array.from({ length: shards }, () => createLedgerFold())
@@ -202,13 +206,13 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       if (known !== undefined) return Promise.resolve(known)
       if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(
+        const cancel = timers.setTimeout(
           () => reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`)),
           timeoutMs,
         )
         const list = waiters.get(seq) ?? []
         list.push((result) => {
-          clearTimeout(timer)
+          cancel()
           resolve(result)
         })
         waiters.set(seq, list)

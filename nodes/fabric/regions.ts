@@ -83,7 +83,7 @@ import {
   type StreamLimits,
   snapshotBucketOptions,
 } from './streams.ts'
-import { natsTransport } from './transport.ts'
+import { type FabricTransport, natsTransport } from './transport.ts'
 
 /**
  * Every region's merged stream reserves room for every region's updates on each of its servers:
@@ -276,8 +276,20 @@ export async function joinFabric(
   },
 ): Promise<ReplicaSync> {
   const { nc, ...rest } = options
-  const { snapshots } = await ensureFabricFor(nc, options.region, options.regions)
-  return createReplicaSync({ ...rest, transport: natsTransport(nc, snapshots) })
+  return createReplicaSync({
+    ...rest,
+    transport: await natsFabricTransport(nc, options.region, options.regions),
+  })
+}
+
+/** The transport of a node over NATS (transport.ts), its region's streams made sure of first. */
+export async function natsFabricTransport(
+  nc: NatsConnection,
+  region: string,
+  regions: readonly string[] | undefined,
+): Promise<FabricTransport> {
+  const { snapshots } = await ensureFabricFor(nc, region, regions)
+  return natsTransport(nc, snapshots)
 }
 
 /** The region's ledger over NATS, its streams made sure of first (see joinFabric). */
@@ -288,6 +300,5 @@ export async function joinLedger(
   },
 ): Promise<LedgerSync> {
   const { nc, regions, ...rest } = options
-  const { snapshots } = await ensureFabricFor(nc, options.region, regions)
-  return createLedgerSync({ ...rest, transport: natsTransport(nc, snapshots) })
+  return createLedgerSync({ ...rest, transport: await natsFabricTransport(nc, options.region, regions) })
 }

@@ -14,9 +14,10 @@
  * waits only if the clock has moved to a host that runs behind.
  */
 
-import type { KV } from '@nats-io/kv'
 import type { Logger } from 'pino'
 import { ClockDriftError, type Hlc } from '../../crdt/index.ts'
+import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
+import type { SnapshotStore } from '../fabric/transport.ts'
 
 export const DEFAULT_CEILING_LEASE_MS = 2_000
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
@@ -25,12 +26,13 @@ export const CEILING_MERGE_RETRY_MS = 100
 export const ceilingKey = (gameId: string, writer: string) => `clock.${gameId}.${writer}`
 
 export interface ClockCeilingOptions {
-  readonly kv: KV
+  readonly store: SnapshotStore
   readonly gameId: string
   readonly hlc: Hlc
   readonly now: () => number
   readonly log: Logger
   readonly leaseMs?: number
+  readonly timers?: Timers
 }
 
 export interface ClockCeiling {
@@ -42,13 +44,14 @@ export interface ClockCeiling {
 
 /** Read the stored ceiling, merge it into the clock (waiting until the clock can), store a new one. */
 export async function restoreClockCeiling(options: ClockCeilingOptions): Promise<ClockCeiling> {
-  const { kv, hlc, now, log } = options
+  const { store, hlc, now, log } = options
+  const timers = options.timers ?? realTimers
   const key = ceilingKey(options.gameId, hlc.node)
   const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
-  const stored = await kv.get(key)
-  const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored.value))
+  const stored = await store.get(key)
+  const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored))
   if (Number.isSafeInteger(previous) && previous > 0) {
-    await mergeWhenPossible(hlc, previous + 1, log)
+    await mergeWhenPossible(hlc, previous + 1, log, timers)
     log.info({ ceiling: previous }, 'clock resumed past its stored ceiling')
   }
   let ceiling = 0
@@ -56,7 +59,7 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
 
   async function renew(): Promise<void> {
     const next = Math.max(now(), hlc.last().wall) + leaseMs
-    await kv.put(key, String(next))
+    await store.put(key, String(next))
     ceiling = Math.max(ceiling, next)
   }
   await renew()
@@ -77,7 +80,7 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   }
 }
 
-async function mergeWhenPossible(hlc: Hlc, wallMs: number, log: Logger): Promise<void> {
+async function mergeWhenPossible(hlc: Hlc, wallMs: number, log: Logger, timers: Timers): Promise<void> {
   for (let warned = false; ; ) {
     try {
       hlc.receive({ wall: wallMs, logical: 0, node: hlc.node })
@@ -86,7 +89,7 @@ async function mergeWhenPossible(hlc: Hlc, wallMs: number, log: Logger): Promise
       if (!(error instanceof ClockDriftError)) throw error
       if (!warned) log.warn({ driftMs: error.driftMs }, 'waiting for the clock to reach its stored ceiling')
       warned = true
-      await new Promise((resolve) => setTimeout(resolve, CEILING_MERGE_RETRY_MS))
+      await sleep(timers, CEILING_MERGE_RETRY_MS)
     }
   }
 }

@@ -14,8 +14,10 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Entry, genesisOf, type Hlc } from '../../crdt/index.ts'
-import { ensureFabricFor, joinFabric } from '../fabric/regions.ts'
-import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { natsFabricTransport } from '../fabric/regions.ts'
+import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
+import type { FabricTransport } from '../fabric/transport.ts'
 import { restoreClockCeiling } from './clock-ceiling.ts'
 import type { FeedAdapter, FeedEvent } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
@@ -29,7 +31,12 @@ export const killSubject = (region: string) => `trader.${region}.kill`
 export const resumeSubject = (region: string) => `trader.${region}.resume`
 
 export interface TraderNodeOptions {
-  readonly nc: NatsConnection
+  /** The connection the trader's transport is built on, unless `transport` is given. */
+  readonly nc?: NatsConnection
+  /** The streams, heartbeats and snapshot store (transport.ts); the simulator passes memory. */
+  readonly transport?: FabricTransport
+  /** Heartbeat, snapshot and catch-up timers (timers.ts); default the real ones. */
+  readonly timers?: Timers
   readonly region: string
   readonly node: string
   readonly gameId: string
@@ -67,10 +74,12 @@ function targetsGame(data: Uint8Array, gameId: string): boolean {
 }
 
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
-  const { nc, region, gameId, log } = options
+  const { region, gameId, log } = options
+  const timers = options.timers ?? realTimers
   const hlc = options.hlc ?? createHlc({ node: options.node, ...(options.now ? { clock: options.now } : {}) })
-  const replicas = await joinFabric({
-    nc,
+  const transport = await transportOf(options)
+  const replicas = await createReplicaSync({
+    transport,
     region,
     backend: options.backend,
     hlc,
@@ -78,13 +87,13 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
-  const { snapshots } = await ensureFabricFor(nc, region, options.regions)
   const ceiling = await restoreClockCeiling({
-    kv: snapshots,
+    store: transport.snapshots,
     gameId,
     hlc,
     now: options.now ?? Date.now,
     log,
+    timers,
   })
   /** The highest stream sequence JetStream gave one of this trader's updates. */
   let lastAckSeq = 0
@@ -122,25 +131,21 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
   const snapshotSafe = () =>
     trader.role() !== 'fenced' && trader.backlog() === 0 && replicas.lastSeq() >= lastAckSeq
   const heartbeatMs = options.limits?.heartbeatMs ?? 20
-  const ticker = setInterval(() => trader.tick(), heartbeatMs)
-  const snapshotter =
+  const stopTicker = timers.setInterval(() => trader.tick(), heartbeatMs)
+  const stopSnapshots =
     options.snapshotIntervalMs > 0
-      ? setInterval(() => {
+      ? timers.setInterval(() => {
           if (!snapshotSafe()) return
           replicas.writeSnapshots().catch((error) => log.warn({ err: error }, 'snapshot round failed'))
         }, options.snapshotIntervalMs)
       : null
-  const kill = nc.subscribe(killSubject(region), {
-    callback: (_error, message) => {
-      if (!targetsGame(message.data, gameId)) return
-      log.warn({ gameId }, 'kill switch: suspending every open market')
-      trader.kill('kill switch')
-    },
+  const stopKill = transport.subscribe(killSubject(region), (_subject, data) => {
+    if (!targetsGame(data, gameId)) return
+    log.warn({ gameId }, 'kill switch: suspending every open market')
+    trader.kill('kill switch')
   })
-  const resume = nc.subscribe(resumeSubject(region), {
-    callback: (_error, message) => {
-      if (targetsGame(message.data, gameId)) trader.resume()
-    },
+  const stopResume = transport.subscribe(resumeSubject(region), (_subject, data) => {
+    if (targetsGame(data, gameId)) trader.resume()
   })
   if (trader.role() === 'active') await startFeed()
   log.info({ gameId, feed: options.feed.name, role: trader.role() }, 'trader started')
@@ -149,7 +154,7 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     for (let waited = 0; !replicas.caughtUp(); waited += CATCH_UP_POLL_MS) {
       if (waited > 0 && waited % CATCH_UP_LOG_MS === 0)
         log.info({ waitedMs: waited }, 'catching up before the feed')
-      await new Promise((resolve) => setTimeout(resolve, CATCH_UP_POLL_MS))
+      await sleep(timers, CATCH_UP_POLL_MS)
     }
     const handle = (event: FeedEvent) => trader.handle(event)
     if (genesisOf(replicas.replicaFor(gameId).game) === null) {
@@ -170,15 +175,22 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     hlc,
     async close() {
       options.feed.stop()
-      clearInterval(ticker)
-      if (snapshotter) clearInterval(snapshotter)
-      kill.unsubscribe()
-      resume.unsubscribe()
+      stopTicker()
+      stopSnapshots?.()
+      stopKill()
+      stopResume()
       stopDrops()
       await trader.flush()
       await replicas.close()
     },
   }
+}
+
+/** The transport given, or one over the NATS connection given. */
+async function transportOf(options: TraderNodeOptions): Promise<FabricTransport> {
+  if (options.transport) return options.transport
+  if (!options.nc) throw new TypeError('a trader node needs a NATS connection or a transport')
+  return natsFabricTransport(options.nc, options.region, options.regions)
 }
 
 /** A trader of one game driven event by event (tests, benchmarks, operator tools): writer `trader-1`. */
