@@ -127,7 +127,11 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
         () => {
           scheduled = false
           if (closed) return
-          if (!reachable(node)) return // an ordered consumer resumes from here once reachable
+          if (!reachable(node)) {
+            // An ordered consumer resumes from here once the node is reachable again: try later.
+            pump()
+            return
+          }
           const stored = stream.messages[next - 1] as StoredMessage
           next++
           lastSeq = stored.seq

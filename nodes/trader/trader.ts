@@ -30,9 +30,11 @@ import {
   encodeStamp,
   fenceOf,
   firstStampAt,
+  type GameState,
   genesisOf,
   type Heartbeat,
   type Hlc,
+  isValidEntry,
   lastStampAt,
   type MarketStatus,
   type Op,
@@ -166,6 +168,20 @@ function pointPrices(server: Side, second: boolean, margin: number): { winner: P
     winner: twoWay('home', 'away', homeWins, margin),
     ace: twoWay('yes', 'no', second ? ACE.second : ACE.first, margin),
   }
+}
+
+/**
+ * The writer running the match: the author of the latest entry other than membership (admit,
+ * retire, fence), or null before the genesis. Standbys write nothing else.
+ */
+export function runningWriter(game: GameState): string | null {
+  let latest: Entry | null = genesisOf(game)
+  for (const entry of game.entries.values()) {
+    if (entry.kind === 'admit' || entry.kind === 'retire' || entry.kind === 'fence') continue
+    if (latest !== null && entry.stamp <= latest.stamp) continue
+    if (isValidEntry(game, entry)) latest = entry
+  }
+  return latest === null ? null : writerOf(latest)
 }
 
 export function createTrader(options: TraderOptions): Trader {
@@ -413,8 +429,13 @@ export function createTrader(options: TraderOptions): Trader {
     if (!activeWriters(replica.game).includes(me)) return
     const silent = silentWriters()
     if (silent.length === 0) return
+    // A standby takes over when no other writer is left to run the match, or when the writer it
+    // fences is the one running it (with two standbys, the other standby is heard all along).
+    const running = runningWriter(replica.game)
     const takingOver =
-      role === 'standby' && activeWriters(replica.game).every((w) => w === me || silent.includes(w))
+      role === 'standby' &&
+      (activeWriters(replica.game).every((w) => w === me || silent.includes(w)) ||
+        (running !== null && running !== me && silent.includes(running)))
     const entries = closeUnresulted(
       silent.map((writer): Op => ({ kind: 'fence', writer })),
       takingOver ? 'trader takeover' : null,
@@ -440,11 +461,11 @@ export function createTrader(options: TraderOptions): Trader {
    */
   function closeUnresulted(first: readonly Op[], reason: string | null): Entry[] {
     const unresulted = reason === null ? [] : unresultedMarkets()
+    // Every one is closed again, closed or not: a close by the writer this commit fences may be
+    // stamped after the fence, and then it stops counting the moment the fence is applied.
     const entries = stampOps(hlc, [
       ...first,
-      ...unresulted
-        .filter((id) => statusOf(id) !== 'closed')
-        .map((id) => transitionTo(id, 'closed', reason as string)),
+      ...unresulted.map((id) => transitionTo(id, 'closed', reason as string)),
     ])
     if (unresulted.length === 0) return entries
     const to = entries.at(-1)?.stamp ?? encodeStamp(hlc.now())

@@ -14,6 +14,13 @@ t.test('an unknown option, a bad value and --help', async (t) => {
     ['bench/gateway.ts', ['--clients'], 1, /'--clients <value>' argument missing\nusage: --clients/],
     ['scripts/chaos/run.ts', ['--scenarios', 'nope'], 1, /unknown scenarios: nope\nusage: --profile/],
     ['scripts/start-stack.ts', ['--help'], 0, /^usage: .*--bettors/],
+    [
+      'test/sim/cli.ts',
+      ['--writers', '4'],
+      1,
+      /--writers must be an integer in 1\.\.3.*\nusage: npm run sim/,
+    ],
+    ['test/sim/cli.ts', ['--help'], 0, /^usage: npm run sim -- .*--skew-ms/],
   ]
   for (const [script, args, status, output] of cases) {
     const result = run(script, ...args)

@@ -18,6 +18,10 @@ export interface Scheduler {
   /** Run events up to and including `untilMs`. */
   runUntil(untilMs: number, stepsMax: number): number
   pending(): number
+  /** When the next event runs, or null with none left. */
+  nextAtMs(): number | null
+  /** Run the next event; false with none left. */
+  step(): boolean
 }
 
 function before(a: Scheduled, b: Scheduled): boolean {
@@ -89,6 +93,14 @@ export function createScheduler(startMs: number): Scheduler {
       return steps
     },
     pending: () => heap.length,
+    nextAtMs: () => (heap.length === 0 ? null : (heap[0] as Scheduled).atMs),
+    step() {
+      if (heap.length === 0) return false
+      const next = pop()
+      now = Math.max(now, next.atMs)
+      next.run()
+      return true
+    },
   }
   return scheduler
 }

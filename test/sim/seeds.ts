@@ -15,7 +15,7 @@ export function runSeeds(t: Test, backend: BackendName, first: number, count: nu
     bets += report.bets
     if (report.failures.length === 0) continue
     failed++
-    t.fail(`seed ${seed} failed; replay: npm run sim -- --seed ${seed} --backend ${backend}`, {
+    t.fail(`seed ${seed} failed; replay: npm run sim -- --model --seed ${seed} --backend ${backend}`, {
       failures: report.failures,
     })
   }
