@@ -62,7 +62,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
 ]
 
 /** Faults the runner injects; a new kind of fault is added here so that the files stay checked. */
-export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'loss' | 'skew' | 'heal'
+export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'loss' | 'skew' | 'hostile' | 'heal'
 export const FAULT_KINDS: readonly FaultKind[] = [
   'partition',
   'kill',
@@ -70,6 +70,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'delay',
   'loss',
   'skew',
+  'hostile',
   'heal',
 ]
 

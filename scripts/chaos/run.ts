@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import { DIVERGED_EXIT_CODE } from '../../nodes/fabric/node-main.ts'
@@ -36,6 +37,7 @@ import {
 import { stopProcesses } from '../node-process.ts'
 import { check } from './checker.ts'
 import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
+import { HOSTILE_USER, startHostileClient } from './hostile-client.ts'
 import {
   createLab,
   type Lab,
@@ -198,6 +200,37 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'colliding-ids',
+    description:
+      'a client sends bet ids of other users on its ledger shard, ids in the settlement namespace and ids like the old settlement ids: each is answered with its code, every victim is still settled, and no API node restarts',
+    async inject(stack) {
+      const nc = await stack.connect()
+      const hostile = startHostileClient(nc, { gameId: GAME, shards: SHARDS })
+      return {
+        kind: 'hostile',
+        target: HOSTILE_USER,
+        async heal() {
+          const report = await hostile.stop()
+          await nc.close()
+          console.log(
+            `hostile client: ${report.sent} colliding ids sent, answers ${JSON.stringify(report.answers)}`,
+          )
+          const restarted = Object.keys(stack.rebuilds()).filter((name) => name.startsWith('api'))
+          if (report.wrong.length > 0 || restarted.length > 0)
+            throw new Error(
+              `colliding ids were not all answered with their codes (${report.wrong.slice(0, 5).join('; ')}), or API nodes restarted (${restarted.join(', ')})`,
+            )
+          if (report.unsettled.length > 0)
+            throw new Error(
+              `victims of squatted settlement ids were not settled in time: ${report.unsettled.slice(0, 5).join(', ')}`,
+            )
+          if ((report.answers.BET_ID_REUSED ?? 0) === 0)
+            throw new Error('no colliding id reached an API node')
+        },
+      }
+    },
+  },
+  {
     name: 'trader-pause',
     description: 'SIGSTOP the trader: its markets go stale and API nodes refuse bets (REPLICA_STALE)',
     async inject(stack) {
@@ -355,6 +388,8 @@ interface Stack {
   kill(name: string): Promise<void>
   start(name: string, env?: Record<string, string>): Promise<void>
   restart(name: string, env: Record<string, string>): Promise<void>
+  /** A NATS connection to the stack's (first) region. */
+  connect(): Promise<NatsConnection>
   /** Stop a node and start it again without waiting for it to be ready (only for /healthz). */
   startUnready(name: string, env: Record<string, string>): Promise<void>
   opsUrl(name: string): string
@@ -508,6 +543,7 @@ async function startStack(
       )
     },
     opsUrl,
+    connect: () => ('regions' in cluster ? cluster.connect(regions[0] as string) : cluster.connect()),
     async stop(name) {
       const child = children.get(name)
       if (child !== undefined) await stopProcesses([child])
