@@ -11,6 +11,7 @@
  * under a second.
  */
 
+import { stampWall } from '../../crdt/index.ts'
 import { payoutCents, SETTLEMENT_OUTCOMES, type SettlementOutcome } from '../../nodes/fabric/ledger.ts'
 import type {
   DepositEvent,
@@ -552,6 +553,9 @@ function endVerdict(agreement: Agreement, facts: BetFacts): VerdictLike | null {
 // ---------------------------------------------------------------------------------------------
 // 3. Sound acceptances, against the trader's log
 
+/** How far a placement may follow the trader's suspension by the wall clock and still stand. */
+export const REAL_TIME_SLACK_MS = 250
+
 function acceptanceProblem(
   market: MarketIndex | undefined,
   place: PlaceEvent,
@@ -575,7 +579,22 @@ function acceptanceProblem(
   const told = facts.finals.find((final) => final.accepted && final.odds !== offered)
   if (told !== undefined)
     return `the client was told it stands at odds ${told.odds}, the trader offered ${offered}`
-  return null
+  return lateInRealTime(market, state, place)
+}
+
+/**
+ * Stamps can lie when a clock does: a node far behind its trader stamps a bet before a suspension
+ * it has already applied. So an accepted bet is also judged by the wall clock: it must have been
+ * placed before the trader suspended the market, by the trader's clock (which the runner never
+ * skews), give or take REAL_TIME_SLACK_MS. With sound clocks a bet's stamp is never earlier than
+ * its placement, so an accepted bet always passes.
+ */
+function lateInRealTime(market: MarketIndex, state: MarketStateEntry, place: PlaceEvent): string | null {
+  const next = market.entries.find((entry) => entry.stamp > state.stamp && entry.status !== 'open')
+  if (next === undefined) return null
+  const lateMs = place.atMs - stampWall(next.stamp)
+  if (lateMs <= REAL_TIME_SLACK_MS) return null
+  return `accepted, though placed ${lateMs} ms after the trader had ${place.marketId} ${next.status} (${next.stamp}), by the wall clock`
 }
 
 /** Inside a void window a bet must end rejected, and be refunded rather than settled won or lost. */

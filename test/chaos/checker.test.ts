@@ -20,7 +20,13 @@ import {
   type RejectReason,
 } from '../../crdt/index.ts'
 import { createLedgerFold, type SettlementOutcome } from '../../nodes/fabric/ledger.ts'
-import { type CheckRun, check, type InvariantId, type Report } from '../../scripts/chaos/checker.ts'
+import {
+  type CheckRun,
+  check,
+  type InvariantId,
+  REAL_TIME_SLACK_MS,
+  type Report,
+} from '../../scripts/chaos/checker.ts'
 import {
   createJsonLinesWriter,
   type FinalStatusEvent,
@@ -29,6 +35,7 @@ import {
   ledgerViewOf,
   type MarketStatus,
   type NodeFinalState,
+  type PlaceEvent,
   parseHistoryEvent,
   parseJsonLines,
   parseNodeFinalState,
@@ -527,6 +534,24 @@ t.test('3: a bet finally accepted while the trader had the market suspended is u
     `accepted at ${encodeStamp({ wall: 6_500, logical: 6, node: 'api-1' })}, but the trader had point-1 suspended since ${traderStamp(6_000)}`,
   ])
 })
+
+t.test(
+  '3: a bet accepted by its stamp but placed after the suspension by the wall clock is unsound',
+  async (t) => {
+    // A node far behind its trader stamps bet-won-exact before the suspension at 6 s, though its
+    // client placed it at 8 s: sound by the stamps, past-posted by the clock.
+    const run = handRun()
+    const index = run.history.findIndex((e) => e.type === 'place' && e.betId === 'bet-won-exact')
+    run.history[index] = { ...(run.history[index] as PlaceEvent), atMs: 8_000 }
+    const report = check(run)
+    t.same(failing(report), ['sound-acceptances'])
+    t.match(problemsOf(report, 'sound-acceptances', 'bet-won-exact'), [
+      /accepted, though placed 2000 ms after the trader had point-1 suspended .*by the wall clock/,
+    ])
+    run.history[index] = { ...(run.history[index] as PlaceEvent), atMs: 6_000 + REAL_TIME_SLACK_MS }
+    t.same(failing(check(run)), [], 'within the slack it stands')
+  },
+)
 
 t.test("3: a bet accepted under 'exact' at a price the trader no longer offered is unsound", async (t) => {
   const run = handRun({
