@@ -8,9 +8,9 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
-import { APPEND_TIMEOUT_MS, type LedgerSync } from '../fabric/ledger-sync.ts'
-import { homeRegionOf, joinFabric, joinLedger, routedRegion } from '../fabric/regions.ts'
-import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
+import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
 import {
@@ -55,8 +55,10 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const { nc, region, log } = options
   const hlc =
     options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const replicas = await joinFabric({
-    nc,
+  // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
+  const transport = await natsFabricTransport(nc, region, options.regions)
+  const replicas = await createReplicaSync({
+    transport,
     region,
     backend: options.backend,
     hlc,
@@ -64,7 +66,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await joinLedger({ nc, region, shards: options.shards, log })
+  const ledger = await createLedgerSync({ transport, region, shards: options.shards, log })
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
   const routed = routedRegion(region, options.regions)
   const allRegions = options.regions ?? []
@@ -78,7 +80,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     limits: options.limits,
     ...(options.clock ? { now: options.clock } : {}),
     ...(homeHere ? { homeHere } : {}),
-    publishStatus: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
+    publishStatus: (userId, status) => transport.publish(statusSubject(userId), JSON.stringify(status)),
   })
   // A queue group: each request goes to one API node, and nodes come and go freely.
   const endpoint = nc.subscribe(routedSubject(PLACE_SUBJECT, routed), {

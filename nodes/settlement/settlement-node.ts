@@ -12,9 +12,9 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
 import { routedSubject, type SettledStatus, statusSubject } from '../api/protocol.ts'
-import type { LedgerSync } from '../fabric/ledger-sync.ts'
-import { joinFabric, joinLedger, routedRegion } from '../fabric/regions.ts'
-import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { natsFabricTransport, routedRegion } from '../fabric/regions.ts'
+import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
 
@@ -85,8 +85,10 @@ function serveQueries(
 export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
   const { nc, region, log } = options
   const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
-  const replicas = await joinFabric({
-    nc,
+  // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
+  const transport = await natsFabricTransport(nc, region, options.regions)
+  const replicas = await createReplicaSync({
+    transport,
     region,
     backend: options.backend,
     hlc,
@@ -94,7 +96,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await joinLedger({ nc, region, shards: options.shards, log })
+  const ledger = await createLedgerSync({ transport, region, shards: options.shards, log })
   const projection = openProjection(options.databasePath)
   const settler = createSettler({
     replicas,
@@ -102,7 +104,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     projection,
     log,
     ...(options.clock ? { now: options.clock } : {}),
-    publishFinal: (userId, status) => nc.publish(statusSubject(userId), JSON.stringify(status)),
+    publishFinal: (userId, status) => transport.publish(statusSubject(userId), JSON.stringify(status)),
   })
   let scheduled = false
   const schedule = () => {
