@@ -166,8 +166,7 @@ export function createBetService(options: BetServiceOptions): BetService {
   function replyFor(record: BetState, request: PlaceBetRequest): PlaceBetReply {
     if (!sameBet(record, request))
       return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
-    if (record.status === 'rejected')
-      return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
+    if (record.status === 'rejected') return refusal(record.reason)
     const replica = replicas.replica(record.gameId)
     const terms = { ...request, stamp: record.stamp }
     const { final, ...verdict } = replica ? judge(replica.game, terms) : { final: false, ...unknownVerdict }
@@ -221,7 +220,15 @@ export function createBetService(options: BetServiceOptions): BetService {
     const terms: BetTerms = { ...request, stamp }
     let seq: number
     try {
-      seq = await ledger.append({ type: 'bet', id: request.betId, ...request, stamp, placedAtMs: now() })
+      seq = await ledger.append({
+        type: 'bet',
+        id: request.betId,
+        ...request,
+        stamp,
+        placedAtMs: now(),
+        // The fold enforces it, so bets racing here or on other nodes cannot pass it together.
+        openStakeLimitCents: limits.userOpenStakeCentsMax,
+      })
     } catch (error) {
       log.warn({ err: error, betId: request.betId }, 'ledger append failed')
       return apiError(
@@ -253,8 +260,7 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (record !== null && record.stamp !== stamp) return replyFor(record, request)
     if (result.status === 'conflict')
       return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
-    if (result.status === 'rejected')
-      return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
+    if (result.status === 'rejected') return refusal(result.reason)
     const replica = replicas.replicaFor(request.gameId)
     const { final, ...verdict } = judge(replica.game, terms)
     if (!final) {
@@ -297,6 +303,15 @@ export function createBetService(options: BetServiceOptions): BetService {
       stopReplicas()
     },
   }
+}
+
+/** The coded refusal for a bet the ledger fold refused. */
+function refusal(reason: string | null): PlaceBetReply {
+  if (reason === 'USER_STAKE_LIMIT')
+    return apiError('USER_STAKE_LIMIT', 'open stakes would pass the limit at the bet’s place in the ledger')
+  if (reason === 'LEDGER_LIMIT')
+    return apiError('LEDGER_LIMIT', 'the user’s potential payout would pass what the ledger can hold exactly')
+  return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
 }
 
 const unknownVerdict = { accepted: false, reason: 'UNKNOWN_MARKET' as const, odds: null, gameClockMs: null }

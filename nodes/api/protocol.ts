@@ -48,6 +48,7 @@ export type ErrorCode =
   | 'CLOCK_DRIFT'
   | 'LEDGER_UNAVAILABLE'
   | 'INSUFFICIENT_FUNDS'
+  | 'LEDGER_LIMIT'
   | 'BET_ID_REUSED'
   | 'OVERLOADED'
   | 'WRONG_REGION'

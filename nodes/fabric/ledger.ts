@@ -102,6 +102,12 @@ export interface BetEntry {
   readonly policy: OddsPolicy
   readonly stamp: string
   readonly placedAtMs: number
+  /**
+   * The most the user may hold in open stakes, this bet included, as the placing API node's limit
+   * said. The fold refuses the bet past it (USER_STAKE_LIMIT), so bets racing on any number of
+   * nodes cannot pass it together. Absent on entries of older nodes: no limit in the fold.
+   */
+  readonly openStakeLimitCents?: number
 }
 
 export interface SettlementEntry {
@@ -132,6 +138,7 @@ export type LedgerRejectReason =
   | 'UNKNOWN_BET'
   | 'USER_MISMATCH'
   | 'LEDGER_LIMIT'
+  | 'USER_STAKE_LIMIT'
 export type LedgerIgnoreReason = 'BET_NOT_OPEN' | 'ALREADY_SETTLED'
 export type FoldReason = LedgerRejectReason | LedgerIgnoreReason | 'ID_REUSED'
 
@@ -141,6 +148,7 @@ const REJECT_REASONS: readonly LedgerRejectReason[] = [
   'UNKNOWN_BET',
   'USER_MISMATCH',
   'LEDGER_LIMIT',
+  'USER_STAKE_LIMIT',
 ]
 const IGNORE_REASONS: readonly LedgerIgnoreReason[] = ['BET_NOT_OPEN', 'ALREADY_SETTLED']
 
@@ -174,8 +182,12 @@ export type FoldResult =
       readonly conflictsWith: number
     })
 
-/** Why a placement was refused: the balance at its position, or the exact-arithmetic bound. */
-export type BetRefusal = 'INSUFFICIENT_FUNDS' | 'LEDGER_LIMIT'
+/**
+ * Why a placement was refused: the balance at its position, the user's open-stake limit the entry
+ * carries, or the exact-arithmetic bound.
+ */
+export type BetRefusal = 'INSUFFICIENT_FUNDS' | 'USER_STAKE_LIMIT' | 'LEDGER_LIMIT'
+export const BET_REFUSALS: readonly BetRefusal[] = ['INSUFFICIENT_FUNDS', 'USER_STAKE_LIMIT', 'LEDGER_LIMIT']
 
 /** A bet as the fold keeps it: the entry's fields (the stamp too, so that a node answering a
  * retried placement can judge the bet at its stamp again) and where the ledger placed it. */
@@ -367,12 +379,13 @@ function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | null {
     'marketId',
     'selectionId',
   ].map((key) => field(raw, key))
-  const [stakeCents, odds, policy, stamp, placedAtMs] = [
+  const [stakeCents, odds, policy, stamp, placedAtMs, openStakeLimitCents] = [
     'stakeCents',
     'odds',
     'policy',
     'stamp',
     'placedAtMs',
+    'openStakeLimitCents',
   ].map((key) => field(raw, key))
   const valid =
     isEntryId(id) &&
@@ -384,7 +397,8 @@ function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | null {
     isOdds(odds) &&
     ODDS_POLICIES.includes(policy as OddsPolicy) &&
     isStamp(stamp) &&
-    isIntegerIn(placedAtMs, 0, PLACED_AT_MS_MAX)
+    isIntegerIn(placedAtMs, 0, PLACED_AT_MS_MAX) &&
+    (openStakeLimitCents === undefined || isIntegerIn(openStakeLimitCents, 1, AMOUNT_CENTS_MAX))
   if (!valid) return null
   // -0 would print as 0 but is not Object.is-equal to it; normalise so equal bodies are equal values.
   return {
@@ -398,6 +412,7 @@ function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | null {
     policy: policy as OddsPolicy,
     stamp,
     placedAtMs: placedAtMs + 0,
+    ...(openStakeLimitCents === undefined ? {} : { openStakeLimitCents: openStakeLimitCents as number }),
   }
 }
 
@@ -593,6 +608,9 @@ function applyMovement(state: State, entry: DepositEntry | WithdrawalEntry): Ver
 
 function betRefusal(state: State, entry: BetEntry): BetRefusal | null {
   if ((state.balances.get(entry.userId) ?? 0) < entry.stakeCents) return 'INSUFFICIENT_FUNDS'
+  const openCents = state.exposures.get(entry.userId)?.openStakesCents ?? 0
+  if (entry.openStakeLimitCents !== undefined && openCents + entry.stakeCents > entry.openStakeLimitCents)
+    return 'USER_STAKE_LIMIT'
   const potentialCents = state.exposures.get(entry.userId)?.potentialPayoutCents ?? 0
   const overLimit =
     potentialCents + payoutCents(entry.stakeCents, entry.odds, 'won') > POTENTIAL_PAYOUT_CENTS_MAX
@@ -883,9 +901,9 @@ function parseBetState(value: unknown, state: State): BetState {
   let bet: BetState | null = null
   if (status === 'open' && placement?.status === 'applied') bet = { ...base, status }
   if (status === 'settled' && placement?.status === 'applied') bet = parseSettledBet(value, base, state)
-  const refused = reason === 'INSUFFICIENT_FUNDS' || reason === 'LEDGER_LIMIT'
+  const refused = BET_REFUSALS.includes(reason as BetRefusal)
   if (status === 'rejected' && refused && placement?.status === 'rejected' && placement.reason === reason) {
-    bet = { ...base, status, reason }
+    bet = { ...base, status, reason: reason as BetRefusal }
   }
   return bet === null ? invalid(`bet ${base.betId}`) : Object.freeze(bet)
 }

@@ -141,6 +141,33 @@ t.test('a bet debits its stake, and a bet the balance cannot cover is rejected a
   t.ok(fold.invariantHolds())
 })
 
+t.test('the open-stake limit a bet carries is enforced at its place in the ledger', async (t) => {
+  // Three bets of 400 against a limit of 1,000 that each API node checked alone: the third, folded
+  // after the other two, is refused whatever order they raced in; a settlement frees room again; a
+  // bet without the field (an older node's) is not limited; a snapshot keeps the refusal.
+  const { fold, feed } = feeder()
+  const limited = (id: string, stakeCents: number) => ({
+    ...bet(id, 'u1', stakeCents),
+    openStakeLimitCents: 1_000,
+  })
+  feed(deposit('d1', 'u1', 10_000))
+  t.match(feed(limited('b1', 400)), { status: 'applied' })
+  t.match(feed(limited('b2', 400)), { status: 'applied' })
+  t.match(feed(limited('b3', 400)), { status: 'rejected', reason: 'USER_STAKE_LIMIT', balanceCents: 9_200 })
+  t.match(fold.bet('b3'), { status: 'rejected', reason: 'USER_STAKE_LIMIT' })
+  t.match(feed(limited('b4', 200)), { status: 'applied' }, 'exactly at the limit')
+  t.match(feed(settlement('s1', 'b1', 'u1', 'lost')), { status: 'applied' })
+  t.match(feed(limited('b5', 400)), { status: 'applied' }, 'a settled bet frees its room')
+  t.match(feed(bet('b6', 'u1', 400)), { status: 'applied' }, 'no limit field, no limit')
+  t.match(feed({ ...bet('b7', 'u1', 10), openStakeLimitCents: 0 }), {
+    status: 'rejected',
+    reason: 'MALFORMED',
+  })
+  const restored = createLedgerFold(roundTrip(fold.toJSON()))
+  t.same(money(restored), money(fold), 'a snapshot keeps the limited bets and the refusal')
+  t.ok(fold.invariantHolds())
+})
+
 t.test('settlements pay won, lost, void and rejected bets as the rules say', async (t) => {
   // Settles four bets with the four outcomes; a won bet pays at the settlement's odds rounded down
   // to the cent, a lost bet nothing, void and rejected refund the stake. Exposure drains to zero.

@@ -39,6 +39,8 @@ export const WRITERS_MAX = 3
 const START_MS = 1_800_000_000_000
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'mallory'] as const
 const DEPOSIT_CENTS = 20_000
+/** Tight enough that racing bettors (four stakes of 6,000 at once) run into it. */
+export const SIM_BET_LIMITS = { userOpenStakeCentsMax: 8_000 } as const
 const STEPS_MAX = 2_000_000
 /** After the match: time for every final, settlement and restart to land. */
 const QUIESCE_MS = 6_000
@@ -100,7 +102,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   const onFinal = (final: HeardFinal) => heard.push(final)
 
   const apis = new Map<string, ApiSim | null>()
-  for (const node of API_NODES) apis.set(node, await startApi(world, backend, node, {}, onFinal))
+  for (const node of API_NODES) apis.set(node, await startApi(world, backend, node, SIM_BET_LIMITS, onFinal))
   const settlement: SettlementSim = await startSettlement(world, backend, 'settle-1', onFinal)
   const admin = apis.get('api-1') as ApiSim
   for (const userId of USERS)
@@ -142,6 +144,20 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
       timers: world.timers('auditor'),
     }),
   }
+  // 7. The open-stake limit holds at every entry of the log, however the bettors raced.
+  const open = new Map<string, number>()
+  auditor.ledger.onEntry((_shard, _seq, result, entry) => {
+    if (result.status !== 'applied' || entry === null) return
+    if (entry.type === 'bet') {
+      const cents = (open.get(entry.userId) ?? 0) + entry.stakeCents
+      open.set(entry.userId, cents)
+      if (cents > SIM_BET_LIMITS.userOpenStakeCentsMax)
+        errors.push(`${entry.userId} held ${cents} cents of open stakes after ${entry.id}, past the limit`)
+    } else if (entry.type === 'settlement') {
+      const bet = auditor.ledger.foldFor(entry.userId).bet(entry.betId)
+      if (bet !== null) open.set(entry.userId, (open.get(entry.userId) ?? 0) - bet.stakeCents)
+    }
+  })
   await drive(
     world,
     (async () => {
@@ -294,8 +310,9 @@ function scheduleFaults(world: World, context: FaultContext): void {
       void (async () => {
         await api.close()
         world.scheduler.after(prng.int(100, 800), () => {
-          void startApi(world, context.backend, node, {}, context.onFinal).then((fresh) =>
-            apis.set(node, fresh),
+          startApi(world, context.backend, node, SIM_BET_LIMITS, context.onFinal).then(
+            (fresh) => apis.set(node, fresh),
+            (error: unknown) => context.errors.push(`restarting ${node} failed: ${String(error)}`),
           )
         })
       })()
