@@ -5,56 +5,29 @@
 // offset lasts; once the clocks agree again it judges, and a bet after the suspension is rejected
 // MARKET_NOT_OPEN. The cluster probe names the node whose clock is off.
 
-import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
-import { DEFAULT_MAX_DRIFT_MS, yjsBackend } from '../../crdt/index.ts'
-import { startApiNode } from '../../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
+import { DEFAULT_MAX_DRIFT_MS } from '../../crdt/index.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { startClockProbe } from '../../nodes/fabric/clock-probe.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 const REGION = 'eu'
 const BEYOND_BOUND_MS = DEFAULT_MAX_DRIFT_MS + 600
 
-async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
-  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
-  return reply.json<PlaceBetReply>()
-}
-
-/** A cluster, a trader and an API node whose clocks run `traderSkew()` and `apiSkew()` ms off. */
+/** A stack whose trader and API node clocks run `skews.trader` and `skews.api` ms off. */
 async function startSkewedStack(t: Test, skews: { trader: number; api: number }) {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-    now: () => Date.now() + skews.trader,
-  })
-  const api = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
+  const stack = await startNodeStack(t, {
     shards: 2,
-    log,
-    clock: () => Date.now() + skews.api,
+    traderClock: () => Date.now() + skews.trader,
+    apiClocks: { 'api-1': () => Date.now() + skews.api },
   })
-  t.teardown(async () => {
-    await api.close()
-    await trader.close()
-  })
-  const client = await cluster.connect()
-  await api.ledger.append({ type: 'deposit', id: 'deposit-alice-1', userId: 'alice', amountCents: 100_000 })
-  await waitFor('deposit folded', () => api.ledger.foldFor('alice').balance('alice') === 100_000)
-  return { trader, api, client }
+  await deposit(stack, 'alice', 100_000)
+  return { trader: stack.trader, api: stack.apis[0] as ApiNode, client: stack.client }
 }
 
 for (const [name, skews] of [
@@ -82,7 +55,7 @@ for (const [name, skews] of [
       odds: 1_001,
       policy: 'any',
     }
-    const refused = await place(client, bet)
+    const refused = await placeBet(client, bet)
     t.match(refused, { ok: false, error: { code: 'CLOCK_DRIFT' } }, 'a bet after the suspension is refused')
     t.notOk(api.ready(), 'the API node is not ready')
     t.match(api.replicas.clock.unsafe(), /beyond the 5000 ms bound/)
@@ -92,7 +65,7 @@ for (const [name, skews] of [
     clocks.api = 0
     await waitFor('the clocks agree again', () => api.replicas.clock.unsafe() === null)
     t.ok(api.ready(), 'ready again')
-    const judged = await place(client, bet)
+    const judged = await placeBet(client, bet)
     t.match(
       judged,
       { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },

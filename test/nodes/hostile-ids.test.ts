@@ -6,25 +6,17 @@
 // that settlement's place, leaving the victim's bet open for good. Now message ids are scoped by
 // kind and user, and derived ids use a character client ids cannot hold.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import t from 'tap'
-import { yjsBackend } from '../../crdt/index.ts'
-import { DEPOSIT_SUBJECT, startApiNode } from '../../nodes/api/api-node.ts'
+import { type ApiNode, DEPOSIT_SUBJECT } from '../../nodes/api/api-node.ts'
 import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
 import { settlementIdOf } from '../../nodes/fabric/ledger.ts'
 import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
-import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import type { SettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
 const SHARDS = 4
 const DEPOSIT_CENTS = 100_000
 
@@ -36,40 +28,12 @@ async function request(nc: NatsConnection, subject: string, body: unknown): Prom
 t.test('colliding ids touch no other user', async (t) => {
   t.not(shardOf('alice', SHARDS), shardOf('mallory', SHARDS), 'mallory is on another shard')
   t.equal(shardOf('alice', SHARDS), shardOf('dave', SHARDS), 'dave is on the same shard')
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-  })
-  const api = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
+  const { trader, apis, settlements, client } = await startNodeStack(t, {
     shards: SHARDS,
-    log,
+    settlementNodes: ['settle-1'],
   })
-  const dir = mkdtempSync(join(tmpdir(), 'hostile-ids-'))
-  const settlement = await startSettlementNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'settle-1',
-    backend: yjsBackend,
-    shards: SHARDS,
-    databasePath: join(dir, 'settle-1.db'),
-    log,
-  })
-  t.teardown(async () => {
-    await settlement.close()
-    await api.close()
-    await trader.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const client = await cluster.connect()
+  const api = apis[0] as ApiNode
+  const settlement = settlements[0] as SettlementNode
   for (const userId of ['alice', 'mallory', 'dave']) {
     const deposit = { id: `deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }
     t.match(await request(client, DEPOSIT_SUBJECT, deposit), { ok: true, balanceCents: DEPOSIT_CENTS })

@@ -4,66 +4,28 @@
 // limit each bet carries: exactly five are accepted, three are refused USER_STAKE_LIMIT, and both
 // nodes hold the same open stakes.
 
-import pino from 'pino'
 import t from 'tap'
-import { yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-service.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
 const STAKE_CENTS = DEFAULT_BET_LIMITS.stakeCentsMax
 const LIMIT_CENTS = DEFAULT_BET_LIMITS.userOpenStakeCentsMax
 const RACERS = 8
 
 t.test('bets racing past the open-stake limit on two API nodes: exactly the limit is taken', async (t) => {
   t.equal(LIMIT_CENTS / STAKE_CENTS, 5, 'five stakes fit the limit')
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-  })
-  const apis: ApiNode[] = []
-  for (const node of ['api-1', 'api-2'])
-    apis.push(
-      await startApiNode({
-        nc: await cluster.connect(),
-        region: REGION,
-        node,
-        backend: yjsBackend,
-        shards: 2,
-        log,
-      }),
-    )
-  t.teardown(async () => {
-    for (const api of apis) await api.close()
-    await trader.close()
-  })
-  const [first, second] = apis as [ApiNode, ApiNode]
-  await first.ledger.append({
-    type: 'deposit',
-    id: 'deposit-rich',
-    userId: 'rich',
-    amountCents: 10 * LIMIT_CENTS,
-  })
+  const stack = await startNodeStack(t, { shards: 2, apiNodes: ['api-1', 'api-2'] })
+  const { trader, apis, cluster } = stack
+  const second = apis[1] as ApiNode
+  await deposit(stack, 'rich', 10 * LIMIT_CENTS)
   trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   const marketId = marketIds(1).winner
-  await waitFor('both nodes hold the deposit and the open market', () =>
-    apis.every(
-      (api) =>
-        api.ledger.foldFor('rich').balance('rich') === 10 * LIMIT_CENTS &&
-        api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined,
-    ),
+  await waitFor('both nodes hold the open market', () =>
+    apis.every((api) => api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined),
   )
   const clients = [await cluster.connect(), await cluster.connect()]
   const replies = await Promise.all(
@@ -78,10 +40,7 @@ t.test('bets racing past the open-stake limit on two API nodes: exactly the limi
         odds: 1_001,
         policy: 'any',
       }
-      const client = clients[i % 2] as (typeof clients)[number]
-      return (
-        await client.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 })
-      ).json<PlaceBetReply>()
+      return placeBet(clients[i % 2] as (typeof clients)[number], request)
     }),
   )
   const accepted = replies.filter((reply) => reply.ok)

@@ -129,13 +129,8 @@ export interface ApiSim {
   close(): Promise<void>
 }
 
-export async function startApi(
-  world: World,
-  backend: Backend,
-  node: string,
-  limits: Partial<BetLimits>,
-  heard: (final: HeardFinal) => void,
-): Promise<ApiSim> {
+/** What an API or settlement node holds in the world: its clock, replicas and ledger. */
+export async function joinWorld(world: World, backend: Backend, node: string) {
   const clock = world.clock(node)
   const transport = world.fabric.transport(node)
   const hlc = createHlc({ node, clock, maxDriftMs: SIM_MAX_DRIFT_MS })
@@ -147,6 +142,17 @@ export async function startApi(
     log,
     timers: world.timers(node),
   })
+  return { clock, hlc, replicas, ledger }
+}
+
+export async function startApi(
+  world: World,
+  backend: Backend,
+  node: string,
+  limits: Partial<BetLimits>,
+  heard: (final: HeardFinal) => void,
+): Promise<ApiSim> {
+  const { clock, hlc, replicas, ledger } = await joinWorld(world, backend, node)
   const service = createBetService({
     replicas,
     ledger,
@@ -182,17 +188,7 @@ export async function startSettlement(
   node: string,
   heard: (final: HeardFinal) => void,
 ): Promise<SettlementSim> {
-  const clock = world.clock(node)
-  const transport = world.fabric.transport(node)
-  const hlc = createHlc({ node, clock, maxDriftMs: SIM_MAX_DRIFT_MS })
-  const replicas = await createReplicaSync({ transport, region: REGION, backend, hlc, log, now: clock })
-  const ledger = await createLedgerSync({
-    transport,
-    region: REGION,
-    shards: SHARDS,
-    log,
-    timers: world.timers(node),
-  })
+  const { clock, replicas, ledger } = await joinWorld(world, backend, node)
   const projection = openProjection(':memory:')
   const settler = createSettler({
     replicas,

@@ -11,27 +11,23 @@
  * with other users' bets, with changed bodies, and in the settlement namespace.
  */
 
-import pino from 'pino'
-import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, createHlc, transitionAt } from '../../../crdt/index.ts'
+import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, transitionAt } from '../../../crdt/index.ts'
 import type { PlaceBetReply } from '../../../nodes/api/protocol.ts'
-import { createLedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
 import { createPrng } from '../../../nodes/fabric/prng.ts'
-import { createReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import type { TraderNode } from '../../../nodes/trader/trader-node.ts'
 import { checkRun, type PlacedBet } from './checks.ts'
 import {
   type ApiSim,
   GAME,
   type HeardFinal,
+  joinWorld,
   POINT_MS,
   type SettlementSim,
-  SHARDS,
-  SIM_MAX_DRIFT_MS,
   startApi,
   startSettlement,
   startTrader,
 } from './nodes.ts'
-import { createWorld, REGION, runUntil, type World } from './world.ts'
+import { createWorld, runUntil, type World } from './world.ts'
 
 export const PRODUCT_SIM_DEFAULTS = { skewMs: 150, writers: 1, points: 6, backend: 'yjs' as BackendName }
 export const SKEW_MS_MAX = 60_000
@@ -45,7 +41,6 @@ const STEPS_MAX = 2_000_000
 /** After the match: time for every final, settlement and restart to land. */
 const QUIESCE_MS = 6_000
 const API_NODES = ['api-1', 'api-2'] as const
-const log = pino({ level: 'silent' })
 
 export interface ProductSimOptions {
   readonly seed: number
@@ -124,26 +119,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   await runUntil(world, matchEndMs + QUIESCE_MS, STEPS_MAX)
 
   // An auditor joins at the end and reads the whole log, as a fresh node would.
-  const auditorClock = world.clock('auditor')
-  const auditorTransport = world.fabric.transport('auditor')
-  const auditorHlc = createHlc({ node: 'auditor', clock: auditorClock, maxDriftMs: SIM_MAX_DRIFT_MS })
-  const auditor = {
-    replicas: await createReplicaSync({
-      transport: auditorTransport,
-      region: REGION,
-      backend,
-      hlc: auditorHlc,
-      log,
-      now: auditorClock,
-    }),
-    ledger: await createLedgerSync({
-      transport: auditorTransport,
-      region: REGION,
-      shards: SHARDS,
-      log,
-      timers: world.timers('auditor'),
-    }),
-  }
+  const auditor = await joinWorld(world, backend, 'auditor')
   // 7. The open-stake limit holds at every entry of the log, however the bettors raced.
   const open = new Map<string, number>()
   auditor.ledger.onEntry((_shard, _seq, result, entry) => {
