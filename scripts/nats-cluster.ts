@@ -6,7 +6,7 @@
  * compare the gateway with browsers talking to nats-server directly).
  *
  * `startSuperCluster` starts several such clusters, one per region and named after it, joined by
- * gateway blocks into one super-cluster (see DESIGN.md, "Multi-region", and nodes/fabric/regions.ts for
+ * gateway blocks into one super-cluster (see docs/architecture.md, "Regions", and nodes/fabric/regions.ts for
  * how JetStream behaves across regions).
  *
  * The helper only ever signals processes it spawned, and always by their PID.

@@ -1,5 +1,5 @@
 /**
- * The fabric's JetStream layout across regions (DESIGN.md, "Multi-region"): one NATS cluster per
+ * The fabric's JetStream layout across regions (docs/architecture.md, "Regions"): one NATS cluster per
  * region, joined by gateways into a super-cluster.
  *
  * | what                        | object                             | placed in | holds                        |

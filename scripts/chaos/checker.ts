@@ -1,6 +1,6 @@
 /**
  * The chaos checker: reads what a run recorded (history.ts) and says, invariant by invariant,
- * whether the fabric kept its promises (docs: DESIGN.md, "Invariants (what chaos runs check)").
+ * whether the fabric kept its promises (docs/architecture.md, "Chaos runs").
  *
  * Pure and deterministic: the same run gives the same report, counterexamples in the same order
  * (input order: history order, node order, record key order). It judges acceptances against the
