@@ -2,7 +2,7 @@
  * The simulated world the product simulator runs the nodes' own code in: one seeded scheduler owns
  * time; every node has its own clock (the scheduler's time plus the node's offset), its own timers
  * and its own transport to one memory fabric (nodes/fabric/memory-transport.ts). The world decides
- * every delivery's delay, cuts nodes off and pauses them:
+ * every delivery's delay, loses and duplicates core messages, cuts nodes off and pauses them:
  * - a cut-off node's appends fail, its followers stall and its core messages are lost;
  * - a paused node (SIGSTOP) runs nothing: its timers and every delivery to it wait until it wakes,
  *   then run in their order, as a process woken from a stop would.
@@ -20,8 +20,9 @@ import { createScheduler, type Scheduler } from '../scheduler.ts'
 export const REGION = 'eu'
 /** Delivery delays, simulated ms. */
 export const DELAY_MS = { ack: [1, 6], stream: [1, 12], core: [1, 15] } as const
-/** Share of core messages (heartbeats, statuses) lost on the way. */
+/** Share of core messages (heartbeats, statuses) lost on the way, and delivered twice. */
 export const CORE_LOSS = 0.03
+export const CORE_DUPLICATION = 0.02
 
 export interface World {
   readonly scheduler: Scheduler
@@ -60,6 +61,8 @@ export function createWorld(prng: Prng, startMs: number): World {
       if (kind === 'core' && prng.chance(CORE_LOSS)) return
       const [min, max] = DELAY_MS[kind]
       runFor(node, scheduler.nowMs() + prng.int(min, max), deliver)
+      if (kind === 'core' && prng.chance(CORE_DUPLICATION))
+        runFor(node, scheduler.nowMs() + prng.int(min, max), deliver)
     },
   })
   return {
