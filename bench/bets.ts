@@ -20,13 +20,13 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import * as hdr from 'hdr-histogram-js'
 import pino from 'pino'
 import { yjsBackend } from '../crdt/index.ts'
-import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { joinLedger } from '../nodes/fabric/regions.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
+import type { PlaceBetReply } from '../protocol/bets.ts'
+import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
@@ -212,7 +212,7 @@ async function placeAtRate(nc: NatsConnection, rate: number, point: number) {
   const final = histogram()
   const scheduled = new Map<string, number>()
   let errors = 0
-  const statuses = nc.subscribe('bets.status.*', {
+  const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
     callback: (_e, m) => {
       const status = m.json<{ betId: string; status: string }>()
       const at = scheduled.get(status.betId)

@@ -36,12 +36,12 @@ import pino from 'pino'
 import { type Op, stampOps, yjsBackend } from '../crdt/index.ts'
 import { WS_PATH } from '../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../gateway/server.ts'
-import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode, type TraderNode } from '../nodes/trader/trader-node.ts'
+import type { PlaceBetReply } from '../protocol/bets.ts'
+import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, pollUntil, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
@@ -564,7 +564,7 @@ async function placeDirect(nc: NatsConnection, rate: number, marketId: string): 
   const awaitingFinal = new Map<string, number>()
   const errors: Record<string, number> = {}
   let rejected = 0
-  const statuses = nc.subscribe('bets.status.*', {
+  const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
     callback: (_error, message) => {
       const status = message.json<{ betId: string; status: string }>()
       const at = awaitingFinal.get(status.betId)

@@ -15,16 +15,8 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import {
-  type BetStatus,
-  LOOKUP_BETS_MAX,
-  LOOKUP_SUBJECT,
-  type LookupReply,
-  PLACE_SUBJECT,
-  type PlaceBetReply,
-  routedSubject,
-  statusSubject,
-} from '../nodes/api/protocol.ts'
+import { type BetStatus, LOOKUP_BETS_MAX, type LookupReply, type PlaceBetReply } from '../protocol/bets.ts'
+import { LOOKUP_SUBJECT, PLACE_SUBJECT, routedSubject, statusSubject } from '../protocol/subjects.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
 export interface BetRelayLimits {

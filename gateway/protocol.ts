@@ -8,8 +8,8 @@
 
 import { Ajv, type ValidateFunction } from 'ajv'
 import { ODDS_POLICIES, type OddsPolicy, type RejectReason } from '../crdt/index.ts'
-import type { ErrorCode as ApiErrorCode } from '../nodes/api/protocol.ts'
 import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import type { ErrorCode as ApiErrorCode } from '../protocol/bets.ts'
 
 export const PROTOCOL_VERSION = 1
 export const WS_PATH = `/v${PROTOCOL_VERSION}/ws`

@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { WebSocket } from 'ws'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
-import { balanceSubject, historySubject } from '../nodes/settlement/settlement-node.ts'
+import { balanceSubject, historySubject } from '../protocol/subjects.ts'
 import { AuthError, type Authenticator, originAllowed, type Principal, signToken, tokenOf } from './auth.ts'
 import { type BetRelay, createBetRelay } from './bets.ts'
 import { createGameFeeds, type GameFeed, type GameFeeds } from './game-view.ts'
@@ -201,7 +201,7 @@ function metricsOf(registry: Registry) {
 /** The relay's lookups and the lost statuses they recovered (gateway/bets.ts), read when scraped. */
 function relayMetrics(registry: Registry, relay: BetRelay): void {
   const counters = [
-    ['gateway_status_lookups_total', 'bets.lookup requests sent for overdue statuses', 'lookups'],
+    ['gateway_status_lookups_total', 'status lookups sent for overdue statuses', 'lookups'],
     [
       'gateway_statuses_recovered_total',
       'bet statuses passed on from a lookup (lost on the way)',

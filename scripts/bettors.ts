@@ -8,13 +8,13 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { AFTER_ALL_STAMPS, type Backend, type Hlc, ODDS_POLICIES, transitionAt } from '../crdt/index.ts'
-import { DEPOSIT_SUBJECT } from '../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../nodes/api/protocol.ts'
 import { createPrng } from '../nodes/fabric/prng.ts'
 import { joinLedger } from '../nodes/fabric/regions.ts'
 import { createReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { natsTransport } from '../nodes/fabric/transport.ts'
+import type { PlaceBetReply } from '../protocol/bets.ts'
+import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
 
 export const DEPOSIT_CENTS = 100_000
 export const REQUEST_TIMEOUT_MS = 5_000
@@ -93,7 +93,7 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
   let lastPoint = 0
   let stopped = false
 
-  const statuses = nc.subscribe('bets.status.*', {
+  const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
     callback: (_error, message) => {
       const status = message.json<{ betId: string; status: string; outcome?: string }>()
       if (status.status === 'final') {

@@ -7,25 +7,27 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
+import {
+  apiError,
+  LOOKUP_BYTES_MAX,
+  type LookupReply,
+  parseLookup,
+  REQUEST_BYTES_MAX,
+} from '../../protocol/bets.ts'
+import {
+  DEPOSIT_SUBJECT,
+  LOOKUP_SUBJECT,
+  PLACE_SUBJECT,
+  QUEUE_GROUP,
+  routedSubject,
+  statusSubject,
+} from '../../protocol/subjects.ts'
 import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
 import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
-import {
-  apiError,
-  DEPOSIT_SUBJECT,
-  LOOKUP_BYTES_MAX,
-  LOOKUP_SUBJECT,
-  type LookupReply,
-  PLACE_SUBJECT,
-  parseLookup,
-  QUEUE_GROUP,
-  REQUEST_BYTES_MAX,
-  routedSubject,
-  statusSubject,
-} from './protocol.ts'
 
 export interface ApiNodeOptions {
   readonly nc: NatsConnection
@@ -169,7 +171,6 @@ function serveJson(
   })
 }
 
-export { DEPOSIT_SUBJECT }
 export const DEPOSIT_CENTS_MAX = 10_000_000
 
 /**

@@ -7,9 +7,9 @@
  */
 
 import { type BetTerms, judge } from '../../crdt/index.ts'
+import type { BetStatus, LookupRequest } from '../../protocol/bets.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
-import type { BetStatus, LookupRequest } from './protocol.ts'
 
 export interface LookupSources {
   readonly replicas: ReplicaSync

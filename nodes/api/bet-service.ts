@@ -21,10 +21,6 @@ import {
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
-import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
-import type { BetState } from '../fabric/ledger.ts'
-import type { LedgerSync } from '../fabric/ledger-sync.ts'
-import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import {
   apiError,
   type FinalStatus,
@@ -32,7 +28,11 @@ import {
   type PlaceBetRequest,
   parsePlaceBet,
   REQUEST_BYTES_MAX,
-} from './protocol.ts'
+} from '../../protocol/bets.ts'
+import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
+import type { BetState } from '../fabric/ledger.ts'
+import type { LedgerSync } from '../fabric/ledger-sync.ts'
+import type { ReplicaSync } from '../fabric/replica-sync.ts'
 
 export interface BetLimits {
   readonly stakeCentsMin: number

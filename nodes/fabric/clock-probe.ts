@@ -11,14 +11,13 @@
 
 import { createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { probeSubject } from '../../protocol/subjects.ts'
 
 export const DEFAULT_PROBE_INTERVAL_MS = 5_000
 export const PROBE_WINDOW_MS = 250
 /** Answers read from one probe; a region has far fewer nodes. */
 export const PROBE_ANSWERS_MAX = 256
 export const PROBE_ANSWER_BYTES_MAX = 256
-
-export const probeSubject = (region: string) => `clock.${region}.probe`
 
 /** One answer: the peer's clock, and the local clock when the probe left and when it came back. */
 export interface ProbeSample {

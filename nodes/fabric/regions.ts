@@ -67,6 +67,7 @@ import {
 } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { regionNames } from '../../protocol/subjects.ts'
 import { createLedgerSync, type LedgerSync, type LedgerSyncOptions, shardOf } from './ledger-sync.ts'
 import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
@@ -95,13 +96,6 @@ export const MERGED_DUPLICATE_WINDOW_MS = 100
 const NANOS_PER_MS = 1_000_000
 
 type NamedStreamConfig = Partial<StreamConfig> & { name: string }
-
-export const regionNames = {
-  /** GLOBAL_ cannot start a region's name (FABRIC_, LEDGER_, KV_ do), so this never collides. */
-  globalFabricStream: (region: string) => `GLOBAL_${names.fabricStream(region)}`,
-  /** Every region's updates of every game, as GLOBAL_FABRIC_<R> holds them. */
-  everyRegionGamesSubject: 'fabric.*.game.*',
-}
 
 export function assertRegions(region: string, allRegions: readonly string[]): void {
   for (const each of allRegions) assertRegion(each)

@@ -35,9 +35,9 @@ import {
   writerOf,
   writersOf,
 } from '../../crdt/index.ts'
+import { regionNames } from '../../protocol/subjects.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFence } from './log-fences.ts'
-import { regionNames } from './regions.ts'
 import type { FollowerView } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { FabricTransport } from './transport.ts'
@@ -266,7 +266,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   }
 
   const stopHeartbeats = transport.subscribe(
-    multiRegion ? 'heartbeat.*.game.*' : names.allHeartbeatsSubject(region),
+    multiRegion ? regionNames.everyRegionHeartbeatsSubject : names.allHeartbeatsSubject(region),
     (subject, data) => {
       if (data.length > HEARTBEAT_BYTES_MAX) return
       const gameId = gameIdOf(subject)

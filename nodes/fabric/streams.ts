@@ -24,6 +24,9 @@ import {
 } from '@nats-io/jetstream'
 import { type KV, Kvm, type KvOptions } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { names } from '../../protocol/subjects.ts'
+
+export { names }
 
 export const STREAM_REPLICAS = 3
 export const DUPLICATE_WINDOW_MS = 120_000
@@ -56,21 +59,6 @@ export function assertRegion(region: string): void {
     throw new RangeError(`region must match ${REGION_PATTERN}, got ${JSON.stringify(region)}`)
 }
 
-export const names = {
-  fabricStream: (region: string) => `FABRIC_${region.toUpperCase().replaceAll('-', '_')}`,
-  ledgerStream: (region: string) => `LEDGER_${region.toUpperCase().replaceAll('-', '_')}`,
-  snapshotBucket: (region: string) => `snapshots_${region.replaceAll('-', '_')}`,
-  gameSubject: (region: string, gameId: string) => `fabric.${region}.game.${gameId}`,
-  allGamesSubject: (region: string) => `fabric.${region}.game.*`,
-  heartbeatSubject: (region: string, gameId: string) => `heartbeat.${region}.game.${gameId}`,
-  allHeartbeatsSubject: (region: string) => `heartbeat.${region}.game.*`,
-  snapshotKey: (gameId: string) => `game.${gameId}`,
-  ledgerSubject: (region: string, shard: number, userId: string) => `ledger.${region}.${shard}.${userId}`,
-  ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
-  /** Batches of settlements (ledger.ts); the last token names no user. */
-  ledgerBatchSubject: (region: string, shard: number) => `ledger.${region}.${shard}.settlements`,
-}
-
 export function fabricStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
   return {
     name: names.fabricStream(region),
@@ -90,7 +78,7 @@ export function fabricStream(region: string, limits: StreamLimits): Partial<Stre
 export function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
   return {
     name: names.ledgerStream(region),
-    subjects: [`ledger.${region}.*.*`],
+    subjects: [names.allLedgerSubject(region)],
     storage: StorageType.File,
     num_replicas: limits.replicas,
     retention: RetentionPolicy.Limits,

@@ -11,20 +11,20 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
-import { routedSubject, type SettledStatus, statusSubject } from '../api/protocol.ts'
+import type { SettledStatus } from '../../protocol/bets.ts'
+import {
+  BALANCE_SUBJECT,
+  EXPOSURE_SUBJECT,
+  HISTORY_SUBJECT,
+  routedSubject,
+  SETTLEMENT_QUEUE,
+  statusSubject,
+} from '../../protocol/subjects.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
 import { createSettler, type Settler } from './settler.ts'
-
-/** In a super-cluster the region follows the verb (`bets.history.<region>.<userId>`): the user's home region answers. */
-export const historySubject = (userId: string, region: string | null = null) =>
-  `${routedSubject('bets.history', region)}.${userId}`
-export const balanceSubject = (userId: string, region: string | null = null) =>
-  `${routedSubject('bets.balance', region)}.${userId}`
-export const exposureSubject = (marketId: string) => `bets.exposure.${marketId}`
-export const SETTLEMENT_QUEUE = 'bets-settlement'
 
 export interface SettlementNodeOptions {
   readonly nc: NatsConnection
@@ -72,9 +72,9 @@ function serveQueries(
     })
   }
   return [
-    reply('bets.history', (userId) => projection.history(userId)),
-    reply('bets.exposure', (marketId) => projection.exposure(marketId)),
-    reply('bets.balance', (userId) => ({
+    reply(HISTORY_SUBJECT, (userId) => projection.history(userId)),
+    reply(EXPOSURE_SUBJECT, (marketId) => projection.exposure(marketId)),
+    reply(BALANCE_SUBJECT, (userId) => ({
       userId,
       balanceCents: ledger.foldFor(userId).balance(userId),
       openStakesCents: ledger.foldFor(userId).exposure(userId).openStakesCents,

@@ -22,7 +22,7 @@ import {
   resultOf,
   voidAt,
 } from '../../crdt/index.ts'
-import type { FinalStatus } from '../api/protocol.ts'
+import type { FinalStatus } from '../../protocol/bets.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import {
   type BetEntry,

@@ -16,14 +16,13 @@
 
 import type { Logger } from 'pino'
 import { ClockDriftError, type Hlc } from '../../crdt/index.ts'
+import { names } from '../../protocol/subjects.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
 import type { SnapshotStore } from '../fabric/transport.ts'
 
 export const DEFAULT_CEILING_LEASE_MS = 2_000
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
 export const CEILING_MERGE_RETRY_MS = 100
-
-export const ceilingKey = (gameId: string, writer: string) => `clock.${gameId}.${writer}`
 
 export interface ClockCeilingOptions {
   readonly store: SnapshotStore
@@ -46,7 +45,7 @@ export interface ClockCeiling {
 export async function restoreClockCeiling(options: ClockCeilingOptions): Promise<ClockCeiling> {
   const { store, hlc, now, log } = options
   const timers = options.timers ?? realTimers
-  const key = ceilingKey(options.gameId, hlc.node)
+  const key = names.ceilingKey(options.gameId, hlc.node)
   const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
   const stored = await store.get(key)
   const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored))

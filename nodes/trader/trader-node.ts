@@ -14,6 +14,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Entry, genesisOf, type Hlc } from '../../crdt/index.ts'
+import { killSubject, resumeSubject } from '../../protocol/subjects.ts'
 import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
@@ -26,9 +27,6 @@ import { createTrader, type Trader, type TraderLimits, type TraderRole } from '.
 /** How often a starting trader checks whether its replica has caught up, and logs that it waits. */
 export const CATCH_UP_POLL_MS = 50
 export const CATCH_UP_LOG_MS = 5_000
-
-export const killSubject = (region: string) => `trader.${region}.kill`
-export const resumeSubject = (region: string) => `trader.${region}.resume`
 
 export interface TraderNodeOptions {
   /** The connection the trader's transport is built on, unless `transport` is given. */

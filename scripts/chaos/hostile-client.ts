@@ -11,15 +11,10 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
-import {
-  LOOKUP_BETS_MAX,
-  LOOKUP_SUBJECT,
-  type LookupReply,
-  PLACE_SUBJECT,
-  type PlaceBetReply,
-} from '../../nodes/api/protocol.ts'
 import { settlementIdOf } from '../../nodes/fabric/ledger.ts'
 import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
+import { LOOKUP_BETS_MAX, type LookupReply, type PlaceBetReply } from '../../protocol/bets.ts'
+import { ALL_STATUSES_SUBJECT, LOOKUP_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
 
 export const HOSTILE_USER = 'mallory'
 export const HOSTILE_BETS_MAX = 200
@@ -83,7 +78,7 @@ export function startHostileClient(
 ): HostileClient {
   const victims: { userId: string; betId: string }[] = []
   const myShard = shardOf(HOSTILE_USER, options.shards)
-  const statuses = nc.subscribe('bets.status.*', {
+  const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
     callback: (_error, message) => {
       const userId = message.subject.split('.')[2] ?? ''
       if (userId === HOSTILE_USER || shardOf(userId, options.shards) !== myShard || victims.length >= 1_000)

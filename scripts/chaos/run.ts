@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
-import { DEPOSIT_SUBJECT, routedSubject } from '../../nodes/api/protocol.ts'
 import { DIVERGED_EXIT_CODE } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
+import { DEPOSIT_SUBJECT, routedSubject } from '../../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../command-line.ts'
 import {
   freePorts,

@@ -8,7 +8,7 @@ import pino from 'pino'
 import t, { type Test } from 'tap'
 import { createBetRelay } from '../../gateway/bets.ts'
 import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
-import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../nodes/api/protocol.ts'
+import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 

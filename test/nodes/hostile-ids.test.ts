@@ -8,12 +8,13 @@
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
-import { type ApiNode, DEPOSIT_SUBJECT } from '../../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { settlementIdOf } from '../../nodes/fabric/ledger.ts'
 import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
 import type { SettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
+import type { PlaceBetReply } from '../../protocol/bets.ts'
+import { DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
 import { startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 

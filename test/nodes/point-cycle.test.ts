@@ -13,24 +13,21 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, DEPOSIT_SUBJECT, startApiNode } from '../../nodes/api/api-node.ts'
-import {
-  type FinalStatus,
-  LOOKUP_SUBJECT,
-  type LookupReply,
-  PLACE_SUBJECT,
-  type PlaceBetReply,
-  statusSubject,
-} from '../../nodes/api/protocol.ts'
+import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
 import { describeNode } from '../../nodes/fabric/node-state.ts'
 import type { BetRow } from '../../nodes/settlement/projection.ts'
-import {
-  balanceSubject,
-  historySubject,
-  startSettlementNode,
-} from '../../nodes/settlement/settlement-node.ts'
+import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
+import type { FinalStatus, LookupReply, PlaceBetReply } from '../../protocol/bets.ts'
+import {
+  balanceSubject,
+  DEPOSIT_SUBJECT,
+  historySubject,
+  LOOKUP_SUBJECT,
+  PLACE_SUBJECT,
+  statusSubject,
+} from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 

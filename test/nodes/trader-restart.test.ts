@@ -20,10 +20,11 @@ import {
   yjsBackend,
 } from '../../crdt/index.ts'
 import { startApiNode } from '../../nodes/api/api-node.ts'
-import { PLACE_SUBJECT, type PlaceBetReply } from '../../nodes/api/protocol.ts'
 import type { FeedAdapter, FeedEvent, FeedResume } from '../../nodes/trader/feed.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startTraderNode } from '../../nodes/trader/trader-node.ts'
+import type { PlaceBetReply } from '../../protocol/bets.ts'
+import { PLACE_SUBJECT } from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 

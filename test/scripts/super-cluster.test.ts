@@ -9,8 +9,9 @@ import { existsSync } from 'node:fs'
 import { jetstream, jetstreamManager, type StreamInfo } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
-import { ensureRegionalFabric, regionNames } from '../../nodes/fabric/regions.ts'
+import { ensureRegionalFabric } from '../../nodes/fabric/regions.ts'
 import { names } from '../../nodes/fabric/streams.ts'
+import { regionNames } from '../../protocol/subjects.ts'
 import { pollUntil, startSuperCluster } from '../../scripts/nats-cluster.ts'
 
 const REGIONS = ['eu', 'us']

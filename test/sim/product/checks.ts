@@ -24,10 +24,10 @@ import {
   stampNode,
   type Verdict,
 } from '../../../crdt/index.ts'
-import type { PlaceBetReply } from '../../../nodes/api/protocol.ts'
 import type { BetState } from '../../../nodes/fabric/ledger.ts'
 import type { LedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
+import type { PlaceBetReply } from '../../../protocol/bets.ts'
 import type { HeardFinal } from './nodes.ts'
 import type { World } from './world.ts'
 

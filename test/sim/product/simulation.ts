@@ -12,9 +12,9 @@
  */
 
 import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, transitionAt } from '../../../crdt/index.ts'
-import type { PlaceBetReply } from '../../../nodes/api/protocol.ts'
 import { createPrng } from '../../../nodes/fabric/prng.ts'
 import type { TraderNode } from '../../../nodes/trader/trader-node.ts'
+import type { PlaceBetReply } from '../../../protocol/bets.ts'
 import { checkRun, type PlacedBet } from './checks.ts'
 import {
   type ApiSim,

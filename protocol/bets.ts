@@ -1,34 +1,14 @@
 /**
- * The bet-acceptance protocol on NATS: requests on `bets.place`, replies, status events on
- * `bets.status.<userId>`, and the coded errors. Every request is untrusted and validated here.
+ * The bet-acceptance protocol on NATS: what a placement, a lookup and a status hold, and the
+ * coded errors. Every request is untrusted and validated here. The subjects are in subjects.ts.
  */
 
-import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../../crdt/index.ts'
-import type { BetEntry, SettlementOutcome } from '../fabric/ledger.ts'
+import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../crdt/index.ts'
+import type { BetEntry, SettlementOutcome } from '../nodes/fabric/ledger.ts'
 
-export const PLACE_SUBJECT = 'bets.place'
-export const DEPOSIT_SUBJECT = 'admin.deposit'
-/**
- * Status recovery: `{ userId, betIds }` asks an API node for the final and settled statuses it
- * holds for those bets of that user, as `{ ok: true, data: { statuses } }`. Status events are core
- * NATS and may be lost (a server paused or cut off); a client that missed one asks again.
- */
-export const LOOKUP_SUBJECT = 'bets.lookup'
 /** Bets one lookup may name, and the size of the request that names them. */
 export const LOOKUP_BETS_MAX = 100
 export const LOOKUP_BYTES_MAX = 16 * 1024
-
-/**
- * Where a region's API nodes take requests: `bets.place` in a lone region, `bets.place.<region>`
- * in a super-cluster, where a client sends each bet to the user's home region (regions.ts,
- * `homeRegionOf`). The same goes for `admin.deposit`.
- */
-export function routedSubject(base: string, region: string | null): string {
-  return region === null ? base : `${base}.${region}`
-}
-export const QUEUE_GROUP = 'bets-api'
-export const statusSubject = (userId: string) => `bets.status.${userId}`
-
 export const REQUEST_BYTES_MAX = 4 * 1024
 const BET_ID_PATTERN = /^[A-Za-z0-9_.:-]{8,128}$/
 const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/

@@ -1,0 +1,95 @@
+// Proves that the wire contract has one home, by reading the source tree: no file outside
+// protocol/ spells out a NATS subject, the gateway process never loads the settlement node's
+// native SQLite module, and the product code has no import cycle.
+
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import t from 'tap'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const PRODUCT_DIRS = ['crdt', 'nodes', 'gateway', 'protocol', 'scripts', 'bench']
+/** The first token of every subject the fabric uses (protocol/subjects.ts). */
+const SUBJECT_ROOTS = ['bets', 'admin', 'ledger', 'fabric', 'heartbeat', 'trader', 'clock']
+const SUBJECT_LITERAL = new RegExp(`['\`](${SUBJECT_ROOTS.join('|')})\\.[a-z*>$]`)
+
+function sourceFiles(dir: string): string[] {
+  const files: string[] = []
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) files.push(...sourceFiles(path))
+    else if (name.endsWith('.ts')) files.push(path)
+  }
+  return files
+}
+
+/** Code without comments: a doc comment may name a subject, code may not build one. */
+function codeOf(file: string): string {
+  return readFileSync(file, 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .split('\n')
+    .map((line) => line.replace(/^\s*\/\/.*$/, ''))
+    .join('\n')
+}
+
+/** Every module `file` imports: relative paths resolved, packages by name. */
+function importsOf(file: string, typesToo: boolean): string[] {
+  const found: string[] = []
+  for (const match of codeOf(file).matchAll(
+    /^(import|export)(\s+type)?[^'"]*?from\s+'([^']+)'|^import\s+'([^']+)'/gm,
+  )) {
+    if (match[2] && !typesToo) continue
+    const spec = (match[3] ?? match[4]) as string
+    found.push(spec.startsWith('.') ? resolve(dirname(file), spec) : spec)
+  }
+  return found
+}
+
+const files = PRODUCT_DIRS.flatMap((dir) => sourceFiles(join(ROOT, dir)))
+
+t.test('no file outside protocol/ spells out a subject', async (t) => {
+  const offenders = files
+    .filter((file) => !relative(ROOT, file).startsWith('protocol/'))
+    .filter((file) => SUBJECT_LITERAL.test(codeOf(file)))
+    .map((file) => relative(ROOT, file))
+  t.same(offenders, [], 'subjects come from protocol/subjects.ts')
+})
+
+t.test('the gateway process does not load the settlement node’s SQLite module', async (t) => {
+  const seen = new Set<string>()
+  const packages = new Set<string>()
+  const walk = (file: string) => {
+    if (seen.has(file)) return
+    seen.add(file)
+    for (const spec of importsOf(file, false)) {
+      if (spec.startsWith('/')) walk(spec)
+      else packages.add(spec)
+    }
+  }
+  walk(join(ROOT, 'gateway/main.ts'))
+  t.ok(seen.size > 10, `${seen.size} modules reached from gateway/main.ts`)
+  t.notOk(packages.has('better-sqlite3'), 'better-sqlite3 is not among them')
+  t.notOk(
+    [...seen].some((file) => relative(ROOT, file).startsWith('nodes/settlement/')),
+    'nor any settlement module',
+  )
+})
+
+t.test('the product code has no import cycle', async (t) => {
+  const graph = new Map(
+    files.map((file) => [file, importsOf(file, true).filter((spec) => spec.startsWith('/'))]),
+  )
+  const cycles: string[] = []
+  const state = new Map<string, 'open' | 'done'>()
+  const visit = (file: string, path: string[]) => {
+    if (state.get(file) === 'done') return
+    if (state.get(file) === 'open') {
+      cycles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(ROOT, f)).join(' -> '))
+      return
+    }
+    state.set(file, 'open')
+    for (const next of graph.get(file) ?? []) visit(next, [...path, file])
+    state.set(file, 'done')
+  }
+  for (const file of files) visit(file, [])
+  t.same(cycles, [], 'no module imports itself through others')
+})
