@@ -34,7 +34,9 @@ export type ClockSource = () => number
 /** Lowest printable ASCII below every character a node id may hold, so padding keeps order. */
 const NODE_PAD = '+'
 const WALL_MAX = 10 ** STAMP_WALL_DIGITS - 1
-const NODE_ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
+/** Node ids, unanchored: they name the node in every stamp. */
+export const NODE_ID_SOURCE = `[a-z0-9][a-z0-9._-]{0,${NODE_ID_LENGTH_MAX - 1}}`
+const NODE_ID_PATTERN = new RegExp(`^${NODE_ID_SOURCE}$`)
 export const STAMP_KEY_LENGTH = STAMP_WALL_DIGITS + 1 + STAMP_LOGICAL_DIGITS + 1 + NODE_ID_LENGTH_MAX
 const STAMP_KEY_PATTERN = new RegExp(
   `^(\\d{${STAMP_WALL_DIGITS}})\\.(\\d{${STAMP_LOGICAL_DIGITS}})\\.([a-z0-9][a-z0-9._-]*)(\\+*)$`,

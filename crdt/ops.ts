@@ -114,10 +114,12 @@ export function writerOf(stamped: { readonly stamp: StampKey }): string {
 
 type Raw = Record<string, unknown>
 
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/
+/** Game, market and selection ids, unanchored (protocol/ids.ts builds the wire's grammars from it). */
+export const ID_SOURCE = `[A-Za-z0-9][A-Za-z0-9_.:-]{0,${ID_LENGTH_MAX - 1}}`
+const ID_PATTERN = new RegExp(`^${ID_SOURCE}$`)
 
 export function isId(value: unknown): value is string {
-  return typeof value === 'string' && value.length <= ID_LENGTH_MAX && ID_PATTERN.test(value)
+  return typeof value === 'string' && ID_PATTERN.test(value)
 }
 
 function isText(value: unknown, max: number): value is string {

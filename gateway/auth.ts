@@ -7,8 +7,8 @@
  */
 
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose'
+import { USER_ID_PATTERN } from '../protocol/ids.ts'
 
-const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 /** Tokens longer than this are refused unread. */
 export const TOKEN_BYTES_MAX = 4 * 1024
 /** Clock skew tolerated on `exp` and `nbf`. */

@@ -10,6 +10,7 @@ import { Ajv, type ValidateFunction } from 'ajv'
 import { ODDS_POLICIES, type OddsPolicy, type RejectReason } from '../crdt/index.ts'
 import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
 import type { ErrorCode as ApiErrorCode } from '../protocol/bets.ts'
+import { BET_ID_SOURCE, GAME_ID_SOURCE } from '../protocol/ids.ts'
 
 export const PROTOCOL_VERSION = 1
 export const WS_PATH = `/v${PROTOCOL_VERSION}/ws`
@@ -39,9 +40,9 @@ export type GatewayErrorCode =
   | 'NOT_SUBSCRIBED'
   | 'BET_UNAVAILABLE'
 
-const ID = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$', maxLength: 64 } as const
+const ID = { type: 'string', pattern: `^(?:${GAME_ID_SOURCE})$` } as const
 const REF = { type: 'string', maxLength: 64 } as const
-const BET_ID = { type: 'string', pattern: '^[A-Za-z0-9_.:-]{8,128}$' } as const
+const BET_ID = { type: 'string', pattern: `^(?:${BET_ID_SOURCE})$` } as const
 const CENTS = { type: 'integer', minimum: 0 } as const
 
 // ---- client -> gateway ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { WebSocket } from 'ws'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
+import { ID_RULES, isUserId } from '../protocol/ids.ts'
 import { balanceSubject, historySubject } from '../protocol/subjects.ts'
 import { AuthError, type Authenticator, originAllowed, type Principal, signToken, tokenOf } from './auth.ts'
 import { type BetRelay, createBetRelay } from './bets.ts'
@@ -604,10 +605,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (demo === undefined)
       return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'demo login is off' } })
     const userId = request.body?.userId
-    if (typeof userId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(userId))
-      return reply
-        .code(400)
-        .send({ error: { code: 'BAD_REQUEST', message: 'userId: 1-64 of A-Z a-z 0-9 _ -' } })
+    if (!isUserId(userId))
+      return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `userId: ${ID_RULES.userId}` } })
     return { token: await signToken(demo.secret, userId, demo.ttlSeconds), userId }
   })
 

@@ -5,13 +5,12 @@
 
 import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../crdt/index.ts'
 import type { BetEntry, SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import { BET_ID_PATTERN, ID_RULES, USER_ID_PATTERN } from './ids.ts'
 
 /** Bets one lookup may name, and the size of the request that names them. */
 export const LOOKUP_BETS_MAX = 100
 export const LOOKUP_BYTES_MAX = 16 * 1024
 export const REQUEST_BYTES_MAX = 4 * 1024
-const BET_ID_PATTERN = /^[A-Za-z0-9_.:-]{8,128}$/
-const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** What a bettor sends: the bet's ledger fields that the API node does not fill in itself. */
 export type PlaceBetRequest = Omit<BetEntry, 'type' | 'id' | 'stamp' | 'placedAtMs'> & {
@@ -88,12 +87,12 @@ export function parseLookup(value: unknown): LookupRequest | string[] {
   const v = value as Record<string, unknown>
   const problems: string[] = []
   if (typeof v.userId !== 'string' || !USER_ID_PATTERN.test(v.userId))
-    problems.push('userId: 1-64 characters of A-Z a-z 0-9 _ -')
+    problems.push(`userId: ${ID_RULES.userId}`)
   const betIds = v.betIds
   if (!Array.isArray(betIds) || betIds.length < 1 || betIds.length > LOOKUP_BETS_MAX)
     problems.push(`betIds: an array of 1-${LOOKUP_BETS_MAX} bet ids`)
   else if (!betIds.every((id) => typeof id === 'string' && BET_ID_PATTERN.test(id)))
-    problems.push('betIds: each 8-128 characters of A-Z a-z 0-9 _ . : -')
+    problems.push(`betIds: each ${ID_RULES.betId}`)
   for (const key of Object.keys(v))
     if (key !== 'userId' && key !== 'betIds') problems.push(`${key.slice(0, 40)}: unknown field`)
   if (problems.length > 0) return problems

@@ -1,6 +1,6 @@
 /**
  * The ledger over JetStream: appends entries to their user's shard subject with a message id scoped
- * by kind and user (ledger.ts, "Id namespaces"; a retried append is stored once, and one user's id
+ * by kind and user (protocol/ids.ts, "Id namespaces"; a retried append is stored once, and one user's id
  * never deduplicates another's), and folds every shard in stream order.
  *
  * Every node that folds computes the same result for every entry (see ledger.ts), so an API node
@@ -186,7 +186,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     async appendSettlements(shard, settlements) {
       if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
         throw new RangeError(`no shard ${shard}`)
-      // Scoped by shard and by user like every message id (see ledger.ts, "Id namespaces").
+      // Scoped by shard and by user like every message id (see protocol/ids.ts, "Id namespaces").
       const digest = createHash('sha256')
       for (const { userId, id } of settlements) digest.update(userId).update('\n').update(id).update('\n')
       const batch: SettlementBatch = {

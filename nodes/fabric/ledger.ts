@@ -32,6 +32,15 @@
 import { createHash } from 'node:crypto'
 import { ODDS_POLICIES, type OddsPolicy } from '../../crdt/judge.ts'
 import { ODDS_MAX, ODDS_MIN, ODDS_SCALE } from '../../crdt/limits.ts'
+import {
+  DERIVED_ID_SEPARATOR,
+  dedupIdOf,
+  ENTRY_ID_LENGTH_MAX,
+  ENTRY_ID_PATTERN,
+  isUserId,
+  SETTLEMENT_ID_PREFIX,
+  settlementIdOf,
+} from '../../protocol/ids.ts'
 
 /** One deposit or withdrawal: ten million units of currency. */
 export const AMOUNT_CENTS_MAX = 1_000_000_000
@@ -49,10 +58,7 @@ export const LEDGER_INFLOW_CENTS_MAX = Number.MAX_SAFE_INTEGER
  * near it (the API's risk limits are far tighter); it is here so that the running sum stays exact.
  */
 export const POTENTIAL_PAYOUT_CENTS_MAX = 1_000_000_000_000
-/** A client's bet id; ids the fabric derives from one (settlements) add a short prefix. */
-export const BET_ID_LENGTH_MAX = 128
-export const ENTRY_ID_LENGTH_MAX = BET_ID_LENGTH_MAX + 16
-export const USER_ID_LENGTH_MAX = 64
+export { ENTRY_ID_LENGTH_MAX }
 /** Bet stamps are opaque here; an encoded HLC stamp is 45 characters. */
 export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
@@ -295,21 +301,9 @@ export interface LedgerFold {
 
 type Raw = Record<string, unknown>
 
-const ENTRY_ID_PATTERN = /^[A-Za-z0-9_.:/-]+$/
-/** User ids name NATS subject tokens (`ledger.<region>.<shard>.<userId>`): no '.', no wildcard. */
-const USER_ID_PATTERN = /^[A-Za-z0-9_-]+$/
+/** Entry ids and the id namespaces are the wire's (protocol/ids.ts). */
+export { DERIVED_ID_SEPARATOR, dedupIdOf, SETTLEMENT_ID_PREFIX, settlementIdOf }
 
-/**
- * Id namespaces. Clients choose bet ids, and their grammar has no '/'; every id the fabric derives
- * has one, so a client can never name a bet after a settlement (and block it). JetStream's
- * duplicate window is stream-wide, so the message id of an entry is scoped by its kind and user:
- * two users' bets with one id are two bets, and a bet can never be acknowledged as another entry.
- */
-export const DERIVED_ID_SEPARATOR = '/'
-export const SETTLEMENT_ID_PREFIX = `settle${DERIVED_ID_SEPARATOR}`
-export const settlementIdOf = (betId: string) => `${SETTLEMENT_ID_PREFIX}${betId}`
-export const dedupIdOf = (entry: { type: string; userId: string; id: string }) =>
-  [entry.type, entry.userId, entry.id].join(DERIVED_ID_SEPARATOR)
 const STAMP_PATTERN = /^[\x21-\x7e]+$/
 /**
  * Keys that only a hostile or broken writer sends. Refusing the entry outright is simpler to reason
@@ -326,14 +320,8 @@ function isEntryId(value: unknown): value is string {
   )
 }
 
-export function isUserId(value: unknown): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length >= 1 &&
-    value.length <= USER_ID_LENGTH_MAX &&
-    USER_ID_PATTERN.test(value)
-  )
-}
+/** User ids name NATS subject tokens (`ledger.<region>.<shard>.<userId>`): protocol/ids.ts. */
+export { isUserId }
 
 function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max

@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { Gauge, type Registry } from 'prom-client'
 import { BACKENDS, type Backend, type BackendName } from '../../crdt/index.ts'
+import { NODE_ID_SOURCE, REGION_SOURCE } from '../../protocol/ids.ts'
 import type { ClockGuard } from './clock-guard.ts'
 import { DEFAULT_PROBE_INTERVAL_MS, startClockProbe } from './clock-probe.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
@@ -50,7 +51,7 @@ export const commonOptions = defineOptions({
     env: 'FABRIC_REGION',
     flag: '--region',
     doc: 'the region whose streams this node writes and reads',
-    pattern: /[a-z][a-z0-9-]{0,15}/,
+    pattern: new RegExp(REGION_SOURCE),
   },
   regions: {
     type: 'list',
@@ -58,7 +59,7 @@ export const commonOptions = defineOptions({
     env: 'FABRIC_REGIONS',
     flag: '--regions',
     doc: 'every region of a super-cluster, in the same order on every node (empty: this region alone)',
-    pattern: /[a-z][a-z0-9-]{0,15}/,
+    pattern: new RegExp(REGION_SOURCE),
   },
   nodeId: {
     type: 'string',
@@ -66,7 +67,7 @@ export const commonOptions = defineOptions({
     env: 'FABRIC_NODE_ID',
     flag: '--node-id',
     doc: 'this node’s id, unique in the cluster: it names the node in every stamp',
-    pattern: /[a-z0-9][a-z0-9._-]{0,23}/,
+    pattern: new RegExp(NODE_ID_SOURCE),
   },
   backend: {
     type: 'enum',

@@ -24,6 +24,7 @@ import {
 } from '@nats-io/jetstream'
 import { type KV, Kvm, type KvOptions } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { REGION_PATTERN } from '../../protocol/ids.ts'
 import { names } from '../../protocol/subjects.ts'
 
 export { names }
@@ -51,8 +52,6 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   ledgerBytesMax: LEDGER_STREAM_BYTES_MAX,
   replicas: STREAM_REPLICAS,
 }
-
-const REGION_PATTERN = /^[a-z][a-z0-9-]{0,15}$/
 
 export function assertRegion(region: string): void {
   if (!REGION_PATTERN.test(region))

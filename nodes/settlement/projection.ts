@@ -62,7 +62,7 @@ export interface Projection {
   close(): void
 }
 
-/** Bet ids are the client's: two users may use one, so a row is keyed by both (ledger.ts, "Id namespaces"). */
+/** Bet ids are the client's: two users may use one, so a row is keyed by both (protocol/ids.ts, "Id namespaces"). */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS bets_by_user_and_id (
   user_id TEXT NOT NULL, bet_id TEXT NOT NULL, game_id TEXT NOT NULL, market_id TEXT NOT NULL,

@@ -64,7 +64,7 @@ export interface SettlerOptions {
   readonly now?: () => number
 }
 
-/** Bet ids are the client's, unique per user only (ledger.ts, "Id namespaces"). */
+/** Bet ids are the client's, unique per user only (protocol/ids.ts, "Id namespaces"). */
 const betKey = (userId: string, betId: string) => `${userId}/${betId}`
 /** Every game has markets of the same ids (`p5-winner`): a market is known by its game too. */
 const marketKey = (gameId: string, marketId: string) => `${gameId}/${marketId}`

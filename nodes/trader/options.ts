@@ -1,5 +1,6 @@
 /** The trader process's options (beside the common ones in nodes/fabric/node-main.ts). */
 
+import { GAME_ID_SOURCE } from '../../protocol/ids.ts'
 import { defineOptions } from '../fabric/config.ts'
 
 export const options = defineOptions({
@@ -9,7 +10,7 @@ export const options = defineOptions({
     env: 'TRADER_GAME_ID',
     flag: '--game-id',
     doc: 'the game this trader writes',
-    pattern: /[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}/,
+    pattern: new RegExp(GAME_ID_SOURCE),
   },
   writers: {
     type: 'list',

@@ -30,6 +30,14 @@ import {
   SETTLEMENT_OUTCOMES,
   type SettlementOutcome,
 } from '../../nodes/fabric/ledger.ts'
+import {
+  anchored,
+  BET_ID_LENGTH_MAX,
+  BET_ID_SOURCE,
+  GAME_ID_SOURCE,
+  NODE_ID_SOURCE,
+  USER_ID_SOURCE,
+} from '../../protocol/ids.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -45,8 +53,8 @@ export const FINAL_STATE_LINE_CHARS_MAX = 256 * 1024 * 1024
 export const PROBLEMS_KEPT_MAX = 100
 /** Free-text fields (error messages, fault details). */
 export const TEXT_LENGTH_MAX = 1_000
-/** Ids of bets and ledger entries, as the ledger allows. */
-export const BET_ID_LENGTH_MAX = 128
+/** Ids of bets, as the wire allows them. */
+export { BET_ID_LENGTH_MAX }
 /** Ids of users, games, markets, selections and nodes. */
 export const ID_LENGTH_MAX = 64
 /** Error and refusal codes. */
@@ -284,7 +292,8 @@ class FormatProblem extends Error {}
 
 type Raw = Record<string, unknown>
 
-const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/
+/** Any id or code the history holds: bets, users, games, markets, selections, nodes, codes. */
+const ID_PATTERN = anchored([BET_ID_SOURCE, USER_ID_SOURCE, GAME_ID_SOURCE, NODE_ID_SOURCE].join('|'))
 
 function fail(path: string, expected: string, value: unknown): never {
   const shown = JSON.stringify(value)

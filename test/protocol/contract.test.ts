@@ -1,6 +1,6 @@
 // Proves that the wire contract has one home, by reading the source tree: no file outside
-// protocol/ spells out a NATS subject, the gateway process never loads the settlement node's
-// native SQLite module, and the product code has no import cycle.
+// protocol/ spells out a NATS subject or an id grammar, the gateway process never loads the
+// settlement node's native SQLite module, and the product code has no import cycle.
 
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -11,6 +11,8 @@ const PRODUCT_DIRS = ['crdt', 'nodes', 'gateway', 'protocol', 'scripts', 'bench'
 /** The first token of every subject the fabric uses (protocol/subjects.ts). */
 const SUBJECT_ROOTS = ['bets', 'admin', 'ledger', 'fabric', 'heartbeat', 'trader', 'clock']
 const SUBJECT_LITERAL = new RegExp(`['\`](${SUBJECT_ROOTS.join('|')})\\.[a-z*>$]`)
+/** The character classes of the wire's id grammars (protocol/ids.ts). */
+const ID_CLASSES = ['[A-Za-z0-9_.:', '[A-Za-z0-9_-]{1,', '[A-Za-z0-9][A-Za-z0-9_.:-]', '[a-z0-9][a-z0-9._-]']
 
 function sourceFiles(dir: string): string[] {
   const files: string[] = []
@@ -52,6 +54,14 @@ t.test('no file outside protocol/ spells out a subject', async (t) => {
     .filter((file) => SUBJECT_LITERAL.test(codeOf(file)))
     .map((file) => relative(ROOT, file))
   t.same(offenders, [], 'subjects come from protocol/subjects.ts')
+})
+
+t.test('no file outside protocol/ and the CRDT core writes an id grammar', async (t) => {
+  const offenders = files
+    .filter((file) => !/^(protocol|crdt)\//.test(relative(ROOT, file)))
+    .filter((file) => ID_CLASSES.some((idClass) => codeOf(file).includes(idClass)))
+    .map((file) => relative(ROOT, file))
+  t.same(offenders, [], 'id grammars come from protocol/ids.ts')
 })
 
 t.test('the gateway process does not load the settlement node’s SQLite module', async (t) => {

@@ -26,8 +26,8 @@ import {
   SETTLEMENTS_PER_BATCH_MAX,
   type SettlementOutcome,
   STAKE_CENTS_MAX,
-  USER_ID_LENGTH_MAX,
 } from '../../../nodes/fabric/ledger.ts'
+import { USER_ID_LENGTH_MAX } from '../../../protocol/ids.ts'
 
 const STAMP = '0001700000000.000000.api-1+++++++++++++++++++'
 const PLACED_AT_MS = 1_700_000_000_000
