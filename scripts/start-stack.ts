@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
-import { DIVERGED_EXIT_CODE } from '../nodes/fabric/node-main.ts'
+import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX } from '../nodes/fabric/node-main.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { DEPOSIT_SUBJECT } from '../protocol/subjects.ts'
 import { startBettors } from './bettors.ts'
@@ -29,7 +29,6 @@ const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
 const DURATION_S_MAX = 86_400
 /** Times a node whose state diverged from a stream is started again in one run. */
-const REBUILDS_PER_NODE_MAX = 3
 /** The user the page suggests logging in as, credited at start. */
 const DEMO_USER = 'demo'
 const DEMO_DEPOSIT_CENTS = 100_000

@@ -1,6 +1,11 @@
-/** The api process's options (beside the common ones in nodes/fabric/node-main.ts). */
+/**
+ * The api process's options (beside the common ones in nodes/fabric/node-main.ts). Every bound is
+ * the ledger's own maximum: an option may tighten what the fold accepts, never loosen it, or a bet
+ * the node took would be folded as MALFORMED.
+ */
 
 import { defineOptions } from '../fabric/config.ts'
+import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../fabric/ledger.ts'
 import { DEFAULT_BET_LIMITS } from './bet-service.ts'
 
 export const options = defineOptions({
@@ -8,7 +13,7 @@ export const options = defineOptions({
     type: 'integer',
     default: DEFAULT_BET_LIMITS.stakeCentsMin,
     min: 1,
-    max: 1_000_000_000,
+    max: STAKE_CENTS_MAX,
     env: 'API_STAKE_CENTS_MIN',
     flag: '--stake-cents-min',
     doc: 'smallest stake',
@@ -17,7 +22,7 @@ export const options = defineOptions({
     type: 'integer',
     default: DEFAULT_BET_LIMITS.stakeCentsMax,
     min: 1,
-    max: 1_000_000_000,
+    max: STAKE_CENTS_MAX,
     env: 'API_STAKE_CENTS_MAX',
     flag: '--stake-cents-max',
     doc: 'largest stake',
@@ -26,7 +31,7 @@ export const options = defineOptions({
     type: 'integer',
     default: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
     min: 1,
-    max: 1_000_000_000,
+    max: AMOUNT_CENTS_MAX,
     env: 'API_USER_OPEN_STAKE_CENTS_MAX',
     flag: '--user-open-stake-cents-max',
     doc: 'open stakes one user may hold',
@@ -35,7 +40,7 @@ export const options = defineOptions({
     type: 'integer',
     default: DEFAULT_BET_LIMITS.marketLiabilityCentsMax,
     min: 1,
-    max: 1_000_000_000_000,
+    max: POTENTIAL_PAYOUT_CENTS_MAX,
     env: 'API_MARKET_LIABILITY_CENTS_MAX',
     flag: '--market-liability-cents-max',
     doc: 'what the book may lose on one market',

@@ -34,6 +34,8 @@ export const NATS_RECONNECT_WAIT_MS = 250
  * restart policy does.
  */
 export const DIVERGED_EXIT_CODE = 75
+/** How many times a supervisor starts a diverged node again in one run before it gives up. */
+export const REBUILDS_PER_NODE_MAX = 3
 export const DIVERGENCE_CHECK_MS = 1_000
 
 export const commonOptions = defineOptions({

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
-import { DIVERGED_EXIT_CODE } from '../../nodes/fabric/node-main.ts'
+import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { DEPOSIT_SUBJECT, routedSubject } from '../../protocol/subjects.ts'
@@ -71,7 +71,6 @@ const LAB_NAME = 'chaos'
 /** A standby trader takes over after hearing nothing from the trader for this long. */
 const TAKEOVER_AFTER_MS = 1_500
 /** Times a node whose state diverged from a stream is started again in one run. */
-const REBUILDS_PER_NODE_MAX = 3
 /** Packet loss on every server link in the lossy-links scenario. */
 const LINK_LOSS_PCT = 20
 
