@@ -10,35 +10,19 @@ import { Ajv, type ValidateFunction } from 'ajv'
 import { ODDS_POLICIES, type OddsPolicy, type RejectReason } from '../crdt/index.ts'
 import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
 import type { ErrorCode as ApiErrorCode } from '../protocol/bets.ts'
+import { CLOSE_CODES, type GatewayErrorCode } from '../protocol/errors.ts'
 import { BET_ID_SOURCE, GAME_ID_SOURCE } from '../protocol/ids.ts'
 
 export const PROTOCOL_VERSION = 1
 export const WS_PATH = `/v${PROTOCOL_VERSION}/ws`
 
-/** Close codes the gateway uses; docs/gateway.md explains each. */
-export const CLOSE = {
-  /** The gateway is shutting down (standard). */
-  GOING_AWAY: 1001,
-  /** A frame beyond the hard frame limit (standard; the ws library closes with it). */
-  TOO_BIG: 1009,
-  UNAUTHORIZED: 4001,
-  TOKEN_EXPIRED: 4002,
-  ORIGIN_NOT_ALLOWED: 4003,
-  SLOW_CONSUMER: 4008,
-  TOO_MANY_CONNECTIONS_FOR_USER: 4009,
-  GATEWAY_FULL: 4010,
-  FLOODING: 4029,
-} as const
+/** Close codes the gateway uses, by name (protocol/errors.ts explains each). */
+export const CLOSE = Object.fromEntries(
+  Object.entries(CLOSE_CODES).map(([name, { code }]) => [name, code]),
+) as { readonly [K in keyof typeof CLOSE_CODES]: (typeof CLOSE_CODES)[K]['code'] }
 
-/** Codes of `error` frames: the frame was refused, the connection goes on. */
-export type GatewayErrorCode =
-  | 'BAD_FRAME'
-  | 'FRAME_TOO_LARGE'
-  | 'RATE_LIMITED'
-  | 'TOO_MANY_SUBSCRIPTIONS'
-  | 'UNKNOWN_GAME'
-  | 'NOT_SUBSCRIBED'
-  | 'BET_UNAVAILABLE'
+/** Codes of `error` frames and HTTP answers (protocol/errors.ts). */
+export type { GatewayErrorCode }
 
 const ID = { type: 'string', pattern: `^(?:${GAME_ID_SOURCE})$` } as const
 const REF = { type: 'string', maxLength: 64 } as const

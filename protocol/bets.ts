@@ -5,6 +5,7 @@
 
 import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../crdt/index.ts'
 import type { BetEntry, SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import { type ApiError, apiError } from './errors.ts'
 import { BET_ID_PATTERN, ID_RULES, USER_ID_PATTERN } from './ids.ts'
 
 /** Bets one lookup may name, and the size of the request that names them. */
@@ -17,25 +18,7 @@ export type PlaceBetRequest = Omit<BetEntry, 'type' | 'id' | 'stamp' | 'placedAt
   readonly betId: string
 }
 
-export type ErrorCode =
-  | 'BAD_REQUEST'
-  | 'STAKE_LIMIT'
-  | 'USER_STAKE_LIMIT'
-  | 'MARKET_LIABILITY_LIMIT'
-  | 'UNKNOWN_GAME'
-  | 'REPLICA_STALE'
-  | 'CLOCK_DRIFT'
-  | 'LEDGER_UNAVAILABLE'
-  | 'INSUFFICIENT_FUNDS'
-  | 'LEDGER_LIMIT'
-  | 'BET_ID_REUSED'
-  | 'OVERLOADED'
-  | 'WRONG_REGION'
-
-export interface ApiError {
-  readonly code: ErrorCode
-  readonly message: string
-}
+export type { ApiError, ApiErrorCode as ErrorCode } from './errors.ts'
 
 export interface ProvisionalReply {
   readonly ok: true
@@ -99,9 +82,7 @@ export function parseLookup(value: unknown): LookupRequest | string[] {
   return { userId: v.userId as string, betIds: [...new Set(betIds as string[])] }
 }
 
-export function apiError(code: ErrorCode, message: string): { ok: false; error: ApiError } {
-  return { ok: false, error: { code, message } }
-}
+export { apiError }
 
 /** Validate a placement; returns the request or the list of problems. */
 export function parsePlaceBet(value: unknown): PlaceBetRequest | string[] {

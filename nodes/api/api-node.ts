@@ -98,7 +98,10 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
           log.error({ err: failure }, 'placing a bet failed unexpectedly')
           message.respond(
             JSON.stringify(
-              apiError('OVERLOADED', 'the node failed to place the bet; retry with the same bet id'),
+              apiError(
+                'INTERNAL',
+                'the node failed to place the bet; it may stand: retry with the same bet id',
+              ),
             ),
           )
         },

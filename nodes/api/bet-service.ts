@@ -29,8 +29,9 @@ import {
   parsePlaceBet,
   REQUEST_BYTES_MAX,
 } from '../../protocol/bets.ts'
+import { API_ERRORS, LEDGER_REFUSALS } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
-import type { BetState } from '../fabric/ledger.ts'
+import type { BetState, LedgerRejectReason } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 
@@ -305,13 +306,10 @@ export function createBetService(options: BetServiceOptions): BetService {
   }
 }
 
-/** The coded refusal for a bet the ledger fold refused. */
+/** The coded refusal for a bet the ledger fold refused (protocol/errors.ts maps the reasons). */
 function refusal(reason: string | null): PlaceBetReply {
-  if (reason === 'USER_STAKE_LIMIT')
-    return apiError('USER_STAKE_LIMIT', 'open stakes would pass the limit at the bet’s place in the ledger')
-  if (reason === 'LEDGER_LIMIT')
-    return apiError('LEDGER_LIMIT', 'the user’s potential payout would pass what the ledger can hold exactly')
-  return apiError('INSUFFICIENT_FUNDS', 'the balance did not cover the stake')
+  const code = LEDGER_REFUSALS[reason as LedgerRejectReason] ?? 'INSUFFICIENT_FUNDS'
+  return apiError(code, `the ledger refused the bet at its place in the ledger: ${API_ERRORS[code].meaning}`)
 }
 
 const unknownVerdict = { accepted: false, reason: 'UNKNOWN_MARKET' as const, odds: null, gameClockMs: null }

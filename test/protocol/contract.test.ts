@@ -2,6 +2,7 @@
 // protocol/ spells out a NATS subject or an id grammar, the gateway process never loads the
 // settlement node's native SQLite module, and the product code has no import cycle.
 
+import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import t from 'tap'
@@ -62,6 +63,20 @@ t.test('no file outside protocol/ and the CRDT core writes an id grammar', async
     .filter((file) => ID_CLASSES.some((idClass) => codeOf(file).includes(idClass)))
     .map((file) => relative(ROOT, file))
   t.same(offenders, [], 'id grammars come from protocol/ids.ts')
+})
+
+t.test('docs/errors.md is generated from protocol/errors.ts and current', async (t) => {
+  const generated = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/errors-docs.ts'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  t.equal(generated.status, 0, generated.stderr)
+  t.equal(
+    readFileSync(join(ROOT, 'docs/errors.md'), 'utf8'),
+    generated.stdout,
+    'regenerate with the command it names',
+  )
 })
 
 t.test('the gateway process does not load the settlement node’s SQLite module', async (t) => {
