@@ -15,7 +15,7 @@
 
 import type { StreamFollower, StreamMessage } from './stream-follower.ts'
 import { DEFAULT_STREAM_LIMITS, fabricStream, ledgerStream } from './streams.ts'
-import type { Appended, FabricTransport, FollowRequest } from './transport.ts'
+import type { Appended, AppendOptions, FabricTransport, FollowRequest } from './transport.ts'
 
 /** What a delivery is, for a scheduler that treats them differently. */
 export type DeliveryKind = 'ack' | 'stream' | 'core'
@@ -90,139 +90,159 @@ interface Stream {
   readonly followers: Set<() => void>
 }
 
-export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
-  const schedule = options.schedule ?? ((deliver) => setImmediate(deliver))
-  const reachable = options.reachable ?? (() => true)
-  const now = options.now ?? Date.now
-  const streams = new Map<string, Stream>()
-  for (const [name, subjects] of Object.entries(options.streams)) {
-    streams.set(name, { subjects, messages: [], ids: new Map(), followers: new Set() })
-  }
-  const subscribers = new Set<{
-    node: string
-    subject: string
-    onMessage: (s: string, d: Uint8Array) => void
-  }>()
-  const store = new Map<string, Uint8Array>()
+interface Subscriber {
+  readonly node: string
+  readonly subject: string
+  readonly onMessage: (subject: string, data: Uint8Array) => void
+}
 
-  function streamFor(subject: string): Stream | undefined {
-    for (const stream of streams.values())
-      if (stream.subjects.some((pattern) => subjectMatches(pattern, subject))) return stream
-    return undefined
-  }
+/** What every node's transport shares: the streams, the subscribers, the store and the world. */
+interface Shared {
+  readonly streams: Map<string, Stream>
+  readonly subscribers: Set<Subscriber>
+  readonly store: Map<string, Uint8Array>
+  readonly schedule: NonNullable<MemoryFabricOptions['schedule']>
+  readonly reachable: (node: string) => boolean
+  readonly now: () => number
+}
 
-  function follow(node: string, request: FollowRequest): StreamFollower {
-    const stream = streams.get(request.stream)
-    if (stream === undefined) throw new Error(`no stream ${request.stream}`)
-    const caughtUpAt = stream.messages.length
-    let next = Math.max(1, request.startSeq)
-    let lastSeq = next - 1
-    let scheduled = false
-    let closed = false
-    let lastAtMs = now()
-    const pump = () => {
-      if (scheduled || closed || next > stream.messages.length) return
-      scheduled = true
-      schedule(
-        () => {
-          scheduled = false
-          if (closed) return
-          if (!reachable(node)) {
-            // An ordered consumer resumes from here once the node is reachable again: try later.
-            pump()
-            return
-          }
-          const stored = stream.messages[next - 1] as StoredMessage
-          next++
-          lastSeq = stored.seq
-          lastAtMs = now()
-          request.onMessage(readable(stored))
-          pump()
-        },
-        'stream',
-        node,
-      )
+function streamFor(shared: Shared, subject: string): Stream | undefined {
+  for (const stream of shared.streams.values())
+    if (stream.subjects.some((pattern) => subjectMatches(pattern, subject))) return stream
+  return undefined
+}
+
+/** Deliver a stream's messages to one node in order, one scheduled delivery at a time. */
+function followMemoryStream(shared: Shared, node: string, request: FollowRequest): StreamFollower {
+  const { schedule, reachable, now } = shared
+  const stream = shared.streams.get(request.stream)
+  if (stream === undefined) throw new Error(`no stream ${request.stream}`)
+  const caughtUpAt = stream.messages.length
+  let next = Math.max(1, request.startSeq)
+  let lastSeq = next - 1
+  let scheduled = false
+  let closed = false
+  let lastAtMs = now()
+  const deliver = () => {
+    scheduled = false
+    if (closed) return
+    // An ordered consumer resumes from here once the node is reachable again: try later.
+    if (reachable(node)) {
+      const stored = stream.messages[next - 1] as StoredMessage
+      next++
+      lastSeq = stored.seq
+      lastAtMs = now()
+      request.onMessage(readable(stored))
     }
-    stream.followers.add(pump)
     pump()
-    return {
-      lastSeq: () => lastSeq,
-      caughtUp: () => lastSeq >= caughtUpAt,
-      restarts: () => 0,
-      holes: () => 0,
-      phase: () => (closed ? 'closed' : 'consuming'),
-      idleMs: () => now() - lastAtMs,
-      diverged: () => null,
-      async close() {
-        closed = true
-        stream.followers.delete(pump)
-      },
-    }
   }
-
-  function transport(node: string): FabricTransport {
-    return {
-      append(subject, data, appendOptions) {
-        return new Promise<Appended>((resolve, reject) => {
-          const stream = streamFor(subject)
-          if (stream === undefined) {
-            schedule(() => reject(new Error(`no stream holds ${subject}`)), 'ack', node)
-            return
-          }
-          if (!reachable(node)) {
-            schedule(() => reject(new Error(`${node} cannot reach the stream`)), 'ack', node)
-            return
-          }
-          const known = stream.ids.get(appendOptions.msgId)
-          if (known !== undefined) {
-            schedule(() => resolve({ seq: known, duplicate: true }), 'ack', node)
-            return
-          }
-          const seq = stream.messages.length + 1
-          stream.messages.push({
-            subject,
-            seq,
-            data: bytes(data),
-            headers: { ...appendOptions.headers },
-            msgId: appendOptions.msgId,
-          })
-          stream.ids.set(appendOptions.msgId, seq)
-          for (const pump of stream.followers) pump()
-          schedule(() => resolve({ seq, duplicate: false }), 'ack', node)
-        })
-      },
-      follow: async (request) => follow(node, request),
-      publish(subject, data) {
-        if (!reachable(node)) return
-        const payload = bytes(data)
-        for (const subscriber of subscribers) {
-          if (!subjectMatches(subscriber.subject, subject)) continue
-          schedule(
-            () => {
-              if (reachable(subscriber.node) && subscribers.has(subscriber))
-                subscriber.onMessage(subject, payload)
-            },
-            'core',
-            subscriber.node,
-          )
-        }
-      },
-      subscribe(subject, onMessage) {
-        const subscriber = { node, subject, onMessage }
-        subscribers.add(subscriber)
-        return () => subscribers.delete(subscriber)
-      },
-      snapshots: {
-        get: async (key) => store.get(key) ?? null,
-        async put(key, value) {
-          store.set(key, bytes(value))
-        },
-      },
-    }
+  const pump = () => {
+    if (scheduled || closed || next > stream.messages.length) return
+    scheduled = true
+    schedule(deliver, 'stream', node)
   }
+  stream.followers.add(pump)
+  pump()
+  return {
+    lastSeq: () => lastSeq,
+    caughtUp: () => lastSeq >= caughtUpAt,
+    restarts: () => 0,
+    holes: () => 0,
+    phase: () => (closed ? 'closed' : 'consuming'),
+    idleMs: () => now() - lastAtMs,
+    diverged: () => null,
+    async close() {
+      closed = true
+      stream.followers.delete(pump)
+    },
+  }
+}
 
+/** Store a message once per message id and acknowledge it, as JetStream does. */
+function appendToMemoryStream(
+  shared: Shared,
+  node: string,
+  subject: string,
+  data: Uint8Array | string,
+  options: AppendOptions,
+): Promise<Appended> {
+  const { schedule } = shared
+  return new Promise<Appended>((resolve, reject) => {
+    const stream = streamFor(shared, subject)
+    if (stream === undefined) {
+      schedule(() => reject(new Error(`no stream holds ${subject}`)), 'ack', node)
+      return
+    }
+    if (!shared.reachable(node)) {
+      schedule(() => reject(new Error(`${node} cannot reach the stream`)), 'ack', node)
+      return
+    }
+    const known = stream.ids.get(options.msgId)
+    if (known !== undefined) {
+      schedule(() => resolve({ seq: known, duplicate: true }), 'ack', node)
+      return
+    }
+    const seq = stream.messages.length + 1
+    stream.messages.push({
+      subject,
+      seq,
+      data: bytes(data),
+      headers: { ...options.headers },
+      msgId: options.msgId,
+    })
+    stream.ids.set(options.msgId, seq)
+    for (const pump of stream.followers) pump()
+    schedule(() => resolve({ seq, duplicate: false }), 'ack', node)
+  })
+}
+
+/** Core messages: to every subscriber of a matching subject, at most once, lost to a cut-off node. */
+function publishToMemory(shared: Shared, node: string, subject: string, data: Uint8Array | string): void {
+  if (!shared.reachable(node)) return
+  const payload = bytes(data)
+  for (const subscriber of shared.subscribers) {
+    if (!subjectMatches(subscriber.subject, subject)) continue
+    const deliver = () => {
+      if (shared.reachable(subscriber.node) && shared.subscribers.has(subscriber))
+        subscriber.onMessage(subject, payload)
+    }
+    shared.schedule(deliver, 'core', subscriber.node)
+  }
+}
+
+export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
+  const shared: Shared = {
+    streams: new Map(
+      Object.entries(options.streams).map(([name, subjects]) => [
+        name,
+        { subjects, messages: [], ids: new Map(), followers: new Set() },
+      ]),
+    ),
+    subscribers: new Set(),
+    store: new Map(),
+    schedule: options.schedule ?? ((deliver) => setImmediate(deliver)),
+    reachable: options.reachable ?? (() => true),
+    now: options.now ?? Date.now,
+  }
+  const transport = (node: string): FabricTransport => ({
+    append: (subject, data, appendOptions) =>
+      appendToMemoryStream(shared, node, subject, data, appendOptions),
+    follow: async (request) => followMemoryStream(shared, node, request),
+    publish: (subject, data) => publishToMemory(shared, node, subject, data),
+    subscribe(subject, onMessage) {
+      const subscriber: Subscriber = { node, subject, onMessage }
+      shared.subscribers.add(subscriber)
+      return () => shared.subscribers.delete(subscriber)
+    },
+    snapshots: {
+      get: async (key) => shared.store.get(key) ?? null,
+      async put(key, value) {
+        shared.store.set(key, bytes(value))
+      },
+    },
+  })
   return {
     transport,
-    messages: (name) => streams.get(name)?.messages ?? [],
+    messages: (name) => shared.streams.get(name)?.messages ?? [],
   }
 }
