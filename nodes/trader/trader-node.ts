@@ -137,35 +137,9 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
           replicas.writeSnapshots().catch((error) => log.warn({ err: error }, 'snapshot round failed'))
         }, options.snapshotIntervalMs)
       : null
-  const stopKill = transport.subscribe(killSubject(region), (_subject, data) => {
-    if (!targetsGame(data, gameId)) return
-    log.warn({ gameId }, 'kill switch: suspending every open market')
-    trader.kill('kill switch')
-  })
-  const stopResume = transport.subscribe(resumeSubject(region), (_subject, data) => {
-    if (targetsGame(data, gameId)) trader.resume()
-  })
-  if (trader.role() === 'active') await startFeed()
+  const stopKillSwitch = serveKillSwitch(transport, region, gameId, trader, log)
+  if (trader.role() === 'active') await startFeedWhenCaughtUp({ ...options, replicas, trader, hlc, timers })
   log.info({ gameId, feed: options.feed.name, role: trader.role() }, 'trader started')
-  /** Start the active trader's feed once the replica has caught up; rejoin a game already running. */
-  async function startFeed(): Promise<void> {
-    for (let waited = 0; !replicas.caughtUp(); waited += CATCH_UP_POLL_MS) {
-      if (waited > 0 && waited % CATCH_UP_LOG_MS === 0)
-        log.info({ waitedMs: waited }, 'catching up before the feed')
-      await sleep(timers, CATCH_UP_POLL_MS)
-    }
-    const handle = (event: FeedEvent) => trader.handle(event)
-    if (genesisOf(replicas.replicaFor(gameId).game) === null) {
-      options.feed.start(handle)
-      return
-    }
-    const fencer = replicas.fencedBy(gameId, hlc.node)
-    if (fencer !== null) {
-      trader.standDown(`fenced by ${fencer} while this trader was down`)
-      return
-    }
-    options.feed.start(handle, { afterPoint: trader.rejoin() })
-  }
 
   return {
     trader,
@@ -175,13 +149,63 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       options.feed.stop()
       stopTicker()
       stopSnapshots?.()
-      stopKill()
-      stopResume()
+      stopKillSwitch()
       stopDrops()
       await trader.flush()
       await replicas.close()
     },
   }
+}
+
+/** The kill switch: `trader.<region>.kill` suspends every open market, `.resume` lifts it. */
+function serveKillSwitch(
+  transport: FabricTransport,
+  region: string,
+  gameId: string,
+  trader: Trader,
+  log: Logger,
+): () => void {
+  const stopKill = transport.subscribe(killSubject(region), (_subject, data) => {
+    if (!targetsGame(data, gameId)) return
+    log.warn({ gameId }, 'kill switch: suspending every open market')
+    trader.kill('kill switch')
+  })
+  const stopResume = transport.subscribe(resumeSubject(region), (_subject, data) => {
+    if (targetsGame(data, gameId)) trader.resume()
+  })
+  return () => {
+    stopKill()
+    stopResume()
+  }
+}
+
+/** Start the active trader's feed once the replica has caught up; rejoin a game already running. */
+async function startFeedWhenCaughtUp(context: {
+  readonly replicas: ReplicaSync
+  readonly trader: Trader
+  readonly hlc: Hlc
+  readonly timers: Timers
+  readonly gameId: string
+  readonly feed: FeedAdapter
+  readonly log: Logger
+}): Promise<void> {
+  const { replicas, trader, hlc, timers, gameId, feed, log } = context
+  for (let waited = 0; !replicas.caughtUp(); waited += CATCH_UP_POLL_MS) {
+    if (waited > 0 && waited % CATCH_UP_LOG_MS === 0)
+      log.info({ waitedMs: waited }, 'catching up before the feed')
+    await sleep(timers, CATCH_UP_POLL_MS)
+  }
+  const handle = (event: FeedEvent) => trader.handle(event)
+  if (genesisOf(replicas.replicaFor(gameId).game) === null) {
+    feed.start(handle)
+    return
+  }
+  const fencer = replicas.fencedBy(gameId, hlc.node)
+  if (fencer !== null) {
+    trader.standDown(`fenced by ${fencer} while this trader was down`)
+    return
+  }
+  feed.start(handle, { afterPoint: trader.rejoin() })
 }
 
 /** The transport given, or one over the NATS connection given. */
