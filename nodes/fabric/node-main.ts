@@ -212,37 +212,10 @@ export async function runNode<S extends OptionsSchema>(
     backend: BACKENDS[config.backend as BackendName],
     clock,
   })
-  const guard = node.clock
-  const probe =
-    guard && config.clockProbeMs > 0
-      ? startClockProbe({
-          nc,
-          region: config.region,
-          node: config.nodeId,
-          now: clock,
-          log,
-          intervalMs: config.clockProbeMs,
-          onOffset: (offsetMs) => guard.observeProbe(offsetMs),
-        })
-      : null
-  const readiness = () => withClock(node.readiness(), guard)
-  if (guard) registerClockGauges(name.replaceAll('-', '_'), registry, guard)
-  new Gauge({
-    name: `${name.replaceAll('-', '_')}_ready`,
-    help: '1 when the node is ready',
-    registers: [registry],
-    collect() {
-      this.set(readiness().ready ? 1 : 0)
-    },
-  })
-  new Gauge({
-    name: `${name.replaceAll('-', '_')}_quorum_reconnects`,
-    help: 'times the node left a server that could not reach JetStream',
-    registers: [registry],
-    collect() {
-      this.set(quorum?.moves() ?? 0)
-    },
-  })
+  const prefix = name.replaceAll('-', '_')
+  const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })
+  const readiness = () => withClock(node.readiness(), node.clock)
+  registerNodeGauges(prefix, registry, readiness, () => quorum?.moves() ?? 0)
   const ops = await startOpsServer({
     host: config.opsHost,
     port: config.opsPort,
@@ -263,7 +236,7 @@ export async function runNode<S extends OptionsSchema>(
       process.exit(1)
     }, SHUTDOWN_DEADLINE_MS)
     quorum?.stop()
-    probe?.stop()
+    clockWatch?.stop()
     await node.close()
     await nc.drain()
     await ops.close()
@@ -290,6 +263,57 @@ export async function runNode<S extends OptionsSchema>(
       if (process.ppid !== parent) void stop('the launcher exited')
     }, PARENT_CHECK_MS).unref()
   }
+}
+
+/** The cluster clock probe feeding the node's clock guard, and the guard's gauges (clock-guard.ts). */
+function watchClock(
+  guard: ClockGuard | undefined,
+  context: {
+    nc: NatsConnection
+    config: CommonConfig
+    clock: () => number
+    log: Logger
+    registry: Registry
+    prefix: string
+  },
+): { stop(): void } | null {
+  if (guard === undefined) return null
+  const { nc, config, clock, log, registry, prefix } = context
+  registerClockGauges(prefix, registry, guard)
+  if (config.clockProbeMs <= 0) return null
+  return startClockProbe({
+    nc,
+    region: config.region,
+    node: config.nodeId,
+    now: clock,
+    log,
+    intervalMs: config.clockProbeMs,
+    onOffset: (offsetMs) => guard.observeProbe(offsetMs),
+  })
+}
+
+function registerNodeGauges(
+  prefix: string,
+  registry: Registry,
+  readiness: () => Readiness,
+  quorumMoves: () => number,
+): void {
+  new Gauge({
+    name: `${prefix}_ready`,
+    help: '1 when the node is ready',
+    registers: [registry],
+    collect() {
+      this.set(readiness().ready ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: `${prefix}_quorum_reconnects`,
+    help: 'times the node left a server that could not reach JetStream',
+    registers: [registry],
+    collect() {
+      this.set(quorumMoves())
+    },
+  })
 }
 
 /** Not ready while the clock bound is broken (clock-guard.ts), whatever else the node says. */
