@@ -22,7 +22,7 @@ import {
   type SettlementBatch,
   type SettlementEntry,
 } from './ledger.ts'
-import type { FollowerView } from './stream-follower.ts'
+import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
 import type { FabricTransport } from './transport.ts'
@@ -90,22 +90,28 @@ export interface LedgerSync {
   close(): Promise<void>
 }
 
-export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
-  const { transport, region, shards, log } = options
-  const timers = options.timers ?? realTimers
-  if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
-    throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
-  const folds = Array.from({ length: shards }, () => createLedgerFold())
+/**
+ * Reading the node's own appends back: each folded message's result, kept for late waiters, and
+ * the check that the fold holds, at the sequence the stream acknowledged, the very entry this
+ * node appended there (or the fold is not the stream's).
+ */
+function createReadBack(context: {
+  readonly log: Logger
+  readonly stream: string
+  readonly timers: Timers
+  readonly foldedThrough: () => number
+}) {
   const recent = new Map<number, FoldResult>()
   const waiters = new Map<number, ((result: FoldResult) => void)[]>()
-  const listeners = new Set<LedgerListener>()
+  /** What this node appended, by the sequence the stream acknowledged. */
+  const expected = new Map<number, string>()
   let diverged: string | null = null
 
-  /**
-   * What this node appended, by the sequence the stream acknowledged: when the fold reaches that
-   * sequence it must find the same entry there, or the fold is not the stream's.
-   */
-  const expected = new Map<number, string>()
+  function markDiverged(reason: string): void {
+    if (diverged !== null) return
+    diverged = reason
+    context.log.error({ stream: context.stream }, `ledger diverged: ${reason}`)
+  }
 
   function compare(seq: number, appended: string, folded: string | null): void {
     if (folded !== appended)
@@ -114,99 +120,37 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       )
   }
 
-  function expectAt(seq: number, id: string): void {
-    const known = recent.get(seq)
-    if (known !== undefined) {
-      compare(seq, id, known.entryId)
-      return
-    }
-    if (follower.lastSeq() >= seq) return
-    expected.set(seq, id)
-    if (expected.size > RECENT_RESULTS_MAX) expected.delete(expected.keys().next().value as number)
-  }
-
-  function markDiverged(reason: string): void {
-    if (diverged !== null) return
-    diverged = reason
-    log.error({ stream: names.ledgerStream(region) }, `ledger diverged: ${reason}`)
-  }
-
-  function record(seq: number, result: FoldResult): void {
-    recent.set(seq, result)
-    if (recent.size > RECENT_RESULTS_MAX) recent.delete(recent.keys().next().value as number)
-    for (const resolve of waiters.get(seq) ?? []) resolve(result)
-    waiters.delete(seq)
-  }
-
-  const follower = await transport.follow({
-    stream: names.ledgerStream(region),
-    startSeq: 1,
-    log,
-    onMessage(message) {
-      const shard = Number(message.subject.split('.')[2])
-      const fold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
-      if (fold === undefined) {
-        log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
+  return {
+    markDiverged,
+    diverged: () => diverged,
+    /** The fold reached `seq`, with this result for its (first) entry. */
+    folded(seq: number, result: FoldResult): void {
+      recent.set(seq, result)
+      if (recent.size > RECENT_RESULTS_MAX) recent.delete(recent.keys().next().value as number)
+      for (const resolve of waiters.get(seq) ?? []) resolve(result)
+      waiters.delete(seq)
+      const appended = expected.get(seq)
+      if (appended === undefined) return
+      expected.delete(seq)
+      compare(seq, appended, result.entryId)
+    },
+    /** This node appended `id` and the stream acknowledged it at `seq`. */
+    expectAt(seq: number, id: string): void {
+      const known = recent.get(seq)
+      if (known !== undefined) {
+        compare(seq, id, known.entryId)
         return
       }
-      let value: unknown = null
-      try {
-        value = message.json()
-      } catch {
-        // A malformed entry is folded as such: every node rejects it identically.
-      }
-      const results = fold.apply(value, message.seq)
-      record(message.seq, results[0] as FoldResult)
-      const appended = expected.get(message.seq)
-      if (appended !== undefined) {
-        expected.delete(message.seq)
-        compare(message.seq, appended, results[0]?.entryId ?? null)
-      }
-      if (listeners.size === 0) return
-      const entries = parseLedgerMessage(value)
-      results.forEach((result, i) => {
-        for (const listener of listeners) listener(shard, message.seq, result, entries?.[i] ?? null)
-      })
+      if (context.foldedThrough() >= seq) return
+      expected.set(seq, id)
+      if (expected.size > RECENT_RESULTS_MAX) expected.delete(expected.keys().next().value as number)
     },
-  })
-
-  return {
-    shards,
-    fold: (shard) => folds[shard] as LedgerFold,
-    foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
-    async append(entry) {
-      const subject = names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId)
-      const ack = await transport.append(subject, JSON.stringify(entry), {
-        msgId: dedupIdOf(entry),
-        timeoutMs: APPEND_TIMEOUT_MS,
-      })
-      expectAt(ack.seq, entry.id)
-      return ack.seq
-    },
-    async appendSettlements(shard, settlements) {
-      if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
-        throw new RangeError(`no shard ${shard}`)
-      // Scoped by shard and by user like every message id (see protocol/ids.ts, "Id namespaces").
-      const digest = createHash('sha256')
-      for (const { userId, id } of settlements) digest.update(userId).update('\n').update(id).update('\n')
-      const batch: SettlementBatch = {
-        type: 'settlements',
-        id: ['settlements', shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR),
-        settlements,
-      }
-      const ack = await transport.append(names.ledgerBatchSubject(region, shard), JSON.stringify(batch), {
-        msgId: batch.id,
-        timeoutMs: APPEND_TIMEOUT_MS,
-      })
-      expectAt(ack.seq, settlements[0]?.id ?? batch.id)
-      return ack.seq
-    },
-    resultAt(seq, timeoutMs) {
+    resultAt(seq: number, timeoutMs: number): Promise<FoldResult> {
       const known = recent.get(seq)
       if (known !== undefined) return Promise.resolve(known)
       if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
       return new Promise((resolve, reject) => {
-        const cancel = timers.setTimeout(
+        const cancel = context.timers.setTimeout(
           () => reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`)),
           timeoutMs,
         )
@@ -218,14 +162,104 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
         waiters.set(seq, list)
       })
     },
+  }
+}
+
+/** The id of a batch of one shard's settlements, scoped by shard and users (protocol/ids.ts). */
+function settlementBatchOf(shard: number, settlements: readonly SettlementEntry[]): SettlementBatch {
+  const digest = createHash('sha256')
+  for (const { userId, id } of settlements) digest.update(userId).update('\n').update(id).update('\n')
+  return {
+    type: 'settlements',
+    id: ['settlements', shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR),
+    settlements,
+  }
+}
+
+export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
+  const { transport, region, shards, log } = options
+  if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
+    throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
+  const folds = Array.from({ length: shards }, () => createLedgerFold())
+  const listeners = new Set<LedgerListener>()
+  const readBack = createReadBack({
+    log,
+    stream: names.ledgerStream(region),
+    timers: options.timers ?? realTimers,
+    foldedThrough: () => follower.lastSeq(),
+  })
+
+  function fold(message: StreamMessage): void {
+    const shard = Number(message.subject.split('.')[2])
+    const shardFold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
+    if (shardFold === undefined) {
+      log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
+      return
+    }
+    let value: unknown = null
+    try {
+      value = message.json()
+    } catch {
+      // A malformed entry is folded as such: every node rejects it identically.
+    }
+    const results = shardFold.apply(value, message.seq)
+    readBack.folded(message.seq, results[0] as FoldResult)
+    if (listeners.size === 0) return
+    const entries = parseLedgerMessage(value)
+    results.forEach((result, i) => {
+      for (const listener of listeners) listener(shard, message.seq, result, entries?.[i] ?? null)
+    })
+  }
+
+  const follower = await transport.follow({
+    stream: names.ledgerStream(region),
+    startSeq: 1,
+    log,
+    onMessage: fold,
+  })
+
+  async function appendMessage(
+    subject: string,
+    body: unknown,
+    msgId: string,
+    expectedId: string,
+  ): Promise<number> {
+    const ack = await transport.append(subject, JSON.stringify(body), { msgId, timeoutMs: APPEND_TIMEOUT_MS })
+    readBack.expectAt(ack.seq, expectedId)
+    return ack.seq
+  }
+
+  return {
+    shards,
+    fold: (shard) => folds[shard] as LedgerFold,
+    foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
+    append: (entry) =>
+      appendMessage(
+        names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId),
+        entry,
+        dedupIdOf(entry),
+        entry.id,
+      ),
+    async appendSettlements(shard, settlements) {
+      if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
+        throw new RangeError(`no shard ${shard}`)
+      const batch = settlementBatchOf(shard, settlements)
+      return appendMessage(
+        names.ledgerBatchSubject(region, shard),
+        batch,
+        batch.id,
+        settlements[0]?.id ?? batch.id,
+      )
+    },
+    resultAt: (seq, timeoutMs) => readBack.resultAt(seq, timeoutMs),
     onEntry(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
     lastSeq: () => follower.lastSeq(),
     follower,
-    diverged: () => diverged ?? follower.diverged(),
-    markDiverged,
+    diverged: () => readBack.diverged() ?? follower.diverged(),
+    markDiverged: (reason) => readBack.markDiverged(reason),
     caughtUp: () => follower.caughtUp(),
     close: () => follower.close(),
   }
