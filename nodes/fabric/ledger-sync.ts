@@ -95,7 +95,7 @@ export interface LedgerSync {
  * the check that the fold holds, at the sequence the stream acknowledged, the very entry this
  * node appended there (or the fold is not the stream's).
  */
-function createReadBack(context: {
+export function createReadBack(context: {
   readonly log: Logger
   readonly stream: string
   readonly timers: Timers
