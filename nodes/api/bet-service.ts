@@ -18,6 +18,7 @@ import {
   type Hlc,
   isFinal,
   judge,
+  type Replica,
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
@@ -29,7 +30,7 @@ import {
   parsePlaceBet,
   REQUEST_BYTES_MAX,
 } from '../../protocol/bets.ts'
-import { API_ERRORS, LEDGER_REFUSALS } from '../../protocol/errors.ts'
+import { API_ERRORS, type ApiError, LEDGER_REFUSALS } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { BetState, LedgerRejectReason } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
@@ -97,53 +98,10 @@ export function createBetService(options: BetServiceOptions): BetService {
   const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
   const { replicas, ledger, hlc, log } = options
   const now = options.now ?? Date.now
-  /** Per game, bets whose final verdict is not yet published, by stamp. */
-  const pending = new Map<string, FinalityQueue<PendingBet>>()
-  const liability = new Map<string, number>()
-
-  const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
-    if (entry?.type === 'bet' && result.status === 'applied') {
-      const potential = Math.floor((entry.stakeCents * entry.odds) / 1000) - entry.stakeCents
-      liability.set(entry.marketId, (liability.get(entry.marketId) ?? 0) + potential)
-    }
-    if (entry?.type === 'settlement' && result.status === 'applied') {
-      const bet = ledger.foldFor(entry.userId).bet(entry.betId)
-      if (bet !== null) {
-        const potential = Math.floor((bet.stakeCents * bet.odds) / 1000) - bet.stakeCents
-        liability.set(bet.marketId, (liability.get(bet.marketId) ?? 0) - potential)
-      }
-    }
-  })
-
-  const stopReplicas = replicas.onChange(({ gameId }) => publishFinals(gameId))
-
-  function publishFinals(gameId: string): void {
-    const queue = pending.get(gameId)
-    const replica = replicas.replica(gameId)
-    if (queue === undefined || replica === undefined) return
-    for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
-      const { final: _final, ...verdict } = judge(replica.game, bet.terms)
-      options.publishStatus(bet.userId, {
-        betId: bet.betId,
-        status: 'final',
-        stamp: bet.stamp,
-        verdict,
-        finalAtMs: now(),
-        balanceCents: ledger.foldFor(bet.userId).balance(bet.userId),
-      })
-    }
-  }
-
-  function staleness(gameId: string): string | null {
-    const replica = replicas.replica(gameId)
-    if (replica === undefined) return `game ${gameId} is unknown here`
-    for (const writer of activeWriters(replica.game)) {
-      const watermark = watermarkOf(replica.game, writer)
-      const ageMs = watermark === null ? Number.POSITIVE_INFINITY : now() - stampWall(watermark)
-      if (ageMs > limits.staleMsMax) return `writer ${writer} last heard ${Math.round(ageMs)} ms ago`
-    }
-    return null
-  }
+  const liability = watchLiability(ledger)
+  const finals = createFinalAnnouncer({ ...options, now })
+  const staleness = (gameId: string) =>
+    stalenessOf(replicas.replica(gameId), gameId, now(), limits.staleMsMax)
 
   function checkLimits(request: PlaceBetRequest): PlaceBetReply | null {
     if (request.stakeCents < limits.stakeCentsMin || request.stakeCents > limits.stakeCentsMax) {
@@ -154,7 +112,7 @@ export function createBetService(options: BetServiceOptions): BetService {
       return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
     }
     const potential = Math.floor((request.stakeCents * request.odds) / 1000) - request.stakeCents
-    if ((liability.get(request.marketId) ?? 0) + potential > limits.marketLiabilityCentsMax) {
+    if (liability.of(request.marketId) + potential > limits.marketLiabilityCentsMax) {
       return apiError(
         'MARKET_LIABILITY_LIMIT',
         `the market's liability would pass ${limits.marketLiabilityCentsMax} cents`,
@@ -185,16 +143,8 @@ export function createBetService(options: BetServiceOptions): BetService {
   }
 
   async function place(data: Uint8Array): Promise<PlaceBetReply> {
-    if (data.length > REQUEST_BYTES_MAX)
-      return apiError('BAD_REQUEST', `a request is at most ${REQUEST_BYTES_MAX} bytes`)
-    let value: unknown
-    try {
-      value = JSON.parse(new TextDecoder().decode(data))
-    } catch {
-      return apiError('BAD_REQUEST', 'the request is not JSON')
-    }
-    const request = parsePlaceBet(value)
-    if (Array.isArray(request)) return apiError('BAD_REQUEST', request.join('; '))
+    const request = readPlaceBet(data)
+    if ('ok' in request) return request
     if (options.homeHere !== undefined && !options.homeHere(request.userId))
       return apiError(
         'WRONG_REGION',
@@ -211,7 +161,7 @@ export function createBetService(options: BetServiceOptions): BetService {
     const stale = staleness(request.gameId)
     if (stale !== null)
       return apiError(replicas.replica(request.gameId) ? 'REPLICA_STALE' : 'UNKNOWN_GAME', stale)
-    if (pendingCount() >= limits.pendingFinalMax)
+    if (finals.pending() >= limits.pendingFinalMax)
       return apiError('OVERLOADED', 'too many bets await their final verdict')
     return accept(request)
   }
@@ -264,20 +214,8 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (result.status === 'rejected') return refusal(result.reason)
     const replica = replicas.replicaFor(request.gameId)
     const { final, ...verdict } = judge(replica.game, terms)
-    if (!final) {
-      const queue = pending.get(request.gameId) ?? createFinalityQueue<PendingBet>()
-      queue.add({ betId: request.betId, userId: request.userId, stamp, terms })
-      pending.set(request.gameId, queue)
-    } else {
-      options.publishStatus(request.userId, {
-        betId: request.betId,
-        status: 'final',
-        stamp,
-        verdict,
-        finalAtMs: now(),
-        balanceCents: result.balanceCents ?? 0,
-      })
-    }
+    if (!final) finals.await(request.gameId, { betId: request.betId, userId: request.userId, stamp, terms })
+    else finals.announce(request.userId, { betId: request.betId, stamp, verdict }, result.balanceCents ?? 0)
     return {
       ok: true,
       betId: request.betId,
@@ -290,19 +228,103 @@ export function createBetService(options: BetServiceOptions): BetService {
     }
   }
 
-  function pendingCount(): number {
-    let count = 0
-    for (const queue of pending.values()) count += queue.size()
-    return count
-  }
-
   return {
     place,
-    pendingFinal: pendingCount,
+    pendingFinal: () => finals.pending(),
     close() {
-      stopLedger()
-      stopReplicas()
+      liability.stop()
+      finals.stop()
     },
+  }
+}
+
+/** A placement's bytes as a request, or the coded refusal of bad ones. */
+function readPlaceBet(data: Uint8Array): PlaceBetRequest | { ok: false; error: ApiError } {
+  if (data.length > REQUEST_BYTES_MAX)
+    return apiError('BAD_REQUEST', `a request is at most ${REQUEST_BYTES_MAX} bytes`)
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder().decode(data))
+  } catch {
+    return apiError('BAD_REQUEST', 'the request is not JSON')
+  }
+  const request = parsePlaceBet(value)
+  return Array.isArray(request) ? apiError('BAD_REQUEST', request.join('; ')) : request
+}
+
+/** Why a replica is too stale to judge on (a writer silent longer than `staleMsMax`), or null. */
+function stalenessOf(
+  replica: Replica | undefined,
+  gameId: string,
+  nowMs: number,
+  staleMsMax: number,
+): string | null {
+  if (replica === undefined) return `game ${gameId} is unknown here`
+  for (const writer of activeWriters(replica.game)) {
+    const watermark = watermarkOf(replica.game, writer)
+    const ageMs = watermark === null ? Number.POSITIVE_INFINITY : nowMs - stampWall(watermark)
+    if (ageMs > staleMsMax) return `writer ${writer} last heard ${Math.round(ageMs)} ms ago`
+  }
+  return null
+}
+
+/**
+ * The potential loss of each market, from the bets this node's fold holds (per node, not exact:
+ * docs/protocol.md, "How exact the limits are").
+ */
+function watchLiability(ledger: LedgerSync) {
+  const liability = new Map<string, number>()
+  const potentialOf = (bet: { stakeCents: number; odds: number }) =>
+    Math.floor((bet.stakeCents * bet.odds) / 1000) - bet.stakeCents
+  const stop = ledger.onEntry((_shard, _seq, result, entry) => {
+    if (result.status !== 'applied') return
+    if (entry?.type === 'bet')
+      liability.set(entry.marketId, (liability.get(entry.marketId) ?? 0) + potentialOf(entry))
+    if (entry?.type !== 'settlement') return
+    const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+    if (bet !== null) liability.set(bet.marketId, (liability.get(bet.marketId) ?? 0) - potentialOf(bet))
+  })
+  return { of: (marketId: string) => liability.get(marketId) ?? 0, stop }
+}
+
+/** Final verdicts: announced at once when final at placement, else when the replica makes them so. */
+function createFinalAnnouncer(
+  options: Pick<BetServiceOptions, 'replicas' | 'ledger' | 'publishStatus'> & { now: () => number },
+) {
+  const { replicas, ledger, now } = options
+  /** Per game, bets whose final verdict is not yet published, by stamp. */
+  const pending = new Map<string, FinalityQueue<PendingBet>>()
+  const announce = (
+    userId: string,
+    bet: Pick<FinalStatus, 'betId' | 'stamp' | 'verdict'>,
+    balanceCents: number,
+  ) => options.publishStatus(userId, { ...bet, status: 'final', finalAtMs: now(), balanceCents })
+  const stop = replicas.onChange(({ gameId }) => {
+    const queue = pending.get(gameId)
+    const replica = replicas.replica(gameId)
+    if (queue === undefined || replica === undefined) return
+    for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
+      const { final: _final, ...verdict } = judge(replica.game, bet.terms)
+      announce(
+        bet.userId,
+        { betId: bet.betId, stamp: bet.stamp, verdict },
+        ledger.foldFor(bet.userId).balance(bet.userId),
+      )
+    }
+  })
+  return {
+    announce,
+    await(gameId: string, bet: PendingBet): void {
+      const queue = pending.get(gameId) ?? createFinalityQueue<PendingBet>()
+      queue.add(bet)
+      pending.set(gameId, queue)
+    },
+    pending(): number {
+      let count = 0
+      for (const queue of pending.values()) count += queue.size()
+      return count
+    },
+    stop,
   }
 }
 
