@@ -30,6 +30,8 @@ export interface GatewayNodeOptions {
   /** 0 picks a free port. */
   readonly port: number
   readonly demoLogin?: DemoLogin
+  /** The clock of rate limits and lag checks (server.ts); default Date.now. */
+  readonly now?: () => number
 }
 
 export interface GatewayNode {
@@ -62,6 +64,7 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
     ready: () => replicas.caughtUp(),
     ...(isSuperCluster(regions) ? { homeRegion: (userId: string) => homeRegionOf(userId, regions) } : {}),
     ...(options.demoLogin ? { demoLogin: options.demoLogin } : {}),
+    ...(options.now ? { now: options.now } : {}),
   })
   try {
     await gateway.app.listen({ host: options.host, port: options.port })

@@ -114,6 +114,8 @@ export interface GatewayOptions {
   readonly ready: () => boolean
   /** In a super-cluster: a user's home region, where their bets and queries go. */
   readonly homeRegion?: (userId: string) => string
+  /** The clock of rate limits and lag checks (tests inject one); default Date.now. */
+  readonly now?: () => number
 }
 
 export interface Gateway {
@@ -223,6 +225,7 @@ function relayMetrics(registry: Registry, relay: BetRelay): void {
 
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const { nc, limits, log } = options
+  const now = options.now ?? Date.now
   const metrics = metricsOf(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
   const homeRegion = options.homeRegion ?? (() => null)
@@ -357,7 +360,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     }
     if (session.socket.bufferedAmount > limits.conflateBytes) {
       subscription.lagging = true
-      session.laggingSinceMs ??= Date.now()
+      session.laggingSinceMs ??= now()
       metrics.conflated.inc()
       return
     }
@@ -366,11 +369,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** Lagging clients: drained ones get fresh snapshots, stuck ones are closed. */
   const backpressureTimer = setInterval(() => {
-    const now = Date.now()
+    const atMs = now()
     for (const session of sessions) {
       if (session.laggingSinceMs === null) continue
       const buffered = session.socket.bufferedAmount
-      if (buffered > limits.closeBytes || now - session.laggingSinceMs > limits.laggingMsMax) {
+      if (buffered > limits.closeBytes || atMs - session.laggingSinceMs > limits.laggingMsMax) {
         closeSession(session, CLOSE.SLOW_CONSUMER, 'too slow: could not keep up with the game')
         continue
       }
@@ -388,15 +391,15 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // ---- frames ----------------------------------------------------------------------------------
 
   function rateLimited(session: Session): number {
-    const now = Date.now()
-    const own = session.bucket.take(now)
+    const atMs = now()
+    const own = session.bucket.take(atMs)
     if (own > 0) return own
     let userBucket = userBuckets.get(session.principal.userId)
     if (userBucket === undefined) {
-      userBucket = createTokenBucket(limits.userMessagesPerSecond, limits.userMessagesBurst, now)
+      userBucket = createTokenBucket(limits.userMessagesPerSecond, limits.userMessagesBurst, atMs)
       userBuckets.set(session.principal.userId, userBucket)
     }
-    return userBucket.take(now)
+    return userBucket.take(atMs)
   }
 
   /** Answers a frame; each refusal is the branch's last act, hence `return refuse(...)`. */
@@ -490,7 +493,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       socket,
       principal,
       subscriptions: new Map(),
-      bucket: createTokenBucket(limits.messagesPerSecond, limits.messagesBurst, Date.now()),
+      bucket: createTokenBucket(limits.messagesPerSecond, limits.messagesBurst, now()),
       laggingSinceMs: null,
       refusedInRow: 0,
       closing: false,

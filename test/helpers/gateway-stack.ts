@@ -48,7 +48,13 @@ export interface GatewayStack {
 }
 
 export async function startGatewayStack(
-  options: { limits?: Partial<GatewayLimits>; origins?: string[]; allowMissingOrigin?: boolean } = {},
+  options: {
+    limits?: Partial<GatewayLimits>
+    origins?: string[]
+    allowMissingOrigin?: boolean
+    /** The gateway's clock of rate limits and lag checks. */
+    now?: () => number
+  } = {},
 ): Promise<GatewayStack> {
   const cluster = await startNatsCluster()
   const dir = mkdtempSync(join(tmpdir(), 'gateway-stack-'))
@@ -92,6 +98,7 @@ export async function startGatewayStack(
     host: '127.0.0.1',
     port: 0,
     demoLogin: { secret: SECRET, ttlSeconds: 600 },
+    ...(options.now ? { now: options.now } : {}),
   })
   await waitFor('the gateway replica holds the game', () => gateway.replicas.replica(GAME) !== undefined)
   const nc = await cluster.connect()
