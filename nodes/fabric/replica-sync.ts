@@ -40,7 +40,7 @@ import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFence } from './log-fences.ts'
 import type { FollowerView } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
-import type { FabricTransport } from './transport.ts'
+import type { FabricTransport, SnapshotStore } from './transport.ts'
 
 /** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
 export const HEARTBEAT_BYTES_MAX = 8 * 1024
@@ -145,6 +145,48 @@ function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: st
   return Number.isSafeInteger(value.seq) ? { seq: value.seq as number, games } : null
 }
 
+/**
+ * Restore every game the checkpoint names from its snapshot, handing each to `into`; resolves with
+ * the stream sequence to follow from (1 without a complete checkpoint).
+ */
+async function restoreSnapshots(context: {
+  readonly snapshots: SnapshotStore
+  readonly backend: Backend
+  readonly log: Logger
+  readonly into: (gameId: string, replica: Replica) => void
+}): Promise<number> {
+  const { snapshots, backend, log } = context
+  const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY)) ?? undefined)
+  if (checkpoint === null) return 1
+  let fromSeq = checkpoint.seq + 1
+  for (const gameId of checkpoint.games) {
+    const entry = await snapshots.get(names.snapshotKey(gameId))
+    if (entry === null || entry.length === 0) return 1
+    const record = decodeSnapshot(entry)
+    context.into(gameId, backend.restore(record.bytes))
+    fromSeq = Math.min(fromSeq, record.seq + 1)
+  }
+  log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')
+  return fromSeq
+}
+
+/** The fences an update's headers name, each with its stamp when the writer sent them. */
+function fencesOf(targets: string | undefined, stamps: string | undefined): LogFence[] {
+  if (!targets) return []
+  const stampList = stamps ? stamps.split(',') : []
+  return targets.split(',').map((target, i) => {
+    const stamp = stampList[i]
+    return isStampKey(stamp) ? { target, stamp } : { target }
+  })
+}
+
+/** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
+function observeHeartbeat(clock: ClockGuard, value: unknown): void {
+  if (typeof value !== 'object' || value === null) return
+  const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
+  if (isNodeId(writer) && isStampKey(stamp)) clock.observeWriter(writer, decodeStamp(stamp).wall)
+}
+
 export async function createReplicaSync(options: ReplicaSyncOptions): Promise<ReplicaSync> {
   const { transport, region, backend, hlc, log } = options
   const snapshots = transport.snapshots
@@ -190,17 +232,11 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     return fences
   }
 
-  const startSeq = await restore()
-
-  async function restore(): Promise<number> {
-    const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY)) ?? undefined)
-    if (checkpoint === null) return 1
-    let fromSeq = checkpoint.seq + 1
-    for (const gameId of checkpoint.games) {
-      const entry = await snapshots.get(names.snapshotKey(gameId))
-      if (entry === null || entry.length === 0) return 1
-      const record = decodeSnapshot(entry)
-      const replica = backend.restore(record.bytes)
+  const startSeq = await restoreSnapshots({
+    snapshots,
+    backend,
+    log,
+    into: (gameId, replica) => {
       replicas.set(gameId, replica)
       // A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's.
       for (const writer of writersOf(replica.game)) {
@@ -213,21 +249,8 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
         { added: replica.game.entries.size, skipped: 0, maxStamp: maxStamp(replica.game) },
         'stream',
       )
-      fromSeq = Math.min(fromSeq, record.seq + 1)
-    }
-    log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')
-    return fromSeq
-  }
-
-  /** The fences an update's headers name, each with its stamp when the writer sent them. */
-  function fencesOf(targets: string | undefined, stamps: string | undefined): LogFence[] {
-    if (!targets) return []
-    const stampList = stamps ? stamps.split(',') : []
-    return targets.split(',').map((target, i) => {
-      const stamp = stampList[i]
-      return isStampKey(stamp) ? { target, stamp } : { target }
-    })
-  }
+    },
+  })
 
   const multiRegion = (options.regions?.length ?? 0) > 1
   const follower = await transport.follow({
@@ -258,13 +281,6 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     },
   })
 
-  /** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
-  function observeHeartbeat(value: unknown): void {
-    if (typeof value !== 'object' || value === null) return
-    const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
-    if (isNodeId(writer) && isStampKey(stamp)) clock.observeWriter(writer, decodeStamp(stamp).wall)
-  }
-
   const stopHeartbeats = transport.subscribe(
     multiRegion ? regionNames.everyRegionHeartbeatsSubject : names.allHeartbeatsSubject(region),
     (subject, data) => {
@@ -278,7 +294,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       } catch {
         return
       }
-      observeHeartbeat(value)
+      observeHeartbeat(clock, value)
       merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
     },
   )
