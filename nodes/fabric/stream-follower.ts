@@ -18,10 +18,11 @@
  * 101-116 that another's never saw, and the other way round): the fold was then wrong for good,
  * whatever came after. So every `verifyEveryMs` the follower asks the stream (its leader answers)
  * for the message at the last sequence it handled and compares it with what it handled; and when
- * the stream's leader changes or a consumer is replaced, it audits everything it handled lately
- * (the last DIGESTS_KEPT messages, AUDIT_BATCH per check), since a deposed leader may have served
- * messages the stream does not hold. A mismatch marks the follower diverged; the node then stops,
- * and its supervisor starts it again to rebuild from the log (node-main.ts).
+ * the stream's leader changes, a consumer is replaced or a check cannot reach the stream, it
+ * audits everything it handled lately (the last DIGESTS_KEPT messages, AUDIT_BATCH per check),
+ * since a deposed leader may have served messages the stream does not hold. A mismatch marks the
+ * follower diverged; the node then stops, and its supervisor starts it again to rebuild from the
+ * log (node-main.ts).
  */
 
 import { createHash } from 'node:crypto'
@@ -332,9 +333,13 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
           if (verifying) return
           verifying = true
           within(verify(), 2 * verifyEveryMs, 'checking against the stream')
-            .catch((error: unknown) =>
-              log.debug({ err: error, stream }, 'could not check against the stream'),
-            )
+            .catch((error: unknown) => {
+              // The stream could not be reached: its servers may have been stopped or cut off, and
+              // come back with a leader that holds other messages than the ones handled meanwhile
+              // (seen when every server of a region was paused). Audit what was handled lately.
+              log.debug({ err: error, stream }, 'could not check against the stream; auditing')
+              if (!closed) audit()
+            })
             .finally(() => {
               verifying = false
             })
