@@ -112,7 +112,7 @@ export function createBetService(options: BetServiceOptions): BetService {
       return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
     }
     const potential = Math.floor((request.stakeCents * request.odds) / 1000) - request.stakeCents
-    if (liability.of(request.marketId) + potential > limits.marketLiabilityCentsMax) {
+    if (liability.of(request.gameId, request.marketId) + potential > limits.marketLiabilityCentsMax) {
       return apiError(
         'MARKET_LIABILITY_LIMIT',
         `the market's liability would pass ${limits.marketLiabilityCentsMax} cents`,
@@ -274,17 +274,22 @@ function stalenessOf(
  */
 function watchLiability(ledger: LedgerSync) {
   const liability = new Map<string, number>()
+  // Every game has markets of the same ids (`p5-winner`): a market is known by its game too.
+  const keyOf = (gameId: string, marketId: string) => `${gameId}/${marketId}`
+  const add = (bet: { gameId: string; marketId: string }, cents: number) => {
+    const key = keyOf(bet.gameId, bet.marketId)
+    liability.set(key, (liability.get(key) ?? 0) + cents)
+  }
   const potentialOf = (bet: { stakeCents: number; odds: number }) =>
     Math.floor((bet.stakeCents * bet.odds) / 1000) - bet.stakeCents
   const stop = ledger.onEntry((_shard, _seq, result, entry) => {
     if (result.status !== 'applied') return
-    if (entry?.type === 'bet')
-      liability.set(entry.marketId, (liability.get(entry.marketId) ?? 0) + potentialOf(entry))
+    if (entry?.type === 'bet') add(entry, potentialOf(entry))
     if (entry?.type !== 'settlement') return
     const bet = ledger.foldFor(entry.userId).bet(entry.betId)
-    if (bet !== null) liability.set(bet.marketId, (liability.get(bet.marketId) ?? 0) - potentialOf(bet))
+    if (bet !== null) add(bet, -potentialOf(bet))
   })
-  return { of: (marketId: string) => liability.get(marketId) ?? 0, stop }
+  return { of: (gameId: string, marketId: string) => liability.get(keyOf(gameId, marketId)) ?? 0, stop }
 }
 
 /** Final verdicts: announced at once when final at placement, else when the replica makes them so. */

@@ -150,16 +150,18 @@ export function createReadBack(context: {
       if (known !== undefined) return Promise.resolve(known)
       if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
       return new Promise((resolve, reject) => {
-        const cancel = context.timers.setTimeout(
-          () => reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`)),
-          timeoutMs,
-        )
-        const list = waiters.get(seq) ?? []
-        list.push((result) => {
+        const waiter = (result: FoldResult) => {
           cancel()
           resolve(result)
-        })
-        waiters.set(seq, list)
+        }
+        const cancel = context.timers.setTimeout(() => {
+          // A waiter that gave up is forgotten, so that slow folds cannot fill WAITERS_MAX for good.
+          const list = (waiters.get(seq) ?? []).filter((each) => each !== waiter)
+          if (list.length === 0) waiters.delete(seq)
+          else waiters.set(seq, list)
+          reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`))
+        }, timeoutMs)
+        waiters.set(seq, [...(waiters.get(seq) ?? []), waiter])
       })
     },
   }
@@ -194,6 +196,13 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     const shardFold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
     if (shardFold === undefined) {
       log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
+      readBack.folded(message.seq, {
+        entryId: null,
+        userId: null,
+        balanceCents: null,
+        status: 'rejected',
+        reason: 'MALFORMED',
+      })
       return
     }
     let value: unknown = null

@@ -22,6 +22,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Logger } from 'pino'
 import {
   type ApplyResult,
+  activeWriters,
   type Backend,
   decodeStamp,
   fenceOf,
@@ -181,10 +182,12 @@ function fencesOf(targets: string | undefined, stamps: string | undefined): LogF
 }
 
 /** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
-function observeHeartbeat(clock: ClockGuard, value: unknown): void {
+function observeHeartbeat(clock: ClockGuard, replica: Replica, value: unknown): void {
   if (typeof value !== 'object' || value === null) return
   const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
-  if (isNodeId(writer) && isStampKey(stamp)) clock.observeWriter(writer, decodeStamp(stamp).wall)
+  // Only the game's active writers: anybody else's clock says nothing about this node's.
+  if (!isNodeId(writer) || !isStampKey(stamp) || !activeWriters(replica.game).includes(writer)) return
+  clock.observeWriter(writer, decodeStamp(stamp).wall)
 }
 
 export async function createReplicaSync(options: ReplicaSyncOptions): Promise<ReplicaSync> {
@@ -294,7 +297,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       } catch {
         return
       }
-      observeHeartbeat(clock, value)
+      observeHeartbeat(clock, replica, value)
       merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
     },
   )

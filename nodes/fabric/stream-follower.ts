@@ -338,7 +338,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
               // come back with a leader that holds other messages than the ones handled meanwhile
               // (seen when every server of a region was paused). Audit what was handled lately.
               log.debug({ err: error, stream }, 'could not check against the stream; auditing')
-              if (!closed) audit()
+              if (!closed && auditFrom === null) audit()
             })
             .finally(() => {
               verifying = false

@@ -49,7 +49,9 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
   const stored = await store.get(key)
   const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored))
-  if (Number.isSafeInteger(previous) && previous > 0) {
+  if (!Number.isSafeInteger(previous) || previous < 0)
+    throw new RangeError(`the stored clock ceiling of ${hlc.node} is not a wall time; refusing to stamp`)
+  if (previous > 0) {
     await mergeWhenPossible(hlc, previous + 1, log, timers)
     log.info({ ceiling: previous }, 'clock resumed past its stored ceiling')
   }
@@ -57,7 +59,8 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   let renewing = false
 
   async function renew(): Promise<void> {
-    const next = Math.max(now(), hlc.last().wall) + leaseMs
+    // Never below a ceiling stored before, even if the wall clock stepped back.
+    const next = Math.max(ceiling, now(), hlc.last().wall) + leaseMs
     await store.put(key, String(next))
     ceiling = Math.max(ceiling, next)
   }

@@ -507,6 +507,9 @@ export function createTrader(options: TraderOptions): Trader {
       }
       if (unpublished.length > 0) drain()
       if (genesisOf(replica.game) === null) return
+      // A heartbeat promises that the replica holds all this writer ever published up to it: a
+      // restarted writer must first have read its own earlier updates back from the log.
+      if (!(options.caughtUp?.() ?? true)) return
       const stamp = hlc.now()
       if (options.mayPromise && !options.mayPromise(stamp.wall)) return
       publisher.publishHeartbeat(replica.heartbeat(encodeStamp(stamp)))

@@ -60,6 +60,18 @@ t.test('three writers racing fences: the log and the replica name the same fence
   t.pass('2,000 random races agree')
 })
 
+t.test('a writer that lost a fence race has its later updates dropped too', async (t) => {
+  const log = createLogFences()
+  t.equal(log.decide('trader-2', [{ target: 'trader-1' }]), null, 'trader-2 wins')
+  t.equal(log.decide('trader-3', [{ target: 'trader-1' }]), 'already fenced', 'trader-3 loses')
+  t.equal(
+    log.decide('trader-3', []),
+    'lost a fence race',
+    'what trader-3 wrote after its takeover counts nowhere',
+  )
+  t.equal(log.decide('trader-2', []), null, 'the winner writes on')
+})
+
 t.test('the race the review found: B fences A at 100, then C fences B at 95', async (t) => {
   const result = run([
     { author: 1, target: 0, wallMs: 100 },
