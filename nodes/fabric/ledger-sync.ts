@@ -11,10 +11,9 @@
 
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
+import { DERIVED_ID_SEPARATOR, dedupIdOf } from '../../protocol/ids.ts'
 import {
   createLedgerFold,
-  DERIVED_ID_SEPARATOR,
-  dedupIdOf,
   type FoldResult,
   type LedgerEntry,
   type LedgerFold,

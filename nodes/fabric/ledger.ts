@@ -32,15 +32,7 @@
 import { createHash } from 'node:crypto'
 import { ODDS_POLICIES, type OddsPolicy } from '../../crdt/judge.ts'
 import { ODDS_MAX, ODDS_MIN, ODDS_SCALE } from '../../crdt/limits.ts'
-import {
-  DERIVED_ID_SEPARATOR,
-  dedupIdOf,
-  ENTRY_ID_LENGTH_MAX,
-  ENTRY_ID_PATTERN,
-  isUserId,
-  SETTLEMENT_ID_PREFIX,
-  settlementIdOf,
-} from '../../protocol/ids.ts'
+import { ENTRY_ID_LENGTH_MAX, ENTRY_ID_PATTERN, isUserId } from '../../protocol/ids.ts'
 
 /** One deposit or withdrawal: ten million units of currency. */
 export const AMOUNT_CENTS_MAX = 1_000_000_000
@@ -58,7 +50,6 @@ export const LEDGER_INFLOW_CENTS_MAX = Number.MAX_SAFE_INTEGER
  * near it (the API's risk limits are far tighter); it is here so that the running sum stays exact.
  */
 export const POTENTIAL_PAYOUT_CENTS_MAX = 1_000_000_000_000
-export { ENTRY_ID_LENGTH_MAX }
 /** Bet stamps are opaque here; an encoded HLC stamp is 45 characters. */
 export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
@@ -301,9 +292,6 @@ export interface LedgerFold {
 
 type Raw = Record<string, unknown>
 
-/** Entry ids and the id namespaces are the wire's (protocol/ids.ts). */
-export { DERIVED_ID_SEPARATOR, dedupIdOf, SETTLEMENT_ID_PREFIX, settlementIdOf }
-
 const STAMP_PATTERN = /^[\x21-\x7e]+$/
 /**
  * Keys that only a hostile or broken writer sends. Refusing the entry outright is simpler to reason
@@ -319,9 +307,6 @@ function isEntryId(value: unknown): value is string {
     ENTRY_ID_PATTERN.test(value)
   )
 }
-
-/** User ids name NATS subject tokens (`ledger.<region>.<shard>.<userId>`): protocol/ids.ts. */
-export { isUserId }
 
 function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max

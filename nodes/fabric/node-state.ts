@@ -7,7 +7,7 @@
  */
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
-import { SETTLEMENT_ID_PREFIX } from './ledger.ts'
+import { SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'

@@ -23,13 +23,13 @@ import {
   voidAt,
 } from '../../crdt/index.ts'
 import type { FinalStatus } from '../../protocol/bets.ts'
+import { settlementIdOf } from '../../protocol/ids.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import {
   type BetEntry,
   SETTLEMENTS_PER_BATCH_MAX,
   type SettlementEntry,
   type SettlementOutcome,
-  settlementIdOf,
 } from '../fabric/ledger.ts'
 import { type LedgerSync, shardOf } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'

@@ -11,9 +11,9 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
-import { settlementIdOf } from '../../nodes/fabric/ledger.ts'
 import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
 import { LOOKUP_BETS_MAX, type LookupReply, type PlaceBetReply } from '../../protocol/bets.ts'
+import { settlementIdOf } from '../../protocol/ids.ts'
 import { ALL_STATUSES_SUBJECT, LOOKUP_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
 
 export const HOSTILE_USER = 'mallory'

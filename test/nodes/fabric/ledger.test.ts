@@ -14,7 +14,6 @@ import {
   type BetEntry,
   checkLedgerSums,
   createLedgerFold,
-  ENTRY_ID_LENGTH_MAX,
   type FoldResult,
   LEDGER_INFLOW_CENTS_MAX,
   type LedgerFold,
@@ -27,7 +26,7 @@ import {
   type SettlementOutcome,
   STAKE_CENTS_MAX,
 } from '../../../nodes/fabric/ledger.ts'
-import { USER_ID_LENGTH_MAX } from '../../../protocol/ids.ts'
+import { ENTRY_ID_LENGTH_MAX, USER_ID_LENGTH_MAX } from '../../../protocol/ids.ts'
 
 const STAMP = '0001700000000.000000.api-1+++++++++++++++++++'
 const PLACED_AT_MS = 1_700_000_000_000
