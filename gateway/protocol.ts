@@ -8,7 +8,7 @@
 
 import { Ajv, type ValidateFunction } from 'ajv'
 import { ODDS_POLICIES, type OddsPolicy, type RejectReason } from '../crdt/index.ts'
-import type { SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import type { SettlementOutcome } from '../ledger/index.ts'
 import type { ErrorCode as ApiErrorCode } from '../protocol/bets.ts'
 import { CLOSE_CODES, type GatewayErrorCode } from '../protocol/errors.ts'
 import { BET_ID_SOURCE, GAME_ID_SOURCE } from '../protocol/ids.ts'

@@ -4,7 +4,7 @@
  */
 
 import { isId, isOdds, ODDS_POLICIES, type OddsPolicy, type Verdict } from '../crdt/index.ts'
-import type { BetEntry, SettlementOutcome } from '../nodes/fabric/ledger.ts'
+import type { BetEntry, SettlementOutcome } from '../ledger/index.ts'
 import { type ApiError, apiError } from './errors.ts'
 import { BET_ID_PATTERN, ID_RULES, USER_ID_PATTERN } from './ids.ts'
 

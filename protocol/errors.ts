@@ -5,7 +5,7 @@
  * (`npx tsx scripts/errors-docs.ts`), and a test checks that it is current.
  */
 
-import type { LedgerRejectReason } from '../nodes/fabric/ledger.ts'
+import type { LedgerRejectReason } from '../ledger/index.ts'
 
 export interface CodeInfo {
   readonly meaning: string

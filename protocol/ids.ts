@@ -4,8 +4,8 @@
  * file outside the CRDT core writes an id pattern. Game, market, selection and node ids belong to
  * the core (crdt/ops.ts, crdt/hlc.ts) and are re-exported here.
  *
- * Client ids never hold '/'; ids the fabric derives always do (nodes/fabric/ledger.ts, "Id
- * namespaces"). User ids are NATS subject tokens: no '.', no wildcard.
+ * Client ids never hold '/'; ids the fabric derives always do (see the message ids below). User ids
+ * are NATS subject tokens: no '.', no wildcard.
  */
 
 import { ID_SOURCE, isId, isNodeId, NODE_ID_SOURCE } from '../crdt/index.ts'

@@ -69,7 +69,7 @@ export const names = {
   ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
   /** Every shard's entries of a region: what its ledger stream holds. */
   allLedgerSubject: (region: string) => `ledger.${region}.*.*`,
-  /** Batches of settlements (ledger.ts); the last token names no user. */
+  /** Batches of settlements (ledger/); the last token names no user. */
   ledgerBatchSubject: (region: string, shard: number) => `ledger.${region}.${shard}.settlements`,
 }
 

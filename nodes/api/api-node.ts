@@ -7,6 +7,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
+import { parseLedgerEntry } from '../../ledger/index.ts'
 import {
   apiError,
   LOOKUP_BYTES_MAX,
@@ -22,7 +23,6 @@ import {
   routedSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
-import { parseLedgerEntry } from '../fabric/ledger.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'

@@ -22,6 +22,7 @@ import {
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
+import type { BetState, LedgerRejectReason } from '../../ledger/index.ts'
 import {
   apiError,
   type FinalStatus,
@@ -32,7 +33,6 @@ import {
 } from '../../protocol/bets.ts'
 import { API_ERRORS, type ApiError, LEDGER_REFUSALS } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
-import type { BetState, LedgerRejectReason } from '../fabric/ledger.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 

@@ -4,8 +4,8 @@
  * the node took would be folded as MALFORMED.
  */
 
+import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../../ledger/index.ts'
 import { defineOptions } from '../fabric/config.ts'
-import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../fabric/ledger.ts'
 import { DEFAULT_BET_LIMITS } from './bet-service.ts'
 
 export const options = defineOptions({

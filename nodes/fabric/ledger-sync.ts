@@ -11,7 +11,6 @@
 
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import { DERIVED_ID_SEPARATOR, dedupIdOf } from '../../protocol/ids.ts'
 import {
   createLedgerFold,
   type FoldResult,
@@ -20,7 +19,8 @@ import {
   parseLedgerMessage,
   type SettlementBatch,
   type SettlementEntry,
-} from './ledger.ts'
+} from '../../ledger/index.ts'
+import { DERIVED_ID_SEPARATOR, dedupIdOf } from '../../protocol/ids.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'

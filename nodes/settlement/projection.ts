@@ -5,7 +5,7 @@
  */
 
 import Database from 'better-sqlite3'
-import type { BetEntry } from '../fabric/ledger.ts'
+import type { BetEntry } from '../../ledger/index.ts'
 
 export const HISTORY_ROWS_MAX = 500
 /** Queued projection writes committed in one transaction at most. */

@@ -6,7 +6,7 @@
  * forever after. A bet is paid at most once.
  *
  * Settlements decided in one pass are appended in batches, one ledger message per shard holding as
- * many as fit (ledger.ts): a market of 10,000 bets is a hundred appends, not 10,000. A batch's id
+ * many as fit (ledger/entries.ts): a market of 10,000 bets is a hundred appends, not 10,000. A batch's id
  * is derived from what it holds, so JetStream stores a retried batch once.
  *
  * A market under review (writers disagree on its result) is held, not paid.
@@ -22,15 +22,15 @@ import {
   resultOf,
   voidAt,
 } from '../../crdt/index.ts'
-import type { FinalStatus } from '../../protocol/bets.ts'
-import { settlementIdOf } from '../../protocol/ids.ts'
-import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import {
   type BetEntry,
   SETTLEMENTS_PER_BATCH_MAX,
   type SettlementEntry,
   type SettlementOutcome,
-} from '../fabric/ledger.ts'
+} from '../../ledger/index.ts'
+import type { FinalStatus } from '../../protocol/bets.ts'
+import { settlementIdOf } from '../../protocol/ids.ts'
+import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import { type LedgerSync, shardOf } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { LEDGER_MESSAGE_BYTES_MAX } from '../fabric/streams.ts'

@@ -12,7 +12,7 @@
  */
 
 import { stampWall } from '../../crdt/index.ts'
-import { payoutCents, SETTLEMENT_OUTCOMES, type SettlementOutcome } from '../../nodes/fabric/ledger.ts'
+import { payoutCents, SETTLEMENT_OUTCOMES, type SettlementOutcome } from '../../ledger/index.ts'
 import type {
   DepositEvent,
   FaultEvent,

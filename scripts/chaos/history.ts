@@ -25,11 +25,7 @@ import {
   type OddsPolicy,
   type RejectReason,
 } from '../../crdt/index.ts'
-import {
-  type LedgerSnapshot,
-  SETTLEMENT_OUTCOMES,
-  type SettlementOutcome,
-} from '../../nodes/fabric/ledger.ts'
+import { type LedgerSnapshot, SETTLEMENT_OUTCOMES, type SettlementOutcome } from '../../ledger/index.ts'
 import {
   anchored,
   BET_ID_LENGTH_MAX,

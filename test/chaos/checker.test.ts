@@ -19,7 +19,7 @@ import {
   type OddsPolicy,
   type RejectReason,
 } from '../../crdt/index.ts'
-import { createLedgerFold, type SettlementOutcome } from '../../nodes/fabric/ledger.ts'
+import { createLedgerFold, type SettlementOutcome } from '../../ledger/index.ts'
 import {
   type CheckRun,
   check,

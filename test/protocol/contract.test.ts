@@ -1,6 +1,7 @@
 // Proves that the wire contract has one home, by reading the source tree: no file outside
 // protocol/ spells out a NATS subject or an id grammar, the gateway process never loads the
-// settlement node's native SQLite module, and the product code has no import cycle.
+// settlement node's native SQLite module, the pure modules (crdt/, ledger/, protocol/) reach no
+// I/O, and the product code has no import cycle.
 
 import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -8,7 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path'
 import t from 'tap'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const PRODUCT_DIRS = ['crdt', 'nodes', 'gateway', 'protocol', 'scripts', 'bench']
+const PRODUCT_DIRS = ['crdt', 'ledger', 'nodes', 'gateway', 'protocol', 'scripts', 'bench']
 /** The first token of every subject the fabric uses (protocol/subjects.ts). */
 const SUBJECT_ROOTS = ['bets', 'admin', 'ledger', 'fabric', 'heartbeat', 'trader', 'clock']
 const SUBJECT_LITERAL = new RegExp(`['\`](${SUBJECT_ROOTS.join('|')})\\.[a-z*>$]`)
@@ -117,4 +118,21 @@ t.test('the product code has no import cycle', async (t) => {
   }
   for (const file of files) visit(file, [])
   t.same(cycles, [], 'no module imports itself through others')
+})
+
+t.test('crdt/, ledger/ and protocol/ are pure: they import only each other and no I/O', async (t) => {
+  const PURE_DIRS = ['crdt', 'ledger', 'protocol']
+  /** The packages a pure module may use: hashing and the two CRDT libraries. */
+  const PURE_PACKAGES = ['node:crypto', 'yjs', '@automerge/automerge']
+  const outside: string[] = []
+  for (const file of files.filter((file) => PURE_DIRS.includes(relative(ROOT, file).split('/')[0] ?? ''))) {
+    for (const spec of importsOf(file, true)) {
+      const allowed = spec.startsWith('/')
+        ? PURE_DIRS.includes(relative(ROOT, spec).split('/')[0] ?? '')
+        : PURE_PACKAGES.includes(spec)
+      if (!allowed)
+        outside.push(`${relative(ROOT, file)} imports ${spec.startsWith('/') ? relative(ROOT, spec) : spec}`)
+    }
+  }
+  t.same(outside, [], 'no pure module imports a node, the gateway, or an I/O package')
 })

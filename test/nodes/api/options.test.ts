@@ -3,14 +3,10 @@
 // configuration error at start, not a bet the fold would refuse as MALFORMED after the node took it.
 
 import t from 'tap'
+import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../../../ledger/index.ts'
 import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-service.ts'
 import { options } from '../../../nodes/api/options.ts'
 import { ConfigError, parseConfig } from '../../../nodes/fabric/config.ts'
-import {
-  AMOUNT_CENTS_MAX,
-  POTENTIAL_PAYOUT_CENTS_MAX,
-  STAKE_CENTS_MAX,
-} from '../../../nodes/fabric/ledger.ts'
 
 t.test('no option loosens a core bound', async (t) => {
   t.equal(options.stakeCentsMax.max, STAKE_CENTS_MAX)

@@ -5,7 +5,7 @@
 
 import pino from 'pino'
 import t from 'tap'
-import type { FoldResult } from '../../../nodes/fabric/ledger.ts'
+import type { FoldResult } from '../../../ledger/index.ts'
 import { createReadBack } from '../../../nodes/fabric/ledger-sync.ts'
 import type { Timers } from '../../../nodes/fabric/timers.ts'
 

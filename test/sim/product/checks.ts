@@ -24,7 +24,7 @@ import {
   stampNode,
   type Verdict,
 } from '../../../crdt/index.ts'
-import type { BetState } from '../../../nodes/fabric/ledger.ts'
+import type { BetState } from '../../../ledger/index.ts'
 import type { LedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import type { PlaceBetReply } from '../../../protocol/bets.ts'

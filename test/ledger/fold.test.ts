@@ -1,4 +1,4 @@
-// Proves the ledger fold (nodes/fabric/ledger.ts): deposits, withdrawals, bet debits and their funds
+// Proves the ledger fold (ledger/): deposits, withdrawals, bet debits and their funds
 // verdicts, settlement payouts, at most one payout per bet, duplicate and conflicting ids, refusal
 // of malformed and hostile input without any state change, strictly increasing sequences, exact
 // arithmetic at the limits, and snapshots. Property tests (fast-check) check determinism across
@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import t from 'tap'
-import { ODDS_MAX, ODDS_MIN } from '../../../crdt/limits.ts'
+import { ODDS_MAX, ODDS_MIN } from '../../crdt/limits.ts'
 import {
   AMOUNT_CENTS_MAX,
   type BetEntry,
@@ -25,8 +25,8 @@ import {
   SETTLEMENTS_PER_BATCH_MAX,
   type SettlementOutcome,
   STAKE_CENTS_MAX,
-} from '../../../nodes/fabric/ledger.ts'
-import { ENTRY_ID_LENGTH_MAX, USER_ID_LENGTH_MAX } from '../../../protocol/ids.ts'
+} from '../../ledger/index.ts'
+import { ENTRY_ID_LENGTH_MAX, USER_ID_LENGTH_MAX } from '../../protocol/ids.ts'
 
 const STAMP = '0001700000000.000000.api-1+++++++++++++++++++'
 const PLACED_AT_MS = 1_700_000_000_000

@@ -1,0 +1,62 @@
+/**
+ * The ledger fold of one shard: apply messages in stream order, read balances, bets and exposure,
+ * snapshot and restore. Pure.
+ */
+
+import { createHash } from 'node:crypto'
+import { checkLedgerSums, type LedgerFold } from './entries.ts'
+import { isCents, restoreState, snapshotOf } from './snapshot.ts'
+import { emptyState, foldMessage, type State } from './state.ts'
+
+/** Recompute balances and open exposure from scratch and compare them with the running sums. */
+function recomputedSumsMatch(state: State): boolean {
+  let balancesCents = 0
+  for (const balanceCents of state.balances.values()) {
+    if (!isCents(balanceCents)) return false
+    balancesCents += balanceCents
+  }
+  let openStakesCents = 0
+  let openBets = 0
+  for (const bet of state.bets.values()) {
+    if (bet.status !== 'open') continue
+    openStakesCents += bet.stakeCents
+    openBets += 1
+    if (!state.exposures.get(bet.userId)?.betIds.has(bet.betId)) return false
+  }
+  const exposed = [...state.exposures.values()].reduce((sum, exposure) => sum + exposure.betIds.size, 0)
+  return (
+    balancesCents === state.totals.balancesCents &&
+    openStakesCents === state.totals.openStakesCents &&
+    exposed === openBets &&
+    checkLedgerSums(state.totals)
+  )
+}
+
+/** A fold over one shard's log, empty or restored from a snapshot (which is validated: it throws). */
+export function createLedgerFold(snapshot?: unknown): LedgerFold {
+  const state = snapshot === undefined ? emptyState() : restoreState(snapshot)
+  const toJSON = () => snapshotOf(state)
+  return {
+    apply: (value, seq) => foldMessage(state, value, seq),
+    balance: (userId) => state.balances.get(userId) ?? 0,
+    bet: (betId) => state.bets.get(betId) ?? null,
+    openBets(userId) {
+      const betIds = state.exposures.get(userId)?.betIds ?? []
+      return [...betIds].flatMap((betId) => state.bets.get(betId) ?? [])
+    },
+    exposure(userId) {
+      const exposure = state.exposures.get(userId)
+      return {
+        openBets: exposure?.betIds.size ?? 0,
+        openStakesCents: exposure?.openStakesCents ?? 0,
+        potentialPayoutCents: exposure?.potentialPayoutCents ?? 0,
+      }
+    },
+    totals: () => ({ ...state.totals }),
+    counts: () => ({ ...state.counts }),
+    invariantHolds: () => recomputedSumsMatch(state),
+    lastSeq: () => state.lastSeq,
+    toJSON,
+    stateHash: () => createHash('sha256').update(JSON.stringify(toJSON())).digest('hex'),
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * Snapshots of the fold: the canonical JSON a node stores and restores from, validated on restore
+ * (a snapshot is untrusted too: anything out of place throws). Pure.
+ */
+
+import { isOdds } from '../crdt/ops.ts'
+
+import { isUserId } from '../protocol/ids.ts'
+import {
+  BET_REFUSALS,
+  type BetBase,
+  type BetRefusal,
+  type BetState,
+  checkLedgerSums,
+  type FoldCounts,
+  IGNORE_REASONS,
+  LEDGER_INFLOW_CENTS_MAX,
+  LEDGER_SNAPSHOT_VERSION,
+  type LedgerIgnoreReason,
+  type LedgerRejectReason,
+  type LedgerSnapshot,
+  POTENTIAL_PAYOUT_CENTS_MAX,
+  payoutCents,
+  REJECT_REASONS,
+  SETTLEMENT_OUTCOMES,
+  type SeenEntry,
+  type SettlementOutcome,
+  type Verdict,
+} from './entries.ts'
+import { field, isEntryId, isIntegerIn, isRecord, type Raw } from './guards.ts'
+import { parseBetFields } from './parse.ts'
+import { emptyState, inflowCents, openExposure, type State } from './state.ts'
+
+export function snapshotOf(state: State): LedgerSnapshot {
+  const { depositsCents, withdrawalsCents, stakesCents, payoutsCents } = state.totals
+  const userIds = [...state.balances.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  return {
+    version: LEDGER_SNAPSHOT_VERSION,
+    lastSeq: state.lastSeq,
+    counts: { ...state.counts },
+    flows: { depositsCents, withdrawalsCents, stakesCents, payoutsCents },
+    balances: userIds.map((userId) => ({ userId, balanceCents: state.balances.get(userId) ?? 0 })),
+    // Map order is insertion order, which is seq order both when folding and when restoring.
+    entries: [...state.seen.values()],
+    bets: [...state.bets.values()],
+  }
+}
+
+function invalid(message: string): never {
+  throw new TypeError(`invalid ledger snapshot: ${message}`)
+}
+
+export function isCents(value: unknown): value is number {
+  return isIntegerIn(value, 0, Number.MAX_SAFE_INTEGER)
+}
+
+function parseCounts(value: unknown): FoldCounts {
+  if (!isRecord(value)) return invalid('counts')
+  const keys = ['applied', 'rejected', 'ignored', 'duplicate', 'conflict', 'malformed'] as const
+  const counts = { applied: 0, rejected: 0, ignored: 0, duplicate: 0, conflict: 0, malformed: 0 }
+  for (const key of keys) {
+    const count = field(value, key)
+    if (!isCents(count)) return invalid(`counts.${key}`)
+    counts[key] = count
+  }
+  return counts
+}
+
+function parseFlows(value: unknown): LedgerSnapshot['flows'] {
+  if (!isRecord(value)) return invalid('flows')
+  const [depositsCents, withdrawalsCents, stakesCents, payoutsCents] = [
+    'depositsCents',
+    'withdrawalsCents',
+    'stakesCents',
+    'payoutsCents',
+  ].map((key) => field(value, key))
+  if (
+    !isCents(depositsCents) ||
+    !isCents(withdrawalsCents) ||
+    !isCents(stakesCents) ||
+    !isCents(payoutsCents)
+  ) {
+    return invalid('flows')
+  }
+  return { depositsCents, withdrawalsCents, stakesCents, payoutsCents }
+}
+
+function restoreBalances(state: State, value: unknown): void {
+  if (!Array.isArray(value)) invalid('balances')
+  let previous = ''
+  for (const item of value) {
+    const userId = isRecord(item) ? field(item, 'userId') : undefined
+    const balanceCents = isRecord(item) ? field(item, 'balanceCents') : undefined
+    if (!isUserId(userId) || !isCents(balanceCents) || userId <= previous) invalid('balances')
+    state.balances.set(userId, balanceCents)
+    state.totals.balancesCents += balanceCents
+    previous = userId
+  }
+}
+
+function parseSeenEntry(value: unknown, lastSeq: number): SeenEntry {
+  if (!isRecord(value)) return invalid('entries')
+  const [id, seq, digest, status, reason] = ['id', 'seq', 'digest', 'status', 'reason'].map((key) =>
+    field(value, key),
+  )
+  const verdictValid =
+    (status === 'applied' && reason === null) ||
+    (status === 'rejected' &&
+      REJECT_REASONS.includes(reason as LedgerRejectReason) &&
+      reason !== 'MALFORMED') ||
+    (status === 'ignored' && IGNORE_REASONS.includes(reason as LedgerIgnoreReason))
+  const valid =
+    isEntryId(id) &&
+    isIntegerIn(seq, 1, lastSeq) &&
+    typeof digest === 'string' &&
+    /^[A-Za-z0-9_-]{43}$/.test(digest) &&
+    verdictValid
+  if (!valid) return invalid(`entry ${JSON.stringify(value).slice(0, 200)}`)
+  return Object.freeze({ id, seq, digest, ...({ status, reason } as Verdict) })
+}
+
+function restoreEntries(state: State, value: unknown): void {
+  if (!Array.isArray(value)) invalid('entries')
+  let previousSeq = 0
+  for (const item of value) {
+    const seen = parseSeenEntry(item, state.lastSeq)
+    // A batch's settlements share their message's sequence.
+    if (seen.seq < previousSeq || state.seen.has(seen.id)) invalid(`entry ${seen.id} out of order`)
+    state.seen.set(seen.id, seen)
+    previousSeq = seen.seq
+  }
+}
+
+function parseBetBase(raw: Raw, state: State): BetBase {
+  const fields = parseBetFields(raw, 'betId')
+  const placedSeq = field(raw, 'placedSeq')
+  if (fields === null || state.seen.get(fields.id)?.seq !== placedSeq) {
+    return invalid(`bet ${JSON.stringify(raw).slice(0, 200)}`)
+  }
+  const { id: betId, ...rest } = fields
+  return { betId, ...rest, placedSeq: placedSeq as number }
+}
+
+function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null {
+  const [outcome, settledOdds, payout, settlementId, settledSeq] = [
+    'outcome',
+    'settledOdds',
+    'payoutCents',
+    'settlementId',
+    'settledSeq',
+  ].map((key) => field(raw, key))
+  if (!SETTLEMENT_OUTCOMES.includes(outcome as SettlementOutcome) || !isOdds(settledOdds)) return null
+  const settlement = isEntryId(settlementId) ? state.seen.get(settlementId) : undefined
+  const valid =
+    payout === payoutCents(base.stakeCents, settledOdds, outcome as SettlementOutcome) &&
+    settlement?.status === 'applied' &&
+    settlement.seq === settledSeq &&
+    settledSeq > base.placedSeq
+  if (!valid) return null
+  return {
+    ...base,
+    status: 'settled',
+    outcome: outcome as SettlementOutcome,
+    settledOdds,
+    payoutCents: payout as number,
+    settlementId: settlementId as string,
+    settledSeq: settledSeq as number,
+  }
+}
+
+/** Rebuild one bet, checked against the verdict its placement entry records. */
+function parseBetState(value: unknown, state: State): BetState {
+  if (!isRecord(value)) return invalid('bets')
+  const base = parseBetBase(value, state)
+  const placement = state.seen.get(base.betId)
+  const status = field(value, 'status')
+  const reason = field(value, 'reason')
+  let bet: BetState | null = null
+  if (status === 'open' && placement?.status === 'applied') bet = { ...base, status }
+  if (status === 'settled' && placement?.status === 'applied') bet = parseSettledBet(value, base, state)
+  const refused = BET_REFUSALS.includes(reason as BetRefusal)
+  if (status === 'rejected' && refused && placement?.status === 'rejected' && placement.reason === reason) {
+    bet = { ...base, status, reason: reason as BetRefusal }
+  }
+  return bet === null ? invalid(`bet ${base.betId}`) : Object.freeze(bet)
+}
+
+/** Restore bets in placement order and rebuild the open exposure; returns the payouts they hold. */
+function restoreBets(state: State, value: unknown): { stakesCents: number; payoutsCents: number } {
+  if (!Array.isArray(value)) return invalid('bets')
+  let previousSeq = 0
+  let stakesCents = 0
+  let payoutsCents = 0
+  for (const item of value) {
+    const bet = parseBetState(item, state)
+    if (bet.placedSeq <= previousSeq) return invalid(`bet ${bet.betId} out of order`)
+    state.bets.set(bet.betId, bet)
+    previousSeq = bet.placedSeq
+    if (bet.status !== 'rejected') stakesCents += bet.stakeCents
+    if (bet.status === 'settled') payoutsCents += bet.payoutCents
+    if (bet.status === 'open') openExposure(state, bet)
+    const potential = state.exposures.get(bet.userId)?.potentialPayoutCents ?? 0
+    if (potential > POTENTIAL_PAYOUT_CENTS_MAX) return invalid(`potential payout of ${bet.userId}`)
+  }
+  return { stakesCents, payoutsCents }
+}
+
+/** Rebuild a fold's state from an untrusted snapshot, checking every sum it can recompute. */
+export function restoreState(value: unknown): State {
+  if (!isRecord(value) || field(value, 'version') !== LEDGER_SNAPSHOT_VERSION) return invalid('version')
+  const state = emptyState()
+  const lastSeq = field(value, 'lastSeq')
+  if (!isCents(lastSeq)) return invalid('lastSeq')
+  state.lastSeq = lastSeq
+  Object.assign(state.counts, parseCounts(field(value, 'counts')))
+  const flows = parseFlows(field(value, 'flows'))
+  Object.assign(state.totals, flows)
+  restoreBalances(state, field(value, 'balances'))
+  restoreEntries(state, field(value, 'entries'))
+  const held = restoreBets(state, field(value, 'bets'))
+  if (held.stakesCents !== flows.stakesCents || held.payoutsCents !== flows.payoutsCents) {
+    return invalid('stakes or payouts do not match the bets')
+  }
+  if (!checkLedgerSums(state.totals) || inflowCents(state) > LEDGER_INFLOW_CENTS_MAX) {
+    return invalid('sums do not balance')
+  }
+  return state
+}

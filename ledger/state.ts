@@ -1,0 +1,264 @@
+/**
+ * The fold's state and its transitions: what one entry does to balances, bets and exposure, with
+ * the invariants checked after each. Pure.
+ */
+
+import {
+  type BetBase,
+  type BetEntry,
+  type BetRefusal,
+  type BetState,
+  checkLedgerSums,
+  type DepositEntry,
+  entryDigest,
+  type FoldCounts,
+  type FoldResult,
+  LEDGER_INFLOW_CENTS_MAX,
+  type LedgerEntry,
+  type LedgerIgnoreReason,
+  type LedgerRejectReason,
+  type LedgerTotals,
+  POTENTIAL_PAYOUT_CENTS_MAX,
+  payoutCents,
+  type ResultBase,
+  type SeenEntry,
+  type SettlementEntry,
+  type Verdict,
+  type WithdrawalEntry,
+} from './entries.ts'
+import { isIntegerIn } from './guards.ts'
+import { parseLedgerMessage } from './parse.ts'
+
+interface MutableExposure {
+  readonly betIds: Set<string>
+  openStakesCents: number
+  potentialPayoutCents: number
+}
+
+export interface State {
+  lastSeq: number
+  readonly counts: { -readonly [K in keyof FoldCounts]: number }
+  readonly totals: { -readonly [K in keyof LedgerTotals]: number }
+  readonly balances: Map<string, number>
+  readonly seen: Map<string, SeenEntry>
+  readonly bets: Map<string, BetState>
+  readonly exposures: Map<string, MutableExposure>
+}
+
+const APPLIED: Verdict = { status: 'applied', reason: null }
+const rejected = (reason: LedgerRejectReason): Verdict => ({ status: 'rejected', reason })
+const ignored = (reason: LedgerIgnoreReason): Verdict => ({ status: 'ignored', reason })
+
+export function emptyState(): State {
+  return {
+    lastSeq: 0,
+    counts: { applied: 0, rejected: 0, ignored: 0, duplicate: 0, conflict: 0, malformed: 0 },
+    totals: {
+      depositsCents: 0,
+      withdrawalsCents: 0,
+      stakesCents: 0,
+      payoutsCents: 0,
+      balancesCents: 0,
+      openStakesCents: 0,
+    },
+    balances: new Map(),
+    seen: new Map(),
+    bets: new Map(),
+    exposures: new Map(),
+  }
+}
+
+export function inflowCents(state: State): number {
+  return state.totals.depositsCents + state.totals.payoutsCents
+}
+
+function credit(state: State, userId: string, deltaCents: number): void {
+  state.balances.set(userId, (state.balances.get(userId) ?? 0) + deltaCents)
+  state.totals.balancesCents += deltaCents
+}
+
+function exposureOf(state: State, userId: string): MutableExposure {
+  let exposure = state.exposures.get(userId)
+  if (exposure === undefined) {
+    exposure = { betIds: new Set(), openStakesCents: 0, potentialPayoutCents: 0 }
+    state.exposures.set(userId, exposure)
+  }
+  return exposure
+}
+
+/** Count an open bet in its user's exposure, on placement or on restore. */
+export function openExposure(state: State, bet: BetState): void {
+  const exposure = exposureOf(state, bet.userId)
+  exposure.betIds.add(bet.betId)
+  exposure.openStakesCents += bet.stakeCents
+  exposure.potentialPayoutCents += payoutCents(bet.stakeCents, bet.odds, 'won')
+  state.totals.openStakesCents += bet.stakeCents
+}
+
+function closeExposure(state: State, bet: BetState): void {
+  const exposure = exposureOf(state, bet.userId)
+  exposure.betIds.delete(bet.betId)
+  exposure.openStakesCents -= bet.stakeCents
+  exposure.potentialPayoutCents -= payoutCents(bet.stakeCents, bet.odds, 'won')
+  state.totals.openStakesCents -= bet.stakeCents
+  // Forget users without open bets, so the map grows with open exposure, not with history.
+  if (exposure.betIds.size === 0) state.exposures.delete(bet.userId)
+}
+
+function applyMovement(state: State, entry: DepositEntry | WithdrawalEntry): Verdict {
+  if (entry.type === 'deposit') {
+    if (inflowCents(state) + entry.amountCents > LEDGER_INFLOW_CENTS_MAX) return rejected('LEDGER_LIMIT')
+    state.totals.depositsCents += entry.amountCents
+    credit(state, entry.userId, entry.amountCents)
+    return APPLIED
+  }
+  if ((state.balances.get(entry.userId) ?? 0) < entry.amountCents) return rejected('INSUFFICIENT_FUNDS')
+  state.totals.withdrawalsCents += entry.amountCents
+  credit(state, entry.userId, -entry.amountCents)
+  return APPLIED
+}
+
+function betRefusal(state: State, entry: BetEntry): BetRefusal | null {
+  if ((state.balances.get(entry.userId) ?? 0) < entry.stakeCents) return 'INSUFFICIENT_FUNDS'
+  const openCents = state.exposures.get(entry.userId)?.openStakesCents ?? 0
+  if (entry.openStakeLimitCents !== undefined && openCents + entry.stakeCents > entry.openStakeLimitCents)
+    return 'USER_STAKE_LIMIT'
+  const potentialCents = state.exposures.get(entry.userId)?.potentialPayoutCents ?? 0
+  const overLimit =
+    potentialCents + payoutCents(entry.stakeCents, entry.odds, 'won') > POTENTIAL_PAYOUT_CENTS_MAX
+  return overLimit ? 'LEDGER_LIMIT' : null
+}
+
+function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
+  const base: BetBase = {
+    betId: entry.id,
+    userId: entry.userId,
+    gameId: entry.gameId,
+    marketId: entry.marketId,
+    selectionId: entry.selectionId,
+    stakeCents: entry.stakeCents,
+    odds: entry.odds,
+    policy: entry.policy,
+    stamp: entry.stamp,
+    placedAtMs: entry.placedAtMs,
+    placedSeq: seq,
+  }
+  const refusal = betRefusal(state, entry)
+  if (refusal !== null) {
+    // Remember the refused bet, so that a later settlement of it is recognised and ignored.
+    state.bets.set(entry.id, Object.freeze({ ...base, status: 'rejected', reason: refusal }))
+    return rejected(refusal)
+  }
+  const bet: BetState = Object.freeze({ ...base, status: 'open' })
+  state.bets.set(entry.id, bet)
+  credit(state, entry.userId, -entry.stakeCents)
+  state.totals.stakesCents += entry.stakeCents
+  openExposure(state, bet)
+  return APPLIED
+}
+
+function applySettlement(state: State, entry: SettlementEntry, seq: number): Verdict {
+  const bet = state.bets.get(entry.betId)
+  if (bet === undefined) return rejected('UNKNOWN_BET')
+  if (bet.userId !== entry.userId) return rejected('USER_MISMATCH')
+  if (bet.status === 'rejected') return ignored('BET_NOT_OPEN')
+  // The at-most-once payout: whatever settles a bet first, in stream order, is its only payout.
+  if (bet.status === 'settled') return ignored('ALREADY_SETTLED')
+  const settledOdds = entry.odds ?? bet.odds
+  const payout = payoutCents(bet.stakeCents, settledOdds, entry.outcome)
+  if (inflowCents(state) + payout > LEDGER_INFLOW_CENTS_MAX) return rejected('LEDGER_LIMIT')
+  const settled: BetState = Object.freeze({
+    ...bet,
+    status: 'settled',
+    outcome: entry.outcome,
+    settledOdds,
+    payoutCents: payout,
+    settlementId: entry.id,
+    settledSeq: seq,
+  })
+  state.bets.set(bet.betId, settled)
+  closeExposure(state, bet)
+  state.totals.payoutsCents += payout
+  credit(state, entry.userId, payout)
+  return APPLIED
+}
+
+function applyEntry(state: State, entry: LedgerEntry, seq: number): Verdict {
+  switch (entry.type) {
+    case 'deposit':
+    case 'withdrawal':
+      return applyMovement(state, entry)
+    case 'bet':
+      return applyBet(state, entry, seq)
+    case 'settlement':
+      return applySettlement(state, entry, seq)
+  }
+}
+
+/** Checked after every entry: a violation is a bug in this module, so the fold stops dead. */
+function assertInvariants(state: State, userId: string): void {
+  const balanceCents = state.balances.get(userId) ?? 0
+  if (!isIntegerIn(balanceCents, 0, LEDGER_INFLOW_CENTS_MAX) || !checkLedgerSums(state.totals)) {
+    throw new Error(
+      `ledger invariant violated at seq ${state.lastSeq}: balance of ${userId} is ${balanceCents}, ` +
+        `totals ${JSON.stringify(state.totals)}`,
+    )
+  }
+}
+
+function assertNextSeq(lastSeq: number, seq: number): void {
+  if (!Number.isSafeInteger(seq) || seq <= lastSeq) {
+    throw new RangeError(`ledger fold: sequence ${seq} does not follow ${lastSeq}`)
+  }
+}
+
+function resultBase(state: State, entry: LedgerEntry): ResultBase {
+  return { entryId: entry.id, userId: entry.userId, balanceCents: state.balances.get(entry.userId) ?? 0 }
+}
+
+/** A known id again: the same body reports the first verdict, another body is refused. */
+function repeatResult(state: State, entry: LedgerEntry, seen: SeenEntry, digest: string): FoldResult {
+  if (seen.digest !== digest) {
+    state.counts.conflict += 1
+    return { ...resultBase(state, entry), status: 'conflict', reason: 'ID_REUSED', conflictsWith: seen.seq }
+  }
+  state.counts.duplicate += 1
+  return {
+    ...resultBase(state, entry),
+    status: 'duplicate',
+    reason: seen.reason,
+    original: seen.status,
+    duplicateOf: seen.seq,
+  }
+}
+
+const MALFORMED_RESULT: FoldResult = Object.freeze({
+  entryId: null,
+  userId: null,
+  balanceCents: null,
+  status: 'rejected',
+  reason: 'MALFORMED',
+})
+
+export function foldMessage(state: State, value: unknown, seq: number): readonly FoldResult[] {
+  assertNextSeq(state.lastSeq, seq)
+  state.lastSeq = seq
+  const entries = parseLedgerMessage(value)
+  if (entries === null) {
+    state.counts.rejected += 1
+    state.counts.malformed += 1
+    return [MALFORMED_RESULT]
+  }
+  return entries.map((entry) => foldEntry(state, entry, seq))
+}
+
+function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
+  const digest = entryDigest(entry)
+  const seen = state.seen.get(entry.id)
+  if (seen !== undefined) return repeatResult(state, entry, seen, digest)
+  const verdict = applyEntry(state, entry, seq)
+  state.seen.set(entry.id, Object.freeze({ id: entry.id, seq, digest, ...verdict }))
+  state.counts[verdict.status] += 1
+  assertInvariants(state, entry.userId)
+  return { ...resultBase(state, entry), ...verdict }
+}
