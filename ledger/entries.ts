@@ -55,7 +55,8 @@ export const POTENTIAL_PAYOUT_CENTS_MAX = 1_000_000_000_000
 export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
 export const PLACED_AT_MS_MAX = 8_640_000_000_000_000
-export const LEDGER_SNAPSHOT_VERSION = 1
+/** 2: entries and bets are keyed by kind and user too (protocol/ids.ts, entryKeyOf). */
+export const LEDGER_SNAPSHOT_VERSION = 2
 /** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
 export const SETTLEMENTS_PER_BATCH_MAX = 256
 
@@ -134,7 +135,6 @@ export type LedgerRejectReason =
   | 'MALFORMED'
   | 'INSUFFICIENT_FUNDS'
   | 'UNKNOWN_BET'
-  | 'USER_MISMATCH'
   | 'LEDGER_LIMIT'
   | 'USER_STAKE_LIMIT'
 export type LedgerIgnoreReason = 'BET_NOT_OPEN' | 'ALREADY_SETTLED'
@@ -144,7 +144,6 @@ export const REJECT_REASONS: readonly LedgerRejectReason[] = [
   'MALFORMED',
   'INSUFFICIENT_FUNDS',
   'UNKNOWN_BET',
-  'USER_MISMATCH',
   'LEDGER_LIMIT',
   'USER_STAKE_LIMIT',
 ]
@@ -235,9 +234,9 @@ export interface FoldCounts {
   readonly malformed: number
 }
 
-/** What the fold remembers of every entry id. */
+/** What the fold remembers of every entry, under its key (kind, user and id: protocol/ids.ts). */
 export interface SeenEntry {
-  readonly id: string
+  readonly key: string
   readonly seq: number
   /** sha256 (base64url) of the canonical body. */
   readonly digest: string
@@ -273,7 +272,8 @@ export interface LedgerFold {
    */
   apply(value: unknown, seq: number): readonly FoldResult[]
   balance(userId: string): number
-  bet(betId: string): BetState | null
+  /** A user's bet; another user's bet of the same id is not it. */
+  bet(userId: string, betId: string): BetState | null
   /** The user's open bets in placement order. */
   openBets(userId: string): BetState[]
   exposure(userId: string): Exposure

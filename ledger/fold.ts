@@ -4,6 +4,7 @@
  */
 
 import { createHash } from 'node:crypto'
+import { betKeyOf } from '../protocol/ids.ts'
 import { checkLedgerSums, type LedgerFold } from './entries.ts'
 import { isCents, restoreState, snapshotOf } from './snapshot.ts'
 import { emptyState, foldMessage, type State } from './state.ts'
@@ -39,10 +40,10 @@ export function createLedgerFold(snapshot?: unknown): LedgerFold {
   return {
     apply: (value, seq) => foldMessage(state, value, seq),
     balance: (userId) => state.balances.get(userId) ?? 0,
-    bet: (betId) => state.bets.get(betId) ?? null,
+    bet: (userId, betId) => state.bets.get(betKeyOf(userId, betId)) ?? null,
     openBets(userId) {
       const betIds = state.exposures.get(userId)?.betIds ?? []
-      return [...betIds].flatMap((betId) => state.bets.get(betId) ?? [])
+      return [...betIds].flatMap((betId) => state.bets.get(betKeyOf(userId, betId)) ?? [])
     },
     exposure(userId) {
       const exposure = state.exposures.get(userId)

@@ -3,7 +3,7 @@
  * every field with. Pure.
  */
 
-import { ENTRY_ID_LENGTH_MAX, ENTRY_ID_PATTERN } from '../protocol/ids.ts'
+import { ENTRY_ID_LENGTH_MAX, ENTRY_ID_PATTERN, entryKeyParts, isUserId } from '../protocol/ids.ts'
 
 export type Raw = Record<string, unknown>
 
@@ -37,4 +37,13 @@ export function isRecord(value: unknown): value is Raw {
 /** An own data property only: inherited values and getters read as missing. */
 export function field(raw: Raw, key: string): unknown {
   return Object.getOwnPropertyDescriptor(raw, key)?.value
+}
+
+const ENTRY_TYPES = ['deposit', 'withdrawal', 'bet', 'settlement']
+
+/** An entry's key as a snapshot stores it: kind, user and entry id (protocol/ids.ts, entryKeyOf). */
+export function isEntryKey(value: unknown): value is string {
+  if (typeof value !== 'string') return false
+  const { type, userId, id } = entryKeyParts(value)
+  return ENTRY_TYPES.includes(type) && isUserId(userId) && isEntryId(id)
 }

@@ -4,8 +4,7 @@
  */
 
 import { isOdds } from '../crdt/ops.ts'
-
-import { isUserId } from '../protocol/ids.ts'
+import { betKeyOf, entryKeyOf, isUserId } from '../protocol/ids.ts'
 import {
   BET_REFUSALS,
   type BetBase,
@@ -27,7 +26,7 @@ import {
   type SettlementOutcome,
   type Verdict,
 } from './entries.ts'
-import { field, isEntryId, isIntegerIn, isRecord, type Raw } from './guards.ts'
+import { field, isEntryId, isEntryKey, isIntegerIn, isRecord, type Raw } from './guards.ts'
 import { parseBetFields } from './parse.ts'
 import { emptyState, inflowCents, openExposure, type State } from './state.ts'
 
@@ -100,7 +99,7 @@ function restoreBalances(state: State, value: unknown): void {
 
 function parseSeenEntry(value: unknown, lastSeq: number): SeenEntry {
   if (!isRecord(value)) return invalid('entries')
-  const [id, seq, digest, status, reason] = ['id', 'seq', 'digest', 'status', 'reason'].map((key) =>
+  const [key, seq, digest, status, reason] = ['key', 'seq', 'digest', 'status', 'reason'].map((key) =>
     field(value, key),
   )
   const verdictValid =
@@ -110,13 +109,13 @@ function parseSeenEntry(value: unknown, lastSeq: number): SeenEntry {
       reason !== 'MALFORMED') ||
     (status === 'ignored' && IGNORE_REASONS.includes(reason as LedgerIgnoreReason))
   const valid =
-    isEntryId(id) &&
+    isEntryKey(key) &&
     isIntegerIn(seq, 1, lastSeq) &&
     typeof digest === 'string' &&
     /^[A-Za-z0-9_-]{43}$/.test(digest) &&
     verdictValid
   if (!valid) return invalid(`entry ${JSON.stringify(value).slice(0, 200)}`)
-  return Object.freeze({ id, seq, digest, ...({ status, reason } as Verdict) })
+  return Object.freeze({ key, seq, digest, ...({ status, reason } as Verdict) })
 }
 
 function restoreEntries(state: State, value: unknown): void {
@@ -125,8 +124,8 @@ function restoreEntries(state: State, value: unknown): void {
   for (const item of value) {
     const seen = parseSeenEntry(item, state.lastSeq)
     // A batch's settlements share their message's sequence.
-    if (seen.seq < previousSeq || state.seen.has(seen.id)) invalid(`entry ${seen.id} out of order`)
-    state.seen.set(seen.id, seen)
+    if (seen.seq < previousSeq || state.seen.has(seen.key)) invalid(`entry ${seen.key} out of order`)
+    state.seen.set(seen.key, seen)
     previousSeq = seen.seq
   }
 }
@@ -134,7 +133,7 @@ function restoreEntries(state: State, value: unknown): void {
 function parseBetBase(raw: Raw, state: State): BetBase {
   const fields = parseBetFields(raw, 'betId')
   const placedSeq = field(raw, 'placedSeq')
-  if (fields === null || state.seen.get(fields.id)?.seq !== placedSeq) {
+  if (fields === null || state.seen.get(betKeyOf(fields.userId, fields.id))?.seq !== placedSeq) {
     return invalid(`bet ${JSON.stringify(raw).slice(0, 200)}`)
   }
   const { id: betId, ...rest } = fields
@@ -150,7 +149,9 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
     'settledSeq',
   ].map((key) => field(raw, key))
   if (!SETTLEMENT_OUTCOMES.includes(outcome as SettlementOutcome) || !isOdds(settledOdds)) return null
-  const settlement = isEntryId(settlementId) ? state.seen.get(settlementId) : undefined
+  const settlement = isEntryId(settlementId)
+    ? state.seen.get(entryKeyOf({ type: 'settlement', userId: base.userId, id: settlementId }))
+    : undefined
   const valid =
     payout === payoutCents(base.stakeCents, settledOdds, outcome as SettlementOutcome) &&
     settlement?.status === 'applied' &&
@@ -172,7 +173,7 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
 function parseBetState(value: unknown, state: State): BetState {
   if (!isRecord(value)) return invalid('bets')
   const base = parseBetBase(value, state)
-  const placement = state.seen.get(base.betId)
+  const placement = state.seen.get(betKeyOf(base.userId, base.betId))
   const status = field(value, 'status')
   const reason = field(value, 'reason')
   let bet: BetState | null = null
@@ -194,7 +195,7 @@ function restoreBets(state: State, value: unknown): { stakesCents: number; payou
   for (const item of value) {
     const bet = parseBetState(item, state)
     if (bet.placedSeq <= previousSeq) return invalid(`bet ${bet.betId} out of order`)
-    state.bets.set(bet.betId, bet)
+    state.bets.set(betKeyOf(bet.userId, bet.betId), bet)
     previousSeq = bet.placedSeq
     if (bet.status !== 'rejected') stakesCents += bet.stakeCents
     if (bet.status === 'settled') payoutsCents += bet.payoutCents

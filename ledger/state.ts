@@ -3,6 +3,7 @@
  * the invariants checked after each. Pure.
  */
 
+import { betKeyOf, entryKeyOf } from '../protocol/ids.ts'
 import {
   type BetBase,
   type BetEntry,
@@ -146,11 +147,14 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
   const refusal = betRefusal(state, entry)
   if (refusal !== null) {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
-    state.bets.set(entry.id, Object.freeze({ ...base, status: 'rejected', reason: refusal }))
+    state.bets.set(
+      betKeyOf(entry.userId, entry.id),
+      Object.freeze({ ...base, status: 'rejected', reason: refusal }),
+    )
     return rejected(refusal)
   }
   const bet: BetState = Object.freeze({ ...base, status: 'open' })
-  state.bets.set(entry.id, bet)
+  state.bets.set(betKeyOf(entry.userId, entry.id), bet)
   credit(state, entry.userId, -entry.stakeCents)
   state.totals.stakesCents += entry.stakeCents
   openExposure(state, bet)
@@ -158,9 +162,9 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
 }
 
 function applySettlement(state: State, entry: SettlementEntry, seq: number): Verdict {
-  const bet = state.bets.get(entry.betId)
+  // Keyed by user: a settlement naming another user's bet finds no bet.
+  const bet = state.bets.get(betKeyOf(entry.userId, entry.betId))
   if (bet === undefined) return rejected('UNKNOWN_BET')
-  if (bet.userId !== entry.userId) return rejected('USER_MISMATCH')
   if (bet.status === 'rejected') return ignored('BET_NOT_OPEN')
   // The at-most-once payout: whatever settles a bet first, in stream order, is its only payout.
   if (bet.status === 'settled') return ignored('ALREADY_SETTLED')
@@ -176,7 +180,7 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
     settlementId: entry.id,
     settledSeq: seq,
   })
-  state.bets.set(bet.betId, settled)
+  state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
   closeExposure(state, bet)
   state.totals.payoutsCents += payout
   credit(state, entry.userId, payout)
@@ -254,10 +258,11 @@ export function foldMessage(state: State, value: unknown, seq: number): readonly
 
 function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
   const digest = entryDigest(entry)
-  const seen = state.seen.get(entry.id)
+  const key = entryKeyOf(entry)
+  const seen = state.seen.get(key)
   if (seen !== undefined) return repeatResult(state, entry, seen, digest)
   const verdict = applyEntry(state, entry, seq)
-  state.seen.set(entry.id, Object.freeze({ id: entry.id, seq, digest, ...verdict }))
+  state.seen.set(key, Object.freeze({ key, seq, digest, ...verdict }))
   state.counts[verdict.status] += 1
   assertInvariants(state, entry.userId)
   return { ...resultBase(state, entry), ...verdict }

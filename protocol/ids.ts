@@ -38,12 +38,20 @@ export const ENTRY_ID_PATTERN = anchored(ENTRY_ID_SOURCE)
  * has one, so a client can never name a bet after a settlement (and block it). JetStream's
  * duplicate window is stream-wide, so the message id of an entry is scoped by its kind and user:
  * two users' bets with one id are two bets, and a bet can never be acknowledged as another entry.
+ * The ledger fold keys entries and bets the same way, so no user's id can shadow another's.
  */
 export const DERIVED_ID_SEPARATOR = '/'
 export const SETTLEMENT_ID_PREFIX = `settle${DERIVED_ID_SEPARATOR}`
 export const settlementIdOf = (betId: string) => `${SETTLEMENT_ID_PREFIX}${betId}`
-export const dedupIdOf = (entry: { type: string; userId: string; id: string }) =>
+/** An entry's key: its message id in the stream and its identity in the fold. */
+export const entryKeyOf = (entry: { type: string; userId: string; id: string }) =>
   [entry.type, entry.userId, entry.id].join(DERIVED_ID_SEPARATOR)
+export const betKeyOf = (userId: string, betId: string) => entryKeyOf({ type: 'bet', userId, id: betId })
+/** The parts of an entry key; the entry id may itself hold the separator (a derived id). */
+export function entryKeyParts(key: string): { type: string; userId: string; id: string } {
+  const [type = '', userId = '', ...id] = key.split(DERIVED_ID_SEPARATOR)
+  return { type, userId, id: id.join(DERIVED_ID_SEPARATOR) }
+}
 
 /** What a problem list says of each grammar. */
 export const ID_RULES = {

@@ -27,7 +27,7 @@ export function lookupStatuses(sources: LookupSources, request: LookupRequest): 
   const balanceCents = fold.balance(request.userId)
   const statuses: BetStatus[] = []
   for (const betId of request.betIds) {
-    const bet = fold.bet(betId)
+    const bet = fold.bet(request.userId, betId)
     // A bet the ledger refused for funds was answered at placement and has no later status.
     if (bet === null || bet.userId !== request.userId || bet.status === 'rejected') continue
     const game = replicas.replica(bet.gameId)?.game

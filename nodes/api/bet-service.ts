@@ -150,7 +150,7 @@ export function createBetService(options: BetServiceOptions): BetService {
         'WRONG_REGION',
         `user ${request.userId} is not homed in this region: send the bet to the home region`,
       )
-    const known = ledger.foldFor(request.userId).bet(request.betId)
+    const known = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (known !== null) return replyFor(known, request)
     const refused = checkLimits(request)
     if (refused !== null) return refused
@@ -207,7 +207,7 @@ export function createBetService(options: BetServiceOptions): BetService {
         'this node cannot read the bet back from the ledger; it may stand: retry with the same bet id',
       )
     }
-    const record = ledger.foldFor(request.userId).bet(request.betId)
+    const record = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (record !== null && record.stamp !== stamp) return replyFor(record, request)
     if (result.status === 'conflict')
       return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
@@ -286,7 +286,7 @@ function watchLiability(ledger: LedgerSync) {
     if (result.status !== 'applied') return
     if (entry?.type === 'bet') add(entry, potentialOf(entry))
     if (entry?.type !== 'settlement') return
-    const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+    const bet = ledger.foldFor(entry.userId).bet(entry.userId, entry.betId)
     if (bet !== null) add(bet, -potentialOf(bet))
   })
   return { of: (gameId: string, marketId: string) => liability.get(keyOf(gameId, marketId)) ?? 0, stop }

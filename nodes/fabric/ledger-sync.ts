@@ -20,7 +20,7 @@ import {
   type SettlementBatch,
   type SettlementEntry,
 } from '../../ledger/index.ts'
-import { DERIVED_ID_SEPARATOR, dedupIdOf } from '../../protocol/ids.ts'
+import { DERIVED_ID_SEPARATOR, entryKeyOf } from '../../protocol/ids.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
@@ -245,7 +245,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       appendMessage(
         names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId),
         entry,
-        dedupIdOf(entry),
+        entryKeyOf(entry),
         entry.id,
       ),
     async appendSettlements(shard, settlements) {

@@ -7,7 +7,7 @@
  */
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
-import { SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
+import { entryKeyParts, SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
@@ -127,8 +127,9 @@ export function describeNode(
     for (const key of Object.keys(state.totals) as (keyof typeof state.totals)[])
       state.totals[key] += snapshot.flows[key]
     for (const entry of snapshot.entries) {
-      if (entry.status !== 'applied' || !entry.id.startsWith(SETTLEMENT_ID_PREFIX)) continue
-      const betId = entry.id.slice(SETTLEMENT_ID_PREFIX.length)
+      const { type, id } = entryKeyParts(entry.key)
+      if (entry.status !== 'applied' || type !== 'settlement' || !id.startsWith(SETTLEMENT_ID_PREFIX)) continue
+      const betId = id.slice(SETTLEMENT_ID_PREFIX.length)
       state.settlementsPerBet[betId] = (state.settlementsPerBet[betId] ?? 0) + 1
     }
     for (const bet of snapshot.bets) {

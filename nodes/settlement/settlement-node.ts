@@ -119,7 +119,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
   const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
     schedule()
     if (entry?.type !== 'settlement' || result.status !== 'applied') return
-    const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+    const bet = ledger.foldFor(entry.userId).bet(entry.userId, entry.betId)
     if (bet?.status !== 'settled') return
     const balanceCents = ledger.foldFor(entry.userId).balance(entry.userId)
     const status: SettledStatus = {

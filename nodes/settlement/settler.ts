@@ -103,7 +103,7 @@ export function createSettler(options: SettlerOptions): Settler {
       }
     }
     if (entry?.type === 'settlement' && (result.status === 'applied' || result.status === 'ignored')) {
-      const bet = ledger.foldFor(entry.userId).bet(entry.betId)
+      const bet = ledger.foldFor(entry.userId).bet(entry.userId, entry.betId)
       if (bet?.status === 'settled')
         projection.settled(entry.userId, entry.betId, bet.outcome, bet.payoutCents, now())
       unsettled.delete(betKey(entry.userId, entry.betId))

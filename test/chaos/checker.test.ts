@@ -246,7 +246,7 @@ function buildRun(scenario: Scenario): TestRun {
       },
       ++seq,
     )
-    const settled = fold.bet(bet.betId)
+    const settled = fold.bet(bet.userId, bet.betId)
     const payoutCents = settled?.status === 'settled' ? settled.payoutCents : 0
     history.push({
       type: 'status',

@@ -126,9 +126,9 @@ t.test('a bet debits its stake, and a bet the balance cannot cover is rejected a
   feed(deposit('d1', 'u1', 1_000))
   t.match(feed(bet('b1', 'u1', 600, 2_500)), { status: 'applied', balanceCents: 400 })
   t.match(feed(bet('b2', 'u1', 401)), { status: 'rejected', reason: 'INSUFFICIENT_FUNDS', balanceCents: 400 })
-  t.match(fold.bet('b1'), { status: 'open', stakeCents: 600, odds: 2_500, placedSeq: 2, stamp: STAMP })
-  t.match(fold.bet('b2'), { status: 'rejected', reason: 'INSUFFICIENT_FUNDS', placedSeq: 3 })
-  t.equal(fold.bet('b3'), null)
+  t.match(fold.bet('u1', 'b1'), { status: 'open', stakeCents: 600, odds: 2_500, placedSeq: 2, stamp: STAMP })
+  t.match(fold.bet('u1', 'b2'), { status: 'rejected', reason: 'INSUFFICIENT_FUNDS', placedSeq: 3 })
+  t.equal(fold.bet('u1', 'b3'), null)
   t.same(
     fold.openBets('u1').map((b) => b.betId),
     ['b1'],
@@ -153,7 +153,7 @@ t.test('the open-stake limit a bet carries is enforced at its place in the ledge
   t.match(feed(limited('b1', 400)), { status: 'applied' })
   t.match(feed(limited('b2', 400)), { status: 'applied' })
   t.match(feed(limited('b3', 400)), { status: 'rejected', reason: 'USER_STAKE_LIMIT', balanceCents: 9_200 })
-  t.match(fold.bet('b3'), { status: 'rejected', reason: 'USER_STAKE_LIMIT' })
+  t.match(fold.bet('u1', 'b3'), { status: 'rejected', reason: 'USER_STAKE_LIMIT' })
   t.match(feed(limited('b4', 200)), { status: 'applied' }, 'exactly at the limit')
   t.match(feed(settlement('s1', 'b1', 'u1', 'lost')), { status: 'applied' })
   t.match(feed(limited('b5', 400)), { status: 'applied' }, 'a settled bet frees its room')
@@ -182,9 +182,14 @@ t.test('settlements pay won, lost, void and rejected bets as the rules say', asy
   t.match(feed(settlement('s2', 'b-lost', 'u1', 'lost')), { status: 'applied', balanceCents: 9_167 })
   t.match(feed(settlement('s3', 'b-void', 'u1', 'void')), { status: 'applied', balanceCents: 9_500 })
   t.match(feed(settlement('s4', 'b-rejected', 'u1', 'rejected', 1_900)), { balanceCents: 9_833 })
-  t.match(fold.bet('b-won'), { status: 'settled', outcome: 'won', settledOdds: 1_501, payoutCents: 499 })
-  t.match(fold.bet('b-lost'), { status: 'settled', payoutCents: 0, settlementId: 's2', settledSeq: 7 })
-  t.match(fold.bet('b-void'), { status: 'settled', payoutCents: 333, settledOdds: 1_500 })
+  t.match(fold.bet('u1', 'b-won'), {
+    status: 'settled',
+    outcome: 'won',
+    settledOdds: 1_501,
+    payoutCents: 499,
+  })
+  t.match(fold.bet('u1', 'b-lost'), { status: 'settled', payoutCents: 0, settlementId: 's2', settledSeq: 7 })
+  t.match(fold.bet('u1', 'b-void'), { status: 'settled', payoutCents: 333, settledOdds: 1_500 })
   t.same(fold.exposure('u1'), { openBets: 0, openStakesCents: 0, potentialPayoutCents: 0 })
   t.match(fold.totals(), { stakesCents: 1_332, payoutsCents: 499 + 333 + 333, openStakesCents: 0 })
   t.ok(fold.invariantHolds())
@@ -247,7 +252,7 @@ t.test(
     })
     t.equal(fold.balance('u1'), 1_200)
     t.equal(fold.totals().payoutsCents, 300)
-    t.match(fold.bet('b1'), { settlementId: 's1', settledSeq: 3, payoutCents: 300 })
+    t.match(fold.bet('u1', 'b1'), { settlementId: 's1', settledSeq: 3, payoutCents: 300 })
     t.match(fold.counts(), { applied: 3, ignored: 2, duplicate: 1 })
   },
 )
@@ -279,15 +284,16 @@ t.test('a retried placement with the same id and body reports the original verdi
     balanceCents: 800,
   })
   t.equal(fold.totals().stakesCents, 300)
-  t.match(fold.bet('b1'), { status: 'rejected' })
+  t.match(fold.bet('u1', 'b1'), { status: 'rejected' })
 })
 
 t.test('an id reused with another body is a conflict and changes nothing', async (t) => {
-  // Reuses a bet id with another stake, a deposit id for a bet and a bet id for a settlement: every
+  // Reuses a bet id with another stake, a settlement id and a deposit id with other bodies: every
   // one is refused with ID_REUSED, naming the first sequence, and the money state stays the same.
   const { fold, feed } = feeder()
   feed(deposit('d1', 'u1', 1_000))
   feed(bet('b1', 'u1', 100))
+  feed(settlement('s1', 'b-none', 'u1', 'void'))
   const before = money(fold)
   t.same(feed(bet('b1', 'u1', 200)), {
     entryId: 'b1',
@@ -297,26 +303,46 @@ t.test('an id reused with another body is a conflict and changes nothing', async
     reason: 'ID_REUSED',
     conflictsWith: 2,
   })
-  t.match(feed(bet('d1', 'u1', 10)), { status: 'conflict', conflictsWith: 1 })
-  t.match(feed(settlement('b1', 'b1', 'u1', 'void')), { status: 'conflict' })
-  t.match(feed(deposit('d1', 'u1', 1_001)), { status: 'conflict' })
+  t.match(feed(settlement('s1', 'b-other', 'u1', 'void')), { status: 'conflict', conflictsWith: 3 })
+  t.match(feed(deposit('d1', 'u1', 1_001)), { status: 'conflict', conflictsWith: 1 })
   t.same(money(fold), before)
-  t.match(fold.counts(), { conflict: 4 })
+  t.match(fold.counts(), { conflict: 3 })
+})
+
+t.test('an id is scoped by its kind and its user: no one shadows another’s entry', async (t) => {
+  // Two users place bets of one id in one shard, and one user names a bet after a deposit: each is
+  // an entry of its own. A settlement names its user's bet, so one for u2 finds no bet of u1's.
+  const { fold, feed } = feeder()
+  feed(deposit('d1', 'u1', 1_000))
+  feed(deposit('d1', 'u2', 1_000))
+  t.match(feed(bet('b1', 'u1', 100)), { status: 'applied', balanceCents: 900 })
+  t.match(feed(bet('b1', 'u2', 300)), { status: 'applied', balanceCents: 700 })
+  t.match(feed(bet('d1', 'u1', 10)), { status: 'applied', balanceCents: 890 })
+  t.match(fold.bet('u1', 'b1'), { userId: 'u1', stakeCents: 100 })
+  t.match(fold.bet('u2', 'b1'), { userId: 'u2', stakeCents: 300 })
+  t.match(feed(settlement('settle/b1', 'b1', 'u2', 'void')), { status: 'applied', balanceCents: 1_000 })
+  t.match(fold.bet('u1', 'b1'), { status: 'open' }, 'u1’s bet is untouched')
+  t.match(feed(settlement('s9', 'b9', 'u2', 'void')), { status: 'rejected', reason: 'UNKNOWN_BET' })
+  t.equal(fold.counts().conflict, 0)
+  const restored = createLedgerFold(JSON.parse(JSON.stringify(fold.toJSON())))
+  t.equal(restored.stateHash(), fold.stateHash(), 'and a snapshot keeps them apart')
+  t.match(restored.bet('u2', 'b1'), { status: 'settled' })
 })
 
 t.test('settlements of unknown bets or of another user’s bet are rejected', async (t) => {
-  // A settlement naming a bet the shard never saw, or naming the wrong user, pays nothing.
+  // A settlement naming a bet the shard never saw, or naming the wrong user, pays nothing: bets are
+  // keyed by their user, so the wrong user's settlement finds no bet.
   const { fold, feed } = feeder()
   feed(deposit('d1', 'u1', 1_000))
   feed(bet('b1', 'u1', 100))
   t.match(feed(settlement('s1', 'nope', 'u1', 'void')), { status: 'rejected', reason: 'UNKNOWN_BET' })
   t.match(feed(settlement('s2', 'b1', 'u2', 'void')), {
     status: 'rejected',
-    reason: 'USER_MISMATCH',
+    reason: 'UNKNOWN_BET',
     userId: 'u2',
     balanceCents: 0,
   })
-  t.match(fold.bet('b1'), { status: 'open' })
+  t.match(fold.bet('u1', 'b1'), { status: 'open' })
   t.equal(fold.balance('u1'), 900)
 })
 
@@ -486,7 +512,7 @@ t.test('sums that would leave exact integer range are refused with LEDGER_LIMIT'
   for (let i = 0; i < limit; i++) whale.feed(bet(`b${i}`, 'whale', STAKE_CENTS_MAX, ODDS_MAX))
   t.equal(whale.fold.exposure('whale').potentialPayoutCents, POTENTIAL_PAYOUT_CENTS_MAX)
   t.match(whale.feed(bet('over', 'whale', 1, ODDS_MIN)), { status: 'rejected', reason: 'LEDGER_LIMIT' })
-  t.match(whale.fold.bet('over'), { status: 'rejected', reason: 'LEDGER_LIMIT' })
+  t.match(whale.fold.bet('whale', 'over'), { status: 'rejected', reason: 'LEDGER_LIMIT' })
   t.match(whale.feed(settlement('s', 'over', 'whale', 'void')), { status: 'ignored', reason: 'BET_NOT_OPEN' })
   whale.feed(settlement('s0', 'b0', 'whale', 'lost'))
   t.match(whale.feed(bet('fits', 'whale', 1, ODDS_MIN)), { status: 'applied' }, 'a settled bet frees room')
@@ -521,12 +547,12 @@ t.test('a snapshot restores an identical fold, and a tampered snapshot is refuse
   t.equal(restored.stateHash(), fold.stateHash())
 
   const broken: [string, (s: LedgerSnapshot) => unknown][] = [
-    ['another version', (s) => ({ ...s, version: 2 })],
+    ['another version', (s) => ({ ...s, version: 1 })],
     ['a balance changed', (s) => ({ ...s, balances: s.balances.map((b) => ({ ...b, balanceCents: 1 })) })],
     ['a payout changed', (s) => ({ ...s, flows: { ...s.flows, payoutsCents: s.flows.payoutsCents + 1 } })],
     ['entries out of order', (s) => ({ ...s, entries: [...s.entries].reverse() })],
     ['an entry past lastSeq', (s) => ({ ...s, lastSeq: 1 })],
-    ['a bet without its entry', (s) => ({ ...s, entries: s.entries.filter((e) => e.id !== 'b2') })],
+    ['a bet without its entry', (s) => ({ ...s, entries: s.entries.filter((e) => e.key !== 'bet/u2/b2') })],
     [
       'a settled bet re-opened',
       (s) => ({ ...s, bets: s.bets.map((b) => (b.betId === 'b1' ? { ...b, status: 'open' } : b)) }),
@@ -561,7 +587,7 @@ type Command =
       readonly odds: number
       readonly wrongUser: boolean
     }
-  | { readonly kind: 'repeat' | 'reuse'; readonly ref: number }
+  | { readonly kind: 'repeat' | 'reuse' | 'foreign'; readonly ref: number }
   | { readonly kind: 'junk'; readonly value: unknown }
 
 const user = fc.nat({ max: USERS.length - 1 })
@@ -604,7 +630,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   {
     weight: 2,
-    arbitrary: fc.record({ kind: fc.constantFrom('repeat' as const, 'reuse' as const), ref: fc.nat() }),
+    arbitrary: fc.record({
+      kind: fc.constantFrom('repeat' as const, 'reuse' as const, 'foreign' as const),
+      ref: fc.nat(),
+    }),
   },
   {
     weight: 1,
@@ -617,6 +646,13 @@ const other = (userId: string) => (userId === 'u1' ? 'u2' : 'u1')
 interface Materialized {
   readonly bodies: object[]
   readonly bets: BetEntry[]
+}
+
+function changedBody(body: object): object {
+  if ('amountCents' in body) return { ...body, amountCents: (body.amountCents as number) + 1 }
+  if ('stakeCents' in body) return { ...body, stakeCents: (body.stakeCents as number) + 1 }
+  const { odds: _odds, ...rest } = body as { odds?: number; outcome: string }
+  return { ...rest, outcome: rest.outcome === 'void' ? 'lost' : 'void' }
 }
 
 /** The stream value of one command, or undefined when it has nothing to refer to yet. */
@@ -648,6 +684,10 @@ function valueFor(cmd: Command, i: number, { bodies, bets }: Materialized): unkn
       // A retry: the same body again, as another node would serialise it.
       return earlier && roundTrip(earlier)
     case 'reuse':
+      // The same kind, user and id with another body.
+      return earlier && changedBody(earlier)
+    case 'foreign':
+      // Another user's entry of the same kind and id: an entry of its own.
       return earlier && { ...earlier, userId: other(String((earlier as { userId: unknown }).userId)) }
     case 'junk':
       return cmd.value
@@ -662,7 +702,7 @@ function materialize(commands: readonly Command[]): unknown[] {
     const value = valueFor(cmd, i, context)
     if (value === undefined) return
     values.push(value)
-    if (cmd.kind !== 'junk' && cmd.kind !== 'repeat' && cmd.kind !== 'reuse')
+    if (cmd.kind === 'deposit' || cmd.kind === 'withdrawal' || cmd.kind === 'bet' || cmd.kind === 'settle')
       context.bodies.push(value as object)
   })
   return values
@@ -705,7 +745,7 @@ function modelVerdict(
         : ok(balance - entry.amountCents)
     case 'bet': {
       const refused = entry.stakeCents > balance
-      bets.set(entry.id, {
+      bets.set(`${entry.userId}/${entry.id}`, {
         userId: entry.userId,
         stakeCents: entry.stakeCents,
         odds: entry.odds,
@@ -714,9 +754,9 @@ function modelVerdict(
       return refused ? { status: 'rejected', reason: 'INSUFFICIENT_FUNDS' } : ok(balance - entry.stakeCents)
     }
     case 'settlement': {
-      const target = bets.get(entry.betId)
+      // Bets are the user's own: another user's bet of that id is unknown here.
+      const target = bets.get(`${entry.userId}/${entry.betId}`)
       if (target === undefined) return { status: 'rejected', reason: 'UNKNOWN_BET' }
-      if (target.userId !== entry.userId) return { status: 'rejected', reason: 'USER_MISMATCH' }
       if (target.state === 'refused') return { status: 'ignored', reason: 'BET_NOT_OPEN' }
       if (target.state === 'settled') return { status: 'ignored', reason: 'ALREADY_SETTLED' }
       target.state = 'settled'
@@ -735,11 +775,13 @@ function modelResults(values: readonly unknown[]): Expected[] {
     if (entry === null)
       return { entryId: null, status: 'rejected', reason: 'MALFORMED', userId: null, balanceCents: null }
     const body = JSON.stringify(entry)
-    const first = seen.get(entry.id)
+    // An id names one body per kind and user.
+    const key = `${entry.type}/${entry.userId}/${entry.id}`
+    const first = seen.get(key)
     let verdict: ModelVerdict
     if (first === undefined) {
       verdict = modelVerdict(entry, balances, bets)
-      seen.set(entry.id, { body, ...verdict })
+      seen.set(key, { body, ...verdict })
     } else {
       verdict =
         first.body === body
@@ -870,7 +912,6 @@ t.test('property: balances never go negative and the sums balance after every en
   for (const key of [
     'rejected:INSUFFICIENT_FUNDS',
     'rejected:UNKNOWN_BET',
-    'rejected:USER_MISMATCH',
     'rejected:MALFORMED',
     'ignored:BET_NOT_OPEN',
     'ignored:ALREADY_SETTLED',
@@ -959,10 +1000,13 @@ t.test('property: under any storm of settlements each bet is paid at most once',
       const first = firstSettlements(values)
       let payouts = 0
       let stakes = 0
-      for (const betId of new Set(
-        values.flatMap((v) => (parseLedgerEntry(v)?.type === 'bet' ? [(v as BetEntry).id] : [])),
-      )) {
-        const state = fold.bet(betId)
+      const userOf = new Map(
+        values.flatMap((v) =>
+          parseLedgerEntry(v)?.type === 'bet' ? [[(v as BetEntry).id, (v as BetEntry).userId]] : [],
+        ),
+      )
+      for (const betId of userOf.keys()) {
+        const state = fold.bet(userOf.get(betId) as string, betId)
         assert.ok(state !== null)
         const expected = first.get(betId)
         if (state.status === 'rejected') {
@@ -1064,7 +1108,7 @@ t.test('a batch of settlements folds as its settlements would one message each',
   )
   t.same(batched.fold.totals(), single.fold.totals())
   for (const userId of ['u1', 'u2']) t.equal(batched.fold.balance(userId), single.fold.balance(userId))
-  t.match(batched.fold.bet('b1'), { status: 'settled', settledSeq: seq, settlementId: 's1' })
+  t.match(batched.fold.bet('u1', 'b1'), { status: 'settled', settledSeq: seq, settlementId: 's1' })
   t.ok(batched.fold.invariantHolds())
 
   const restored = createLedgerFold(roundTrip(batched.fold.toJSON()))
@@ -1103,7 +1147,7 @@ t.test('a batch with anything wrong in it is refused whole', async (t) => {
       name,
     )
   }
-  t.equal(fold.bet('b1')?.status, 'open', 'nothing settled')
+  t.equal(fold.bet('u1', 'b1')?.status, 'open', 'nothing settled')
   t.equal(fold.counts().malformed, bad.length)
   t.not(fold.stateHash(), before, 'only the counts and the sequence moved')
   t.same(fold.totals(), createLedgerFold(roundTrip(fold.toJSON())).totals())

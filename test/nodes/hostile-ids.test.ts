@@ -3,8 +3,9 @@
 // so: another user's bet id on another shard was answered "accepted" with the first user's balance
 // and sequence while nothing was stored; on the same shard it crashed the API node (its fold held
 // another entry at the acknowledged sequence); and a bet named after a victim's settlement id took
-// that settlement's place, leaving the victim's bet open for good. Now message ids are scoped by
-// kind and user, and derived ids use a character client ids cannot hold.
+// that settlement's place, leaving the victim's bet open for good. Now message ids and the fold's
+// keys are scoped by kind and user, so each user's bet is that user's own on any shard, and derived
+// ids use a character client ids cannot hold.
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
@@ -70,13 +71,20 @@ t.test('colliding ids touch no other user', async (t) => {
     "another shard: mallory's bet of the same id is mallory's own, with mallory's balance",
   )
   t.not((copy as { ledgerSeq: number }).ledgerSeq, (victim as { ledgerSeq: number }).ledgerSeq)
-  t.equal(api.ledger.foldFor('mallory').bet('bet-alice-0001')?.userId, 'mallory', 'and it is stored')
-
-  t.match(
-    await request(client, PLACE_SUBJECT, bet('dave', 'bet-alice-0001')),
-    { ok: false, error: { code: 'BET_ID_REUSED' } },
-    'the same shard: a coded refusal',
+  t.equal(
+    api.ledger.foldFor('mallory').bet('mallory', 'bet-alice-0001')?.userId,
+    'mallory',
+    'and it is stored',
   )
+
+  const sameShard = await request(client, PLACE_SUBJECT, bet('dave', 'bet-alice-0001'))
+  t.match(
+    sameShard,
+    { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 },
+    "the same shard: dave's bet of the same id is dave's own too (the fold keys bets by user)",
+  )
+  t.match(api.ledger.foldFor('dave').bet('dave', 'bet-alice-0001'), { userId: 'dave', stakeCents: 1_000 })
+  t.match(api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001'), { userId: 'alice', status: 'open' })
   t.match(
     await request(client, PLACE_SUBJECT, bet('mallory', settlementIdOf('bet-alice-0001'))),
     { ok: false, error: { code: 'BAD_REQUEST' } },
@@ -93,13 +101,13 @@ t.test('colliding ids touch no other user', async (t) => {
   trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
   await waitFor(
     "alice's bet is settled and paid",
-    () => api.ledger.foldFor('alice').bet('bet-alice-0001')?.status === 'settled',
+    () => api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001')?.status === 'settled',
     20_000,
   )
-  t.match(api.ledger.foldFor('alice').bet('bet-alice-0001'), { outcome: 'won', userId: 'alice' })
+  t.match(api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001'), { outcome: 'won', userId: 'alice' })
   await waitFor(
     "mallory's copy is settled too",
-    () => api.ledger.foldFor('mallory').bet('bet-alice-0001')?.status === 'settled',
+    () => api.ledger.foldFor('mallory').bet('mallory', 'bet-alice-0001')?.status === 'settled',
     20_000,
   )
   t.equal(api.ledger.diverged(), null, 'no API node found its fold diverged')

@@ -145,7 +145,7 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
     'every bet is placed once retried with its id',
   )
   await waitFor('the audit fold has every bet', () =>
-    Array.from({ length: BETS }, (_, i) => audit.foldFor('dave').bet(bet(i).betId)).every(Boolean),
+    Array.from({ length: BETS }, (_, i) => audit.foldFor('dave').bet('dave', bet(i).betId)).every(Boolean),
   )
   t.equal(audit.foldFor('dave').totals().stakesCents, BETS * 100, 'each bet stored exactly once')
 
@@ -156,7 +156,7 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
   await kill(settlement)
   spawnSettlement('settle-k2')
   const settled = () =>
-    Array.from({ length: BETS }, (_, i) => audit.foldFor('dave').bet(bet(i).betId)).every(
+    Array.from({ length: BETS }, (_, i) => audit.foldFor('dave').bet('dave', bet(i).betId)).every(
       (b) => b?.status === 'settled',
     )
   await waitFor('every bet settled after the restart', settled, 30_000)

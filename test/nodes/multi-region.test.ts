@@ -154,8 +154,15 @@ t.test('bets are routed to the home region; every region holds every replica', a
   for (const [i, region] of REGIONS.entries()) {
     const home = apis[i]
     const other = apis[1 - i]
-    t.ok(home?.ledger.foldFor(users[region]).bet(`bet-${region}-000001`), `booked in ${region}`)
-    t.equal(other?.ledger.foldFor(users[region]).bet(`bet-${region}-000001`), null, 'and only there')
+    t.ok(
+      home?.ledger.foldFor(users[region]).bet(users[region], `bet-${region}-000001`),
+      `booked in ${region}`,
+    )
+    t.equal(
+      other?.ledger.foldFor(users[region]).bet(users[region], `bet-${region}-000001`),
+      null,
+      'and only there',
+    )
   }
   trader.feed.emit({ type: 'serve', point: 1, second: false })
   trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })

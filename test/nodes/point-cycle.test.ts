@@ -194,7 +194,7 @@ t.test('a point cycle', async (t) => {
     'settled statuses published',
     () => statuses.filter((s) => s.status === 'settled').length >= 2,
   )
-  t.equal(api.ledger.foldFor('alice').bet('bet-alice-0001')?.status, 'settled')
+  t.equal(api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001')?.status, 'settled')
   t.match(
     statuses.find((s) => s.betId === 'bet-alice-0001' && s.status === 'settled'),
     { outcome: 'won', payoutCents: payout },

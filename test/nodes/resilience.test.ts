@@ -139,7 +139,8 @@ t.test('races and restarts', async (t) => {
     'every accepted bet settled',
     () =>
       accepted.every(
-        (r) => api3.ledger.foldFor('carol').bet((r as { betId: string }).betId)?.status === 'settled',
+        (r) =>
+          api3.ledger.foldFor('carol').bet('carol', (r as { betId: string }).betId)?.status === 'settled',
       ),
     20_000,
   )

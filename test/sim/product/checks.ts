@@ -100,7 +100,7 @@ export function checkRun(run: RunToCheck): string[] {
       fail(`${bet.betId} in the settlement namespace was accepted`)
     if (!reply.ok) continue
     // 1. Stored, as this user's, with these terms.
-    const record = run.auditor.ledger.foldFor(bet.userId).bet(bet.betId)
+    const record = run.auditor.ledger.foldFor(bet.userId).bet(bet.userId, bet.betId)
     if (record === null || record.userId !== bet.userId) {
       fail(
         `${bet.userId}/${bet.betId} (${bet.kind}) was acknowledged but the ledger holds no such bet of that user`,
@@ -177,7 +177,7 @@ export function checkRun(run: RunToCheck): string[] {
   for (const [betKey, record] of stored) {
     const verdict = finalOf.get(betKey)
     if (verdict === undefined) continue
-    const settled = run.auditor.ledger.foldFor(record.userId).bet(record.betId)
+    const settled = run.auditor.ledger.foldFor(record.userId).bet(record.userId, record.betId)
     if (settled?.status !== 'settled') {
       const result = resultOf(game, record.marketId)
       fail(

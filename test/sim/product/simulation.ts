@@ -130,7 +130,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
       if (cents > SIM_BET_LIMITS.userOpenStakeCentsMax)
         errors.push(`${entry.userId} held ${cents} cents of open stakes after ${entry.id}, past the limit`)
     } else if (entry.type === 'settlement') {
-      const bet = auditor.ledger.foldFor(entry.userId).bet(entry.betId)
+      const bet = auditor.ledger.foldFor(entry.userId).bet(entry.userId, entry.betId)
       if (bet !== null) open.set(entry.userId, (open.get(entry.userId) ?? 0) - bet.stakeCents)
     }
   })
