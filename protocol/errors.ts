@@ -55,8 +55,7 @@ export const API_ERRORS = {
     retry: 'after a settlement',
   },
   BET_ID_REUSED: {
-    meaning:
-      'the bet id was used for another bet (by this user, or by another user on the same ledger shard)',
+    meaning: 'this user already placed another bet under this id',
     retry: 'no: use a new id',
   },
   OVERLOADED: {
