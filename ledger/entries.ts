@@ -51,6 +51,11 @@ export const LEDGER_INFLOW_CENTS_MAX = Number.MAX_SAFE_INTEGER
  * near it (the API's risk limits are far tighter); it is here so that the running sum stays exact.
  */
 export const POTENTIAL_PAYOUT_CENTS_MAX = 1_000_000_000_000
+/**
+ * The largest liability limit a bet entry may carry for its market: far above any book's, and low
+ * enough that a market's open liability (at most this plus one bet's) stays an exact integer.
+ */
+export const MARKET_LIABILITY_CENTS_MAX = 1_000_000_000_000_000
 /** Bet stamps are opaque here; an encoded HLC stamp is 45 characters. */
 export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
@@ -107,6 +112,18 @@ export interface BetEntry {
    * nodes cannot pass it together. Absent on entries of older nodes: no limit in the fold.
    */
   readonly openStakeLimitCents?: number
+  /**
+   * The price offered at the bet's stamp, as the placing node judged it: the market's liability
+   * counts the bet at it, never at the odds the client asked for. Absent when the node held no price
+   * for the selection at the stamp: such a bet can stand only if an update stamped before it
+   * arrives late, and counts nothing.
+   */
+  readonly offeredOdds?: number
+  /**
+   * This shard's allowance of the market's liability limit, as the placing node's limit said. The
+   * fold refuses the bet past it (MARKET_LIABILITY_LIMIT), so racing bets cannot pass it together.
+   */
+  readonly marketLiabilityLimitCents?: number
 }
 
 export interface SettlementEntry {
@@ -137,6 +154,7 @@ export type LedgerRejectReason =
   | 'UNKNOWN_BET'
   | 'LEDGER_LIMIT'
   | 'USER_STAKE_LIMIT'
+  | 'MARKET_LIABILITY_LIMIT'
 export type LedgerIgnoreReason = 'BET_NOT_OPEN' | 'ALREADY_SETTLED'
 export type FoldReason = LedgerRejectReason | LedgerIgnoreReason | 'ID_REUSED'
 
@@ -146,6 +164,7 @@ export const REJECT_REASONS: readonly LedgerRejectReason[] = [
   'UNKNOWN_BET',
   'LEDGER_LIMIT',
   'USER_STAKE_LIMIT',
+  'MARKET_LIABILITY_LIMIT',
 ]
 export const IGNORE_REASONS: readonly LedgerIgnoreReason[] = ['BET_NOT_OPEN', 'ALREADY_SETTLED']
 
@@ -183,8 +202,13 @@ export type FoldResult =
  * Why a placement was refused: the balance at its position, the user's open-stake limit the entry
  * carries, or the exact-arithmetic bound.
  */
-export type BetRefusal = 'INSUFFICIENT_FUNDS' | 'USER_STAKE_LIMIT' | 'LEDGER_LIMIT'
-export const BET_REFUSALS: readonly BetRefusal[] = ['INSUFFICIENT_FUNDS', 'USER_STAKE_LIMIT', 'LEDGER_LIMIT']
+export type BetRefusal = 'INSUFFICIENT_FUNDS' | 'USER_STAKE_LIMIT' | 'MARKET_LIABILITY_LIMIT' | 'LEDGER_LIMIT'
+export const BET_REFUSALS: readonly BetRefusal[] = [
+  'INSUFFICIENT_FUNDS',
+  'USER_STAKE_LIMIT',
+  'MARKET_LIABILITY_LIMIT',
+  'LEDGER_LIMIT',
+]
 
 /** A bet as the fold keeps it: the entry's fields (the stamp too, so that a node answering a
  * retried placement can judge the bet at its stamp again) and where the ledger placed it. */
@@ -274,6 +298,8 @@ export interface LedgerFold {
   balance(userId: string): number
   /** A user's bet; another user's bet of the same id is not it. */
   bet(userId: string, betId: string): BetState | null
+  /** What the open bets of this shard on one market would lose the book, at their offered odds. */
+  marketLiability(gameId: string, marketId: string): number
   /** The user's open bets in placement order. */
   openBets(userId: string): BetState[]
   exposure(userId: string): Exposure
@@ -314,6 +340,18 @@ export function payoutCents(stakeCents: number, odds: number, outcome: Settlemen
       return stakeCents
   }
 }
+
+/**
+ * What a bet would lose the book if it won, in cents: its winnings at the price offered at its
+ * stamp. A bet without an offered price counts nothing (BetEntry.offeredOdds says why).
+ */
+export function liabilityCents(bet: Pick<BetEntry, 'stakeCents' | 'offeredOdds'>): number {
+  if (bet.offeredOdds === undefined) return 0
+  return payoutCents(bet.stakeCents, bet.offeredOdds, 'won') - bet.stakeCents
+}
+
+/** Markets are known by game and market id; neither id can hold a space. */
+export const marketKeyOf = (gameId: string, marketId: string) => `${gameId} ${marketId}`
 
 /** The ledger identity: every cent in a balance came in and did not go out again. */
 export function checkLedgerSums(totals: LedgerTotals): boolean {

@@ -5,11 +5,11 @@
 
 import { createHash } from 'node:crypto'
 import { betKeyOf } from '../protocol/ids.ts'
-import { checkLedgerSums, type LedgerFold } from './entries.ts'
+import { checkLedgerSums, type LedgerFold, liabilityCents, marketKeyOf } from './entries.ts'
 import { isCents, restoreState, snapshotOf } from './snapshot.ts'
 import { emptyState, foldMessage, type State } from './state.ts'
 
-/** Recompute balances and open exposure from scratch and compare them with the running sums. */
+/** Recompute balances, open exposure and market liability from scratch and compare them with the running sums. */
 function recomputedSumsMatch(state: State): boolean {
   let balancesCents = 0
   for (const balanceCents of state.balances.values()) {
@@ -18,17 +18,24 @@ function recomputedSumsMatch(state: State): boolean {
   }
   let openStakesCents = 0
   let openBets = 0
+  const markets = new Map<string, number>()
   for (const bet of state.bets.values()) {
     if (bet.status !== 'open') continue
     openStakesCents += bet.stakeCents
     openBets += 1
     if (!state.exposures.get(bet.userId)?.betIds.has(bet.betId)) return false
+    const key = marketKeyOf(bet.gameId, bet.marketId)
+    if (liabilityCents(bet) > 0) markets.set(key, (markets.get(key) ?? 0) + liabilityCents(bet))
   }
   const exposed = [...state.exposures.values()].reduce((sum, exposure) => sum + exposure.betIds.size, 0)
+  const marketsMatch =
+    markets.size === state.markets.size &&
+    [...markets].every(([key, cents]) => state.markets.get(key) === cents)
   return (
     balancesCents === state.totals.balancesCents &&
     openStakesCents === state.totals.openStakesCents &&
     exposed === openBets &&
+    marketsMatch &&
     checkLedgerSums(state.totals)
   )
 }
@@ -41,6 +48,7 @@ export function createLedgerFold(snapshot?: unknown): LedgerFold {
     apply: (value, seq) => foldMessage(state, value, seq),
     balance: (userId) => state.balances.get(userId) ?? 0,
     bet: (userId, betId) => state.bets.get(betKeyOf(userId, betId)) ?? null,
+    marketLiability: (gameId, marketId) => state.markets.get(marketKeyOf(gameId, marketId)) ?? 0,
     openBets(userId) {
       const betIds = state.exposures.get(userId)?.betIds ?? []
       return [...betIds].flatMap((betId) => state.bets.get(betKeyOf(userId, betId)) ?? [])

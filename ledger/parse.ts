@@ -11,6 +11,7 @@ import {
   type BetEntry,
   type DepositEntry,
   type LedgerEntry,
+  MARKET_LIABILITY_CENTS_MAX,
   PLACED_AT_MS_MAX,
   SETTLEMENT_OUTCOMES,
   SETTLEMENTS_PER_BATCH_MAX,
@@ -47,13 +48,17 @@ export function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | nul
     'marketId',
     'selectionId',
   ].map((key) => field(raw, key))
-  const [stakeCents, odds, policy, stamp, placedAtMs, openStakeLimitCents] = [
+  const [stakeCents, odds, policy, stamp, placedAtMs] = [
     'stakeCents',
     'odds',
     'policy',
     'stamp',
     'placedAtMs',
+  ].map((key) => field(raw, key))
+  const [openStakeLimitCents, offeredOdds, marketLiabilityLimitCents] = [
     'openStakeLimitCents',
+    'offeredOdds',
+    'marketLiabilityLimitCents',
   ].map((key) => field(raw, key))
   const valid =
     isEntryId(id) &&
@@ -66,7 +71,10 @@ export function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | nul
     ODDS_POLICIES.includes(policy as OddsPolicy) &&
     isStamp(stamp) &&
     isIntegerIn(placedAtMs, 0, PLACED_AT_MS_MAX) &&
-    (openStakeLimitCents === undefined || isIntegerIn(openStakeLimitCents, 1, AMOUNT_CENTS_MAX))
+    (openStakeLimitCents === undefined || isIntegerIn(openStakeLimitCents, 1, AMOUNT_CENTS_MAX)) &&
+    (offeredOdds === undefined || isOdds(offeredOdds)) &&
+    (marketLiabilityLimitCents === undefined ||
+      isIntegerIn(marketLiabilityLimitCents, 0, MARKET_LIABILITY_CENTS_MAX))
   if (!valid) return null
   // -0 would print as 0 but is not Object.is-equal to it; normalise so equal bodies are equal values.
   return {
@@ -81,6 +89,10 @@ export function parseBetFields(raw: Raw, idKey: 'id' | 'betId'): BetFields | nul
     stamp,
     placedAtMs: placedAtMs + 0,
     ...(openStakeLimitCents === undefined ? {} : { openStakeLimitCents: openStakeLimitCents as number }),
+    ...(offeredOdds === undefined ? {} : { offeredOdds: offeredOdds as number }),
+    ...(marketLiabilityLimitCents === undefined
+      ? {}
+      : { marketLiabilityLimitCents: marketLiabilityLimitCents as number }),
   }
 }
 

@@ -19,6 +19,8 @@ import {
   type LedgerIgnoreReason,
   type LedgerRejectReason,
   type LedgerTotals,
+  liabilityCents,
+  marketKeyOf,
   POTENTIAL_PAYOUT_CENTS_MAX,
   payoutCents,
   type ResultBase,
@@ -44,6 +46,8 @@ export interface State {
   readonly seen: Map<string, SeenEntry>
   readonly bets: Map<string, BetState>
   readonly exposures: Map<string, MutableExposure>
+  /** Open liability by market (marketKeyOf), at the bets' offered odds; markets without are absent. */
+  readonly markets: Map<string, number>
 }
 
 const APPLIED: Verdict = { status: 'applied', reason: null }
@@ -66,6 +70,7 @@ export function emptyState(): State {
     seen: new Map(),
     bets: new Map(),
     exposures: new Map(),
+    markets: new Map(),
   }
 }
 
@@ -94,6 +99,16 @@ export function openExposure(state: State, bet: BetState): void {
   exposure.openStakesCents += bet.stakeCents
   exposure.potentialPayoutCents += payoutCents(bet.stakeCents, bet.odds, 'won')
   state.totals.openStakesCents += bet.stakeCents
+  addLiability(state, bet, liabilityCents(bet))
+}
+
+function addLiability(state: State, bet: BetState, cents: number): void {
+  if (cents === 0) return
+  const key = marketKeyOf(bet.gameId, bet.marketId)
+  const next = (state.markets.get(key) ?? 0) + cents
+  // Forget markets without open liability, so the map grows with open bets, not with history.
+  if (next === 0) state.markets.delete(key)
+  else state.markets.set(key, next)
 }
 
 function closeExposure(state: State, bet: BetState): void {
@@ -102,6 +117,7 @@ function closeExposure(state: State, bet: BetState): void {
   exposure.openStakesCents -= bet.stakeCents
   exposure.potentialPayoutCents -= payoutCents(bet.stakeCents, bet.odds, 'won')
   state.totals.openStakesCents -= bet.stakeCents
+  addLiability(state, bet, -liabilityCents(bet))
   // Forget users without open bets, so the map grows with open exposure, not with history.
   if (exposure.betIds.size === 0) state.exposures.delete(bet.userId)
 }
@@ -124,9 +140,14 @@ function betRefusal(state: State, entry: BetEntry): BetRefusal | null {
   const openCents = state.exposures.get(entry.userId)?.openStakesCents ?? 0
   if (entry.openStakeLimitCents !== undefined && openCents + entry.stakeCents > entry.openStakeLimitCents)
     return 'USER_STAKE_LIMIT'
+  const marketCents =
+    (state.markets.get(marketKeyOf(entry.gameId, entry.marketId)) ?? 0) + liabilityCents(entry)
+  if (entry.marketLiabilityLimitCents !== undefined && marketCents > entry.marketLiabilityLimitCents)
+    return 'MARKET_LIABILITY_LIMIT'
   const potentialCents = state.exposures.get(entry.userId)?.potentialPayoutCents ?? 0
   const overLimit =
-    potentialCents + payoutCents(entry.stakeCents, entry.odds, 'won') > POTENTIAL_PAYOUT_CENTS_MAX
+    potentialCents + payoutCents(entry.stakeCents, entry.odds, 'won') > POTENTIAL_PAYOUT_CENTS_MAX ||
+    marketCents > Number.MAX_SAFE_INTEGER
   return overLimit ? 'LEDGER_LIMIT' : null
 }
 
@@ -142,6 +163,9 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
     policy: entry.policy,
     stamp: entry.stamp,
     placedAtMs: entry.placedAtMs,
+    // Kept so that the bet's liability is released at the same odds it was counted at; in the key
+    // order a restored snapshot gives, so equal folds have equal snapshots.
+    ...(entry.offeredOdds === undefined ? {} : { offeredOdds: entry.offeredOdds }),
     placedSeq: seq,
   }
   const refusal = betRefusal(state, entry)

@@ -22,7 +22,7 @@ import {
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
-import type { BetState, LedgerRejectReason } from '../../ledger/index.ts'
+import { type BetState, type LedgerRejectReason, liabilityCents } from '../../ledger/index.ts'
 import {
   apiError,
   type FinalStatus,
@@ -41,7 +41,10 @@ export interface BetLimits {
   readonly stakeCentsMax: number
   /** Open stakes one user may hold at once. */
   readonly userOpenStakeCentsMax: number
-  /** What the book may lose on one market (sum of open potential winnings). */
+  /**
+   * What the book may lose on one market: the winnings of its open bets at the odds offered at
+   * their stamps. Each ledger shard holds an equal allowance of it, which its fold enforces.
+   */
   readonly marketLiabilityCentsMax: number
   /** A replica whose slowest active writer's watermark is older than this refuses bets. */
   readonly staleMsMax: number
@@ -98,7 +101,8 @@ export function createBetService(options: BetServiceOptions): BetService {
   const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
   const { replicas, ledger, hlc, log } = options
   const now = options.now ?? Date.now
-  const liability = watchLiability(ledger)
+  // The fold of each shard enforces its share, so the shares never sum past the limit.
+  const marketAllowanceCents = Math.floor(limits.marketLiabilityCentsMax / ledger.shards)
   const finals = createFinalAnnouncer({ ...options, now })
   const staleness = (gameId: string) =>
     stalenessOf(replicas.replica(gameId), gameId, now(), limits.staleMsMax)
@@ -111,14 +115,22 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (open + request.stakeCents > limits.userOpenStakeCentsMax) {
       return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
     }
-    const potential = Math.floor((request.stakeCents * request.odds) / 1000) - request.stakeCents
-    if (liability.of(request.gameId, request.marketId) + potential > limits.marketLiabilityCentsMax) {
-      return apiError(
-        'MARKET_LIABILITY_LIMIT',
-        `the market's liability would pass ${limits.marketLiabilityCentsMax} cents`,
-      )
-    }
     return null
+  }
+
+  /**
+   * The market's liability as this node's fold of the user's shard holds it, with this bet counted
+   * at the price offered at its stamp. The fold checks it again at the entry's position, so this
+   * only spares the ledger an entry it would refuse.
+   */
+  function checkLiability(request: PlaceBetRequest, offeredOdds: number | undefined): PlaceBetReply | null {
+    const held = ledger.foldFor(request.userId).marketLiability(request.gameId, request.marketId)
+    if (held + liabilityCents({ stakeCents: request.stakeCents, offeredOdds }) <= marketAllowanceCents)
+      return null
+    return apiError(
+      'MARKET_LIABILITY_LIMIT',
+      `the market's liability on this user's ledger shard would pass its ${marketAllowanceCents} cents`,
+    )
   }
 
   /** The reply for a bet the ledger already holds (a retry, here or at another node). */
@@ -169,6 +181,10 @@ export function createBetService(options: BetServiceOptions): BetService {
   async function accept(request: PlaceBetRequest): Promise<PlaceBetReply> {
     const stamp = encodeStamp(hlc.now())
     const terms: BetTerms = { ...request, stamp }
+    // Liability counts the price offered at the stamp, never the odds the client asked for.
+    const offeredOdds = judge(replicas.replicaFor(request.gameId).game, terms).odds ?? undefined
+    const overLiability = checkLiability(request, offeredOdds)
+    if (overLiability !== null) return overLiability
     let seq: number
     try {
       seq = await ledger.append({
@@ -177,8 +193,10 @@ export function createBetService(options: BetServiceOptions): BetService {
         ...request,
         stamp,
         placedAtMs: now(),
-        // The fold enforces it, so bets racing here or on other nodes cannot pass it together.
+        // The fold enforces both, so bets racing here or on other nodes cannot pass them together.
         openStakeLimitCents: limits.userOpenStakeCentsMax,
+        ...(offeredOdds === undefined ? {} : { offeredOdds }),
+        marketLiabilityLimitCents: marketAllowanceCents,
       })
     } catch (error) {
       log.warn({ err: error, betId: request.betId }, 'ledger append failed')
@@ -232,7 +250,6 @@ export function createBetService(options: BetServiceOptions): BetService {
     place,
     pendingFinal: () => finals.pending(),
     close() {
-      liability.stop()
       finals.stop()
     },
   }
@@ -266,30 +283,6 @@ function stalenessOf(
     if (ageMs > staleMsMax) return `writer ${writer} last heard ${Math.round(ageMs)} ms ago`
   }
   return null
-}
-
-/**
- * The potential loss of each market, from the bets this node's fold holds (per node, not exact:
- * docs/protocol.md, "How exact the limits are").
- */
-function watchLiability(ledger: LedgerSync) {
-  const liability = new Map<string, number>()
-  // Every game has markets of the same ids (`p5-winner`): a market is known by its game too.
-  const keyOf = (gameId: string, marketId: string) => `${gameId}/${marketId}`
-  const add = (bet: { gameId: string; marketId: string }, cents: number) => {
-    const key = keyOf(bet.gameId, bet.marketId)
-    liability.set(key, (liability.get(key) ?? 0) + cents)
-  }
-  const potentialOf = (bet: { stakeCents: number; odds: number }) =>
-    Math.floor((bet.stakeCents * bet.odds) / 1000) - bet.stakeCents
-  const stop = ledger.onEntry((_shard, _seq, result, entry) => {
-    if (result.status !== 'applied') return
-    if (entry?.type === 'bet') add(entry, potentialOf(entry))
-    if (entry?.type !== 'settlement') return
-    const bet = ledger.foldFor(entry.userId).bet(entry.userId, entry.betId)
-    if (bet !== null) add(bet, -potentialOf(bet))
-  })
-  return { of: (gameId: string, marketId: string) => liability.get(keyOf(gameId, marketId)) ?? 0, stop }
 }
 
 /** Final verdicts: announced at once when final at placement, else when the replica makes them so. */

@@ -4,7 +4,7 @@
  * the node took would be folded as MALFORMED.
  */
 
-import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../../ledger/index.ts'
+import { AMOUNT_CENTS_MAX, MARKET_LIABILITY_CENTS_MAX, STAKE_CENTS_MAX } from '../../ledger/index.ts'
 import { defineOptions } from '../fabric/config.ts'
 import { DEFAULT_BET_LIMITS } from './bet-service.ts'
 
@@ -40,10 +40,10 @@ export const options = defineOptions({
     type: 'integer',
     default: DEFAULT_BET_LIMITS.marketLiabilityCentsMax,
     min: 1,
-    max: POTENTIAL_PAYOUT_CENTS_MAX,
+    max: MARKET_LIABILITY_CENTS_MAX,
     env: 'API_MARKET_LIABILITY_CENTS_MAX',
     flag: '--market-liability-cents-max',
-    doc: 'what the book may lose on one market',
+    doc: 'what the book may lose on one market; each ledger shard enforces an equal share',
   },
   staleMsMax: {
     type: 'integer',

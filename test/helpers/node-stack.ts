@@ -12,6 +12,7 @@ import pino from 'pino'
 import type { Test } from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
 import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import type { BetLimits } from '../../nodes/api/bet-service.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
@@ -31,6 +32,8 @@ export interface NodeStackOptions {
   readonly traderClock?: () => number
   /** Each API node's clock, by node id; the machine's by default. */
   readonly apiClocks?: Readonly<Record<string, () => number>>
+  /** Every API node's bet limits, over the defaults. */
+  readonly apiLimits?: Partial<BetLimits>
 }
 
 export interface NodeStack {
@@ -66,6 +69,7 @@ export async function startNodeStack(t: Test, options: NodeStackOptions = {}): P
         shards,
         log,
         ...(clock ? { clock } : {}),
+        ...(options.apiLimits ? { limits: options.apiLimits } : {}),
       }),
     )
   }

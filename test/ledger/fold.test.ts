@@ -167,6 +167,47 @@ t.test('the open-stake limit a bet carries is enforced at its place in the ledge
   t.ok(fold.invariantHolds())
 })
 
+t.test('a market’s liability limit is enforced at its place, at the odds offered, per game', async (t) => {
+  // Bets of three users on one market, each carrying the shard's allowance of 1,000 and the price
+  // offered at its stamp (2.00: a stake of 400 risks 400). The third is refused whatever order the
+  // bets raced in; the client's asked odds (1000.00 under "any") count for nothing; the same market
+  // id in another game has its own room; a settlement frees room; a snapshot rebuilds the sums.
+  const { fold, feed } = feeder()
+  const onMarket = (id: string, userId: string, stakeCents: number, gameId = 'match-1') => ({
+    ...bet(id, userId, stakeCents, ODDS_MAX),
+    gameId,
+    policy: 'any',
+    offeredOdds: 2_000,
+    marketLiabilityLimitCents: 1_000,
+  })
+  for (const userId of ['u1', 'u2', 'u3']) feed(deposit(`d-${userId}`, userId, 10_000))
+  t.match(feed(onMarket('b1', 'u1', 400)), { status: 'applied' })
+  t.equal(fold.marketLiability('match-1', 'point-1'), 400, 'counted at the offered 2.00, not at 1000.00')
+  t.match(feed(onMarket('b2', 'u2', 400)), { status: 'applied' })
+  t.match(feed(onMarket('b3', 'u3', 400)), {
+    status: 'rejected',
+    reason: 'MARKET_LIABILITY_LIMIT',
+    balanceCents: 10_000,
+  })
+  t.match(feed(onMarket('b4', 'u3', 200)), { status: 'applied' }, 'exactly at the limit')
+  t.match(feed(onMarket('b5', 'u3', 400, 'match-2')), { status: 'applied' }, 'another game, its own room')
+  t.equal(fold.marketLiability('match-2', 'point-1'), 400)
+  t.match(
+    feed({ ...onMarket('b6', 'u3', 10), offeredOdds: undefined }),
+    { status: 'applied' },
+    'no price, no liability',
+  )
+  t.equal(fold.marketLiability('match-1', 'point-1'), 1_000)
+  const restored = createLedgerFold(roundTrip(fold.toJSON()))
+  t.equal(restored.marketLiability('match-1', 'point-1'), 1_000, 'a snapshot rebuilds the liability')
+  t.ok(restored.invariantHolds())
+  t.match(feed(settlement('s1', 'b1', 'u1', 'won', 2_000)), { status: 'applied' })
+  t.equal(fold.marketLiability('match-1', 'point-1'), 600, 'a settlement frees its bet’s room')
+  t.match(feed(onMarket('b7', 'u3', 400)), { status: 'applied' })
+  t.match(feed({ ...onMarket('b8', 'u3', 10), offeredOdds: ODDS_MAX + 1 }), { reason: 'MALFORMED' })
+  t.ok(fold.invariantHolds())
+})
+
 t.test('settlements pay won, lost, void and rejected bets as the rules say', async (t) => {
   // Settles four bets with the four outcomes; a won bet pays at the settlement's odds rounded down
   // to the cent, a lost bet nothing, void and rejected refund the stake. Exposure drains to zero.
@@ -664,7 +705,8 @@ function valueFor(cmd: Command, i: number, { bodies, bets }: Materialized): unkn
     case 'withdrawal':
       return withdrawal(`w${i}`, USERS[cmd.user] ?? 'u1', cmd.amount)
     case 'bet': {
-      const placed = bet(`b${i}`, USERS[cmd.user] ?? 'u1', cmd.stake, cmd.odds)
+      // Offered at the odds taken, so every open bet counts in its market's liability too.
+      const placed = { ...bet(`b${i}`, USERS[cmd.user] ?? 'u1', cmd.stake, cmd.odds), offeredOdds: cmd.odds }
       bets.push(placed)
       return placed
     }

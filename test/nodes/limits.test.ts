@@ -1,10 +1,12 @@
-// Proves that a user's open-stake limit is exact on a real 3-server cluster, however bets race: eight
-// bets of 1,000.00 sent at once against a limit of 5,000.00, spread over two API nodes, once all
-// eight were accepted (each node checked its own fold before appending). Now the fold enforces the
-// limit each bet carries: exactly five are accepted, three are refused USER_STAKE_LIMIT, and both
-// nodes hold the same open stakes.
+// Proves that a user's open-stake limit and a market's liability limit are exact on a real 3-server
+// cluster, however bets race. Eight bets of 1,000.00 sent at once against a limit of 5,000.00,
+// spread over two API nodes, once were all accepted (each node checked its own fold before
+// appending); a bet asking odds of 1000.00 under "any" was taken at the real price but counted at
+// the absurd one, and blocked the market for everyone. Now the fold enforces the limits each bet
+// carries, and liability counts the price offered at the bet's stamp.
 
 import t from 'tap'
+import { ODDS_MAX } from '../../crdt/limits.ts'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-service.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
@@ -57,3 +59,79 @@ t.test('bets racing past the open-stake limit on two API nodes: exactly the limi
       'open stakes are the limit',
     )
 })
+
+t.test(
+  'bets racing past a market’s liability limit: exactly the limit is taken, at the offered odds',
+  async (t) => {
+    // One shard, so its allowance is the whole limit of 2,000.00. An attacker asks odds of 1000.00
+    // under "any": the bet stands at the market's price and counts at it, so the others still get
+    // in. Then eight users race one stake each over two API nodes, against room for exactly five.
+    const limitCents = 200_000
+    const stack = await startNodeStack(t, {
+      shards: 1,
+      apiNodes: ['api-1', 'api-2'],
+      apiLimits: { marketLiabilityCentsMax: limitCents },
+    })
+    const { trader, apis, cluster } = stack
+    const users = Array.from({ length: RACERS }, (_, i) => `racer-${i}`)
+    for (const userId of ['mallory', ...users]) await deposit(stack, userId, LIMIT_CENTS)
+    trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+    trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+    const marketId = marketIds(1).winner
+    await waitFor('both nodes hold the open market', () =>
+      apis.every((api) => api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined),
+    )
+    const bet = (userId: string, stakeCents: number, odds: number) => ({
+      betId: `liability-${userId}`,
+      userId,
+      gameId: 'match-1',
+      marketId,
+      selectionId: 'home',
+      stakeCents,
+      odds,
+      policy: 'any',
+    })
+    const [client, other] = [await cluster.connect(), await cluster.connect()]
+
+    const attack = await placeBet(client, bet('mallory', 10_000, ODDS_MAX))
+    t.match(attack, { ok: true, verdict: { accepted: true } }, 'taken, at the market’s price')
+    const price = (attack.ok && attack.verdict.odds) as number
+    t.ok(price > 1_000 && price < 10_000, `the market's price is ${price}`)
+    const risk = (stakeCents: number) => Math.floor((stakeCents * price) / 1000) - stakeCents
+    await waitFor('both nodes folded it', () =>
+      apis.every((api) => api.ledger.lastSeq() === apis[0]?.ledger.lastSeq()),
+    )
+    const held = (apis[0] as ApiNode).ledger.foldFor('mallory').marketLiability('match-1', marketId)
+    t.equal(held, risk(10_000), `counted at ${price}, not at ${ODDS_MAX}`)
+
+    const room = limitCents - held
+    const stakeCents = Math.ceil(((room / 5.5) * 1000) / (price - 1000))
+    t.ok(5 * risk(stakeCents) <= room && 6 * risk(stakeCents) > room, 'room for exactly five racers')
+    const replies = await Promise.all(
+      users.map((userId, i) => placeBet(i % 2 === 0 ? client : other, bet(userId, stakeCents, price))),
+    )
+    const accepted = replies.filter((reply) => reply.ok)
+    const refused = replies.filter((reply) => !reply.ok && reply.error.code === 'MARKET_LIABILITY_LIMIT')
+    t.equal(accepted.length, 5, 'exactly five are booked')
+    t.equal(refused.length, RACERS - 5, 'the rest are refused MARKET_LIABILITY_LIMIT')
+    await waitFor('both nodes folded every bet', () =>
+      apis.every((api) => api.ledger.lastSeq() === apis[0]?.ledger.lastSeq()),
+    )
+    for (const api of apis)
+      t.equal(
+        api.ledger.foldFor('mallory').marketLiability('match-1', marketId),
+        held + 5 * risk(stakeCents),
+        'the market’s liability is within the limit on every node',
+      )
+    const elsewhere = await placeBet(client, {
+      ...bet('racer-0', stakeCents, price),
+      betId: 'liability-next-game',
+      gameId: 'match-2',
+    })
+    t.notMatch(
+      elsewhere,
+      { error: { code: 'MARKET_LIABILITY_LIMIT' } },
+      'the same market id in another game is not full',
+    )
+  },
+)

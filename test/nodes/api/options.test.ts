@@ -3,7 +3,7 @@
 // configuration error at start, not a bet the fold would refuse as MALFORMED after the node took it.
 
 import t from 'tap'
-import { AMOUNT_CENTS_MAX, POTENTIAL_PAYOUT_CENTS_MAX, STAKE_CENTS_MAX } from '../../../ledger/index.ts'
+import { AMOUNT_CENTS_MAX, MARKET_LIABILITY_CENTS_MAX, STAKE_CENTS_MAX } from '../../../ledger/index.ts'
 import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-service.ts'
 import { options } from '../../../nodes/api/options.ts'
 import { ConfigError, parseConfig } from '../../../nodes/fabric/config.ts'
@@ -12,7 +12,11 @@ t.test('no option loosens a core bound', async (t) => {
   t.equal(options.stakeCentsMax.max, STAKE_CENTS_MAX)
   t.equal(options.stakeCentsMin.max, STAKE_CENTS_MAX)
   t.equal(options.userOpenStakeCentsMax.max, AMOUNT_CENTS_MAX, 'the limit a bet entry carries')
-  t.equal(options.marketLiabilityCentsMax.max, POTENTIAL_PAYOUT_CENTS_MAX)
+  t.equal(
+    options.marketLiabilityCentsMax.max,
+    MARKET_LIABILITY_CENTS_MAX,
+    'the largest limit a bet entry carries',
+  )
   for (const [name, value] of Object.entries(DEFAULT_BET_LIMITS)) {
     const option = options[name as keyof typeof options] as { max?: number } | undefined
     if (option?.max !== undefined) t.ok(value <= option.max, `the default ${name} is within its bound`)
