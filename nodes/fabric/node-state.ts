@@ -4,10 +4,13 @@
  * flows) and, per game, its replica's state hash and its own verdict on every bet it knows, judged
  * on its own replica. Nodes that never saw the same ledger and replicas cannot give the same
  * answer, so equal answers are evidence of agreement, not of a shared source.
+ *
+ * Every per-bet record is keyed by the bet's key (`betKeyOf(userId, betId)`, protocol/ids.ts), as
+ * the fold keys it: two users' bets of one id are two bets here too.
  */
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
-import { entryKeyParts, SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
+import { betKeyOf, entryKeyParts, SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
@@ -15,6 +18,7 @@ import type { FollowerPhase } from './stream-follower.ts'
 
 export interface LedgerState {
   readonly balances: Record<string, number>
+  /** Per bet key. */
   readonly bets: Record<
     string,
     {
@@ -32,7 +36,7 @@ export interface LedgerState {
       readonly settledOdds?: number
     }
   >
-  /** Settlement entries the fold applied, per bet: never more than one. */
+  /** Settlement entries the fold applied, per bet key: never more than one. */
   readonly settlementsPerBet: Record<string, number>
   readonly totals: {
     readonly depositsCents: number
@@ -46,6 +50,7 @@ export interface ReplicaState {
   readonly stateHash: string
   /** Fenced writers of the game, each with the writer that fenced it. */
   readonly fenced: Record<string, string>
+  /** Per bet key. */
   readonly verdicts: Record<
     string,
     {
@@ -127,13 +132,15 @@ export function describeNode(
     for (const key of Object.keys(state.totals) as (keyof typeof state.totals)[])
       state.totals[key] += snapshot.flows[key]
     for (const entry of snapshot.entries) {
-      const { type, id } = entryKeyParts(entry.key)
-      if (entry.status !== 'applied' || type !== 'settlement' || !id.startsWith(SETTLEMENT_ID_PREFIX)) continue
-      const betId = id.slice(SETTLEMENT_ID_PREFIX.length)
-      state.settlementsPerBet[betId] = (state.settlementsPerBet[betId] ?? 0) + 1
+      const { type, userId, id } = entryKeyParts(entry.key)
+      if (entry.status !== 'applied' || type !== 'settlement' || !id.startsWith(SETTLEMENT_ID_PREFIX))
+        continue
+      const betKey = betKeyOf(userId, id.slice(SETTLEMENT_ID_PREFIX.length))
+      state.settlementsPerBet[betKey] = (state.settlementsPerBet[betKey] ?? 0) + 1
     }
     for (const bet of snapshot.bets) {
-      state.bets[bet.betId] = {
+      const betKey = betKeyOf(bet.userId, bet.betId)
+      state.bets[betKey] = {
         userId: bet.userId,
         gameId: bet.gameId,
         marketId: bet.marketId,
@@ -151,7 +158,7 @@ export function describeNode(
       const target = replicaStates[bet.gameId]
       if (replica === undefined || target === undefined || bet.status === 'rejected') continue
       const verdict = judge(replica.game, bet)
-      target.verdicts[bet.betId] = {
+      target.verdicts[betKey] = {
         accepted: verdict.accepted,
         reason: verdict.reason,
         gameClockMs: verdict.gameClockMs,

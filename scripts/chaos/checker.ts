@@ -6,13 +6,18 @@
  * (input order: history order, node order, record key order). It judges acceptances against the
  * trader's own log rather than against any replica, so a bug in the replicas cannot vouch for itself.
  *
- * Cost is linear in the recorded data: bets are indexed by id and market states by game and market
+ * Cost is linear in the recorded data: bets are indexed by key and market states by game and market
  * (a state at a stamp is a binary search), so 100,000 bets over a handful of nodes check in well
  * under a second.
+ *
+ * A bet id is its user's own, so a bet is known by its key, `betKeyOf(userId, betId)`
+ * (protocol/ids.ts), in every index here as in the ledger fold and the node states: two users' bets
+ * of one id are two bets, each checked on its own. Counterexamples name a bet as `userId/betId`.
  */
 
 import { stampWall } from '../../crdt/index.ts'
 import { payoutCents, SETTLEMENT_OUTCOMES, type SettlementOutcome } from '../../ledger/index.ts'
+import { betKeyOf, entryKeyParts } from '../../protocol/ids.ts'
 import type {
   DepositEvent,
   FaultEvent,
@@ -53,6 +58,7 @@ export type InvariantId = 'no-lost-bets' | 'agreement' | 'sound-acceptances' | '
 
 export interface Counterexample {
   readonly kind: 'bet' | 'user' | 'node' | 'game'
+  /** A bet's user and id (`userId/betId`, see betName), a user or game id, or a node's name. */
   readonly id: string
   readonly problem: string
 }
@@ -112,7 +118,9 @@ export interface Report {
 // Indexes: one pass over the input, so that every check after is a lookup
 
 interface BetFacts {
-  readonly betId: string
+  /** betKeyOf(userId, betId): the bet's key in every index and node state. */
+  readonly key: string
+  readonly userId: string
   place: PlaceEvent | null
   provisional: ProvisionalAnswer | null
   refusal: RefusedAnswer | null
@@ -149,16 +157,32 @@ interface Context {
   readonly sums: Map<NodeFinalState, LedgerSums>
 }
 
-/** A record's own value only: a bet id such as `constructor` must not read Object's. */
+/** A record's own value only: a user id such as `constructor` must not read Object's. */
 function own<T>(record: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
   return record !== undefined && Object.hasOwn(record, key) ? record[key] : undefined
 }
 
-function factsOf(bets: Map<string, BetFacts>, betId: string): BetFacts {
-  let facts = bets.get(betId)
+/** How a report names a bet: its user and its id (neither may hold a '/'). */
+export function betName(key: string): string {
+  const { userId, id } = entryKeyParts(key)
+  return `${userId}/${id}`
+}
+
+function factsOf(bets: Map<string, BetFacts>, userId: string, betId: string): BetFacts {
+  const key = betKeyOf(userId, betId)
+  let facts = bets.get(key)
   if (facts === undefined) {
-    facts = { betId, place: null, provisional: null, refusal: null, timedOut: false, finals: [], settled: [] }
-    bets.set(betId, facts)
+    facts = {
+      key,
+      userId,
+      place: null,
+      provisional: null,
+      refusal: null,
+      timedOut: false,
+      finals: [],
+      settled: [],
+    }
+    bets.set(key, facts)
   }
   return facts
 }
@@ -171,7 +195,7 @@ function indexHistory(history: readonly HistoryEvent[]) {
     if (event.type === 'deposit') deposits.push(event)
     else if (event.type === 'fault') faults.push(event)
     else {
-      const facts = factsOf(bets, event.betId)
+      const facts = factsOf(bets, event.userId, event.betId)
       if (event.type === 'place') facts.place ??= event
       else if (event.type === 'status') {
         if (event.status === 'final') facts.finals.push(event)
@@ -228,8 +252,8 @@ function sumLedger(ledger: LedgerView): LedgerSums {
   const byUser = new Map<string, { stakesCents: number; payoutsCents: number }>()
   let stakesCents = 0
   let payoutsCents = 0
-  for (const betId of Object.keys(ledger.bets)) {
-    const bet = ledger.bets[betId] as LedgerBetView
+  for (const key of Object.keys(ledger.bets)) {
+    const bet = ledger.bets[key] as LedgerBetView
     // A bet the fold refused for funds debited nothing.
     if (bet.status === 'rejected') continue
     const payout = bet.payoutCents ?? 0
@@ -294,7 +318,7 @@ function stampOf(ctx: Context, facts: BetFacts): string | null {
   const final = facts.finals[0]
   if (final !== undefined) return final.stamp
   for (const node of ctx.ledgers) {
-    const bet = own(node.ledger.bets, facts.betId)
+    const bet = own(node.ledger.bets, facts.key)
     if (bet !== undefined) return bet.stamp
   }
   return null
@@ -384,8 +408,8 @@ function bookingProblem(bet: LedgerBetView, facts: BetFacts, answered: Provision
 function lostBetProblem(ctx: Context, facts: BetFacts, answered: ProvisionalAnswer): string | null {
   const missing: string[] = []
   for (const node of ctx.judges) {
-    if (node.ledger === undefined || !serves(ctx, node, facts.place?.userId)) continue
-    const bet = own(node.ledger.bets, facts.betId)
+    if (node.ledger === undefined || !serves(ctx, node, facts.userId)) continue
+    const bet = own(node.ledger.bets, facts.key)
     if (bet === undefined) {
       missing.push(node.node)
       continue
@@ -466,7 +490,7 @@ function checkNoLostBets(ctx: Context): InvariantResult {
     acknowledged++
     tally.check()
     const problem = lostBetProblem(ctx, facts, facts.provisional)
-    if (problem !== null) tally.fail('bet', facts.betId, problem)
+    if (problem !== null) tally.fail('bet', betName(facts.key), problem)
   }
   const ledgerNodes = ctx.judges.filter((node) => node.ledger !== undefined).length
   if (ledgerNodes === 0 && acknowledged > 0)
@@ -479,9 +503,9 @@ function checkNoLostBets(ctx: Context): InvariantResult {
 // 2. Agreement
 
 interface Agreement {
-  /** Per bet, the first final verdict any replica holds, and whose it is. */
+  /** Per bet key, the first final verdict any replica holds, and whose it is. */
   readonly reference: Map<string, { readonly node: string; readonly verdict: VerdictView }>
-  /** Bets that some replica or client holds finally accepted. */
+  /** Keys of the bets that some replica or client holds finally accepted. */
   readonly acceptedSomewhere: Set<string>
 }
 
@@ -498,7 +522,7 @@ function clientProblem(facts: BetFacts, reference: Agreement['reference']): stri
     }
   }
   const last = finals[finals.length - 1]
-  const held = reference.get(facts.betId)
+  const held = reference.get(facts.key)
   if (last === undefined || held === undefined) return null
   if (sameVerdict(last, held.verdict) || voidedLater(last, held.verdict)) return null
   return `the client saw final ${describe(last)}, ${held.node} holds ${describe(held.verdict)}`
@@ -511,17 +535,17 @@ function checkAgreement(ctx: Context): { result: InvariantResult; agreement: Agr
   let finalVerdicts = 0
   for (const node of ctx.run.finalStates) {
     for (const replica of Object.values(node.replicas ?? {})) {
-      for (const betId of Object.keys(replica.verdicts)) {
-        const verdict = replica.verdicts[betId] as VerdictView
+      for (const key of Object.keys(replica.verdicts)) {
+        const verdict = replica.verdicts[key] as VerdictView
         if (!verdict.final) continue
         finalVerdicts++
-        if (verdict.accepted) acceptedSomewhere.add(betId)
-        const held = reference.get(betId)
-        if (held === undefined) reference.set(betId, { node: node.node, verdict })
+        if (verdict.accepted) acceptedSomewhere.add(key)
+        const held = reference.get(key)
+        if (held === undefined) reference.set(key, { node: node.node, verdict })
         else if (!sameVerdict(held.verdict, verdict)) {
           tally.fail(
             'bet',
-            betId,
+            betName(key),
             `${node.node} holds ${describe(verdict)}, ${held.node} holds ${describe(held.verdict)}`,
           )
         }
@@ -532,10 +556,10 @@ function checkAgreement(ctx: Context): { result: InvariantResult; agreement: Agr
   for (const facts of ctx.bets.values()) {
     if (facts.finals.length === 0) continue
     clientFinals++
-    if (!reference.has(facts.betId)) tally.check()
-    if (facts.finals.some((final) => final.accepted)) acceptedSomewhere.add(facts.betId)
+    if (!reference.has(facts.key)) tally.check()
+    if (facts.finals.some((final) => final.accepted)) acceptedSomewhere.add(facts.key)
     const problem = clientProblem(facts, reference)
-    if (problem !== null) tally.fail('bet', facts.betId, problem)
+    if (problem !== null) tally.fail('bet', betName(facts.key), problem)
   }
   tally.check(reference.size)
   const result = tally.result('agreement', {
@@ -547,7 +571,7 @@ function checkAgreement(ctx: Context): { result: InvariantResult; agreement: Agr
 
 /** The verdict a bet ended with: the replicas', else the last final a client saw. */
 function endVerdict(agreement: Agreement, facts: BetFacts): VerdictLike | null {
-  return agreement.reference.get(facts.betId)?.verdict ?? facts.finals[facts.finals.length - 1] ?? null
+  return agreement.reference.get(facts.key)?.verdict ?? facts.finals[facts.finals.length - 1] ?? null
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,7 +626,7 @@ function voidProblem(ctx: Context, agreement: Agreement, facts: BetFacts, window
   const span = `the void window ${window.from}..${window.to}`
   if (endVerdict(agreement, facts)?.accepted === true) return `ends accepted inside ${span}`
   for (const node of ctx.ledgers) {
-    const outcome = own(node.ledger.bets, facts.betId)?.outcome
+    const outcome = own(node.ledger.bets, facts.key)?.outcome
     if (outcome === 'won' || outcome === 'lost')
       return `${node.node} settled it ${outcome} inside ${span}, not refunded`
   }
@@ -617,7 +641,7 @@ function checkSoundAcceptances(ctx: Context, agreement: Agreement): InvariantRes
   let unchecked = 0
   for (const facts of ctx.bets.values()) {
     const place = facts.place
-    const wasAccepted = agreement.acceptedSomewhere.has(facts.betId)
+    const wasAccepted = agreement.acceptedSomewhere.has(facts.key)
     const market = place === null ? undefined : ctx.markets.get(place.gameId)?.get(place.marketId)
     if (!wasAccepted && (market === undefined || market.voids.length === 0)) continue
     const stamp = stampOf(ctx, facts)
@@ -630,14 +654,14 @@ function checkSoundAcceptances(ctx: Context, agreement: Agreement): InvariantRes
       accepted++
       tally.check()
       const problem = acceptanceProblem(market, place, stamp, facts)
-      if (problem !== null) tally.fail('bet', facts.betId, problem)
+      if (problem !== null) tally.fail('bet', betName(facts.key), problem)
     }
     const window = market === undefined ? null : voidAt(market, stamp)
     if (window === null) continue
     inVoidWindows++
     if (!wasAccepted) tally.check()
     const problem = voidProblem(ctx, agreement, facts, window)
-    if (problem !== null) tally.fail('bet', facts.betId, problem)
+    if (problem !== null) tally.fail('bet', betName(facts.key), problem)
   }
   return tally.result('sound-acceptances', {
     acceptedBets: accepted,
@@ -689,12 +713,12 @@ function standingOdds(ctx: Context, facts: BetFacts | undefined, bet: LedgerBetV
 function settlementProblem(
   ctx: Context,
   agreement: Agreement,
-  betId: string,
+  key: string,
   bet: LedgerBetView,
 ): string | null {
   const outcome = bet.outcome as SettlementOutcome
   if (!SETTLEMENT_OUTCOMES.includes(outcome)) return `settled with an unknown outcome ${bet.outcome}`
-  const facts = ctx.bets.get(betId)
+  const facts = ctx.bets.get(key)
   const odds = outcome === 'won' ? standingOdds(ctx, facts, bet) : bet.odds
   const expected = expectedPayout(bet.stakeCents, odds, outcome)
   if (expected === null) return `settled ${outcome} with stake ${bet.stakeCents} or odds ${odds} out of range`
@@ -729,17 +753,17 @@ function checkLedgerNode(
     const cents = ledger.balances[userId] as number
     if (cents < 0) tally.fail('user', userId, `${node.node} holds a balance of ${cents}`)
   }
-  for (const betId of Object.keys(ledger.settlementsPerBet)) {
-    const count = ledger.settlementsPerBet[betId] as number
-    if (count > 1) tally.fail('bet', betId, `${node.node} applied ${count} settlements to it`)
+  for (const key of Object.keys(ledger.settlementsPerBet)) {
+    const count = ledger.settlementsPerBet[key] as number
+    if (count > 1) tally.fail('bet', betName(key), `${node.node} applied ${count} settlements to it`)
   }
   let settled = 0
-  for (const betId of Object.keys(ledger.bets)) {
-    const bet = ledger.bets[betId] as LedgerBetView
+  for (const key of Object.keys(ledger.bets)) {
+    const bet = ledger.bets[key] as LedgerBetView
     if (bet.status !== 'settled' && bet.outcome === undefined) continue
     settled++
-    const problem = settlementProblem(ctx, agreement, betId, bet)
-    if (problem !== null) tally.fail('bet', betId, `${node.node}: ${problem}`)
+    const problem = settlementProblem(ctx, agreement, key, bet)
+    if (problem !== null) tally.fail('bet', betName(key), `${node.node}: ${problem}`)
   }
   return settled
 }
@@ -774,18 +798,18 @@ function checkToldSettlements(ctx: Context, tally: Tally): void {
     if (other !== undefined) {
       tally.fail(
         'bet',
-        facts.betId,
+        betName(facts.key),
         `the client was told ${first.outcome} ${first.payoutCents}, then ${other.outcome} ${other.payoutCents}`,
       )
       continue
     }
     for (const node of ctx.ledgers) {
-      const bet = own(node.ledger.bets, facts.betId)
+      const bet = own(node.ledger.bets, facts.key)
       if (bet === undefined || (bet.outcome === first.outcome && bet.payoutCents === first.payoutCents))
         continue
       tally.fail(
         'bet',
-        facts.betId,
+        betName(facts.key),
         `the client was told ${first.outcome} ${first.payoutCents}, ${node.node} holds ${bet.outcome ?? bet.status} ${bet.payoutCents ?? 0}`,
       )
       break
@@ -809,14 +833,14 @@ function checkRefusedYetBooked(ctx: Context, tally: Tally): number {
     if (facts.provisional !== null || facts.refusal?.kind !== 'refused') continue
     tally.check()
     const holder = ctx.ledgers.find((node) => {
-      const bet = own(node.ledger.bets, facts.betId)
+      const bet = own(node.ledger.bets, facts.key)
       return bet !== undefined && bet.status !== 'rejected'
     })
     if (holder === undefined) continue
     count++
     tally.fail(
       'bet',
-      facts.betId,
+      betName(facts.key),
       `the client was told refused (${facts.refusal.code}) but ${holder.node}'s ledger booked it`,
     )
   }
@@ -863,9 +887,9 @@ function checkStateHashes(ctx: Context, tally: Tally): number {
 function checkPendingVerdicts(ctx: Context, tally: Tally): void {
   for (const node of ctx.judges) {
     for (const replica of Object.values(node.replicas ?? {})) {
-      for (const betId of Object.keys(replica.verdicts)) {
-        if (!replica.verdicts[betId]?.final)
-          tally.fail('bet', betId, `${node.node} still holds its verdict provisional at the end`)
+      for (const key of Object.keys(replica.verdicts)) {
+        if (!replica.verdicts[key]?.final)
+          tally.fail('bet', betName(key), `${node.node} still holds its verdict provisional at the end`)
       }
     }
   }
@@ -876,9 +900,9 @@ function unfinalizedProblem(ctx: Context, facts: BetFacts, answered: Provisional
   const missing: string[] = []
   for (const node of ctx.judges) {
     // A node judges the bets of the ledger it folds: in a multi-region run, its own region's users.
-    if (!serves(ctx, node, facts.place?.userId)) continue
+    if (!serves(ctx, node, facts.userId)) continue
     const replica = gameId === undefined ? undefined : own(node.replicas, gameId)
-    if (replica !== undefined && own(replica.verdicts, facts.betId) === undefined) missing.push(node.node)
+    if (replica !== undefined && own(replica.verdicts, facts.key) === undefined) missing.push(node.node)
   }
   if (missing.length > 0)
     return `acknowledged at ${answered.atMs}, but no verdict on it in the replica of ${missing.join(', ')}`
@@ -912,7 +936,7 @@ function checkFinalizationDelays(ctx: Context, tally: Tally): FinalizationStats 
       const since = fromMs === placedAtMs ? 'its placement' : 'the heal'
       tally.fail(
         'bet',
-        facts.betId,
+        betName(facts.key),
         `its first final status came ${delay} ms after ${since}, beyond the ${bounds.finalizeWithinMs} ms bound`,
       )
     }
@@ -936,7 +960,7 @@ function checkConvergence(ctx: Context): { result: InvariantResult; finalization
     if (facts.provisional === null) continue
     acknowledged++
     const problem = unfinalizedProblem(ctx, facts, facts.provisional)
-    if (problem !== null) tally.fail('bet', facts.betId, problem)
+    if (problem !== null) tally.fail('bet', betName(facts.key), problem)
   }
   tally.check(acknowledged)
   const finalization = checkFinalizationDelays(ctx, tally)

@@ -11,6 +11,10 @@
  *
  * Records keyed by ids (balances, bets, verdicts) are rebuilt as null-prototype objects, so that an
  * id such as `constructor` or `__proto__` is an ordinary key and never reaches a prototype.
+ *
+ * A bet id is its user's own: two users may each hold a bet of one id, and they are two bets. So
+ * every event about a bet names its user, and every per-bet record is keyed by the bet's key,
+ * `betKeyOf(userId, betId)` (protocol/ids.ts), as the ledger fold keys it.
  */
 
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs'
@@ -30,7 +34,11 @@ import {
   anchored,
   BET_ID_LENGTH_MAX,
   BET_ID_SOURCE,
+  betKeyOf,
+  ENTRY_ID_PATTERN,
+  entryKeyParts,
   GAME_ID_SOURCE,
+  isUserId,
   NODE_ID_SOURCE,
   USER_ID_SOURCE,
 } from '../../protocol/ids.ts'
@@ -92,11 +100,15 @@ interface EventBase {
   readonly atMs: number
 }
 
-/** A client sent a placement. `via` is the gateway or API node it went through. */
-export interface PlaceEvent extends EventBase {
-  readonly type: 'place'
-  readonly betId: string
+/** What names a bet in the history: its user and its id (a bet id is only unique per user). */
+interface BetEventBase extends EventBase {
   readonly userId: string
+  readonly betId: string
+}
+
+/** A client sent a placement. `via` is the gateway or API node it went through. */
+export interface PlaceEvent extends BetEventBase {
+  readonly type: 'place'
   readonly gameId: string
   readonly marketId: string
   readonly selectionId: string
@@ -108,9 +120,8 @@ export interface PlaceEvent extends EventBase {
 }
 
 /** The placement was durably booked and judged on the answering node's replica. */
-export interface ProvisionalAnswer extends EventBase {
+export interface ProvisionalAnswer extends BetEventBase {
   readonly type: 'answer'
-  readonly betId: string
   readonly kind: 'provisional'
   readonly stamp: string
   readonly accepted: boolean
@@ -121,26 +132,23 @@ export interface ProvisionalAnswer extends EventBase {
 }
 
 /** `refused`: a coded refusal (the bet never entered the book); `error`: anything else coded. */
-export interface RefusedAnswer extends EventBase {
+export interface RefusedAnswer extends BetEventBase {
   readonly type: 'answer'
-  readonly betId: string
   readonly kind: 'refused' | 'error'
   readonly code: string
   readonly message: string
 }
 
 /** No answer within the client's deadline: the bet may or may not be in the book. */
-export interface TimeoutAnswer extends EventBase {
+export interface TimeoutAnswer extends BetEventBase {
   readonly type: 'answer'
-  readonly betId: string
   readonly kind: 'timeout'
 }
 
 export type AnswerEvent = ProvisionalAnswer | RefusedAnswer | TimeoutAnswer
 
-export interface FinalStatusEvent extends EventBase {
+export interface FinalStatusEvent extends BetEventBase {
   readonly type: 'status'
-  readonly betId: string
   readonly status: 'final'
   readonly stamp: string
   readonly accepted: boolean
@@ -149,9 +157,8 @@ export interface FinalStatusEvent extends EventBase {
   readonly gameClockMs: number | null
 }
 
-export interface SettledStatusEvent extends EventBase {
+export interface SettledStatusEvent extends BetEventBase {
   readonly type: 'status'
-  readonly betId: string
   readonly status: 'settled'
   readonly outcome: SettlementOutcome
   readonly payoutCents: number
@@ -239,8 +246,9 @@ export interface LedgerTotalsView {
 
 export interface LedgerView {
   readonly balances: Readonly<Record<string, number>>
+  /** Per bet key (`betKeyOf(userId, betId)`); each bet's userId is its key's. */
   readonly bets: Readonly<Record<string, LedgerBetView>>
-  /** How many settlement entries the fold applied per bet (a correct fold never exceeds 1). */
+  /** How many settlement entries the fold applied per bet key (a correct fold never exceeds 1). */
   readonly settlementsPerBet: Readonly<Record<string, number>>
   readonly totals: LedgerTotalsView
 }
@@ -255,6 +263,7 @@ export interface VerdictView {
 
 export interface ReplicaView {
   readonly stateHash: string
+  /** Per bet key. */
   readonly verdicts: Readonly<Record<string, VerdictView>>
 }
 
@@ -324,6 +333,28 @@ function readId(raw: Raw, key: string, path: string, lengthMax = ID_LENGTH_MAX):
 function isId(value: string, lengthMax = ID_LENGTH_MAX): boolean {
   return value.length <= lengthMax && ID_PATTERN.test(value)
 }
+
+/**
+ * A bet's key as the fold and the node states hold it: `bet/<userId>/<betId>` (protocol/ids.ts).
+ * The id is held to the ledger's grammar, not the client's: the fold keeps any entry id the stream
+ * carried, and a node state must still be read whole.
+ */
+export function isBetKey(value: string): boolean {
+  const { type, userId, id } = entryKeyParts(value)
+  return type === 'bet' && isUserId(userId) && ENTRY_ID_PATTERN.test(id)
+}
+
+/** What the keys of a record must be. */
+interface KeyRule {
+  readonly test: (key: string) => boolean
+  readonly expected: string
+}
+
+const ID_KEYS: KeyRule = {
+  test: (key) => isId(key),
+  expected: `ids of at most ${ID_LENGTH_MAX} characters`,
+}
+const BET_KEYS: KeyRule = { test: isBetKey, expected: 'bet keys, bet/<userId>/<betId>' }
 
 function readText(raw: Raw, key: string, path: string, lengthMax: number): string {
   const value = field(raw, key)
@@ -416,14 +447,14 @@ function readVerdictFields(raw: Raw, path: string) {
 function readMap<T>(
   value: unknown,
   path: string,
-  keyLengthMax: number,
-  item: (value: unknown, path: string) => T,
+  keys: KeyRule,
+  item: (value: unknown, path: string, key: string) => T,
 ): Record<string, T> {
   const raw = asRecord(value, path)
   const out: Record<string, T> = Object.create(null)
   for (const [key, entry] of Object.entries(raw)) {
-    if (!isId(key, keyLengthMax)) fail(path, `keys that are ids of at most ${keyLengthMax} characters`, key)
-    out[key] = item(entry, `${path}.${key}`)
+    if (!keys.test(key)) fail(path, `keys that are ${keys.expected}`, key)
+    out[key] = item(entry, `${path}.${key}`, key)
   }
   return out
 }
@@ -444,11 +475,15 @@ function parsing<T>(read: () => T): Parsed<T> {
 
 // ---- history events -----------------------------------------------------------------------------
 
+/** The user and id that name the bet an event is about. */
+function readBetNames(raw: Raw, path: string): { userId: string; betId: string } {
+  return { userId: readId(raw, 'userId', path), betId: readId(raw, 'betId', path, BET_ID_LENGTH_MAX) }
+}
+
+const BET_EVENT_KEYS = ['type', 'atMs', 'userId', 'betId']
+
 const PLACE_KEYS = [
-  'type',
-  'atMs',
-  'betId',
-  'userId',
+  ...BET_EVENT_KEYS,
   'gameId',
   'marketId',
   'selectionId',
@@ -465,8 +500,7 @@ function readPlace(raw: Raw, atMs: number): PlaceEvent {
   return {
     type: 'place',
     atMs,
-    betId: readId(raw, 'betId', 'place', BET_ID_LENGTH_MAX),
-    userId: readId(raw, 'userId', 'place'),
+    ...readBetNames(raw, 'place'),
     gameId: readId(raw, 'gameId', 'place'),
     marketId: readId(raw, 'marketId', 'place'),
     selectionId: readId(raw, 'selectionId', 'place'),
@@ -478,19 +512,19 @@ function readPlace(raw: Raw, atMs: number): PlaceEvent {
 }
 
 function readAnswer(raw: Raw, atMs: number): AnswerEvent {
-  const betId = readId(raw, 'betId', 'answer', BET_ID_LENGTH_MAX)
+  const names = readBetNames(raw, 'answer')
   const kind = readOneOf(raw, 'kind', 'answer', ['provisional', 'refused', 'error', 'timeout'] as const)
   const path = `answer(${kind})`
   switch (kind) {
     case 'provisional': {
-      const keys = ['type', 'atMs', 'betId', 'kind', 'stamp', 'accepted', 'reason', 'odds', 'gameClockMs']
+      const keys = [...BET_EVENT_KEYS, 'kind', 'stamp', 'accepted', 'reason', 'odds', 'gameClockMs']
       onlyKeys(raw, path, [...keys, 'balanceCents'])
       const stamp = readStamp(raw, 'stamp', path)
       const verdict = readVerdictFields(raw, path)
       return {
         type: 'answer',
         atMs,
-        betId,
+        ...names,
         kind,
         stamp,
         ...verdict,
@@ -499,47 +533,37 @@ function readAnswer(raw: Raw, atMs: number): AnswerEvent {
     }
     case 'refused':
     case 'error': {
-      onlyKeys(raw, path, ['type', 'atMs', 'betId', 'kind', 'code', 'message'])
+      onlyKeys(raw, path, [...BET_EVENT_KEYS, 'kind', 'code', 'message'])
       const code = readText(raw, 'code', path, CODE_LENGTH_MAX)
       return {
         type: 'answer',
         atMs,
-        betId,
+        ...names,
         kind,
         code,
         message: readText(raw, 'message', path, TEXT_LENGTH_MAX),
       }
     }
     case 'timeout':
-      onlyKeys(raw, path, ['type', 'atMs', 'betId', 'kind'])
-      return { type: 'answer', atMs, betId, kind }
+      onlyKeys(raw, path, [...BET_EVENT_KEYS, 'kind'])
+      return { type: 'answer', atMs, ...names, kind }
   }
 }
 
 function readStatus(raw: Raw, atMs: number): StatusEvent {
-  const betId = readId(raw, 'betId', 'status', BET_ID_LENGTH_MAX)
+  const names = readBetNames(raw, 'status')
   const status = readOneOf(raw, 'status', 'status', ['final', 'settled'] as const)
   const path = `status(${status})`
   if (status === 'final') {
-    onlyKeys(raw, path, [
-      'type',
-      'atMs',
-      'betId',
-      'status',
-      'stamp',
-      'accepted',
-      'reason',
-      'odds',
-      'gameClockMs',
-    ])
+    onlyKeys(raw, path, [...BET_EVENT_KEYS, 'status', 'stamp', 'accepted', 'reason', 'odds', 'gameClockMs'])
     const stamp = readStamp(raw, 'stamp', path)
-    return { type: 'status', atMs, betId, status, stamp, ...readVerdictFields(raw, path) }
+    return { type: 'status', atMs, ...names, status, stamp, ...readVerdictFields(raw, path) }
   }
-  onlyKeys(raw, path, ['type', 'atMs', 'betId', 'status', 'outcome', 'payoutCents', 'balanceCents'])
+  onlyKeys(raw, path, [...BET_EVENT_KEYS, 'status', 'outcome', 'payoutCents', 'balanceCents'])
   return {
     type: 'status',
     atMs,
-    betId,
+    ...names,
     status,
     outcome: readOneOf(raw, 'outcome', path, SETTLEMENT_OUTCOMES),
     payoutCents: readCents(raw, 'payoutCents', path),
@@ -604,7 +628,7 @@ function readMarketEntries(value: unknown, path: string): MarketStateEntry[] {
     return {
       stamp: readStamp(raw, 'stamp', at),
       status: readOneOf(raw, 'status', at, MARKET_STATUSES),
-      prices: readMap(field(raw, 'prices'), `${at}.prices`, ID_LENGTH_MAX, (odds, oddsPath) =>
+      prices: readMap(field(raw, 'prices'), `${at}.prices`, ID_KEYS, (odds, oddsPath) =>
         isOddsValue(odds) ? odds : fail(oddsPath, `odds in thousandths, ${ODDS_MIN}-${ODDS_MAX}`, odds),
       ),
     }
@@ -647,11 +671,11 @@ export function parseTraderLog(value: unknown): Parsed<TraderLog> {
   return parsing(() => {
     const raw = asRecord(value, 'traderLog')
     onlyKeys(raw, 'traderLog', ['games'])
-    const games = readMap(field(raw, 'games'), 'games', ID_LENGTH_MAX, (game, path) => {
+    const games = readMap(field(raw, 'games'), 'games', ID_KEYS, (game, path) => {
       const gameRaw = asRecord(game, path)
       onlyKeys(gameRaw, path, ['markets', 'voids', 'results'])
       return {
-        markets: readMap(field(gameRaw, 'markets'), `${path}.markets`, ID_LENGTH_MAX, readMarketEntries),
+        markets: readMap(field(gameRaw, 'markets'), `${path}.markets`, ID_KEYS, readMarketEntries),
         voids: readArray(field(gameRaw, 'voids'), `${path}.voids`, readVoid),
         results: readResults(field(gameRaw, 'results'), `${path}.results`),
       }
@@ -691,14 +715,18 @@ function readLedger(value: unknown, path: string): LedgerView {
     readSignedCents(totals, key, `${path}.totals`),
   ) as [number, number, number, number]
   return {
-    balances: readMap(field(raw, 'balances'), `${path}.balances`, ID_LENGTH_MAX, (cents, at) =>
+    balances: readMap(field(raw, 'balances'), `${path}.balances`, ID_KEYS, (cents, at) =>
       Number.isSafeInteger(cents) ? (cents as number) : fail(at, 'whole cents', cents),
     ),
-    bets: readMap(field(raw, 'bets'), `${path}.bets`, BET_ID_LENGTH_MAX, readLedgerBet),
+    bets: readMap(field(raw, 'bets'), `${path}.bets`, BET_KEYS, (bet, at, key) => {
+      const view = readLedgerBet(bet, at)
+      const owner = entryKeyParts(key).userId
+      return view.userId === owner ? view : fail(`${at}.userId`, `${owner}, the user of its key`, view.userId)
+    }),
     settlementsPerBet: readMap(
       field(raw, 'settlementsPerBet'),
       `${path}.settlementsPerBet`,
-      BET_ID_LENGTH_MAX,
+      BET_KEYS,
       (count, at) =>
         Number.isSafeInteger(count) && (count as number) >= 0
           ? (count as number)
@@ -728,7 +756,7 @@ function readReplica(value: unknown, path: string): ReplicaView {
   onlyKeys(raw, path, ['stateHash', 'verdicts'])
   return {
     stateHash: readText(raw, 'stateHash', path, 256),
-    verdicts: readMap(field(raw, 'verdicts'), `${path}.verdicts`, BET_ID_LENGTH_MAX, readVerdictView),
+    verdicts: readMap(field(raw, 'verdicts'), `${path}.verdicts`, BET_KEYS, readVerdictView),
   }
 }
 
@@ -745,7 +773,7 @@ export function parseNodeFinalState(value: unknown): Parsed<NodeFinalState> {
     if (field(raw, 'region') !== undefined) state.region = readId(raw, 'region', path)
     if (field(raw, 'ledger') !== undefined) state.ledger = readLedger(field(raw, 'ledger'), `${path}.ledger`)
     if (field(raw, 'replicas') !== undefined) {
-      state.replicas = readMap(field(raw, 'replicas'), `${path}.replicas`, ID_LENGTH_MAX, readReplica)
+      state.replicas = readMap(field(raw, 'replicas'), `${path}.replicas`, ID_KEYS, readReplica)
     }
     return state
   })
@@ -767,7 +795,7 @@ export function parseRunMarks(value: unknown): Parsed<RunMarks> {
 // From a ledger fold to its final-state view
 
 /**
- * The ledger view of a fold's snapshot. `appliedSettlements` lists the bet id of every settlement
+ * The ledger view of a fold's snapshot. `appliedSettlements` lists the bet key of every settlement
  * entry the fold applied, as the runner saw them go by (a ledger listener's results); without it,
  * each settled bet counts one settlement, which is all a snapshot can tell, and so the double-payout
  * check can then only fail on a fold that is itself broken.
@@ -780,15 +808,16 @@ export function ledgerViewOf(snapshot: LedgerSnapshot, appliedSettlements?: Iter
   // Object literals whole rather than spread from a base: a snapshot holds every bet of the run.
   for (const bet of snapshot.bets) {
     const { userId, stakeCents, odds, marketId, stamp, status } = bet
+    const key = betKeyOf(userId, bet.betId)
     if (bet.status !== 'settled') {
-      bets[bet.betId] = { userId, stakeCents, odds, marketId, stamp, status }
+      bets[key] = { userId, stakeCents, odds, marketId, stamp, status }
       continue
     }
     const { payoutCents, outcome, settledOdds } = bet
-    bets[bet.betId] = { userId, stakeCents, odds, marketId, stamp, status, payoutCents, outcome, settledOdds }
-    if (appliedSettlements === undefined) settlementsPerBet[bet.betId] = 1
+    bets[key] = { userId, stakeCents, odds, marketId, stamp, status, payoutCents, outcome, settledOdds }
+    if (appliedSettlements === undefined) settlementsPerBet[key] = 1
   }
-  for (const betId of appliedSettlements ?? []) settlementsPerBet[betId] = (settlementsPerBet[betId] ?? 0) + 1
+  for (const key of appliedSettlements ?? []) settlementsPerBet[key] = (settlementsPerBet[key] ?? 0) + 1
   return { balances, bets, settlementsPerBet, totals: { ...snapshot.flows } }
 }
 

@@ -4,6 +4,7 @@
  * Everything they send and everything they are told goes into the history, stamped with the wall
  * clock. A bettor whose socket drops reconnects (bounded backoff) and keeps going; a placement with
  * no answer within `answerTimeoutMs` is recorded as a timeout (the bet may or may not stand).
+ * Every event about a bet names its user as well as its id, since a bet id is only its user's own.
  */
 
 import WebSocket from 'ws'
@@ -11,6 +12,7 @@ import { signToken } from '../../gateway/auth.ts'
 import { applyDelta } from '../../gateway/game-view.ts'
 import type { GameView, ServerFrame } from '../../gateway/protocol.ts'
 import { createPrng } from '../../nodes/fabric/prng.ts'
+import { betKeyOf } from '../../protocol/ids.ts'
 import type { HistoryEvent } from './history.ts'
 
 export interface WorkloadOptions {
@@ -45,6 +47,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
   let placing = true
   let closed = false
   let betCounter = 0
+  /** Per bet key, the timer that records the placement's timeout. */
   const awaiting = new Map<string, NodeJS.Timeout>()
   const sockets = new Set<WebSocket>()
   const timers = new Set<NodeJS.Timeout>()
@@ -57,11 +60,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
     timers.add(timer)
   }
 
-  function answered(betId: string): void {
-    const timer = awaiting.get(betId)
+  function answered(userId: string, betId: string): void {
+    const key = betKeyOf(userId, betId)
+    const timer = awaiting.get(key)
     if (timer === undefined) return
     clearTimeout(timer)
-    awaiting.delete(betId)
+    awaiting.delete(key)
   }
 
   function bettor(userId: string, wsUrl: string, attempt: number): void {
@@ -110,11 +114,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
             seq = frame.seq
             return
           case 'bet':
-            answered(frame.betId)
+            answered(userId, frame.betId)
             if (frame.status === 'provisional')
               options.record({
                 type: 'answer',
                 atMs,
+                userId,
                 betId: frame.betId,
                 kind: 'provisional',
                 stamp: frame.stamp,
@@ -128,6 +133,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
               options.record({
                 type: 'answer',
                 atMs,
+                userId,
                 betId: frame.betId,
                 kind: 'refused',
                 code: frame.code,
@@ -137,6 +143,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
               options.record({
                 type: 'status',
                 atMs,
+                userId,
                 betId: frame.betId,
                 status: 'final',
                 stamp: frame.stamp,
@@ -149,6 +156,7 @@ export function startWorkload(options: WorkloadOptions): Workload {
               options.record({
                 type: 'status',
                 atMs,
+                userId,
                 betId: frame.betId,
                 status: 'settled',
                 outcome: frame.outcome,
@@ -163,11 +171,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
               later(SUBSCRIBE_RETRY_MS, () => ws.readyState === WebSocket.OPEN && subscribe())
               return
             }
-            if (frame.ref !== undefined && awaiting.has(frame.ref)) {
-              answered(frame.ref)
+            if (frame.ref !== undefined && awaiting.has(betKeyOf(userId, frame.ref))) {
+              answered(userId, frame.ref)
               options.record({
                 type: 'answer',
                 atMs,
+                userId,
                 betId: frame.ref,
                 kind: 'error',
                 code: frame.code,
@@ -200,11 +209,12 @@ export function startWorkload(options: WorkloadOptions): Workload {
               policy,
             }
             options.record({ type: 'place', atMs: Date.now(), userId, via: 'gateway', ...bet })
+            const key = betKeyOf(userId, betId)
             awaiting.set(
-              betId,
+              key,
               setTimeout(() => {
-                awaiting.delete(betId)
-                options.record({ type: 'answer', atMs: Date.now(), betId, kind: 'timeout' })
+                awaiting.delete(key)
+                options.record({ type: 'answer', atMs: Date.now(), userId, betId, kind: 'timeout' })
               }, options.answerTimeoutMs),
             )
             ws.send(JSON.stringify({ type: 'place', ref: betId, ...bet }))

@@ -2,10 +2,11 @@
 // typical fault of the fabric (a lost bet, two replicas disagreeing, an acceptance on a suspended
 // market or at a stale price, a negative balance, a double payout, a ledger that does not sum,
 // diverged replicas, a bet left pending, a final too late after the heal) fails the invariant it
-// breaks, with a counterexample that names the bet. Runs are built the way the real stack builds
-// them: bets judged by a reference model of the trader's log and booked through the real ledger
-// fold. A property then checks random consistent runs pass, and that changing one replica's final
-// verdict on one bet breaks agreement. The history files round-trip and malformed lines are reported.
+// breaks, with a counterexample that names the bet by user and id. Runs are built the way the real
+// stack builds them: bets judged by a reference model of the trader's log and booked through the
+// real ledger fold. Two users' bets of one id are two bets, each checked on its own. A property then
+// checks random consistent runs pass, and that changing one replica's final verdict on one bet
+// breaks agreement. The history files round-trip and malformed lines are reported.
 
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -20,7 +21,9 @@ import {
   type RejectReason,
 } from '../../crdt/index.ts'
 import { createLedgerFold, type SettlementOutcome } from '../../ledger/index.ts'
+import { betKeyOf } from '../../protocol/ids.ts'
 import {
+  betName,
   type CheckRun,
   check,
   type InvariantId,
@@ -149,8 +152,14 @@ function outcomeOf(verdict: ModelVerdict, market: MarketScript, selectionId: str
   return market.winners.includes(selectionId) ? 'won' : 'lost'
 }
 
-function finalOf(betId: string, atMs: number, stamp: string, verdict: ModelVerdict): FinalStatusEvent {
-  return { type: 'status', atMs, betId, status: 'final', stamp, ...verdict }
+function finalOf(
+  userId: string,
+  betId: string,
+  atMs: number,
+  stamp: string,
+  verdict: ModelVerdict,
+): FinalStatusEvent {
+  return { type: 'status', atMs, userId, betId, status: 'final', stamp, ...verdict }
 }
 
 /** Book every bet through the real fold, in wall order, and record what its client saw. */
@@ -196,6 +205,7 @@ function bookBets(scenario: Scenario, game: TraderGameLog, history: HistoryEvent
       history.push({
         type: 'answer',
         atMs: wallMs,
+        userId,
         betId,
         kind: 'refused',
         code: 'INSUFFICIENT_FUNDS',
@@ -207,13 +217,14 @@ function bookBets(scenario: Scenario, game: TraderGameLog, history: HistoryEvent
     history.push({
       type: 'answer',
       atMs: wallMs,
+      userId,
       betId,
       kind: 'provisional',
       stamp,
       ...verdict,
       balanceCents: result?.balanceCents ?? 0,
     })
-    history.push(finalOf(betId, wallMs + FINAL_AFTER_MS, stamp, verdict))
+    history.push(finalOf(userId, betId, wallMs + FINAL_AFTER_MS, stamp, verdict))
     booked.push({ bet, verdict })
   }
   return { fold, seq, booked }
@@ -251,6 +262,7 @@ function buildRun(scenario: Scenario): TestRun {
     history.push({
       type: 'status',
       atMs: settledAtMs,
+      userId: bet.userId,
       betId: bet.betId,
       status: 'settled',
       outcome,
@@ -263,7 +275,7 @@ function buildRun(scenario: Scenario): TestRun {
   const snapshot = fold.toJSON()
   const verdicts: Record<string, VerdictView> = Object.fromEntries(
     booked.map(({ bet, verdict }) => [
-      bet.betId,
+      betKeyOf(bet.userId, bet.betId),
       { accepted: verdict.accepted, reason: verdict.reason, gameClockMs: verdict.gameClockMs, final: true },
     ]),
   )
@@ -273,7 +285,7 @@ function buildRun(scenario: Scenario): TestRun {
     ledger: structuredClone(
       ledgerViewOf(
         snapshot,
-        booked.map(({ bet }) => bet.betId),
+        booked.map(({ bet }) => betKeyOf(bet.userId, bet.betId)),
       ),
     ),
     replicas: { [GAME]: { stateHash: 'hash-g1', verdicts: structuredClone(verdicts) } },
@@ -375,8 +387,15 @@ function handRun(overrides?: Scenario['overrides']): TestRun {
     policy: 'exact',
     via: 'gateway-1',
   })
-  run.history.push({ type: 'answer', atMs: 8_300, betId: 'bet-timed-out', kind: 'timeout' })
+  run.history.push({ type: 'answer', atMs: 8_300, userId: 'u1', betId: 'bet-timed-out', kind: 'timeout' })
   return run
+}
+
+/** The key of a bet of the hand-made run, where each bet id is used once. */
+function handKey(betId: string): string {
+  const owner = HAND.bets.find((bet) => bet.betId === betId)
+  if (owner === undefined) throw new Error(`no hand-made bet ${betId}`)
+  return betKeyOf(owner.userId, betId)
 }
 
 function nodeOf(run: CheckRun, node: string): NodeFinalState {
@@ -390,8 +409,8 @@ function ledgerOf(run: CheckRun, node: string): Mutable<LedgerView> {
   return nodeOf(run, node).ledger as Mutable<LedgerView>
 }
 
-function verdictOn(run: CheckRun, node: string, betId: string): Mutable<VerdictView> {
-  return nodeOf(run, node).replicas?.[GAME]?.verdicts[betId] as Mutable<VerdictView>
+function verdictOn(run: CheckRun, node: string, key: string): Mutable<VerdictView> {
+  return nodeOf(run, node).replicas?.[GAME]?.verdicts[key] as Mutable<VerdictView>
 }
 
 function failing(report: Report): InvariantId[] {
@@ -443,35 +462,35 @@ t.test('a clean run passes every invariant and counts what happened', async (t) 
 // ---- one broken invariant at a time ------------------------------------------------------------
 
 /** As if a node had never folded the bet: its entry, its settlement and their money gone. */
-function unbook(run: TestRun, node: string, betId: string): void {
+function unbook(run: TestRun, node: string, key: string): void {
   const ledger = ledgerOf(run, node)
-  const booked = ledger.bets[betId]
-  if (booked === undefined) throw new Error(`${node} does not hold ${betId}`)
+  const booked = ledger.bets[key]
+  if (booked === undefined) throw new Error(`${node} does not hold ${key}`)
   const payout = booked.payoutCents ?? 0
   ledger.balances[booked.userId] = (ledger.balances[booked.userId] ?? 0) + booked.stakeCents - payout
   ledger.totals.stakesCents -= booked.stakeCents
   ledger.totals.payoutsCents -= payout
-  delete ledger.bets[betId]
-  delete ledger.settlementsPerBet[betId]
+  delete ledger.bets[key]
+  delete ledger.settlementsPerBet[key]
   const replica = nodeOf(run, node).replicas?.[GAME] as { verdicts: Record<string, VerdictView> }
-  delete replica.verdicts[betId]
+  delete replica.verdicts[key]
 }
 
 t.test('1: an acknowledged bet that no ledger holds is lost', async (t) => {
   const run = handRun()
   // The API node answered provisional and announced the final verdict, but the append never became
   // durable: no ledger folded it, so no replica judged it and nobody settled it.
-  for (const node of ['api-1', 'api-2', 'settlement-1']) unbook(run, node, 'bet-won-exact')
+  for (const node of ['api-1', 'api-2', 'settlement-1']) unbook(run, node, handKey('bet-won-exact'))
   run.history = run.history.filter(
     (event) => !(event.type === 'status' && event.status === 'settled' && event.betId === 'bet-won-exact'),
   )
   const report = check(run)
   // A bet no ledger holds is judged by no replica either, so liveness fails with it; money still sums.
   t.same(failing(report), ['no-lost-bets', 'convergence'])
-  t.match(problemsOf(report, 'no-lost-bets', 'bet-won-exact'), [
+  t.match(problemsOf(report, 'no-lost-bets', 'u1/bet-won-exact'), [
     /acknowledged at 3000 .* missing from the ledger of api-1, api-2, settlement-1/,
   ])
-  t.match(problemsOf(report, 'convergence', 'bet-won-exact'), [
+  t.match(problemsOf(report, 'convergence', 'u1/bet-won-exact'), [
     /no verdict on it in the replica of api-1, api-2, settlement-1/,
   ])
 })
@@ -493,10 +512,10 @@ t.test('1: an acknowledged deposit missing from a ledger is lost', async (t) => 
 
 t.test('2: two replicas that disagree on the game clock of a bet break agreement', async (t) => {
   const run = handRun()
-  verdictOn(run, 'api-2', 'bet-won-exact').gameClockMs = 2_001
+  verdictOn(run, 'api-2', handKey('bet-won-exact')).gameClockMs = 2_001
   const report = check(run)
   t.same(failing(report), ['agreement'])
-  t.same(problemsOf(report, 'agreement', 'bet-won-exact'), [
+  t.same(problemsOf(report, 'agreement', 'u1/bet-won-exact'), [
     'api-2 holds accepted at game clock 2001, api-1 holds accepted at game clock 2000',
   ])
 })
@@ -510,7 +529,7 @@ t.test('2: a client told two different finals for one bet breaks agreement', asy
   run.history.push({ ...final, atMs: final.atMs + 10, accepted: false, reason: 'MARKET_NOT_OPEN' })
   const report = check(run)
   t.same(failing(report), ['agreement'])
-  t.match(problemsOf(report, 'agreement', 'bet-lost-better'), [
+  t.match(problemsOf(report, 'agreement', 'u2/bet-lost-better'), [
     /client saw final accepted .* then final rejected MARKET_NOT_OPEN/,
   ])
 })
@@ -530,7 +549,7 @@ t.test('3: a bet finally accepted while the trader had the market suspended is u
   const run = handRun({ 'bet-suspended': { accepted: true, reason: null, odds: 1_700, gameClockMs: 5_500 } })
   const report = check(run)
   t.same(failing(report), ['sound-acceptances'])
-  t.same(problemsOf(report, 'sound-acceptances', 'bet-suspended'), [
+  t.same(problemsOf(report, 'sound-acceptances', 'u1/bet-suspended'), [
     `accepted at ${encodeStamp({ wall: 6_500, logical: 6, node: 'api-1' })}, but the trader had point-1 suspended since ${traderStamp(6_000)}`,
   ])
 })
@@ -545,7 +564,7 @@ t.test(
     run.history[index] = { ...(run.history[index] as PlaceEvent), atMs: 8_000 }
     const report = check(run)
     t.same(failing(report), ['sound-acceptances'])
-    t.match(problemsOf(report, 'sound-acceptances', 'bet-won-exact'), [
+    t.match(problemsOf(report, 'sound-acceptances', 'u1/bet-won-exact'), [
       /accepted, though placed 2000 ms after the trader had point-1 suspended .*by the wall clock/,
     ])
     run.history[index] = { ...(run.history[index] as PlaceEvent), atMs: 6_000 + REAL_TIME_SLACK_MS }
@@ -559,7 +578,7 @@ t.test("3: a bet accepted under 'exact' at a price the trader no longer offered 
   })
   const report = check(run)
   t.same(failing(report), ['sound-acceptances'])
-  t.match(problemsOf(report, 'sound-acceptances', 'bet-price-moved'), [
+  t.match(problemsOf(report, 'sound-acceptances', 'u2/bet-price-moved'), [
     /accepted under 'exact' at odds 1800, but the trader offered 1700/,
   ])
 })
@@ -568,7 +587,7 @@ t.test('3: a bet accepted inside a void window is unsound', async (t) => {
   const run = handRun({ 'bet-in-void': { accepted: true, reason: null, odds: 2_600, gameClockMs: 2_200 } })
   const report = check(run)
   t.same(failing(report), ['sound-acceptances'])
-  t.match(problemsOf(report, 'sound-acceptances', 'bet-in-void'), [/ends accepted inside the void window/])
+  t.match(problemsOf(report, 'sound-acceptances', 'u1/bet-in-void'), [/ends accepted inside the void window/])
 })
 
 t.test(
@@ -592,14 +611,14 @@ t.test('4: a bet paid twice breaks the money invariant', async (t) => {
   const run = handRun()
   for (const node of ['api-1', 'api-2', 'settlement-1']) {
     const ledger = ledgerOf(run, node)
-    const payout = ledger.bets['bet-won-exact']?.payoutCents as number
-    ledger.settlementsPerBet['bet-won-exact'] = 2
+    const payout = ledger.bets[handKey('bet-won-exact')]?.payoutCents as number
+    ledger.settlementsPerBet[handKey('bet-won-exact')] = 2
     ledger.balances.u1 = (ledger.balances.u1 as number) + payout
     ledger.totals.payoutsCents += payout
   }
   const report = check(run)
   t.same(failing(report), ['money'])
-  t.same(problemsOf(report, 'money', 'bet-won-exact'), ['api-1 applied 2 settlements to it'])
+  t.same(problemsOf(report, 'money', 'u1/bet-won-exact'), ['api-1 applied 2 settlements to it'])
   t.match(problemsOf(report, 'money', 'api-1'), [/its bets' payouts sum to \d+, its totals say \d+/])
 })
 
@@ -618,13 +637,13 @@ t.test(
   async (t) => {
     const run = handRun()
     const ledger = ledgerOf(run, 'settlement-1')
-    const won = ledger.bets['bet-won-better'] as Mutable<LedgerView['bets'][string]>
+    const won = ledger.bets[handKey('bet-won-better')] as Mutable<LedgerView['bets'][string]>
     won.payoutCents = (won.payoutCents as number) + 1
     ledger.balances.u2 = (ledger.balances.u2 as number) + 1
     ledger.totals.payoutsCents += 1
     const report = check(run)
     t.same(failing(report), ['money'])
-    t.same(problemsOf(report, 'money', 'bet-won-better'), [
+    t.same(problemsOf(report, 'money', 'u2/bet-won-better'), [
       "settlement-1: settled won paying 1821, payoutCents(700, 2600, 'won') is 1820",
     ])
     t.match(problemsOf(report, 'money', 'u2'), [/settlement-1 holds \d+, api-1 holds \d+/])
@@ -639,6 +658,7 @@ t.test('4: a bet refused to its client but booked by the ledger breaks the money
       ? {
           type: 'answer',
           atMs: event.atMs,
+          userId: event.userId,
           betId: event.betId,
           kind: 'refused',
           code: 'LEDGER_UNAVAILABLE',
@@ -649,8 +669,84 @@ t.test('4: a bet refused to its client but booked by the ledger breaks the money
   const report = check(run)
   t.same(failing(report), ['money'], 'money moved on a bet its owner was told did not exist')
   t.equal(invariant(report, 'money').details.refusedYetBooked, 1)
-  t.match(problemsOf(report, 'money', 'bet-won-exact'), [/told refused \(LEDGER_UNAVAILABLE\)/])
+  t.match(problemsOf(report, 'money', 'u1/bet-won-exact'), [/told refused \(LEDGER_UNAVAILABLE\)/])
   t.same(report.counts.refusedByCode, { INSUFFICIENT_FUNDS: 1, LEDGER_UNAVAILABLE: 1 })
+})
+
+// ---- two users, one bet id ---------------------------------------------------------------------
+
+/**
+ * u1 and u2 each place a bet of id `bet-same-id` on the one ledger (as two users of one shard may):
+ * u1's on home, which wins, and u2's on away, which loses.
+ */
+const SAME_ID: Scenario = {
+  markets: [POINT_1],
+  deposits: [
+    { userId: 'u1', amountCents: 10_000 },
+    { userId: 'u2', amountCents: 10_000 },
+  ],
+  bets: [
+    bet('bet-same-id', 'u1', 'point-1', 'home', 1_000, 1_800, 'exact', 3_000),
+    bet('bet-same-id', 'u2', 'point-1', 'away', 500, 2_000, 'better', 3_500),
+  ],
+}
+const U1_SAME = betKeyOf('u1', 'bet-same-id')
+const U2_SAME = betKeyOf('u2', 'bet-same-id')
+
+t.test('two users holding bets of one id hold two bets, each booked, judged and settled', async (t) => {
+  const run = buildRun(SAME_ID)
+  const report = check(run)
+  t.same(failing(report), [], report.pass ? 'every invariant holds' : renderText(report))
+  // Keyed by bet id alone, the two were one bet: one acknowledgement, one ledger record (u2's lost
+  // one, booked last), and u1's client, told it won 1800, contradicted by that record.
+  t.match(report.counts, {
+    betsPlaced: 2,
+    acknowledged: 2,
+    finalizedAccepted: 2,
+    settledByOutcome: { won: 1, lost: 1 },
+    paid: 1,
+  })
+  t.equal(invariant(report, 'no-lost-bets').details.acknowledgedBets, 2)
+  t.equal(invariant(report, 'agreement').details.replicaFinalVerdicts, 6, 'two verdicts on each judge')
+  t.equal(invariant(report, 'money').details.settledBetsAcrossNodes, 6, 'two settled bets on each judge')
+  const ledger = ledgerOf(run, 'api-1')
+  t.match(ledger.bets[U1_SAME], { userId: 'u1', outcome: 'won', payoutCents: 1_800 })
+  t.match(ledger.bets[U2_SAME], { userId: 'u2', outcome: 'lost', payoutCents: 0 })
+  t.same(ledger.settlementsPerBet, { [U1_SAME]: 1, [U2_SAME]: 1 })
+})
+
+t.test('two users holding bets of one id: a fault in one bet is blamed on that bet only', async (t) => {
+  const paidTwice = buildRun(SAME_ID)
+  for (const node of ['api-1', 'api-2', 'settlement-1']) {
+    // u2's lost bet paid as though it had taken u1's outcome: what a fold keyed by bet id could do.
+    const ledger = ledgerOf(paidTwice, node)
+    const lost = ledger.bets[U2_SAME] as Mutable<LedgerView['bets'][string]>
+    lost.outcome = 'won'
+    lost.payoutCents = 1_000
+    lost.settledOdds = 2_000
+    ledger.balances.u2 = (ledger.balances.u2 as number) + 1_000
+    ledger.totals.payoutsCents += 1_000
+  }
+  const money = check(paidTwice)
+  t.same(failing(money), ['money'])
+  t.same(
+    invariant(money, 'money').counterexamples.map((example) => example.id),
+    ['u2/bet-same-id'],
+    'only u2 is named',
+  )
+  t.match(problemsOf(money, 'money', 'u2/bet-same-id'), [
+    /settled won on away, but the agreed winners are \[home\]/,
+  ])
+
+  const disagreeing = buildRun(SAME_ID)
+  verdictOn(disagreeing, 'api-2', U1_SAME).gameClockMs = 1
+  const agreement = check(disagreeing)
+  t.same(failing(agreement), ['agreement'])
+  t.same(
+    invariant(agreement, 'agreement').counterexamples.map((example) => example.id),
+    ['u1/bet-same-id'],
+  )
+  t.match(renderText(agreement), /- bet u1\/bet-same-id: api-2 holds accepted at game clock 1/)
 })
 
 t.test('5: replicas of a game with different state hashes have not converged', async (t) => {
@@ -666,16 +762,16 @@ t.test('5: replicas of a game with different state hashes have not converged', a
 
 t.test('5: a bet left pending on a replica, or never finalized to its client, breaks liveness', async (t) => {
   const run = handRun()
-  verdictOn(run, 'api-2', 'bet-price-moved').final = false
+  verdictOn(run, 'api-2', handKey('bet-price-moved')).final = false
   run.history = run.history.filter(
     (e) => !(e.type === 'status' && e.status === 'final' && e.betId === 'bet-lost-better'),
   )
   const report = check(run)
   t.same(failing(report), ['convergence'])
-  t.same(problemsOf(report, 'convergence', 'bet-price-moved'), [
+  t.same(problemsOf(report, 'convergence', 'u2/bet-price-moved'), [
     'api-2 still holds its verdict provisional at the end',
   ])
-  t.same(problemsOf(report, 'convergence', 'bet-lost-better'), [
+  t.same(problemsOf(report, 'convergence', 'u2/bet-lost-better'), [
     'acknowledged at 4500, but the client never saw a final status',
   ])
 })
@@ -689,7 +785,7 @@ t.test('5: a final status that came too long after the heal breaks liveness', as
   run.history[run.history.indexOf(final)] = { ...final, atMs: 3_600 + FINALIZE_WITHIN_MS + 1 }
   const report = check(run)
   t.same(failing(report), ['convergence'])
-  t.same(problemsOf(report, 'convergence', 'bet-won-exact'), [
+  t.same(problemsOf(report, 'convergence', 'u1/bet-won-exact'), [
     'its first final status came 1001 ms after the heal, beyond the 1000 ms bound',
   ])
   t.equal(report.finalization.maxMs, 1_001)
@@ -698,7 +794,7 @@ t.test('5: a final status that came too long after the heal breaks liveness', as
 t.test('counterexamples are capped, violations are not', async (t) => {
   const run = { ...handRun(), counterexamplesMax: 2 }
   for (const betId of ['bet-won-exact', 'bet-lost-better', 'bet-suspended'])
-    verdictOn(run, 'api-2', betId).gameClockMs = 1
+    verdictOn(run, 'api-2', handKey(betId)).gameClockMs = 1
   const result = invariant(check(run), 'agreement')
   t.equal(result.violations, 3)
   t.equal(result.counterexamples.length, 2)
@@ -709,7 +805,7 @@ t.test('counterexamples are capped, violations are not', async (t) => {
 
 t.test('the text report has a line per invariant with its counterexamples; the JSON is stable', async (t) => {
   const run = handRun()
-  verdictOn(run, 'api-2', 'bet-won-exact').gameClockMs = 2_001
+  verdictOn(run, 'api-2', handKey('bet-won-exact')).gameClockMs = 2_001
   const report = check(run)
   const lines = renderText(report).split('\n')
   t.equal(lines[0], 'chaos check: FAIL (1 of 5 invariants broken)')
@@ -717,7 +813,7 @@ t.test('the text report has a line per invariant with its counterexamples; the J
   t.match(lines[2], /^FAIL {2}2\. .*checked 6, violations 1/)
   t.equal(
     lines[3],
-    '      - bet bet-won-exact: api-2 holds accepted at game clock 2001, api-1 holds accepted at game clock 2000',
+    '      - bet u1/bet-won-exact: api-2 holds accepted at game clock 2001, api-1 holds accepted at game clock 2000',
   )
   t.match(
     lines.at(-1),
@@ -782,14 +878,15 @@ t.test('a node state with thousands of bets is one long line, and reads back', a
 })
 
 t.test('malformed history lines are reported with their line numbers, never dropped silently', async (t) => {
-  const good = JSON.stringify({ type: 'answer', atMs: 1, betId: 'bet-1', kind: 'timeout' })
+  const good = JSON.stringify({ type: 'answer', atMs: 1, userId: 'u1', betId: 'bet-1', kind: 'timeout' })
   const lines = [
     good,
-    '{"type":"answer","atMs":2,"betId":"bet-2","kind":"provisional"',
-    JSON.stringify({ type: 'answer', atMs: 3, betId: 'bet-3', kind: 'timeout', extra: 1 }),
+    '{"type":"answer","atMs":2,"userId":"u1","betId":"bet-2","kind":"provisional"',
+    JSON.stringify({ type: 'answer', atMs: 3, userId: 'u1', betId: 'bet-3', kind: 'timeout', extra: 1 }),
     JSON.stringify({
       type: 'status',
       atMs: 4,
+      userId: 'u1',
       betId: 'bet-4',
       status: 'final',
       stamp: 'not-a-stamp',
@@ -803,6 +900,7 @@ t.test('malformed history lines are reported with their line numbers, never drop
     JSON.stringify({
       type: 'answer',
       atMs: 6,
+      userId: 'u1',
       betId: 'bet-6',
       kind: 'provisional',
       stamp: traderStamp(1),
@@ -825,12 +923,22 @@ t.test('malformed history lines are reported with their line numbers, never drop
       policy: 'any',
       via: 'api-1',
     }),
+    // A bet id is only its user's own: an event that does not name the user names no bet.
+    JSON.stringify({
+      type: 'status',
+      atMs: 8,
+      betId: 'bet-8',
+      status: 'settled',
+      outcome: 'won',
+      payoutCents: 180,
+      balanceCents: 0,
+    }),
   ]
   const parsed = parseJsonLines(lines.join('\n'), parseHistoryEvent, { file: 'history.jsonl' })
   t.equal(parsed.values.length, 2)
   t.same(
     parsed.problems.map((p) => p.line),
-    [2, 3, 4, 6, 7],
+    [2, 3, 4, 6, 7, 9],
   )
   t.match(parsed.problems, [
     { problem: /not JSON/ },
@@ -838,11 +946,12 @@ t.test('malformed history lines are reported with their line numbers, never drop
     { problem: /status\(final\)\.stamp: expected an encoded HLC stamp/ },
     { problem: /deposit\.amountCents: expected whole cents >= 0/ },
     { problem: /reason: expected null when accepted/ },
+    { problem: /status\.userId: expected an id/ },
   ])
   const dir = t.testdir({ 'history.jsonl': `${lines.join('\n')}\n{"type":"fa` })
   const read = await readJsonLines(join(dir, 'history.jsonl'), parseHistoryEvent)
-  t.equal(read.problemCount, 6, 'a last line cut short by a crash is reported too')
-  t.equal(read.problems.at(-1)?.line, 9)
+  t.equal(read.problemCount, 7, 'a last line cut short by a crash is reported too')
+  t.equal(read.problems.at(-1)?.line, 10)
 })
 
 t.test('the writer refuses an invalid record at the event that made it', async (t) => {
@@ -874,6 +983,25 @@ t.test(
     t.ok(parsed.ok)
     if (parsed.ok) t.equal(parsed.value.ledger?.balances.constructor, 5)
     t.match(parseNodeFinalState({ ...state, kind: 'oracle' }), { ok: false, problem: /node api-1\.kind/ })
+    // Bets are keyed by user and id, and a bet's user is its key's: no node can pass one user's bet off as another's.
+    const bareId = JSON.parse(JSON.stringify(state))
+    bareId.ledger.bets['bet-won-exact'] = bareId.ledger.bets[handKey('bet-won-exact')]
+    t.match(parseNodeFinalState(bareId), {
+      ok: false,
+      problem: /ledger\.bets: expected keys that are bet keys/,
+    })
+    const otherUser = JSON.parse(JSON.stringify(state))
+    otherUser.ledger.bets[betKeyOf('u2', 'bet-won-exact')] = otherUser.ledger.bets[handKey('bet-won-exact')]
+    t.match(parseNodeFinalState(otherUser), {
+      ok: false,
+      problem: /bets\.bet\/u2\/bet-won-exact\.userId: expected u2, the user of its key, got "u1"/,
+    })
+    const verdictId = JSON.parse(JSON.stringify(state))
+    verdictId.replicas.g1.verdicts['bet-won-exact'] = verdictId.replicas.g1.verdicts[handKey('bet-won-exact')]
+    t.match(parseNodeFinalState(verdictId), {
+      ok: false,
+      problem: /verdicts: expected keys that are bet keys/,
+    })
     const log = JSON.parse(JSON.stringify(run.traderLog))
     log.games.g1.markets['point-1'].reverse()
     t.match(parseTraderLog(log), { ok: false, problem: /point-1\[1\]\.stamp: expected a stamp after/ })
@@ -974,15 +1102,15 @@ t.test(
           if (!clean.pass) throw new Error(`a consistent run failed:\n${renderText(clean)}`)
           const judged = Object.keys(nodeOf(run, node).replicas?.[GAME]?.verdicts ?? {})
           fc.pre(judged.length > 0)
-          const betId = judged[pick % judged.length] as string
-          const verdict = verdictOn(run, node, betId)
+          const key = judged[pick % judged.length] as string
+          const verdict = verdictOn(run, node, key)
           if (field === 'gameClockMs') verdict.gameClockMs = (verdict.gameClockMs ?? 0) + 1
           else {
             verdict.reason = verdict.accepted ? 'MARKET_NOT_OPEN' : null
             verdict.accepted = !verdict.accepted
           }
           const agreement = invariant(check(run), 'agreement')
-          return !agreement.pass && agreement.counterexamples.some((example) => example.id === betId)
+          return !agreement.pass && agreement.counterexamples.some((example) => example.id === betName(key))
         },
       ),
     )
@@ -1013,6 +1141,7 @@ function largeRun(betCount: number, userCount: number): CheckRun {
   }
   for (let i = 0; i < betCount; i++) {
     const [betId, userId, wallMs] = [`bet-${i}`, `user-${i % userCount}`, 2_001 + (i % 1_999)]
+    const key = betKeyOf(userId, betId)
     const stamp = encodeStamp({ wall: wallMs, logical: i, node: 'api-1' })
     const verdict = { accepted: true, reason: null, odds, gameClockMs: wallMs - GAME_START_MS }
     history.push(
@@ -1029,11 +1158,29 @@ function largeRun(betCount: number, userCount: number): CheckRun {
         policy: 'exact',
         via: 'gateway-1',
       },
-      { type: 'answer', atMs: wallMs, betId, kind: 'provisional', stamp, ...verdict, balanceCents: 0 },
-      finalOf(betId, wallMs + FINAL_AFTER_MS, stamp, verdict),
-      { type: 'status', atMs: 9_000, betId, status: 'settled', outcome: 'won', payoutCents, balanceCents: 0 },
+      {
+        type: 'answer',
+        atMs: wallMs,
+        userId,
+        betId,
+        kind: 'provisional',
+        stamp,
+        ...verdict,
+        balanceCents: 0,
+      },
+      finalOf(userId, betId, wallMs + FINAL_AFTER_MS, stamp, verdict),
+      {
+        type: 'status',
+        atMs: 9_000,
+        userId,
+        betId,
+        status: 'settled',
+        outcome: 'won',
+        payoutCents,
+        balanceCents: 0,
+      },
     )
-    bets[betId] = {
+    bets[key] = {
       userId,
       stakeCents,
       odds,
@@ -1044,8 +1191,8 @@ function largeRun(betCount: number, userCount: number): CheckRun {
       payoutCents,
       settledOdds: odds,
     }
-    verdicts[betId] = { accepted: true, reason: null, gameClockMs: verdict.gameClockMs, final: true }
-    settlementsPerBet[betId] = 1
+    verdicts[key] = { accepted: true, reason: null, gameClockMs: verdict.gameClockMs, final: true }
+    settlementsPerBet[key] = 1
     balances[userId] = (balances[userId] as number) - stakeCents + payoutCents
   }
   const totals = {

@@ -20,6 +20,7 @@ import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import type { FinalStatus, LookupReply, PlaceBetReply } from '../../protocol/bets.ts'
+import { betKeyOf } from '../../protocol/ids.ts'
 import {
   balanceSubject,
   DEPOSIT_SUBJECT,
@@ -244,7 +245,11 @@ t.test('a point cycle', async (t) => {
     Object.values(apiState?.ledger?.settlementsPerBet ?? {}).every((count) => count === 1),
     'one settlement applied per settled bet',
   )
-  t.match(apiState?.replicas['match-1']?.verdicts['bet-alice-0001'], { accepted: true, final: true })
+  t.match(apiState?.replicas['match-1']?.verdicts[betKeyOf('alice', 'bet-alice-0001')], {
+    accepted: true,
+    final: true,
+  })
+  t.match(apiState?.ledger?.bets[betKeyOf('alice', 'bet-alice-0001')], { userId: 'alice', status: 'settled' })
 
   // Status recovery: what a client that lost the status events learns by asking.
   const lookup = async (request: unknown) =>
