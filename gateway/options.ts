@@ -1,7 +1,7 @@
 /** The gateway process's options (beside the common ones in nodes/fabric/node-main.ts). */
 
 import { defineOptions, type OptionsValue } from '../nodes/fabric/config.ts'
-import { DEFAULT_GATEWAY_LIMITS as D, type GatewayLimits } from './server.ts'
+import { DEFAULT_GATEWAY_LIMITS as D, type GatewayLimits } from './limits.ts'
 
 /** An integer limit: env `GATEWAY_<NAME>`, flag `--<name>`, default from DEFAULT_GATEWAY_LIMITS. */
 const limit = (name: string, value: number, doc: string, min: number, max: number) =>

@@ -1,0 +1,68 @@
+/**
+ * What the bet relay's parts share (gateway/bets.ts composes them): the bets tracked per user, the
+ * counts of requests in flight, and the relay's dependencies, in one object handed to placement,
+ * ordering and recovery alike.
+ */
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
+import type { BetFrame, ErrorFrame } from './protocol.ts'
+
+export interface BetRelayLimits {
+  /** Placements awaiting an API node's answer, over all users; more are refused at once. */
+  readonly placementsInFlightMax: number
+  /** How long to wait for an API node's answer. */
+  readonly placeTimeoutMs: number
+  /**
+   * Bets tracked per user (placed here), settled ones too, so late duplicates stay suppressed; the
+   * oldest is forgotten past this.
+   */
+  readonly trackedBetsPerUserMax: number
+  /** How long a bet waits for its next status before it is looked up. */
+  readonly statusRecoverAfterMs: number
+  /** Lookups awaiting an API node at once (one per user at most). */
+  readonly lookupsInFlightMax: number
+}
+
+export type Deliver = (frame: BetFrame | ErrorFrame) => void
+
+/**
+ * A bet's statuses in their order. Refused ranks last: it ends the bet whatever came before, and
+ * is never held for another.
+ */
+export const RANK = { provisional: 1, final: 2, settled: 3, refused: 4 } as const
+
+export interface Track {
+  /** Rank of the last status passed on. */
+  stage: number
+  readonly ref: string | undefined
+  /** Statuses that arrived before their turn, by rank. */
+  readonly held: Map<number, BetFrame>
+  /** When to look the bet up if nothing moves it on, and how many lookups found nothing new. */
+  lookupAt: number
+  lookups: number
+}
+
+export interface UserChannel {
+  readonly deliver: Set<Deliver>
+  readonly tracks: Map<string, Track>
+  readonly subscription: Subscription
+  /** Tracked bets not yet settled or refused: the ones a sweep looks at. */
+  readonly open: Set<string>
+  looking: boolean
+}
+
+export interface RelayState {
+  readonly nc: NatsConnection
+  readonly limits: BetRelayLimits
+  readonly log: Logger
+  readonly homeRegion: (userId: string) => string | null
+  /** The clock lookups are scheduled by. Frames carry `Date.now()`: a client reads a wall time. */
+  readonly now: () => number
+  /** The users with a socket watching, or with a placement made through this relay. */
+  readonly users: Map<string, UserChannel>
+  readonly stats: { lookups: number; recovered: number }
+  /** Placements awaiting an API node's answer. */
+  inFlight: number
+  lookupsInFlight: number
+}

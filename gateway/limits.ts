@@ -1,0 +1,57 @@
+/**
+ * The gateway's bounds, each with its default: frames, rates, connections, send buffers, bets in
+ * flight and queries. `gateway/options.ts` turns each into an option with an env var and a flag.
+ */
+
+export interface GatewayLimits {
+  /** Frames larger than this get FRAME_TOO_LARGE; the connection goes on. */
+  readonly frameBytesMax: number
+  /** Frames larger than this close the connection (1009) before they are read. */
+  readonly frameBytesHardMax: number
+  readonly messagesPerSecond: number
+  readonly messagesBurst: number
+  readonly userMessagesPerSecond: number
+  readonly userMessagesBurst: number
+  /** Rate-limited frames in a row after which the connection is closed (4029). */
+  readonly floodCloseAfter: number
+  readonly subscriptionsPerConnectionMax: number
+  readonly connectionsPerUserMax: number
+  readonly connectionsMax: number
+  readonly conflateBytes: number
+  readonly closeBytes: number
+  readonly laggingMsMax: number
+  readonly backpressureCheckMs: number
+  readonly closedMarketsShown: number
+  readonly resumeDeltasMax: number
+  readonly placementsInFlightMax: number
+  readonly placeTimeoutMs: number
+  readonly trackedBetsPerUserMax: number
+  readonly statusRecoverAfterMs: number
+  readonly lookupsInFlightMax: number
+  readonly queryTimeoutMs: number
+}
+
+export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
+  frameBytesMax: 4 * 1024,
+  frameBytesHardMax: 64 * 1024,
+  messagesPerSecond: 20,
+  messagesBurst: 40,
+  userMessagesPerSecond: 50,
+  userMessagesBurst: 100,
+  floodCloseAfter: 200,
+  subscriptionsPerConnectionMax: 16,
+  connectionsPerUserMax: 8,
+  connectionsMax: 20_000,
+  conflateBytes: 256 * 1024,
+  closeBytes: 4 * 1024 * 1024,
+  laggingMsMax: 15_000,
+  backpressureCheckMs: 50,
+  closedMarketsShown: 4,
+  resumeDeltasMax: 1_024,
+  placementsInFlightMax: 10_000,
+  placeTimeoutMs: 5_000,
+  trackedBetsPerUserMax: 1_000,
+  statusRecoverAfterMs: 5_000,
+  lookupsInFlightMax: 32,
+  queryTimeoutMs: 3_000,
+}
