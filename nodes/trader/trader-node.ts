@@ -5,10 +5,11 @@
  *
  * A standby starts its feed only when it takes over, from the point after the last one the replica
  * holds. An active trader starts its feed once its replica has caught up with the log: on a game
- * the log already holds (a restart), it rejoins (trader.ts) and resumes after the last point, so
+ * the log already holds (a restart), it rejoins (takeover.ts) and resumes after the last point, so
  * the game clock never goes back, no resulted market reopens, and no result is claimed twice. Its
- * clock resumes past its stored ceiling before it stamps anything (clock-ceiling.ts). Snapshots are written only from a replica that equals a prefix of the stream: nothing of
- * this trader's own left unacknowledged or unread, and never once the trader has stood down.
+ * clock resumes past its stored ceiling before it stamps anything (clock-ceiling.ts). Snapshots are
+ * written only from a replica that equals a prefix of the stream: nothing of this trader's own left
+ * unacknowledged or unread, and never once the trader has stood down.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -19,7 +20,7 @@ import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
 import type { FabricTransport } from '../fabric/transport.ts'
-import { restoreClockCeiling } from './clock-ceiling.ts'
+import { type ClockCeiling, restoreClockCeiling } from './clock-ceiling.ts'
 import type { FeedAdapter, FeedEvent } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits, type TraderRole } from './trader.ts'
@@ -51,7 +52,7 @@ export interface TraderNodeOptions {
   readonly now?: () => number
   /** The trader's own record of what it committed (see TraderOptions.onCommit). */
   readonly onCommit?: (entries: readonly Entry[]) => void
-  /** Start as a standby (see nodes/trader/trader.ts); default active. */
+  /** Start as a standby (see nodes/trader/takeover.ts); default active. */
   readonly role?: Exclude<TraderRole, 'fenced'>
 }
 
@@ -93,41 +94,14 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
     log,
     timers,
   })
-  /** The highest stream sequence JetStream gave one of this trader's updates. */
-  let lastAckSeq = 0
-  const trader: Trader = createTrader({
-    gameId,
-    writers: options.writers,
-    replica: replicas.replicaFor(gameId),
-    hlc,
-    log,
-    limits: options.limits,
-    role: options.role ?? 'active',
-    caughtUp: () => replicas.caughtUp(),
-    fencedBy: () => replicas.fencedBy(gameId, hlc.node),
-    onTakeover(afterPoint) {
-      log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
-      options.feed.start((event) => trader.handle(event), { afterPoint })
-    },
-    onStandDown: () => options.feed.stop(),
-    mayPromise: (wallMs) => ceiling.covers(wallMs),
-    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
-    ...(options.now ? { now: options.now } : {}),
-    publisher: {
-      async publishUpdate(update, msgId, fences) {
-        const seq = await replicas.publishUpdate(gameId, update, msgId, { writer: hlc.node, fences })
-        lastAckSeq = Math.max(lastAckSeq, seq)
-      },
-      publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),
-    },
-  })
+  const { trader, lastAckSeq } = createFabricTrader(options, replicas, hlc, ceiling)
   const stopDrops = replicas.onDrop((dropped) => {
     if (dropped.gameId === gameId && dropped.writer === hlc.node)
       trader.standDown(`an update of ours was dropped: ${dropped.reason}`)
   })
   /** Whether the replica equals what the stream holds up to lastSeq (see the module comment). */
   const snapshotSafe = () =>
-    trader.role() !== 'fenced' && trader.backlog() === 0 && replicas.lastSeq() >= lastAckSeq
+    trader.role() !== 'fenced' && trader.backlog() === 0 && replicas.lastSeq() >= lastAckSeq()
   const heartbeatMs = options.limits?.heartbeatMs ?? 20
   const stopTicker = timers.setInterval(() => trader.tick(), heartbeatMs)
   const stopSnapshots =
@@ -155,6 +129,47 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
       await replicas.close()
     },
   }
+}
+
+/**
+ * The trader of this node's game, writing to the game's replica and publishing through the replica
+ * sync; `lastAckSeq` is the highest stream sequence JetStream gave one of its updates.
+ */
+function createFabricTrader(
+  options: TraderNodeOptions,
+  replicas: ReplicaSync,
+  hlc: Hlc,
+  ceiling: ClockCeiling,
+): { readonly trader: Trader; lastAckSeq(): number } {
+  const { gameId, log } = options
+  let lastAckSeq = 0
+  const trader: Trader = createTrader({
+    gameId,
+    writers: options.writers,
+    replica: replicas.replicaFor(gameId),
+    hlc,
+    log,
+    limits: options.limits,
+    role: options.role ?? 'active',
+    caughtUp: () => replicas.caughtUp(),
+    fencedBy: () => replicas.fencedBy(gameId, hlc.node),
+    onTakeover(afterPoint) {
+      log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
+      options.feed.start((event) => trader.handle(event), { afterPoint })
+    },
+    onStandDown: () => options.feed.stop(),
+    mayPromise: (wallMs) => ceiling.covers(wallMs),
+    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    ...(options.now ? { now: options.now } : {}),
+    publisher: {
+      async publishUpdate(update, msgId, fences) {
+        const seq = await replicas.publishUpdate(gameId, update, msgId, { writer: hlc.node, fences })
+        lastAckSeq = Math.max(lastAckSeq, seq)
+      },
+      publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),
+    },
+  })
+  return { trader, lastAckSeq: () => lastAckSeq }
 }
 
 /** The kill switch: `trader.<region>.kill` suspends every open market, `.resume` lifts it. */
