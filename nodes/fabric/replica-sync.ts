@@ -16,63 +16,31 @@
  * so all drop the same updates: the first fence in the log wins, and a replica that holds a fence
  * holds every update of the fenced writer that will ever count, which is what lets finality stop
  * waiting for it.
+ *
+ * The parts: replica-snapshots.ts writes and restores the snapshots and their checkpoint,
+ * game-replicas.ts holds the replicas and the log's fences and applies what arrives,
+ * update-author.ts reads and writes the headers naming an update's writer and fences; this module
+ * wires them to the transport.
  */
 
-import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Logger } from 'pino'
-import {
-  type ApplyResult,
-  activeWriters,
-  type Backend,
-  decodeStamp,
-  fenceOf,
-  type Heartbeat,
-  type Hlc,
-  isId,
-  isNodeId,
-  isStampKey,
-  maxStamp,
-  type Replica,
-  writerOf,
-  writersOf,
-} from '../../crdt/index.ts'
+import type { Backend, Heartbeat, Hlc, Replica } from '../../crdt/index.ts'
 import { regionNames } from '../../protocol/subjects.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
-import { createLogFences, type FenceDropReason, type LogFence } from './log-fences.ts'
+import { createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
+import { restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
 import type { FollowerView } from './stream-follower.ts'
-import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
-import type { FabricTransport, SnapshotStore } from './transport.ts'
+import { names } from './streams.ts'
+import type { FabricTransport } from './transport.ts'
+import { authorHeaders, type UpdateAuthor } from './update-author.ts'
 
-/** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
-export const HEARTBEAT_BYTES_MAX = 8 * 1024
-export const GAMES_PER_NODE_MAX = 1_000
-const CHECKPOINT_KEY = 'checkpoint'
-/** The writer whose ops an update holds. */
-export const WRITER_HEADER = 'Fabric-Writer'
-/** The writers an update fences (comma-separated): a takeover. */
-export const FENCE_HEADER = 'Fabric-Fence'
-/** The stamps of those fences, in the same order (comma-separated); see log-fences.ts. */
-export const FENCE_STAMPS_HEADER = 'Fabric-Fence-Stamps'
-
-/** Who wrote an update, and whom it fences, at which stamps. */
-export interface UpdateAuthor {
-  readonly writer: string
-  readonly fences?: readonly { readonly target: string; readonly stamp: string }[]
-}
-
-export type ReplicaChange = {
-  readonly gameId: string
-  readonly result: ApplyResult
-  readonly source: 'stream' | 'heartbeat'
-}
-
-/** An update the replica dropped because its writer, or the writer it fences, is fenced already. */
-export type DroppedUpdate = {
-  readonly gameId: string
-  readonly seq: number
-  readonly writer: string
-  readonly reason: FenceDropReason
-}
+export {
+  type DroppedUpdate,
+  GAMES_PER_NODE_MAX,
+  HEARTBEAT_BYTES_MAX,
+  type ReplicaChange,
+} from './game-replicas.ts'
+export { FENCE_HEADER, FENCE_STAMPS_HEADER, type UpdateAuthor, WRITER_HEADER } from './update-author.ts'
 
 export interface ReplicaSyncOptions {
   /** Streams, heartbeats and the snapshot bucket (transport.ts: NATS, or memory in the simulator). */
@@ -118,142 +86,13 @@ export interface ReplicaSync {
   close(): Promise<void>
 }
 
-interface SnapshotRecord {
-  readonly seq: number
-  readonly bytes: Uint8Array
-}
-
-function encodeSnapshot(seq: number, bytes: Uint8Array): Uint8Array {
-  const header = Buffer.alloc(8)
-  header.writeDoubleBE(seq)
-  return deflateRawSync(Buffer.concat([header, bytes]))
-}
-
-function decodeSnapshot(data: Uint8Array): SnapshotRecord {
-  const raw = inflateRawSync(data, { maxOutputLength: 64 * SNAPSHOT_BYTES_MAX })
-  return { seq: raw.readDoubleBE(0), bytes: new Uint8Array(raw.subarray(8)) }
-}
-
-/** `fabric.<region>.game.<gameId>` or `heartbeat.<region>.game.<gameId>`: the game, from any region. */
-function gameIdOf(subject: string): string {
-  return subject.split('.')[3] ?? ''
-}
-
-function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: string[] } | null {
-  if (data === undefined) return null
-  const value = JSON.parse(new TextDecoder().decode(data)) as { seq?: unknown; games?: unknown }
-  const games = Array.isArray(value.games) ? value.games.filter(isId) : []
-  return Number.isSafeInteger(value.seq) ? { seq: value.seq as number, games } : null
-}
-
-/**
- * Restore every game the checkpoint names from its snapshot, handing each to `into`; resolves with
- * the stream sequence to follow from (1 without a complete checkpoint).
- */
-async function restoreSnapshots(context: {
-  readonly snapshots: SnapshotStore
-  readonly backend: Backend
-  readonly log: Logger
-  readonly into: (gameId: string, replica: Replica) => void
-}): Promise<number> {
-  const { snapshots, backend, log } = context
-  const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY)) ?? undefined)
-  if (checkpoint === null) return 1
-  let fromSeq = checkpoint.seq + 1
-  for (const gameId of checkpoint.games) {
-    const entry = await snapshots.get(names.snapshotKey(gameId))
-    if (entry === null || entry.length === 0) return 1
-    const record = decodeSnapshot(entry)
-    context.into(gameId, backend.restore(record.bytes))
-    fromSeq = Math.min(fromSeq, record.seq + 1)
-  }
-  log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')
-  return fromSeq
-}
-
-/** The fences an update's headers name, each with its stamp when the writer sent them. */
-function fencesOf(targets: string | undefined, stamps: string | undefined): LogFence[] {
-  if (!targets) return []
-  const stampList = stamps ? stamps.split(',') : []
-  return targets.split(',').map((target, i) => {
-    const stamp = stampList[i]
-    return isStampKey(stamp) ? { target, stamp } : { target }
-  })
-}
-
-/** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
-function observeHeartbeat(clock: ClockGuard, replica: Replica, value: unknown): void {
-  if (typeof value !== 'object' || value === null) return
-  const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
-  // Only the game's active writers: anybody else's clock says nothing about this node's.
-  if (!isNodeId(writer) || !isStampKey(stamp) || !activeWriters(replica.game).includes(writer)) return
-  clock.observeWriter(writer, decodeStamp(stamp).wall)
-}
-
 export async function createReplicaSync(options: ReplicaSyncOptions): Promise<ReplicaSync> {
   const { transport, region, backend, hlc, log } = options
   const snapshots = transport.snapshots
-  const replicas = new Map<string, Replica>()
-  const listeners = new Set<(change: ReplicaChange) => void>()
-  const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
-  let droppedUpdates = 0
   let closed = false
   const clock = createClockGuard({ hlc, now: options.now ?? Date.now })
-
-  /**
-   * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
-   * stamp beyond the drift bound is held by the guard, which stops judging until the clock takes it.
-   */
-  function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
-    if (result.maxStamp !== null) {
-      const wasSafe = clock.offsets().heldLeadMs === 0
-      clock.merge(decodeStamp(result.maxStamp))
-      if (wasSafe && clock.offsets().heldLeadMs > 0)
-        log.warn({ gameId, ...clock.offsets() }, 'holding a stamp beyond the maximum drift; judging stops')
-    }
-    for (const listener of listeners) listener({ gameId, result, source })
-  }
-
-  function replicaFor(gameId: string): Replica {
-    let replica = replicas.get(gameId)
-    if (replica === undefined) {
-      if (replicas.size >= GAMES_PER_NODE_MAX) throw new RangeError(`more than ${GAMES_PER_NODE_MAX} games`)
-      replica = backend.create()
-      replicas.set(gameId, replica)
-    }
-    return replica
-  }
-
-  /** Per game, the fences the log has accepted so far, in stream order (log-fences.ts). */
-  const logFences = new Map<string, ReturnType<typeof createLogFences>>()
-  function logFencesOf(gameId: string): ReturnType<typeof createLogFences> {
-    let fences = logFences.get(gameId)
-    if (fences === undefined) {
-      fences = createLogFences()
-      logFences.set(gameId, fences)
-    }
-    return fences
-  }
-
-  const startSeq = await restoreSnapshots({
-    snapshots,
-    backend,
-    log,
-    into: (gameId, replica) => {
-      replicas.set(gameId, replica)
-      // A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's.
-      for (const writer of writersOf(replica.game)) {
-        const fence = fenceOf(replica.game, writer)
-        if (fence !== null) logFencesOf(gameId).record(writer, writerOf(fence), fence.stamp)
-      }
-      // The node's clock must pass everything the snapshot holds before it stamps anything.
-      merge(
-        gameId,
-        { added: replica.game.entries.size, skipped: 0, maxStamp: maxStamp(replica.game) },
-        'stream',
-      )
-    },
-  })
+  const games = createGameReplicas({ backend, clock, log })
+  const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore })
 
   const multiRegion = (options.regions?.length ?? 0) > 1
   const follower = await transport.follow({
@@ -261,94 +100,35 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     filterSubject: multiRegion ? regionNames.everyRegionGamesSubject : names.allGamesSubject(region),
     startSeq,
     log,
-    onMessage(message) {
-      const gameId = gameIdOf(message.subject)
-      if (!isId(gameId)) return
-      const writer = message.headers?.get(WRITER_HEADER)
-      const reason = logFencesOf(gameId).decide(
-        writer,
-        fencesOf(message.headers?.get(FENCE_HEADER), message.headers?.get(FENCE_STAMPS_HEADER)),
-      )
-      if (reason !== null) {
-        const event: DroppedUpdate = { gameId, seq: message.seq, writer: writer as string, reason }
-        droppedUpdates++
-        log.warn(event, 'dropped an update after a fence')
-        for (const listener of dropListeners) listener(event)
-        return
-      }
-      try {
-        merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
-      } catch (error) {
-        log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
-      }
-    },
+    onMessage: games.applyUpdate,
   })
-
   const stopHeartbeats = transport.subscribe(
     multiRegion ? regionNames.everyRegionHeartbeatsSubject : names.allHeartbeatsSubject(region),
-    (subject, data) => {
-      if (data.length > HEARTBEAT_BYTES_MAX) return
-      const gameId = gameIdOf(subject)
-      const replica = replicas.get(gameId)
-      if (replica === undefined) return
-      let value: unknown
-      try {
-        value = JSON.parse(new TextDecoder().decode(data))
-      } catch {
-        return
-      }
-      observeHeartbeat(clock, replica, value)
-      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
-    },
+    games.applyHeartbeat,
   )
 
   return {
-    replica: (gameId) => replicas.get(gameId),
-    replicaFor,
-    games: () => [...replicas.keys()],
-    fencedBy: (gameId, writer) => logFences.get(gameId)?.fencedBy(writer) ?? null,
-    droppedUpdates: () => droppedUpdates,
+    replica: (gameId) => games.replicas.get(gameId),
+    replicaFor: games.replicaFor,
+    games: () => [...games.replicas.keys()],
+    fencedBy: games.fencedBy,
+    droppedUpdates: games.droppedUpdates,
     lastSeq: () => follower.lastSeq(),
     follower,
     clock,
     caughtUp: () => follower.caughtUp(),
-    onChange(listener) {
-      listeners.add(listener)
-      return () => listeners.delete(listener)
-    },
-    onDrop(listener) {
-      dropListeners.add(listener)
-      return () => dropListeners.delete(listener)
-    },
+    onChange: games.onChange,
+    onDrop: games.onDrop,
     async publishUpdate(gameId, update, msgId, author) {
-      const headers: Record<string, string> = {}
-      if (author !== undefined) {
-        headers[WRITER_HEADER] = author.writer
-        if (author.fences?.length) {
-          headers[FENCE_HEADER] = author.fences.map((fence) => fence.target).join(',')
-          headers[FENCE_STAMPS_HEADER] = author.fences.map((fence) => fence.stamp).join(',')
-        }
-      }
+      const headers = authorHeaders(author)
       const ack = await transport.append(names.gameSubject(region, gameId), update, { msgId, headers })
       return ack.seq
     },
     publishHeartbeat(gameId, heartbeat) {
       transport.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
     },
-    async writeSnapshots() {
-      const seq = follower.lastSeq()
-      const games = [...replicas.keys()]
-      for (const gameId of games) {
-        const data = encodeSnapshot(seq, (replicas.get(gameId) as Replica).snapshot())
-        if (data.length > SNAPSHOT_BYTES_MAX) {
-          log.error({ gameId, bytes: data.length }, 'snapshot over the size limit; not written')
-          continue
-        }
-        await snapshots.put(names.snapshotKey(gameId), data)
-      }
-      await snapshots.put(CHECKPOINT_KEY, JSON.stringify({ seq, games }))
-      return seq
-    },
+    writeSnapshots: () =>
+      writeSnapshots({ snapshots, log, seq: follower.lastSeq(), replicas: games.replicas }),
     async close() {
       if (closed) return
       closed = true

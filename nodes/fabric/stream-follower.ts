@@ -23,32 +23,31 @@
  * since a deposed leader may have served messages the stream does not hold. A mismatch marks the
  * follower diverged; the node then stops, and its supervisor starts it again to rebuild from the
  * log (node-main.ts).
+ *
+ * The parts: stream-reading.ts opens one consumer and reads it in order, stream-watchdog.ts finds
+ * a consumer gone or stalled, stream-check.ts compares what was handled with what the stream holds,
+ * and this module supervises them, replacing each consumer that ends.
  */
 
-import { createHash } from 'node:crypto'
-import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
+import { createStreamCheck, type StreamCheck, VERIFY_EVERY_MS, verifyEvery } from './stream-check.ts'
+import {
+  openReading,
+  type Reading,
+  type ReadingPosition,
+  readInOrder,
+  type StreamSource,
+} from './stream-reading.ts'
+import { STALL_CHECK_MS, watchConsumer } from './stream-watchdog.ts'
 
-/** How often a silent consumer is checked; twice this without progress while it has messages restarts it. */
-export const STALL_CHECK_MS = 2_000
+export { AUDIT_BATCH, DIGESTS_KEPT, VERIFY_EVERY_MS } from './stream-check.ts'
+export { OPEN_TIMEOUT_MS } from './stream-reading.ts'
+export { STALL_CHECK_MS } from './stream-watchdog.ts'
+
 /** Backoff between consumer restarts that fail, up to the last value. */
 export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_000]
-/**
- * Opening a consumer that takes longer than this has failed: it is abandoned (and closed if it
- * ever opens) and another is tried. Every request it makes has its own timeout; this bounds them
- * all together, so that nothing the client library does can leave the follower waiting for good.
- */
-export const OPEN_TIMEOUT_MS = 15_000
 
-/** How often the last message handled is compared with what the stream holds at its sequence. */
-export const VERIFY_EVERY_MS = 5_000
-/** Messages whose digests are kept for an audit (about 60 bytes each). */
-export const DIGESTS_KEPT = 50_000
-/** Messages an audit compares per check, and how many requests it has in flight at once. */
-export const AUDIT_BATCH = 1_000
-const AUDIT_CONCURRENCY = 25
-
-/** What the follower is doing, for whoever diagnoses a node that fell behind. */
 /** A stored stream message as a reader sees it (a JetStream `JsMsg` is one). */
 export interface StreamMessage {
   readonly subject: string
@@ -59,6 +58,7 @@ export interface StreamMessage {
   string(): string
 }
 
+/** What the follower is doing, for whoever diagnoses a node that fell behind. */
 export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'
 
 export interface FollowOptions {
@@ -99,273 +99,105 @@ export interface StreamFollower {
   close(): Promise<void>
 }
 
+/** The consumer being read and how its supervision goes. */
+interface Supervision {
+  current: Reading | null
+  phase: FollowerPhase
+  restarts: number
+}
+
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Settles like `promise`, or rejects once `ms` have passed. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
-}
-
-/** One consumer, and the way to stop reading it whatever its iterator does. */
-interface Reading {
-  readonly messages: ConsumerMessages
-  info(): Promise<{ num_pending: number }>
-  /** Stop reading it now: the read in progress ends even if the iterator never does. */
-  abandon(): void
-  /** Set while a read waits, to end that wait. */
-  wake: (() => void) | null
-  abandoned: boolean
-}
 
 export async function followStream(options: FollowOptions): Promise<StreamFollower> {
   const { js, stream, log } = options
-  const stallCheckMs = options.stallCheckMs ?? STALL_CHECK_MS
-  let next = options.startSeq
-  let lastSeq = 0
-  let caughtUp = false
-  let closed = false
-  let restarts = 0
-  let holes = 0
-  let current: Reading | null = null
-  let progressAt = Date.now()
-  let phase: FollowerPhase = 'opening'
-  /** Digests of the last DIGESTS_KEPT messages handled, for the checks against the stream. */
-  const digests = new Map<number, string>()
-  /** The first sequence an audit has yet to compare, while one runs. */
-  let auditFrom: number | null = null
-  let diverged: string | null = null
-
-  /** Compare again, from the oldest digest kept, everything handled lately. */
-  function audit(): void {
-    const oldest = digests.keys().next().value
-    if (oldest !== undefined) auditFrom = Math.min(auditFrom ?? oldest, oldest)
+  const source: StreamSource = { js, stream, log, filterSubject: options.filterSubject }
+  const position: ReadingPosition = {
+    next: options.startSeq,
+    lastSeq: 0,
+    caughtUp: false,
+    holes: 0,
+    progressAt: Date.now(),
+    closed: false,
   }
-
-  async function openConsumer(): Promise<Reading> {
-    const consumer = await js.consumers.get(stream, {
-      ...(options.filterSubject ? { filter_subjects: options.filterSubject } : {}),
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: next,
-    })
-    const messages = await consumer.consume()
-    if (!caughtUp && (await consumer.info(true)).num_pending === 0) caughtUp = true
-    const reading: Reading = {
-      messages,
-      info: () => consumer.info(),
-      abandon() {
-        reading.abandoned = true
-        messages.stop()
-        reading.wake?.()
-      },
-      wake: null,
-      abandoned: false,
-    }
-    return reading
-  }
-
-  /** Open a consumer at `next`; one that has not opened within OPEN_TIMEOUT_MS is given up. */
-  function open(): Promise<Reading> {
-    phase = 'opening'
-    const opening = openConsumer()
-    return within(opening, OPEN_TIMEOUT_MS, `opening a consumer on ${stream}`).catch((error: unknown) => {
-      // Should it open after all, it must not deliver to anyone.
-      opening.then((late) => late.messages.close()).catch(() => {})
-      throw error
-    })
-  }
-
-  /** Handle the consumer's messages in order until it ends, skips one, or is abandoned. */
-  async function read(reading: Reading): Promise<void> {
-    const iterator = reading.messages[Symbol.asyncIterator]()
-    while (!closed && !reading.abandoned) {
-      // A fresh promise per message: racing one long-lived promise would pile up its reactions.
-      const step = await new Promise<IteratorResult<JsMsg> | null>((resolve, reject) => {
-        reading.wake = () => resolve(null)
-        iterator.next().then(resolve, reject)
-      })
-      reading.wake = null
-      if (step === null || step.done) return
-      const message = step.value
-      if (message.seq < next) continue
-      if (message.seq > next) {
-        holes++
-        log.error(
-          { stream, expected: next, got: message.seq },
-          'stream consumer skipped messages; starting another at the first one missing',
-        )
-        reading.abandon()
-        return
-      }
-      next = message.seq + 1
-      lastSeq = message.seq
-      digests.set(message.seq, digestOf(message.data))
-      if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value as number)
-      progressAt = Date.now()
-      options.onMessage(message)
-      if (message.info.pending === 0) caughtUp = true
-    }
+  const supervision: Supervision = { current: null, phase: 'opening', restarts: 0 }
+  const check = createStreamCheck({ js, stream, log, lastSeq: () => position.lastSeq })
+  const handle = (message: JsMsg) => {
+    check.record(message.seq, message.data)
+    options.onMessage(message)
   }
 
   // The first consumer must open, or the node cannot start: let that failure reach the caller.
-  current = await open()
-  const following = (async () => {
-    let attempt = 0
-    while (!closed) {
-      try {
-        current ??= await open()
-        if (closed) {
-          await current.messages.close()
-          break
-        }
-        attempt = 0
-        progressAt = Date.now()
-        phase = 'consuming'
-        await read(current)
-      } catch (error) {
-        if (!closed) log.warn({ err: error, stream }, 'stream consumer failed; starting another')
-      }
-      current = null
-      if (closed) break
-      restarts++
-      // What the replaced consumer delivered may have come from a server the others had left.
-      audit()
-      phase = 'backing off'
-      await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
-    }
-    phase = 'closed'
-  })()
-
-  let checking = false
-  /** The stream's last sequence, or null when it cannot be read now (then it tells nothing). */
-  const streamLastSeq = () =>
-    js.streams
-      .get(stream)
-      .then((handle) => handle.info())
-      .then(
-        (info) => info.state.last_seq,
-        () => null,
-      )
-
-  // A check that does not answer within two periods counts as a consumer gone.
-  const watchdog = setInterval(() => {
-    const watched = current
-    if (watched === null || checking || Date.now() - progressAt < stallCheckMs) return
-    checking = true
-    within(Promise.all([watched.info(), streamLastSeq()]), 2 * stallCheckMs, 'checking the consumer')
-      .then(
-        ([{ num_pending }, streamSeq]) => {
-          const behind = num_pending > 0 || (streamSeq !== null && streamSeq >= next)
-          if (behind && Date.now() - progressAt >= 2 * stallCheckMs) {
-            log.warn(
-              { stream, pending: num_pending, streamSeq, next },
-              'stream consumer stalled; starting another',
-            )
-            watched.abandon()
-          }
-        },
-        (error: unknown) => {
-          log.warn({ err: error, stream, next }, 'stream consumer is gone; starting another')
-          watched.abandon()
-        },
-      )
-      .finally(() => {
-        checking = false
-      })
-  }, stallCheckMs)
-  watchdog.unref()
-
-  const verifyEveryMs = options.verifyEveryMs ?? VERIFY_EVERY_MS
-  let verifying = false
-  /** The stream leader last heard of; a new one starts an audit. */
-  let leader: string | null = null
-
-  function divergedAt(seq: number): void {
-    diverged = `the stream's message ${seq} is not the one this node handled under that sequence`
-    log.error({ stream, seq }, `stream diverged: ${diverged}`)
-  }
-
-  /** Whether the stream holds, at `seq`, the message this node handled there; null: cannot tell now. */
-  async function sameAt(seq: number, digest: string): Promise<boolean | null> {
-    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
-    return stored === null ? null : digestOf(stored.data) === digest
-  }
-
-  /**
-   * One round of checks: the last message handled; a change of stream leader (which starts an
-   * audit of what was handled lately: a deposed leader may have served messages the stream does
-   * not hold); and the next part of a running audit. No answer tells nothing.
-   */
-  async function verify(): Promise<void> {
-    if (diverged !== null) return
-    const info = await js.streams.get(stream).then((handle) => handle.info())
-    const now = info.cluster?.leader ?? null
-    if (leader !== null && now !== null && now !== leader) audit()
-    if (now !== null) leader = now
-    const last = digests.get(lastSeq)
-    if (last !== undefined && (await sameAt(lastSeq, last)) === false) return divergedAt(lastSeq)
-    if (auditFrom === null) return
-    const to = Math.min(lastSeq, auditFrom + AUDIT_BATCH - 1)
-    const seqs = Array.from({ length: Math.max(0, to - auditFrom + 1) }, (_, i) => (auditFrom as number) + i)
-    for (let i = 0; i < seqs.length; i += AUDIT_CONCURRENCY) {
-      const part = seqs.slice(i, i + AUDIT_CONCURRENCY).filter((seq) => digests.has(seq))
-      const same = await Promise.all(part.map((seq) => sameAt(seq, digests.get(seq) as string)))
-      const bad = part.find((_, j) => same[j] === false)
-      if (bad !== undefined) return divergedAt(bad)
-    }
-    auditFrom = to >= lastSeq ? null : to + 1
-  }
-
-  const verifier =
-    verifyEveryMs > 0
-      ? setInterval(() => {
-          if (verifying) return
-          verifying = true
-          within(verify(), 2 * verifyEveryMs, 'checking against the stream')
-            .catch((error: unknown) => {
-              // The stream could not be reached: its servers may have been stopped or cut off, and
-              // come back with a leader that holds other messages than the ones handled meanwhile
-              // (seen when every server of a region was paused). Audit what was handled lately.
-              log.debug({ err: error, stream }, 'could not check against the stream; auditing')
-              if (!closed && auditFrom === null) audit()
-            })
-            .finally(() => {
-              verifying = false
-            })
-        }, verifyEveryMs)
-      : null
-  verifier?.unref()
+  supervision.current = await openReading(source, position)
+  const following = superviseConsumers({ source, position, supervision, check, handle })
+  const stopWatchdog = watchConsumer({
+    source,
+    position,
+    watched: () => supervision.current,
+    stallCheckMs: options.stallCheckMs ?? STALL_CHECK_MS,
+  })
+  const stopVerifying = verifyEvery(check, options.verifyEveryMs ?? VERIFY_EVERY_MS, {
+    stream,
+    log,
+    closed: () => position.closed,
+  })
 
   return {
-    lastSeq: () => lastSeq,
-    caughtUp: () => caughtUp,
-    restarts: () => restarts,
-    holes: () => holes,
-    phase: () => phase,
-    idleMs: () => Date.now() - progressAt,
-    diverged: () => diverged,
+    lastSeq: () => position.lastSeq,
+    caughtUp: () => position.caughtUp,
+    restarts: () => supervision.restarts,
+    holes: () => position.holes,
+    phase: () => supervision.phase,
+    idleMs: () => Date.now() - position.progressAt,
+    diverged: () => check.diverged(),
     async close() {
-      if (closed) return
-      closed = true
-      clearInterval(watchdog)
-      if (verifier) clearInterval(verifier)
-      await current?.messages.close()
+      if (position.closed) return
+      position.closed = true
+      stopWatchdog()
+      stopVerifying()
+      await supervision.current?.messages.close()
       await following
     },
   }
 }
 
-function digestOf(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('base64url')
+/**
+ * Read consumer after consumer until the follower closes: when one ends, fails or is abandoned,
+ * start another right after the last message handled, backing off while opening fails.
+ */
+async function superviseConsumers(parts: {
+  readonly source: StreamSource
+  readonly position: ReadingPosition
+  readonly supervision: Supervision
+  readonly check: StreamCheck
+  readonly handle: (message: JsMsg) => void
+}): Promise<void> {
+  const { source, position, supervision } = parts
+  let attempt = 0
+  while (!position.closed) {
+    try {
+      if (supervision.current === null) {
+        supervision.phase = 'opening'
+        supervision.current = await openReading(source, position)
+      }
+      if (position.closed) {
+        await supervision.current.messages.close()
+        break
+      }
+      attempt = 0
+      position.progressAt = Date.now()
+      supervision.phase = 'consuming'
+      await readInOrder(supervision.current, source, position, parts.handle)
+    } catch (error) {
+      if (!position.closed)
+        source.log.warn({ err: error, stream: source.stream }, 'stream consumer failed; starting another')
+    }
+    supervision.current = null
+    if (position.closed) break
+    supervision.restarts++
+    // What the replaced consumer delivered may have come from a server the others had left.
+    parts.check.audit()
+    supervision.phase = 'backing off'
+    await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
+  }
+  supervision.phase = 'closed'
 }

@@ -1,0 +1,208 @@
+/**
+ * This node's replicas, one per game, and what the log has decided about their writers. Updates
+ * come in stream order and are dropped or applied as the log's fences decide (log-fences.ts);
+ * heartbeats are applied to games the node already holds. Every stamp a replica takes passes
+ * through the node's clock guard before anyone hears of the change. No I/O: replica-sync.ts feeds
+ * it from the stream, the heartbeats and the snapshots.
+ */
+
+import type { Logger } from 'pino'
+import {
+  type ApplyResult,
+  activeWriters,
+  type Backend,
+  decodeStamp,
+  fenceOf,
+  isId,
+  isNodeId,
+  isStampKey,
+  maxStamp,
+  type Replica,
+  writerOf,
+  writersOf,
+} from '../../crdt/index.ts'
+import type { ClockGuard } from './clock-guard.ts'
+import { createLogFences, type FenceDropReason, type LogFences } from './log-fences.ts'
+import type { StreamMessage } from './stream-follower.ts'
+import { FENCE_HEADER, FENCE_STAMPS_HEADER, fencesOf, WRITER_HEADER } from './update-author.ts'
+
+/** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
+export const HEARTBEAT_BYTES_MAX = 8 * 1024
+export const GAMES_PER_NODE_MAX = 1_000
+
+export type ReplicaChange = {
+  readonly gameId: string
+  readonly result: ApplyResult
+  readonly source: 'stream' | 'heartbeat'
+}
+
+/** An update the replica dropped because its writer, or the writer it fences, is fenced already. */
+export type DroppedUpdate = {
+  readonly gameId: string
+  readonly seq: number
+  readonly writer: string
+  readonly reason: FenceDropReason
+}
+
+export interface GameReplicas {
+  /** Every replica, by game. */
+  readonly replicas: ReadonlyMap<string, Replica>
+  /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
+  replicaFor(gameId: string): Replica
+  /** A game restored from its snapshot, which is a prefix of the log. */
+  restore(gameId: string, replica: Replica): void
+  /** An update, in stream order. */
+  applyUpdate(message: StreamMessage): void
+  /** A heartbeat heard on `subject`. */
+  applyHeartbeat(subject: string, data: Uint8Array): void
+  /** The writer that fenced `writer` in the game, by the log's account, or null. */
+  fencedBy(gameId: string, writer: string): string | null
+  droppedUpdates(): number
+  onChange(listener: (change: ReplicaChange) => void): () => void
+  onDrop(listener: (dropped: DroppedUpdate) => void): () => void
+}
+
+/** `fabric.<region>.game.<gameId>` or `heartbeat.<region>.game.<gameId>`: the game, from any region. */
+function gameIdOf(subject: string): string {
+  return subject.split('.')[3] ?? ''
+}
+
+/** The JSON `data` holds, or undefined when it holds none (JSON has no undefined). */
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data))
+  } catch {
+    return undefined
+  }
+}
+
+/** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
+function observeHeartbeat(clock: ClockGuard, replica: Replica, value: unknown): void {
+  if (typeof value !== 'object' || value === null) return
+  const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
+  // Only the game's active writers: anybody else's clock says nothing about this node's.
+  if (!isNodeId(writer) || !isStampKey(stamp) || !activeWriters(replica.game).includes(writer)) return
+  clock.observeWriter(writer, decodeStamp(stamp).wall)
+}
+
+export function createGameReplicas(context: {
+  readonly backend: Backend
+  readonly clock: ClockGuard
+  readonly log: Logger
+}): GameReplicas {
+  const { backend, clock, log } = context
+  const replicas = new Map<string, Replica>()
+  const listeners = new Set<(change: ReplicaChange) => void>()
+  const fences = createGameFences(log)
+
+  /**
+   * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
+   * stamp beyond the drift bound is held by the guard, which stops judging until the clock takes it.
+   */
+  function merge(gameId: string, result: ApplyResult, source: ReplicaChange['source']): void {
+    if (result.maxStamp !== null) {
+      const wasSafe = clock.offsets().heldLeadMs === 0
+      clock.merge(decodeStamp(result.maxStamp))
+      if (wasSafe && clock.offsets().heldLeadMs > 0)
+        log.warn({ gameId, ...clock.offsets() }, 'holding a stamp beyond the maximum drift; judging stops')
+    }
+    for (const listener of listeners) listener({ gameId, result, source })
+  }
+
+  function replicaFor(gameId: string): Replica {
+    let replica = replicas.get(gameId)
+    if (replica === undefined) {
+      if (replicas.size >= GAMES_PER_NODE_MAX) throw new RangeError(`more than ${GAMES_PER_NODE_MAX} games`)
+      replica = backend.create()
+      replicas.set(gameId, replica)
+    }
+    return replica
+  }
+
+  return {
+    replicas,
+    replicaFor,
+    restore(gameId, replica) {
+      replicas.set(gameId, replica)
+      fences.restore(gameId, replica)
+      // The node's clock must pass everything the snapshot holds before it stamps anything.
+      merge(
+        gameId,
+        { added: replica.game.entries.size, skipped: 0, maxStamp: maxStamp(replica.game) },
+        'stream',
+      )
+    },
+    applyUpdate(message) {
+      const gameId = gameIdOf(message.subject)
+      if (!isId(gameId) || !fences.admits(gameId, message)) return
+      try {
+        merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
+      } catch (error) {
+        log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
+      }
+    },
+    applyHeartbeat(subject, data) {
+      if (data.length > HEARTBEAT_BYTES_MAX) return
+      const gameId = gameIdOf(subject)
+      const replica = replicas.get(gameId)
+      if (replica === undefined) return
+      const value = parseJson(data)
+      if (value === undefined) return
+      observeHeartbeat(clock, replica, value)
+      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
+    },
+    fencedBy: fences.fencedBy,
+    droppedUpdates: fences.dropped,
+    onChange(listener) {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
+    },
+    onDrop: fences.onDrop,
+  }
+}
+
+/** Per game, the fences the log has accepted so far in stream order (log-fences.ts), and the updates it dropped. */
+function createGameFences(log: Logger) {
+  const byGame = new Map<string, LogFences>()
+  const dropListeners = new Set<(dropped: DroppedUpdate) => void>()
+  let dropped = 0
+
+  function of(gameId: string): LogFences {
+    let fences = byGame.get(gameId)
+    if (fences === undefined) {
+      fences = createLogFences()
+      byGame.set(gameId, fences)
+    }
+    return fences
+  }
+
+  return {
+    /** A snapshot is a prefix of the log (writers snapshot only then): its fences are the log's. */
+    restore(gameId: string, replica: Replica): void {
+      for (const writer of writersOf(replica.game)) {
+        const fence = fenceOf(replica.game, writer)
+        if (fence !== null) of(gameId).record(writer, writerOf(fence), fence.stamp)
+      }
+    },
+    /** Decide an update in stream order: true to apply it; a dropped one is counted, logged and told. */
+    admits(gameId: string, message: StreamMessage): boolean {
+      const writer = message.headers?.get(WRITER_HEADER)
+      const reason = of(gameId).decide(
+        writer,
+        fencesOf(message.headers?.get(FENCE_HEADER), message.headers?.get(FENCE_STAMPS_HEADER)),
+      )
+      if (reason === null) return true
+      const event: DroppedUpdate = { gameId, seq: message.seq, writer: writer as string, reason }
+      dropped++
+      log.warn(event, 'dropped an update after a fence')
+      for (const listener of dropListeners) listener(event)
+      return false
+    },
+    fencedBy: (gameId: string, writer: string) => byGame.get(gameId)?.fencedBy(writer) ?? null,
+    dropped: () => dropped,
+    onDrop(listener: (dropped: DroppedUpdate) => void): () => void {
+      dropListeners.add(listener)
+      return () => dropListeners.delete(listener)
+    },
+  }
+}

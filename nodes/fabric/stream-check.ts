@@ -1,0 +1,150 @@
+/**
+ * The check of what a follower handled against what the stream holds: a sequence must name the
+ * same message for everyone (stream-follower.ts tells where it did not). The check keeps digests
+ * of the last DIGESTS_KEPT messages handled, compares the last one with the stream's every
+ * `verifyEveryMs`, and audits them all (AUDIT_BATCH per round) when asked to, when the stream's
+ * leader changes, or when the stream cannot be reached. A mismatch marks the follower diverged
+ * for good.
+ */
+
+import { createHash } from 'node:crypto'
+import type { JetStreamClient } from '@nats-io/jetstream'
+import type { Logger } from 'pino'
+import { within } from './deadline.ts'
+
+/** How often the last message handled is compared with what the stream holds at its sequence. */
+export const VERIFY_EVERY_MS = 5_000
+/** Messages whose digests are kept for an audit (about 60 bytes each). */
+export const DIGESTS_KEPT = 50_000
+/** Messages an audit compares per check, and how many requests it has in flight at once. */
+export const AUDIT_BATCH = 1_000
+const AUDIT_CONCURRENCY = 25
+
+export interface StreamCheckOptions {
+  readonly js: JetStreamClient
+  readonly stream: string
+  readonly log: Logger
+  /** The sequence of the last message handled (0 before the first). */
+  readonly lastSeq: () => number
+}
+
+export interface StreamCheck {
+  /** Keep the digest of a message just handled. */
+  record(seq: number, data: Uint8Array): void
+  /** Compare again, from the oldest digest kept, everything handled lately. */
+  audit(): void
+  /** True while an audit has sequences left to compare. */
+  auditing(): boolean
+  /** One round of checks (see verify below); no answer tells nothing. */
+  verify(): Promise<void>
+  /** Why what was handled is not what the stream holds, or null while it is. */
+  diverged(): string | null
+}
+
+export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
+  const { js, stream, log } = options
+  /** Digests of the last DIGESTS_KEPT messages handled, oldest first. */
+  const digests = new Map<number, string>()
+  /** The first sequence an audit has yet to compare, while one runs. */
+  let auditFrom: number | null = null
+  let diverged: string | null = null
+  /** The stream leader last heard of; a new one starts an audit. */
+  let leader: string | null = null
+
+  function audit(): void {
+    const oldest = digests.keys().next().value
+    if (oldest !== undefined) auditFrom = Math.min(auditFrom ?? oldest, oldest)
+  }
+
+  function divergedAt(seq: number): void {
+    diverged = `the stream's message ${seq} is not the one this node handled under that sequence`
+    log.error({ stream, seq }, `stream diverged: ${diverged}`)
+  }
+
+  /** Whether the stream holds, at `seq`, the message this node handled there; null: cannot tell now. */
+  async function sameAt(seq: number, digest: string): Promise<boolean | null> {
+    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+    return stored === null ? null : digestOf(stored.data) === digest
+  }
+
+  /** Compare `from`-`to` (where digests are still kept), AUDIT_CONCURRENCY at a time; the first that differs. */
+  async function auditBatch(from: number, to: number): Promise<number | undefined> {
+    const seqs = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
+    for (let i = 0; i < seqs.length; i += AUDIT_CONCURRENCY) {
+      const part = seqs.slice(i, i + AUDIT_CONCURRENCY).filter((seq) => digests.has(seq))
+      const same = await Promise.all(part.map((seq) => sameAt(seq, digests.get(seq) as string)))
+      const bad = part.find((_, j) => same[j] === false)
+      if (bad !== undefined) return bad
+    }
+    return undefined
+  }
+
+  /**
+   * One round of checks: the last message handled; a change of stream leader (which starts an
+   * audit of what was handled lately: a deposed leader may have served messages the stream does
+   * not hold); and the next part of a running audit. No answer tells nothing.
+   */
+  async function verify(): Promise<void> {
+    if (diverged !== null) return
+    const info = await js.streams.get(stream).then((handle) => handle.info())
+    const now = info.cluster?.leader ?? null
+    if (leader !== null && now !== null && now !== leader) audit()
+    if (now !== null) leader = now
+    const last = digests.get(options.lastSeq())
+    if (last !== undefined && (await sameAt(options.lastSeq(), last)) === false)
+      return divergedAt(options.lastSeq())
+    if (auditFrom === null) return
+    const to = Math.min(options.lastSeq(), auditFrom + AUDIT_BATCH - 1)
+    const bad = await auditBatch(auditFrom, to)
+    if (bad !== undefined) return divergedAt(bad)
+    auditFrom = to >= options.lastSeq() ? null : to + 1
+  }
+
+  return {
+    record(seq, data) {
+      digests.set(seq, digestOf(data))
+      if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value as number)
+    },
+    audit,
+    auditing: () => auditFrom !== null,
+    verify,
+    diverged: () => diverged,
+  }
+}
+
+/**
+ * Run the check every `everyMs` (0: never), one round at a time. A round that cannot reach the
+ * stream starts an audit, unless the follower has closed. Returns the way to stop.
+ */
+export function verifyEvery(
+  check: StreamCheck,
+  everyMs: number,
+  context: { readonly stream: string; readonly log: Logger; readonly closed: () => boolean },
+): () => void {
+  if (!(everyMs > 0)) return () => {}
+  let verifying = false
+  const verifier = setInterval(() => {
+    if (verifying) return
+    verifying = true
+    within(check.verify(), 2 * everyMs, 'checking against the stream')
+      .catch((error: unknown) => {
+        // The stream could not be reached: its servers may have been stopped or cut off, and
+        // come back with a leader that holds other messages than the ones handled meanwhile
+        // (seen when every server of a region was paused). Audit what was handled lately.
+        context.log.debug(
+          { err: error, stream: context.stream },
+          'could not check against the stream; auditing',
+        )
+        if (!context.closed() && !check.auditing()) check.audit()
+      })
+      .finally(() => {
+        verifying = false
+      })
+  }, everyMs)
+  verifier.unref()
+  return () => clearInterval(verifier)
+}
+
+function digestOf(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('base64url')
+}

@@ -1,0 +1,125 @@
+/**
+ * One ordered consumer of a stream, and the reading of it in sequence order: opened right after
+ * the last message handled, read until its messages end, it skips a sequence, or its supervisor
+ * abandons it (stream-follower.ts says why a consumer needs one). A message at or before the last
+ * one handled is passed over; a consumer that delivers past the next sequence has a hole, and what
+ * it delivered is not handled.
+ */
+
+import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
+import type { Logger } from 'pino'
+import { within } from './deadline.ts'
+
+/**
+ * Opening a consumer that takes longer than this has failed: it is abandoned (and closed if it
+ * ever opens) and another is tried. Every request it makes has its own timeout; this bounds them
+ * all together, so that nothing the client library does can leave the follower waiting for good.
+ */
+export const OPEN_TIMEOUT_MS = 15_000
+
+/** The stream a follower reads, and where it tells what went wrong. */
+export interface StreamSource {
+  readonly js: JetStreamClient
+  readonly stream: string
+  readonly filterSubject?: string | undefined
+  readonly log: Logger
+}
+
+/** Where a follower's reading stands; its consumers, its watchdog and its supervisor share it. */
+export interface ReadingPosition {
+  /** The next sequence to handle. */
+  next: number
+  /** The sequence of the last message handled (0 before the first). */
+  lastSeq: number
+  /** True once everything the stream held at the start has been handled. */
+  caughtUp: boolean
+  /** How many times a consumer skipped a sequence. */
+  holes: number
+  /** When the last message was handled or the last consumer opened. */
+  progressAt: number
+  /** Set once the follower closes: no reading goes on after it. */
+  closed: boolean
+}
+
+/** One consumer, and the way to stop reading it whatever its iterator does. */
+export interface Reading {
+  readonly messages: ConsumerMessages
+  info(): Promise<{ num_pending: number }>
+  /** Stop reading it now: the read in progress ends even if the iterator never does. */
+  abandon(): void
+  /** Set while a read waits, to end that wait. */
+  wake: (() => void) | null
+  abandoned: boolean
+}
+
+async function openConsumer(source: StreamSource, position: ReadingPosition): Promise<Reading> {
+  const consumer = await source.js.consumers.get(source.stream, {
+    ...(source.filterSubject ? { filter_subjects: source.filterSubject } : {}),
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: position.next,
+  })
+  const messages = await consumer.consume()
+  if (!position.caughtUp && (await consumer.info(true)).num_pending === 0) position.caughtUp = true
+  const reading: Reading = {
+    messages,
+    info: () => consumer.info(),
+    abandon() {
+      reading.abandoned = true
+      messages.stop()
+      reading.wake?.()
+    },
+    wake: null,
+    abandoned: false,
+  }
+  return reading
+}
+
+/** Open a consumer at the next sequence; one that has not opened within OPEN_TIMEOUT_MS is given up. */
+export function openReading(source: StreamSource, position: ReadingPosition): Promise<Reading> {
+  const opening = openConsumer(source, position)
+  return within(opening, OPEN_TIMEOUT_MS, `opening a consumer on ${source.stream}`).catch(
+    (error: unknown) => {
+      // Should it open after all, it must not deliver to anyone.
+      opening.then((late) => late.messages.close()).catch(() => {})
+      throw error
+    },
+  )
+}
+
+/**
+ * Hand the consumer's messages to `handle` in order until it ends, skips one, or is abandoned;
+ * the position has moved past a message before `handle` sees it.
+ */
+export async function readInOrder(
+  reading: Reading,
+  source: StreamSource,
+  position: ReadingPosition,
+  handle: (message: JsMsg) => void,
+): Promise<void> {
+  const iterator = reading.messages[Symbol.asyncIterator]()
+  while (!position.closed && !reading.abandoned) {
+    // A fresh promise per message: racing one long-lived promise would pile up its reactions.
+    const step = await new Promise<IteratorResult<JsMsg> | null>((resolve, reject) => {
+      reading.wake = () => resolve(null)
+      iterator.next().then(resolve, reject)
+    })
+    reading.wake = null
+    if (step === null || step.done) return
+    const message = step.value
+    if (message.seq < position.next) continue
+    if (message.seq > position.next) {
+      position.holes++
+      source.log.error(
+        { stream: source.stream, expected: position.next, got: message.seq },
+        'stream consumer skipped messages; starting another at the first one missing',
+      )
+      reading.abandon()
+      return
+    }
+    position.next = message.seq + 1
+    position.lastSeq = message.seq
+    position.progressAt = Date.now()
+    handle(message)
+    if (message.info.pending === 0) position.caughtUp = true
+  }
+}
