@@ -20,6 +20,17 @@ export type PlaceBetRequest = Omit<BetEntry, 'type' | 'id' | 'stamp' | 'placedAt
 
 export type { ApiError, ApiErrorCode as ErrorCode } from './errors.ts'
 
+/** A bet's terms: what a retry under the same id must repeat exactly to be the same bet. */
+export const BET_TERM_KEYS = ['gameId', 'marketId', 'selectionId', 'stakeCents', 'odds', 'policy'] as const
+export type PlacedTerms = Pick<PlaceBetRequest, (typeof BET_TERM_KEYS)[number]>
+
+export function termsOf(bet: PlacedTerms): PlacedTerms {
+  const [gameId, marketId, selectionId, stakeCents, odds, policy] = BET_TERM_KEYS.map((key) => bet[key])
+  return { gameId, marketId, selectionId, stakeCents, odds, policy } as PlacedTerms
+}
+
+export const sameTerms = (a: PlacedTerms, b: PlacedTerms) => BET_TERM_KEYS.every((key) => a[key] === b[key])
+
 export interface ProvisionalReply {
   readonly ok: true
   readonly betId: string
@@ -31,7 +42,23 @@ export interface ProvisionalReply {
   readonly ledgerSeq: number
 }
 
-export type PlaceBetReply = ProvisionalReply | { readonly ok: false; readonly error: ApiError }
+export type RefusedReply = { readonly ok: false; readonly error: ApiError }
+
+/**
+ * The bet that stands under an id a placement reused with other terms (BET_ID_REUSED): its terms
+ * and its own answer, so that a client whose retry changed the body learns which body was booked.
+ */
+export interface StandingBet {
+  readonly terms: PlacedTerms
+  readonly reply: ProvisionalReply | RefusedReply
+}
+
+export type PlaceBetReply =
+  | ProvisionalReply
+  | (RefusedReply & {
+      /** Present with BET_ID_REUSED: the user's bet booked under this id. */
+      readonly standing?: StandingBet
+    })
 
 export interface FinalStatus {
   readonly betId: string
@@ -107,16 +134,7 @@ export function parsePlaceBet(value: unknown): PlaceBetRequest | string[] {
   check(Number.isSafeInteger(v.stakeCents) && (v.stakeCents as number) > 0, 'stakeCents: a positive integer')
   check(isOdds(v.odds), 'odds: decimal odds in thousandths, an integer from 1001 to 1000000')
   check(ODDS_POLICIES.includes(v.policy as OddsPolicy), `policy: one of ${ODDS_POLICIES.join(', ')}`)
-  const known = new Set([
-    'betId',
-    'userId',
-    'gameId',
-    'marketId',
-    'selectionId',
-    'stakeCents',
-    'odds',
-    'policy',
-  ])
+  const known = new Set<string>(['betId', 'userId', ...BET_TERM_KEYS])
   for (const key of Object.keys(v)) if (!known.has(key)) problems.push(`${key.slice(0, 40)}: unknown field`)
   if (problems.length > 0) return problems
   return {

@@ -28,8 +28,12 @@ import {
   type FinalStatus,
   type PlaceBetReply,
   type PlaceBetRequest,
+  type ProvisionalReply,
   parsePlaceBet,
   REQUEST_BYTES_MAX,
+  type RefusedReply,
+  sameTerms,
+  termsOf,
 } from '../../protocol/bets.ts'
 import { API_ERRORS, type ApiError, LEDGER_REFUSALS } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
@@ -89,13 +93,7 @@ export interface BetService {
 }
 
 const sameBet = (record: BetState, request: PlaceBetRequest) =>
-  record.userId === request.userId &&
-  record.gameId === request.gameId &&
-  record.marketId === request.marketId &&
-  record.selectionId === request.selectionId &&
-  record.stakeCents === request.stakeCents &&
-  record.odds === request.odds &&
-  record.policy === request.policy
+  record.userId === request.userId && sameTerms(record, request)
 
 export function createBetService(options: BetServiceOptions): BetService {
   const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
@@ -133,10 +131,22 @@ export function createBetService(options: BetServiceOptions): BetService {
     )
   }
 
-  /** The reply for a bet the ledger already holds (a retry, here or at another node). */
+  /**
+   * The reply for a bet the ledger already holds (a retry, here or at another node). A retry with
+   * other terms is refused, and told which bet stands under the id and what became of it.
+   */
   function replyFor(record: BetState, request: PlaceBetRequest): PlaceBetReply {
-    if (!sameBet(record, request))
-      return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
+    if (!sameBet(record, request)) {
+      const terms = termsOf(record)
+      return {
+        ...apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`),
+        standing: { terms, reply: standingReply(record, { ...request, ...terms }) },
+      }
+    }
+    return standingReply(record, request)
+  }
+
+  function standingReply(record: BetState, request: PlaceBetRequest): ProvisionalReply | RefusedReply {
     if (record.status === 'rejected') return refusal(record.reason)
     const replica = replicas.replica(record.gameId)
     const terms = { ...request, stamp: record.stamp }
@@ -327,7 +337,7 @@ function createFinalAnnouncer(
 }
 
 /** The coded refusal for a bet the ledger fold refused (protocol/errors.ts maps the reasons). */
-function refusal(reason: string | null): PlaceBetReply {
+function refusal(reason: string | null): RefusedReply {
   const code = LEDGER_REFUSALS[reason as LedgerRejectReason] ?? 'INSUFFICIENT_FUNDS'
   return apiError(code, `the ledger refused the bet at its place in the ledger: ${API_ERRORS[code].meaning}`)
 }
