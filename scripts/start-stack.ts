@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
-import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX } from '../nodes/fabric/node-main.ts'
+import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../nodes/fabric/node-main.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { DEPOSIT_SUBJECT } from '../protocol/subjects.ts'
 import { startBettors } from './bettors.ts'
@@ -85,8 +85,13 @@ function spawnNode(dir: string, name: string, main: string, env: Record<string, 
     // A node whose state diverged from a stream exits to be started again and rebuild from the log.
     if (code === DIVERGED_EXIT_CODE && count < REBUILDS_PER_NODE_MAX) {
       rebuilds.set(name, count + 1)
-      console.error(`${name} found its state diverged from a stream; starting it again to rebuild`)
-      spawnNode(dir, name, main, env)
+      const waitMs = rebuildBackoffMs(count)
+      console.error(
+        `${name} found its state diverged from a stream; starting it again in ${waitMs} ms to rebuild`,
+      )
+      setTimeout(() => {
+        if (!stopping) spawnNode(dir, name, main, env)
+      }, waitMs)
       return
     }
     console.error(`${name} exited (${code ?? signal}); see ${join(dir, `${name}.log`)}`)

@@ -36,6 +36,15 @@ export const NATS_RECONNECT_WAIT_MS = 250
 export const DIVERGED_EXIT_CODE = 75
 /** How many times a supervisor starts a diverged node again in one run before it gives up. */
 export const REBUILDS_PER_NODE_MAX = 3
+/** The wait before a diverged node's first restart; it doubles with each rebuild, up to the max. */
+export const REBUILD_BACKOFF_MS_MIN = 1_000
+export const REBUILD_BACKOFF_MS_MAX = 30_000
+/**
+ * How long a supervisor waits before starting a diverged node again for the `rebuilds`-th time (0
+ * first): a burst of divergences backs off rather than looping, each restart refolding the log.
+ */
+export const rebuildBackoffMs = (rebuilds: number) =>
+  Math.min(REBUILD_BACKOFF_MS_MAX, REBUILD_BACKOFF_MS_MIN * 2 ** rebuilds)
 export const DIVERGENCE_CHECK_MS = 1_000
 
 export const commonOptions = defineOptions({

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
-import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX } from '../../nodes/fabric/node-main.ts'
+import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
@@ -509,11 +509,17 @@ async function startStack(
       if (code !== DIVERGED_EXIT_CODE || count >= REBUILDS_PER_NODE_MAX || children.get(name) !== child)
         return
       rebuilds.set(name, count + 1)
-      launch(name, extra)
+      const restart = setTimeout(() => {
+        restarts.delete(restart)
+        if (children.get(name) === child) launch(name, extra)
+      }, rebuildBackoffMs(count))
+      restarts.add(restart)
     })
     return child
   }
   const rebuilds = new Map<string, number>()
+  /** Restarts of diverged nodes waiting out their backoff; cleared when the stack stops. */
+  const restarts = new Set<NodeJS.Timeout>()
   const ready = (name: string) =>
     waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
   const stack: Stack = {
@@ -563,6 +569,8 @@ async function startStack(
       return (await fetchJson(`${opsUrl(name)}/debug/state${query}`, STATE_FETCH_TIMEOUT_MS)) as NodeState
     },
     async stopAll() {
+      for (const restart of restarts) clearTimeout(restart)
+      restarts.clear()
       // A paused process cannot take its SIGTERM: wake every one first.
       for (const child of children.values()) child.kill('SIGCONT')
       await stopProcesses([...children.values()])
