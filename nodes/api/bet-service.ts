@@ -39,6 +39,7 @@ import { API_ERRORS, type ApiError, LEDGER_REFUSALS } from '../../protocol/error
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { createRefusalWindow } from './refusal-window.ts'
 
 export interface BetLimits {
   readonly stakeCentsMin: number
@@ -55,6 +56,13 @@ export interface BetLimits {
   readonly foldWaitMs: number
   /** Bets waiting for a final verdict; past this the node refuses new ones (OVERLOADED). */
   readonly pendingFinalMax: number
+  /**
+   * Placements of one user the ledger may refuse per minute on this node; past it, the node
+   * refuses, without writing them, the user's placements its fold says the ledger would refuse.
+   */
+  readonly refusedPerUserPerMinuteMax: number
+  /** Users whose refusals this node counts at once (refusal-window.ts). */
+  readonly refusalUsersMax: number
 }
 
 export const DEFAULT_BET_LIMITS: BetLimits = {
@@ -65,6 +73,8 @@ export const DEFAULT_BET_LIMITS: BetLimits = {
   staleMsMax: 2_000,
   foldWaitMs: 2_000,
   pendingFinalMax: 50_000,
+  refusedPerUserPerMinuteMax: 30,
+  refusalUsersMax: 100_000,
 }
 
 export interface BetServiceOptions {
@@ -101,6 +111,11 @@ export function createBetService(options: BetServiceOptions): BetService {
   const now = options.now ?? Date.now
   // The fold of each shard enforces its share, so the shares never sum past the limit.
   const marketAllowanceCents = Math.floor(limits.marketLiabilityCentsMax / ledger.shards)
+  const refusals = createRefusalWindow({
+    perMinuteMax: limits.refusedPerUserPerMinuteMax,
+    usersMax: limits.refusalUsersMax,
+    now,
+  })
   const finals = createFinalAnnouncer({ ...options, now })
   const staleness = (gameId: string) =>
     stalenessOf(replicas.replica(gameId), gameId, now(), limits.staleMsMax)
@@ -114,6 +129,17 @@ export function createBetService(options: BetServiceOptions): BetService {
       return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
     }
     return null
+  }
+
+  /** A user past the refusal cap: what the fold already refuses is not written again. */
+  function checkAbuse(request: PlaceBetRequest): PlaceBetReply | null {
+    if (!refusals.abusing(request.userId)) return null
+    if (ledger.foldFor(request.userId).balance(request.userId) >= request.stakeCents) return null
+    refusals.record(request.userId)
+    return apiError(
+      'INSUFFICIENT_FUNDS',
+      `the balance cannot cover the stake, and past ${limits.refusedPerUserPerMinuteMax} refused placements a minute nothing more is written: deposit, or wait`,
+    )
   }
 
   /**
@@ -174,7 +200,7 @@ export function createBetService(options: BetServiceOptions): BetService {
       )
     const known = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (known !== null) return replyFor(known, request)
-    const refused = checkLimits(request)
+    const refused = checkLimits(request) ?? checkAbuse(request)
     if (refused !== null) return refused
     // A clock that cannot hold every stamp the replica holds would stamp a bet before a suspension
     // the node has applied: no bet is judged until it can (nodes/fabric/clock-guard.ts).
@@ -239,7 +265,10 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (record !== null && record.stamp !== stamp) return replyFor(record, request)
     if (result.status === 'conflict')
       return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
-    if (result.status === 'rejected') return refusal(result.reason)
+    if (result.status === 'rejected') {
+      refusals.record(request.userId)
+      return refusal(result.reason)
+    }
     const replica = replicas.replicaFor(request.gameId)
     const { final, ...verdict } = judge(replica.game, terms)
     if (!final) finals.await(request.gameId, { betId: request.betId, userId: request.userId, stamp, terms })

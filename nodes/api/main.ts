@@ -22,6 +22,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
       userOpenStakeCentsMax: config.userOpenStakeCentsMax,
       marketLiabilityCentsMax: config.marketLiabilityCentsMax,
       staleMsMax: config.staleMsMax,
+      refusedPerUserPerMinuteMax: config.refusedPerUserPerMinuteMax,
     },
   })
   new Gauge({

@@ -54,4 +54,13 @@ export const options = defineOptions({
     flag: '--stale-ms-max',
     doc: 'refuse bets when a writer has been silent this long',
   },
+  refusedPerUserPerMinuteMax: {
+    type: 'integer',
+    default: DEFAULT_BET_LIMITS.refusedPerUserPerMinuteMax,
+    min: 1,
+    max: 100_000,
+    env: 'API_REFUSED_PER_USER_PER_MINUTE_MAX',
+    flag: '--refused-per-user-per-minute-max',
+    doc: 'placements of one user the ledger may refuse per minute before the node stops writing those its fold refuses',
+  },
 })
