@@ -19,7 +19,7 @@ import {
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import { type ClockView, type DeltaFrame, encodeFrame, type GameView, type MarketView } from './protocol.ts'
 
-/** Point-winner markets (`p<N>-winner`, see nodes/trader/trader.ts) count towards the score. */
+/** Point-winner markets (`p<N>-winner`, see nodes/trader/point-markets.ts) count towards the score. */
 const SCORING_MARKET = /-winner$/
 
 export interface ViewLimits {
