@@ -26,8 +26,9 @@ import {
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import type { BetLimits } from './bet-limits.ts'
 import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
-import { type BetLimits, type BetService, createBetService } from './bet-service.ts'
+import { type BetService, createBetService } from './bet-service.ts'
 
 export interface ApiNodeOptions {
   readonly nc: NatsConnection

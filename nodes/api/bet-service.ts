@@ -22,60 +22,24 @@ import {
   stampWall,
   watermarkOf,
 } from '../../crdt/index.ts'
-import { type BetState, type LedgerRejectReason, liabilityCents } from '../../ledger/index.ts'
+import type { BetEntry, FoldResult } from '../../ledger/index.ts'
 import {
   apiError,
   type FinalStatus,
   type PlaceBetReply,
   type PlaceBetRequest,
-  type ProvisionalReply,
   parsePlaceBet,
   REQUEST_BYTES_MAX,
   type RefusedReply,
-  sameTerms,
-  termsOf,
 } from '../../protocol/bets.ts'
-import { API_ERRORS, type ApiError, LEDGER_REFUSALS } from '../../protocol/errors.ts'
+import type { ApiError } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { createBetChecks } from './bet-checks.ts'
+import { type BetLimits, DEFAULT_BET_LIMITS } from './bet-limits.ts'
+import { createBetReplies, refusal } from './bet-replies.ts'
 import { createRefusalWindow } from './refusal-window.ts'
-
-export interface BetLimits {
-  readonly stakeCentsMin: number
-  readonly stakeCentsMax: number
-  /** Open stakes one user may hold at once. */
-  readonly userOpenStakeCentsMax: number
-  /**
-   * What the book may lose on one market: the winnings of its open bets at the odds offered at
-   * their stamps. Each ledger shard holds an equal allowance of it, which its fold enforces.
-   */
-  readonly marketLiabilityCentsMax: number
-  /** A replica whose slowest active writer's watermark is older than this refuses bets. */
-  readonly staleMsMax: number
-  readonly foldWaitMs: number
-  /** Bets waiting for a final verdict; past this the node refuses new ones (OVERLOADED). */
-  readonly pendingFinalMax: number
-  /**
-   * Placements of one user the ledger may refuse per minute on this node; past it, the node
-   * refuses, without writing them, the user's placements its fold says the ledger would refuse.
-   */
-  readonly refusedPerUserPerMinuteMax: number
-  /** Users whose refusals this node counts at once (refusal-window.ts). */
-  readonly refusalUsersMax: number
-}
-
-export const DEFAULT_BET_LIMITS: BetLimits = {
-  stakeCentsMin: 10,
-  stakeCentsMax: 100_000,
-  userOpenStakeCentsMax: 500_000,
-  marketLiabilityCentsMax: 10_000_000,
-  staleMsMax: 2_000,
-  foldWaitMs: 2_000,
-  pendingFinalMax: 50_000,
-  refusedPerUserPerMinuteMax: 30,
-  refusalUsersMax: 100_000,
-}
 
 export interface BetServiceOptions {
   readonly replicas: ReplicaSync
@@ -102,9 +66,6 @@ export interface BetService {
   close(): void
 }
 
-const sameBet = (record: BetState, request: PlaceBetRequest) =>
-  record.userId === request.userId && sameTerms(record, request)
-
 export function createBetService(options: BetServiceOptions): BetService {
   const limits = { ...DEFAULT_BET_LIMITS, ...options.limits }
   const { replicas, ledger, hlc, log } = options
@@ -116,79 +77,11 @@ export function createBetService(options: BetServiceOptions): BetService {
     usersMax: limits.refusalUsersMax,
     now,
   })
+  const checks = createBetChecks({ limits, ledger, refusals, marketAllowanceCents })
+  const { replyFor } = createBetReplies(options)
   const finals = createFinalAnnouncer({ ...options, now })
   const staleness = (gameId: string) =>
     stalenessOf(replicas.replica(gameId), gameId, now(), limits.staleMsMax)
-
-  function checkLimits(request: PlaceBetRequest): PlaceBetReply | null {
-    if (request.stakeCents < limits.stakeCentsMin || request.stakeCents > limits.stakeCentsMax) {
-      return apiError('STAKE_LIMIT', `stake must be ${limits.stakeCentsMin}-${limits.stakeCentsMax} cents`)
-    }
-    const open = ledger.foldFor(request.userId).exposure(request.userId).openStakesCents
-    if (open + request.stakeCents > limits.userOpenStakeCentsMax) {
-      return apiError('USER_STAKE_LIMIT', `open stakes would pass ${limits.userOpenStakeCentsMax} cents`)
-    }
-    return null
-  }
-
-  /** A user past the refusal cap: what the fold already refuses is not written again. */
-  function checkAbuse(request: PlaceBetRequest): PlaceBetReply | null {
-    if (!refusals.abusing(request.userId)) return null
-    if (ledger.foldFor(request.userId).balance(request.userId) >= request.stakeCents) return null
-    refusals.record(request.userId)
-    return apiError(
-      'INSUFFICIENT_FUNDS',
-      `the balance cannot cover the stake, and past ${limits.refusedPerUserPerMinuteMax} refused placements a minute nothing more is written: deposit, or wait`,
-    )
-  }
-
-  /**
-   * The market's liability as this node's fold of the user's shard holds it, with this bet counted
-   * at the price offered at its stamp. The fold checks it again at the entry's position, so this
-   * only spares the ledger an entry it would refuse.
-   */
-  function checkLiability(request: PlaceBetRequest, offeredOdds: number | undefined): PlaceBetReply | null {
-    const held = ledger.foldFor(request.userId).marketLiability(request.gameId, request.marketId)
-    if (held + liabilityCents({ stakeCents: request.stakeCents, offeredOdds }) <= marketAllowanceCents)
-      return null
-    return apiError(
-      'MARKET_LIABILITY_LIMIT',
-      `the market's liability on this user's ledger shard would pass its ${marketAllowanceCents} cents`,
-    )
-  }
-
-  /**
-   * The reply for a bet the ledger already holds (a retry, here or at another node). A retry with
-   * other terms is refused, and told which bet stands under the id and what became of it.
-   */
-  function replyFor(record: BetState, request: PlaceBetRequest): PlaceBetReply {
-    if (!sameBet(record, request)) {
-      const terms = termsOf(record)
-      return {
-        ...apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`),
-        standing: { terms, reply: standingReply(record, { ...request, ...terms }) },
-      }
-    }
-    return standingReply(record, request)
-  }
-
-  function standingReply(record: BetState, request: PlaceBetRequest): ProvisionalReply | RefusedReply {
-    if (record.status === 'rejected') return refusal(record.reason)
-    const replica = replicas.replica(record.gameId)
-    const terms = { ...request, stamp: record.stamp }
-    const { final, ...verdict } = replica ? judge(replica.game, terms) : { final: false, ...unknownVerdict }
-    const balanceCents = ledger.foldFor(record.userId).balance(record.userId)
-    return {
-      ok: true,
-      betId: record.betId,
-      status: 'provisional',
-      stamp: record.stamp,
-      verdict,
-      final,
-      balanceCents,
-      ledgerSeq: record.placedSeq,
-    }
-  }
 
   async function place(data: Uint8Array): Promise<PlaceBetReply> {
     const request = readPlaceBet(data)
@@ -200,7 +93,7 @@ export function createBetService(options: BetServiceOptions): BetService {
       )
     const known = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (known !== null) return replyFor(known, request)
-    const refused = checkLimits(request) ?? checkAbuse(request)
+    const refused = checks.beforeStamp(request)
     if (refused !== null) return refused
     // A clock that cannot hold every stamp the replica holds would stamp a bet before a suspension
     // the node has applied: no bet is judged until it can (nodes/fabric/clock-guard.ts).
@@ -219,48 +112,21 @@ export function createBetService(options: BetServiceOptions): BetService {
     const terms: BetTerms = { ...request, stamp }
     // Liability counts the price offered at the stamp, never the odds the client asked for.
     const offeredOdds = judge(replicas.replicaFor(request.gameId).game, terms).odds ?? undefined
-    const overLiability = checkLiability(request, offeredOdds)
+    const overLiability = checks.liability(request, offeredOdds)
     if (overLiability !== null) return overLiability
-    let seq: number
-    try {
-      seq = await ledger.append({
-        type: 'bet',
-        id: request.betId,
-        ...request,
-        stamp,
-        placedAtMs: now(),
-        // The fold enforces both, so bets racing here or on other nodes cannot pass them together.
-        openStakeLimitCents: limits.userOpenStakeCentsMax,
-        ...(offeredOdds === undefined ? {} : { offeredOdds }),
-        marketLiabilityLimitCents: marketAllowanceCents,
-      })
-    } catch (error) {
-      log.warn({ err: error, betId: request.betId }, 'ledger append failed')
-      return apiError(
-        'LEDGER_UNAVAILABLE',
-        'the ledger did not acknowledge the bet; it may stand: retry with the same bet id to learn its status',
-      )
-    }
-    let result: Awaited<ReturnType<LedgerSync['resultAt']>>
-    try {
-      result = await ledger.resultAt(seq, limits.foldWaitMs)
-    } catch {
-      return apiError(
-        'LEDGER_UNAVAILABLE',
-        'the ledger stored the bet but this node could not read it back in time; it may stand: retry with the same bet id',
-      )
-    }
-    if (result.entryId !== request.betId) {
-      // The stream acknowledged the bet at a sequence where this node's fold holds another entry:
-      // the fold is not the stream's, and nothing it says about this bet can be trusted.
-      ledger.markDiverged(
-        `bet ${request.betId} was acknowledged at ${seq}, where the fold holds ${result.entryId}`,
-      )
-      return apiError(
-        'LEDGER_UNAVAILABLE',
-        'this node cannot read the bet back from the ledger; it may stand: retry with the same bet id',
-      )
-    }
+    const written = await appendBet(ledger, log, limits.foldWaitMs, {
+      type: 'bet',
+      id: request.betId,
+      ...request,
+      stamp,
+      placedAtMs: now(),
+      // The fold enforces both, so bets racing here or on other nodes cannot pass them together.
+      openStakeLimitCents: limits.userOpenStakeCentsMax,
+      ...(offeredOdds === undefined ? {} : { offeredOdds }),
+      marketLiabilityLimitCents: marketAllowanceCents,
+    })
+    if ('ok' in written) return written
+    const { seq, result } = written
     const record = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (record !== null && record.stamp !== stamp) return replyFor(record, request)
     if (result.status === 'conflict')
@@ -292,6 +158,48 @@ export function createBetService(options: BetServiceOptions): BetService {
       finals.stop()
     },
   }
+}
+
+/**
+ * Append a bet entry and read the fold's verdict on it back; a coded refusal when the ledger did not
+ * acknowledge it, the node could not read it back in time, or the acknowledged sequence holds
+ * another entry in this node's fold (then the fold is not the stream's: the node is marked diverged).
+ */
+async function appendBet(
+  ledger: LedgerSync,
+  log: Logger,
+  foldWaitMs: number,
+  entry: BetEntry,
+): Promise<{ seq: number; result: FoldResult } | RefusedReply> {
+  let seq: number
+  try {
+    seq = await ledger.append(entry)
+  } catch (error) {
+    log.warn({ err: error, betId: entry.id }, 'ledger append failed')
+    return apiError(
+      'LEDGER_UNAVAILABLE',
+      'the ledger did not acknowledge the bet; it may stand: retry with the same bet id to learn its status',
+    )
+  }
+  let result: FoldResult
+  try {
+    result = await ledger.resultAt(seq, foldWaitMs)
+  } catch {
+    return apiError(
+      'LEDGER_UNAVAILABLE',
+      'the ledger stored the bet but this node could not read it back in time; it may stand: retry with the same bet id',
+    )
+  }
+  if (result.entryId !== entry.id || result.userId !== entry.userId) {
+    ledger.markDiverged(
+      `bet ${entry.userId}/${entry.id} was acknowledged at ${seq}, where the fold holds ${result.userId}/${result.entryId}`,
+    )
+    return apiError(
+      'LEDGER_UNAVAILABLE',
+      'this node cannot read the bet back from the ledger; it may stand: retry with the same bet id',
+    )
+  }
+  return { seq, result }
 }
 
 /** A placement's bytes as a request, or the coded refusal of bad ones. */
@@ -364,11 +272,3 @@ function createFinalAnnouncer(
     stop,
   }
 }
-
-/** The coded refusal for a bet the ledger fold refused (protocol/errors.ts maps the reasons). */
-function refusal(reason: string | null): RefusedReply {
-  const code = LEDGER_REFUSALS[reason as LedgerRejectReason] ?? 'INSUFFICIENT_FUNDS'
-  return apiError(code, `the ledger refused the bet at its place in the ledger: ${API_ERRORS[code].meaning}`)
-}
-
-const unknownVerdict = { accepted: false, reason: 'UNKNOWN_MARKET' as const, odds: null, gameClockMs: null }

@@ -6,7 +6,7 @@
 
 import { AMOUNT_CENTS_MAX, MARKET_LIABILITY_CENTS_MAX, STAKE_CENTS_MAX } from '../../ledger/index.ts'
 import { defineOptions } from '../fabric/config.ts'
-import { DEFAULT_BET_LIMITS } from './bet-service.ts'
+import { DEFAULT_BET_LIMITS } from './bet-limits.ts'
 
 export const options = defineOptions({
   stakeCentsMin: {

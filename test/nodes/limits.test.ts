@@ -8,7 +8,7 @@
 import t from 'tap'
 import { ODDS_MAX } from '../../crdt/limits.ts'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
-import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-service.ts'
+import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'

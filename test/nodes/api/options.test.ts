@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { AMOUNT_CENTS_MAX, MARKET_LIABILITY_CENTS_MAX, STAKE_CENTS_MAX } from '../../../ledger/index.ts'
-import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-service.ts'
+import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-limits.ts'
 import { options } from '../../../nodes/api/options.ts'
 import { ConfigError, parseConfig } from '../../../nodes/fabric/config.ts'
 

@@ -5,7 +5,7 @@
 // still answered INSUFFICIENT_FUNDS, and the ledger holds no more refused entries than the cap.
 
 import t from 'tap'
-import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-service.ts'
+import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-limits.ts'
 import { marketIds } from '../../../nodes/trader/trader.ts'
 import { deposit, placeBet, startNodeStack } from '../../helpers/node-stack.ts'
 import { waitFor } from '../../helpers/wait.ts'

@@ -7,7 +7,8 @@
 
 import pino from 'pino'
 import { type Backend, createHlc } from '../../../crdt/index.ts'
-import { type BetLimits, type BetService, createBetService } from '../../../nodes/api/bet-service.ts'
+import type { BetLimits } from '../../../nodes/api/bet-limits.ts'
+import { type BetService, createBetService } from '../../../nodes/api/bet-service.ts'
 import { createLedgerSync, type LedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
 import { createReplicaSync, type ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import { openProjection } from '../../../nodes/settlement/projection.ts'
