@@ -18,7 +18,7 @@ export interface FrameContext {
   readonly limits: FrameLimits
   readonly metrics: GatewayMetrics
   readonly now: () => number
-  readonly sessions: Pick<SessionTable, 'userBucket'>
+  readonly sessions: Pick<SessionTable, 'userFrames'>
   readonly sender: Sender
   readonly feeds: GameFeeds
   readonly relay: Pick<BetRelay, 'place'>
@@ -61,7 +61,7 @@ function rateLimited(context: FrameContext, session: Session): number {
   const atMs = context.now()
   const own = session.bucket.take(atMs)
   if (own > 0) return own
-  return context.sessions.userBucket(session.principal.userId, atMs).take(atMs)
+  return context.sessions.userFrames.take(session.principal.userId, atMs)
 }
 
 function handle(context: FrameContext, session: Session, frame: ClientFrame) {

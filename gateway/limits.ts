@@ -12,6 +12,11 @@ export interface GatewayLimits {
   readonly messagesBurst: number
   readonly userMessagesPerSecond: number
   readonly userMessagesBurst: number
+  /**
+   * Users whose buckets (frames, upgrades) are kept after their sockets close, until refilled; past
+   * this, refilled buckets are dropped first, then the least recently used.
+   */
+  readonly userBucketsMax: number
   /** Rate-limited frames in a row after which the connection is closed (4029). */
   readonly floodCloseAfter: number
   readonly subscriptionsPerConnectionMax: number
@@ -38,6 +43,7 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   messagesBurst: 40,
   userMessagesPerSecond: 50,
   userMessagesBurst: 100,
+  userBucketsMax: 50_000,
   floodCloseAfter: 200,
   subscriptionsPerConnectionMax: 16,
   connectionsPerUserMax: 8,

@@ -125,6 +125,13 @@ export const options = defineOptions({
     1,
     100_000,
   ),
+  userBucketsMax: limit(
+    'user-buckets-max',
+    D.userBucketsMax,
+    'users whose rate buckets are kept after their sockets close, until refilled (past this, refilled ones go first, then the least recently used)',
+    1,
+    10_000_000,
+  ),
   floodCloseAfter: limit(
     'flood-close-after',
     D.floodCloseAfter,

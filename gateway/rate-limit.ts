@@ -6,6 +6,8 @@
 export interface TokenBucket {
   /** Take a token: 0 if one was there, else the ms until one will be. */
   take(nowMs: number): number
+  /** When the bucket will hold its whole burst again if nothing more is taken. */
+  fullAtMs(): number
 }
 
 export function createTokenBucket(perSecond: number, burst: number, nowMs: number): TokenBucket {
@@ -22,5 +24,6 @@ export function createTokenBucket(perSecond: number, burst: number, nowMs: numbe
       }
       return Math.ceil(((1 - tokens) * 1000) / perSecond)
     },
+    fullAtMs: () => lastMs + ((burst - tokens) * 1000) / perSecond,
   }
 }

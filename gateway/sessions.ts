@@ -2,14 +2,16 @@
  * The gateway's open sockets and what they share: each session, each user's count of connections,
  * and each user's token bucket. One table per gateway, handed to admission, sending and frame
  * handling; nothing lives in a module global, so two gateways in one process (the tests start
- * several) never count each other's users.
+ * several) never count each other's users. A user's bucket outlives their sockets until it has
+ * refilled (bucket-table.ts): closing a socket and opening another renews nothing.
  */
 
 import type { WebSocket } from 'ws'
 import type { Principal } from './auth.ts'
+import { type BucketTable, createBucketTable } from './bucket-table.ts'
 import type { GameFeed } from './game-view.ts'
 import type { GatewayLimits } from './limits.ts'
-import { createTokenBucket, type TokenBucket } from './rate-limit.ts'
+import type { TokenBucket } from './rate-limit.ts'
 
 export interface Subscription {
   readonly feed: GameFeed
@@ -33,20 +35,23 @@ export interface SessionTable {
   readonly all: ReadonlySet<Session>
   connectionsOf(userId: string): number
   add(session: Session): void
-  /** A user's last session gone, their bucket goes too: a user who comes back starts afresh. */
   remove(session: Session): void
-  /** The bucket all of a user's connections draw on, made at its first use. */
-  userBucket(userId: string, atMs: number): TokenBucket
+  /** The buckets all of a user's connections draw on, by user id; kept after they close. */
+  readonly userFrames: Pick<BucketTable, 'take'>
 }
 
-type BucketLimits = Pick<GatewayLimits, 'userMessagesPerSecond' | 'userMessagesBurst'>
+type BucketLimits = Pick<GatewayLimits, 'userMessagesPerSecond' | 'userMessagesBurst' | 'userBucketsMax'>
 
 export function createSessionTable(limits: BucketLimits): SessionTable {
   const all = new Set<Session>()
   const perUser = new Map<string, number>()
-  const userBuckets = new Map<string, TokenBucket>()
   return {
     all,
+    userFrames: createBucketTable({
+      perSecond: limits.userMessagesPerSecond,
+      burst: limits.userMessagesBurst,
+      entriesMax: limits.userBucketsMax,
+    }),
     connectionsOf: (userId) => perUser.get(userId) ?? 0,
     add(session) {
       const { userId } = session.principal
@@ -57,18 +62,8 @@ export function createSessionTable(limits: BucketLimits): SessionTable {
       const { userId } = session.principal
       all.delete(session)
       const left = (perUser.get(userId) ?? 1) - 1
-      if (left === 0) {
-        perUser.delete(userId)
-        userBuckets.delete(userId)
-      } else perUser.set(userId, left)
-    },
-    userBucket(userId, atMs) {
-      let bucket = userBuckets.get(userId)
-      if (bucket === undefined) {
-        bucket = createTokenBucket(limits.userMessagesPerSecond, limits.userMessagesBurst, atMs)
-        userBuckets.set(userId, bucket)
-      }
-      return bucket
+      if (left === 0) perUser.delete(userId)
+      else perUser.set(userId, left)
     },
   }
 }

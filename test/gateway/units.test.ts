@@ -1,10 +1,12 @@
-// The gateway's pure parts: views diff and apply back exactly (property), the token bucket, the
-// origin rule, token checks, and the frame schemas both ways.
+// The gateway's pure parts: views diff and apply back exactly (property), the token bucket and the
+// table of buckets that outlive connections, the origin rule, token checks, and the frame schemas
+// both ways.
 
 import fc from 'fast-check'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import t from 'tap'
 import { createAuthenticator, originAllowed, signToken, tokenOf } from '../../gateway/auth.ts'
+import { createBucketTable } from '../../gateway/bucket-table.ts'
 import { applyDelta, diffViews } from '../../gateway/game-view.ts'
 import { encodeFrame, type GameView, type MarketView, parseClientFrame } from '../../gateway/protocol.ts'
 import { createTokenBucket } from '../../gateway/rate-limit.ts'
@@ -79,6 +81,26 @@ t.test('the token bucket allows the burst, then the rate, and says when to retry
   t.equal(bucket.take(10_000), 0)
   t.ok(bucket.take(10_000) > 0, 'a long pause refills only up to the burst')
   t.throws(() => createTokenBucket(0, 1, 0), RangeError)
+})
+
+t.test('a bucket table keeps a bucket until it refilled, and holds at most its bound', async (t) => {
+  const table = createBucketTable({ perSecond: 10, burst: 2, entriesMax: 3 })
+  t.same([table.take('a', 0), table.take('a', 0), table.take('a', 0)], [0, 0, 100], "a's burst spent")
+  t.same([table.take('b', 0), table.take('c', 0)], [0, 0], 'b and c take one token each')
+  t.equal(table.size(), 3)
+  // At 150 ms b and c are full again (at 100 ms); a is not (at 200 ms). A new key drops b and c.
+  t.equal(table.take('d', 150), 0)
+  t.equal(table.size(), 2, 'the refilled buckets were dropped, not the draining one')
+  t.same([table.take('a', 150), table.take('a', 150)], [0, 50], "a's bucket was kept: 1.5 tokens, not 2")
+
+  // When every bucket is still refilling, the least recently used one makes room.
+  const lru = createBucketTable({ perSecond: 1, burst: 1, entriesMax: 2 })
+  t.same([lru.take('x', 0), lru.take('y', 0), lru.take('x', 10)], [0, 0, 990])
+  t.equal(lru.take('z', 20), 0, 'a new key, with x and y both draining')
+  t.equal(lru.size(), 2, 'the bound holds')
+  t.equal(lru.take('x', 30), 970, 'x, used more recently, was kept')
+  t.equal(lru.take('y', 40), 0, 'y, used least recently, was forgotten')
+  t.throws(() => createBucketTable({ perSecond: 1, burst: 1, entriesMax: 0 }), RangeError)
 })
 
 t.test('the origin rule', async (t) => {
