@@ -1,7 +1,10 @@
 /**
- * The stack most node tests need, on a real 3-server cluster: a trader driven by a manual feed
- * (writer `trader-1`, game `match-1`), API nodes and, when asked, settlement nodes with SQLite files
- * in a temporary folder. Everything is closed, and the folder removed, when the test ends.
+ * The stacks node tests need, on real nats-server clusters. `startNodeStack`: one region on a
+ * 3-server cluster, with manual traders of game `match-1` (writer `trader-1` unless told otherwise),
+ * API nodes and, when asked, settlement nodes with SQLite files in a temporary folder; the test can
+ * start more nodes later, to replace or restart one it stopped. `startRegionStack`: a super-cluster,
+ * a trader in the first region and an API and a settlement node in every region. Every node is
+ * closed, the cluster stopped and the folder removed when the test ends.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -11,90 +14,259 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import type { Test } from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
-import type { BetLimits } from '../../nodes/api/bet-service.ts'
+import { type ApiNode, type ApiNodeOptions, startApiNode } from '../../nodes/api/api-node.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
+import type { FeedAdapter } from '../../nodes/trader/feed.ts'
+import { createManualFeed, type ManualFeed } from '../../nodes/trader/replay-feed.ts'
+import { startTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
+import type { TraderLimits, TraderRole } from '../../nodes/trader/trader-types.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
 import { PLACE_SUBJECT } from '../../protocol/subjects.ts'
-import { type NatsCluster, startNatsCluster } from '../../scripts/nats-cluster.ts'
+import {
+  type NatsCluster,
+  type NatsSuperCluster,
+  startNatsCluster,
+  startSuperCluster,
+} from '../../scripts/nats-cluster.ts'
 import { waitFor } from './wait.ts'
 
 export const STACK_REGION = 'eu'
 export const STACK_GAME = 'match-1'
+const DEFAULT_SHARDS = 4
+const DEFAULT_TRADERS = ['trader-1']
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+
+export type ManualTraderNode = TraderNode & { readonly feed: ManualFeed }
 
 export interface NodeStackOptions {
   readonly shards?: number
   readonly apiNodes?: readonly string[]
   readonly settlementNodes?: readonly string[]
-  /** The trader's clock; the machine's by default. */
+  /**
+   * The game's writers, each run by a manual trader started with the stack, in this order: the
+   * first active, the others standbys. `['trader-1']` by default; `[]` for a test that starts its
+   * own trader with `startTrader`.
+   */
+  readonly traders?: readonly string[]
+  /** The traders' limits, over the defaults. */
+  readonly traderLimits?: Partial<TraderLimits>
+  /** How often the traders write replica snapshots; 0 (never) by default. */
+  readonly snapshotIntervalMs?: number
+  /** The traders' clock; the machine's by default. */
   readonly traderClock?: () => number
   /** Each API node's clock, by node id; the machine's by default. */
   readonly apiClocks?: Readonly<Record<string, () => number>>
   /** Every API node's bet limits, over the defaults. */
-  readonly apiLimits?: Partial<BetLimits>
+  readonly apiLimits?: ApiNodeOptions['limits']
+}
+
+/** A trader the test drives with a feed of its own. */
+export interface StackTraderOptions {
+  readonly node: string
+  readonly feed: FeedAdapter
+  /** Its clock; the stack's trader clock by default. */
+  readonly now?: () => number
 }
 
 export interface NodeStack {
   readonly cluster: NatsCluster
-  readonly trader: Awaited<ReturnType<typeof startManualTraderNode>>
+  /** The active trader, the first of `traders`; there is none when `traders` is empty. */
+  readonly trader: ManualTraderNode
+  readonly traders: readonly ManualTraderNode[]
+  /** The API nodes of `apiNodes`, in order; not those started later. */
   readonly apis: readonly ApiNode[]
+  /** The settlement nodes of `settlementNodes`, in order; not those started later. */
   readonly settlements: readonly SettlementNode[]
   /** A connection for the test's own requests. */
   readonly client: NatsConnection
+  /** The temporary folder of the settlement nodes' SQLite files, removed when the test ends. */
+  readonly dir: string
+  /** Start another API node, a replacement for one the test stopped, say. */
+  startApi(node: string): Promise<ApiNode>
+  /** Start a settlement node; a node id used before reopens its SQLite file, as a restart does. */
+  startSettlement(node: string): Promise<SettlementNode>
+  /** Start a trader of the game driven by `feed` as its only writer, in a stack of `traders: []`. */
+  startTrader(options: StackTraderOptions): Promise<TraderNode>
+}
+
+/**
+ * Where a stack's nodes run and what they share. Every node started is closed, once, in the reverse
+ * order of starting, before the cluster stops; a node the test closed itself is not closed again.
+ */
+interface Site {
+  connect(region: string): Promise<NatsConnection>
+  /** Every region of a super-cluster; undefined on a single cluster. */
+  readonly regions?: readonly string[]
+  readonly shards: number
+  readonly dir: string
+  readonly started: { close(): Promise<void> }[]
+}
+
+function createSite(t: Test, site: Omit<Site, 'dir' | 'started'>): Site {
+  const dir = mkdtempSync(join(tmpdir(), 'node-stack-'))
+  const started: Site['started'] = []
+  t.teardown(async () => {
+    for (const node of started.reverse()) await node.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { ...site, dir, started }
+}
+
+/** The node, with a `close` that runs once however often it is called, closed at teardown. */
+function tracked<Node extends { close(): Promise<void> }>(site: Site, node: Node): Node {
+  let closing: Promise<void> | undefined
+  const once = { ...node, close: () => (closing ??= node.close()) }
+  site.started.push(once)
+  return once
+}
+
+function regional(site: Site, region: string) {
+  return { region, backend: yjsBackend, ...(site.regions ? { regions: site.regions } : {}) }
+}
+
+interface ApiOptions {
+  readonly clock?: () => number
+  readonly limits?: ApiNodeOptions['limits']
+}
+
+async function startApi(
+  site: Site,
+  region: string,
+  node: string,
+  options: ApiOptions = {},
+): Promise<ApiNode> {
+  const api = await startApiNode({
+    nc: await site.connect(region),
+    ...regional(site, region),
+    node,
+    shards: site.shards,
+    log: log.child({ node }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.limits ? { limits: options.limits } : {}),
+  })
+  return tracked(site, api)
+}
+
+async function startSettlement(site: Site, region: string, node: string): Promise<SettlementNode> {
+  const settlement = await startSettlementNode({
+    nc: await site.connect(region),
+    ...regional(site, region),
+    node,
+    shards: site.shards,
+    databasePath: join(site.dir, `${node}.db`),
+    log: log.child({ node }),
+  })
+  return tracked(site, settlement)
+}
+
+interface TraderOptions extends StackTraderOptions {
+  readonly writers: readonly string[]
+  readonly role?: Exclude<TraderRole, 'fenced'>
+  readonly limits?: Partial<TraderLimits>
+  readonly snapshotIntervalMs?: number
+}
+
+async function startTrader(site: Site, region: string, options: TraderOptions): Promise<TraderNode> {
+  const trader = await startTraderNode({
+    nc: await site.connect(region),
+    ...regional(site, region),
+    node: options.node,
+    gameId: STACK_GAME,
+    writers: options.writers,
+    feed: options.feed,
+    log: log.child({ node: options.node }),
+    snapshotIntervalMs: options.snapshotIntervalMs ?? 0,
+    ...(options.role ? { role: options.role } : {}),
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  })
+  return tracked(site, trader)
+}
+
+async function startManualTrader(
+  site: Site,
+  region: string,
+  options: Omit<TraderOptions, 'feed'>,
+): Promise<ManualTraderNode> {
+  const feed = createManualFeed()
+  return { ...(await startTrader(site, region, { ...options, feed })), feed }
 }
 
 export async function startNodeStack(t: Test, options: NodeStackOptions = {}): Promise<NodeStack> {
-  const shards = options.shards ?? 4
   const cluster = await startNatsCluster()
   t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: STACK_REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-    ...(options.traderClock ? { now: options.traderClock } : {}),
-  })
+  const site = createSite(t, { connect: () => cluster.connect(), shards: options.shards ?? DEFAULT_SHARDS })
+  const writers = options.traders ?? DEFAULT_TRADERS
+  const traderOptions = {
+    writers,
+    limits: options.traderLimits,
+    snapshotIntervalMs: options.snapshotIntervalMs,
+    now: options.traderClock,
+  }
+  const traders: ManualTraderNode[] = []
+  for (const [i, node] of writers.entries()) {
+    const role = i === 0 ? 'active' : 'standby'
+    traders.push(await startManualTrader(site, STACK_REGION, { ...traderOptions, node, role }))
+  }
+  const api = (node: string) =>
+    startApi(site, STACK_REGION, node, { clock: options.apiClocks?.[node], limits: options.apiLimits })
   const apis: ApiNode[] = []
-  for (const node of options.apiNodes ?? ['api-1']) {
-    const clock = options.apiClocks?.[node]
-    apis.push(
-      await startApiNode({
-        nc: await cluster.connect(),
-        region: STACK_REGION,
-        node,
-        backend: yjsBackend,
-        shards,
-        log,
-        ...(clock ? { clock } : {}),
-        ...(options.apiLimits ? { limits: options.apiLimits } : {}),
-      }),
-    )
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'node-stack-'))
+  for (const node of options.apiNodes ?? ['api-1']) apis.push(await api(node))
   const settlements: SettlementNode[] = []
-  for (const node of options.settlementNodes ?? []) {
-    settlements.push(
-      await startSettlementNode({
-        nc: await cluster.connect(),
-        region: STACK_REGION,
-        node,
-        backend: yjsBackend,
-        shards,
-        databasePath: join(dir, `${node}.db`),
-        log,
-      }),
-    )
+  for (const node of options.settlementNodes ?? [])
+    settlements.push(await startSettlement(site, STACK_REGION, node))
+  return {
+    cluster,
+    get trader() {
+      const [first] = traders
+      if (first === undefined) throw new Error('this stack was started with no manual trader')
+      return first
+    },
+    traders,
+    apis,
+    settlements,
+    client: await cluster.connect(),
+    dir: site.dir,
+    startApi: api,
+    startSettlement: (node) => startSettlement(site, STACK_REGION, node),
+    startTrader: (trader) =>
+      startTrader(site, STACK_REGION, { ...traderOptions, ...trader, writers: [trader.node] }),
   }
-  t.teardown(async () => {
-    for (const settlement of settlements) await settlement.close()
-    for (const api of apis) await api.close()
-    await trader.close()
-    rmSync(dir, { recursive: true, force: true })
+}
+
+export interface RegionStackOptions {
+  /** One cluster per region, joined by gateways; the trader runs in the first. */
+  readonly regions: readonly string[]
+  readonly shards?: number
+}
+
+export interface RegionStack {
+  readonly cluster: NatsSuperCluster
+  /** Writer `trader-1` of game `match-1`, in the first region. */
+  readonly trader: ManualTraderNode
+  /** `api-<region>` for each region, in the order of `regions`. */
+  readonly apis: readonly ApiNode[]
+  /** `settle-<region>` for each region, in the order of `regions`. */
+  readonly settlements: readonly SettlementNode[]
+}
+
+export async function startRegionStack(t: Test, options: RegionStackOptions): Promise<RegionStack> {
+  const [first] = options.regions
+  if (first === undefined) throw new RangeError('a region stack needs at least one region')
+  const cluster = await startSuperCluster({ regions: options.regions })
+  t.teardown(() => cluster.close())
+  const site = createSite(t, {
+    connect: (region) => cluster.connect(region),
+    regions: options.regions,
+    shards: options.shards ?? DEFAULT_SHARDS,
   })
-  return { cluster, trader, apis, settlements, client: await cluster.connect() }
+  const trader = await startManualTrader(site, first, { node: 'trader-1', writers: DEFAULT_TRADERS })
+  const apis: ApiNode[] = []
+  for (const region of options.regions) apis.push(await startApi(site, region, `api-${region}`))
+  const settlements: SettlementNode[] = []
+  for (const region of options.regions)
+    settlements.push(await startSettlement(site, region, `settle-${region}`))
+  return { cluster, trader, apis, settlements }
 }
 
 /** Credit a user through the first API node's ledger and wait until every API node folded it. */
