@@ -3,24 +3,15 @@
 // refunds the bets it covers and pays none of them; one that comes after the deadline voids
 // nothing, everywhere, and the trader counts it.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import t from 'tap'
-import { CORRECTION_WINDOW_MS, judge, yjsBackend } from '../../crdt/index.ts'
-import { startApiNode } from '../../nodes/api/api-node.ts'
-import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import { CORRECTION_WINDOW_MS, judge } from '../../crdt/index.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
+import type { SettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
-import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { PLACE_SUBJECT } from '../../protocol/subjects.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
 const STAKE_CENTS = 1_000
 const DEPOSIT_CENTS = 10_000
 /** Well inside the correction window, and far enough from its end for a loaded machine. */
@@ -29,48 +20,12 @@ const SOON_MS = Math.floor(CORRECTION_WINDOW_MS / 5)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 t.test('a correction by the deadline refunds instead of paying; a later one voids nothing', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-  })
-  const api = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
-    shards: 2,
-    log,
-  })
-  const dir = mkdtempSync(join(tmpdir(), 'correction-'))
-  const settlement = await startSettlementNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'settle-1',
-    backend: yjsBackend,
-    shards: 2,
-    databasePath: join(dir, 'settle-1.db'),
-    log,
-  })
-  t.teardown(async () => {
-    await settlement.close()
-    await api.close()
-    await trader.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const client = await cluster.connect()
+  const stack = await startNodeStack(t, { shards: 2, settlementNodes: ['settle-1'] })
+  const { trader, client } = stack
+  const api = stack.apis[0] as ApiNode
+  const settlement = stack.settlements[0] as SettlementNode
   const fold = api.ledger.foldFor('alice')
-  await api.ledger.append({
-    type: 'deposit',
-    id: 'deposit-alice',
-    userId: 'alice',
-    amountCents: DEPOSIT_CENTS,
-  })
-  await waitFor('deposit folded', () => fold.balance('alice') === DEPOSIT_CENTS)
+  await deposit(stack, 'alice', DEPOSIT_CENTS)
   trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
 
   /** Open point `point`, back the home player, and return the bet id once it is final. */
@@ -93,9 +48,7 @@ t.test('a correction by the deadline refunds instead of paying; a later one void
       odds: market?.transitions.at(-1)?.prices.home,
       policy: 'exact',
     }
-    const reply = (
-      await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
-    ).json<PlaceBetReply>()
+    const reply = await placeBet(nc, request)
     t.match(reply, { ok: true, verdict: { accepted: true } }, `the bet on point ${point} is accepted`)
     trader.feed.emit({ type: 'serve', point, second: false })
     return betId
