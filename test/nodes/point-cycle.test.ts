@@ -6,19 +6,11 @@
 // balance cannot cover is refused by the ledger fold. Two settlement nodes race to settle: the
 // winner is paid once, the late bet refunded once, and the SQLite history shows every status.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import t from 'tap'
-import { yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { describeNode } from '../../nodes/fabric/node-state.ts'
 import type { BetRow } from '../../nodes/settlement/projection.ts'
-import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import type { FinalStatus, LookupReply, PlaceBetReply } from '../../protocol/bets.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
 import {
@@ -29,57 +21,14 @@ import {
   PLACE_SUBJECT,
   statusSubject,
 } from '../../protocol/subjects.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
-
-async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
-  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
-  return reply.json<PlaceBetReply>()
-}
-
 t.test('a point cycle', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 0,
-  })
-  const feed = trader.feed
-  const api: ApiNode = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
-    shards: 4,
-    log,
-  })
-  const dir = mkdtempSync(join(tmpdir(), 'settlement-'))
-  const settlements = await Promise.all(
-    ['settle-1', 'settle-2'].map(async (node) =>
-      startSettlementNode({
-        nc: await cluster.connect(),
-        region: REGION,
-        node,
-        backend: yjsBackend,
-        shards: 4,
-        databasePath: join(dir, `${node}.db`),
-        log,
-      }),
-    ),
-  )
-  t.teardown(async () => {
-    for (const settlement of settlements) await settlement.close()
-    await api.close()
-    await trader.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const client = await cluster.connect()
+  const stack = await startNodeStack(t, { settlementNodes: ['settle-1', 'settle-2'] })
+  const { client, settlements } = stack
+  const feed = stack.trader.feed
+  const api = stack.apis[0] as ApiNode
   const statuses: (
     | FinalStatus
     | { betId: string; status: 'settled'; outcome: string; payoutCents: number }
@@ -89,8 +38,7 @@ t.test('a point cycle', async (t) => {
       statuses.push(message.json<FinalStatus>())
     },
   })
-  await api.ledger.append({ type: 'deposit', id: 'deposit-alice-1', userId: 'alice', amountCents: 10_000 })
-  await waitFor('deposit folded', () => api.ledger.foldFor('alice').balance('alice') === 10_000)
+  await deposit(stack, 'alice', 10_000)
 
   feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   feed.emit({ type: 'point-start', point: 1, server: 'home' })
@@ -110,7 +58,7 @@ t.test('a point cycle', async (t) => {
     odds: offered,
     policy: 'exact',
   }
-  const first = await place(client, bet)
+  const first = await placeBet(client, bet)
   t.match(first, {
     ok: true,
     status: 'provisional',
@@ -130,20 +78,23 @@ t.test('a point cycle', async (t) => {
     () => statuses.filter((s) => s.betId === 'bet-alice-0001' && s.status === 'final').length >= 3,
   )
 
-  const retry = await place(client, bet)
+  const retry = await placeBet(client, bet)
   t.match(
     retry,
     { ok: true, betId: 'bet-alice-0001', stamp: (first as { stamp: string }).stamp, balanceCents: 9_000 },
     'a retry is stored once',
   )
-  t.match(await place(client, { ...bet, stakeCents: 2_000 }), { ok: false, error: { code: 'BET_ID_REUSED' } })
+  t.match(await placeBet(client, { ...bet, stakeCents: 2_000 }), {
+    ok: false,
+    error: { code: 'BET_ID_REUSED' },
+  })
 
   feed.emit({ type: 'serve', point: 1, second: false })
   await waitFor('suspension reached the api node', () => {
     const transitions = api.replicas.replica('match-1')?.game.markets.get(ids.winner)?.transitions ?? []
     return transitions.at(-1)?.status === 'suspended'
   })
-  const late = await place(client, { ...bet, betId: 'bet-alice-0002' })
+  const late = await placeBet(client, { ...bet, betId: 'bet-alice-0002' })
   t.match(
     late,
     { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
@@ -157,7 +108,7 @@ t.test('a point cycle', async (t) => {
     { verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },
   )
 
-  t.match(await place(client, { ...bet, betId: 'bet-alice-0003', stakeCents: 9_500 }), {
+  t.match(await placeBet(client, { ...bet, betId: 'bet-alice-0003', stakeCents: 9_500 }), {
     ok: false,
     error: { code: 'INSUFFICIENT_FUNDS' },
   })
