@@ -4,79 +4,36 @@
 // only paused and writes again after the fence has every such update dropped by every node, and
 // stands down. An active trader fences a standby that died, so finality stops waiting for it.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import t, { type Test } from 'tap'
-import { fenceOf, watermarkOf, writerOf, yjsBackend } from '../../crdt/index.ts'
-import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import { fenceOf, watermarkOf, writerOf } from '../../crdt/index.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import type { DroppedUpdate } from '../../nodes/fabric/replica-sync.ts'
-import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
-import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { PLACE_SUBJECT, statusSubject } from '../../protocol/subjects.ts'
-import { type NatsCluster, startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { statusSubject } from '../../protocol/subjects.ts'
+import {
+  deposit,
+  STACK_GAME as GAME,
+  type ManualTraderNode,
+  placeBet,
+  startNodeStack,
+} from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
-const GAME = 'match-1'
 const WRITERS = ['trader-1', 'trader-2']
 const TAKEOVER_AFTER_MS = 400
 
-async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
-  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
-  return reply.json<PlaceBetReply>()
-}
-
 /** An active trader, a standby, an API node and a settlement node; alice has 100.00. */
-async function startStack(t: Test, cluster: NatsCluster) {
-  const trader = (node: string, role: 'active' | 'standby') =>
-    cluster.connect().then((nc) =>
-      startManualTraderNode({
-        nc,
-        region: REGION,
-        backend: yjsBackend,
-        log: log.child({ node }),
-        node,
-        writers: WRITERS,
-        role,
-        limits: { takeoverAfterMs: TAKEOVER_AFTER_MS },
-      }),
-    )
-  const active = await trader('trader-1', 'active')
-  const standby = await trader('trader-2', 'standby')
-  const api: ApiNode = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
-    shards: 4,
-    log,
+async function startStack(t: Test) {
+  const stack = await startNodeStack(t, {
+    traders: WRITERS,
+    traderLimits: { takeoverAfterMs: TAKEOVER_AFTER_MS },
+    settlementNodes: ['settle-1'],
   })
-  const dir = mkdtempSync(join(tmpdir(), 'takeover-'))
-  const settlement = await startSettlementNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'settle-1',
-    backend: yjsBackend,
-    shards: 4,
-    databasePath: join(dir, 'settle-1.db'),
-    log,
-  })
+  const [active, standby] = stack.traders as [ManualTraderNode, ManualTraderNode]
+  const api = stack.apis[0] as ApiNode
   const dropped: DroppedUpdate[] = []
   api.replicas.onDrop((event) => dropped.push(event))
-  t.teardown(async () => {
-    await settlement.close()
-    await api.close()
-    await standby.close()
-    await active.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const client = await cluster.connect()
+  const client = stack.client
   const statuses: { betId: string; status: string; outcome?: string; verdict?: { reason: string | null } }[] =
     []
   client.subscribe(statusSubject('alice'), {
@@ -84,8 +41,7 @@ async function startStack(t: Test, cluster: NatsCluster) {
       statuses.push(message.json())
     },
   })
-  await api.ledger.append({ type: 'deposit', id: 'deposit-alice', userId: 'alice', amountCents: 10_000 })
-  await waitFor('deposit folded', () => api.ledger.foldFor('alice').balance('alice') === 10_000)
+  await deposit(stack, 'alice', 10_000)
   const game = () => api.replicas.replica(GAME)?.game
   const bet = (betId: string, point: number) => {
     const marketId = marketIds(point).winner
@@ -115,14 +71,12 @@ async function startStack(t: Test, cluster: NatsCluster) {
 }
 
 t.test('a standby takes over from a trader that died', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const { active, standby, api, client, game, bet, statusOf, pointOneOpen } = await startStack(t, cluster)
+  const { active, standby, api, client, game, bet, statusOf, pointOneOpen } = await startStack(t)
 
   active.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   active.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   await pointOneOpen()
-  t.match(await place(client, bet('bet-before', 1)), { ok: true, verdict: { accepted: true } })
+  t.match(await placeBet(client, bet('bet-before', 1)), { ok: true, verdict: { accepted: true } })
   await waitFor('final: both traders heartbeat', () => statusOf('bet-before', 'final') !== undefined)
   t.equal(standby.trader.role(), 'standby')
 
@@ -139,7 +93,7 @@ t.test('a standby takes over from a trader that died', async (t) => {
 
   standby.feed.emit({ type: 'point-start', point: 2, server: 'home' })
   await waitFor('point 2 open', () => game()?.markets.get(marketIds(2).winner) !== undefined)
-  t.match(await place(client, bet('bet-after', 2)), { ok: true, verdict: { accepted: true } })
+  t.match(await placeBet(client, bet('bet-after', 2)), { ok: true, verdict: { accepted: true } })
   await waitFor('final with trader-2 alone', () => statusOf('bet-after', 'final') !== undefined)
   standby.feed.emit({ type: 'serve', point: 2, second: false })
   standby.feed.emit({ type: 'point-end', point: 2, winner: 'home', ace: false })
@@ -152,12 +106,7 @@ t.test('a standby takes over from a trader that died', async (t) => {
 })
 
 t.test('a paused trader that writes after the fence is dropped everywhere and stands down', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const { active, standby, api, client, dropped, game, bet, statusOf, pointOneOpen } = await startStack(
-    t,
-    cluster,
-  )
+  const { active, standby, api, client, dropped, game, bet, statusOf, pointOneOpen } = await startStack(t)
   active.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   active.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   await pointOneOpen()
@@ -184,14 +133,12 @@ t.test('a paused trader that writes after the fence is dropped everywhere and st
   t.equal(standby.replicas.replica(GAME)?.stateHash(), api.replicas.replica(GAME)?.stateHash())
   standby.feed.emit({ type: 'point-start', point: 2, server: 'away' })
   await waitFor('point 2 open', () => game()?.markets.get(marketIds(2).winner) !== undefined)
-  t.match(await place(client, bet('bet-after-pause', 2)), { ok: true, verdict: { accepted: true } })
+  t.match(await placeBet(client, bet('bet-after-pause', 2)), { ok: true, verdict: { accepted: true } })
   await waitFor('final', () => statusOf('bet-after-pause', 'final') !== undefined)
 })
 
 t.test('an active trader fences a standby that died, and finality stops waiting for it', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const { active, standby, client, game, bet, statusOf, pointOneOpen } = await startStack(t, cluster)
+  const { active, standby, client, game, bet, statusOf, pointOneOpen } = await startStack(t)
   active.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   active.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   await pointOneOpen()
@@ -199,7 +146,7 @@ t.test('an active trader fences a standby that died, and finality stops waiting 
   await waitFor('trader-2 fenced', () => fenceOf(game()!, 'trader-2') !== null)
   t.equal(active.trader.role(), 'active')
   t.equal(active.trader.stats.marketsVoidedOnTakeover, 0, 'the active trader voids nothing')
-  const reply = await place(client, bet('bet-standby-gone', 1))
+  const reply = await placeBet(client, bet('bet-standby-gone', 1))
   t.match(reply, { ok: true, verdict: { accepted: true } }, JSON.stringify(reply))
   await waitFor('final without trader-2', () => statusOf('bet-standby-gone', 'final') !== undefined)
 })
