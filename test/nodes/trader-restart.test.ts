@@ -6,8 +6,6 @@
 // stamp every heartbeat after the watermark it published before the restart. A bet on the resulted
 // market is still refused. The old trader started its feed from point 1 with a clock at 0.
 
-import type { NatsConnection } from '@nats-io/transport-node'
-import pino from 'pino'
 import t from 'tap'
 import {
   AFTER_ALL_STAMPS,
@@ -17,20 +15,12 @@ import {
   resultOf,
   transitionAt,
   watermarkOf,
-  yjsBackend,
 } from '../../crdt/index.ts'
-import { startApiNode } from '../../nodes/api/api-node.ts'
+import type { ApiNode } from '../../nodes/api/api-node.ts'
 import type { FeedAdapter, FeedEvent, FeedResume } from '../../nodes/trader/feed.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startTraderNode } from '../../nodes/trader/trader-node.ts'
-import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { PLACE_SUBJECT } from '../../protocol/subjects.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { deposit, STACK_GAME as GAME, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
-
-const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
-const REGION = 'eu'
-const GAME = 'match-1'
 
 /** A feed driven by the test that records where each start asked it to resume. */
 function recordingFeed() {
@@ -54,36 +44,11 @@ function recordingFeed() {
   return feed
 }
 
-async function place(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
-  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
-  return reply.json<PlaceBetReply>()
-}
-
 t.test('a restarted trader resumes after its last point with its clock past its watermark', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const startTrader = async (feed: ReturnType<typeof recordingFeed>, skewMs: number) =>
-    startTraderNode({
-      nc: await cluster.connect(),
-      region: REGION,
-      node: 'trader-1',
-      gameId: GAME,
-      writers: ['trader-1'],
-      feed,
-      backend: yjsBackend,
-      log,
-      snapshotIntervalMs: 0,
-      now: () => Date.now() + skewMs,
-    })
-  const api = await startApiNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    node: 'api-1',
-    backend: yjsBackend,
-    shards: 2,
-    log,
-  })
-  t.teardown(() => api.close())
+  const stack = await startNodeStack(t, { shards: 2, traders: [] })
+  const api = stack.apis[0] as ApiNode
+  const startTrader = (feed: ReturnType<typeof recordingFeed>, skewMs: number) =>
+    stack.startTrader({ node: 'trader-1', feed, now: () => Date.now() + skewMs })
   const firstFeed = recordingFeed()
   const first = await startTrader(firstFeed, 0)
   t.same(firstFeed.starts, [undefined], 'a new game starts from the beginning')
@@ -109,7 +74,6 @@ t.test('a restarted trader resumes after its last point with its clock past its 
 
   const secondFeed = recordingFeed()
   const second = await startTrader(secondFeed, -3_000)
-  t.teardown(() => second.close())
   t.same(secondFeed.starts, [{ afterPoint: 2 }], 'the feed resumes after the last point it opened')
   t.ok(
     encodeStamp(second.hlc.last()) > watermarkBefore,
@@ -128,10 +92,8 @@ t.test('a restarted trader resumes after its last point with its clock past its 
   t.same(currentClock(g), clockBefore, 'the game clock was not set again')
   t.not(clockAt(g, AFTER_ALL_STAMPS)?.clockMs, 0)
 
-  const client = await cluster.connect()
-  await api.ledger.append({ type: 'deposit', id: 'deposit-bob-1', userId: 'bob', amountCents: 10_000 })
-  await waitFor('deposit folded', () => api.ledger.foldFor('bob').balance('bob') === 10_000)
-  const onKnownWinner = await place(client, {
+  await deposit(stack, 'bob', 10_000)
+  const onKnownWinner = await placeBet(stack.client, {
     betId: 'bet-bob-known-1',
     userId: 'bob',
     gameId: GAME,
