@@ -5,24 +5,19 @@
 // replacement, on the same SQLite file, settles every bet exactly once.
 
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t from 'tap'
-import { yjsBackend } from '../../crdt/index.ts'
 import { joinLedger } from '../../nodes/fabric/regions.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
 import { DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
-import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { spawnNodeProcess } from '../../scripts/node-process.ts'
+import { STACK_REGION as REGION, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const log = pino({ level: 'silent' })
-const REGION = 'eu'
 const SHARDS = 4
 const BETS = 400
 
@@ -65,23 +60,13 @@ async function request(nc: NatsConnection, subject: string, body: unknown): Prom
 }
 
 t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
-  const cluster = await startNatsCluster()
-  const dir = mkdtempSync(join(tmpdir(), 'kill-'))
+  // The API and settlement nodes run as processes of their own, so the stack starts only the trader.
+  const { cluster, trader, client, dir } = await startNodeStack(t, { apiNodes: [], snapshotIntervalMs: 200 })
   const processes: NodeProcess[] = []
-  const trader = await startManualTraderNode({
-    nc: await cluster.connect(),
-    region: REGION,
-    backend: yjsBackend,
-    log,
-    snapshotIntervalMs: 200,
-  })
   const audit = await joinLedger({ nc: await cluster.connect(), region: REGION, shards: SHARDS, log })
   t.teardown(async () => {
     for (const node of processes) await kill(node)
     await audit.close()
-    await trader.close()
-    await cluster.close()
-    rmSync(dir, { recursive: true, force: true })
   })
   const env = { FABRIC_NATS_SERVERS: cluster.servers.join(',') }
   const spawnApi = (id: string) => {
@@ -98,7 +83,6 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
     processes.push(node)
     return node
   }
-  const client = await cluster.connect()
   const trade = trader.feed
   trade.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   trade.emit({ type: 'point-start', point: 1, server: 'home' })
