@@ -4,9 +4,6 @@
 // ledger, turn final and are settled there, and the statuses come back across the regions; a bet
 // sent to the wrong region is refused.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import t from 'tap'
@@ -15,14 +12,11 @@ import { createAuthenticator, signToken } from '../../gateway/auth.ts'
 import { startGatewayNode } from '../../gateway/gateway-node.ts'
 import { WS_PATH } from '../../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../../gateway/server.ts'
-import { startApiNode } from '../../nodes/api/api-node.ts'
 import { homeRegionOf } from '../../nodes/fabric/regions.ts'
-import { startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startManualTraderNode } from '../../nodes/trader/trader-node.ts'
 import { DEPOSIT_SUBJECT, PLACE_SUBJECT, routedSubject } from '../../protocol/subjects.ts'
-import { startSuperCluster } from '../../scripts/nats-cluster.ts'
 import { ofType, openClient } from '../helpers/gateway-stack.ts'
+import { startRegionStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const REGIONS = ['eu', 'us'] as const
@@ -35,33 +29,14 @@ function userHomedIn(region: string): string {
 }
 
 t.test('bets are routed to the home region; every region holds every replica', async (t) => {
-  const cluster = await startSuperCluster({ regions: [...REGIONS] })
-  t.teardown(() => cluster.close())
-  const dir = mkdtempSync(join(tmpdir(), 'multi-region-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const common = { backend: yjsBackend, log, regions: REGIONS, shards: 4 }
-  const trader = await startManualTraderNode({ nc: await cluster.connect('eu'), region: 'eu', ...common })
-  const apis = await Promise.all(
-    REGIONS.map(async (region) =>
-      startApiNode({ nc: await cluster.connect(region), region, node: `api-${region}`, ...common }),
-    ),
-  )
-  const settlements = await Promise.all(
-    REGIONS.map(async (region) =>
-      startSettlementNode({
-        nc: await cluster.connect(region),
-        region,
-        node: `settle-${region}`,
-        databasePath: join(dir, `settle-${region}.db`),
-        ...common,
-      }),
-    ),
-  )
+  const { cluster, trader, apis, settlements } = await startRegionStack(t, { regions: REGIONS })
   const gateway = await startGatewayNode({
     nc: await cluster.connect('us'),
     region: 'us',
     node: 'gw-us',
-    ...common,
+    backend: yjsBackend,
+    log,
+    regions: REGIONS,
     registry: new Registry(),
     auth: createAuthenticator({ hs256Secret: SECRET }),
     origins: [],
@@ -70,11 +45,7 @@ t.test('bets are routed to the home region; every region holds every replica', a
     host: '127.0.0.1',
     port: 0,
   })
-  t.teardown(async () => {
-    await gateway.close()
-    for (const node of [...settlements, ...apis]) await node.close()
-    await trader.close()
-  })
+  t.teardown(() => gateway.close())
 
   const users = { eu: userHomedIn('eu'), us: userHomedIn('us') }
   const nc = await cluster.connect('us')
