@@ -1,7 +1,9 @@
 /**
- * A socket is admitted on its upgrade request: origin allow-list, then the JWT, then the connection
- * limits, each failure closing with its documented code. The answer is decided before the upgrade
- * and acted on after it, because a close code can only be sent over an open socket.
+ * A socket is admitted on its upgrade request: the client address's attempt rate first (nothing
+ * else is read of a refused attempt, the JWT least of all), then the origin allow-list, the JWT, the
+ * user's attempt rate and the connection limits, each failure closing with its documented code.
+ * The answer is decided before the upgrade and acted on after it, because a close code can only be
+ * sent over an open socket.
  */
 
 import type { FastifyRequest } from 'fastify'
@@ -9,6 +11,7 @@ import { AuthError, type Authenticator, originAllowed, type Principal, tokenOf }
 import type { GatewayLimits } from './limits.ts'
 import { CLOSE } from './protocol.ts'
 import type { SessionTable } from './sessions.ts'
+import type { UpgradeLimits } from './upgrade-limits.ts'
 
 export interface Admission {
   readonly principal?: Principal
@@ -21,6 +24,9 @@ export interface AdmissionContext {
   readonly allowMissingOrigin: boolean
   readonly limits: Pick<GatewayLimits, 'connectionsMax' | 'connectionsPerUserMax'>
   readonly sessions: Pick<SessionTable, 'all' | 'connectionsOf'>
+  readonly upgrades: UpgradeLimits
+  /** The clock of the attempt rates. */
+  readonly now: () => number
 }
 
 /** The token's principal, or why there is none; errors other than a bad token are thrown. */
@@ -37,26 +43,34 @@ export async function authenticate(
 }
 
 export async function admit(context: AdmissionContext, request: FastifyRequest): Promise<Admission> {
-  const { limits, sessions } = context
+  const addressWaitMs = context.upgrades.address(request.ip ?? '', context.now())
+  if (addressWaitMs > 0) return tooManyUpgrades('from this address', addressWaitMs)
   const own = `${request.protocol}://${request.headers.host ?? ''}`
   if (!originAllowed(request.headers.origin, context.origins, context.allowMissingOrigin, own))
-    return { close: { code: CLOSE.ORIGIN_NOT_ALLOWED, reason: 'origin not allowed' } }
+    return refuse(CLOSE.ORIGIN_NOT_ALLOWED, 'origin not allowed')
   const principal = await authenticate(context.auth, request)
-  if (principal instanceof AuthError)
-    return {
-      close: {
-        code: principal.code === 'TOKEN_EXPIRED' ? CLOSE.TOKEN_EXPIRED : CLOSE.UNAUTHORIZED,
-        reason: principal.message.slice(0, 100),
-      },
-    }
+  if (principal instanceof AuthError) {
+    const code = principal.code === 'TOKEN_EXPIRED' ? CLOSE.TOKEN_EXPIRED : CLOSE.UNAUTHORIZED
+    return refuse(code, principal.message.slice(0, 100))
+  }
+  const userWaitMs = context.upgrades.user(principal.userId, context.now())
+  if (userWaitMs > 0) return tooManyUpgrades('for this user', userWaitMs)
+  return withinConnectionLimits(context, principal)
+}
+
+function withinConnectionLimits(context: AdmissionContext, principal: Principal): Admission {
+  const { limits, sessions } = context
   if (sessions.all.size >= limits.connectionsMax)
-    return { close: { code: CLOSE.GATEWAY_FULL, reason: 'the gateway is full; try another' } }
+    return refuse(CLOSE.GATEWAY_FULL, 'the gateway is full; try another')
   if (sessions.connectionsOf(principal.userId) >= limits.connectionsPerUserMax)
-    return {
-      close: {
-        code: CLOSE.TOO_MANY_CONNECTIONS_FOR_USER,
-        reason: `at most ${limits.connectionsPerUserMax} connections per user`,
-      },
-    }
+    return refuse(
+      CLOSE.TOO_MANY_CONNECTIONS_FOR_USER,
+      `at most ${limits.connectionsPerUserMax} connections per user`,
+    )
   return { principal }
 }
+
+const refuse = (code: number, reason: string): Admission => ({ close: { code, reason } })
+
+const tooManyUpgrades = (whose: string, waitMs: number): Admission =>
+  refuse(CLOSE.TOO_MANY_UPGRADES, `too many connection attempts ${whose}; retry in ${waitMs} ms`)

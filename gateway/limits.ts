@@ -17,6 +17,14 @@ export interface GatewayLimits {
    * this, refilled buckets are dropped first, then the least recently used.
    */
   readonly userBucketsMax: number
+  /** Connection attempts (WebSocket upgrades) per user, counted once the token names the user. */
+  readonly userUpgradesPerSecond: number
+  readonly userUpgradesBurst: number
+  /** Connection attempts per client address (an IPv6 /64), counted before the token is read. */
+  readonly ipUpgradesPerSecond: number
+  readonly ipUpgradesBurst: number
+  /** Client addresses whose upgrade buckets are kept; past this, as for `userBucketsMax`. */
+  readonly ipBucketsMax: number
   /** Rate-limited frames in a row after which the connection is closed (4029). */
   readonly floodCloseAfter: number
   readonly subscriptionsPerConnectionMax: number
@@ -44,6 +52,11 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   userMessagesPerSecond: 50,
   userMessagesBurst: 100,
   userBucketsMax: 50_000,
+  userUpgradesPerSecond: 2,
+  userUpgradesBurst: 10,
+  ipUpgradesPerSecond: 50,
+  ipUpgradesBurst: 200,
+  ipBucketsMax: 50_000,
   floodCloseAfter: 200,
   subscriptionsPerConnectionMax: 16,
   connectionsPerUserMax: 8,

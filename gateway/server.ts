@@ -29,6 +29,7 @@ import { CLOSE } from './protocol.ts'
 import { createSender, startLagChecks } from './sender.ts'
 import { createSessionTable } from './sessions.ts'
 import { socketEndpoint } from './socket-endpoint.ts'
+import { createUpgradeLimits } from './upgrade-limits.ts'
 import { userQueries } from './user-queries.ts'
 
 export type { DemoLogin } from './demo-login.ts'
@@ -71,13 +72,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const relay = createBetRelay(nc, limits, log, homeRegion)
   registerRelayMetrics(options.registry, relay)
   const sessions = createSessionTable(limits)
+  const upgrades = createUpgradeLimits(limits)
   const sendContext = { limits, metrics, feeds, now }
   const sender = createSender(sendContext)
 
   const app = await createApp(limits, log)
   const { auth, origins, allowMissingOrigin } = options
   await app.register(socketEndpoint, {
-    admission: { auth, origins, allowMissingOrigin, limits, sessions },
+    admission: { auth, origins, allowMissingOrigin, limits, sessions, upgrades, now },
     limits,
     metrics,
     now,

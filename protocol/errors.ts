@@ -145,6 +145,12 @@ export const CLOSE_CODES = {
     retry: 'reconnect later',
   },
   FLOODING: { code: 4029, meaning: '`flood-close-after` rate-limited frames in a row', retry: 'slow down' },
+  TOO_MANY_UPGRADES: {
+    code: 4030,
+    meaning:
+      'too many connection attempts: over `user-upgrades-per-second` (and `-burst`) for the user, or `ip-upgrades-per-second` (and `-burst`) for the client address (an IPv6 /64); the reason says in how many ms one will pass',
+    retry: 'reconnect after that long, backing off further each time',
+  },
 } as const
 
 /** How a refusal of the ledger fold reaches a client. */

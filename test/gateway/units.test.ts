@@ -1,5 +1,5 @@
 // The gateway's pure parts: views diff and apply back exactly (property), the token bucket and the
-// table of buckets that outlive connections, the origin rule, token checks, and the frame schemas
+// table of buckets that outlive connections, the address key of connection attempts, the origin rule, token checks, and the frame schemas
 // both ways.
 
 import fc from 'fast-check'
@@ -10,6 +10,7 @@ import { createBucketTable } from '../../gateway/bucket-table.ts'
 import { applyDelta, diffViews } from '../../gateway/game-view.ts'
 import { encodeFrame, type GameView, type MarketView, parseClientFrame } from '../../gateway/protocol.ts'
 import { createTokenBucket } from '../../gateway/rate-limit.ts'
+import { addressKeyOf } from '../../gateway/upgrade-limits.ts'
 
 const SECRET = 'unit-test-secret-of-at-least-32-bytes'
 
@@ -101,6 +102,18 @@ t.test('a bucket table keeps a bucket until it refilled, and holds at most its b
   t.equal(lru.take('x', 30), 970, 'x, used more recently, was kept')
   t.equal(lru.take('y', 40), 0, 'y, used least recently, was forgotten')
   t.throws(() => createBucketTable({ perSecond: 1, burst: 1, entriesMax: 0 }), RangeError)
+})
+
+t.test('connection attempts are counted per IPv4 address, or per IPv6 /64 network', async (t) => {
+  t.equal(addressKeyOf('203.0.113.7'), '203.0.113.7')
+  t.equal(addressKeyOf('::ffff:203.0.113.7'), '203.0.113.7', 'an IPv4-mapped address is its IPv4 one')
+  const network = '2001:db8:1:2::/64'
+  t.equal(addressKeyOf('2001:db8:1:2::1'), network)
+  t.equal(addressKeyOf('2001:0db8:0001:0002:ffff:eeee:dddd:cccc'), network, 'any host of the /64')
+  t.equal(addressKeyOf('2001:db8:1:2:3::9%eth0'), network, 'a zone is dropped')
+  t.equal(addressKeyOf('2001:db8::1'), '2001:db8:0:0::/64', 'a compressed network part')
+  t.equal(addressKeyOf('::1'), '0:0:0:0::/64')
+  t.not(addressKeyOf('2001:db8:1:3::1'), network, 'another /64 is another key')
 })
 
 t.test('the origin rule', async (t) => {
