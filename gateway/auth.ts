@@ -1,13 +1,15 @@
 /**
  * Who is on the other end: a JWT, checked on the WebSocket upgrade and on every HTTP request.
  * HS256 with a shared secret, or any asymmetric algorithm with keys from a JWKS URL (fetched and
- * cached by jose). `exp` is required; `sub` is the user id. And where the request comes from: a
+ * cached by jose). `exp` is required; `sub` is the user id. Every claim is checked for its type
+ * before any is read: a signed token is still input, and its issuer may have a bug. And where the
+ * request comes from: a
  * browser always sends `Origin` on a WebSocket upgrade, which must be on the allow-list, so a page
  * on another site cannot open a socket in the user's name (cross-site WebSocket hijacking).
  */
 
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose'
-import { USER_ID_PATTERN } from '../protocol/ids.ts'
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose'
+import { ID_RULES, isUserId } from '../protocol/ids.ts'
 
 /** Tokens longer than this are refused unread. */
 export const TOKEN_BYTES_MAX = 4 * 1024
@@ -69,9 +71,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
           ...(options.issuer ? { issuer: options.issuer } : {}),
           ...(options.audience ? { audience: options.audience } : {}),
         })
-        if (!USER_ID_PATTERN.test(payload.sub ?? ''))
-          throw new AuthError('UNAUTHORIZED', 'sub must be a user id of 1-64 characters of A-Z a-z 0-9 _ -')
-        return { userId: payload.sub as string, expiresAtMs: (payload.exp as number) * 1000 }
+        return principalOf(payload)
       } catch (error) {
         if (error instanceof AuthError) throw error
         if (error instanceof errors.JWTExpired) throw new AuthError('TOKEN_EXPIRED', 'the token has expired')
@@ -80,6 +80,32 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       }
     },
   }
+}
+
+/** The principal a verified token names, once every claim it holds has its type. */
+export function principalOf(payload: JWTPayload): Principal {
+  const problem = claimsProblem(payload)
+  if (problem !== null) throw new AuthError('UNAUTHORIZED', problem)
+  return { userId: payload.sub as string, expiresAtMs: (payload.exp as number) * 1000 }
+}
+
+/** Claims a token may leave out, and the type each must have when present. */
+const OPTIONAL_TIMES = ['iat', 'nbf'] as const
+const OPTIONAL_TEXTS = ['iss', 'jti'] as const
+
+/** What is wrong with a claims set's types, or null: `sub` a user id, times finite, texts strings. */
+function claimsProblem(payload: JWTPayload): string | null {
+  if (!isUserId(payload.sub)) return `sub must be a user id of ${ID_RULES.userId}`
+  if (!Number.isFinite(payload.exp)) return 'exp must be a finite number of seconds'
+  for (const claim of OPTIONAL_TIMES)
+    if (payload[claim] !== undefined && !Number.isFinite(payload[claim]))
+      return `${claim} must be a finite number of seconds`
+  for (const claim of OPTIONAL_TEXTS)
+    if (payload[claim] !== undefined && typeof payload[claim] !== 'string') return `${claim} must be a string`
+  const { aud } = payload
+  if (aud !== undefined && !(Array.isArray(aud) ? aud : [aud]).every((one) => typeof one === 'string'))
+    return 'aud must be a string or an array of strings'
+  return null
 }
 
 /** An HS256 token for a user: the demo login, tests and benchmarks. */

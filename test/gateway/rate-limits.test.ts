@@ -7,6 +7,7 @@
 import t from 'tap'
 import { CLOSE } from '../../gateway/protocol.ts'
 import {
+  closeOf,
   type GatewayStack,
   ofType,
   openClient,
@@ -50,12 +51,6 @@ t.test('reconnecting does not renew a user’s frame budget', async (t) => {
   t.equal(await pingsServed(later, 10, 'later'), 10, 'a second later the bucket has refilled')
   t.same(later.invalid, [])
 })
-
-/** How the gateway closed a socket; fails (does not hang) if it stays open. */
-async function closeOf(client: TestClient): Promise<{ code: number; reason: string }> {
-  await waitFor('the gateway to close the socket', () => client.ws.readyState === client.ws.CLOSED)
-  return client.closed
-}
 
 /** Open a socket, wait for its hello, close it, and wait until the gateway has let it go. */
 async function connectOnce(stack: GatewayStack, token: string): Promise<void> {

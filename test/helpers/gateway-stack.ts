@@ -227,6 +227,12 @@ export async function openClient(
   return client
 }
 
+/** How the gateway closed a socket; fails, rather than hangs, if it stays open. */
+export async function closeOf(client: TestClient): Promise<{ code: number; reason: string }> {
+  await waitFor('the gateway to close the socket', () => client.ws.readyState === WebSocket.CLOSED)
+  return client.closed
+}
+
 export const ofType =
   <T extends ServerFrame['type']>(
     type: T,
