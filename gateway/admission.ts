@@ -21,6 +21,8 @@ export interface Admission {
 export interface AdmissionContext {
   readonly auth: Authenticator
   readonly origins: readonly string[]
+  /** The origin the gateway's page is served from, if configured: always allowed. */
+  readonly publicOrigin: string | undefined
   readonly allowMissingOrigin: boolean
   readonly limits: Pick<GatewayLimits, 'connectionsMax' | 'connectionsPerUserMax'>
   readonly sessions: Pick<SessionTable, 'all' | 'connectionsOf'>
@@ -45,8 +47,8 @@ export async function authenticate(
 export async function admit(context: AdmissionContext, request: FastifyRequest): Promise<Admission> {
   const addressWaitMs = context.upgrades.address(request.ip ?? '', context.now())
   if (addressWaitMs > 0) return tooManyUpgrades('from this address', addressWaitMs)
-  const own = `${request.protocol}://${request.headers.host ?? ''}`
-  if (!originAllowed(request.headers.origin, context.origins, context.allowMissingOrigin, own))
+  const { origins, allowMissingOrigin, publicOrigin } = context
+  if (!originAllowed(request.headers.origin, origins, allowMissingOrigin, publicOrigin))
     return refuse(CLOSE.ORIGIN_NOT_ALLOWED, 'origin not allowed')
   const principal = await authenticate(context.auth, request)
   if (principal instanceof AuthError) {

@@ -120,7 +120,10 @@ export async function signToken(secret: string, userId: string, ttlSeconds: numb
 
 /**
  * The origin rule: a request with an `Origin` header is allowed only if that origin is the
- * gateway's own (its page) or on the list (`*` allows any, for development). One without `Origin` is not a browser's WebSocket
+ * gateway's own (the public origin its page is served from, as configured) or on the list (`*`
+ * allows any, for development). Nothing of the request itself says what the gateway's own origin
+ * is: its Host header is the client's to write, and DNS rebinding lets a page on another site send
+ * one that matches its own Origin. A request without `Origin` is not a browser's WebSocket
  * (browsers always send it), so it cannot be a hijacked session; it is allowed unless
  * `allowMissingOrigin` is off.
  */
@@ -128,10 +131,10 @@ export function originAllowed(
   origin: string | undefined,
   allowList: readonly string[],
   allowMissingOrigin: boolean,
-  ownOrigin: string,
+  publicOrigin: string | undefined,
 ): boolean {
   if (origin === undefined || origin === '') return allowMissingOrigin
-  return origin === ownOrigin || allowList.includes('*') || allowList.includes(origin)
+  return origin === publicOrigin || allowList.includes('*') || allowList.includes(origin)
 }
 
 /** The token of a request: `Authorization: Bearer ...`, else the `access_token` query parameter. */

@@ -24,6 +24,8 @@ export interface GatewayNodeOptions {
   readonly registry: Registry
   readonly auth: Authenticator
   readonly origins: readonly string[]
+  /** The origin browsers load this gateway's page from (server.ts). */
+  readonly publicOrigin?: string
   readonly allowMissingOrigin: boolean
   readonly limits: GatewayLimits
   readonly host: string
@@ -57,6 +59,7 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
     replicas,
     auth: options.auth,
     origins: options.origins,
+    ...(options.publicOrigin ? { publicOrigin: options.publicOrigin } : {}),
     allowMissingOrigin: options.allowMissingOrigin,
     limits: options.limits,
     log,

@@ -67,6 +67,8 @@ async function serve(): Promise<void> {
         ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
       }),
       origins: config.origins,
+      // As a browser writes it: lower case, no default port.
+      ...(config.publicOrigin ? { publicOrigin: new URL(config.publicOrigin).origin } : {}),
       allowMissingOrigin: config.allowMissingOrigin,
       limits: limitsOf(config),
       host: config.host,

@@ -3,6 +3,9 @@
 import { defineOptions, type OptionsValue } from '../nodes/fabric/config.ts'
 import { DEFAULT_GATEWAY_LIMITS as D, type GatewayLimits } from './limits.ts'
 
+/** A web origin: scheme, host and perhaps a port; no path. */
+const ORIGIN_PATTERN = /https?:\/\/(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?/
+
 /** An integer limit: env `GATEWAY_<NAME>`, flag `--<name>`, default from DEFAULT_GATEWAY_LIMITS. */
 const limit = (name: string, value: number, doc: string, min: number, max: number) =>
   ({
@@ -65,7 +68,14 @@ export const options = defineOptions({
     default: [],
     env: 'GATEWAY_ORIGINS',
     flag: '--origins',
-    doc: 'origins allowed to open sockets, e.g. https://bet.example (the gateway’s own page is added; * allows any)',
+    doc: 'origins of other sites’ pages allowed to open sockets, e.g. https://bet.example (* allows any)',
+  },
+  publicOrigin: {
+    type: 'string',
+    pattern: ORIGIN_PATTERN,
+    env: 'GATEWAY_PUBLIC_ORIGIN',
+    flag: '--public-origin',
+    doc: 'the origin browsers load the gateway’s own page from, e.g. https://bet.example or http://127.0.0.1:8080: its sockets are allowed (unset: only --origins are)',
   },
   allowMissingOrigin: {
     type: 'boolean',

@@ -40,7 +40,10 @@ export interface GatewayOptions {
   readonly nc: NatsConnection
   readonly replicas: ReplicaSync
   readonly auth: Authenticator
+  /** Origins of other sites' pages allowed to open sockets (`*`: any). */
   readonly origins: readonly string[]
+  /** The origin browsers load the gateway's own page from (`https://bet.example`), if it serves one. */
+  readonly publicOrigin?: string
   readonly allowMissingOrigin: boolean
   readonly limits: GatewayLimits
   readonly log: Logger
@@ -77,9 +80,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const sender = createSender(sendContext)
 
   const app = await createApp(limits, log)
-  const { auth, origins, allowMissingOrigin } = options
+  const { auth, origins, allowMissingOrigin, publicOrigin } = options
   await app.register(socketEndpoint, {
-    admission: { auth, origins, allowMissingOrigin, limits, sessions, upgrades, now },
+    admission: { auth, origins, publicOrigin, allowMissingOrigin, limits, sessions, upgrades, now },
     limits,
     metrics,
     now,

@@ -21,7 +21,7 @@ import { ensureFabric } from '../nodes/fabric/streams.ts'
 import { DEPOSIT_SUBJECT } from '../protocol/subjects.ts'
 import { startBettors } from './bettors.ts'
 import { parseCommandLine } from './command-line.ts'
-import { startNatsCluster } from './nats-cluster.ts'
+import { freePorts, startNatsCluster } from './nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from './node-process.ts'
 
 const REGION = 'eu'
@@ -132,6 +132,8 @@ async function main(): Promise<void> {
   const nc = await cluster.connect()
   // Create the streams once here, so five processes starting at once do not all race to.
   await ensureFabric(nc, REGION)
+  // The page's origin names the gateway's port, so a free one is found here, not by the gateway.
+  const [port = options.port] = options.port === 0 ? await freePorts(1) : []
   const nodes = new Map<string, ChildProcess>([
     [
       'trader-1',
@@ -161,7 +163,10 @@ async function main(): Promise<void> {
       'gateway-1',
       spawnNode(dir, 'gateway-1', 'gateway/main.ts', {
         FABRIC_NATS_SERVERS: servers,
-        GATEWAY_PORT: String(options.port),
+        GATEWAY_PORT: String(port),
+        // The page's origin, by both names of this machine: the sockets it opens are allowed.
+        GATEWAY_PUBLIC_ORIGIN: `http://127.0.0.1:${port}`,
+        GATEWAY_ORIGINS: `http://localhost:${port}`,
         // A fresh secret per run: the demo login signs tokens with it, nothing else knows it.
         GATEWAY_JWT_SECRET: randomBytes(32).toString('hex'),
         GATEWAY_DEMO_LOGIN: 'true',

@@ -1,7 +1,8 @@
 // Proves what an upgrade must carry to be admitted, with real sockets against a real gateway on a
 // real cluster. A token signed with the right key but whose claims are not of their types (a
 // numeric `sub` once passed the check and then broke the hello frame: 1006) is refused with the
-// documented 4001.
+// documented 4001. And the gateway's own origin is the one its configuration names: it once took
+// it from the Host header, which a page on another site could forge to match its own Origin.
 
 import { createHmac } from 'node:crypto'
 import t from 'tap'
@@ -40,4 +41,50 @@ t.test('a signed token is admitted only if every claim has its type', async (t) 
     t.same(client.frames, [], 'and no frame before the close')
   }
   t.equal(stack.gateway.gateway.connections(), 0)
+})
+
+t.test('the gateway’s own origin is the configured one, whatever the Host header says', async (t) => {
+  const stack = await startGatewayStack({ origins: ['https://bet.example'] })
+  t.teardown(() => stack.close())
+  const token = await stack.token('alice')
+  t.equal(stack.publicOrigin, stack.gateway.url, 'the stack serves its page from its public origin')
+  const forged = await openClient(stack.wsUrl, {
+    token,
+    origin: 'http://evil.example',
+    headers: { host: 'evil.example' },
+  })
+  t.match(
+    await closeOf(forged),
+    { code: CLOSE.ORIGIN_NOT_ALLOWED },
+    'a foreign Origin with a Host to match (what DNS rebinding gives a page) is still refused',
+  )
+  for (const origin of [stack.publicOrigin, 'https://bet.example']) {
+    const client = await openClient(stack.wsUrl, { token, origin, headers: { host: 'evil.example' } })
+    t.match(
+      await client.next(ofType('hello')),
+      { userId: 'alice' },
+      `${origin} is allowed, whatever Host says`,
+    )
+    await client.close()
+  }
+  const other = await openClient(stack.wsUrl, {
+    token,
+    origin: stack.gateway.url.replace('127.0.0.1', 'localhost'),
+  })
+  t.match(await closeOf(other), { code: CLOSE.ORIGIN_NOT_ALLOWED }, 'another name of the same host is not')
+})
+
+t.test('without a public origin, only the allow-list admits a browser’s socket', async (t) => {
+  const stack = await startGatewayStack({ origins: ['https://bet.example'], publicOrigin: false })
+  t.teardown(() => stack.close())
+  const token = await stack.token('alice')
+  const page = await openClient(stack.wsUrl, { token, origin: stack.gateway.url })
+  t.match(
+    await closeOf(page),
+    { code: CLOSE.ORIGIN_NOT_ALLOWED },
+    'the address it listens on is not an origin',
+  )
+  const listed = await openClient(stack.wsUrl, { token, origin: 'https://bet.example' })
+  t.match(await listed.next(ofType('hello')), { userId: 'alice' })
+  await listed.close()
 })

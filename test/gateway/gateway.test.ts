@@ -222,7 +222,7 @@ t.test('auth and origin are checked on the upgrade, with documented close codes'
   )
   await noOrigin.close()
   const own = await openClient(stack.wsUrl, { token, origin: stack.gateway.url })
-  t.match(await own.next(ofType('hello')), { userId: 'alice' }, 'the gateway’s own page is always allowed')
+  t.match(await own.next(ofType('hello')), { userId: 'alice' }, 'the gateway’s own page (its public origin)')
   await own.close()
   const shortLived = await openClient(stack.wsUrl, { token: await stack.token('alice', 1) })
   await shortLived.next(ofType('hello'))

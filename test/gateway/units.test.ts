@@ -124,7 +124,8 @@ t.test('the origin rule', async (t) => {
     originAllowed('https://bet.example.evil.example', ['https://bet.example'], true, own),
     'exact match only',
   )
-  t.ok(originAllowed(own, [], false, own), 'the page the gateway serves')
+  t.ok(originAllowed(own, [], false, own), 'the public origin of the page the gateway serves')
+  t.notOk(originAllowed(own, [], false, undefined), 'none configured: the allow-list alone decides')
   t.ok(originAllowed('https://anything.example', ['*'], false, own))
   t.ok(originAllowed(undefined, [], true, own), 'no Origin: not a browser, admitted by default')
   t.notOk(originAllowed(undefined, ['*'], false, own), 'unless configured otherwise')

@@ -23,7 +23,7 @@ import { type SettlementNode, startSettlementNode } from '../../nodes/settlement
 import type { ManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { startManualTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
 import { DEPOSIT_SUBJECT } from '../../protocol/subjects.ts'
-import { type NatsCluster, startNatsCluster } from '../../scripts/nats-cluster.ts'
+import { freePorts, type NatsCluster, startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from './wait.ts'
 
 export const SECRET = 'a-test-secret-of-at-least-32-bytes!!'
@@ -40,6 +40,8 @@ export interface GatewayStack {
   readonly gateway: GatewayNode
   /** The gateway's metrics. */
   readonly registry: Registry
+  /** The origin of the gateway's page as its configuration names it, if it does. */
+  readonly publicOrigin: string | undefined
   /** ws://.../v1/ws */
   readonly wsUrl: string
   token(userId: string, ttlSeconds?: number): Promise<string>
@@ -52,6 +54,12 @@ export async function startGatewayStack(
     limits?: Partial<GatewayLimits>
     origins?: string[]
     allowMissingOrigin?: boolean
+    /**
+     * Whether the gateway is configured with the origin it serves its page from (default): a free
+     * port is found first, so that the origin can name it, as `npm start` does. Without it, only
+     * `origins` admit a browser's socket.
+     */
+    publicOrigin?: boolean
     /** The gateway's clock of rate limits and lag checks. */
     now?: () => number
   } = {},
@@ -84,6 +92,8 @@ export async function startGatewayStack(
   })
   trader.feed.emit({ type: 'match-start', home: 'Home', away: 'Away', server: 'home' })
   const registry = new Registry()
+  const [port = 0] = options.publicOrigin === false ? [] : await freePorts(1)
+  const publicOrigin = port === 0 ? undefined : `http://127.0.0.1:${port}`
   const gateway = await startGatewayNode({
     nc: await cluster.connect(),
     region: 'eu',
@@ -95,8 +105,9 @@ export async function startGatewayStack(
     origins: options.origins ?? ['https://bet.example'],
     allowMissingOrigin: options.allowMissingOrigin ?? true,
     limits: { ...DEFAULT_GATEWAY_LIMITS, ...options.limits },
+    ...(publicOrigin ? { publicOrigin } : {}),
     host: '127.0.0.1',
-    port: 0,
+    port,
     demoLogin: { secret: SECRET, ttlSeconds: 600 },
     ...(options.now ? { now: options.now } : {}),
   })
@@ -111,6 +122,7 @@ export async function startGatewayStack(
     settlement,
     gateway,
     registry,
+    publicOrigin,
     wsUrl: `${gateway.url.replace('http', 'ws')}${WS_PATH}`,
     token: (userId, ttlSeconds = 600) => signToken(SECRET, userId, ttlSeconds),
     async deposit(userId, amountCents) {
