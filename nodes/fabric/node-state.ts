@@ -3,13 +3,16 @@
  * on the ops port): its ledger fold (balances, every bet, settlements applied per bet, the money
  * flows) and, per game, its replica's state hash and its own verdict on every bet it knows, judged
  * on its own replica. Nodes that never saw the same ledger and replicas cannot give the same
- * answer, so equal answers are evidence of agreement, not of a shared source.
+ * answer, so equal answers are evidence of agreement, not of a shared source. Per ledger shard it
+ * also gives the most each user and each market held open at once over the whole ledger, for the
+ * chaos runs that check the limits held while bets were open, not only at the end.
  *
  * Every per-bet record is keyed by the bet's key (`betKeyOf(userId, betId)`, protocol/ids.ts), as
  * the fold keys it: two users' bets of one id are two bets here too.
  */
 
 import { fenceOf, judge, writerOf, writersOf } from '../../crdt/index.ts'
+import { type BetState, liabilityCents, marketKeyOf } from '../../ledger/index.ts'
 import { betKeyOf, entryKeyParts, SETTLEMENT_ID_PREFIX } from '../../protocol/ids.ts'
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
@@ -44,6 +47,20 @@ export interface LedgerState {
     readonly stakesCents: number
     readonly payoutsCents: number
   }
+  /** Per ledger shard (by its index), the most its fold ever held open at once. */
+  readonly peaks: Record<string, ExposurePeaks>
+}
+
+/**
+ * The most one shard's fold held open at once, replayed from its bets in ledger order (a bet is
+ * open from its placement's sequence until its settlement's): what the API nodes' limits bound,
+ * though the fold at the end, its bets settled, shows none of it.
+ */
+export interface ExposurePeaks {
+  /** Per user: the open stakes. */
+  readonly openStakesCents: Record<string, number>
+  /** Per market (`marketKeyOf(gameId, marketId)`): the liability at the bets' offered odds. */
+  readonly marketLiabilityCents: Record<string, number>
 }
 
 export interface ReplicaState {
@@ -120,14 +137,17 @@ export function describeNode(
     bets: Record<string, LedgerState['bets'][string]>
     settlementsPerBet: Record<string, number>
     totals: { depositsCents: number; withdrawalsCents: number; stakesCents: number; payoutsCents: number }
+    peaks: Record<string, ExposurePeaks>
   } = {
     balances: {},
     bets: {},
     settlementsPerBet: {},
     totals: { depositsCents: 0, withdrawalsCents: 0, stakesCents: 0, payoutsCents: 0 },
+    peaks: {},
   }
   for (let shard = 0; shard < ledger.shards; shard++) {
     const snapshot = ledger.fold(shard).toJSON()
+    state.peaks[String(shard)] = exposurePeaks(snapshot.bets)
     for (const { userId, balanceCents } of snapshot.balances) state.balances[userId] = balanceCents
     for (const key of Object.keys(state.totals) as (keyof typeof state.totals)[])
       state.totals[key] += snapshot.flows[key]
@@ -167,4 +187,38 @@ export function describeNode(
     }
   }
   return { droppedUpdates, streams, ledger: state, replicas: replicaStates }
+}
+
+/**
+ * Replay a shard's bets in ledger order, each open from its placement to its settlement, and keep
+ * the most each user and each market held open at once. A refused bet was never open. Pure.
+ */
+export function exposurePeaks(bets: readonly BetState[]): ExposurePeaks {
+  // One message may settle several bets at one sequence: at any sequence the settlements are taken
+  // first, so a peak is never overstated.
+  const moves: { seq: number; bet: BetState; sign: 1 | -1 }[] = []
+  for (const bet of bets) {
+    if (bet.status === 'rejected') continue
+    moves.push({ seq: bet.placedSeq, bet, sign: 1 })
+    if (bet.status === 'settled') moves.push({ seq: bet.settledSeq, bet, sign: -1 })
+  }
+  moves.sort((a, b) => a.seq - b.seq || a.sign - b.sign)
+  const openStakes = new Map<string, number>()
+  const liability = new Map<string, number>()
+  const stakePeaks = new Map<string, number>()
+  const liabilityPeaks = new Map<string, number>()
+  const move = (now: Map<string, number>, peaks: Map<string, number>, key: string, cents: number) => {
+    const next = (now.get(key) ?? 0) + cents
+    now.set(key, next)
+    if (next > (peaks.get(key) ?? 0)) peaks.set(key, next)
+  }
+  for (const { bet, sign } of moves) {
+    move(openStakes, stakePeaks, bet.userId, sign * bet.stakeCents)
+    move(liability, liabilityPeaks, marketKeyOf(bet.gameId, bet.marketId), sign * liabilityCents(bet))
+  }
+  // fromEntries defines own properties: a user id such as `__proto__` stays a plain key.
+  return {
+    openStakesCents: Object.fromEntries(stakePeaks),
+    marketLiabilityCents: Object.fromEntries(liabilityPeaks),
+  }
 }
