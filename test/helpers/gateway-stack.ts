@@ -19,6 +19,7 @@ import { type GatewayNode, startGatewayNode } from '../../gateway/gateway-node.t
 import { isServerFrame, type ServerFrame, WS_PATH } from '../../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS, type GatewayLimits } from '../../gateway/server.ts'
 import { type ApiNode, startApiNode } from '../../nodes/api/api-node.ts'
+import type { BetLimits } from '../../nodes/api/bet-limits.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import type { ManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { startManualTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
@@ -62,6 +63,8 @@ export async function startGatewayStack(
     publicOrigin?: boolean
     /** The gateway's clock of rate limits and lag checks. */
     now?: () => number
+    /** The API node's bet limits, over its defaults. */
+    apiLimits?: Partial<BetLimits>
   } = {},
 ): Promise<GatewayStack> {
   const cluster = await startNatsCluster()
@@ -80,6 +83,7 @@ export async function startGatewayStack(
     backend: yjsBackend,
     shards: 4,
     log,
+    ...(options.apiLimits ? { limits: options.apiLimits } : {}),
   })
   const settlement = await startSettlementNode({
     nc: await cluster.connect(),
