@@ -5,11 +5,12 @@
  */
 
 import cluster from 'node:cluster'
-import { loadConfigOrExit } from '../nodes/fabric/config.ts'
+import { ConfigError, loadConfigOrExit } from '../nodes/fabric/config.ts'
 import { caughtUpReadiness, commonOptions, divergenceOf, runNode } from '../nodes/fabric/node-main.ts'
 import { describeNode } from '../nodes/fabric/node-state.ts'
 import { createLogger } from '../nodes/fabric/ops-server.ts'
 import { createAuthenticator } from './auth.ts'
+import { gatewayConfigProblems, isLoopbackHost, isPlaceholderSecret } from './config-checks.ts'
 import { startGatewayNode } from './gateway-node.ts'
 import { limitsOf, options } from './options.ts'
 
@@ -76,6 +77,8 @@ async function serve(): Promise<void> {
       ...(config.demoLogin && secret ? { demoLogin: { secret, ttlSeconds: config.demoTokenTtlS } } : {}),
     })
     if (config.demoLogin && !secret) log.warn('demo login needs an HS256 secret; it is off')
+    if (secret && isPlaceholderSecret(secret) && isLoopbackHost(config.host))
+      log.warn('the HS256 secret is a published placeholder: fine on loopback, refused on any other host')
     return {
       readiness: () => caughtUpReadiness(node),
       close: () => node.close(),
@@ -85,8 +88,13 @@ async function serve(): Promise<void> {
   })
 }
 
+/** The configuration, or the end of the process (exit code 1) with every problem, options together too. */
 function loadGatewayConfig() {
-  return loadConfigOrExit({ ...commonOptions, ...options }, 'gateway')
+  const config = loadConfigOrExit({ ...commonOptions, ...options }, 'gateway')
+  const problems = gatewayConfigProblems(config)
+  if (problems.length === 0) return config
+  process.stderr.write(`gateway: ${new ConfigError(problems).message}\n`)
+  process.exit(1)
 }
 
 if (cluster.isWorker) {

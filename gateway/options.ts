@@ -40,7 +40,7 @@ export const options = defineOptions({
     default: '',
     env: 'GATEWAY_JWT_SECRET',
     flag: '--jwt-secret',
-    doc: 'HS256 secret of client tokens, at least 32 bytes (set this or --jwks-url)',
+    doc: 'HS256 secret of client tokens, at least 32 bytes (set this or --jwks-url); a published placeholder is refused unless --host is loopback',
   },
   jwksUrl: {
     type: 'string',
