@@ -8,14 +8,17 @@
 /** Monotonic microseconds, comparable across this process's calls. */
 export const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
-/** Call `send` `rate * seconds` times at `rate` per second; resolves after the last send. */
+/**
+ * Call `send` `rate * seconds` times at `rate` per second; resolves after the last send. Give
+ * `startUs` (from nowUs) to line the schedule up with another loop's or with measurement windows.
+ */
 export async function openLoop(
   rate: number,
   seconds: number,
   send: (scheduledUs: number, i: number) => void,
+  startUs = nowUs(),
 ): Promise<void> {
-  const total = rate * seconds
-  const startUs = nowUs()
+  const total = Math.round(rate * seconds)
   const intervalUs = 1_000_000 / rate
   let i = 0
   while (i < total) {
