@@ -1,78 +1,116 @@
 /**
- * Bet placement benchmark on a real 3-server cluster: two API node processes, a settlement node
- * process and an in-process trader keeping a market open. An open-loop load (sends on a fixed
- * schedule whatever the replies, so a slow reply cannot hide the queue behind it) places bets at
- * several rates; HDR histograms give p50/p99/p99.9 of the provisional verdict (reply) and of the
- * final verdict (status event), both measured from the scheduled send time. Then 10,000 bets on
- * one market are settled and timed from the result. Baseline in the same run: raw JetStream R3
- * publish latency at the same rates, and async publish throughput.
+ * Bet placement benchmark on a real 3-server cluster: API node processes (two unless told), a
+ * settlement node process and an in-process trader keeping a market open. An open-loop load (sends
+ * on a fixed schedule whatever the replies, so a slow reply cannot hide the queue behind it) places
+ * bets at several rates. Each rate warms up unmeasured, then runs several measured windows back to
+ * back; per window, HDR histograms of successful answers give the provisional verdict (reply) and
+ * the final verdict (first `final` status on the user's status subject), both from the scheduled
+ * send, while refusals and failed requests are counted by code. At every window boundary the
+ * ledger stream's message count and every process's CPU time are read.
  *
- *   npm run bench:bets                         # rates 500,1000,2000,3000,5000 for 5 s each
- *   npm run bench:bets -- --rates 1000,2000 --seconds 10 --settle-bets 10000
+ * Baseline in the same run: raw JetStream R3 publishes on a stream of their own at a low fixed
+ * rate, each awaiting its ack, on the idle stack before the sweep and alongside the bet load at
+ * every rate; and async publish throughput. Then 10,000 bets on one market are settled and timed
+ * from the result.
+ *
+ *   npm run bench:bets                          # rates 500..5000, 5 s warm-up + 3 windows of 20 s each
+ *   npm run bench:bets -- --rates 1000,2000 --window-s 30 --windows 5 --api-nodes 3 --json out.json
  */
 
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import { jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
-import * as hdr from 'hdr-histogram-js'
 import pino from 'pino'
 import { yjsBackend } from '../crdt/index.ts'
-import { joinLedger } from '../nodes/fabric/regions.ts'
 import { ensureFabric } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
-import type { PlaceBetReply } from '../protocol/bets.ts'
-import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { DEPOSIT_SUBJECT, names } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
-import { startNatsCluster } from '../scripts/nats-cluster.ts'
+import { type NatsCluster, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
-import { nowUs, openLoop } from './open-loop.ts'
+import { placeBets } from './bet-load.ts'
+import {
+  type BoundarySample,
+  type CpuKind,
+  errorCount,
+  printTables,
+  type RateResult,
+  type RawSummary,
+  summarizeRate,
+  summarizeRaw,
+  writeJson,
+} from './bets-report.ts'
+import { nowUs } from './open-loop.ts'
+import { CLOCK_TICKS_PER_SECOND, type ProcessKinds, sampleCpu } from './process-cpu.ts'
+import { addRawStream, rawThroughput, runRawProbe } from './raw-probe.ts'
+import { settlementTime } from './settlement-time.ts'
+import { atBoundaries, percentileMs, planSeconds, type WindowPlan } from './windows.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
 const USERS = 500
 const STAKE_CENTS = 100
-const LATENCY_MS_MAX = 120_000
 const P99_GOAL_MS = 50
+/** The loads start this long after they are planned, so all of them share one schedule. */
+const PLAN_LEAD_MS = 200
+/** Beyond the planned windows: starting the stack, draining replies and finals, settling. */
+const SETUP_BUDGET_S = 180
+const DRAIN_BUDGET_S = 30
+const SETTLE_BUDGET_S = 180
 
 const USAGE =
-  '--rates n,n,... (1..50000) --seconds s (1..600) --settle-bets n (0..100000) [--cpu-prof-dir DIR]'
+  '[--rates n,n,... (1..50000)] [--window-s s (1..600, default 20)] [--windows n (1..20, default 3)] ' +
+  '[--warmup-s s (0..120, default 5)] [--raw-rate n (1..5000, default 100)] [--api-nodes n (1..8, default 2)] ' +
+  '[--settle-bets n (0..100000)] [--json FILE] [--cpu-prof-dir DIR]'
 const values = parseCommandLine(
   {
     rates: { type: 'string', default: '500,1000,2000,3000,5000' },
-    seconds: { type: 'string', default: '5' },
+    /** Length of one measured window. */
+    'window-s': { type: 'string', default: '20' },
+    /** Measured windows per rate, back to back; the p99 spread is over these. */
+    windows: { type: 'string', default: '3' },
+    /** Unmeasured load before a rate's first window. */
+    'warmup-s': { type: 'string', default: '5' },
+    /** Rate of the raw R3 publisher beside the load, and alone on the idle stack. */
+    'raw-rate': { type: 'string', default: '100' },
+    'api-nodes': { type: 'string', default: '2' },
     'settle-bets': { type: 'string', default: '10000' },
+    /** Write the figures per rate as JSON here. */
+    json: { type: 'string' },
     /** Write V8 CPU profiles of the node processes here, to see where a bet's time goes. */
     'cpu-prof-dir': { type: 'string' },
   },
   USAGE,
 )
 const RATES = values.rates.split(',').map(Number)
-const SECONDS = Number(values.seconds)
+const WINDOW_S = Number(values['window-s'])
+const WINDOWS = Number(values.windows)
+const WARMUP_S = Number(values['warmup-s'])
+const RAW_RATE = Number(values['raw-rate'])
+const API_NODES = Number(values['api-nodes'])
 const SETTLE_BETS = Number(values['settle-bets'])
+const inRange = (value: number, min: number, max: number) =>
+  Number.isSafeInteger(value) && value >= min && value <= max
 if (
-  !RATES.every((r) => Number.isSafeInteger(r) && r > 0 && r <= 50_000) ||
-  !(SECONDS > 0 && SECONDS <= 600) ||
-  !(SETTLE_BETS >= 0 && SETTLE_BETS <= 100_000)
+  !RATES.every((rate) => inRange(rate, 1, 50_000)) ||
+  !inRange(WINDOW_S, 1, 600) ||
+  !inRange(WINDOWS, 1, 20) ||
+  !inRange(WARMUP_S, 0, 120) ||
+  !inRange(RAW_RATE, 1, 5_000) ||
+  !inRange(API_NODES, 1, 8) ||
+  !inRange(SETTLE_BETS, 0, 100_000)
 ) {
   usageError('an option is out of range', USAGE)
 }
+const PLAN = { warmupS: WARMUP_S, windowS: WINDOW_S, windows: WINDOWS }
+const planFromNow = (): WindowPlan => ({ ...PLAN, startUs: nowUs() + PLAN_LEAD_MS * 1000 })
 
-const histogram = () =>
-  hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: LATENCY_MS_MAX * 1000,
-    numberOfSignificantValueDigits: 3,
-  })
-type Histogram = ReturnType<typeof histogram>
-const ms = (h: Histogram, p: number) =>
-  h.totalCount === 0 ? '-' : (h.getValueAtPercentile(p) / 1000).toFixed(1)
-
-function spawnNode(dir: string, name: string, main: string, env: Record<string, string>): ChildProcess {
+function spawnNode(dir: string, name: string, main: string, servers: string): ChildProcess {
   const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
   const child = spawnNodeProcess({
     main,
@@ -81,7 +119,7 @@ function spawnNode(dir: string, name: string, main: string, env: Record<string, 
     shards: SHARDS,
     nodeArgs: profile,
     env: {
-      ...env,
+      FABRIC_NATS_SERVERS: servers,
       LOG_LEVEL: 'warn',
       API_USER_OPEN_STAKE_CENTS_MAX: '100000000',
       API_MARKET_LIABILITY_CENTS_MAX: '1000000000000',
@@ -93,96 +131,74 @@ function spawnNode(dir: string, name: string, main: string, env: Record<string, 
   return child
 }
 
-async function rawBaseline(nc: NatsConnection, rate: number): Promise<Histogram> {
-  const js = jetstream(nc)
-  const h = histogram()
-  const pending: Promise<unknown>[] = []
-  await openLoop(rate, SECONDS, (scheduledUs, i) => {
-    pending.push(
-      js
-        .publish('baseline.x', JSON.stringify({ i, pad: 'x'.repeat(200) }))
-        .then(() => h.recordValue(nowUs() - scheduledUs)),
-    )
-  })
-  await Promise.all(pending)
-  return h
+interface Stack {
+  readonly cluster: NatsCluster
+  /** The load generator's connection. */
+  readonly nc: NatsConnection
+  /** The raw publisher's own connection. */
+  readonly rawNc: NatsConnection
+  readonly feed: ManualFeed
+  readonly kinds: ProcessKinds<CpuKind>
+  /** The ledger stream's message count, and every process's CPU time. */
+  sample(): Promise<BoundarySample>
+  close(): Promise<void>
 }
 
-async function rawThroughput(nc: NatsConnection): Promise<number> {
-  const js = jetstream(nc)
-  const count = 20_000
-  const window = 500
-  const start = performance.now()
-  for (let sent = 0; sent < count; sent += window) {
-    await Promise.all(
-      Array.from({ length: window }, (_, i) =>
-        js.publish('baseline.x', JSON.stringify({ i: sent + i, pad: 'x'.repeat(200) })),
-      ),
-    )
-  }
-  return count / ((performance.now() - start) / 1000)
-}
-
-async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-bets-'))
+async function startStack(dir: string): Promise<Stack> {
   const cluster = await startNatsCluster()
-  const children: ChildProcess[] = []
+  const apis: ChildProcess[] = []
+  let settlement: ChildProcess | undefined
   try {
-    const nc = await cluster.connect()
-    await ensureFabric(nc, REGION)
-    const jsm = await jetstreamManager(nc)
-    await jsm.streams.add({
-      name: 'BASELINE',
-      subjects: ['baseline.>'],
-      num_replicas: 3,
-      storage: StorageType.File,
-      max_bytes: 256 * 1024 ** 2,
-    })
+    // As on the nodes' own connections (nodes/fabric/node-main.ts): no Error built per request.
+    const connect = (name: string) => cluster.connect({ name, noAsyncTraces: true })
+    const nc = await connect('bench-generator')
+    const rawNc = await connect('bench-raw')
+    const adminNc = await connect('bench-admin')
+    await ensureFabric(adminNc, REGION)
+    await addRawStream(adminNc)
     const servers = cluster.servers.join(',')
-    for (const name of ['api-1', 'api-2'])
-      children.push(spawnNode(dir, name, 'nodes/api/main.ts', { FABRIC_NATS_SERVERS: servers }))
-    children.push(spawnNode(dir, 'settle-1', 'nodes/settlement/main.ts', { FABRIC_NATS_SERVERS: servers }))
+    for (let i = 1; i <= API_NODES; i++) apis.push(spawnNode(dir, `api-${i}`, 'nodes/api/main.ts', servers))
+    settlement = spawnNode(dir, 'settle-1', 'nodes/settlement/main.ts', servers)
     const trader = await startManualTraderNode({
-      nc: await cluster.connect(),
+      nc: await connect('bench-trader'),
       region: REGION,
       backend: yjsBackend,
       log: pino({ level: 'warn' }),
       snapshotIntervalMs: 0,
       limits: { staleFeedMs: 3_600_000 },
     })
-    const feed = trader.feed
-    feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
-    await credit(nc)
-    console.log(
-      `bet placement, open loop, ${SECONDS} s per rate, 2 API nodes, ${USERS} users, heartbeat 20 ms`,
-    )
-    console.log(
-      'rate/s | provisional p50 / p99 / p99.9 ms | final p50 / p99 / p99.9 ms | errors | raw R3 publish p50 / p99 / p99.9 ms',
-    )
-    let point = 0
-    let bestRate = 0
-    for (const rate of RATES) {
-      point++
-      feed.emit({ type: 'point-start', point, server: 'home' })
-      const r = await placeAtRate(nc, rate, point)
-      const raw = await rawBaseline(nc, rate)
-      if (r.provisional.getValueAtPercentile(99) / 1000 <= P99_GOAL_MS && r.errors === 0) bestRate = rate
-      console.log(
-        `${String(rate).padStart(6)} | ${ms(r.provisional, 50)} / ${ms(r.provisional, 99)} / ${ms(r.provisional, 99.9)} | ${ms(r.final, 50)} / ${ms(r.final, 99)} / ${ms(r.final, 99.9)} | ${r.errors} | ${ms(raw, 50)} / ${ms(raw, 99)} / ${ms(raw, 99.9)}`,
-      )
+    trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+    const jsm = await jetstreamManager(adminNc)
+    const ledgerStream = names.ledgerStream(REGION)
+    const kinds: ProcessKinds<CpuKind> = {
+      nats: () => cluster.processes.map((server) => server.pid),
+      api: () => apis.map((child) => child.pid),
+      settlement: () => [settlement?.pid],
+      // The trader and the raw publisher share this process with the load generator.
+      generator: () => [process.pid],
     }
-    console.log(
-      `highest rate tried with provisional p99 <= ${P99_GOAL_MS} ms and no errors: ${bestRate || 'none'} bets/s`,
-    )
-    console.log(
-      `raw JetStream R3 async publish throughput (window 500): ${Math.round(await rawThroughput(nc))} msgs/s`,
-    )
-    if (SETTLE_BETS > 0) await settlementTime(nc, feed, point + 1)
-    await trader.close()
-  } finally {
-    await stopProcesses(children)
+    const children = [...apis, settlement]
+    return {
+      cluster,
+      nc,
+      rawNc,
+      feed: trader.feed,
+      kinds,
+      async sample() {
+        const cpu = sampleCpu(kinds)
+        const ledgerMessages = (await jsm.streams.info(ledgerStream)).state.messages
+        return { cpu, ledgerMessages }
+      },
+      async close() {
+        await trader.close()
+        await stopProcesses(children)
+        await cluster.close()
+      },
+    }
+  } catch (error) {
+    await stopProcesses(settlement ? [...apis, settlement] : apis)
     await cluster.close()
-    rmSync(dir, { recursive: true, force: true })
+    throw error
   }
 }
 
@@ -207,97 +223,111 @@ async function credit(nc: NatsConnection): Promise<void> {
   }
 }
 
-async function placeAtRate(nc: NatsConnection, rate: number, point: number) {
-  const provisional = histogram()
-  const final = histogram()
-  const scheduled = new Map<string, number>()
-  let errors = 0
-  const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
-    callback: (_e, m) => {
-      const status = m.json<{ betId: string; status: string }>()
-      const at = scheduled.get(status.betId)
-      if (status.status !== 'final' || at === undefined) return
-      // API and settlement nodes both announce final verdicts: the first one counts.
-      scheduled.delete(status.betId)
-      final.recordValue(nowUs() - at)
-    },
-  })
-  const marketId = marketIds(point).winner
-  const pending: Promise<void>[] = []
-  await openLoop(rate, SECONDS, (scheduledUs, i) => {
-    const betId = `bench-${point}-${i}-${rate}`
-    scheduled.set(betId, scheduledUs)
-    const request = {
-      betId,
-      userId: `user-${i % USERS}`,
-      gameId: 'match-1',
-      marketId,
-      selectionId: 'home',
-      stakeCents: STAKE_CENTS,
-      odds: 1_001,
-      policy: 'any',
-    }
-    pending.push(
-      nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 }).then(
-        (reply) => {
-          provisional.recordValue(nowUs() - scheduledUs)
-          if (!reply.json<PlaceBetReply>().ok) errors++
-        },
-        () => {
-          errors++
-        },
-      ),
-    )
-  })
-  await Promise.all(pending)
-  const deadline = Date.now() + 10_000
-  while (final.totalCount < provisional.totalCount - errors && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  statuses.unsubscribe()
-  return { provisional, final, errors }
+const progress = (label: string) => (index: number) =>
+  console.log(`  ${label}: window ${index + 1}/${WINDOWS} done`)
+
+/** The raw publisher alone on the idle stack (the trader heartbeating, no bets). */
+async function rawIdle(stack: Stack): Promise<RawSummary> {
+  const plan = planFromNow()
+  console.log(`raw R3 publish at ${RAW_RATE}/s on the idle stack: ${planSeconds(plan)} s`)
+  const [raw] = await Promise.all([
+    runRawProbe(stack.rawNc, RAW_RATE, plan),
+    atBoundaries(plan, async () => undefined, progress('idle')),
+  ])
+  return summarizeRaw(raw)
 }
 
-async function settlementTime(nc: NatsConnection, feed: ManualFeed, point: number): Promise<void> {
-  feed.emit({ type: 'point-start', point, server: 'home' })
-  const marketId = marketIds(point).winner
-  const window = 200
-  for (let sent = 0; sent < SETTLE_BETS; sent += window) {
-    await Promise.all(
-      Array.from({ length: Math.min(window, SETTLE_BETS - sent) }, (_, k) => {
-        const i = sent + k
-        const request = {
-          betId: `settle-${point}-${i}`,
-          userId: `user-${i % USERS}`,
-          gameId: 'match-1',
-          marketId,
-          selectionId: i % 2 ? 'home' : 'away',
-          stakeCents: STAKE_CENTS,
-          odds: 1_001,
-          policy: 'any',
-        }
-        return nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 })
-      }),
-    )
-  }
-  const ledger = await joinLedger({ nc, region: REGION, shards: SHARDS, log: pino({ level: 'warn' }) })
-  const prefix = `settle-${point}-`
-  let settled = 0
-  ledger.onEntry((_shard, _seq, result, entry) => {
-    if (entry?.type === 'settlement' && entry.betId.startsWith(prefix) && result.status === 'applied')
-      settled++
-  })
-  while (!ledger.caughtUp()) await new Promise((resolve) => setTimeout(resolve, 20))
-  feed.emit({ type: 'serve', point, second: false })
-  const resultAt = performance.now()
-  feed.emit({ type: 'point-end', point, winner: 'home', ace: false })
-  const deadline = Date.now() + 120_000
-  while (settled < SETTLE_BETS && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  const elapsedMs = performance.now() - resultAt
+async function measureRate(stack: Stack, rate: number, point: number): Promise<RateResult> {
+  stack.feed.emit({ type: 'point-start', point, server: 'home' })
+  const plan = planFromNow()
+  console.log(`${rate} bets/s: ${WARMUP_S} s warm-up, then ${WINDOWS} windows of ${WINDOW_S} s`)
+  const [bets, raw, samples] = await Promise.all([
+    placeBets(stack.nc, {
+      rate,
+      plan,
+      marketId: marketIds(point).winner,
+      users: USERS,
+      stakeCents: STAKE_CENTS,
+      tag: `${point}-${rate}`,
+    }),
+    runRawProbe(stack.rawNc, RAW_RATE, plan),
+    atBoundaries(plan, () => stack.sample(), progress(`${rate} bets/s`)),
+  ])
+  const result = summarizeRate(rate, WINDOW_S, bets, raw, samples)
   console.log(
-    `settlement: ${settled} of ${SETTLE_BETS} bets on one market settled ${(elapsedMs / 1000).toFixed(2)} s after the result (goal <= 1 s)`,
+    `  ${rate} bets/s: served ${Math.round(result.served)}/s, provisional p99 ${percentileMs(result.provisional, 99)?.toFixed(1) ?? '-'} ms, errors ${errorCount(result)}`,
   )
-  await ledger.close()
+  return result
+}
+
+/** The run's time limit: every planned window, and generous room for everything else. */
+function plannedSeconds(): number {
+  const perLoad = planSeconds(PLAN) + DRAIN_BUDGET_S
+  return SETUP_BUDGET_S + perLoad * (RATES.length + 1) + (SETTLE_BETS > 0 ? SETTLE_BUDGET_S : 0)
+}
+
+async function main(): Promise<void> {
+  const limitS = plannedSeconds()
+  setTimeout(() => {
+    console.error(`bench:bets: still running after its limit of ${limitS} s; giving up`)
+    process.exit(2)
+  }, limitS * 1000).unref()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-bets-'))
+  const stack = await startStack(dir)
+  try {
+    await credit(stack.nc)
+    console.log(
+      `bet placement, open loop, ${API_NODES} API nodes, ${USERS} users, heartbeat 20 ms; per rate ${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows; raw R3 publisher at ${RAW_RATE}/s; about ${Math.round(((RATES.length + 1) * planSeconds(PLAN)) / 60)} min, limit ${limitS} s`,
+    )
+    console.log(
+      `CPU from /proc/<pid>/stat (clock tick 1/${CLOCK_TICKS_PER_SECOND} s); API and settlement nodes are child processes; "generator" is this process: load generator, raw publisher and trader`,
+    )
+    const idle = await rawIdle(stack)
+    const results: RateResult[] = []
+    let point = 0
+    for (const rate of RATES) results.push(await measureRate(stack, rate, ++point))
+    printTables(results, idle)
+    const best = results.filter(
+      (r) => errorCount(r) === 0 && (percentileMs(r.provisional, 99) ?? Infinity) <= P99_GOAL_MS,
+    )
+    console.log(
+      `highest rate tried with provisional p99 <= ${P99_GOAL_MS} ms and no errors: ${best.at(-1)?.offered ?? 'none'} bets/s`,
+    )
+    console.log(
+      `raw JetStream R3 async publish throughput on the idle stack (500 in flight): ${Math.round(await rawThroughput(stack.rawNc))} msgs/s`,
+    )
+    if (values.json) {
+      writeJson(values.json, methodOf(), results, idle)
+      console.log(`wrote ${values.json}`)
+    }
+    if (SETTLE_BETS > 0)
+      await settlementTime(stack.nc, stack.feed, {
+        point: point + 1,
+        bets: SETTLE_BETS,
+        users: USERS,
+        region: REGION,
+        shards: SHARDS,
+        stakeCents: STAKE_CENTS,
+      })
+  } finally {
+    await stack.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function methodOf(): Record<string, unknown> {
+  return {
+    apiNodes: API_NODES,
+    settlementNodes: 1,
+    natsServers: 3,
+    users: USERS,
+    warmupS: WARMUP_S,
+    windowS: WINDOW_S,
+    windows: WINDOWS,
+    rawRate: RAW_RATE,
+    units: 'offered and served in bets/s; latencies in ms from the scheduled send, successful answers only',
+    cpu: 'utime+stime from /proc/<pid>/stat, us per served bet over the measured windows; API and settlement nodes run as child processes; generator is the benchmark process, which the load generator, the raw publisher and the trader share',
+  }
 }
 
 await main()
