@@ -64,6 +64,8 @@ export const PLACED_AT_MS_MAX = 8_640_000_000_000_000
 export const LEDGER_SNAPSHOT_VERSION = 2
 /** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
 export const SETTLEMENTS_PER_BATCH_MAX = 256
+/** Bets in one batch message (an API node's group commit); the message size bounds it too. */
+export const BETS_PER_BATCH_MAX = SETTLEMENTS_PER_BATCH_MAX
 
 // stake × odds must be an exact integer for payoutCents to be exact, and a potential payout just
 // below its bound plus one more bet's must be exact too; the limits guarantee both.
@@ -143,6 +145,17 @@ export interface SettlementBatch {
   readonly type: 'settlements'
   readonly id: string
   readonly settlements: readonly SettlementEntry[]
+}
+
+/**
+ * Bets of users of one shard in one message: the bets an API node took while its previous append
+ * to the shard was in flight (group commit). Folded as its bets one after another, each with its
+ * own verdict, all at the message's sequence. The id only names the message (`Nats-Msg-Id`).
+ */
+export interface BetBatch {
+  readonly type: 'bets'
+  readonly id: string
+  readonly bets: readonly BetEntry[]
 }
 
 /** What an entry did the first time the fold saw its id. */

@@ -8,6 +8,7 @@ import { isOdds } from '../crdt/ops.ts'
 import { isUserId } from '../protocol/ids.ts'
 import {
   AMOUNT_CENTS_MAX,
+  BETS_PER_BATCH_MAX,
   type BetEntry,
   type DepositEntry,
   type LedgerEntry,
@@ -131,14 +132,21 @@ export function parseLedgerEntry(value: unknown): LedgerEntry | null {
   }
 }
 
-function parseBatch(raw: Raw): LedgerEntry[] | null {
+/** The kinds of batch message, each holding entries of one type, at most so many. */
+const BATCHES = {
+  settlements: { type: 'settlement', max: SETTLEMENTS_PER_BATCH_MAX, parse: parseSettlement },
+  bets: { type: 'bet', max: BETS_PER_BATCH_MAX, parse: parseBet },
+} as const
+
+function parseBatch(raw: Raw, kind: keyof typeof BATCHES): LedgerEntry[] | null {
+  const { type, max, parse } = BATCHES[kind]
   const id = field(raw, 'id')
-  const settlements = field(raw, 'settlements')
-  if (!isEntryId(id) || !Array.isArray(settlements)) return null
-  if (settlements.length < 1 || settlements.length > SETTLEMENTS_PER_BATCH_MAX) return null
+  const items = field(raw, kind)
+  if (!isEntryId(id) || !Array.isArray(items)) return null
+  if (items.length < 1 || items.length > max) return null
   const parsed: LedgerEntry[] = []
-  for (const item of settlements) {
-    const entry = isRecord(item) && field(item, 'type') === 'settlement' ? parseSettlement(item) : null
+  for (const item of items) {
+    const entry = isRecord(item) && field(item, 'type') === type ? parse(item) : null
     if (entry === null) return null
     parsed.push(entry)
   }
@@ -147,10 +155,11 @@ function parseBatch(raw: Raw): LedgerEntry[] | null {
 
 /**
  * Validate an untrusted stream message and rebuild the entries it holds, in order: one for a single
- * entry, each settlement of a batch; null when any part is invalid (a batch is refused whole).
+ * entry, each entry of a batch; null when any part is invalid (a batch is refused whole).
  */
 export function parseLedgerMessage(value: unknown): LedgerEntry[] | null {
-  if (isRecord(value) && field(value, 'type') === 'settlements') return parseBatch(value)
+  const type = isRecord(value) ? field(value, 'type') : undefined
+  if (type === 'settlements' || type === 'bets') return parseBatch(value as Raw, type)
   const entry = parseLedgerEntry(value)
   return entry === null ? null : [entry]
 }

@@ -194,7 +194,8 @@ function restoreBets(state: State, value: unknown): { stakesCents: number; payou
   let payoutsCents = 0
   for (const item of value) {
     const bet = parseBetState(item, state)
-    if (bet.placedSeq <= previousSeq) return invalid(`bet ${bet.betId} out of order`)
+    // The bets of one batch share their message's sequence.
+    if (bet.placedSeq < previousSeq) return invalid(`bet ${bet.betId} out of order`)
     state.bets.set(betKeyOf(bet.userId, bet.betId), bet)
     previousSeq = bet.placedSeq
     if (bet.status !== 'rejected') stakesCents += bet.stakeCents

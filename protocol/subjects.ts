@@ -70,7 +70,8 @@ export const names = {
   /** Every shard's entries of a region: what its ledger stream holds. */
   allLedgerSubject: (region: string) => `ledger.${region}.*.*`,
   /** Batches of settlements (ledger/); the last token names no user. */
-  ledgerBatchSubject: (region: string, shard: number) => `ledger.${region}.${shard}.settlements`,
+  ledgerBatchSubject: (region: string, shard: number, kind: 'settlements' | 'bets') =>
+    `ledger.${region}.${shard}.${kind}`,
 }
 
 /** The streams of a super-cluster (nodes/fabric/regions.ts). */

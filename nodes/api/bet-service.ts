@@ -34,6 +34,7 @@ import {
 } from '../../protocol/bets.ts'
 import type { ApiError } from '../../protocol/errors.ts'
 import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queue.ts'
+import { GroupCommitFullError, type Placed } from '../fabric/group-commit.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
 import { createBetChecks } from './bet-checks.ts'
@@ -114,7 +115,7 @@ export function createBetService(options: BetServiceOptions): BetService {
     const offeredOdds = judge(replicas.replicaFor(request.gameId).game, terms).odds ?? undefined
     const overLiability = checks.liability(request, offeredOdds)
     if (overLiability !== null) return overLiability
-    const written = await appendBet(ledger, log, limits.foldWaitMs, {
+    const written = await writeBet(ledger, log, limits.foldWaitMs, {
       type: 'bet',
       id: request.betId,
       ...request,
@@ -161,29 +162,33 @@ export function createBetService(options: BetServiceOptions): BetService {
 }
 
 /**
- * Append a bet entry and read the fold's verdict on it back; a coded refusal when the ledger did not
- * acknowledge it, the node could not read it back in time, or the acknowledged sequence holds
- * another entry in this node's fold (then the fold is not the stream's: the node is marked diverged).
+ * Append a bet entry (by group commit: ledger-sync.ts) and read the fold's verdict on it back; a
+ * coded refusal when too many bets already wait for the shard, the ledger did not acknowledge it,
+ * the node could not read it back in time, or the acknowledged place holds another entry in this
+ * node's fold (then the fold is not the stream's: the node is marked diverged).
  */
-async function appendBet(
+async function writeBet(
   ledger: LedgerSync,
   log: Logger,
   foldWaitMs: number,
   entry: BetEntry,
 ): Promise<{ seq: number; result: FoldResult } | RefusedReply> {
-  let seq: number
+  let placed: Placed
   try {
-    seq = await ledger.append(entry)
+    placed = await ledger.appendBet(entry)
   } catch (error) {
+    if (error instanceof GroupCommitFullError)
+      return apiError('OVERLOADED', `${error.message}; retry shortly`)
     log.warn({ err: error, betId: entry.id }, 'ledger append failed')
     return apiError(
       'LEDGER_UNAVAILABLE',
       'the ledger did not acknowledge the bet; it may stand: retry with the same bet id to learn its status',
     )
   }
+  const { seq, index } = placed
   let result: FoldResult
   try {
-    result = await ledger.resultAt(seq, foldWaitMs)
+    result = await ledger.resultAt(seq, foldWaitMs, index)
   } catch {
     return apiError(
       'LEDGER_UNAVAILABLE',
@@ -192,7 +197,7 @@ async function appendBet(
   }
   if (result.entryId !== entry.id || result.userId !== entry.userId) {
     ledger.markDiverged(
-      `bet ${entry.userId}/${entry.id} was acknowledged at ${seq}, where the fold holds ${result.userId}/${result.entryId}`,
+      `bet ${entry.userId}/${entry.id} was acknowledged at ${seq}/${index}, where the fold holds ${result.userId}/${result.entryId}`,
     )
     return apiError(
       'LEDGER_UNAVAILABLE',

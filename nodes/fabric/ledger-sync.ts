@@ -12,6 +12,9 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import {
+  BETS_PER_BATCH_MAX,
+  type BetBatch,
+  type BetEntry,
   createLedgerFold,
   type FoldResult,
   type LedgerEntry,
@@ -21,8 +24,9 @@ import {
   type SettlementEntry,
 } from '../../ledger/index.ts'
 import { DERIVED_ID_SEPARATOR, entryKeyOf } from '../../protocol/ids.ts'
+import { createGroupCommit, type Placed } from './group-commit.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
-import { names } from './streams.ts'
+import { LEDGER_MESSAGE_BYTES_MAX, names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
 import type { FabricTransport } from './transport.ts'
 
@@ -67,15 +71,23 @@ export interface LedgerSync {
   /** Append durably; resolves with the entry's stream sequence (the original one for a duplicate). */
   append(entry: LedgerEntry): Promise<number>
   /**
+   * Append a bet by group commit (group-commit.ts): alone when its shard is idle, else with the bets
+   * that arrive while the shard's append is in flight. Resolves with its message's sequence and its
+   * place in it; rejects with GroupCommitFullError when too many bets already wait for the shard.
+   */
+  appendBet(entry: BetEntry): Promise<Placed>
+  /** Messages and bets the group commit appended, for the bets-per-message figure. */
+  betBatches(): { messages: number; items: number }
+  /**
    * Append settlements of bets of one shard as one message (see ledger.ts); its id is derived from
    * what it holds, so a retried batch is stored once. Resolves with its stream sequence.
    */
   appendSettlements(shard: number, settlements: readonly SettlementEntry[]): Promise<number>
   /**
-   * Resolves with the fold's result for `seq` once the fold has reached it: the result of the
-   * message's entry, or of its first settlement for a batch.
+   * Resolves with the fold's result for the `index`-th entry (default the first) of the message at
+   * `seq`, once the fold has reached it.
    */
-  resultAt(seq: number, timeoutMs: number): Promise<FoldResult>
+  resultAt(seq: number, timeoutMs: number, index?: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
   lastSeq(): number
   /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
@@ -89,10 +101,18 @@ export interface LedgerSync {
   close(): Promise<void>
 }
 
+/** An entry as the read-back knows it: whose, and its id. */
+export interface EntryRef {
+  readonly userId: string
+  readonly id: string
+}
+
+const refName = (ref: EntryRef | null) => (ref === null ? 'a malformed entry' : `${ref.userId}/${ref.id}`)
+
 /**
- * Reading the node's own appends back: each folded message's result, kept for late waiters, and
- * the check that the fold holds, at the sequence the stream acknowledged, the very entry this
- * node appended there (or the fold is not the stream's).
+ * Reading the node's own appends back: each folded message's results (one per entry it holds),
+ * kept for late waiters, and the check that the fold holds, at the sequence the stream
+ * acknowledged, the very entries this node appended there (or the fold is not the stream's).
  */
 export function createReadBack(context: {
   readonly log: Logger
@@ -100,10 +120,10 @@ export function createReadBack(context: {
   readonly timers: Timers
   readonly foldedThrough: () => number
 }) {
-  const recent = new Map<number, FoldResult>()
-  const waiters = new Map<number, ((result: FoldResult) => void)[]>()
+  const recent = new Map<number, readonly FoldResult[]>()
+  const waiters = new Map<number, ((results: readonly FoldResult[]) => void)[]>()
   /** What this node appended, by the sequence the stream acknowledged. */
-  const expected = new Map<number, string>()
+  const expected = new Map<number, readonly EntryRef[]>()
   let diverged: string | null = null
 
   function markDiverged(reason: string): void {
@@ -112,70 +132,84 @@ export function createReadBack(context: {
     context.log.error({ stream: context.stream }, `ledger diverged: ${reason}`)
   }
 
-  function compare(seq: number, appended: string, folded: string | null): void {
-    if (folded !== appended)
-      markDiverged(
-        `the stream acknowledged ${appended} at ${seq}, where the fold holds ${folded ?? 'a malformed entry'}`,
-      )
+  function compare(seq: number, appended: readonly EntryRef[], folded: readonly FoldResult[]): void {
+    appended.forEach((ref, i) => {
+      const result = folded[i]
+      const held =
+        result?.entryId == null || result.userId == null
+          ? null
+          : { userId: result.userId, id: result.entryId }
+      if (held === null || held.userId !== ref.userId || held.id !== ref.id)
+        markDiverged(
+          `the stream acknowledged ${refName(ref)} at ${seq}, where the fold holds ${refName(held)}`,
+        )
+    })
   }
 
   return {
     markDiverged,
     diverged: () => diverged,
-    /** The fold reached `seq`, with this result for its (first) entry. */
-    folded(seq: number, result: FoldResult): void {
-      recent.set(seq, result)
+    /** The fold reached `seq`, with these results for the entries of its message. */
+    folded(seq: number, results: readonly FoldResult[]): void {
+      recent.set(seq, results)
       if (recent.size > RECENT_RESULTS_MAX) recent.delete(recent.keys().next().value as number)
-      for (const resolve of waiters.get(seq) ?? []) resolve(result)
+      for (const resolve of waiters.get(seq) ?? []) resolve(results)
       waiters.delete(seq)
       const appended = expected.get(seq)
       if (appended === undefined) return
       expected.delete(seq)
-      compare(seq, appended, result.entryId)
+      compare(seq, appended, results)
     },
-    /** This node appended `id` and the stream acknowledged it at `seq`. */
-    expectAt(seq: number, id: string): void {
+    /** This node appended these entries as one message, and the stream acknowledged it at `seq`. */
+    expectAt(seq: number, appended: readonly EntryRef[]): void {
       const known = recent.get(seq)
       if (known !== undefined) {
-        compare(seq, id, known.entryId)
+        compare(seq, appended, known)
         return
       }
       if (context.foldedThrough() >= seq) return
-      expected.set(seq, id)
+      expected.set(seq, appended)
       if (expected.size > RECENT_RESULTS_MAX) expected.delete(expected.keys().next().value as number)
     },
-    resultAt(seq: number, timeoutMs: number): Promise<FoldResult> {
-      const known = recent.get(seq)
-      if (known !== undefined) return Promise.resolve(known)
-      if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
-      return new Promise((resolve, reject) => {
-        const waiter = (result: FoldResult) => {
-          cancel()
-          resolve(result)
-        }
-        const cancel = context.timers.setTimeout(() => {
-          // A waiter that gave up is forgotten, so that slow folds cannot fill WAITERS_MAX for good.
-          const list = (waiters.get(seq) ?? []).filter((each) => each !== waiter)
-          if (list.length === 0) waiters.delete(seq)
-          else waiters.set(seq, list)
-          reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`))
-        }, timeoutMs)
-        waiters.set(seq, [...(waiters.get(seq) ?? []), waiter])
-      })
+    /** The result of the `index`-th entry of the message at `seq`, once the fold has reached it. */
+    async resultAt(seq: number, timeoutMs: number, index = 0): Promise<FoldResult> {
+      const results = recent.get(seq) ?? (await waitFor(seq, timeoutMs))
+      const result = results[index]
+      if (result === undefined) throw new RangeError(`the message at ${seq} holds no entry ${index}`)
+      return result
     },
+  }
+
+  function waitFor(seq: number, timeoutMs: number): Promise<readonly FoldResult[]> {
+    if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
+    return new Promise((resolve, reject) => {
+      const waiter = (results: readonly FoldResult[]) => {
+        cancel()
+        resolve(results)
+      }
+      const cancel = context.timers.setTimeout(() => {
+        // A waiter that gave up is forgotten, so that slow folds cannot fill WAITERS_MAX for good.
+        const list = (waiters.get(seq) ?? []).filter((each) => each !== waiter)
+        if (list.length === 0) waiters.delete(seq)
+        else waiters.set(seq, list)
+        reject(new Error(`ledger fold did not reach ${seq} in ${timeoutMs} ms`))
+      }, timeoutMs)
+      waiters.set(seq, [...(waiters.get(seq) ?? []), waiter])
+    })
   }
 }
 
-/** The id of a batch of one shard's settlements, scoped by shard and users (protocol/ids.ts). */
-function settlementBatchOf(shard: number, settlements: readonly SettlementEntry[]): SettlementBatch {
+/** The id of a batch of one shard's entries, scoped by its kind, shard and users (protocol/ids.ts). */
+function batchIdOf(kind: 'settlements' | 'bets', shard: number, entries: readonly EntryRef[]): string {
   const digest = createHash('sha256')
-  for (const { userId, id } of settlements) digest.update(userId).update('\n').update(id).update('\n')
-  return {
-    type: 'settlements',
-    id: ['settlements', shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR),
-    settlements,
-  }
+  for (const { userId, id } of entries) digest.update(userId).update('\n').update(id).update('\n')
+  return [kind, shard, digest.digest('base64url')].join(DERIVED_ID_SEPARATOR)
 }
+
+/** Bets wait at most this many per shard for the shard's append in flight (group-commit.ts). */
+export const BETS_QUEUED_PER_SHARD_MAX = 10_000
+/** Room left in a batch message for its envelope (type, id and brackets), in bytes. */
+export const BATCH_ENVELOPE_BYTES = 256
 
 export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
   const { transport, region, shards, log } = options
@@ -195,13 +229,9 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     const shardFold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
     if (shardFold === undefined) {
       log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
-      readBack.folded(message.seq, {
-        entryId: null,
-        userId: null,
-        balanceCents: null,
-        status: 'rejected',
-        reason: 'MALFORMED',
-      })
+      readBack.folded(message.seq, [
+        { entryId: null, userId: null, balanceCents: null, status: 'rejected', reason: 'MALFORMED' },
+      ])
       return
     }
     let value: unknown = null
@@ -211,7 +241,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       // A malformed entry is folded as such: every node rejects it identically.
     }
     const results = shardFold.apply(value, message.seq)
-    readBack.folded(message.seq, results[0] as FoldResult)
+    readBack.folded(message.seq, results)
     if (listeners.size === 0) return
     const entries = parseLedgerMessage(value)
     results.forEach((result, i) => {
@@ -230,36 +260,57 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     subject: string,
     body: unknown,
     msgId: string,
-    expectedId: string,
+    entries: readonly EntryRef[],
   ): Promise<number> {
     const ack = await transport.append(subject, JSON.stringify(body), { msgId, timeoutMs: APPEND_TIMEOUT_MS })
-    readBack.expectAt(ack.seq, expectedId)
+    readBack.expectAt(ack.seq, entries)
     return ack.seq
   }
+
+  const appendOne = (entry: LedgerEntry) =>
+    appendMessage(
+      names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId),
+      entry,
+      entryKeyOf(entry),
+      [entry],
+    )
+
+  const bets = createGroupCommit<BetEntry>({
+    shardOf: (bet) => shardOf(bet.userId, shards),
+    bytesOf: (bet) => JSON.stringify(bet).length + 1,
+    countMax: BETS_PER_BATCH_MAX,
+    bytesMax: LEDGER_MESSAGE_BYTES_MAX - BATCH_ENVELOPE_BYTES,
+    queuedMax: BETS_QUEUED_PER_SHARD_MAX,
+    appendOne,
+    appendMany(shard, batch) {
+      const body: BetBatch = { type: 'bets', id: batchIdOf('bets', shard, batch), bets: batch }
+      return appendMessage(names.ledgerBatchSubject(region, shard, 'bets'), body, body.id, batch)
+    },
+  })
 
   return {
     shards,
     fold: (shard) => folds[shard] as LedgerFold,
     foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
-    append: (entry) =>
-      appendMessage(
-        names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId),
-        entry,
-        entryKeyOf(entry),
-        entry.id,
-      ),
+    append: appendOne,
+    appendBet: (entry) => bets.append(entry),
+    betBatches: () => bets.stats(),
     async appendSettlements(shard, settlements) {
       if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
         throw new RangeError(`no shard ${shard}`)
-      const batch = settlementBatchOf(shard, settlements)
+      const batch: SettlementBatch = {
+        type: 'settlements',
+        id: batchIdOf('settlements', shard, settlements),
+        settlements,
+      }
       return appendMessage(
-        names.ledgerBatchSubject(region, shard),
+        names.ledgerBatchSubject(region, shard, 'settlements'),
         batch,
         batch.id,
-        settlements[0]?.id ?? batch.id,
+        settlements,
       )
     },
-    resultAt: (seq, timeoutMs) => readBack.resultAt(seq, timeoutMs),
+    resultAt: (seq, timeoutMs, index) => readBack.resultAt(seq, timeoutMs, index),
     onEntry(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)

@@ -43,6 +43,8 @@ const applied = (entryId: string): FoldResult => ({
   reason: null,
 })
 
+const mine = (id: string) => ({ userId: 'u1', id })
+
 function setup() {
   let foldedThrough = 0
   const { timers, advance } = manualTimers()
@@ -54,7 +56,7 @@ function setup() {
   })
   const fold = (seq: number, entryId: string) => {
     foldedThrough = seq
-    readBack.folded(seq, applied(entryId))
+    readBack.folded(seq, [applied(entryId)])
   }
   return { readBack, fold, advance }
 }
@@ -72,15 +74,31 @@ t.test('a waiter gets the result when the fold reaches it, or a timeout', async 
 
 t.test('an acknowledged append found under another entry marks the ledger diverged', async (t) => {
   const before = setup()
-  before.readBack.expectAt(5, 'bet-mine')
+  before.readBack.expectAt(5, [mine('bet-mine')])
   before.fold(5, 'bet-mine')
   t.equal(before.readBack.diverged(), null, 'the same entry: all is well')
-  before.readBack.expectAt(6, 'bet-mine-2')
+  before.readBack.expectAt(6, [mine('bet-mine-2')])
   before.fold(6, 'bet-other')
-  t.match(before.readBack.diverged(), /acknowledged bet-mine-2 at 6, where the fold holds bet-other/)
+  t.match(before.readBack.diverged(), /acknowledged u1\/bet-mine-2 at 6, where the fold holds u1\/bet-other/)
 
   const after = setup()
   after.fold(7, 'bet-other')
-  after.readBack.expectAt(7, 'bet-mine')
-  t.match(after.readBack.diverged(), /acknowledged bet-mine at 7/, 'also when the fold got there first')
+  after.readBack.expectAt(7, [mine('bet-mine')])
+  t.match(after.readBack.diverged(), /acknowledged u1\/bet-mine at 7/, 'also when the fold got there first')
+})
+
+t.test('a batch is read back entry by entry, and checked entry by entry', async (t) => {
+  // One message holding three entries: a waiter asks for the second, and an acknowledged batch
+  // whose third entry the fold holds under another user marks the ledger diverged.
+  const { readBack, advance } = setup()
+  const results = ['b1', 'b2', 'b3'].map(applied)
+  const second = readBack.resultAt(4, 1_000, 1)
+  readBack.folded(4, results)
+  t.match(await second, { entryId: 'b2' })
+  await t.rejects(readBack.resultAt(4, 1_000, 3), /holds no entry 3/)
+  readBack.expectAt(4, [mine('b1'), mine('b2'), mine('b3')])
+  t.equal(readBack.diverged(), null, 'the same entries in the same order')
+  readBack.expectAt(4, [mine('b1'), mine('b2'), { userId: 'u2', id: 'b3' }])
+  t.match(readBack.diverged(), /acknowledged u2\/b3 at 4, where the fold holds u1\/b3/)
+  advance(0)
 })
