@@ -80,7 +80,7 @@ export function createGroupCommit<T>(options: GroupCommitOptions<T>): GroupCommi
       .then((seq) => {
         messages += 1
         items += group.length
-        group.forEach((waiting, index) => waiting.resolve({ seq, index: only ? 0 : index }))
+        for (const [index, waiting] of group.entries()) waiting.resolve({ seq, index: only ? 0 : index })
       })
       .catch((error: unknown) => {
         for (const waiting of group) waiting.reject(error)
