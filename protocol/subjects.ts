@@ -7,7 +7,7 @@
  * |---|---|
  * | bets, deposits, status lookups (queue group `bets-api`) | `bets.place`, `admin.deposit`, `bets.lookup` (`.<region>` in a super-cluster) |
  * | a user's bet statuses (final, settled) | `bets.status.<userId>` |
- * | settlement queries (queue group `bets-settlement`) | `bets.history[.<region>].<userId>`, `bets.balance[.<region>].<userId>`, `bets.exposure.<marketId>` |
+ * | settlement queries (queue group `bets-settlement`) | `bets.history[.<region>].<userId>`, `bets.balance[.<region>].<userId>`, `bets.exposure[.<region>]` (body `{ gameId, marketId }`) |
  * | CRDT updates (stream `FABRIC_<REGION>`) | `fabric.<region>.game.<gameId>` |
  * | heartbeats | `heartbeat.<region>.game.<gameId>` |
  * | money (stream `LEDGER_<REGION>`) | `ledger.<region>.<shard>.<userId>`, `ledger.<region>.<shard>.settlements` |
@@ -46,8 +46,8 @@ export const historySubject = (userId: string, region: string | null = null) =>
   `${routedSubject(HISTORY_SUBJECT, region)}.${userId}`
 export const balanceSubject = (userId: string, region: string | null = null) =>
   `${routedSubject(BALANCE_SUBJECT, region)}.${userId}`
-export const exposureSubject = (marketId: string, region: string | null = null) =>
-  `${routedSubject(EXPOSURE_SUBJECT, region)}.${marketId}`
+/** A market's exposure: request `{ gameId, marketId }` (nodes/settlement/settlement-node.ts). */
+export const exposureSubject = (region: string | null = null) => routedSubject(EXPOSURE_SUBJECT, region)
 
 export const killSubject = (region: string) => `trader.${region}.kill`
 export const resumeSubject = (region: string) => `trader.${region}.resume`

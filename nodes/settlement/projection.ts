@@ -26,6 +26,7 @@ export interface BetRow extends Omit<BetEntry, 'type' | 'id'> {
 }
 
 export interface Exposure {
+  readonly gameId: string
   readonly marketId: string
   readonly openBets: number
   readonly openStakesCents: number
@@ -58,7 +59,7 @@ export interface Projection {
   ): void
   settled(userId: string, betId: string, outcome: string, payoutCents: number, atMs: number): void
   history(userId: string, limit?: number): BetRow[]
-  exposure(marketId: string): Exposure
+  exposure(gameId: string, marketId: string): Exposure
   close(): void
 }
 
@@ -102,7 +103,7 @@ export function openProjection(path: string): Projection {
     payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets_by_user_and_id WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
   const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
     COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets_by_user_and_id
-    WHERE market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
+    WHERE game_id = ? AND market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
   // Writes are queued and committed together: one transaction per burst instead of one per bet,
   // which is what a settlement storm (thousands of bets resulted at once) needs.
   const queued: (() => void)[] = []
@@ -144,9 +145,13 @@ export function openProjection(path: string): Projection {
       flush()
       return history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[]
     },
-    exposure(marketId) {
+    exposure(gameId, marketId) {
       flush()
-      return { marketId, ...(exposure.get(marketId) as Omit<Exposure, 'marketId'>) }
+      return {
+        gameId,
+        marketId,
+        ...(exposure.get(gameId, marketId) as Omit<Exposure, 'gameId' | 'marketId'>),
+      }
     },
     close() {
       flush()

@@ -5,13 +5,14 @@
  *
  * Queries (request/reply, JSON): `bets.history.<userId>` returns the user's bets, newest first;
  * `bets.balance.<userId>` the user's balance and open stakes in this node's ledger fold;
- * `bets.exposure.<marketId>` returns open bets, stakes and potential payout on the market.
+ * `bets.exposure` with `{ gameId, marketId }` returns the market's open bets, stakes, potential
+ * payout and liability (at the offered odds, summed over every ledger shard's fold: exact).
  */
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
-import type { SettledStatus } from '../../protocol/bets.ts'
+import { apiError, REQUEST_BYTES_MAX, type SettledStatus } from '../../protocol/bets.ts'
 import {
   BALANCE_SUBJECT,
   EXPOSURE_SUBJECT,
@@ -49,6 +50,24 @@ export interface SettlementNode {
   close(): Promise<void>
 }
 
+/** A market named in a request body: `{ gameId, marketId }`, or what is wrong with it. */
+function parseMarketRef(data: Uint8Array): { gameId: string; marketId: string } | string {
+  if (data.length > REQUEST_BYTES_MAX) return `a request is at most ${REQUEST_BYTES_MAX} bytes`
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder().decode(data))
+  } catch {
+    return 'the request is not JSON'
+  }
+  const { gameId, marketId } = (typeof value === 'object' && value !== null ? value : {}) as Record<
+    string,
+    unknown
+  >
+  if (!isId(gameId) || !isId(marketId))
+    return 'the request must be { gameId, marketId }, each an id of up to 64 characters'
+  return { gameId, marketId }
+}
+
 function serveQueries(
   nc: NatsConnection,
   projection: Projection,
@@ -71,9 +90,26 @@ function serveQueries(
       },
     })
   }
+  const exposure = nc.subscribe(routedSubject(EXPOSURE_SUBJECT, routed), {
+    queue: SETTLEMENT_QUEUE,
+    callback: (_error, message) => {
+      const market = parseMarketRef(message.data)
+      if (typeof market === 'string') {
+        message.respond(JSON.stringify(apiError('BAD_REQUEST', market)))
+        return
+      }
+      const { gameId, marketId } = market
+      let liabilityCents = 0
+      for (let shard = 0; shard < ledger.shards; shard++)
+        liabilityCents += ledger.fold(shard).marketLiability(gameId, marketId)
+      message.respond(
+        JSON.stringify({ ok: true, data: { ...projection.exposure(gameId, marketId), liabilityCents } }),
+      )
+    },
+  })
   return [
+    exposure,
     reply(HISTORY_SUBJECT, (userId) => projection.history(userId)),
-    reply(EXPOSURE_SUBJECT, (marketId) => projection.exposure(marketId)),
     reply(BALANCE_SUBJECT, (userId) => ({
       userId,
       balanceCents: ledger.foldFor(userId).balance(userId),

@@ -10,6 +10,7 @@ import { ODDS_MAX } from '../../crdt/limits.ts'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
+import { exposureSubject } from '../../protocol/subjects.ts'
 import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -70,6 +71,7 @@ t.test(
     const stack = await startNodeStack(t, {
       shards: 1,
       apiNodes: ['api-1', 'api-2'],
+      settlementNodes: ['settle-1'],
       apiLimits: { marketLiabilityCentsMax: limitCents },
     })
     const { trader, apis, cluster } = stack
@@ -123,6 +125,23 @@ t.test(
         held + 5 * risk(stakeCents),
         'the market’s liability is within the limit on every node',
       )
+    const exposure = async (gameId: string) =>
+      (
+        await client.request(exposureSubject(), JSON.stringify({ gameId, marketId }), { timeout: 5_000 })
+      ).json()
+    await waitFor(
+      'the settlement node folded every bet',
+      () => stack.settlements[0]?.ledger.lastSeq() === apis[0]?.ledger.lastSeq(),
+    )
+    t.match(
+      await exposure('match-1'),
+      {
+        ok: true,
+        data: { gameId: 'match-1', marketId, openBets: 6, liabilityCents: held + 5 * risk(stakeCents) },
+      },
+      'the exposure query reports the market’s liability as the fold counts it',
+    )
+    t.match(await exposure('match-2'), { ok: true, data: { openBets: 0, liabilityCents: 0 } }, 'per game')
     const elsewhere = await placeBet(client, {
       ...bet('racer-0', stakeCents, price),
       betId: 'liability-next-game',
