@@ -42,11 +42,18 @@ const SUBSCRIBE_REF = 'subscribe'
 const SUBSCRIBE_RETRY_MS = 500
 const POLICIES = ['exact', 'better', 'any'] as const
 
+/**
+ * The id of a bettor's n-th bet (from 1). Predictable on purpose, as many clients' ids are: the
+ * hostile-mix attacker (attacker.ts) places bets under the ids the bettors use or will use.
+ */
+export const betIdOf = (seed: number, userId: string, n: number) => `chaos-${seed}-${userId}-${n}`
+
 export function startWorkload(options: WorkloadOptions): Workload {
   const prng = createPrng(options.seed)
   let placing = true
   let closed = false
-  let betCounter = 0
+  /** Per user, the bets placed so far: a bettor's ids count its own bets, across reconnects. */
+  const placedBy = new Map<string, number>()
   /** Per bet key, the timer that records the placement's timeout. */
   const awaiting = new Map<string, NodeJS.Timeout>()
   const sockets = new Set<WebSocket>()
@@ -197,7 +204,9 @@ export function startWorkload(options: WorkloadOptions): Workload {
           const selection = market?.selections[prng.int(0, Math.max(0, (market?.selections.length ?? 1) - 1))]
           const odds = selection ? market?.prices[selection.id] : undefined
           if (market !== undefined && selection !== undefined && odds !== undefined) {
-            const betId = `chaos-${options.seed}-${userId}-${++betCounter}`
+            const n = (placedBy.get(userId) ?? 0) + 1
+            placedBy.set(userId, n)
+            const betId = betIdOf(options.seed, userId, n)
             const policy = POLICIES[prng.int(0, POLICIES.length - 1)] as (typeof POLICIES)[number]
             const bet = {
               betId,
