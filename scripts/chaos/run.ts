@@ -10,6 +10,7 @@
  *   npm run chaos -- --profile soak                # longer runs, more bettors
  *   npm run chaos -- --scenarios api-kill,api-pause --report-dir /tmp/chaos
  *   npm run chaos -- --scenarios isolate-server --fault-ms 10000   # a 10 s fault window
+ *   npm run chaos -- --scenarios hostile-mix --fault-ms 120000     # a 2-minute attack
  *
  * These faults need no privileges: SIGKILL and restart, SIGSTOP/SIGCONT, clock skew, and killing
  * or pausing a nats-server. Every run is bounded in time and stops everything it started, by PID.
@@ -22,6 +23,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
+import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
 import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
@@ -36,9 +38,11 @@ import {
   startSuperCluster,
 } from '../nats-cluster.ts'
 import { stopProcesses } from '../node-process.ts'
+import { ATTACKER_DEPOSITS, type AttackReport, startAttacker } from './attacker.ts'
 import { check } from './checker.ts'
 import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
 import { HOSTILE_USER, startHostileClient } from './hostile-client.ts'
+import { checkHostileMix, describeAttack } from './hostile-mix.ts'
 import {
   createLab,
   type Lab,
@@ -155,7 +159,36 @@ interface Scenario {
   readonly regions?: readonly string[]
   /** A standby trader runs beside the trader, ready to take over (one region only). */
   readonly standby?: boolean
-  inject(stack: Stack): Promise<{ kind: FaultKind; target: string; heal(): Promise<void> }>
+  inject(stack: Stack, run: ScenarioRun): Promise<Fault>
+}
+
+/** What a scenario may use of its run besides the stack: the bettors, the gateway, the history. */
+interface ScenarioRun {
+  readonly seed: number
+  readonly secret: string
+  readonly profile: Profile
+  readonly nodes: readonly NodeSpec[]
+  /** The bettors, and when they began. */
+  readonly users: readonly string[]
+  readonly workloadStartedAtMs: number
+  /** The first gateway's socket URL, HTTP URL and page origin (its --public-origin). */
+  readonly gateway: { readonly wsUrl: string; readonly httpUrl: string; readonly origin: string }
+  readonly record: (event: HistoryEvent) => void
+}
+
+/** What the run knows once the checker has run, for a scenario's own checks. */
+interface FinishedRun {
+  readonly history: readonly HistoryEvent[]
+  /** The bettors' placements over the run, and how many of them were acknowledged. */
+  readonly bettorPlacements: { readonly placed: number; readonly acknowledged: number }
+}
+
+interface Fault {
+  readonly kind: FaultKind
+  readonly target: string
+  heal(): Promise<void>
+  /** The scenario's own checks beyond the invariants: each problem returned fails the run. */
+  verify?(finished: FinishedRun): Promise<readonly string[]>
 }
 
 const LAB_HOSTS = ['n1', 'n2', 'n3'] as const
@@ -230,6 +263,12 @@ const SCENARIOS: readonly Scenario[] = [
         },
       }
     },
+  },
+  {
+    name: 'hostile-mix',
+    description:
+      'an attacker mixes every hostile class with the bettors through the gateway: colliding and foreign bet ids, absurd odds, limit races, reconnect, upgrade and unfunded floods, a retry with a changed body, bad tokens and origins; no node restarts, no limit is passed, the bettors are still served',
+    inject: injectHostileMix,
   },
   {
     name: 'trader-pause',
@@ -379,6 +418,79 @@ const SCENARIOS: readonly Scenario[] = [
   ),
 ]
 
+/**
+ * The hostile-mix scenario: the attacker (attacker.ts) runs over the fault window against the first
+ * gateway; the heal stops it and prints its answers; the end of the run checks what it must not have
+ * achieved (hostile-mix.ts). The runner funds the attacker's users, as it does the bettors.
+ */
+async function injectHostileMix(stack: Stack, run: ScenarioRun): Promise<Fault> {
+  const nc = await stack.connect()
+  try {
+    for (const [i, { userId, amountCents }] of ATTACKER_DEPOSITS.entries()) {
+      const request = { id: `hostile-deposit-${userId}-${i}`, userId, amountCents }
+      const reply = await nc.request(DEPOSIT_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
+      const acknowledged = reply.json<{ ok: boolean }>().ok
+      run.record({ type: 'deposit', atMs: Date.now(), userId, amountCents, acknowledged })
+    }
+  } finally {
+    await nc.close()
+  }
+  const startedAtMs = Date.now()
+  const attacker = await startAttacker({
+    wsUrl: run.gateway.wsUrl,
+    httpUrl: run.gateway.httpUrl,
+    ownOrigin: run.gateway.origin,
+    secret: run.secret,
+    gameId: GAME,
+    seed: run.seed,
+    victims: run.users,
+    victimPauseMs: run.profile.meanPauseMs / 2,
+    victimsSinceMs: run.workloadStartedAtMs,
+    stakeCentsMax: DEFAULT_BET_LIMITS.stakeCentsMax,
+    userOpenStakeCentsMax: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
+    durationMs: run.profile.faultMs,
+  })
+  let attack: AttackReport | null = null
+  let attackMs = 0
+  const exited = new Set<string>()
+  const notRunning = (kinds: readonly NodeKind[]) =>
+    run.nodes.filter(({ kind, name }) => kinds.includes(kind) && !stack.running(name)).map(({ name }) => name)
+  return {
+    kind: 'hostile',
+    target: 'gateway',
+    async heal() {
+      attack = await attacker.stop()
+      attackMs = Date.now() - startedAtMs
+      for (const line of describeAttack(attack)) console.log(line)
+      for (const name of notRunning(['trader', 'api', 'settlement', 'gateway'])) exited.add(name)
+    },
+    async verify(finished) {
+      // The traders are stopped by now; every other node must still run.
+      for (const name of notRunning(['api', 'settlement', 'gateway'])) exited.add(name)
+      const apiNodes = run.nodes.filter(({ kind, name }) => kind === 'api' && stack.running(name))
+      const apiStates = await Promise.all(
+        apiNodes.map(async ({ name }) => ({ node: name, state: await stack.state(name) })),
+      )
+      const result = checkHostileMix({
+        history: finished.history,
+        apiStates,
+        attack: attack as AttackReport,
+        limits: {
+          userOpenStakeCentsMax: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
+          marketAllowanceCents: Math.floor(DEFAULT_BET_LIMITS.marketLiabilityCentsMax / SHARDS),
+          refusedPerUserPerMinuteMax: DEFAULT_BET_LIMITS.refusedPerUserPerMinuteMax,
+        },
+        attackMs,
+        rebuilds: stack.rebuilds(),
+        exited: [...exited],
+        bettorPlacements: finished.bettorPlacements,
+      })
+      for (const figure of result.figures) console.log(`hostile mix: ${figure}`)
+      return result.problems
+    },
+  }
+}
+
 /** A scenario that needs a network lab is skipped, with the reason, where none can be built. */
 type Outcome = 'PASS' | 'FAIL' | 'skipped'
 
@@ -484,7 +596,12 @@ async function startStack(
           }
         : {}),
       SETTLEMENT_DATABASE: join(dir, `${name}.db`),
-      ...(gatewayPorts.has(name) ? { GATEWAY_PORT: String(gatewayPorts.get(name)) } : {}),
+      ...(gatewayPorts.has(name)
+        ? {
+            GATEWAY_PORT: String(gatewayPorts.get(name)),
+            GATEWAY_PUBLIC_ORIGIN: `http://${addressOf(name)}:${gatewayPorts.get(name)}`,
+          }
+        : {}),
       GATEWAY_JWT_SECRET: secret,
     }
   }
@@ -685,6 +802,23 @@ function availabilityByRegion(
   nodes: readonly NodeSpec[],
   window?: { readonly fromMs: number; readonly toMs: number },
 ): string {
+  const counts = availabilityCounts(history, users, nodes, window)
+  if (counts.size === 0) return 'no placement'
+  return [...counts]
+    .map(([region, { placed, acknowledged }]) => {
+      const share = placed === 0 ? 100 : (100 * acknowledged) / placed
+      return `${region} ${acknowledged}/${placed} (${share.toFixed(1)}%)`
+    })
+    .join(', ')
+}
+
+/** The bettors' placements and acknowledgements behind availabilityByRegion, per region. */
+function availabilityCounts(
+  history: readonly HistoryEvent[],
+  users: readonly string[],
+  nodes: readonly NodeSpec[],
+  window?: { readonly fromMs: number; readonly toMs: number },
+): Map<string, { placed: number; acknowledged: number }> {
   const gateways = nodes.filter((node) => node.kind === 'gateway')
   const regionOf = new Map(users.map((userId, i) => [userId, gateways[i % gateways.length]?.region ?? '']))
   /** Per bet key, the region its bettor placed it through. */
@@ -703,13 +837,7 @@ function availabilityByRegion(
       if (count) count.acknowledged++
     }
   }
-  if (counts.size === 0) return 'no placement'
-  return [...counts]
-    .map(([region, { placed, acknowledged }]) => {
-      const share = placed === 0 ? 100 : (100 * acknowledged) / placed
-      return `${region} ${acknowledged}/${placed} (${share.toFixed(1)}%)`
-    })
-    .join(', ')
+  return counts
 }
 
 /**
@@ -896,6 +1024,7 @@ async function runScenario(
       const acknowledged = reply.json<{ ok: boolean }>().ok
       record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
     }
+    const workloadStartedAtMs = Date.now()
     workload = startWorkload({
       wsUrls: [...gatewayPorts].map(([name, port]) => `ws://${stack?.address(name)}:${port}/v1/ws`),
       secret,
@@ -908,7 +1037,18 @@ async function runScenario(
     })
     await new Promise((resolve) => setTimeout(resolve, profile.beforeFaultMs))
     const faultAtMs = Date.now()
-    const fault = await scenario.inject(stack)
+    const [gateway, gatewayPort] = [...gatewayPorts][0] as [string, number]
+    const origin = `http://${stack.address(gateway)}:${gatewayPort}`
+    const fault = await scenario.inject(stack, {
+      seed,
+      secret,
+      profile,
+      nodes,
+      users,
+      workloadStartedAtMs,
+      gateway: { wsUrl: `${origin.replace('http', 'ws')}/v1/ws`, httpUrl: origin, origin },
+      record,
+    })
     record({ type: 'fault', atMs: Date.now(), kind: fault.kind, target: fault.target, phase: 'start' })
     console.log(`[${elapsed()}] fault: ${fault.kind} ${fault.target}`)
     await new Promise((resolve) => setTimeout(resolve, profile.faultMs))
@@ -1007,7 +1147,17 @@ async function runScenario(
       console.log(
         `[${elapsed()}] died during the run: ${died.map(({ name }) => name).join(', ')}; see their logs`,
       )
-    passed = report.pass && booked > 0 && died.length === 0
+    const placements = [...availabilityCounts(history, users, nodes).values()]
+    const problems =
+      (await fault.verify?.({
+        history,
+        bettorPlacements: {
+          placed: placements.reduce((sum, count) => sum + count.placed, 0),
+          acknowledged: placements.reduce((sum, count) => sum + count.acknowledged, 0),
+        },
+      })) ?? []
+    for (const problem of problems) console.log(`[${elapsed()}] ${scenario.name}: ${problem}`)
+    passed = report.pass && booked > 0 && died.length === 0 && problems.length === 0
     console.log(`[${elapsed()}] ${passed ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
     return passed ? 'PASS' : 'FAIL'
   } finally {
