@@ -4,9 +4,16 @@
  * has no order to keep, but is remembered so that each of its statuses still passes once.
  */
 
-import type { BetStatus } from '../protocol/bets.ts'
-import { RANK, type RelayState, type Track, type UserChannel } from './bet-relay-state.ts'
-import type { BetFrame, ErrorFrame } from './protocol.ts'
+import type { BetStatus, PlacedTerms, ProvisionalReply } from '../protocol/bets.ts'
+import {
+  BODIES_PER_BET_MAX,
+  bodyKeyOf,
+  RANK,
+  type RelayState,
+  type Track,
+  type UserChannel,
+} from './bet-relay-state.ts'
+import type { BetFrame, ErrorFrame, ProvisionalBetFrame } from './protocol.ts'
 
 /** A frame to every socket the user has watching. */
 export function sendAll(channel: UserChannel, frame: BetFrame | ErrorFrame): void {
@@ -15,6 +22,14 @@ export function sendAll(channel: UserChannel, frame: BetFrame | ErrorFrame): voi
 
 /** Pass `frame` on in its turn; anything held behind it follows. */
 export function offer(state: RelayState, channel: UserChannel, betId: string, frame: BetFrame): void {
+  if (admit(state, channel, betId, frame)) release(state, channel, betId)
+}
+
+/**
+ * Pass `frame` on if it is its turn, and say so: the statuses held behind it are then due
+ * (`release`). An early one is held, and one passed before is dropped.
+ */
+export function admit(state: RelayState, channel: UserChannel, betId: string, frame: BetFrame): boolean {
   const rank = RANK[frame.status]
   const track = channel.tracks.get(betId)
   if (track === undefined) {
@@ -22,24 +37,41 @@ export function offer(state: RelayState, channel: UserChannel, betId: string, fr
     // order to keep, but each status passes once, so remember what has passed.
     sendAll(channel, frame)
     remember(state, channel, betId, fresh(state, rank, undefined))
-    return
+    return false
   }
-  if (rank <= track.stage) return
+  if (rank <= track.stage) return false
   if (frame.status !== 'refused' && rank !== track.stage + 1) {
     track.held.set(rank, frame)
-    return
+    return false
   }
   sendAll(channel, frame)
   track.stage = rank
-  for (let next = track.held.get(rank + 1); next !== undefined; next = track.held.get(track.stage + 1)) {
+  return true
+}
+
+/** After a status passed: the ones held behind it, in order, and the wait for the next anew. */
+export function release(state: RelayState, channel: UserChannel, betId: string): void {
+  const track = channel.tracks.get(betId)
+  if (track === undefined) return
+  for (
+    let next = track.held.get(track.stage + 1);
+    next !== undefined;
+    next = track.held.get(track.stage + 1)
+  ) {
     track.held.delete(track.stage + 1)
-    sendAll(channel, next)
+    sendAll(channel, withRef(next, track.ref))
     track.stage++
   }
   // It moved on: the wait for its next status starts over.
   track.lookups = 0
   track.lookupAt = state.now() + state.limits.statusRecoverAfterMs
   if (track.stage >= RANK.settled) channel.open.delete(betId)
+}
+
+/** A held status carries the ref the bet's statuses carry when it passes (bet-standing.ts). */
+function withRef(frame: BetFrame, ref: string | undefined): BetFrame {
+  const { ref: _held, ...rest } = frame
+  return (ref === undefined ? rest : { ...rest, ref }) as BetFrame
 }
 
 /** A status event from the status subject or a lookup: pass it on in its turn, once. */
@@ -54,15 +86,25 @@ export function receive(state: RelayState, userId: string, event: BetStatus, loo
   if (looked && track !== undefined && track.stage >= RANK[event.status]) state.stats.recovered++
 }
 
-/** Start tracking a bet placed here, unless it already is (a retry). */
-export function track(state: RelayState, channel: UserChannel, betId: string, ref: string | undefined): void {
-  if (!channel.tracks.has(betId)) remember(state, channel, betId, fresh(state, 0, ref))
+/** Start tracking a bet placed here, unless it already is (a retry); remember the body either way. */
+export function track(
+  state: RelayState,
+  channel: UserChannel,
+  betId: string,
+  ref: string | undefined,
+  terms: PlacedTerms,
+): void {
+  const kept = channel.tracks.get(betId)
+  const body = bodyKeyOf(terms)
+  if (kept === undefined) remember(state, channel, betId, fresh(state, 0, ref, terms))
+  else if (!kept.bodies.has(body) && kept.bodies.size < BODIES_PER_BET_MAX) kept.bodies.set(body, ref)
 }
 
-function fresh(state: RelayState, stage: number, ref: string | undefined): Track {
+function fresh(state: RelayState, stage: number, ref: string | undefined, terms?: PlacedTerms): Track {
   return {
     stage,
     ref,
+    bodies: new Map(terms === undefined ? [] : [[bodyKeyOf(terms), ref]]),
     held: new Map(),
     lookupAt: state.now() + state.limits.statusRecoverAfterMs,
     lookups: 0,
@@ -79,6 +121,20 @@ function remember(state: RelayState, channel: UserChannel, betId: string, entry:
       channel.open.delete(oldest)
     }
   }
+}
+
+/** What a provisional `bet` frame says of an API node's answer. */
+export function provisionalFields(reply: ProvisionalReply) {
+  const { accepted, reason, odds, gameClockMs } = reply.verdict
+  return {
+    status: 'provisional',
+    stamp: reply.stamp,
+    accepted,
+    reason,
+    odds,
+    gameClockMs,
+    balanceCents: reply.balanceCents,
+  } as const satisfies Omit<ProvisionalBetFrame, 'type' | 'betId' | 'atMs' | 'ref'>
 }
 
 function statusFrame(event: BetStatus, ref: string | undefined): BetFrame {

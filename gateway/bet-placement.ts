@@ -2,20 +2,22 @@
  * A placement in flight: the bet goes to the API nodes on `bets.place` (in a super-cluster, the
  * user's home region's) with the user id from the token. The API node's reply is the provisional
  * verdict, or a refusal; no reply in time, or an append the ledger did not acknowledge, leaves the
- * bet open, as it may still stand.
+ * bet open, as it may still stand. A refusal for reusing the id with another body names the bet
+ * that stands, which stays open (bet-standing.ts).
  */
 
-import type { PlaceBetReply } from '../protocol/bets.ts'
+import { type PlaceBetReply, termsOf } from '../protocol/bets.ts'
 import { PLACE_SUBJECT, routedSubject } from '../protocol/subjects.ts'
-import { offer, sendAll, track } from './bet-ordering.ts'
+import { offer, provisionalFields, sendAll, track } from './bet-ordering.ts'
 import { RANK, type RelayState, type UserChannel } from './bet-relay-state.ts'
+import { passReused } from './bet-standing.ts'
 import type { BetFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
 export function placeBet(state: RelayState, channel: UserChannel, userId: string, frame: PlaceFrame): void {
   const { limits, log } = state
   const { type: _type, ref, betId, ...bet } = frame
   const answer = answersOf(state, channel, betId, ref)
-  track(state, channel, betId, ref)
+  track(state, channel, betId, ref, termsOf(bet))
   if (state.inFlight >= limits.placementsInFlightMax) {
     answer.refused('BET_UNAVAILABLE', 'the gateway has too many bets in flight; place it again shortly')
     return
@@ -34,17 +36,13 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
         // leader mid-append, say). Like a timeout, the bet is left open to its later statuses.
         if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE')
           return answer.mayStand(reply.error.message)
+        if (!reply.ok && reply.error.code === 'BET_ID_REUSED')
+          return passReused(state, channel, { betId, ref, message: reply.error.message }, reply.standing)
         if (!reply.ok) return answer.refused(reply.error.code, reply.error.message)
         answer.pass({
           type: 'bet',
           betId,
-          status: 'provisional',
-          stamp: reply.stamp,
-          accepted: reply.verdict.accepted,
-          reason: reply.verdict.reason,
-          odds: reply.verdict.odds,
-          gameClockMs: reply.verdict.gameClockMs,
-          balanceCents: reply.balanceCents,
+          ...provisionalFields(reply),
           atMs: Date.now(),
           ...(ref ? { ref } : {}),
         })

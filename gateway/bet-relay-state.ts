@@ -6,6 +6,7 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
 import type { BetFrame, ErrorFrame } from './protocol.ts'
 
 export interface BetRelayLimits {
@@ -32,10 +33,25 @@ export type Deliver = (frame: BetFrame | ErrorFrame) => void
  */
 export const RANK = { provisional: 1, final: 2, settled: 3, refused: 4 } as const
 
+/**
+ * Bodies of one bet id whose placements here are remembered, with their refs: a client retrying
+ * with a changed body is a bug or an attack, and a few bodies are enough to tell which one stands.
+ */
+export const BODIES_PER_BET_MAX = 8
+
+/** A placement's body, as a key: its terms in their order. */
+export const bodyKeyOf = (terms: PlacedTerms) => JSON.stringify(BET_TERM_KEYS.map((key) => terms[key]))
+
 export interface Track {
   /** Rank of the last status passed on. */
   stage: number
-  readonly ref: string | undefined
+  /**
+   * The ref the bet's statuses carry: its first placement's here; once a reused id was answered,
+   * that of the placement here whose body stands (none if it was placed elsewhere).
+   */
+  ref: string | undefined
+  /** Bodies placed here under this id (bodyKeyOf), each with its first placement's ref. */
+  readonly bodies: Map<string, string | undefined>
   /** Statuses that arrived before their turn, by rank. */
   readonly held: Map<number, BetFrame>
   /** When to look the bet up if nothing moves it on, and how many lookups found nothing new. */

@@ -7,9 +7,9 @@
  */
 
 import { Ajv, type ValidateFunction } from 'ajv'
-import { ODDS_POLICIES, type OddsPolicy, type RejectReason } from '../crdt/index.ts'
+import { ODDS_POLICIES, type RejectReason } from '../crdt/index.ts'
 import type { SettlementOutcome } from '../ledger/index.ts'
-import type { ErrorCode as ApiErrorCode } from '../protocol/bets.ts'
+import { type ErrorCode as ApiErrorCode, BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
 import { CLOSE_CODES, type GatewayErrorCode } from '../protocol/errors.ts'
 import { BET_ID_SOURCE, GAME_ID_SOURCE } from '../protocol/ids.ts'
 
@@ -28,6 +28,15 @@ const ID = { type: 'string', pattern: `^(?:${GAME_ID_SOURCE})$` } as const
 const REF = { type: 'string', maxLength: 64 } as const
 const BET_ID = { type: 'string', pattern: `^(?:${BET_ID_SOURCE})$` } as const
 const CENTS = { type: 'integer', minimum: 0 } as const
+/** A bet's terms (protocol/bets.ts), each key's schema: a placement's and a standing bet's. */
+const TERMS = {
+  gameId: ID,
+  marketId: ID,
+  selectionId: ID,
+  stakeCents: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
+  odds: { type: 'integer', minimum: 1001, maximum: 1_000_000 },
+  policy: { enum: ODDS_POLICIES },
+} as const satisfies Record<(typeof BET_TERM_KEYS)[number], unknown>
 
 // ---- client -> gateway ------------------------------------------------------------------------
 
@@ -43,16 +52,10 @@ export interface UnsubscribeFrame {
   readonly ref?: string
   readonly gameId: string
 }
-export interface PlaceFrame {
+export interface PlaceFrame extends PlacedTerms {
   readonly type: 'place'
   readonly ref?: string
   readonly betId: string
-  readonly gameId: string
-  readonly marketId: string
-  readonly selectionId: string
-  readonly stakeCents: number
-  readonly odds: number
-  readonly policy: OddsPolicy
 }
 export interface PingFrame {
   readonly type: 'ping'
@@ -87,18 +90,8 @@ const clientSchema = {
     {
       type: 'object',
       additionalProperties: false,
-      required: ['type', 'betId', 'gameId', 'marketId', 'selectionId', 'stakeCents', 'odds', 'policy'],
-      properties: {
-        type: { const: 'place' },
-        ref: REF,
-        betId: BET_ID,
-        gameId: ID,
-        marketId: ID,
-        selectionId: ID,
-        stakeCents: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
-        odds: { type: 'integer', minimum: 1001, maximum: 1_000_000 },
-        policy: { enum: ODDS_POLICIES },
-      },
+      required: ['type', 'betId', ...BET_TERM_KEYS],
+      properties: { type: { const: 'place' }, ref: REF, betId: BET_ID, ...TERMS },
     },
     {
       type: 'object',
@@ -224,6 +217,17 @@ export interface RefusedBetFrame extends BetFrameBase {
   readonly status: 'refused'
   readonly code: ApiErrorCode | 'BET_UNAVAILABLE'
   readonly message: string
+  /**
+   * With BET_ID_REUSED: the bet that stands under the id. The refusal is of this placement's body
+   * only; the standing bet's statuses go on (its answer, if not passed yet, came just before).
+   */
+  readonly standing?: StandingBetView
+}
+type BetFields<F> = Omit<F, 'type' | 'betId' | 'atMs' | 'ref' | 'standing'>
+/** The bet booked under a reused id: its terms, and its own answer as a `bet` frame holds it. */
+export interface StandingBetView {
+  readonly terms: PlacedTerms
+  readonly reply: BetFields<ProvisionalBetFrame> | BetFields<RefusedBetFrame>
 }
 export type BetFrame = ProvisionalBetFrame | FinalBetFrame | SettledBetFrame | RefusedBetFrame
 
@@ -298,6 +302,11 @@ const VERDICT_FIELDS = {
   gameClockMs: { type: ['number', 'null'] },
   balanceCents: CENTS,
 } as const
+const REFUSAL_FIELDS = {
+  status: { const: 'refused' },
+  code: { type: 'string' },
+  message: { type: 'string' },
+} as const
 const BET_BASE = { type: { const: 'bet' }, ref: REF, betId: BET_ID, atMs: { type: 'number' } } as const
 const object = (required: readonly string[], properties: Record<string, unknown>) => ({
   type: 'object',
@@ -368,9 +377,19 @@ const serverSchema = {
     }),
     object(['type', 'betId', 'atMs', 'status', 'code', 'message'], {
       ...BET_BASE,
-      status: { const: 'refused' },
-      code: { type: 'string' },
-      message: { type: 'string' },
+      ...REFUSAL_FIELDS,
+      standing: object(['terms', 'reply'], {
+        terms: object(BET_TERM_KEYS, TERMS),
+        reply: {
+          oneOf: [
+            object(['status', ...Object.keys(VERDICT_FIELDS)], {
+              status: { const: 'provisional' },
+              ...VERDICT_FIELDS,
+            }),
+            object(['status', 'code', 'message'], REFUSAL_FIELDS),
+          ],
+        },
+      }),
     }),
     object(['type', 'serverTimeMs'], { type: { const: 'pong' }, ref: REF, serverTimeMs: { type: 'number' } }),
     object(['type', 'code', 'message'], {

@@ -484,6 +484,12 @@ function newBet(betId, fields = {}) {
 
 function onBet(frame) {
   const bet = state.bets.get(frame.betId) ?? newBet(frame.betId)
+  // Another body placed under this id was refused; the bet that stands goes on (its own statuses).
+  if (frame.standing !== undefined) {
+    bet.error = `a placement with other terms was refused: ${frame.message} [${frame.code}]`
+    renderBet(bet)
+    return
+  }
   if (RANK[frame.status] <= RANK[bet.status]) return
   const latencyMs = bet.clickMs === null ? null : performance.now() - bet.clickMs
   Object.assign(bet, { status: frame.status, error: null, retryable: false })

@@ -2,15 +2,18 @@
 // delivers them in: here a responder on a real cluster announces the settlement and the final
 // verdict (twice each, as several nodes do) before it replies with the provisional one. And the
 // statuses lost on the way are looked up, less and less often: there the relay's clock and sweep
-// timer are the test's, moved by hand, so the times it asks at are exact and nothing sleeps.
+// timer are the test's, moved by hand, so the times it asks at are exact and nothing sleeps. And a
+// placement refused for reusing a bet id with another body is told which bet stands, whose
+// statuses still come.
 
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Msg } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { createBetRelay, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
-import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
+import { type BetFrame, type ErrorFrame, isServerFrame, type PlaceFrame } from '../../gateway/protocol.ts'
 import type { Timers } from '../../nodes/fabric/timers.ts'
+import { termsOf } from '../../protocol/bets.ts'
 import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -275,3 +278,159 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
     'two lost finals recovered (the held settlement had only come early)',
   )
 })
+
+t.test(
+  'a reused bet id: the refusal says which bet stands, and that bet’s statuses still come',
+  async (t) => {
+    // A client places a bet, and before the answer comes places it again under the same id with
+    // another stake (a retry whose body changed). The API books one of the two and refuses the other
+    // with BET_ID_REUSED, carrying the bet that stands: its terms and its own answer. The responder
+    // here holds both placements of an id, then answers them in the scenario's order and announces
+    // the statuses of the bet that stands. The client once saw the refusal end the bet: the booked
+    // one's `final` and `settled` never came. Now the refusal carries `standing`, and the standing
+    // bet's statuses pass once each, in order, with the ref of the placement whose body stands.
+    const { api, gateway } = await twoConnections(t)
+    const held = new Map<string, Msg[]>()
+    const reused = (standing: { stakeCents: number; reply: unknown }) => ({
+      ok: false,
+      error: { code: 'BET_ID_REUSED', message: 'bet id was used for another bet' },
+      standing: {
+        terms: { ...termsOf(place('x')), stakeCents: standing.stakeCents },
+        reply: standing.reply,
+      },
+    })
+    const funds = {
+      ok: false,
+      error: { code: 'INSUFFICIENT_FUNDS', message: 'the balance did not cover it' },
+    }
+    const announce = (betId: string) => {
+      const final = { betId, status: 'final', stamp: 's', verdict, finalAtMs: 1, balanceCents: 900 }
+      const settled = { betId, status: 'settled', outcome: 'won', payoutCents: 150, balanceCents: 1_050 }
+      for (const event of [final, settled]) api.publish(statusSubject('alice'), JSON.stringify(event))
+    }
+    /** How each id's two placements (first: stake 100, second: stake 200) are answered, in order. */
+    const scenarios: Record<string, (first: Msg, second: Msg, betId: string) => void> = {
+      'first-stands': (first, second, betId) => {
+        second.respond(JSON.stringify(reused({ stakeCents: 100, reply: provisional(betId) })))
+        first.respond(JSON.stringify(provisional(betId)))
+        announce(betId)
+      },
+      'second-stands': (first, second, betId) => {
+        first.respond(JSON.stringify(reused({ stakeCents: 200, reply: provisional(betId) })))
+        second.respond(JSON.stringify(provisional(betId)))
+        announce(betId)
+      },
+      'first-refused': (first, second) => {
+        second.respond(JSON.stringify(reused({ stakeCents: 100, reply: funds })))
+        first.respond(JSON.stringify(funds))
+      },
+      'malformed-standing': (first, second, betId) => {
+        first.respond(JSON.stringify(provisional(betId)))
+        second.respond(
+          JSON.stringify({ ...reused({ stakeCents: 100, reply: null }), standing: { terms: 1 } }),
+        )
+        announce(betId)
+      },
+    }
+    api.subscribe(PLACE_SUBJECT, {
+      callback: (_error, message) => {
+        const { betId } = message.json<{ betId: string }>()
+        const both = [...(held.get(betId) ?? []), message]
+        held.set(betId, both)
+        if (both.length < 2) return
+        scenarios[betId]?.(both[0] as Msg, both[1] as Msg, betId)
+        // Every status of the bet was announced before this one: once it is seen, they all were.
+        api.publish(statusSubject('alice'), JSON.stringify(markerStatus(`done-${betId}`)))
+      },
+    })
+    await api.flush()
+    const relay = createBetRelay(
+      gateway,
+      { ...LIMITS, statusRecoverAfterMs: 600_000 },
+      pino({ level: 'silent' }),
+    )
+    t.teardown(() => relay.close())
+    const seen: (BetFrame | ErrorFrame)[] = []
+    t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
+    await gateway.flush()
+    const of = (betId: string) =>
+      seen.filter((frame): frame is BetFrame => frame.type === 'bet' && frame.betId === betId)
+    for (const betId of Object.keys(scenarios)) {
+      relay.place('alice', { ...place(betId), ref: `${betId}-a`, stakeCents: 100 })
+      relay.place('alice', { ...place(betId), ref: `${betId}-b`, stakeCents: 200 })
+      await waitFor(`${betId} done`, () => seen.some((f) => f.type === 'bet' && f.betId === `done-${betId}`))
+      await new Promise(setImmediate)
+    }
+    const trail = (betId: string) => of(betId).map((frame) => [frame.status, frame.ref])
+
+    t.same(
+      trail('first-stands'),
+      [
+        ['provisional', 'first-stands-a'],
+        ['refused', 'first-stands-b'],
+        ['final', 'first-stands-a'],
+        ['settled', 'first-stands-a'],
+      ],
+      'the booked bet answered once, the changed body refused, then the booked bet final and settled',
+    )
+    t.match(of('first-stands')[1], {
+      code: 'BET_ID_REUSED',
+      standing: {
+        terms: { stakeCents: 100, marketId: 'p1-winner', selectionId: 'home', odds: 1_500, policy: 'any' },
+        reply: { status: 'provisional', stamp: 's', accepted: true, balanceCents: 900 },
+      },
+    })
+    t.same(
+      trail('second-stands'),
+      [
+        ['provisional', 'second-stands-b'],
+        ['refused', 'second-stands-a'],
+        ['final', 'second-stands-b'],
+        ['settled', 'second-stands-b'],
+      ],
+      'when the later body is booked, its statuses carry its placement’s ref',
+    )
+    t.match(of('second-stands')[1], { standing: { terms: { stakeCents: 200 } } })
+    t.same(
+      trail('first-refused'),
+      [
+        ['refused', 'first-refused-a'],
+        ['refused', 'first-refused-b'],
+      ],
+      'a standing bet the ledger refused: its refusal once, then the changed body’s',
+    )
+    t.match(of('first-refused'), [
+      { code: 'INSUFFICIENT_FUNDS' },
+      { code: 'BET_ID_REUSED', standing: { reply: { status: 'refused', code: 'INSUFFICIENT_FUNDS' } } },
+    ])
+    const malformed = of('malformed-standing')
+    t.same(
+      trail('malformed-standing').filter(([status]) => status !== 'refused'),
+      [
+        ['provisional', 'malformed-standing-a'],
+        ['final', 'malformed-standing-a'],
+        ['settled', 'malformed-standing-a'],
+      ],
+      'a standing bet the relay cannot read: the bet goes on all the same',
+    )
+    t.match(
+      malformed.filter((frame) => frame.status === 'refused'),
+      [{ ref: 'malformed-standing-b', code: 'BET_ID_REUSED' }],
+      'and the changed body is refused',
+    )
+    t.notOk(
+      malformed.some((frame) => 'standing' in frame),
+      'without passing on what could not be read',
+    )
+
+    t.ok(
+      seen.every((frame) => isServerFrame(frame)),
+      'every frame is one the protocol allows',
+    )
+  },
+)
+
+/** A status of a bet placed elsewhere, settled at once: a marker in the status stream. */
+function markerStatus(betId: string) {
+  return { betId, status: 'settled', outcome: 'void', payoutCents: 0, balanceCents: 0 }
+}

@@ -1,7 +1,8 @@
 // The gateway against the real fabric on a real 3-server cluster: a bet slip followed to settled on
-// one socket, auth and origin failures on the upgrade, BOLA attempts over HTTP, bad frames,
-// floods, connection and subscription limits, reconnect and resume, many clients receiving
-// identical ordered deltas, and a client that stops reading while another stays on time.
+// one socket, a retry whose body changed told which bet stands, auth and origin failures on the
+// upgrade, BOLA attempts over HTTP, bad frames, floods, connection and subscription limits,
+// reconnect and resume, many clients receiving identical ordered deltas, and a client that stops
+// reading while another stays on time.
 
 import { setTimeout as delay } from 'node:timers/promises'
 import pino from 'pino'
@@ -161,6 +162,68 @@ t.test('a bet slip to settled over one socket, every status in order with the ba
   const balance = await fetch(`${stack.gateway.url}/v1/users/alice/balance`, { headers })
   t.match(await balance.json(), { data: { userId: 'alice', balanceCents: Number } })
 })
+
+t.test(
+  'a retry whose body changed learns which bet stands, and that bet’s statuses still come',
+  async (t) => {
+    // Two placements of one bet id with different stakes, the second sent before the first is
+    // answered: the API node books the first and refuses the second with BET_ID_REUSED. The refusal
+    // names the bet that stands, and its final and settled statuses reach the client, once each.
+    const stack = await startGatewayStack()
+    t.teardown(() => stack.close())
+    await stack.deposit('zoe', 10_000)
+    const client = await openClient(stack.wsUrl, { token: await stack.token('zoe') })
+    t.teardown(() => client.close())
+    await client.next(ofType('hello'))
+    client.send({ type: 'subscribe', gameId: GAME })
+    await client.next(ofType('snapshot'))
+    stack.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+    const { winner } = marketIds(1)
+    const opened = await client.next(
+      ofType('delta', (d) => (d.markets ?? []).some((m) => m.marketId === winner && m.status === 'open')),
+    )
+    const odds = opened.markets?.find((m) => m.marketId === winner)?.prices.home as number
+    const betId = 'bet-zoe-000000001'
+    client.send(placeFrame(betId, winner, odds, { ref: 'first' }))
+    client.send(placeFrame(betId, winner, odds, { ref: 'changed', stakeCents: 700 }))
+    const refused = await client.next(ofType('bet', (b) => b.betId === betId && b.status === 'refused'))
+    t.match(
+      refused,
+      {
+        ref: 'changed',
+        code: 'BET_ID_REUSED',
+        standing: {
+          terms: {
+            gameId: GAME,
+            marketId: winner,
+            selectionId: 'home',
+            stakeCents: 500,
+            odds,
+            policy: 'exact',
+          },
+          reply: { status: 'provisional', accepted: true, stamp: String },
+        },
+      },
+      'the refusal carries the bet booked under the id',
+    )
+    stack.feed.emit({ type: 'serve', point: 1, second: false })
+    stack.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+    await client.next(ofType('bet', (b) => b.betId === betId && b.status === 'settled'))
+    const statuses = client.frames.flatMap((f) =>
+      f.type === 'bet' && f.betId === betId && f.status !== 'refused' ? [[f.status, f.ref]] : [],
+    )
+    t.same(
+      statuses,
+      [
+        ['provisional', 'first'],
+        ['final', 'first'],
+        ['settled', 'first'],
+      ],
+      'the standing bet: each status once, in order, under its own placement’s ref',
+    )
+    t.same(client.invalid, [], 'every frame matched the protocol')
+  },
+)
 
 t.test('no user reads another user’s data (BOLA), and HTTP needs a valid token', async (t) => {
   const stack = await startGatewayStack()
