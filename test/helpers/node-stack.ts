@@ -17,6 +17,7 @@ import { yjsBackend } from '../../crdt/index.ts'
 import { type ApiNode, type ApiNodeOptions, startApiNode } from '../../nodes/api/api-node.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import type { FeedAdapter } from '../../nodes/trader/feed.ts'
+import { marketIds } from '../../nodes/trader/point-markets.ts'
 import { createManualFeed, type ManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { startTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
 import type { TraderLimits, TraderRole } from '../../nodes/trader/trader-types.ts'
@@ -282,4 +283,34 @@ export async function deposit(stack: NodeStack, userId: string, amountCents: num
 export async function placeBet(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
   const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 })
   return reply.json<PlaceBetReply>()
+}
+
+/**
+ * Start the match and open point `point` on the stack's trader, and resolve with the point's
+ * winner market once every API node holds it.
+ */
+export async function openPoint(stack: NodeStack, point = 1): Promise<string> {
+  if (point === 1) stack.trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+  stack.trader.feed.emit({ type: 'point-start', point, server: 'home' })
+  const marketId = marketIds(point).winner
+  await waitFor(`point ${point} open on every API node`, () =>
+    stack.apis.every((api) => api.replicas.replica(STACK_GAME)?.game.markets.get(marketId) !== undefined),
+  )
+  return marketId
+}
+
+/** A placement backing `home` on the stack's game at 1.001 under `any`, with the fields given. */
+export function betOn(
+  marketId: string,
+  fields: { readonly betId: string; readonly userId: string } & Record<string, unknown>,
+): Record<string, unknown> {
+  return {
+    gameId: STACK_GAME,
+    marketId,
+    selectionId: 'home',
+    stakeCents: 1_000,
+    odds: 1_001,
+    policy: 'any',
+    ...fields,
+  }
 }

@@ -9,9 +9,8 @@ import t from 'tap'
 import { ODDS_MAX } from '../../crdt/limits.ts'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
-import { marketIds } from '../../nodes/trader/trader.ts'
 import { exposureSubject } from '../../protocol/subjects.ts'
-import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
+import { betOn, deposit, openPoint, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const STAKE_CENTS = DEFAULT_BET_LIMITS.stakeCentsMax
@@ -21,28 +20,18 @@ const RACERS = 8
 t.test('bets racing past the open-stake limit on two API nodes: exactly the limit is taken', async (t) => {
   t.equal(LIMIT_CENTS / STAKE_CENTS, 5, 'five stakes fit the limit')
   const stack = await startNodeStack(t, { shards: 2, apiNodes: ['api-1', 'api-2'] })
-  const { trader, apis, cluster } = stack
+  const { apis, cluster } = stack
   const second = apis[1] as ApiNode
   await deposit(stack, 'rich', 10 * LIMIT_CENTS)
-  trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
-  trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
-  const marketId = marketIds(1).winner
-  await waitFor('both nodes hold the open market', () =>
-    apis.every((api) => api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined),
-  )
+  const marketId = await openPoint(stack)
   const clients = [await cluster.connect(), await cluster.connect()]
   const replies = await Promise.all(
     Array.from({ length: RACERS }, async (_, i) => {
-      const request = {
+      const request = betOn(marketId, {
         betId: `race-rich-${String(i).padStart(4, '0')}`,
         userId: 'rich',
-        gameId: 'match-1',
-        marketId,
-        selectionId: 'home',
         stakeCents: STAKE_CENTS,
-        odds: 1_001,
-        policy: 'any',
-      }
+      })
       return placeBet(clients[i % 2] as (typeof clients)[number], request)
     }),
   )
@@ -74,25 +63,12 @@ t.test(
       settlementNodes: ['settle-1'],
       apiLimits: { marketLiabilityCentsMax: limitCents },
     })
-    const { trader, apis, cluster } = stack
+    const { apis, cluster } = stack
     const users = Array.from({ length: RACERS }, (_, i) => `racer-${i}`)
     for (const userId of ['mallory', ...users]) await deposit(stack, userId, LIMIT_CENTS)
-    trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
-    trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
-    const marketId = marketIds(1).winner
-    await waitFor('both nodes hold the open market', () =>
-      apis.every((api) => api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined),
-    )
-    const bet = (userId: string, stakeCents: number, odds: number) => ({
-      betId: `liability-${userId}`,
-      userId,
-      gameId: 'match-1',
-      marketId,
-      selectionId: 'home',
-      stakeCents,
-      odds,
-      policy: 'any',
-    })
+    const marketId = await openPoint(stack)
+    const bet = (userId: string, stakeCents: number, odds: number) =>
+      betOn(marketId, { betId: `liability-${userId}`, userId, stakeCents, odds })
     const [client, other] = [await cluster.connect(), await cluster.connect()]
 
     const attack = await placeBet(client, bet('mallory', 10_000, ODDS_MAX))

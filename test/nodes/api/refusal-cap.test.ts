@@ -6,36 +6,20 @@
 
 import t from 'tap'
 import { DEFAULT_BET_LIMITS } from '../../../nodes/api/bet-limits.ts'
-import { marketIds } from '../../../nodes/trader/trader.ts'
-import { deposit, placeBet, startNodeStack } from '../../helpers/node-stack.ts'
-import { waitFor } from '../../helpers/wait.ts'
+import { betOn, deposit, openPoint, placeBet, startNodeStack } from '../../helpers/node-stack.ts'
 
 const CAP = DEFAULT_BET_LIMITS.refusedPerUserPerMinuteMax
 const FLOOD = 3 * CAP
 
 t.test('unfunded placements past the cap are refused without being written', async (t) => {
   const stack = await startNodeStack(t)
-  const { trader, apis, client } = stack
+  const { apis, client } = stack
   const api = apis[0]
   await deposit(stack, 'pauper', 50)
   await deposit(stack, 'bystander', 100_000)
-  trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
-  trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
-  const marketId = marketIds(1).winner
-  await waitFor(
-    'the market is open',
-    () => api?.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined,
-  )
-  const bet = (userId: string, i: number) => ({
-    betId: `flood-${userId}-${String(i).padStart(4, '0')}`,
-    userId,
-    gameId: 'match-1',
-    marketId,
-    selectionId: 'home',
-    stakeCents: 1_000,
-    odds: 1_001,
-    policy: 'any',
-  })
+  const marketId = await openPoint(stack)
+  const bet = (userId: string, i: number) =>
+    betOn(marketId, { betId: `flood-${userId}-${String(i).padStart(4, '0')}`, userId })
   const codes = new Map<string, number>()
   for (let i = 0; i < FLOOD; i++) {
     const reply = await placeBet(client, bet('pauper', i))

@@ -5,31 +5,15 @@
 // after the first placement or raced it through another API node.
 
 import t from 'tap'
-import { marketIds } from '../../../nodes/trader/trader.ts'
 import type { PlaceBetReply, ProvisionalReply } from '../../../protocol/bets.ts'
-import { deposit, placeBet, startNodeStack } from '../../helpers/node-stack.ts'
-import { waitFor } from '../../helpers/wait.ts'
+import { betOn, deposit, openPoint, placeBet, startNodeStack } from '../../helpers/node-stack.ts'
 
 t.test('a reused bet id is answered with the bet that stands', async (t) => {
   const stack = await startNodeStack(t, { apiNodes: ['api-1', 'api-2'] })
-  const { trader, apis, cluster } = stack
+  const { apis, cluster } = stack
   await deposit(stack, 'alice', 100_000)
-  trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
-  trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
-  const marketId = marketIds(1).winner
-  await waitFor('both nodes hold the open market', () =>
-    apis.every((api) => api.replicas.replica('match-1')?.game.markets.get(marketId) !== undefined),
-  )
-  const bet = (betId: string, stakeCents: number) => ({
-    betId,
-    userId: 'alice',
-    gameId: 'match-1',
-    marketId,
-    selectionId: 'home',
-    stakeCents,
-    odds: 1_001,
-    policy: 'any',
-  })
+  const marketId = await openPoint(stack)
+  const bet = (betId: string, stakeCents: number) => betOn(marketId, { betId, userId: 'alice', stakeCents })
   const [one, two] = [await cluster.connect(), await cluster.connect()]
 
   const first = (await placeBet(one, bet('reused-0001', 1_000))) as ProvisionalReply
