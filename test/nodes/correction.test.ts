@@ -14,13 +14,19 @@ import { waitFor } from '../helpers/wait.ts'
 
 const STAKE_CENTS = 1_000
 const DEPOSIT_CENTS = 10_000
-/** Well inside the correction window, and far enough from its end for a loaded machine. */
+/** Well inside the correction window. */
 const SOON_MS = Math.floor(CORRECTION_WINDOW_MS / 5)
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 t.test('a correction by the deadline refunds instead of paying; a later one voids nothing', async (t) => {
-  const stack = await startNodeStack(t, { shards: 2, settlementNodes: ['settle-1'] })
+  // The trader's clock runs with the machine's, except that the test holds it while it stamps a
+  // result and its correction, so the correction comes exactly SOON_MS after the result however
+  // loaded the machine is.
+  let heldMs: number | null = null
+  const stack = await startNodeStack(t, {
+    shards: 2,
+    settlementNodes: ['settle-1'],
+    traderClock: () => heldMs ?? Date.now(),
+  })
   const { trader, client } = stack
   const api = stack.apis[0] as ApiNode
   const settlement = stack.settlements[0] as SettlementNode
@@ -56,9 +62,11 @@ t.test('a correction by the deadline refunds instead of paying; a later one void
 
   const first = await backHome(1, client)
   const placedAtMs = Date.now()
+  heldMs = Date.now()
   trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
-  await sleep(SOON_MS)
-  trader.feed.emit({ type: 'correction', point: 1, fromMs: placedAtMs - 5_000, toMs: Date.now() })
+  heldMs += SOON_MS
+  trader.feed.emit({ type: 'correction', point: 1, fromMs: placedAtMs - 5_000, toMs: heldMs })
+  heldMs = null
   await waitFor('the first bet settled', () => fold.bet('alice', first)?.status === 'settled')
   t.match(fold.bet('alice', first), { outcome: 'void', payoutCents: STAKE_CENTS }, 'refunded, never paid')
   t.equal(fold.balance('alice'), DEPOSIT_CENTS, 'the stake came back and nothing more')
