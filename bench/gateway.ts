@@ -256,6 +256,9 @@ async function startGateway(dir: string, servers: string, children: ChildProcess
     GATEWAY_MESSAGES_BURST: String(BET_FRAMES_PER_SECOND),
     GATEWAY_USER_MESSAGES_PER_SECOND: String(BET_FRAMES_PER_SECOND),
     GATEWAY_USER_MESSAGES_BURST: String(BET_FRAMES_PER_SECOND),
+    // Every simulated client connects from this one loopback address.
+    GATEWAY_IP_UPGRADES_PER_SECOND: '1000000',
+    GATEWAY_IP_UPGRADES_BURST: '1000000',
   })
   children.push(child)
   let listening = 0
