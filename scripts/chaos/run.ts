@@ -447,7 +447,6 @@ async function injectHostileMix(stack: Stack, run: ScenarioRun): Promise<Fault> 
     victimPauseMs: run.profile.meanPauseMs / 2,
     victimsSinceMs: run.workloadStartedAtMs,
     stakeCentsMax: DEFAULT_BET_LIMITS.stakeCentsMax,
-    userOpenStakeCentsMax: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
     durationMs: run.profile.faultMs,
   })
   let attack: AttackReport | null = null
