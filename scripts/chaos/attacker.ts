@@ -423,7 +423,7 @@ async function race(ctx: Context, variant: 'one socket' | 'two sockets') {
     frame?.type === 'bet' && frame.status === 'provisional' ? [frame] : [],
   )
   const accepted = frames.filter((frame) => frame.accepted).length
-  ctx.tally.count('limit races', variant, `race booked ${frames.length}, ${accepted} accepted`, true)
+  ctx.tally.count('limit races', variant, `race booked ${frames.length} (${accepted} accepted)`, true)
 }
 
 /** Class 5: connect, send 40 frames, close: reconnecting must not renew the user's frame rate. */
