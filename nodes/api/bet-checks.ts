@@ -39,9 +39,11 @@ export function createBetChecks(options: {
 
   /** A user past the refusal cap: what the fold already refuses is not written again. */
   function checkAbuse(request: PlaceBetRequest): PlaceBetReply | null {
-    if (!refusals.abusing(request.userId)) return null
     if (ledger.foldFor(request.userId).balance(request.userId) >= request.stakeCents) return null
+    // Counted before the write, so a burst of them in flight at once cannot pass the cap either.
+    const abusing = refusals.abusing(request.userId)
     refusals.record(request.userId)
+    if (!abusing) return null
     return apiError(
       'INSUFFICIENT_FUNDS',
       `the balance cannot cover the stake, and past ${limits.refusedPerUserPerMinuteMax} refused placements a minute nothing more is written: deposit, or wait`,

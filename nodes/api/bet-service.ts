@@ -133,7 +133,8 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (result.status === 'conflict')
       return apiError('BET_ID_REUSED', `bet id ${request.betId} was used for another bet`)
     if (result.status === 'rejected') {
-      refusals.record(request.userId)
+      // A stake the fold could not cover when checked was counted then (bet-checks.ts).
+      if (result.reason !== 'INSUFFICIENT_FUNDS') refusals.record(request.userId)
       return refusal(result.reason)
     }
     const replica = replicas.replicaFor(request.gameId)

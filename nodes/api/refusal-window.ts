@@ -3,7 +3,9 @@
  * ledger refuses (no funds, a limit) is still an entry in the user's shard, so a user who keeps
  * sending bets they cannot cover would fill a stream that refuses writes when full. Past
  * `perMinuteMax` refusals in a window, the node refuses such a user's placements that its own fold
- * already says the ledger would refuse, without writing them. Bounded: at most `usersMax` users
+ * already says the ledger would refuse, without writing them. A placement the fold says the
+ * balance cannot cover is counted before it is written, so a burst of them sent at once is capped
+ * too. Bounded: at most `usersMax` users
  * are tracked; the one whose window is oldest is forgotten first.
  */
 
