@@ -47,7 +47,7 @@ export interface Answers {
   /** Register before sending: the answer to the frame sent with `ref`. */
   await(ref: string, timeoutMs?: number): Promise<Answer>
   take(frame: ServerFrame): void
-  /** The statuses each bet got, in order (`provisional`, `final`, ...), for at most STATUSES_KEPT_MAX bets. */
+  /** The statuses each bet got, in order (`provisional`, `final`, ...), for STATUSES_KEPT_MAX bets at most. */
   readonly statuses: Map<string, string[]>
 }
 

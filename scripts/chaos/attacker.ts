@@ -242,20 +242,13 @@ interface BetFields {
   readonly userId?: string
 }
 
-let refs = 0
-
 /** Place a bet on one of the player's sockets and wait for its answer. */
-async function place(
-  options: AttackerOptions,
-  player: Player,
-  index: number,
-  bet: BetFields,
-): Promise<Answer> {
+async function place(ctx: Context, player: Player, index: number, bet: BetFields): Promise<Answer> {
   const socket = await player.socket(index)
   if (socket === null) return { code: 'not admitted' }
-  const ref = `h${++refs}`
+  const ref = ctx.nextRef()
   const answer = player.answers.await(ref)
-  socket.send({ type: 'place', ref, gameId: options.gameId, ...bet })
+  socket.send({ type: 'place', ref, gameId: ctx.options.gameId, ...bet })
   return answer
 }
 
@@ -273,7 +266,10 @@ interface Context {
   readonly usedIds: Set<string>
   readonly retried: { betId: string; atMs: number }[]
   unfunded: number
+  /** A fresh bet id of the attacker's own, of a kind. */
   nextId(kind: string): string
+  /** A fresh `ref` for a frame. */
+  nextRef(): string
 }
 
 /** One variant of a class: how often it runs, how many times at most, and one round of it. */
@@ -290,7 +286,10 @@ function victimBetsSoFar(options: AttackerOptions): number {
   return Math.max(1, Math.floor((Date.now() - options.victimsSinceMs) / options.victimPauseMs))
 }
 
-/** A bettor and one of its ids, `ahead` of how far it can have come (negative: behind), unused by the attacker. */
+/**
+ * A bettor and one of its ids the attacker has not used: `ahead` ids past how far the bettor can have
+ * come, or (negative) that far divided by -`ahead`, an id it has most likely used.
+ */
 function victimId(ctx: Context, round: number, ahead: number): { victim: string; betId: string } {
   const victim = ctx.options.victims[round % ctx.options.victims.length] as string
   let n = Math.max(
@@ -314,7 +313,7 @@ async function placeUnderVictimId(
   const market = ctx.watch.pick(ctx.prng)
   if (market === null) return ctx.tally.count(attack, variant, 'no open market', true)
   const { victim, betId } = victimId(ctx, round, ahead)
-  const answer = await place(ctx.options, ctx.players.ids, 0, {
+  const answer = await place(ctx, ctx.players.ids, 0, {
     betId,
     ...market,
     stakeCents: ORDINARY_STAKE_CENTS,
@@ -334,7 +333,7 @@ async function placeSettlementId(
   const market = ctx.watch.pick(ctx.prng) ?? { marketId: 'p1-winner', selectionId: 'home', odds: 2_000 }
   const { betId: victimBetId } = victimId(ctx, round, -2)
   const betId = variant === 'settlement id' ? `settle/${victimBetId}` : `settle-${victimBetId}`
-  const answer = await place(ctx.options, ctx.players.ids, 0, {
+  const answer = await place(ctx, ctx.players.ids, 0, {
     betId,
     ...market,
     stakeCents: ORDINARY_STAKE_CENTS,
@@ -357,7 +356,7 @@ async function placeNamingVictim(ctx: Context, round: number) {
     stakeCents: ORDINARY_STAKE_CENTS,
     policy: 'any' as const,
   }
-  const answer = await place(ctx.options, ctx.players.ids, 0, { ...bet, userId: victim })
+  const answer = await place(ctx, ctx.players.ids, 0, { ...bet, userId: victim })
   ctx.tally.count('foreign ids', 'place naming another user', answer.code, answer.code === 'error BAD_FRAME')
 }
 
@@ -379,7 +378,7 @@ async function placeAbsurdOdds(ctx: Context, variant: 'odds 1000000 any' | 'odds
   const market = ctx.watch.pick(ctx.prng)
   if (market === null) return ctx.tally.count('absurd odds', variant, 'no open market', true)
   const absurd = variant === 'odds 1000000 any'
-  const answer = await place(ctx.options, ctx.players.odds, 0, {
+  const answer = await place(ctx, ctx.players.odds, 0, {
     betId: ctx.nextId('odds'),
     marketId: market.marketId,
     selectionId: market.selectionId,
@@ -407,7 +406,7 @@ async function race(ctx: Context, variant: 'one socket' | 'two sockets') {
   await Promise.all([player.socket(0), player.socket(1)])
   const answers = await Promise.all(
     Array.from({ length: RACE_PLACEMENTS }, (_, i) =>
-      place(ctx.options, player, variant === 'one socket' ? 0 : i % 2, {
+      place(ctx, player, variant === 'one socket' ? 0 : i % 2, {
         betId: ctx.nextId('race'),
         ...market,
         stakeCents: stakeCentsMax,
@@ -444,7 +443,7 @@ async function reconnectCycle(ctx: Context) {
   )
   if (admission === 'admitted') {
     const replies = Array.from({ length: CYCLE_FRAMES }, () => {
-      const ref = `h${++refs}`
+      const ref = ctx.nextRef()
       const reply = answers.await(ref, CYCLE_ANSWER_MS)
       socket.send({ type: 'ping', ref })
       return reply
@@ -480,7 +479,7 @@ async function upgradeBurst(ctx: Context) {
 async function placeUnfunded(ctx: Context) {
   const market = ctx.watch.pick(ctx.prng) ?? { marketId: 'p1-winner', selectionId: 'home', odds: 2_000 }
   ctx.unfunded++
-  const answer = await place(ctx.options, ctx.players.broke, 0, {
+  const answer = await place(ctx, ctx.players.broke, 0, {
     betId: ctx.nextId('broke'),
     ...market,
     stakeCents: ORDINARY_STAKE_CENTS * 10,
@@ -499,7 +498,7 @@ async function changedRetry(ctx: Context) {
   await Promise.all([ctx.players.retry.socket(0), ctx.players.retry.socket(1)])
   const answers = await Promise.all(
     stakes.map((stakeCents, i) =>
-      place(ctx.options, ctx.players.retry, i, { betId, ...market, stakeCents, policy: 'any' }),
+      place(ctx, ctx.players.retry, i, { betId, ...market, stakeCents, policy: 'any' }),
     ),
   )
   ctx.retried.push({ betId, atMs: Date.now() })
@@ -676,6 +675,11 @@ export async function startAttacker(options: AttackerOptions): Promise<Attacker>
   const inFlight = new Set<Promise<void>>()
   const timers = new Set<NodeJS.Timeout>()
   let stopped = false
+  const stopTimers = () => {
+    for (const timer of timers) clearTimeout(timer)
+  }
+  // Past the window nothing more starts, whether or not `stop` is called.
+  timers.add(setTimeout(stopTimers, options.durationMs))
   VARIANTS.forEach((variant, index) => {
     let done = 0
     let busy = false
@@ -692,7 +696,7 @@ export async function startAttacker(options: AttackerOptions): Promise<Attacker>
     const first = setTimeout(
       () => {
         tick()
-        timers.add(setInterval(tick, variant.everyMs))
+        if (!stopped && Date.now() < deadline) timers.add(setInterval(tick, variant.everyMs))
       },
       Math.floor((index * FIRST_ROUNDS_SPREAD_MS) / VARIANTS.length),
     )
@@ -701,7 +705,7 @@ export async function startAttacker(options: AttackerOptions): Promise<Attacker>
   return {
     async stop() {
       stopped = true
-      for (const timer of timers) clearInterval(timer)
+      stopTimers()
       await Promise.all([...inFlight])
       checkRetriedFinals(ctx)
       ctx.watch.stop()
@@ -754,6 +758,7 @@ async function createContext(options: AttackerOptions): Promise<Context> {
   // The ids player's socket subscribes on its hello: the markets every other part bets on.
   await ids.socket(0)
   let counter = 0
+  let refs = 0
   return {
     options,
     prng,
@@ -771,5 +776,6 @@ async function createContext(options: AttackerOptions): Promise<Context> {
     retried: [],
     unfunded: 0,
     nextId: (kind) => `mallory-${kind}-${options.seed}-${++counter}`,
+    nextRef: () => `h${++refs}`,
   }
 }
