@@ -39,6 +39,8 @@ export function createBetChecks(options: {
 
   /** A user past the refusal cap: what the fold already refuses is not written again. */
   function checkAbuse(request: PlaceBetRequest): PlaceBetReply | null {
+    // A node still reading the ledger back at start sees balances of zero: it judges nobody.
+    if (!ledger.caughtUp()) return null
     if (ledger.foldFor(request.userId).balance(request.userId) >= request.stakeCents) return null
     // Counted before the write, so a burst of them in flight at once cannot pass the cap either.
     const abusing = refusals.abusing(request.userId)

@@ -66,7 +66,10 @@ t.test('a correction by the deadline refunds instead of paying; a later one void
   trader.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
   heldMs += SOON_MS
   trader.feed.emit({ type: 'correction', point: 1, fromMs: placedAtMs - 5_000, toMs: heldMs })
+  // Let the machine's clock pass the held one before the trader stamps on by it again.
+  const releasedAtMs = heldMs
   heldMs = null
+  await waitFor('the clock passed the held time', () => Date.now() > releasedAtMs)
   await waitFor('the first bet settled', () => fold.bet('alice', first)?.status === 'settled')
   t.match(fold.bet('alice', first), { outcome: 'void', payoutCents: STAKE_CENTS }, 'refunded, never paid')
   t.equal(fold.balance('alice'), DEPOSIT_CENTS, 'the stake came back and nothing more')

@@ -142,9 +142,12 @@ t.test('a point cycle', async (t) => {
     'winner paid and late bet refunded',
     () => api.ledger.foldFor('alice').balance('alice') === 8_000 + payout + 1_000,
   )
-  await waitFor(
-    'settled statuses published',
-    () => statuses.filter((s) => s.status === 'settled').length >= 2,
+  // Two settlement nodes race, and either may publish a bet's settled status first (or both):
+  // wait for each bet's, not for a count.
+  await waitFor('settled statuses published', () =>
+    ['bet-alice-0001', 'bet-alice-0002'].every((betId) =>
+      statuses.some((s) => s.betId === betId && s.status === 'settled'),
+    ),
   )
   t.equal(api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001')?.status, 'settled')
   t.match(
