@@ -5,7 +5,8 @@
  * `perMinuteMax` refusals in a window, the node refuses such a user's placements that its own fold
  * already says the ledger would refuse, without writing them. A placement the fold says the
  * balance cannot cover is counted before it is written, so a burst of them sent at once is capped
- * too. Bounded: at most `usersMax` users
+ * too. A node still reading the ledger back at start counts nothing: its balances are not yet the
+ * ledger's (bet-checks.ts). Bounded: at most `usersMax` users
  * are tracked; the one whose window is oldest is forgotten first.
  */
 
