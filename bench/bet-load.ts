@@ -8,7 +8,7 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
-import { ALL_STATUSES_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { ALL_STATUSES_SUBJECT, placeSubject } from '../protocol/subjects.ts'
 import { nowUs, openLoop } from './open-loop.ts'
 import {
   type Histogram,
@@ -29,6 +29,8 @@ export interface BetLoadOptions {
   readonly plan: WindowPlan
   readonly marketId: string
   readonly users: number
+  /** The region's ledger shards: each bet goes to its user's shard. */
+  readonly shards: number
   readonly stakeCents: number
   /** Makes this load's bet ids unique in the run. */
   readonly tag: string
@@ -140,7 +142,9 @@ async function sendAll(
       policy: 'any',
     }
     inFlight++
-    nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: REQUEST_TIMEOUT_MS }).then(
+    nc.request(placeSubject(request.userId, options.shards), JSON.stringify(request), {
+      timeout: REQUEST_TIMEOUT_MS,
+    }).then(
       (reply) => answered(betId, bet, replyCode(jsonOf(reply))),
       (error: unknown) => answered(betId, bet, `nats:${error instanceof Error ? error.name : 'Error'}`),
     )

@@ -25,11 +25,11 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import { yjsBackend } from '../crdt/index.ts'
-import { ensureFabric } from '../nodes/fabric/streams.ts'
+import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
-import { DEPOSIT_SUBJECT, names } from '../protocol/subjects.ts'
+import { depositSubject, names } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
@@ -154,7 +154,7 @@ async function startStack(dir: string): Promise<Stack> {
     const nc = await connect('bench-generator')
     const rawNc = await connect('bench-raw')
     const adminNc = await connect('bench-admin')
-    await ensureFabric(adminNc, REGION)
+    await ensureFabric(adminNc, REGION, limitsWithShards(SHARDS))
     await addRawStream(adminNc)
     const servers = cluster.servers.join(',')
     for (let i = 1; i <= API_NODES; i++) apis.push(spawnNode(dir, `api-${i}`, 'nodes/api/main.ts', servers))
@@ -169,7 +169,7 @@ async function startStack(dir: string): Promise<Stack> {
     })
     trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
     const jsm = await jetstreamManager(adminNc)
-    const ledgerStream = names.ledgerStream(REGION)
+    const ledgerStreams = Array.from({ length: SHARDS }, (_, shard) => names.ledgerStream(REGION, shard))
     const kinds: ProcessKinds<CpuKind> = {
       nats: () => cluster.processes.map((server) => server.pid),
       api: () => apis.map((child) => child.pid),
@@ -186,7 +186,8 @@ async function startStack(dir: string): Promise<Stack> {
       kinds,
       async sample() {
         const cpu = sampleCpu(kinds)
-        const ledgerMessages = (await jsm.streams.info(ledgerStream)).state.messages
+        let ledgerMessages = 0
+        for (const stream of ledgerStreams) ledgerMessages += (await jsm.streams.info(stream)).state.messages
         return { cpu, ledgerMessages }
       },
       async close() {
@@ -209,7 +210,7 @@ async function credit(nc: NatsConnection): Promise<void> {
       try {
         const reply = (
           await nc.request(
-            DEPOSIT_SUBJECT,
+            depositSubject(`user-${i}`, SHARDS),
             JSON.stringify({ id: `bench-deposit-${i}`, userId: `user-${i}`, amountCents: 10_000_000 }),
             { timeout: 5_000 },
           )
@@ -247,6 +248,7 @@ async function measureRate(stack: Stack, rate: number, point: number): Promise<R
       plan,
       marketId: marketIds(point).winner,
       users: USERS,
+      shards: SHARDS,
       stakeCents: STAKE_CENTS,
       tag: `${point}-${rate}`,
     }),

@@ -36,12 +36,12 @@ import pino from 'pino'
 import { type Op, stampOps, yjsBackend } from '../crdt/index.ts'
 import { WS_PATH } from '../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../gateway/server.ts'
-import { ensureFabric } from '../nodes/fabric/streams.ts'
+import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode, type TraderNode } from '../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../protocol/bets.ts'
-import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { ALL_STATUSES_SUBJECT, depositSubject, placeSubject } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, pollUntil, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
@@ -529,7 +529,9 @@ async function openPoint(ctx: Context): Promise<string> {
     async () => {
       const request = betRequest(`probe-${marketId}-${probes++}`, `${BETTOR_PREFIX}0`, marketId)
       const reply = (
-        await ctx.nc.request(PLACE_SUBJECT, request, { timeout: PROBE_TIMEOUT_MS })
+        await ctx.nc.request(placeSubject(`${BETTOR_PREFIX}0`, SHARDS), request, {
+          timeout: PROBE_TIMEOUT_MS,
+        })
       ).json<PlaceBetReply>()
       acceptedInRow = reply.ok && reply.verdict.accepted ? acceptedInRow + 1 : 0
       return acceptedInRow >= 3 ? true : undefined
@@ -585,17 +587,20 @@ async function placeDirect(nc: NatsConnection, rate: number, marketId: string): 
   await openLoop(rate, SECONDS, (scheduledUs, i) => {
     const betId = `direct-${rate}-${i}`
     awaitingFinal.set(betId, scheduledUs)
-    const request = betRequest(betId, `${BETTOR_PREFIX}${i % BET_SOCKETS}`, marketId)
+    const userId = `${BETTOR_PREFIX}${i % BET_SOCKETS}`
+    const request = betRequest(betId, userId, marketId)
     pending.push(
-      nc.request(PLACE_SUBJECT, request, { timeout: DEFAULT_GATEWAY_LIMITS.placeTimeoutMs }).then(
-        (message) => {
-          provisional.recordValue(Math.max(1, nowUs() - scheduledUs))
-          const reply = message.json<PlaceBetReply>()
-          if (!reply.ok) fail(betId, reply.error.code)
-          else if (!reply.verdict.accepted) rejected++
-        },
-        () => fail(betId, 'no reply'),
-      ),
+      nc
+        .request(placeSubject(userId, SHARDS), request, { timeout: DEFAULT_GATEWAY_LIMITS.placeTimeoutMs })
+        .then(
+          (message) => {
+            provisional.recordValue(Math.max(1, nowUs() - scheduledUs))
+            const reply = message.json<PlaceBetReply>()
+            if (!reply.ok) fail(betId, reply.error.code)
+            else if (!reply.verdict.accepted) rejected++
+          },
+          () => fail(betId, 'no reply'),
+        ),
     )
   })
   await Promise.all(pending)
@@ -796,7 +801,9 @@ async function credit(nc: NatsConnection): Promise<void> {
     })
     for (;;) {
       try {
-        const reply = await nc.request(DEPOSIT_SUBJECT, request, { timeout: PROBE_TIMEOUT_MS })
+        const reply = await nc.request(depositSubject(`${BETTOR_PREFIX}${i}`, SHARDS), request, {
+          timeout: PROBE_TIMEOUT_MS,
+        })
         if (reply.json<{ ok: boolean }>().ok) break
       } catch {
         // The API nodes are still starting.
@@ -833,7 +840,7 @@ async function start(
   const cluster = await startNatsCluster({ websocket: true, maxConnections: MAX_CLIENTS + FD_HEADROOM })
   own.cluster = cluster
   const nc = await cluster.connect()
-  await ensureFabric(nc, REGION)
+  await ensureFabric(nc, REGION, limitsWithShards(SHARDS))
   const servers = cluster.servers.join(',')
   const nodes = ['api-1', 'api-2'].map((name) =>
     spawnNode(dir, name, 'nodes/api/main.ts', { FABRIC_NATS_SERVERS: servers }),

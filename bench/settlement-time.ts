@@ -10,7 +10,7 @@ import pino from 'pino'
 import { joinLedger } from '../nodes/fabric/regions.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
-import { PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { placeSubject } from '../protocol/subjects.ts'
 
 export interface SettlementRun {
   /** The point whose winner market takes the bets. */
@@ -48,7 +48,9 @@ export async function settlementTime(
           odds: 1_001,
           policy: 'any',
         }
-        return nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 })
+        return nc.request(placeSubject(request.userId, run.shards), JSON.stringify(request), {
+          timeout: 10_000,
+        })
       }),
     )
   }

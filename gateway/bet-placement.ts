@@ -1,13 +1,13 @@
 /**
- * A placement in flight: the bet goes to the API nodes on `bets.place` (in a super-cluster, the
- * user's home region's) with the user id from the token. The API node's reply is the provisional
+ * A placement in flight: the bet goes to the API nodes on `bets.place.<shard>` of the user's shard
+ * (in a super-cluster, of the user's home region) with the user id from the token. The API node's reply is the provisional
  * verdict, or a refusal; no reply in time, or an append the ledger did not acknowledge, leaves the
  * bet open, as it may still stand. A refusal for reusing the id with another body names the bet
  * that stands, which stays open (bet-standing.ts).
  */
 
 import { type PlaceBetReply, termsOf } from '../protocol/bets.ts'
-import { PLACE_SUBJECT, routedSubject } from '../protocol/subjects.ts'
+import { PLACE_BASE } from '../protocol/subjects.ts'
 import { offer, provisionalFields, sendAll, track } from './bet-ordering.ts'
 import { RANK, type RelayState, type UserChannel } from './bet-relay-state.ts'
 import { passReused } from './bet-standing.ts'
@@ -25,7 +25,7 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
   state.inFlight++
   const request = JSON.stringify({ betId, userId, ...bet })
   state.nc
-    .request(routedSubject(PLACE_SUBJECT, state.homeRegion(userId)), request, {
+    .request(state.route(PLACE_BASE, userId), request, {
       timeout: limits.placeTimeoutMs,
     })
     .then(

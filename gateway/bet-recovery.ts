@@ -7,7 +7,7 @@
 
 import type { Timers } from '../nodes/fabric/timers.ts'
 import { LOOKUP_BETS_MAX, type LookupReply } from '../protocol/bets.ts'
-import { LOOKUP_SUBJECT, routedSubject } from '../protocol/subjects.ts'
+import { LOOKUP_BASE } from '../protocol/subjects.ts'
 import { receive } from './bet-ordering.ts'
 import { RANK, type RelayState, type Track, type UserChannel } from './bet-relay-state.ts'
 
@@ -58,7 +58,7 @@ function lookUp(state: RelayState, userId: string, channel: UserChannel, betIds:
   channel.looking = true
   state.lookupsInFlight++
   state.stats.lookups++
-  nc.request(routedSubject(LOOKUP_SUBJECT, state.homeRegion(userId)), JSON.stringify({ userId, betIds }), {
+  nc.request(state.route(LOOKUP_BASE, userId), JSON.stringify({ userId, betIds }), {
     timeout: limits.placeTimeoutMs,
   })
     .then((message) => {

@@ -7,6 +7,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
+import type { UserRouting } from '../protocol/subjects.ts'
 import type { BetFrame, ErrorFrame } from './protocol.ts'
 
 export interface BetRelayLimits {
@@ -72,7 +73,8 @@ export interface RelayState {
   readonly nc: NatsConnection
   readonly limits: BetRelayLimits
   readonly log: Logger
-  readonly homeRegion: (userId: string) => string | null
+  /** The subject of a request about a user (protocol/subjects.ts). */
+  readonly route: UserRouting
   /** The clock lookups are scheduled by. Frames carry `Date.now()`: a client reads a wall time. */
   readonly now: () => number
   /** The users with a socket watching, or with a placement made through this relay. */

@@ -17,7 +17,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { Timers } from '../nodes/fabric/timers.ts'
-import { statusSubject } from '../protocol/subjects.ts'
+import { statusSubject, type UserRouting } from '../protocol/subjects.ts'
 import { parseStatus, receive } from './bet-ordering.ts'
 import { placeBet } from './bet-placement.ts'
 import { startRecovery } from './bet-recovery.ts'
@@ -66,21 +66,21 @@ const BACKGROUND_TIMERS: Timers = {
 }
 
 /**
- * `homeRegion` routes a user's bets in a super-cluster: to `bets.place.<home region>`; without it,
- * to `bets.place`.
+ * `route` gives the subject of a request about a user: the user's ledger shard's, and in a
+ * super-cluster the home region's (protocol/subjects.ts, `userRouting`).
  */
 export function createBetRelay(
   nc: NatsConnection,
   limits: BetRelayLimits,
   log: Logger,
-  homeRegion: (userId: string) => string | null = () => null,
+  route: UserRouting,
   clock: BetRelayClock = {},
 ): BetRelay {
   const state: RelayState = {
     nc,
     limits,
     log,
-    homeRegion,
+    route,
     now: clock.now ?? Date.now,
     users: new Map(),
     stats: { lookups: 0, recovered: 0 },

@@ -10,6 +10,7 @@ import type { Registry } from 'prom-client'
 import { type Backend, createHlc } from '../crdt/index.ts'
 import { homeRegionOf, isSuperCluster, joinFabric } from '../nodes/fabric/regions.ts'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
+import { userRouting } from '../protocol/subjects.ts'
 import type { Authenticator } from './auth.ts'
 import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
 
@@ -18,6 +19,8 @@ export interface GatewayNodeOptions {
   readonly region: string
   readonly node: string
   readonly backend: Backend
+  /** The region's ledger shards: a user's bets go to the nodes of the user's shard. */
+  readonly shards: number
   readonly log: Logger
   /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
   readonly regions?: readonly string[]
@@ -65,7 +68,10 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
     log,
     registry: options.registry,
     ready: () => replicas.caughtUp(),
-    ...(isSuperCluster(regions) ? { homeRegion: (userId: string) => homeRegionOf(userId, regions) } : {}),
+    route: userRouting(
+      options.shards,
+      isSuperCluster(regions) ? (userId: string) => homeRegionOf(userId, regions) : undefined,
+    ),
     ...(options.demoLogin ? { demoLogin: options.demoLogin } : {}),
     ...(options.now ? { now: options.now } : {}),
   })

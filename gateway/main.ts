@@ -59,6 +59,7 @@ async function serve(): Promise<void> {
       // Each worker holds its own replica; its id names it in logs.
       node: worker ? `${config.nodeId}.${worker}` : config.nodeId,
       backend,
+      shards: config.shards,
       log: worker ? log.child({ worker: Number(worker) }) : log,
       registry,
       auth: createAuthenticator({

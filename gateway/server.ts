@@ -16,6 +16,7 @@ import Fastify, { LogController } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
+import type { UserRouting } from '../protocol/subjects.ts'
 import type { Authenticator } from './auth.ts'
 import { type BetRelay, createBetRelay } from './bets.ts'
 import { type DemoLogin, demoLogin } from './demo-login.ts'
@@ -50,8 +51,11 @@ export interface GatewayOptions {
   readonly registry: Registry
   readonly demoLogin?: DemoLogin
   readonly ready: () => boolean
-  /** In a super-cluster: a user's home region, where their bets and queries go. */
-  readonly homeRegion?: (userId: string) => string
+  /**
+   * Where a user's bets and queries go: the user's ledger shard, and in a super-cluster the home
+   * region (protocol/subjects.ts, `userRouting`).
+   */
+  readonly route: UserRouting
   /** The clock of rate limits and lag checks (tests inject one); default Date.now. */
   readonly now?: () => number
 }
@@ -71,8 +75,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const now = options.now ?? Date.now
   const metrics = createGatewayMetrics(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
-  const homeRegion = options.homeRegion ?? (() => null)
-  const relay = createBetRelay(nc, limits, log, homeRegion)
+  const relay = createBetRelay(nc, limits, log, options.route)
   registerRelayMetrics(options.registry, relay)
   const sessions = createSessionTable(limits)
   const upgrades = createUpgradeLimits(limits)
@@ -92,7 +95,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     feeds,
     relay,
   })
-  await app.register(userQueries, { nc, auth, limits, replicas: options.replicas, homeRegion })
+  await app.register(userQueries, { nc, auth, limits, replicas: options.replicas, route: options.route })
   await app.register(demoLogin, { demoLogin: options.demoLogin })
   await app.register(health, { connections: () => sessions.all.size, ready: options.ready })
   await app.register(page)

@@ -8,7 +8,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
-import { balanceSubject, historySubject } from '../protocol/subjects.ts'
+import { BALANCE_BASE, HISTORY_BASE, type UserRouting } from '../protocol/subjects.ts'
 import { authenticate } from './admission.ts'
 import { AuthError, type Authenticator, type Principal } from './auth.ts'
 import type { GatewayLimits } from './limits.ts'
@@ -19,13 +19,13 @@ export interface UserQueriesOptions {
   readonly auth: Authenticator
   readonly limits: Pick<GatewayLimits, 'queryTimeoutMs'>
   readonly replicas: Pick<ReplicaSync, 'games'>
-  readonly homeRegion: (userId: string) => string | null
+  readonly route: UserRouting
 }
 
 export const userQueries: FastifyPluginAsync<UserQueriesOptions> = async (app, options) => {
-  for (const [path, subjectOf] of [
-    ['bets', historySubject],
-    ['balance', balanceSubject],
+  for (const [path, base] of [
+    ['bets', HISTORY_BASE],
+    ['balance', BALANCE_BASE],
   ] as const) {
     app.get<{ Params: { userId: string } }>(
       `/v${PROTOCOL_VERSION}/users/:userId/${path}`,
@@ -36,7 +36,7 @@ export const userQueries: FastifyPluginAsync<UserQueriesOptions> = async (app, o
           return reply
             .code(403)
             .send({ error: { code: 'FORBIDDEN', message: 'a user reads only their own' } })
-        return query(options, subjectOf(principal.userId, options.homeRegion(principal.userId)), reply)
+        return query(options, `${options.route(base, principal.userId)}.${principal.userId}`, reply)
       },
     )
   }

@@ -64,7 +64,11 @@ export const API_ERRORS = {
   },
   WRONG_REGION: {
     meaning: "in a super-cluster: the user's ledger lives in another region",
-    retry: 'yes, to `bets.place.<home region>`',
+    retry: 'yes, to `bets.place.<home region>.<shard>`',
+  },
+  WRONG_SHARD: {
+    meaning: "this node does not serve the user's ledger shard (the request went to another shard's subject)",
+    retry: "yes, to the subject of the user's shard (protocol/shards.ts, `shardOf`)",
   },
   INTERNAL: {
     meaning: 'the node failed unexpectedly while placing the bet (a bug; it is logged): the bet may stand',

@@ -11,10 +11,10 @@ import { AFTER_ALL_STAMPS, type Backend, type Hlc, ODDS_POLICIES, transitionAt }
 import { createPrng } from '../nodes/fabric/prng.ts'
 import { joinLedger } from '../nodes/fabric/regions.ts'
 import { createReplicaSync } from '../nodes/fabric/replica-sync.ts'
-import { ensureFabric } from '../nodes/fabric/streams.ts'
+import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
 import { natsTransport } from '../nodes/fabric/transport.ts'
 import type { PlaceBetReply } from '../protocol/bets.ts'
-import { ALL_STATUSES_SUBJECT, DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { ALL_STATUSES_SUBJECT, depositSubject, placeSubject } from '../protocol/subjects.ts'
 
 export const DEPOSIT_CENTS = 100_000
 export const REQUEST_TIMEOUT_MS = 5_000
@@ -50,7 +50,7 @@ async function credit(nc: NatsConnection, userId: string, deadlineMs: number): P
   for (;;) {
     try {
       const reply = await nc.request(
-        DEPOSIT_SUBJECT,
+        depositSubject(userId, SHARDS),
         JSON.stringify({ id: `deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }),
         { timeout: REQUEST_TIMEOUT_MS },
       )
@@ -67,7 +67,7 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
   const { nc, region, log } = options
   const prng = createPrng(options.seed)
   const startedMs = Date.now()
-  const { snapshots } = await ensureFabric(nc, region)
+  const { snapshots } = await ensureFabric(nc, region, limitsWithShards(SHARDS))
   const replicas = await createReplicaSync({
     transport: natsTransport(nc, snapshots),
     region,
@@ -138,7 +138,9 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
     placed++
     try {
       const reply = (
-        await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: REQUEST_TIMEOUT_MS })
+        await nc.request(placeSubject(request.userId, SHARDS), JSON.stringify(request), {
+          timeout: REQUEST_TIMEOUT_MS,
+        })
       ).json<PlaceBetReply>()
       sample(provisionalMs, Date.now() - sent)
       count(

@@ -8,7 +8,7 @@ import {
   GATEWAY_ERRORS,
   LEDGER_REFUSALS,
 } from '../protocol/errors.ts'
-import { DEPOSIT_SUBJECT, LOOKUP_SUBJECT, PLACE_SUBJECT } from '../protocol/subjects.ts'
+import { DEPOSIT_BASE, LOOKUP_BASE, PLACE_BASE } from '../protocol/subjects.ts'
 
 const CORE = `# Error and reason codes
 
@@ -51,7 +51,7 @@ const sections = [
   CORE,
   table(
     'Bet API errors',
-    `Answers of \`${PLACE_SUBJECT}\`, \`${LOOKUP_SUBJECT}\` and \`${DEPOSIT_SUBJECT}\`: \`{ "ok": false, "error": { "code", "message" } }\`.`,
+    `Answers of \`${PLACE_BASE}.<shard>\`, \`${LOOKUP_BASE}.<shard>\` and \`${DEPOSIT_BASE}.<shard>\`: \`{ "ok": false, "error": { "code", "message" } }\`.`,
     API_ERRORS,
   ),
   `## Ledger refusals\n\nA bet the ledger fold refuses reaches its client with this code:\n\n| fold reason | code |\n|---|---|\n${Object.entries(

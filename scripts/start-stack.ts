@@ -17,8 +17,8 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { createHlc, yjsBackend } from '../crdt/index.ts'
 import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../nodes/fabric/node-main.ts'
-import { ensureFabric } from '../nodes/fabric/streams.ts'
-import { DEPOSIT_SUBJECT } from '../protocol/subjects.ts'
+import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
+import { depositSubject } from '../protocol/subjects.ts'
 import { startBettors } from './bettors.ts'
 import { parseCommandLine } from './command-line.ts'
 import { freePorts, startNatsCluster } from './nats-cluster.ts'
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   const servers = cluster.servers.join(',')
   const nc = await cluster.connect()
   // Create the streams once here, so five processes starting at once do not all race to.
-  await ensureFabric(nc, REGION)
+  await ensureFabric(nc, REGION, limitsWithShards(SHARDS))
   // The page's origin names the gateway's port, so a free one is found here, not by the gateway.
   const [port = options.port] = options.port === 0 ? await freePorts(1) : []
   const nodes = new Map<string, ChildProcess>([
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
   try {
     const url = await pageUrl
     await nc.request(
-      DEPOSIT_SUBJECT,
+      depositSubject(DEMO_USER, SHARDS),
       JSON.stringify({ id: `deposit-${DEMO_USER}`, userId: DEMO_USER, amountCents: DEMO_DEPOSIT_CENTS }),
       { timeout: 5_000 },
     )

@@ -1,7 +1,9 @@
 /**
- * An API process's wiring: the region's fabric and ledger, the bet service behind a NATS service
- * endpoint `bets.place` in one queue group (any number of API nodes share the load), final
- * verdicts published on `bets.status.<userId>`, and status recovery on `bets.lookup`.
+ * An API process's wiring: the region's fabric and the ledger shards it serves, the bet service
+ * behind a NATS service endpoint `bets.place.<shard>` per served shard, each in one queue group
+ * (any number of API nodes share a shard's load), final verdicts published on
+ * `bets.status.<userId>`, and deposits and status recovery on `admin.deposit.<shard>` and
+ * `bets.lookup.<shard>`. In a super-cluster each subject carries the region before the shard.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -16,11 +18,11 @@ import {
   REQUEST_BYTES_MAX,
 } from '../../protocol/bets.ts'
 import {
-  DEPOSIT_SUBJECT,
-  LOOKUP_SUBJECT,
-  PLACE_SUBJECT,
+  DEPOSIT_BASE,
+  LOOKUP_BASE,
+  PLACE_BASE,
   QUEUE_GROUP,
-  routedSubject,
+  shardSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
 import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
@@ -35,8 +37,12 @@ export interface ApiNodeOptions {
   readonly region: string
   readonly node: string
   readonly backend: Backend
+  /** The region's ledger shards, and the ones this node serves (default all). */
   readonly shards: number
+  readonly served?: readonly number[]
   readonly log: Logger
+  /** Counts ledger messages read, per shard. */
+  readonly onLedgerRead?: (shard: number) => void
   readonly limits?: Partial<BetLimits>
   readonly hlc?: Hlc
   /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
@@ -59,7 +65,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const hlc =
     options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
-  const transport = await natsFabricTransport(nc, region, options.regions)
+  const transport = await natsFabricTransport(nc, region, options.regions, options.shards)
   const replicas = await createReplicaSync({
     transport,
     region,
@@ -69,12 +75,31 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({ transport, region, shards: options.shards, log })
+  const ledger = await createLedgerSync({
+    transport,
+    region,
+    shards: options.shards,
+    log,
+    ...(options.served ? { served: options.served } : {}),
+    ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
+  })
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
   const routed = routedRegion(region, options.regions)
   const allRegions = options.regions ?? []
-  const homeHere =
-    routed === null ? undefined : (userId: string) => homeRegionOf(userId, allRegions) === region
+  const misrouted = (userId: string) => {
+    if (routed !== null && homeRegionOf(userId, allRegions) !== region)
+      return apiError(
+        'WRONG_REGION',
+        `user ${userId} is not homed in this region: send it to the home region`,
+      )
+    const shard = ledger.shardOf(userId)
+    if (!ledger.serves(shard))
+      return apiError(
+        'WRONG_SHARD',
+        `user ${userId} is on ledger shard ${shard}, which this node does not serve`,
+      )
+    return null
+  }
   const service = createBetService({
     replicas,
     ledger,
@@ -82,36 +107,51 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     log,
     limits: options.limits,
     ...(options.clock ? { now: options.clock } : {}),
-    ...(homeHere ? { homeHere } : {}),
+    misrouted,
     publishStatus: (userId, status) => transport.publish(statusSubject(userId), JSON.stringify(status)),
   })
-  // A queue group: each request goes to one API node, and nodes come and go freely.
-  const endpoint = nc.subscribe(routedSubject(PLACE_SUBJECT, routed), {
-    queue: QUEUE_GROUP,
-    callback: (error, message) => {
-      if (error) {
-        log.error({ err: error }, 'bet endpoint failed')
-        return
-      }
-      service.place(message.data).then(
-        (reply) => message.respond(JSON.stringify(reply)),
-        (failure) => {
-          log.error({ err: failure }, 'placing a bet failed unexpectedly')
-          message.respond(
-            JSON.stringify(
-              apiError(
-                'INTERNAL',
-                'the node failed to place the bet; it may stand: retry with the same bet id',
+  // A queue group per served shard: each request goes to one API node serving the user's shard,
+  // and nodes come and go freely.
+  const endpoints = ledger.served.map((shard) =>
+    nc.subscribe(shardSubject(PLACE_BASE, shard, routed), {
+      queue: QUEUE_GROUP,
+      callback: (error, message) => {
+        if (error) {
+          log.error({ err: error }, 'bet endpoint failed')
+          return
+        }
+        service.place(message.data).then(
+          (reply) => message.respond(JSON.stringify(reply)),
+          (failure) => {
+            log.error({ err: failure }, 'placing a bet failed unexpectedly')
+            message.respond(
+              JSON.stringify(
+                apiError(
+                  'INTERNAL',
+                  'the node failed to place the bet; it may stand: retry with the same bet id',
+                ),
               ),
-            ),
-          )
-        },
-      )
-    },
-  })
-  const admin = serveDeposits(nc, ledger, log, routed, homeHere)
-  const lookups = serveLookups(nc, { replicas, ledger, now: options.clock ?? Date.now }, routed, homeHere)
-  log.info({ node: options.node, region }, `api node serving ${routedSubject(PLACE_SUBJECT, routed)}`)
+            )
+          },
+        )
+      },
+    }),
+  )
+  const admin = ledger.served.map((shard) =>
+    serveDeposits(nc, ledger, log, shardSubject(DEPOSIT_BASE, shard, routed), misrouted),
+  )
+  const lookups = ledger.served.map((shard) =>
+    serveLookups(
+      nc,
+      { replicas, ledger, now: options.clock ?? Date.now },
+      shardSubject(LOOKUP_BASE, shard, routed),
+      misrouted,
+    ),
+  )
+  log.info(
+    { node: options.node, region, shards: ledger.served },
+    `api node serving ${shardSubject(PLACE_BASE, ledger.served[0] as number, routed)} and its other shards`,
+  )
   return {
     service,
     replicas,
@@ -119,9 +159,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     hlc,
     ready: () => replicas.caughtUp() && ledger.caughtUp() && replicas.clock.unsafe() === null,
     async close() {
-      await endpoint.drain()
-      await admin.drain()
-      await lookups.drain()
+      await Promise.all([...endpoints, ...admin, ...lookups].map((subscription) => subscription.drain()))
       service.close()
       await ledger.close()
       await replicas.close()
@@ -129,18 +167,15 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   }
 }
 
-/** Status recovery on `bets.lookup` (see bet-lookup.ts), in the same queue group. */
-function serveLookups(
-  nc: NatsConnection,
-  sources: LookupSources,
-  routed: string | null,
-  homeHere: ((userId: string) => boolean) | undefined,
-) {
-  return serveJson(nc, routedSubject(LOOKUP_SUBJECT, routed), LOOKUP_BYTES_MAX, (value, answer) => {
+type Misrouted = (userId: string) => ReturnType<typeof apiError> | null
+
+/** Status recovery on `bets.lookup.<shard>` (see bet-lookup.ts), in the same queue group. */
+function serveLookups(nc: NatsConnection, sources: LookupSources, subject: string, misrouted: Misrouted) {
+  return serveJson(nc, subject, LOOKUP_BYTES_MAX, (value, answer) => {
     const request = parseLookup(value)
     if (Array.isArray(request)) return answer(apiError('BAD_REQUEST', request.join('; ')))
-    if (homeHere !== undefined && !homeHere(request.userId))
-      return answer(apiError('WRONG_REGION', `user ${request.userId} is not homed in this region`))
+    const refused = misrouted(request.userId)
+    if (refused !== null) return answer(refused)
     const reply: LookupReply = { ok: true, data: { statuses: lookupStatuses(sources, request) } }
     answer(reply)
   })
@@ -179,17 +214,17 @@ export const DEPOSIT_CENTS_MAX = 10_000_000
 
 /**
  * The admin service that credits test users: `{ "id": "...", "userId": "...", "amountCents": n }`
- * on `admin.deposit`, answered with the balance after the deposit is folded. Deposits are ledger
+ * on `admin.deposit.<shard>`, answered with the balance after the deposit is folded. Deposits are ledger
  * entries like any other; the id makes a retried credit land once.
  */
 function serveDeposits(
   nc: NatsConnection,
   ledger: LedgerSync,
   log: Logger,
-  routed: string | null,
-  homeHere: ((userId: string) => boolean) | undefined,
+  subject: string,
+  misrouted: Misrouted,
 ) {
-  return serveJson(nc, routedSubject(DEPOSIT_SUBJECT, routed), REQUEST_BYTES_MAX, (value, answer) => {
+  return serveJson(nc, subject, REQUEST_BYTES_MAX, (value, answer) => {
     // Not an object (null, say) has none of the fields, and is refused below like a missing one.
     const fields = typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {}
     const entry = parseLedgerEntry({
@@ -204,13 +239,14 @@ function serveDeposits(
       )
       return
     }
-    if (homeHere !== undefined && !homeHere(entry.userId)) {
-      answer(apiError('WRONG_REGION', `user ${entry.userId} is not homed in this region`))
+    const refused = misrouted(entry.userId)
+    if (refused !== null) {
+      answer(refused)
       return
     }
     ledger
       .append(entry)
-      .then((seq) => ledger.resultAt(seq, APPEND_TIMEOUT_MS))
+      .then((seq) => ledger.resultAt(ledger.shardOf(entry.userId), seq, APPEND_TIMEOUT_MS))
       .then((result) => answer({ ok: true, status: result.status, balanceCents: result.balanceCents }))
       .catch((error) => {
         log.warn({ err: error }, 'deposit failed')

@@ -50,8 +50,8 @@ export interface BetServiceOptions {
   readonly publishStatus: (userId: string, status: FinalStatus) => void
   readonly limits?: Partial<BetLimits>
   readonly now?: () => number
-  /** In a super-cluster: whether the user's ledger lives in this node's region. */
-  readonly homeHere?: (userId: string) => boolean
+  /** Why this node does not book the user's entries (another region or shard), or null (api-node.ts). */
+  readonly misrouted?: (userId: string) => ReturnType<typeof apiError> | null
 }
 
 interface PendingBet {
@@ -87,11 +87,8 @@ export function createBetService(options: BetServiceOptions): BetService {
   async function place(data: Uint8Array): Promise<PlaceBetReply> {
     const request = readPlaceBet(data)
     if ('ok' in request) return request
-    if (options.homeHere !== undefined && !options.homeHere(request.userId))
-      return apiError(
-        'WRONG_REGION',
-        `user ${request.userId} is not homed in this region: send the bet to the home region`,
-      )
+    const misrouted = options.misrouted?.(request.userId) ?? null
+    if (misrouted !== null) return misrouted
     const known = ledger.foldFor(request.userId).bet(request.userId, request.betId)
     if (known !== null) return replyFor(known, request)
     const refused = checks.beforeStamp(request)
@@ -189,7 +186,7 @@ async function writeBet(
   const { seq, index } = placed
   let result: FoldResult
   try {
-    result = await ledger.resultAt(seq, foldWaitMs, index)
+    result = await ledger.resultAt(ledger.shardOf(entry.userId), seq, foldWaitMs, index)
   } catch {
     return apiError(
       'LEDGER_UNAVAILABLE',
@@ -198,6 +195,7 @@ async function writeBet(
   }
   if (result.entryId !== entry.id || result.userId !== entry.userId) {
     ledger.markDiverged(
+      ledger.shardOf(entry.userId),
       `bet ${entry.userId}/${entry.id} was acknowledged at ${seq}/${index}, where the fold holds ${result.userId}/${result.entryId}`,
     )
     return apiError(

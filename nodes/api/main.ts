@@ -1,7 +1,7 @@
 /** The bet-acceptance process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { caughtUpReadiness, divergenceOf, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, divergenceOf, ledgerShardsOf, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
@@ -14,6 +14,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     node: config.nodeId,
     backend,
     shards: config.shards,
+    ...ledgerShardsOf(config, registry, log),
     log,
     clock,
     limits: {

@@ -1,12 +1,14 @@
 /**
  * The ledger over JetStream: appends entries to their user's shard subject with a message id scoped
  * by kind and user (protocol/ids.ts, "Id namespaces"; a retried append is stored once, and one user's id
- * never deduplicates another's), and folds every shard in stream order.
+ * never deduplicates another's), and folds each shard it serves in its stream's order.
  *
- * Every node that folds computes the same result for every entry (see ledger.ts), so an API node
- * learns a bet's funds verdict by folding up to the bet's own sequence: no lock, no
- * compare-and-set. One ordered consumer covers the region's ledger stream; stream sequences grow,
- * so each shard's fold sees its entries in order.
+ * Each shard is a stream of its own (`LEDGER_<REGION>_<SHARD>`), with its own leader and its own
+ * sequences. A node serves a set of shards (default: all): it follows, folds and appends to those
+ * alone, and never opens a consumer on another (`ledger_shard_messages_read_total` counts what it
+ * reads, per shard). Every node that folds a shard computes the same result for every entry (see
+ * ledger/), so an API node learns a bet's funds verdict by folding up to the bet's own sequence: no
+ * lock, no compare-and-set, and two nodes serving one shard need no coordination.
  */
 
 import { createHash } from 'node:crypto'
@@ -24,35 +26,38 @@ import {
   type SettlementEntry,
 } from '../../ledger/index.ts'
 import { DERIVED_ID_SEPARATOR, entryKeyOf } from '../../protocol/ids.ts'
+import { DEFAULT_SHARDS, parseShardSet, SHARDS_MAX, shardOf } from '../../protocol/shards.ts'
 import { createGroupCommit, type Placed } from './group-commit.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { LEDGER_MESSAGE_BYTES_MAX, names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
 import type { FabricTransport } from './transport.ts'
 
-export const DEFAULT_SHARDS = 8
-export const SHARDS_MAX = 256
+export { DEFAULT_SHARDS, SHARDS_MAX, shardOf }
 export const APPEND_TIMEOUT_MS = 2_000
 /** Results kept per shard for late waiters; older ones are read back from the fold's bet records. */
 export const RECENT_RESULTS_MAX = 100_000
 export const WAITERS_MAX = 10_000
 
-/** FNV-1a over the user id: a stable shard every node agrees on. */
-export function shardOf(userId: string, shards: number): number {
-  let hash = 0x811c9dc5
-  for (let i = 0; i < userId.length; i++) {
-    hash ^= userId.charCodeAt(i)
-    hash = Math.imul(hash, 0x01000193) >>> 0
+/** An entry for a shard this node does not serve: the caller routed it wrong. */
+export class ShardNotServedError extends Error {
+  constructor(readonly shard: number) {
+    super(`this node does not serve ledger shard ${shard}`)
+    this.name = 'ShardNotServedError'
   }
-  return hash % shards
 }
 
 export interface LedgerSyncOptions {
   /** The ledger stream (transport.ts: NATS, or memory in the simulator). */
   readonly transport: FabricTransport
   readonly region: string
+  /** The region's shard count, fixed when the region was created. */
   readonly shards: number
+  /** The shards this node serves, sorted and each once (protocol/shards.ts); default all. */
+  readonly served?: readonly number[]
   readonly log: Logger
+  /** Messages read, per shard (the proof that a node reads only the shards it serves). */
+  readonly onRead?: (shard: number) => void
   /** The timers of read-back deadlines (timers.ts); default the real ones. */
   readonly timers?: Timers
 }
@@ -66,9 +71,19 @@ export type LedgerListener = (
 
 export interface LedgerSync {
   readonly shards: number
+  /** The shards this node serves, sorted. */
+  readonly served: readonly number[]
+  serves(shard: number): boolean
+  /** The shard of a user's entries. */
+  shardOf(userId: string): number
+  /** A served shard's fold; throws ShardNotServedError for another. */
   fold(shard: number): LedgerFold
+  /** The fold of a user's shard; throws ShardNotServedError when this node does not serve it. */
   foldFor(userId: string): LedgerFold
-  /** Append durably; resolves with the entry's stream sequence (the original one for a duplicate). */
+  /**
+   * Append durably to the entry's shard; resolves with the entry's sequence in that shard's stream
+   * (the original one for a duplicate).
+   */
   append(entry: LedgerEntry): Promise<number>
   /**
    * Append a bet by group commit (group-commit.ts): alone when its shard is idle, else with the bets
@@ -79,24 +94,26 @@ export interface LedgerSync {
   /** Messages and bets the group commit appended, for the bets-per-message figure. */
   betBatches(): { messages: number; items: number }
   /**
-   * Append settlements of bets of one shard as one message (see ledger.ts); its id is derived from
+   * Append settlements of bets of one shard as one message (see ledger/); its id is derived from
    * what it holds, so a retried batch is stored once. Resolves with its stream sequence.
    */
   appendSettlements(shard: number, settlements: readonly SettlementEntry[]): Promise<number>
   /**
    * Resolves with the fold's result for the `index`-th entry (default the first) of the message at
-   * `seq`, once the fold has reached it.
+   * `seq` of `shard`'s stream, once the fold has reached it.
    */
-  resultAt(seq: number, timeoutMs: number, index?: number): Promise<FoldResult>
+  resultAt(shard: number, seq: number, timeoutMs: number, index?: number): Promise<FoldResult>
   onEntry(listener: LedgerListener): () => void
-  lastSeq(): number
-  /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
-  readonly follower: FollowerView
-  /** Why this node's folds are not the stream's (stream-follower.ts), or null while they are. */
+  /** The last sequence folded of a served shard's stream. */
+  lastSeq(shard: number): number
+  /** How its reading of each served shard's stream goes (stream-follower.ts), by shard. */
+  readonly followers: ReadonlyMap<number, FollowerView>
+  /** Why this node's folds are not the streams' (stream-follower.ts), or null while they are. */
   diverged(): string | null
-  /** Record that the folds were found not to be the stream's (an append acknowledged at a
+  /** Record that a shard's fold was found not to be its stream's (an append acknowledged at a
    * sequence where the fold holds another entry). */
-  markDiverged(reason: string): void
+  markDiverged(shard: number, reason: string): void
+  /** Every served shard's fold has caught up with its stream. */
   caughtUp(): boolean
   close(): Promise<void>
 }
@@ -211,36 +228,61 @@ export const BETS_QUEUED_PER_SHARD_MAX = 10_000
 /** Room left in a batch message for its envelope (type, id and brackets), in bytes. */
 export const BATCH_ENVELOPE_BYTES = 256
 
+interface ShardSync {
+  readonly fold: LedgerFold
+  readonly readBack: ReturnType<typeof createReadBack>
+  readonly follower: FollowerView & { close(): Promise<void> }
+}
+
 export async function createLedgerSync(options: LedgerSyncOptions): Promise<LedgerSync> {
   const { transport, region, shards, log } = options
   if (!Number.isSafeInteger(shards) || shards < 1 || shards > SHARDS_MAX)
     throw new RangeError(`shards must be 1..${SHARDS_MAX}`)
-  const folds = Array.from({ length: shards }, () => createLedgerFold())
+  const served = options.served ?? parseShardSet([], shards)
+  if (
+    served.length === 0 ||
+    served.some((shard) => !Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
+  )
+    throw new RangeError(`served shards must be a non-empty set within 0-${shards - 1}`)
   const listeners = new Set<LedgerListener>()
-  const readBack = createReadBack({
-    log,
-    stream: names.ledgerStream(region),
-    timers: options.timers ?? realTimers,
-    foldedThrough: () => follower.lastSeq(),
-  })
+  const syncs = new Map<number, ShardSync>()
+  const timers = options.timers ?? realTimers
 
-  function fold(message: StreamMessage): void {
-    const shard = Number(message.subject.split('.')[2])
-    const shardFold = Number.isSafeInteger(shard) && shard >= 0 && shard < shards ? folds[shard] : undefined
-    if (shardFold === undefined) {
-      log.error({ subject: message.subject }, 'ledger entry on a shard this node does not know')
-      readBack.folded(message.seq, [
-        { entryId: null, userId: null, balanceCents: null, status: 'rejected', reason: 'MALFORMED' },
-      ])
-      return
-    }
+  function sync(shard: number): ShardSync {
+    const found = syncs.get(shard)
+    if (found === undefined) throw new ShardNotServedError(shard)
+    return found
+  }
+
+  async function openShard(shard: number): Promise<ShardSync> {
+    const fold = createLedgerFold()
+    const stream = names.ledgerStream(region, shard)
+    // The follower is assigned below; the read-back only asks it once messages flow.
+    let follower: ShardSync['follower'] | undefined
+    const readBack = createReadBack({ log, stream, timers, foldedThrough: () => follower?.lastSeq() ?? 0 })
+    follower = await transport.follow({
+      stream,
+      startSeq: 1,
+      log: log.child({ shard }),
+      onMessage: (message) => foldMessage(shard, fold, readBack, message),
+    })
+    return { fold, readBack, follower }
+  }
+
+  function foldMessage(
+    shard: number,
+    fold: LedgerFold,
+    readBack: ShardSync['readBack'],
+    message: StreamMessage,
+  ): void {
+    options.onRead?.(shard)
     let value: unknown = null
     try {
       value = message.json()
     } catch {
       // A malformed entry is folded as such: every node rejects it identically.
     }
-    const results = shardFold.apply(value, message.seq)
+    const results = fold.apply(value, message.seq)
     readBack.folded(message.seq, results)
     if (listeners.size === 0) return
     const entries = parseLedgerMessage(value)
@@ -249,31 +291,33 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     })
   }
 
-  const follower = await transport.follow({
-    stream: names.ledgerStream(region),
-    startSeq: 1,
-    log,
-    onMessage: fold,
-  })
+  try {
+    for (const shard of served) syncs.set(shard, await openShard(shard))
+  } catch (error) {
+    await Promise.all([...syncs.values()].map(({ follower }) => follower.close()))
+    throw error
+  }
 
   async function appendMessage(
+    shard: number,
     subject: string,
     body: unknown,
     msgId: string,
     entries: readonly EntryRef[],
   ): Promise<number> {
+    const { readBack } = sync(shard)
     const ack = await transport.append(subject, JSON.stringify(body), { msgId, timeoutMs: APPEND_TIMEOUT_MS })
     readBack.expectAt(ack.seq, entries)
     return ack.seq
   }
 
-  const appendOne = (entry: LedgerEntry) =>
-    appendMessage(
-      names.ledgerSubject(region, shardOf(entry.userId, shards), entry.userId),
+  function appendOne(entry: LedgerEntry): Promise<number> {
+    const shard = shardOf(entry.userId, shards)
+    if (!syncs.has(shard)) return Promise.reject(new ShardNotServedError(shard))
+    return appendMessage(shard, names.ledgerSubject(region, shard, entry.userId), entry, entryKeyOf(entry), [
       entry,
-      entryKeyOf(entry),
-      [entry],
-    )
+    ])
+  }
 
   const bets = createGroupCommit<BetEntry>({
     shardOf: (bet) => shardOf(bet.userId, shards),
@@ -284,42 +328,56 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     appendOne,
     appendMany(shard, batch) {
       const body: BetBatch = { type: 'bets', id: batchIdOf('bets', shard, batch), bets: batch }
-      return appendMessage(names.ledgerBatchSubject(region, shard, 'bets'), body, body.id, batch)
+      return appendMessage(shard, names.ledgerBatchSubject(region, shard, 'bets'), body, body.id, batch)
     },
   })
 
+  const followers = new Map([...syncs].map(([shard, { follower }]) => [shard, follower as FollowerView]))
   return {
     shards,
-    fold: (shard) => folds[shard] as LedgerFold,
-    foldFor: (userId) => folds[shardOf(userId, shards)] as LedgerFold,
+    served,
+    serves: (shard) => syncs.has(shard),
+    shardOf: (userId) => shardOf(userId, shards),
+    fold: (shard) => sync(shard).fold,
+    foldFor: (userId) => sync(shardOf(userId, shards)).fold,
     append: appendOne,
-    appendBet: (entry) => bets.append(entry),
+    appendBet(entry) {
+      const shard = shardOf(entry.userId, shards)
+      return syncs.has(shard) ? bets.append(entry) : Promise.reject(new ShardNotServedError(shard))
+    },
     betBatches: () => bets.stats(),
     async appendSettlements(shard, settlements) {
-      if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
-        throw new RangeError(`no shard ${shard}`)
       const batch: SettlementBatch = {
         type: 'settlements',
         id: batchIdOf('settlements', shard, settlements),
         settlements,
       }
       return appendMessage(
+        shard,
         names.ledgerBatchSubject(region, shard, 'settlements'),
         batch,
         batch.id,
         settlements,
       )
     },
-    resultAt: (seq, timeoutMs, index) => readBack.resultAt(seq, timeoutMs, index),
+    resultAt: (shard, seq, timeoutMs, index) => sync(shard).readBack.resultAt(seq, timeoutMs, index),
     onEntry(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    lastSeq: () => follower.lastSeq(),
-    follower,
-    diverged: () => readBack.diverged() ?? follower.diverged(),
-    markDiverged: (reason) => readBack.markDiverged(reason),
-    caughtUp: () => follower.caughtUp(),
-    close: () => follower.close(),
+    lastSeq: (shard) => sync(shard).follower.lastSeq(),
+    followers,
+    diverged() {
+      for (const [shard, { readBack, follower }] of syncs) {
+        const reason = readBack.diverged() ?? follower.diverged()
+        if (reason !== null) return `shard ${shard}: ${reason}`
+      }
+      return null
+    },
+    markDiverged: (shard, reason) => sync(shard).readBack.markDiverged(reason),
+    caughtUp: () => [...syncs.values()].every(({ follower }) => follower.caughtUp()),
+    async close() {
+      await Promise.all([...syncs.values()].map(({ follower }) => follower.close()))
+    },
   }
 }

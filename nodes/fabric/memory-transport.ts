@@ -13,8 +13,9 @@
  * nothing the contract promises).
  */
 
+import { DEFAULT_SHARDS } from '../../protocol/shards.ts'
 import type { StreamFollower, StreamMessage } from './stream-follower.ts'
-import { DEFAULT_STREAM_LIMITS, fabricStream, ledgerStream } from './streams.ts'
+import { DEFAULT_STREAM_LIMITS, fabricStream, ledgerStreams } from './streams.ts'
 import type { Appended, AppendOptions, FabricTransport, FollowRequest } from './transport.ts'
 
 /** What a delivery is, for a scheduler that treats them differently. */
@@ -47,12 +48,10 @@ export interface MemoryFabric {
 }
 
 /** A region's streams and their subjects, as nats-server is configured with them (streams.ts). */
-export function regionStreams(region: string): Record<string, readonly string[]> {
+export function regionStreams(region: string, shards = DEFAULT_SHARDS): Record<string, readonly string[]> {
   const streams: Record<string, readonly string[]> = {}
-  for (const config of [
-    fabricStream(region, DEFAULT_STREAM_LIMITS),
-    ledgerStream(region, DEFAULT_STREAM_LIMITS),
-  ])
+  const limits = { ...DEFAULT_STREAM_LIMITS, ledgerShards: shards }
+  for (const config of [fabricStream(region, limits), ...ledgerStreams(region, limits)])
     streams[config.name] = config.subjects ?? []
   return streams
 }

@@ -6,9 +6,10 @@
 
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
-import { Gauge, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import { BACKENDS, type Backend, type BackendName } from '../../crdt/index.ts'
 import { NODE_ID_SOURCE, REGION_SOURCE } from '../../protocol/ids.ts'
+import { DEFAULT_SHARDS, parseShardSet, SHARD_SET_ITEM_SOURCE, SHARDS_MAX } from '../../protocol/shards.ts'
 import type { ClockGuard } from './clock-guard.ts'
 import { DEFAULT_PROBE_INTERVAL_MS, startClockProbe } from './clock-probe.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
@@ -90,12 +91,20 @@ export const commonOptions = defineOptions({
   },
   shards: {
     type: 'integer',
-    default: 8,
+    default: DEFAULT_SHARDS,
     min: 1,
-    max: 256,
+    max: SHARDS_MAX,
     env: 'FABRIC_LEDGER_SHARDS',
     flag: '--ledger-shards',
-    doc: 'ledger shards per region (every node of a region must use the same)',
+    doc: 'ledger shards per region, fixed when the region is created (every process of a region must use the same)',
+  },
+  servedShards: {
+    type: 'list',
+    default: [],
+    env: 'FABRIC_SERVED_SHARDS',
+    flag: '--served-shards',
+    doc: 'the ledger shards an API or settlement node serves, as shards and ranges (`0-3,5`; empty: all)',
+    pattern: new RegExp(SHARD_SET_ITEM_SOURCE),
   },
   opsHost: {
     type: 'string',
@@ -381,4 +390,31 @@ export function caughtUpReadiness(node: {
   const checks: Record<string, boolean> = { 'caught up with the fabric stream': node.replicas.caughtUp() }
   if (node.ledger) checks['caught up with the ledger'] = node.ledger.caughtUp()
   return readinessOf(checks)
+}
+
+/**
+ * The ledger shards a node serves (`--served-shards` within `--ledger-shards`; exit 1 when an item
+ * is outside them), and the counter of ledger messages it reads per shard: a node reads only the
+ * shards it serves, and this shows it.
+ */
+export function ledgerShardsOf(
+  config: CommonConfig,
+  registry: Registry,
+  log: Logger,
+): { served: readonly number[]; onLedgerRead: (shard: number) => void } {
+  let served: readonly number[]
+  try {
+    served = parseShardSet(config.servedShards, config.shards)
+  } catch (error) {
+    log.fatal({ err: error }, 'bad --served-shards')
+    process.exit(1)
+  }
+  const read = new Counter({
+    name: 'ledger_shard_messages_read_total',
+    help: 'ledger messages this node read, by shard (only the shards it serves)',
+    labelNames: ['shard'],
+    registers: [registry],
+  })
+  for (const shard of served) read.inc({ shard: String(shard) }, 0)
+  return { served, onLedgerRead: (shard) => read.inc({ shard: String(shard) }) }
 }

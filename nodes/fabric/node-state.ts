@@ -17,7 +17,7 @@ import { betKeyOf, entryKeyParts, SETTLEMENT_ID_PREFIX } from '../../protocol/id
 import type { LedgerSync } from './ledger-sync.ts'
 import type { StateOptions } from './ops-server.ts'
 import type { ReplicaSync } from './replica-sync.ts'
-import type { FollowerPhase } from './stream-follower.ts'
+import type { FollowerPhase, FollowerView } from './stream-follower.ts'
 
 export interface LedgerState {
   readonly balances: Record<string, number>
@@ -95,7 +95,8 @@ export interface StreamPosition {
 export interface NodeState {
   /** Fabric updates this node dropped after a fence. */
   readonly droppedUpdates: number
-  readonly streams: { readonly fabric: StreamPosition; readonly ledger?: StreamPosition }
+  /** `fabric`, and `ledger-<shard>` for each ledger shard the node serves. */
+  readonly streams: Readonly<Record<string, StreamPosition>>
   /** A trader's role (nodes/trader/trader.ts), and why it stood down if it did. */
   readonly trader?: { readonly role: string; readonly standDownReason: string | null }
   /** A gateway's status lookups, and the lost statuses they recovered (gateway/bets.ts). */
@@ -121,7 +122,7 @@ export function describeNode(
     replicaStates[gameId] = { stateHash: replica.stateHash(), fenced, verdicts: {} }
   }
   const droppedUpdates = replicas.droppedUpdates()
-  const position = ({ follower }: ReplicaSync | LedgerSync): StreamPosition => ({
+  const position = (follower: FollowerView): StreamPosition => ({
     lastSeq: follower.lastSeq(),
     caughtUp: follower.caughtUp(),
     restarts: follower.restarts(),
@@ -129,7 +130,8 @@ export function describeNode(
     phase: follower.phase(),
     idleMs: follower.idleMs(),
   })
-  const streams = { fabric: position(replicas), ...(ledger ? { ledger: position(ledger) } : {}) }
+  const streams: Record<string, StreamPosition> = { fabric: position(replicas.follower) }
+  for (const [shard, follower] of ledger?.followers ?? []) streams[`ledger-${shard}`] = position(follower)
   if (ledger === undefined || options.replicasOnly)
     return { droppedUpdates, streams, replicas: replicaStates }
   const state: {
@@ -145,7 +147,7 @@ export function describeNode(
     totals: { depositsCents: 0, withdrawalsCents: 0, stakesCents: 0, payoutsCents: 0 },
     peaks: {},
   }
-  for (let shard = 0; shard < ledger.shards; shard++) {
+  for (const shard of ledger.served) {
     const snapshot = ledger.fold(shard).toJSON()
     state.peaks[String(shard)] = exposurePeaks(snapshot.bets)
     for (const { userId, balanceCents } of snapshot.balances) state.balances[userId] = balanceCents

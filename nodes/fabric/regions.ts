@@ -6,7 +6,7 @@
  * |-----------------------------|------------------------------------|-----------|------------------------------|
  * | a region's own CRDT updates | stream FABRIC_<R>, R3              | R         | fabric.<r>.game.<gameId>     |
  * | every region's updates      | stream GLOBAL_FABRIC_<R>, R3       | R         | sources FABRIC_<X> for all X |
- * | money and bets              | stream LEDGER_<R>, R3, not sourced | R         | ledger.<r>.<shard>.<userId>  |
+ * | money and bets, per shard   | stream LEDGER_<R>_<S>, R3, not sourced | R     | ledger.<r>.<s>.<userId>      |
  * | snapshots                   | KV bucket snapshots_<r>, R3        | R         | key: game.<gameId>           |
  *
  * Writers publish to their own region's FABRIC_<R> exactly as in one region (streams.ts). Each
@@ -67,11 +67,13 @@ import {
 } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import { shardOf } from '../../protocol/shards.ts'
 import { regionNames } from '../../protocol/subjects.ts'
-import { createLedgerSync, type LedgerSync, type LedgerSyncOptions, shardOf } from './ledger-sync.ts'
+import { createLedgerSync, type LedgerSync, type LedgerSyncOptions } from './ledger-sync.ts'
 import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
   assertRegion,
+  checkLedgerLayout,
   DEFAULT_STREAM_LIMITS,
   ENSURE_ATTEMPTS_MAX,
   ENSURE_RETRY_MS,
@@ -79,7 +81,8 @@ import {
   ensureStream,
   type FabricObjects,
   fabricStream,
-  ledgerStream,
+  ledgerStreams,
+  limitsWithShards,
   names,
   type StreamLimits,
   snapshotBucketOptions,
@@ -142,9 +145,9 @@ export function globalFabricStream(
   }
 }
 
-/** A user's ledger stays in the user's home region: it is never sourced elsewhere. */
-export function regionalLedgerStream(region: string, limits: StreamLimits): NamedStreamConfig {
-  return { ...ledgerStream(region, limits), placement: placedIn(region) }
+/** A user's ledger stays in the user's home region: its shard streams are never sourced elsewhere. */
+export function regionalLedgerStreams(region: string, limits: StreamLimits): NamedStreamConfig[] {
+  return ledgerStreams(region, limits).map((config) => ({ ...config, placement: placedIn(region) }))
 }
 
 /**
@@ -181,7 +184,10 @@ async function ensureRegionalFabricOnce(
   const jsm = await jetstreamManager(nc, { checkAPI: false })
   await ensureStreamHolds(jsm, regionalFabricStream(region, limits))
   await ensureStreamHolds(jsm, globalFabricStream(region, allRegions, limits))
-  await ensureStreamHolds(jsm, regionalLedgerStream(region, limits))
+  if (limits.ledgerShards > 0) {
+    await checkLedgerLayout(jsm, region, limits)
+    for (const config of regionalLedgerStreams(region, limits)) await ensureStreamHolds(jsm, config)
+  }
   // Kvm.create only looks the bucket up when it exists, and creates it otherwise.
   const snapshots = await new Kvm(js).create(names.snapshotBucket(region), {
     ...snapshotBucketOptions(limits),
@@ -240,13 +246,20 @@ export function routedRegion(region: string, regions: readonly string[] | undefi
   return isSuperCluster(regions) ? region : null
 }
 
-/** The fabric of a node: its region's alone, or, given every region of a super-cluster, the regional layout. */
+/**
+ * The fabric of a node: its region's alone, or, given every region of a super-cluster, the regional
+ * layout; with the ledger's `shards` streams, or none for a process that never touches the ledger (0).
+ */
 export function ensureFabricFor(
   nc: NatsConnection,
   region: string,
   regions: readonly string[] | undefined,
+  shards = 0,
 ): Promise<FabricObjects> {
-  return isSuperCluster(regions) ? ensureRegionalFabric(nc, region, regions) : ensureFabric(nc, region)
+  const limits = limitsWithShards(shards)
+  return isSuperCluster(regions)
+    ? ensureRegionalFabric(nc, region, regions, limits)
+    : ensureFabric(nc, region, limits)
 }
 
 /**
@@ -267,12 +280,14 @@ export async function joinFabric(
   options: Omit<ReplicaSyncOptions, 'transport'> & {
     readonly nc: NatsConnection
     readonly regions?: readonly string[]
+    /** The region's ledger shards, whose streams are made sure of too; none by default (a gateway). */
+    readonly shards?: number
   },
 ): Promise<ReplicaSync> {
-  const { nc, ...rest } = options
+  const { nc, shards, ...rest } = options
   return createReplicaSync({
     ...rest,
-    transport: await natsFabricTransport(nc, options.region, options.regions),
+    transport: await natsFabricTransport(nc, options.region, options.regions, shards),
   })
 }
 
@@ -281,8 +296,9 @@ export async function natsFabricTransport(
   nc: NatsConnection,
   region: string,
   regions: readonly string[] | undefined,
+  shards = 0,
 ): Promise<FabricTransport> {
-  const { snapshots } = await ensureFabricFor(nc, region, regions)
+  const { snapshots } = await ensureFabricFor(nc, region, regions, shards)
   return natsTransport(nc, snapshots)
 }
 
@@ -294,5 +310,8 @@ export async function joinLedger(
   },
 ): Promise<LedgerSync> {
   const { nc, regions, ...rest } = options
-  return createLedgerSync({ ...rest, transport: await natsFabricTransport(nc, options.region, regions) })
+  return createLedgerSync({
+    ...rest,
+    transport: await natsFabricTransport(nc, options.region, regions, options.shards),
+  })
 }

@@ -6,12 +6,17 @@
  * | CRDT updates        | stream FABRIC_<REGION>, R3               | fabric.<region>.game.<gameId>      |
  * | heartbeats          | core NATS, not stored                    | heartbeat.<region>.game.<gameId>   |
  * | snapshots           | KV bucket snapshots_<region>, R3         | key: game.<gameId>                 |
- * | money and bets      | stream LEDGER_<REGION>, R3               | ledger.<region>.<shard>.<userId>   |
- * | settlement batches  | the same stream                          | ledger.<region>.<shard>.settlements |
+ * | money and bets      | stream LEDGER_<REGION>_<SHARD>, R3, one per shard | ledger.<region>.<shard>.<userId> |
+ * | bet and settlement batches | the shard's stream                | ledger.<region>.<shard>.bets, .settlements |
  *
  * Heartbeats are ephemeral by design: a replica that misses one waits for the next, and their
  * soundness never depends on delivery (see crdt/backend.ts). Everything else is R3 and only
  * 2.9 features are used, so the same code runs on 2.9.10 and on newer servers.
+ *
+ * The ledger's shard count is fixed when a region is created: each shard stream's description
+ * records it, and a node configured with another count refuses to start, as does one that finds
+ * the single ledger stream of the layout before shard streams (`LEDGER_<REGION>`): see
+ * docs/operations.md for both.
  */
 
 import {
@@ -25,6 +30,7 @@ import {
 import { type KV, Kvm, type KvOptions } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { REGION_PATTERN } from '../../protocol/ids.ts'
+import { DEFAULT_SHARDS, SHARDS_MAX } from '../../protocol/shards.ts'
 import { names } from '../../protocol/subjects.ts'
 
 export { names }
@@ -37,21 +43,46 @@ export const SNAPSHOT_BYTES_MAX = 1024 * 1024
 export const LEDGER_MESSAGE_BYTES_MAX = 16 * 1024
 /** Stream byte limits are reserved on every server: together they must fit max_file_store (nats.conf). */
 export const FABRIC_STREAM_BYTES_MAX = 256 * 1024 ** 2
+/** A region's ledger, over all its shard streams: each shard stream holds an equal part. */
 export const LEDGER_STREAM_BYTES_MAX = 512 * 1024 ** 2
 export const SNAPSHOT_BUCKET_BYTES_MAX = 256 * 1024 ** 2
 const NANOS_PER_MS = 1_000_000
 
 export interface StreamLimits {
   readonly fabricBytesMax: number
+  /** The region's ledger over all shards. */
   readonly ledgerBytesMax: number
   readonly replicas: number
+  /**
+   * Ledger shards (protocol/shards.ts), fixed when the region is created; 0 for a process that
+   * never touches the ledger (a trader), which leaves the ledger streams alone.
+   */
+  readonly ledgerShards: number
 }
 
 export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   fabricBytesMax: FABRIC_STREAM_BYTES_MAX,
   ledgerBytesMax: LEDGER_STREAM_BYTES_MAX,
   replicas: STREAM_REPLICAS,
+  ledgerShards: DEFAULT_SHARDS,
 }
+
+/** The default limits with `shards` ledger shards. */
+export const limitsWithShards = (shards: number): StreamLimits => ({
+  ...DEFAULT_STREAM_LIMITS,
+  ledgerShards: shards,
+})
+
+/** A region's ledger layout is not what this process was configured for: it must not start. */
+export class LedgerLayoutError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'LedgerLayoutError'
+  }
+}
+
+const shardDescription = (region: string, shard: number, shards: number) =>
+  `ledger shard ${shard} of ${shards} of region ${region}`
 
 export function assertRegion(region: string): void {
   if (!REGION_PATTERN.test(region))
@@ -74,18 +105,71 @@ export function fabricStream(region: string, limits: StreamLimits): Partial<Stre
   }
 }
 
-export function ledgerStream(region: string, limits: StreamLimits): Partial<StreamConfig> & { name: string } {
+export function ledgerStream(
+  region: string,
+  shard: number,
+  limits: StreamLimits,
+): Partial<StreamConfig> & { name: string } {
   return {
-    name: names.ledgerStream(region),
-    subjects: [names.allLedgerSubject(region)],
+    name: names.ledgerStream(region, shard),
+    description: shardDescription(region, shard, limits.ledgerShards),
+    subjects: [names.ledgerShardSubject(region, shard)],
     storage: StorageType.File,
     num_replicas: limits.replicas,
     retention: RetentionPolicy.Limits,
     // Money is never dropped to make room.
     discard: DiscardPolicy.New,
-    max_bytes: limits.ledgerBytesMax,
+    max_bytes: Math.floor(limits.ledgerBytesMax / limits.ledgerShards),
     max_msg_size: LEDGER_MESSAGE_BYTES_MAX,
     duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+  }
+}
+
+/** Every shard stream of a region's ledger. */
+export function ledgerStreams(
+  region: string,
+  limits: StreamLimits,
+): (Partial<StreamConfig> & { name: string })[] {
+  return Array.from({ length: limits.ledgerShards }, (_, shard) => ledgerStream(region, shard, limits))
+}
+
+/**
+ * Refuse a region whose ledger is not laid out for `limits.ledgerShards` shard streams: one that
+ * holds the single stream of the layout before shard streams, or shard streams of another count.
+ */
+export async function checkLedgerLayout(
+  jsm: JetStreamManager,
+  region: string,
+  limits: StreamLimits,
+): Promise<void> {
+  const { ledgerShards } = limits
+  if (!Number.isSafeInteger(ledgerShards) || ledgerShards < 1 || ledgerShards > SHARDS_MAX)
+    throw new RangeError(`ledger shards must be 1..${SHARDS_MAX}, got ${ledgerShards}`)
+  const found: string[] = []
+  for await (const name of jsm.streams.names(names.allLedgerSubject(region))) found.push(name)
+  const unsharded = names.unshardedLedgerStream(region)
+  if (found.includes(unsharded))
+    throw new LedgerLayoutError(
+      `region ${region} holds ${unsharded}, the single ledger stream of the layout before shard streams; ` +
+        'this version reads one stream per shard and cannot start on it (docs/operations.md, "Ledger shards")',
+    )
+  const expected = new Set(ledgerStreams(region, limits).map(({ name }) => name))
+  const other = found.filter((name) => !expected.has(name))
+  if (other.length > 0) {
+    const info = await jsm.streams.info(found[0] as string).catch(() => null)
+    throw new LedgerLayoutError(
+      `region ${region} was created with another ledger shard count (${info?.config.description ?? other.join(', ')}); ` +
+        `this process is configured for ${ledgerShards}, and the count is fixed when a region is created`,
+    )
+  }
+  for (const name of found) {
+    const info = await jsm.streams.info(name)
+    const description = info.config.description ?? ''
+    if (!description.endsWith(` of ${ledgerShards} of region ${region}`))
+      throw new LedgerLayoutError(
+        `${name} says "${description}", but this process is configured for ${ledgerShards} ledger shards; ` +
+          'the count is fixed when a region is created',
+      )
   }
 }
 
@@ -149,7 +233,10 @@ async function ensureFabricOnce(
   assertRegion(region)
   const jsm = await jetstreamManager(nc)
   await ensureStream(jsm, fabricStream(region, limits))
-  await ensureStream(jsm, ledgerStream(region, limits))
+  if (limits.ledgerShards > 0) {
+    await checkLedgerLayout(jsm, region, limits)
+    for (const config of ledgerStreams(region, limits)) await ensureStream(jsm, config)
+  }
   const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), snapshotBucketOptions(limits))
   return { jsm, snapshots }
 }

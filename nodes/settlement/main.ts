@@ -1,7 +1,7 @@
 /** The settlement process. `--help` lists options. */
 
 import { Gauge } from 'prom-client'
-import { caughtUpReadiness, divergenceOf, runNode } from '../fabric/node-main.ts'
+import { caughtUpReadiness, divergenceOf, ledgerShardsOf, runNode } from '../fabric/node-main.ts'
 import { describeNode } from '../fabric/node-state.ts'
 import { options } from './options.ts'
 import { startSettlementNode } from './settlement-node.ts'
@@ -14,6 +14,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     node: config.nodeId,
     backend,
     shards: config.shards,
+    ...ledgerShardsOf(config, registry, log),
     databasePath: config.database,
     log,
     clock,

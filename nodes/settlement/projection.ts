@@ -6,6 +6,7 @@
 
 import Database from 'better-sqlite3'
 import type { BetEntry } from '../../ledger/index.ts'
+import { shardOf } from '../../protocol/shards.ts'
 
 export const HISTORY_ROWS_MAX = 500
 /** Queued projection writes committed in one transaction at most. */
@@ -59,7 +60,8 @@ export interface Projection {
   ): void
   settled(userId: string, betId: string, outcome: string, payoutCents: number, atMs: number): void
   history(userId: string, limit?: number): BetRow[]
-  exposure(gameId: string, marketId: string): Exposure
+  /** The open exposure of a market among the bets of one ledger shard's users. */
+  exposure(gameId: string, marketId: string, shard: number): Exposure
   close(): void
 }
 
@@ -78,11 +80,13 @@ CREATE INDEX IF NOT EXISTS bets_by_user ON bets_by_user_and_id (user_id, stamp);
 CREATE INDEX IF NOT EXISTS bets_open_by_market ON bets_by_user_and_id (market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
 `
 
-export function openProjection(path: string): Projection {
+/** The projection at `path`; `shards` is the region's ledger shard count, for per-shard queries. */
+export function openProjection(path: string, shards: number): Projection {
   const db = new Database(path)
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = NORMAL')
   db.exec(SCHEMA)
+  db.function('shard_of', { deterministic: true }, (userId) => shardOf(String(userId), shards))
   // The node folds the ledger from its first entry on every start and writes every row again: rows
   // of a previous run go, so that nothing is left of a ledger the node may have misread then.
   db.exec('DELETE FROM bets_by_user_and_id')
@@ -103,7 +107,7 @@ export function openProjection(path: string): Projection {
     payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets_by_user_and_id WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
   const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
     COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets_by_user_and_id
-    WHERE game_id = ? AND market_id = ? AND settled_at_ms IS NULL AND funds = 'debited'`)
+    WHERE game_id = ? AND market_id = ? AND settled_at_ms IS NULL AND funds = 'debited' AND shard_of(user_id) = ?`)
   // Writes are queued and committed together: one transaction per burst instead of one per bet,
   // which is what a settlement storm (thousands of bets resulted at once) needs.
   const queued: (() => void)[] = []
@@ -145,12 +149,12 @@ export function openProjection(path: string): Projection {
       flush()
       return history.all(userId, Math.min(limit, HISTORY_ROWS_MAX)) as BetRow[]
     },
-    exposure(gameId, marketId) {
+    exposure(gameId, marketId, shard) {
       flush()
       return {
         gameId,
         marketId,
-        ...(exposure.get(gameId, marketId) as Omit<Exposure, 'gameId' | 'marketId'>),
+        ...(exposure.get(gameId, marketId, shard) as Omit<Exposure, 'gameId' | 'marketId'>),
       }
     },
     close() {

@@ -1,12 +1,14 @@
 /**
- * A settlement process's wiring: replicas and ledger, the settler (run after every change, at
- * most once per tick), the SQLite projection, its queries over NATS, and settled statuses on
- * `bets.status.<userId>`.
+ * A settlement process's wiring: replicas and the ledger shards it serves, the settler (run after
+ * every change, at most once per tick), the SQLite projection, its queries over NATS, and settled
+ * statuses on `bets.status.<userId>`.
  *
- * Queries (request/reply, JSON): `bets.history.<userId>` returns the user's bets, newest first;
- * `bets.balance.<userId>` the user's balance and open stakes in this node's ledger fold;
- * `bets.exposure` with `{ gameId, marketId }` returns the market's open bets, stakes, potential
- * payout and liability (at the offered odds, summed over every ledger shard's fold: exact).
+ * Queries (request/reply, JSON), one set per served shard (`[.<region>]` in a super-cluster):
+ * `bets.history.<shard>.<userId>` returns the user's bets, newest first;
+ * `bets.balance.<shard>.<userId>` the user's balance and open stakes in the shard's fold;
+ * `bets.exposure.<shard>` with `{ gameId, marketId }` returns the market's open bets, stakes,
+ * potential payout and liability (at the offered odds, from the shard's fold: exact) among that
+ * shard's users. `queryExposure` asks every shard and sums.
  */
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
@@ -14,11 +16,12 @@ import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
 import { apiError, REQUEST_BYTES_MAX, type SettledStatus } from '../../protocol/bets.ts'
 import {
-  BALANCE_SUBJECT,
-  EXPOSURE_SUBJECT,
-  HISTORY_SUBJECT,
-  routedSubject,
+  BALANCE_BASE,
+  EXPOSURE_BASE,
+  exposureSubject,
+  HISTORY_BASE,
   SETTLEMENT_QUEUE,
+  shardSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
 import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
@@ -32,9 +35,13 @@ export interface SettlementNodeOptions {
   readonly region: string
   readonly node: string
   readonly backend: Backend
+  /** The region's ledger shards, and the ones this node serves (default all). */
   readonly shards: number
+  readonly served?: readonly number[]
   readonly databasePath: string
   readonly log: Logger
+  /** Counts ledger messages read, per shard. */
+  readonly onLedgerRead?: (shard: number) => void
   /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
   readonly regions?: readonly string[]
   /** The node's clock source (wall ms). */
@@ -74,55 +81,100 @@ function serveQueries(
   ledger: LedgerSync,
   routed: string | null,
 ): Subscription[] {
-  const reply = (verb: string, answer: (id: string) => unknown) => {
-    const prefix = routedSubject(verb, routed)
+  const reply = (shard: number, verb: string, answer: (id: string) => unknown) => {
+    const prefix = shardSubject(verb, shard, routed)
     return nc.subscribe(`${prefix}.*`, {
       queue: SETTLEMENT_QUEUE,
       callback: (_error, message) => {
         const id = message.subject.slice(prefix.length + 1)
         message.respond(
           JSON.stringify(
-            isId(id)
-              ? { ok: true, data: answer(id) }
-              : { ok: false, error: { code: 'BAD_REQUEST', message: 'bad id' } },
+            !isId(id)
+              ? apiError('BAD_REQUEST', 'bad id')
+              : ledger.shardOf(id) !== shard
+                ? apiError('WRONG_SHARD', `user ${id} is on ledger shard ${ledger.shardOf(id)}, not ${shard}`)
+                : { ok: true, data: answer(id) },
           ),
         )
       },
     })
   }
-  const exposure = nc.subscribe(routedSubject(EXPOSURE_SUBJECT, routed), {
-    queue: SETTLEMENT_QUEUE,
-    callback: (_error, message) => {
-      const market = parseMarketRef(message.data)
-      if (typeof market === 'string') {
-        message.respond(JSON.stringify(apiError('BAD_REQUEST', market)))
-        return
-      }
-      const { gameId, marketId } = market
-      let liabilityCents = 0
-      for (let shard = 0; shard < ledger.shards; shard++)
-        liabilityCents += ledger.fold(shard).marketLiability(gameId, marketId)
-      message.respond(
-        JSON.stringify({ ok: true, data: { ...projection.exposure(gameId, marketId), liabilityCents } }),
-      )
-    },
-  })
-  return [
-    exposure,
-    reply(HISTORY_SUBJECT, (userId) => projection.history(userId)),
-    reply(BALANCE_SUBJECT, (userId) => ({
+  const exposure = (shard: number) =>
+    nc.subscribe(shardSubject(EXPOSURE_BASE, shard, routed), {
+      queue: SETTLEMENT_QUEUE,
+      callback: (_error, message) => {
+        const market = parseMarketRef(message.data)
+        if (typeof market === 'string') {
+          message.respond(JSON.stringify(apiError('BAD_REQUEST', market)))
+          return
+        }
+        const { gameId, marketId } = market
+        const liabilityCents = ledger.fold(shard).marketLiability(gameId, marketId)
+        message.respond(
+          JSON.stringify({
+            ok: true,
+            data: { ...projection.exposure(gameId, marketId, shard), shard, liabilityCents },
+          }),
+        )
+      },
+    })
+  return ledger.served.flatMap((shard) => [
+    exposure(shard),
+    reply(shard, HISTORY_BASE, (userId) => projection.history(userId)),
+    reply(shard, BALANCE_BASE, (userId) => ({
       userId,
       balanceCents: ledger.foldFor(userId).balance(userId),
       openStakesCents: ledger.foldFor(userId).exposure(userId).openStakesCents,
     })),
-  ]
+  ])
+}
+
+/** A market's exposure over every shard of a region: the sum of each shard's answer. */
+export interface MarketExposure {
+  readonly gameId: string
+  readonly marketId: string
+  readonly openBets: number
+  readonly openStakesCents: number
+  readonly potentialPayoutCents: number
+  readonly liabilityCents: number
+}
+
+/**
+ * Ask every shard of a region for a market's exposure and sum the answers. Rejects when a shard
+ * does not answer in `timeoutMs` or answers with an error: a partial sum is never returned.
+ */
+export async function queryExposure(
+  nc: NatsConnection,
+  request: { gameId: string; marketId: string; shards: number; region?: string | null; timeoutMs: number },
+): Promise<MarketExposure> {
+  const body = JSON.stringify({ gameId: request.gameId, marketId: request.marketId })
+  const answers = await Promise.all(
+    Array.from({ length: request.shards }, async (_, shard) => {
+      const reply = (
+        await nc.request(exposureSubject(shard, request.region ?? null), body, { timeout: request.timeoutMs })
+      ).json<{ ok: boolean; data?: Omit<MarketExposure, 'gameId' | 'marketId'>; error?: { code: string } }>()
+      if (!reply.ok || reply.data === undefined)
+        throw new Error(`shard ${shard} refused the exposure query: ${reply.error?.code ?? 'no data'}`)
+      return reply.data
+    }),
+  )
+  const sum = (key: 'openBets' | 'openStakesCents' | 'potentialPayoutCents' | 'liabilityCents') =>
+    answers.reduce((total, answer) => total + answer[key], 0)
+  return {
+    gameId: request.gameId,
+    marketId: request.marketId,
+    openBets: sum('openBets'),
+    openStakesCents: sum('openStakesCents'),
+    potentialPayoutCents: sum('potentialPayoutCents'),
+    liabilityCents: sum('liabilityCents'),
+  }
 }
 
 export async function startSettlementNode(options: SettlementNodeOptions): Promise<SettlementNode> {
   const { nc, region, log } = options
   const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
-  const transport = await natsFabricTransport(nc, region, options.regions)
+  const transport = await natsFabricTransport(nc, region, options.regions, options.shards)
   const replicas = await createReplicaSync({
     transport,
     region,
@@ -132,8 +184,15 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({ transport, region, shards: options.shards, log })
-  const projection = openProjection(options.databasePath)
+  const ledger = await createLedgerSync({
+    transport,
+    region,
+    shards: options.shards,
+    log,
+    ...(options.served ? { served: options.served } : {}),
+    ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
+  })
+  const projection = openProjection(options.databasePath, options.shards)
   const settler = createSettler({
     replicas,
     ledger,
@@ -168,7 +227,10 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     nc.publish(statusSubject(entry.userId), JSON.stringify(status))
   })
   const queries = serveQueries(nc, projection, ledger, routedRegion(region, options.regions))
-  log.info({ node: options.node, database: options.databasePath }, 'settlement node running')
+  log.info(
+    { node: options.node, database: options.databasePath, shards: ledger.served },
+    'settlement node running',
+  )
   return {
     settler,
     replicas,

@@ -17,12 +17,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { shardOf } from '../../nodes/fabric/ledger-sync.ts'
 import { LOOKUP_BETS_MAX, type LookupReply, type PlaceBetReply } from '../../protocol/bets.ts'
 import { betKeyOf, settlementIdOf } from '../../protocol/ids.ts'
-import {
-  ALL_STATUSES_SUBJECT,
-  DEPOSIT_SUBJECT,
-  LOOKUP_SUBJECT,
-  PLACE_SUBJECT,
-} from '../../protocol/subjects.ts'
+import { ALL_STATUSES_SUBJECT, depositSubject, lookupSubject, placeSubject } from '../../protocol/subjects.ts'
 
 export const HOSTILE_USER = 'mallory'
 export const HOSTILE_BETS_MAX = 200
@@ -70,7 +65,11 @@ interface BetName {
 }
 
 /** Ask `bets.lookup` until every bet is settled (each asked for under its own user); returns those that are not. */
-async function waitForSettlements(nc: NatsConnection, bets: ReadonlyMap<string, BetName>): Promise<string[]> {
+async function waitForSettlements(
+  nc: NatsConnection,
+  bets: ReadonlyMap<string, BetName>,
+  shards: number,
+): Promise<string[]> {
   const waiting = new Map(bets)
   const deadline = Date.now() + SETTLED_WAIT_MS
   while (waiting.size > 0 && Date.now() < deadline) {
@@ -81,7 +80,7 @@ async function waitForSettlements(nc: NatsConnection, bets: ReadonlyMap<string, 
       const request = JSON.stringify({ userId, betIds: betIds.slice(0, LOOKUP_BETS_MAX) })
       try {
         const answer = (
-          await nc.request(LOOKUP_SUBJECT, request, { timeout: ANSWER_TIMEOUT_MS })
+          await nc.request(lookupSubject(userId, shards), request, { timeout: ANSWER_TIMEOUT_MS })
         ).json<LookupReply>()
         if (!answer.ok) continue
         for (const status of answer.data.statuses)
@@ -96,13 +95,15 @@ async function waitForSettlements(nc: NatsConnection, bets: ReadonlyMap<string, 
 }
 
 /** Credit the hostile user, so that its bets are judged on their ids rather than refused for funds. */
-async function fund(nc: NatsConnection): Promise<void> {
+async function fund(nc: NatsConnection, shards: number): Promise<void> {
   const request = {
     id: `hostile-deposit-${HOSTILE_USER}`,
     userId: HOSTILE_USER,
     amountCents: HOSTILE_DEPOSIT_CENTS,
   }
-  const reply = await nc.request(DEPOSIT_SUBJECT, JSON.stringify(request), { timeout: ANSWER_TIMEOUT_MS })
+  const reply = await nc.request(depositSubject(HOSTILE_USER, shards), JSON.stringify(request), {
+    timeout: ANSWER_TIMEOUT_MS,
+  })
   const answer = reply.json<{ ok: boolean; error?: { code: string } }>()
   if (!answer.ok)
     throw new Error(`the hostile user's deposit was refused: ${answer.error?.code ?? 'no code'}`)
@@ -138,7 +139,7 @@ export async function startHostileClient(
   nc: NatsConnection,
   options: { gameId: string; shards: number },
 ): Promise<HostileClient> {
-  await fund(nc)
+  await fund(nc, options.shards)
   const { victims, stop: stopWatching } = watchVictims(nc, options.shards)
   const answers: Record<HostileKind, Record<string, number>> = {
     'same shard': {},
@@ -166,7 +167,9 @@ export async function startHostileClient(
       policy: 'any',
     }
     const done = nc
-      .request(PLACE_SUBJECT, JSON.stringify(request), { timeout: ANSWER_TIMEOUT_MS })
+      .request(placeSubject(HOSTILE_USER, options.shards), JSON.stringify(request), {
+        timeout: ANSWER_TIMEOUT_MS,
+      })
       .then((reply) => {
         const answer = reply.json<PlaceBetReply>()
         const code = answer.ok ? 'accepted' : answer.error.code
@@ -198,7 +201,7 @@ export async function startHostileClient(
       clearInterval(timer)
       stopWatching()
       await Promise.all([...inFlight])
-      const unsettled = await waitForSettlements(nc, mustSettle)
+      const unsettled = await waitForSettlements(nc, mustSettle, options.shards)
       return { sent, answers, wrong, unsettled }
     },
   }

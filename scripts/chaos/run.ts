@@ -28,7 +28,7 @@ import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
-import { DEPOSIT_SUBJECT, routedSubject } from '../../protocol/subjects.ts'
+import { depositSubject } from '../../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../command-line.ts'
 import {
   freePorts,
@@ -428,7 +428,9 @@ async function injectHostileMix(stack: Stack, run: ScenarioRun): Promise<Fault> 
   try {
     for (const [i, { userId, amountCents }] of ATTACKER_DEPOSITS.entries()) {
       const request = { id: `hostile-deposit-${userId}-${i}`, userId, amountCents }
-      const reply = await nc.request(DEPOSIT_SUBJECT, JSON.stringify(request), { timeout: 5_000 })
+      const reply = await nc.request(depositSubject(userId, SHARDS), JSON.stringify(request), {
+        timeout: 5_000,
+      })
       const acknowledged = reply.json<{ ok: boolean }>().ok
       run.record({ type: 'deposit', atMs: Date.now(), userId, amountCents, acknowledged })
     }
@@ -1007,7 +1009,7 @@ async function runScenario(
   try {
     const nc = 'regions' in cluster ? await cluster.connect(regions[0] as string) : await cluster.connect()
     // Create the streams once here, so that the nodes starting at once do not all race to.
-    for (const region of regions) await ensureFabricFor(nc, region, multiRegion ? regions : undefined)
+    for (const region of regions) await ensureFabricFor(nc, region, multiRegion ? regions : undefined, SHARDS)
     const gatewayPorts = new Map<string, number>()
     for (const { name, kind } of nodes) if (kind === 'gateway') gatewayPorts.set(name, await freePort())
     stack = await startStack(dir, cluster, lab, nodes, regions, profile, seed, secret, gatewayPorts)
@@ -1016,7 +1018,7 @@ async function runScenario(
     const homeRegions = Object.fromEntries(users.map((userId) => [userId, homeRegionOf(userId, regions)]))
     for (const userId of users) {
       const reply = await nc.request(
-        routedSubject(DEPOSIT_SUBJECT, multiRegion ? (homeRegions[userId] as string) : null),
+        depositSubject(userId, SHARDS, multiRegion ? (homeRegions[userId] as string) : null),
         JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }),
         { timeout: 5_000 },
       )

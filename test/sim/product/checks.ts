@@ -36,7 +36,7 @@ export interface PlacedBet {
   readonly betId: string
   readonly body: Readonly<Record<string, unknown>>
   readonly node: string
-  readonly kind: 'plain' | 'colliding id' | 'changed body' | 'settlement id' | 'race'
+  readonly kind: 'plain' | 'colliding id' | 'changed body' | 'settlement id' | 'race' | 'misrouted'
   readonly sentAtMs: number
   /** The market's latest transition on the node's replica when the bet was sent. */
   readonly seen: { readonly status: string; readonly stamp: StampKey } | null
@@ -84,10 +84,13 @@ export function checkRun(run: RunToCheck): string[] {
   const stored = new Map<string, BetState>()
   /** Per bet, the placement that stamped it: a retry is answered with the first one's stamp. */
   const stampedBy = new Map<string, PlacedBet>()
+  /** Bets sent at least once to a node that serves their shard. */
+  const routedWell = new Set<string>()
   for (const bet of run.placed) {
     const reply = bet.reply
     const betKey = key(bet.userId, bet.betId)
     if (reply?.ok && stampNode(reply.stamp) === bet.node && !stampedBy.has(betKey)) stampedBy.set(betKey, bet)
+    if (bet.kind !== 'misrouted') routedWell.add(betKey)
   }
 
   for (const bet of run.placed) {
@@ -98,6 +101,21 @@ export function checkRun(run: RunToCheck): string[] {
     }
     if (bet.kind === 'settlement id' && reply.ok)
       fail(`${bet.betId} in the settlement namespace was accepted`)
+    if (bet.kind === 'misrouted') {
+      const betKey = key(bet.userId, bet.betId)
+      // A request that is bad in itself is refused as such before its routing is looked at.
+      if (reply.ok || (reply.error.code !== 'WRONG_SHARD' && reply.error.code !== 'BAD_REQUEST'))
+        fail(
+          `${bet.userId}/${bet.betId}, sent to ${bet.node}, which does not serve its shard, got ${JSON.stringify(reply)}`,
+        )
+      // Stored only if the same bet also went to a node serving its shard (a retry, a race).
+      if (
+        !routedWell.has(betKey) &&
+        run.auditor.ledger.foldFor(bet.userId).bet(bet.userId, bet.betId) !== null
+      )
+        fail(`${bet.userId}/${bet.betId}, refused as misrouted, is stored`)
+      continue
+    }
     if (!reply.ok) continue
     // 1. Stored, as this user's, with these terms.
     const record = run.auditor.ledger.foldFor(bet.userId).bet(bet.userId, bet.betId)

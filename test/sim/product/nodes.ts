@@ -15,11 +15,11 @@ import { openProjection } from '../../../nodes/settlement/projection.ts'
 import { createSettler, type Settler } from '../../../nodes/settlement/settler.ts'
 import type { FeedAdapter, FeedEvent, FeedResume } from '../../../nodes/trader/feed.ts'
 import { startTraderNode, type TraderNode } from '../../../nodes/trader/trader-node.ts'
-import type { FinalStatus } from '../../../protocol/bets.ts'
-import { REGION, type World } from './world.ts'
+import { apiError, type FinalStatus } from '../../../protocol/bets.ts'
+import { REGION, SIM_SHARDS, type World } from './world.ts'
 
 export const GAME = 'match-1'
-export const SHARDS = 4
+export const SHARDS = SIM_SHARDS
 export const HEARTBEAT_MS = 50
 export const SNAPSHOT_MS = 700
 export const SETTLE_PASS_MS = 100
@@ -131,7 +131,17 @@ export interface ApiSim {
 }
 
 /** What an API or settlement node holds in the world: its clock, replicas and ledger. */
-export async function joinWorld(world: World, backend: Backend, node: string) {
+/**
+ * What an API or settlement node holds in the world: its clock, replicas and the ledger shards it
+ * serves (default all). `onRead` hears each ledger message it reads, by shard.
+ */
+export async function joinWorld(
+  world: World,
+  backend: Backend,
+  node: string,
+  served?: readonly number[],
+  onRead?: (shard: number) => void,
+) {
   const clock = world.clock(node)
   const transport = world.fabric.transport(node)
   const hlc = createHlc({ node, clock, maxDriftMs: SIM_MAX_DRIFT_MS })
@@ -142,6 +152,8 @@ export async function joinWorld(world: World, backend: Backend, node: string) {
     shards: SHARDS,
     log,
     timers: world.timers(node),
+    ...(served ? { served } : {}),
+    ...(onRead ? { onRead } : {}),
   })
   return { clock, hlc, replicas, ledger }
 }
@@ -152,8 +164,15 @@ export async function startApi(
   node: string,
   limits: Partial<BetLimits>,
   heard: (final: HeardFinal) => void,
+  shards?: { readonly served: readonly number[]; readonly onRead: (shard: number) => void },
 ): Promise<ApiSim> {
-  const { clock, hlc, replicas, ledger } = await joinWorld(world, backend, node)
+  const { clock, hlc, replicas, ledger } = await joinWorld(
+    world,
+    backend,
+    node,
+    shards?.served,
+    shards?.onRead,
+  )
   const service = createBetService({
     replicas,
     ledger,
@@ -161,6 +180,10 @@ export async function startApi(
     log,
     limits,
     now: clock,
+    misrouted: (userId) =>
+      ledger.serves(ledger.shardOf(userId))
+        ? null
+        : apiError('WRONG_SHARD', `${node} does not serve ${userId}'s shard`),
     publishStatus: (userId, status) => heard({ node, userId, status, atMs: world.scheduler.nowMs() }),
   })
   return {
@@ -190,7 +213,7 @@ export async function startSettlement(
   heard: (final: HeardFinal) => void,
 ): Promise<SettlementSim> {
   const { clock, replicas, ledger } = await joinWorld(world, backend, node)
-  const projection = openProjection(':memory:')
+  const projection = openProjection(':memory:', SHARDS)
   const settler = createSettler({
     replicas,
     ledger,

@@ -12,9 +12,10 @@
  */
 
 import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, transitionAt } from '../../../crdt/index.ts'
-import { createPrng } from '../../../nodes/fabric/prng.ts'
+import { createPrng, type Prng } from '../../../nodes/fabric/prng.ts'
 import type { TraderNode } from '../../../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../../../protocol/bets.ts'
+import { shardOf } from '../../../protocol/shards.ts'
 import { checkRun, type PlacedBet } from './checks.ts'
 import {
   type ApiSim,
@@ -23,6 +24,7 @@ import {
   joinWorld,
   POINT_MS,
   type SettlementSim,
+  SHARDS,
   startApi,
   startSettlement,
   startTrader,
@@ -40,7 +42,8 @@ export const SIM_BET_LIMITS = { userOpenStakeCentsMax: 8_000 } as const
 const STEPS_MAX = 2_000_000
 /** After the match: time for every final, settlement and restart to land. */
 const QUIESCE_MS = 6_000
-const API_NODES = ['api-1', 'api-2'] as const
+/** api-1 serves every shard; api-2 a seeded set of shards, and api-3 the others (all when none). */
+const API_NODES = ['api-1', 'api-2', 'api-3'] as const
 
 export interface ProductSimOptions {
   readonly seed: number
@@ -96,8 +99,10 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   const heard: HeardFinal[] = []
   const onFinal = (final: HeardFinal) => heard.push(final)
 
+  const shardsOf = planShards(prng)
   const apis = new Map<string, ApiSim | null>()
-  for (const node of API_NODES) apis.set(node, await startApi(world, backend, node, SIM_BET_LIMITS, onFinal))
+  for (const node of API_NODES)
+    apis.set(node, await startApi(world, backend, node, SIM_BET_LIMITS, onFinal, shardsOf(node)))
   const settlement: SettlementSim = await startSettlement(world, backend, 'settle-1', onFinal)
   const admin = apis.get('api-1') as ApiSim
   for (const userId of USERS)
@@ -115,7 +120,18 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   const matchEndMs = world.scheduler.nowMs() + points * POINT_MS + 1_500
   scheduleBettors(world, apis, placed, matchEndMs, stats)
   const errors: string[] = []
-  scheduleFaults(world, { apis, traders, writers, backend, points, onFinal, stats, matchEndMs, errors })
+  scheduleFaults(world, {
+    apis,
+    traders,
+    writers,
+    backend,
+    points,
+    onFinal,
+    stats,
+    matchEndMs,
+    errors,
+    shardsOf,
+  })
   await runUntil(world, matchEndMs + QUIESCE_MS, STEPS_MAX)
 
   // An auditor joins at the end and reads the whole log, as a fresh node would.
@@ -143,6 +159,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   )
   const failures = [
     ...errors,
+    ...shardsOf.strayReads(),
     ...checkRun({
       world,
       placed,
@@ -175,10 +192,18 @@ function scheduleBettors(
 ): void {
   const prng = world.prng
   let counter = 0
-  const send = (userId: string, betId: string, body: Record<string, unknown>, kind: PlacedBet['kind']) => {
+  const send = (userId: string, betId: string, body: Record<string, unknown>, sentAs: PlacedBet['kind']) => {
+    let kind = sentAs
     const up = [...apis.values()].filter((api): api is ApiSim => api !== null && world.isUp(api.node))
-    if (up.length === 0) return
-    const api = prng.pick(up)
+    // A queue group per shard: a request reaches a node that serves the user's shard; now and then
+    // a misrouted one reaches a node that does not, and must be refused.
+    const shard = shardOf(userId, SHARDS)
+    const others = up.filter((api) => !api.ledger.serves(shard))
+    const misrouted = others.length > 0 && prng.chance(MISROUTED_SHARE)
+    const candidates = misrouted ? others : up.filter((api) => api.ledger.serves(shard))
+    if (candidates.length === 0) return
+    const api = prng.pick(candidates)
+    if (misrouted) kind = 'misrouted'
     const marketId = String(body.marketId)
     const seen = transitionAt(api.replicas.replica(GAME)?.game ?? emptyGame, marketId, AFTER_ALL_STAMPS)
     const bet: PlacedBet = {
@@ -261,6 +286,8 @@ interface FaultContext {
   readonly matchEndMs: number
   /** What went wrong in the simulation's own moves (a restart that threw). */
   readonly errors: string[]
+  /** The shards a node serves, and the hook that records what it reads (planShards). */
+  readonly shardsOf: ReturnType<typeof planShards>
 }
 
 /** Cuts, pauses and restarts at random times during the match, all over before it ends. */
@@ -286,7 +313,14 @@ function scheduleFaults(world: World, context: FaultContext): void {
       void (async () => {
         await api.close()
         world.scheduler.after(prng.int(100, 800), () => {
-          startApi(world, context.backend, node, SIM_BET_LIMITS, context.onFinal).then(
+          startApi(
+            world,
+            context.backend,
+            node,
+            SIM_BET_LIMITS,
+            context.onFinal,
+            context.shardsOf(node),
+          ).then(
             (fresh) => apis.set(node, fresh),
             (error: unknown) => context.errors.push(`restarting ${node} failed: ${String(error)}`),
           )
@@ -339,4 +373,36 @@ export function replayCommand(options: ProductSimOptions): string {
   const writers = options.writers ?? PRODUCT_SIM_DEFAULTS.writers
   const skewMs = options.skewMs ?? PRODUCT_SIM_DEFAULTS.skewMs
   return `npm run sim -- --seed ${options.seed} --skew-ms ${skewMs} --writers ${writers}`
+}
+
+/** Bets sent on purpose to a node that does not serve the user's shard. */
+const MISROUTED_SHARE = 0.03
+
+/**
+ * Which shards each API node serves (api-1 all; api-2 a seeded subset, api-3 the rest, or all when
+ * api-2 took every shard), with what each node read: a node must read only the shards it serves.
+ */
+function planShards(prng: Prng) {
+  const all = Array.from({ length: SHARDS }, (_, shard) => shard)
+  const second = all.filter(() => prng.chance(0.5))
+  const secondServed = second.length > 0 ? second : [prng.int(0, SHARDS - 1)]
+  const third = all.filter((shard) => !secondServed.includes(shard))
+  const served: Record<string, readonly number[]> = {
+    'api-1': all,
+    'api-2': secondServed,
+    'api-3': third.length > 0 ? third : all,
+  }
+  const read = new Map<string, Set<number>>()
+  const shardsOf = (node: string) => {
+    const reads = read.get(node) ?? new Set<number>()
+    read.set(node, reads)
+    return { served: served[node] ?? all, onRead: (shard: number) => reads.add(shard) }
+  }
+  shardsOf.strayReads = () =>
+    [...read].flatMap(([node, shards]) =>
+      [...shards]
+        .filter((shard) => !(served[node] ?? all).includes(shard))
+        .map((shard) => `${node} read ledger shard ${shard}, which it does not serve`),
+    )
+  return shardsOf
 }

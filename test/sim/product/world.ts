@@ -18,6 +18,8 @@ import type { Timers } from '../../../nodes/fabric/timers.ts'
 import { createScheduler, type Scheduler } from '../scheduler.ts'
 
 export const REGION = 'eu'
+/** The region's ledger shards in the simulated world. */
+export const SIM_SHARDS = 4
 /** Delivery delays, simulated ms. */
 export const DELAY_MS = { ack: [1, 6], stream: [1, 12], core: [1, 15] } as const
 /** Share of core messages (heartbeats, statuses) lost on the way, and delivered twice. */
@@ -54,7 +56,7 @@ export function createWorld(prng: Prng, startMs: number): World {
   }
   const reachable = (node: string) => scheduler.nowMs() >= (cutUntil.get(node) ?? 0)
   const fabric = createMemoryFabric({
-    streams: regionStreams(REGION),
+    streams: regionStreams(REGION, SIM_SHARDS),
     reachable,
     now: () => scheduler.nowMs(),
     schedule(deliver, kind, node) {
