@@ -14,7 +14,7 @@ import { createBetRelay, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
 import { type BetFrame, type ErrorFrame, isServerFrame, type PlaceFrame } from '../../gateway/protocol.ts'
 import type { Timers } from '../../nodes/fabric/timers.ts'
 import { termsOf } from '../../protocol/bets.ts'
-import { LOOKUP_SUBJECT, PLACE_SUBJECT, statusSubject } from '../../protocol/subjects.ts'
+import { lookupSubject, placeSubject, statusSubject, userRouting } from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -29,6 +29,14 @@ const place = (betId: string): PlaceFrame => ({
   odds: 1_500,
   policy: 'any',
 })
+/**
+ * The relay routes by a 4-shard region; the fake API node answers on alice's shard alone, so a
+ * request that reached it went to her shard.
+ */
+const SHARDS = 4
+const route = userRouting(SHARDS)
+const PLACE_ALICE = placeSubject('alice', SHARDS)
+const LOOKUP_ALICE = lookupSubject('alice', SHARDS)
 const verdict = { accepted: true, reason: null, odds: 1_500, gameClockMs: 10 }
 const LIMITS = {
   placementsInFlightMax: 10,
@@ -63,7 +71,7 @@ async function twoConnections(t: Test) {
 
 t.test('statuses in order and once each, however they arrive', async (t) => {
   const { api, gateway } = await twoConnections(t)
-  api.subscribe(PLACE_SUBJECT, {
+  api.subscribe(PLACE_ALICE, {
     callback: (_error, message) => void answer(message),
   })
   async function answer(message: Msg): Promise<void> {
@@ -108,6 +116,7 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
     gateway,
     { ...LIMITS, statusRecoverAfterMs: 600_000 },
     pino({ level: 'silent' }),
+    route,
   )
   t.teardown(() => relay.close())
   const seen: (BetFrame | ErrorFrame)[] = []
@@ -214,7 +223,7 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
     balanceCents: 1_050,
   }
   const lookups: { userId: string; betIds: string[]; atMs: number }[] = []
-  api.subscribe(PLACE_SUBJECT, {
+  api.subscribe(PLACE_ALICE, {
     callback: (_error, message) => {
       const { betId, userId } = message.json<{ betId: string; userId: string }>()
       // Announced before the reply, on the same connection: by the provisional it has come (held).
@@ -222,7 +231,7 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
       message.respond(JSON.stringify(provisional(betId)))
     },
   })
-  api.subscribe(LOOKUP_SUBJECT, {
+  api.subscribe(LOOKUP_ALICE, {
     callback: (_error, message) => {
       const request = message.json<{ userId: string; betIds: string[] }>()
       lookups.push({ ...request, atMs: clock.now() })
@@ -233,7 +242,7 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
     },
   })
   await api.flush()
-  const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), () => null, clock)
+  const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), route, clock)
   t.teardown(() => relay.close())
   const seen: (BetFrame | ErrorFrame)[] = []
   t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
@@ -332,7 +341,7 @@ t.test(
         announce(betId)
       },
     }
-    api.subscribe(PLACE_SUBJECT, {
+    api.subscribe(PLACE_ALICE, {
       callback: (_error, message) => {
         const { betId } = message.json<{ betId: string }>()
         const both = [...(held.get(betId) ?? []), message]
@@ -348,6 +357,7 @@ t.test(
       gateway,
       { ...LIMITS, statusRecoverAfterMs: 600_000 },
       pino({ level: 'silent' }),
+      route,
     )
     t.teardown(() => relay.close())
     const seen: (BetFrame | ErrorFrame)[] = []

@@ -23,12 +23,14 @@ import type { BetLimits } from '../../nodes/api/bet-limits.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import type { ManualFeed } from '../../nodes/trader/replay-feed.ts'
 import { startManualTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
-import { DEPOSIT_SUBJECT } from '../../protocol/subjects.ts'
+import { depositSubject } from '../../protocol/subjects.ts'
 import { freePorts, type NatsCluster, startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from './wait.ts'
 
 export const SECRET = 'a-test-secret-of-at-least-32-bytes!!'
 export const GAME = 'match-1'
+/** The region's ledger shards: the API and settlement nodes serve them all, the gateway routes by them. */
+export const STACK_SHARDS = 4
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
 export interface GatewayStack {
@@ -81,7 +83,7 @@ export async function startGatewayStack(
     region: 'eu',
     node: 'api-1',
     backend: yjsBackend,
-    shards: 4,
+    shards: STACK_SHARDS,
     log,
     ...(options.apiLimits ? { limits: options.apiLimits } : {}),
   })
@@ -90,7 +92,7 @@ export async function startGatewayStack(
     region: 'eu',
     node: 'settle-1',
     backend: yjsBackend,
-    shards: 4,
+    shards: STACK_SHARDS,
     databasePath: join(dir, 'settle-1.db'),
     log,
   })
@@ -103,6 +105,7 @@ export async function startGatewayStack(
     region: 'eu',
     node: 'gw-1',
     backend: yjsBackend,
+    shards: STACK_SHARDS,
     log,
     registry,
     auth: createAuthenticator({ hs256Secret: SECRET }),
@@ -131,7 +134,7 @@ export async function startGatewayStack(
     token: (userId, ttlSeconds = 600) => signToken(SECRET, userId, ttlSeconds),
     async deposit(userId, amountCents) {
       const reply = await nc.request(
-        DEPOSIT_SUBJECT,
+        depositSubject(userId, STACK_SHARDS),
         JSON.stringify({ id: `deposit-${userId}-${amountCents}-${Date.now()}`, userId, amountCents }),
         { timeout: 5_000 },
       )

@@ -22,7 +22,7 @@ import { createManualFeed, type ManualFeed } from '../../nodes/trader/replay-fee
 import { startTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
 import type { TraderLimits, TraderRole } from '../../nodes/trader/trader-types.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { PLACE_SUBJECT } from '../../protocol/subjects.ts'
+import { placeSubject } from '../../protocol/subjects.ts'
 import {
   type NatsCluster,
   type NatsSuperCluster,
@@ -33,7 +33,8 @@ import { waitFor } from './wait.ts'
 
 export const STACK_REGION = 'eu'
 export const STACK_GAME = 'match-1'
-const DEFAULT_SHARDS = 4
+/** The ledger shards of a stack's region unless a test asks for another count. */
+export const STACK_SHARDS = 4
 const DEFAULT_TRADERS = ['trader-1']
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
@@ -71,6 +72,8 @@ export interface StackTraderOptions {
 
 export interface NodeStack {
   readonly cluster: NatsCluster
+  /** The region's ledger shards. */
+  readonly shards: number
   /** The active trader, the first of `traders`; there is none when `traders` is empty. */
   readonly trader: ManualTraderNode
   readonly traders: readonly ManualTraderNode[]
@@ -83,9 +86,9 @@ export interface NodeStack {
   /** The temporary folder of the settlement nodes' SQLite files, removed when the test ends. */
   readonly dir: string
   /** Start another API node, a replacement for one the test stopped, say. */
-  startApi(node: string): Promise<ApiNode>
+  startApi(node: string, options?: ShardOptions): Promise<ApiNode>
   /** Start a settlement node; a node id used before reopens its SQLite file, as a restart does. */
-  startSettlement(node: string): Promise<SettlementNode>
+  startSettlement(node: string, options?: ShardOptions): Promise<SettlementNode>
   /** Start a trader of the game driven by `feed` as its only writer, in a stack of `traders: []`. */
   startTrader(options: StackTraderOptions): Promise<TraderNode>
 }
@@ -125,7 +128,18 @@ function regional(site: Site, region: string) {
   return { region, backend: yjsBackend, ...(site.regions ? { regions: site.regions } : {}) }
 }
 
-interface ApiOptions {
+/** The ledger shards a node serves (all by default), and a counter of the ledger messages it reads. */
+export interface ShardOptions {
+  readonly served?: readonly number[]
+  readonly onLedgerRead?: (shard: number) => void
+}
+
+const shardOptions = (options: ShardOptions) => ({
+  ...(options.served ? { served: options.served } : {}),
+  ...(options.onLedgerRead ? { onLedgerRead: options.onLedgerRead } : {}),
+})
+
+interface ApiOptions extends ShardOptions {
   readonly clock?: () => number
   readonly limits?: ApiNodeOptions['limits']
 }
@@ -144,11 +158,17 @@ async function startApi(
     log: log.child({ node }),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
+    ...shardOptions(options),
   })
   return tracked(site, api)
 }
 
-async function startSettlement(site: Site, region: string, node: string): Promise<SettlementNode> {
+async function startSettlement(
+  site: Site,
+  region: string,
+  node: string,
+  options: ShardOptions = {},
+): Promise<SettlementNode> {
   const settlement = await startSettlementNode({
     nc: await site.connect(region),
     ...regional(site, region),
@@ -156,6 +176,7 @@ async function startSettlement(site: Site, region: string, node: string): Promis
     shards: site.shards,
     databasePath: join(site.dir, `${node}.db`),
     log: log.child({ node }),
+    ...shardOptions(options),
   })
   return tracked(site, settlement)
 }
@@ -196,7 +217,7 @@ async function startManualTrader(
 export async function startNodeStack(t: Test, options: NodeStackOptions = {}): Promise<NodeStack> {
   const cluster = await startNatsCluster()
   t.teardown(() => cluster.close())
-  const site = createSite(t, { connect: () => cluster.connect(), shards: options.shards ?? DEFAULT_SHARDS })
+  const site = createSite(t, { connect: () => cluster.connect(), shards: options.shards ?? STACK_SHARDS })
   const writers = options.traders ?? DEFAULT_TRADERS
   const traderOptions = {
     writers,
@@ -209,8 +230,12 @@ export async function startNodeStack(t: Test, options: NodeStackOptions = {}): P
     const role = i === 0 ? 'active' : 'standby'
     traders.push(await startManualTrader(site, STACK_REGION, { ...traderOptions, node, role }))
   }
-  const api = (node: string) =>
-    startApi(site, STACK_REGION, node, { clock: options.apiClocks?.[node], limits: options.apiLimits })
+  const api = (node: string, shards: ShardOptions = {}) =>
+    startApi(site, STACK_REGION, node, {
+      clock: options.apiClocks?.[node],
+      limits: options.apiLimits,
+      ...shards,
+    })
   const apis: ApiNode[] = []
   for (const node of options.apiNodes ?? ['api-1']) apis.push(await api(node))
   const settlements: SettlementNode[] = []
@@ -218,6 +243,7 @@ export async function startNodeStack(t: Test, options: NodeStackOptions = {}): P
     settlements.push(await startSettlement(site, STACK_REGION, node))
   return {
     cluster,
+    shards: site.shards,
     get trader() {
       const [first] = traders
       if (first === undefined) throw new Error('this stack was started with no manual trader')
@@ -229,7 +255,7 @@ export async function startNodeStack(t: Test, options: NodeStackOptions = {}): P
     client: await cluster.connect(),
     dir: site.dir,
     startApi: api,
-    startSettlement: (node) => startSettlement(site, STACK_REGION, node),
+    startSettlement: (node, shards) => startSettlement(site, STACK_REGION, node, shards),
     startTrader: (trader) =>
       startTrader(site, STACK_REGION, { ...traderOptions, ...trader, writers: [trader.node] }),
   }
@@ -243,6 +269,8 @@ export interface RegionStackOptions {
 
 export interface RegionStack {
   readonly cluster: NatsSuperCluster
+  /** Each region's ledger shards. */
+  readonly shards: number
   /** Writer `trader-1` of game `match-1`, in the first region. */
   readonly trader: ManualTraderNode
   /** `api-<region>` for each region, in the order of `regions`. */
@@ -259,7 +287,7 @@ export async function startRegionStack(t: Test, options: RegionStackOptions): Pr
   const site = createSite(t, {
     connect: (region) => cluster.connect(region),
     regions: options.regions,
-    shards: options.shards ?? DEFAULT_SHARDS,
+    shards: options.shards ?? STACK_SHARDS,
   })
   const trader = await startManualTrader(site, first, { node: 'trader-1', writers: DEFAULT_TRADERS })
   const apis: ApiNode[] = []
@@ -267,21 +295,32 @@ export async function startRegionStack(t: Test, options: RegionStackOptions): Pr
   const settlements: SettlementNode[] = []
   for (const region of options.regions)
     settlements.push(await startSettlement(site, region, `settle-${region}`))
-  return { cluster, trader, apis, settlements }
+  return { cluster, shards: site.shards, trader, apis, settlements }
 }
 
-/** Credit a user through the first API node's ledger and wait until every API node folded it. */
+/**
+ * Credit a user through the ledger of the first API node serving the user's shard, and wait until
+ * every API node serving it folded it.
+ */
 export async function deposit(stack: NodeStack, userId: string, amountCents: number): Promise<void> {
-  const [first] = stack.apis as [ApiNode]
+  const serving = stack.apis.filter(({ ledger }) => ledger.serves(ledger.shardOf(userId)))
+  const [first] = serving
+  if (first === undefined) throw new Error(`no API node of the stack serves ${userId}'s shard`)
   const before = first.ledger.foldFor(userId).balance(userId)
   await first.ledger.append({ type: 'deposit', id: `deposit-${userId}-${before}`, userId, amountCents })
   await waitFor(`${userId}'s deposit folded`, () =>
-    stack.apis.every((api) => api.ledger.foldFor(userId).balance(userId) === before + amountCents),
+    serving.every((api) => api.ledger.foldFor(userId).balance(userId) === before + amountCents),
   )
 }
 
-export async function placeBet(nc: NatsConnection, request: Record<string, unknown>): Promise<PlaceBetReply> {
-  const reply = await nc.request(PLACE_SUBJECT, JSON.stringify(request), { timeout: 10_000 })
+/** Place a bet on the subject of its user's shard, of a region of `shards` shards (the stack's by default). */
+export async function placeBet(
+  nc: NatsConnection,
+  request: Record<string, unknown>,
+  shards = STACK_SHARDS,
+): Promise<PlaceBetReply> {
+  const subject = placeSubject(String(request.userId), shards)
+  const reply = await nc.request(subject, JSON.stringify(request), { timeout: 10_000 })
   return reply.json<PlaceBetReply>()
 }
 
@@ -313,4 +352,12 @@ export function betOn(
     policy: 'any',
     ...fields,
   }
+}
+
+/**
+ * Where a node's ledger folds stand: each served shard with the last sequence folded of its
+ * stream. Two nodes serving the same shards have folded the same messages when these are equal.
+ */
+export function ledgerPosition(ledger: ApiNode['ledger']): string {
+  return ledger.served.map((shard) => `${shard}:${ledger.lastSeq(shard)}`).join(' ')
 }

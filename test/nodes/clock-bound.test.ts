@@ -27,7 +27,7 @@ async function startSkewedStack(t: Test, skews: { trader: number; api: number })
     apiClocks: { 'api-1': () => Date.now() + skews.api },
   })
   await deposit(stack, 'alice', 100_000)
-  return { trader: stack.trader, api: stack.apis[0] as ApiNode, client: stack.client }
+  return { trader: stack.trader, api: stack.apis[0] as ApiNode, client: stack.client, shards: stack.shards }
 }
 
 for (const [name, skews] of [
@@ -36,7 +36,7 @@ for (const [name, skews] of [
 ] as const) {
   t.test(`${name} by more than the bound judges nothing`, async (t) => {
     const clocks = { ...skews }
-    const { trader, api, client } = await startSkewedStack(t, clocks)
+    const { trader, api, client, shards } = await startSkewedStack(t, clocks)
     trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
     trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
     const ids = marketIds(1)
@@ -55,7 +55,7 @@ for (const [name, skews] of [
       odds: 1_001,
       policy: 'any',
     }
-    const refused = await placeBet(client, bet)
+    const refused = await placeBet(client, bet, shards)
     t.match(refused, { ok: false, error: { code: 'CLOCK_DRIFT' } }, 'a bet after the suspension is refused')
     t.notOk(api.ready(), 'the API node is not ready')
     t.match(api.replicas.clock.unsafe(), /beyond the 5000 ms bound/)
@@ -65,7 +65,7 @@ for (const [name, skews] of [
     clocks.api = 0
     await waitFor('the clocks agree again', () => api.replicas.clock.unsafe() === null)
     t.ok(api.ready(), 'ready again')
-    const judged = await placeBet(client, bet)
+    const judged = await placeBet(client, bet, shards)
     t.match(
       judged,
       { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } },

@@ -54,7 +54,7 @@ t.test('a correction by the deadline refunds instead of paying; a later one void
       odds: market?.transitions.at(-1)?.prices.home,
       policy: 'exact',
     }
-    const reply = await placeBet(nc, request)
+    const reply = await placeBet(nc, request, stack.shards)
     t.match(reply, { ok: true, verdict: { accepted: true } }, `the bet on point ${point} is accepted`)
     trader.feed.emit({ type: 'serve', point, second: false })
     return betId

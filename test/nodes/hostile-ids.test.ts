@@ -15,15 +15,22 @@ import type { SettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
 import { settlementIdOf } from '../../protocol/ids.ts'
-import { DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
+import { DEPOSIT_BASE, PLACE_BASE, userRouting } from '../../protocol/subjects.ts'
 import { startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const SHARDS = 4
 const DEPOSIT_CENTS = 100_000
 
-async function request(nc: NatsConnection, subject: string, body: unknown): Promise<PlaceBetReply> {
-  const reply = await nc.request(subject, JSON.stringify(body), { timeout: 5_000 })
+const route = userRouting(SHARDS)
+
+/** A request of kind `base` (a placement, a deposit) on the subject of its user's shard. */
+async function request(
+  nc: NatsConnection,
+  base: string,
+  body: { readonly userId: string; readonly [field: string]: unknown },
+): Promise<PlaceBetReply> {
+  const reply = await nc.request(route(base, body.userId), JSON.stringify(body), { timeout: 5_000 })
   return reply.json<PlaceBetReply>()
 }
 
@@ -38,10 +45,10 @@ t.test('colliding ids touch no other user', async (t) => {
   const settlement = settlements[0] as SettlementNode
   for (const userId of ['alice', 'mallory', 'dave']) {
     const deposit = { id: `deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }
-    t.match(await request(client, DEPOSIT_SUBJECT, deposit), { ok: true, balanceCents: DEPOSIT_CENTS })
+    t.match(await request(client, DEPOSIT_BASE, deposit), { ok: true, balanceCents: DEPOSIT_CENTS })
   }
   t.match(
-    await request(client, DEPOSIT_SUBJECT, { id: 'deposit-dotted', userId: 'a.b', amountCents: 100 }),
+    await request(client, DEPOSIT_BASE, { id: 'deposit-dotted', userId: 'a.b', amountCents: 100 }),
     { ok: false, error: { code: 'BAD_REQUEST' } },
     'a user id that would break the ledger subject is a bad request',
   )
@@ -61,23 +68,27 @@ t.test('colliding ids touch no other user', async (t) => {
     odds: 1_001,
     policy: 'any',
   })
-  const victim = await request(client, PLACE_SUBJECT, bet('alice', 'bet-alice-0001'))
+  const victim = await request(client, PLACE_BASE, bet('alice', 'bet-alice-0001'))
   t.match(victim, { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 })
 
-  const copy = await request(client, PLACE_SUBJECT, bet('mallory', 'bet-alice-0001'))
+  const copy = await request(client, PLACE_BASE, bet('mallory', 'bet-alice-0001'))
   t.match(
     copy,
     { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 },
     "another shard: mallory's bet of the same id is mallory's own, with mallory's balance",
   )
-  t.not((copy as { ledgerSeq: number }).ledgerSeq, (victim as { ledgerSeq: number }).ledgerSeq)
+  t.equal(
+    (copy as { ledgerSeq: number }).ledgerSeq,
+    api.ledger.foldFor('mallory').bet('mallory', 'bet-alice-0001')?.placedSeq,
+    "its sequence is where mallory's shard's stream holds it",
+  )
   t.equal(
     api.ledger.foldFor('mallory').bet('mallory', 'bet-alice-0001')?.userId,
     'mallory',
     'and it is stored',
   )
 
-  const sameShard = await request(client, PLACE_SUBJECT, bet('dave', 'bet-alice-0001'))
+  const sameShard = await request(client, PLACE_BASE, bet('dave', 'bet-alice-0001'))
   t.match(
     sameShard,
     { ok: true, verdict: { accepted: true }, balanceCents: DEPOSIT_CENTS - 1_000 },
@@ -86,13 +97,13 @@ t.test('colliding ids touch no other user', async (t) => {
   t.match(api.ledger.foldFor('dave').bet('dave', 'bet-alice-0001'), { userId: 'dave', stakeCents: 1_000 })
   t.match(api.ledger.foldFor('alice').bet('alice', 'bet-alice-0001'), { userId: 'alice', status: 'open' })
   t.match(
-    await request(client, PLACE_SUBJECT, bet('mallory', settlementIdOf('bet-alice-0001'))),
+    await request(client, PLACE_BASE, bet('mallory', settlementIdOf('bet-alice-0001'))),
     { ok: false, error: { code: 'BAD_REQUEST' } },
     'a client cannot name a bet like a settlement',
   )
   for (const squatter of ['mallory', 'dave']) {
     t.match(
-      await request(client, PLACE_SUBJECT, bet(squatter, 'settle-bet-alice-0001')),
+      await request(client, PLACE_BASE, bet(squatter, 'settle-bet-alice-0001')),
       { ok: true, verdict: { accepted: true } },
       `${squatter}'s bet named like the old settlement id is a bet like any other`,
     )

@@ -12,7 +12,7 @@ import t from 'tap'
 import { joinLedger } from '../../nodes/fabric/regions.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { DEPOSIT_SUBJECT, PLACE_SUBJECT } from '../../protocol/subjects.ts'
+import { depositSubject, placeSubject } from '../../protocol/subjects.ts'
 import { spawnNodeProcess } from '../../scripts/node-process.ts'
 import { STACK_REGION as REGION, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -91,8 +91,13 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
   await waitFor(
     'api-k1 answers',
     async () =>
-      (await request(client, DEPOSIT_SUBJECT, { id: 'deposit-dave', userId: 'dave', amountCents: 1_000_000 }))
-        ?.ok === true,
+      (
+        await request(client, depositSubject('dave', SHARDS), {
+          id: 'deposit-dave',
+          userId: 'dave',
+          amountCents: 1_000_000,
+        })
+      )?.ok === true,
     30_000,
   )
 
@@ -107,7 +112,7 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
     odds: 1_001,
     policy: 'any',
   })
-  const burst = Array.from({ length: BETS }, (_, i) => request(client, PLACE_SUBJECT, bet(i)))
+  const burst = Array.from({ length: BETS }, (_, i) => request(client, placeSubject('dave', SHARDS), bet(i)))
   // Bets go in groups (group commit), so count bets, not ledger messages.
   await waitFor('some bets reached the ledger', () => audit.foldFor('dave').totals().stakesCents >= 20 * 100)
   await kill(first)
@@ -162,7 +167,7 @@ const TRANSIENT = new Set(['UNKNOWN_GAME', 'REPLICA_STALE', 'LEDGER_UNAVAILABLE'
 async function waitForReply(nc: NatsConnection, body: Record<string, unknown>): Promise<PlaceBetReply> {
   const deadline = Date.now() + 30_000
   for (;;) {
-    const reply = await request(nc, PLACE_SUBJECT, body)
+    const reply = await request(nc, placeSubject(String(body.userId), SHARDS), body)
     if (reply !== null && (reply.ok || !TRANSIENT.has(reply.error.code))) return reply
     if (Date.now() > deadline) throw new Error(`no answer for ${String(body.betId)}`)
     await new Promise((resolve) => setTimeout(resolve, 100))

@@ -9,8 +9,8 @@ import t from 'tap'
 import { ODDS_MAX } from '../../crdt/limits.ts'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
-import { exposureSubject } from '../../protocol/subjects.ts'
-import { betOn, deposit, openPoint, placeBet, startNodeStack } from '../helpers/node-stack.ts'
+import { queryExposure, type SettlementNode } from '../../nodes/settlement/settlement-node.ts'
+import { betOn, deposit, ledgerPosition, openPoint, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const STAKE_CENTS = DEFAULT_BET_LIMITS.stakeCentsMax
@@ -32,7 +32,7 @@ t.test('bets racing past the open-stake limit on two API nodes: exactly the limi
         userId: 'rich',
         stakeCents: STAKE_CENTS,
       })
-      return placeBet(clients[i % 2] as (typeof clients)[number], request)
+      return placeBet(clients[i % 2] as (typeof clients)[number], request, stack.shards)
     }),
   )
   const accepted = replies.filter((reply) => reply.ok)
@@ -40,7 +40,7 @@ t.test('bets racing past the open-stake limit on two API nodes: exactly the limi
   t.equal(accepted.length, 5, 'exactly five are booked')
   t.equal(refused.length, RACERS - 5, 'the rest are refused USER_STAKE_LIMIT')
   await waitFor('both nodes folded every bet', () =>
-    apis.every((api) => api.ledger.lastSeq() === second.ledger.lastSeq()),
+    apis.every((api) => ledgerPosition(api.ledger) === ledgerPosition(second.ledger)),
   )
   for (const api of apis)
     t.equal(
@@ -64,6 +64,8 @@ t.test(
       apiLimits: { marketLiabilityCentsMax: limitCents },
     })
     const { apis, cluster } = stack
+    const first = apis[0] as ApiNode
+    const settlement = stack.settlements[0] as SettlementNode
     const users = Array.from({ length: RACERS }, (_, i) => `racer-${i}`)
     for (const userId of ['mallory', ...users]) await deposit(stack, userId, LIMIT_CENTS)
     const marketId = await openPoint(stack)
@@ -71,29 +73,31 @@ t.test(
       betOn(marketId, { betId: `liability-${userId}`, userId, stakeCents, odds })
     const [client, other] = [await cluster.connect(), await cluster.connect()]
 
-    const attack = await placeBet(client, bet('mallory', 10_000, ODDS_MAX))
+    const attack = await placeBet(client, bet('mallory', 10_000, ODDS_MAX), stack.shards)
     t.match(attack, { ok: true, verdict: { accepted: true } }, 'taken, at the market’s price')
     const price = (attack.ok && attack.verdict.odds) as number
     t.ok(price > 1_000 && price < 10_000, `the market's price is ${price}`)
     const risk = (stakeCents: number) => Math.floor((stakeCents * price) / 1000) - stakeCents
     await waitFor('both nodes folded it', () =>
-      apis.every((api) => api.ledger.lastSeq() === apis[0]?.ledger.lastSeq()),
+      apis.every((api) => ledgerPosition(api.ledger) === ledgerPosition(first.ledger)),
     )
-    const held = (apis[0] as ApiNode).ledger.foldFor('mallory').marketLiability('match-1', marketId)
+    const held = first.ledger.foldFor('mallory').marketLiability('match-1', marketId)
     t.equal(held, risk(10_000), `counted at ${price}, not at ${ODDS_MAX}`)
 
     const room = limitCents - held
     const stakeCents = Math.ceil(((room / 5.5) * 1000) / (price - 1000))
     t.ok(5 * risk(stakeCents) <= room && 6 * risk(stakeCents) > room, 'room for exactly five racers')
     const replies = await Promise.all(
-      users.map((userId, i) => placeBet(i % 2 === 0 ? client : other, bet(userId, stakeCents, price))),
+      users.map((userId, i) =>
+        placeBet(i % 2 === 0 ? client : other, bet(userId, stakeCents, price), stack.shards),
+      ),
     )
     const accepted = replies.filter((reply) => reply.ok)
     const refused = replies.filter((reply) => !reply.ok && reply.error.code === 'MARKET_LIABILITY_LIMIT')
     t.equal(accepted.length, 5, 'exactly five are booked')
     t.equal(refused.length, RACERS - 5, 'the rest are refused MARKET_LIABILITY_LIMIT')
     await waitFor('both nodes folded every bet', () =>
-      apis.every((api) => api.ledger.lastSeq() === apis[0]?.ledger.lastSeq()),
+      apis.every((api) => ledgerPosition(api.ledger) === ledgerPosition(first.ledger)),
     )
     for (const api of apis)
       t.equal(
@@ -101,28 +105,27 @@ t.test(
         held + 5 * risk(stakeCents),
         'the market’s liability is within the limit on every node',
       )
-    const exposure = async (gameId: string) =>
-      (
-        await client.request(exposureSubject(), JSON.stringify({ gameId, marketId }), { timeout: 5_000 })
-      ).json()
+    const exposure = (gameId: string) =>
+      queryExposure(client, { gameId, marketId, shards: stack.shards, timeoutMs: 5_000 })
     await waitFor(
       'the settlement node folded every bet',
-      () => stack.settlements[0]?.ledger.lastSeq() === apis[0]?.ledger.lastSeq(),
+      () => ledgerPosition(settlement.ledger) === ledgerPosition(first.ledger),
     )
     t.match(
       await exposure('match-1'),
-      {
-        ok: true,
-        data: { gameId: 'match-1', marketId, openBets: 6, liabilityCents: held + 5 * risk(stakeCents) },
-      },
+      { gameId: 'match-1', marketId, openBets: 6, liabilityCents: held + 5 * risk(stakeCents) },
       'the exposure query reports the market’s liability as the fold counts it',
     )
-    t.match(await exposure('match-2'), { ok: true, data: { openBets: 0, liabilityCents: 0 } }, 'per game')
-    const elsewhere = await placeBet(client, {
-      ...bet('racer-0', stakeCents, price),
-      betId: 'liability-next-game',
-      gameId: 'match-2',
-    })
+    t.match(await exposure('match-2'), { openBets: 0, liabilityCents: 0 }, 'per game')
+    const elsewhere = await placeBet(
+      client,
+      {
+        ...bet('racer-0', stakeCents, price),
+        betId: 'liability-next-game',
+        gameId: 'match-2',
+      },
+      stack.shards,
+    )
     t.notMatch(
       elsewhere,
       { error: { code: 'MARKET_LIABILITY_LIMIT' } },

@@ -14,7 +14,7 @@ import { WS_PATH } from '../../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../../gateway/server.ts'
 import { homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { DEPOSIT_SUBJECT, PLACE_SUBJECT, routedSubject } from '../../protocol/subjects.ts'
+import { depositSubject, placeSubject } from '../../protocol/subjects.ts'
 import { ofType, openClient } from '../helpers/gateway-stack.ts'
 import { startRegionStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -29,12 +29,13 @@ function userHomedIn(region: string): string {
 }
 
 t.test('bets are routed to the home region; every region holds every replica', async (t) => {
-  const { cluster, trader, apis, settlements } = await startRegionStack(t, { regions: REGIONS })
+  const { cluster, shards, trader, apis, settlements } = await startRegionStack(t, { regions: REGIONS })
   const gateway = await startGatewayNode({
     nc: await cluster.connect('us'),
     region: 'us',
     node: 'gw-us',
     backend: yjsBackend,
+    shards,
     log,
     regions: REGIONS,
     registry: new Registry(),
@@ -52,14 +53,14 @@ t.test('bets are routed to the home region; every region holds every replica', a
   t.teardown(() => nc.close())
   for (const region of REGIONS) {
     const reply = await nc.request(
-      routedSubject(DEPOSIT_SUBJECT, region),
+      depositSubject(users[region], shards, region),
       JSON.stringify({ id: `deposit-${users[region]}`, userId: users[region], amountCents: 10_000 }),
       { timeout: 10_000 },
     )
     t.match(reply.json(), { ok: true }, `deposit for ${users[region]} in ${region}`)
   }
   const wrong = await nc.request(
-    routedSubject(PLACE_SUBJECT, 'us'),
+    placeSubject(users.eu, shards, 'us'),
     JSON.stringify({
       betId: 'bet-wrong-region-1',
       userId: users.eu,

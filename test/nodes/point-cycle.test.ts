@@ -15,10 +15,10 @@ import type { FinalStatus, LookupReply, PlaceBetReply } from '../../protocol/bet
 import { betKeyOf } from '../../protocol/ids.ts'
 import {
   balanceSubject,
-  DEPOSIT_SUBJECT,
+  depositSubject,
   historySubject,
-  LOOKUP_SUBJECT,
-  PLACE_SUBJECT,
+  lookupSubject,
+  placeSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
 import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
@@ -26,7 +26,7 @@ import { waitFor } from '../helpers/wait.ts'
 
 t.test('a point cycle', async (t) => {
   const stack = await startNodeStack(t, { settlementNodes: ['settle-1', 'settle-2'] })
-  const { client, settlements } = stack
+  const { client, settlements, shards } = stack
   const feed = stack.trader.feed
   const api = stack.apis[0] as ApiNode
   const statuses: (
@@ -126,13 +126,15 @@ t.test('a point cycle', async (t) => {
     [{ ...bet, betId: 'bet-alice-0004', stakeCents: 5 }, 'STAKE_LIMIT'],
     [{ ...bet, betId: 'bet-alice-0004', gameId: 'nope' }, 'UNKNOWN_GAME'],
   ]
+  // Alice's shard's subject: what her client sends to, whatever the body says.
+  const placeAlice = placeSubject('alice', shards)
   for (const [request, code] of bad) {
     const raw = typeof request === 'string' ? request : JSON.stringify(request)
-    const reply = (await client.request(PLACE_SUBJECT, raw, { timeout: 5_000 })).json<PlaceBetReply>()
+    const reply = (await client.request(placeAlice, raw, { timeout: 5_000 })).json<PlaceBetReply>()
     t.match(reply, { ok: false, error: { code } }, `${raw.slice(0, 50)} -> ${code}`)
   }
   const huge = (
-    await client.request(PLACE_SUBJECT, 'x'.repeat(10_000), { timeout: 5_000 })
+    await client.request(placeAlice, 'x'.repeat(10_000), { timeout: 5_000 })
   ).json<PlaceBetReply>()
   t.match(huge, { ok: false, error: { code: 'BAD_REQUEST' } }, 'an oversized request')
 
@@ -165,7 +167,7 @@ t.test('a point cycle', async (t) => {
       s.projection.history('alice').every((row) => row.funds === 'refused' || row.settledAtMs !== null),
     ),
   )
-  const history = (await client.request(historySubject('alice'), '', { timeout: 5_000 })).json<{
+  const history = (await client.request(historySubject('alice', shards), '', { timeout: 5_000 })).json<{
     ok: true
     data: BetRow[]
   }>()
@@ -177,7 +179,7 @@ t.test('a point cycle', async (t) => {
     history.data.find((row) => row.betId === 'bet-alice-0003'),
     { funds: 'refused' },
   )
-  const balance = (await client.request(balanceSubject('alice'), '', { timeout: 5_000 })).json<{
+  const balance = (await client.request(balanceSubject('alice', shards), '', { timeout: 5_000 })).json<{
     ok: true
     data: { balanceCents: number }
   }>()
@@ -206,8 +208,10 @@ t.test('a point cycle', async (t) => {
   t.match(apiState?.ledger?.bets[betKeyOf('alice', 'bet-alice-0001')], { userId: 'alice', status: 'settled' })
 
   // Status recovery: what a client that lost the status events learns by asking.
-  const lookup = async (request: unknown) =>
-    (await client.request(LOOKUP_SUBJECT, JSON.stringify(request), { timeout: 5_000 })).json<LookupReply>()
+  const lookup = async (request: { userId: string; betIds?: unknown }) =>
+    (
+      await client.request(lookupSubject(request.userId, shards), JSON.stringify(request), { timeout: 5_000 })
+    ).json<LookupReply>()
   const betIds = ['bet-alice-0001', 'bet-alice-0002', 'bet-alice-0003', 'bet-nobody-0001']
   const recovered = await lookup({ userId: 'alice', betIds })
   if (!recovered.ok) throw new Error(`lookup refused: ${recovered.error.message}`)
@@ -238,7 +242,7 @@ t.test('a point cycle', async (t) => {
   ])
     t.match(await lookup(bad), { ok: false, error: { code: 'BAD_REQUEST' } }, JSON.stringify(bad))
   for (const bad of ['null', '[1]', 'x'.repeat(5_000)]) {
-    const reply = (await client.request(DEPOSIT_SUBJECT, bad, { timeout: 5_000 })).json()
+    const reply = (await client.request(depositSubject('alice', shards), bad, { timeout: 5_000 })).json()
     t.match(reply, { ok: false, error: { code: 'BAD_REQUEST' } }, `deposit ${bad.slice(0, 20)} is refused`)
   }
 })

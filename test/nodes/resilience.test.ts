@@ -9,7 +9,7 @@ import t from 'tap'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { deposit, placeBet, startNodeStack } from '../helpers/node-stack.ts'
+import { deposit, ledgerPosition, placeBet, startNodeStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 t.test('races and restarts', async (t) => {
@@ -42,7 +42,7 @@ t.test('races and restarts', async (t) => {
   const refused = replies.filter((r) => !r.ok && r.error.code === 'INSUFFICIENT_FUNDS')
   t.equal(accepted.length, 5, 'exactly the covered stakes are accepted')
   t.equal(refused.length, 15, 'the overspending ones are refused')
-  await waitFor('folds agree', () => api1.ledger.lastSeq() === api2.ledger.lastSeq())
+  await waitFor('folds agree', () => ledgerPosition(api1.ledger) === ledgerPosition(api2.ledger))
   t.equal(
     api1.ledger.foldFor('carol').stateHash(),
     api2.ledger.foldFor('carol').stateHash(),

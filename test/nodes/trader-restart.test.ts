@@ -93,15 +93,19 @@ t.test('a restarted trader resumes after its last point with its clock past its 
   t.not(clockAt(g, AFTER_ALL_STAMPS)?.clockMs, 0)
 
   await deposit(stack, 'bob', 10_000)
-  const onKnownWinner = await placeBet(stack.client, {
-    betId: 'bet-bob-known-1',
-    userId: 'bob',
-    gameId: GAME,
-    marketId: p1.winner,
-    selectionId: 'home',
-    stakeCents: 1_000,
-    odds: 1_001,
-    policy: 'any',
-  })
+  const onKnownWinner = await placeBet(
+    stack.client,
+    {
+      betId: 'bet-bob-known-1',
+      userId: 'bob',
+      gameId: GAME,
+      marketId: p1.winner,
+      selectionId: 'home',
+      stakeCents: 1_000,
+      odds: 1_001,
+      policy: 'any',
+    },
+    stack.shards,
+  )
   t.match(onKnownWinner, { ok: true, verdict: { accepted: false, reason: 'MARKET_NOT_OPEN' } })
 })

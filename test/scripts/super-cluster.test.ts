@@ -2,7 +2,8 @@
 // loopback ports) into one JetStream system, and that the regional fabric layout carries each region's
 // CRDT updates to the other: an update published in eu and one published in us both end up in each
 // region's merged GLOBAL_FABRIC_<R> stream, and a consumer connected to either region reads both. Each
-// region's own FABRIC_<R> and LEDGER_<R> stay in that region and hold only that region's messages.
+// region's own FABRIC_<R> and each of its ledger shard streams LEDGER_<R>_<S> stay in that region, and
+// the region's ledger has no single LEDGER_<R> stream.
 // Last, close() must leave no server process and no temp dir behind.
 
 import { existsSync } from 'node:fs'
@@ -10,7 +11,7 @@ import { jetstream, jetstreamManager, type StreamInfo } from '@nats-io/jetstream
 import type { NatsConnection } from '@nats-io/transport-node'
 import t from 'tap'
 import { ensureRegionalFabric } from '../../nodes/fabric/regions.ts'
-import { names } from '../../nodes/fabric/streams.ts'
+import { limitsWithShards, names } from '../../nodes/fabric/streams.ts'
 import { regionNames } from '../../protocol/subjects.ts'
 import { pollUntil, startSuperCluster } from '../../scripts/nats-cluster.ts'
 
@@ -20,6 +21,8 @@ const SERVERS_PER_REGION = 3
 const SOURCING_TIMEOUT_MS = 15_000
 /** How long one read waits for the messages it asks for. */
 const FETCH_EXPIRES_MS = 5_000
+/** Ledger shards per region: a few, so that each shard stream's placement is checked. */
+const SHARDS = 3
 
 const superCluster = await startSuperCluster({ regions: REGIONS })
 t.teardown(() => superCluster.close())
@@ -66,7 +69,11 @@ t.test('every server is in its region and all share one JetStream meta group', a
 })
 
 t.test('each region holds its own updates and sources the other region’s', async (t) => {
-  await Promise.all(REGIONS.map((region) => ensureRegionalFabric(connection(region), region, REGIONS)))
+  await Promise.all(
+    REGIONS.map((region) =>
+      ensureRegionalFabric(connection(region), region, REGIONS, limitsWithShards(SHARDS)),
+    ),
+  )
   for (const region of REGIONS) {
     const ack = await jetstream(connection(region)).publish(
       names.gameSubject(region, 'g1'),
@@ -93,9 +100,25 @@ t.test('each region holds its own updates and sources the other region’s', asy
     t.equal(own.cluster?.name, region, `${names.fabricStream(region)} is placed in ${region}`)
     t.equal(own.state.messages, 1, `${names.fabricStream(region)} holds only ${region}'s update`)
 
-    const ledger = await streamInfo(region, names.ledgerStream(region))
-    t.equal(ledger.cluster?.name, region, `${names.ledgerStream(region)} stays in ${region}`)
-    t.same(ledger.config.sources ?? [], [], `${names.ledgerStream(region)} sources nothing`)
+    for (let shard = 0; shard < SHARDS; shard++) {
+      const name = names.ledgerStream(region, shard)
+      const ledger = await streamInfo(region, name)
+      t.equal(ledger.cluster?.name, region, `${name} stays in ${region}`)
+      t.same(ledger.config.sources ?? [], [], `${name} sources nothing`)
+      t.same(
+        ledger.config.subjects,
+        [names.ledgerShardSubject(region, shard)],
+        `${name} holds shard ${shard} alone`,
+      )
+    }
+    const ledgers: string[] = []
+    const jsm = await jetstreamManager(connection(region))
+    for await (const name of jsm.streams.names(names.allLedgerSubject(region))) ledgers.push(name)
+    t.same(
+      ledgers.sort(),
+      Array.from({ length: SHARDS }, (_, shard) => names.ledgerStream(region, shard)).sort(),
+      `${region}'s ledger is its shard streams, with no ${names.unshardedLedgerStream(region)}`,
+    )
   }
 })
 

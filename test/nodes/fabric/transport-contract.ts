@@ -12,6 +12,8 @@ import type { FabricTransport } from '../../../nodes/fabric/transport.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
 export const CONTRACT_REGION = 'eu'
+/** The ledger shard whose stream the contract appends to and follows (the region has more). */
+const SHARD = 1
 const log = pino({ level: 'silent' })
 const decoder = new TextDecoder()
 
@@ -20,7 +22,7 @@ export type TransportPair = () => Promise<{ a: FabricTransport; b: FabricTranspo
 
 export function transportContract(t: Test, name: string, open: TransportPair): void {
   const region = CONTRACT_REGION
-  const subject = (n: number) => names.ledgerSubject(region, n % 4, `user-${n}`)
+  const subject = (n: number, shard = SHARD) => names.ledgerSubject(region, shard, `user-${n}`)
 
   t.test(`${name}: appends are stored once per message id, in order, with their headers`, async (t) => {
     const { a, b, close } = await open()
@@ -31,9 +33,13 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
     t.ok(second.seq > first.seq, 'sequences grow')
     const again = await b.append(subject(1), '{"n":"changed"}', { msgId: 'm-1' })
     t.same(again, { seq: first.seq, duplicate: true }, 'a repeated id gets the original sequence')
+    // Another shard's stream holds this one: its sequences are its own, and no follower of this
+    // shard's stream sees it.
+    const elsewhere = await a.append(subject(9, SHARD + 1), '{"n":9}', { msgId: 'm-9' })
+    t.equal(elsewhere.seq, 1, "another shard's stream counts its own sequences")
     const seen: StreamMessage[] = []
     const follower = await b.follow({
-      stream: names.ledgerStream(region),
+      stream: names.ledgerStream(region, SHARD),
       startSeq: first.seq,
       log,
       onMessage: (message) => seen.push(message),
@@ -63,7 +69,7 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
       seqs.push((await a.append(subject(n), `{"n":${n}}`, { msgId: `k-${n}` })).seq)
     const seen: number[] = []
     const follower = await a.follow({
-      stream: names.ledgerStream(region),
+      stream: names.ledgerStream(region, SHARD),
       startSeq: seqs[3] as number,
       log,
       onMessage: (message) => seen.push(message.seq),
