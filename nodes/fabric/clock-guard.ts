@@ -7,9 +7,13 @@
  * the replica stays the stream's; only judging stops.
  *
  * The guard also estimates the node's offset, two ways, and exports both:
- * - from writers' heartbeats: a heartbeat's stamp is the writer's clock when it was sent, so its
- *   wall minus the local clock at receipt is the writer's offset from this node plus the transit
- *   time (milliseconds on one network);
+ * - from writers' heartbeats: a heartbeat's stamp is the writer's hybrid clock when it was sent,
+ *   so its wall minus the local clock at receipt is the writer's offset from this node plus the
+ *   transit time, or more: a writer that merged a stamp from a clock ahead of its own sends that
+ *   stamp's wall. Every observation is thus an upper bound of the writer's true offset, and the
+ *   guard takes, per writer, the least of the last `WRITER_OFFSET_TTL_MS` (a node far ahead of a
+ *   writer was seen to pass the check once that writer had merged other writers' stamps, and to
+ *   stamp a bet that stayed provisional: the simulator found it);
  * - from the cluster probe (clock-probe.ts): the median offset of every node that answered.
  * An offset beyond the bound either way makes the node unsafe: a node far behind cannot merge
  * what it applies, and a node far ahead stamps bets into the future, where every verdict waits
@@ -25,6 +29,8 @@ import { ClockDriftError, compareStamps, type Hlc, type Stamp } from '../../crdt
 export const WRITER_OFFSET_TTL_MS = 10_000
 /** Writers whose offsets the guard keeps; past this the oldest observation is forgotten. */
 export const WRITERS_OBSERVED_MAX = 1_024
+/** A writer's observations are kept as the least per bucket of this many ms. */
+export const WRITER_OFFSET_BUCKET_MS = 1_000
 
 export interface ClockGuardOptions {
   readonly hlc: Hlc
@@ -59,7 +65,8 @@ export function createClockGuard(options: ClockGuardOptions): ClockGuard {
   const maxDriftMs = hlc.maxDriftMs
   /** The highest stamp the clock refused to merge and does not hold yet. */
   let held: Stamp | null = null
-  const writers = new Map<string, { offsetMs: number; atMs: number }>()
+  /** Per writer, the least offset observed in each bucket of the last WRITER_OFFSET_TTL_MS. */
+  const writers = new Map<string, Map<number, { offsetMs: number; atMs: number }>>()
   let probeMs: number | null = null
 
   function tryMerge(stamp: Stamp): boolean {
@@ -75,12 +82,18 @@ export function createClockGuard(options: ClockGuardOptions): ClockGuard {
   function writersOffsetMs(): number | null {
     const at = now()
     let largest: number | null = null
-    for (const [writer, seen] of writers) {
-      if (at - seen.atMs > WRITER_OFFSET_TTL_MS) {
+    for (const [writer, buckets] of writers) {
+      let least: number | null = null
+      for (const [bucket, seen] of buckets) {
+        // A bucket counts while its latest observation is within the TTL.
+        if (at - seen.atMs > WRITER_OFFSET_TTL_MS) buckets.delete(bucket)
+        else if (least === null || seen.offsetMs < least) least = seen.offsetMs
+      }
+      if (least === null) {
         writers.delete(writer)
         continue
       }
-      if (largest === null || Math.abs(seen.offsetMs) > Math.abs(largest)) largest = seen.offsetMs
+      if (largest === null || Math.abs(least) > Math.abs(largest)) largest = least
     }
     return largest
   }
@@ -97,7 +110,15 @@ export function createClockGuard(options: ClockGuardOptions): ClockGuard {
         writers.delete(writers.keys().next().value as string)
       }
       const atMs = now()
-      writers.set(writer, { offsetMs: wallMs - atMs, atMs })
+      const offsetMs = wallMs - atMs
+      const buckets = writers.get(writer) ?? new Map<number, { offsetMs: number; atMs: number }>()
+      const bucket = Math.floor(atMs / WRITER_OFFSET_BUCKET_MS)
+      buckets.set(bucket, { offsetMs: Math.min(offsetMs, buckets.get(bucket)?.offsetMs ?? offsetMs), atMs })
+      // Observations come in time order: the buckets stay within the TTL's count.
+      if (buckets.size > WRITER_OFFSET_TTL_MS / WRITER_OFFSET_BUCKET_MS + 1)
+        buckets.delete(buckets.keys().next().value as number)
+      writers.delete(writer)
+      writers.set(writer, buckets)
     },
     observeProbe(offsetMs) {
       probeMs = offsetMs

@@ -6,7 +6,11 @@
 
 import t from 'tap'
 import { compareStamps, createHlc } from '../../../crdt/index.ts'
-import { createClockGuard, WRITER_OFFSET_TTL_MS } from '../../../nodes/fabric/clock-guard.ts'
+import {
+  createClockGuard,
+  WRITER_OFFSET_BUCKET_MS,
+  WRITER_OFFSET_TTL_MS,
+} from '../../../nodes/fabric/clock-guard.ts'
 import { offsetFromSamples } from '../../../nodes/fabric/clock-probe.ts'
 
 function setup() {
@@ -39,12 +43,32 @@ t.test('writer offsets beyond the bound either way are unsafe, and expire', asyn
   t.equal(guard.unsafe(), null, 'within the bound')
   guard.observeWriter('trader-1', now() - 5_600)
   t.match(guard.unsafe(), /-5600 ms off/, 'a writer far behind (this node far ahead)')
-  guard.observeWriter('trader-1', now() + 5_600)
-  t.match(guard.unsafe(), /5600 ms off/, 'a writer far ahead')
+  const ahead = setup()
+  ahead.guard.observeWriter('trader-1', ahead.now() + 5_600)
+  t.match(ahead.guard.unsafe(), /is 5600 ms off/, 'a writer far ahead')
   advance(WRITER_OFFSET_TTL_MS + 1)
   t.equal(guard.unsafe(), null, 'an old observation says nothing')
   t.equal(guard.offsets().writersMs, null)
 })
+
+t.test(
+  'a writer that merged stamps from a clock ahead does not hide this node running ahead of it',
+  async (t) => {
+    const { guard, advance, now } = setup()
+    // The writer's own clock is 6 s behind this node; later its heartbeats carry a merged stamp 2 s
+    // behind. Each observation bounds its offset from above: the least one counts.
+    guard.observeWriter('trader-2', now() - 6_000)
+    t.match(guard.unsafe(), /-6000 ms off/)
+    advance(500)
+    guard.observeWriter('trader-2', now() - 2_000)
+    t.match(guard.unsafe(), /-6000 ms off/, 'the merged stamp does not clear it')
+    // Observations are kept per bucket, so an old one may outlive the TTL by up to one bucket.
+    advance(WRITER_OFFSET_TTL_MS + WRITER_OFFSET_BUCKET_MS)
+    guard.observeWriter('trader-2', now() - 2_000)
+    t.equal(guard.unsafe(), null, 'once the old observation expires, the newer ones count')
+    t.equal(guard.offsets().writersMs, -2_000)
+  },
+)
 
 t.test('the probe estimate beyond the bound is unsafe', async (t) => {
   const { guard } = setup()
