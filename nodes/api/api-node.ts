@@ -25,7 +25,7 @@ import {
   shardSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
-import { APPEND_TIMEOUT_MS, createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { APPEND_TIMEOUT_MS, createNodeLedger, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import type { BetLimits } from './bet-limits.ts'
@@ -75,14 +75,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({
-    transport,
-    region,
-    shards: options.shards,
-    log,
-    ...(options.served ? { served: options.served } : {}),
-    ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
-  })
+  const ledger = await createNodeLedger(transport, options)
   // In a super-cluster this node books only the users homed in its region, on its region's subjects.
   const routed = routedRegion(region, options.regions)
   const allRegions = options.regions ?? []

@@ -381,3 +381,27 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     },
   }
 }
+
+/** What a node's options say about its ledger: the region's shard count and the shards it serves. */
+export interface NodeLedgerOptions {
+  readonly region: string
+  readonly shards: number
+  readonly served?: readonly number[]
+  readonly onLedgerRead?: (shard: number) => void
+  readonly log: Logger
+}
+
+/** The ledger of an API or settlement node: the shards it serves, over its transport. */
+export function createNodeLedger(
+  transport: FabricTransport,
+  options: NodeLedgerOptions,
+): Promise<LedgerSync> {
+  return createLedgerSync({
+    transport,
+    region: options.region,
+    shards: options.shards,
+    log: options.log,
+    ...(options.served ? { served: options.served } : {}),
+    ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
+  })
+}

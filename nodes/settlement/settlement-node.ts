@@ -24,7 +24,7 @@ import {
   shardSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
-import { createLedgerSync, type LedgerSync } from '../fabric/ledger-sync.ts'
+import { createNodeLedger, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { openProjection, type Projection } from './projection.ts'
@@ -184,14 +184,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createLedgerSync({
-    transport,
-    region,
-    shards: options.shards,
-    log,
-    ...(options.served ? { served: options.served } : {}),
-    ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
-  })
+  const ledger = await createNodeLedger(transport, options)
   const projection = openProjection(options.databasePath, options.shards)
   const settler = createSettler({
     replicas,
