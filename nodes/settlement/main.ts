@@ -16,6 +16,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     shards: config.shards,
     ...ledgerShardsOf(config, registry, log),
     databasePath: config.database,
+    leaderSpreadMs: config.leaderSpreadMs,
     log,
     clock,
   })
@@ -44,10 +45,24 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
       this.set(stats.settled)
     },
   })
+  new Gauge({
+    name: 'ledger_shard_leader',
+    help: 'the server leading each served ledger shard’s stream, as last read (1 per shard and server)',
+    labelNames: ['shard', 'server'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [shard, server] of node.leaders())
+        if (server !== null) this.set({ shard: String(shard), server }, 1)
+    },
+  })
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
-    state: (options) => describeNode(node, options),
+    state: (options) => ({
+      ...describeNode(node, options),
+      shardLeaders: Object.fromEntries(node.leaders()),
+    }),
     diverged: () => divergenceOf(node),
     clock: node.replicas.clock,
   }

@@ -10,4 +10,13 @@ export const options = defineOptions({
     flag: '--database',
     doc: 'path of the SQLite projection (rebuilt from the ledger on start)',
   },
+  leaderSpreadMs: {
+    type: 'integer',
+    default: 15_000,
+    min: 0,
+    max: 3_600_000,
+    env: 'SETTLEMENT_LEADER_SPREAD_MS',
+    flag: '--leader-spread-ms',
+    doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0: never; run it on one settlement node per region)',
+  },
 })

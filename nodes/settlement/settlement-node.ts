@@ -11,6 +11,7 @@
  * shard's users. `queryExposure` asks every shard and sums.
  */
 
+import { jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, isId } from '../../crdt/index.ts'
@@ -20,10 +21,12 @@ import {
   EXPOSURE_BASE,
   exposureSubject,
   HISTORY_BASE,
+  names,
   SETTLEMENT_QUEUE,
   shardSubject,
   statusSubject,
 } from '../../protocol/subjects.ts'
+import { createLeaderSpreader, type LeaderSpreader, serversOf } from '../fabric/leader-spread.ts'
 import { createNodeLedger, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
@@ -42,6 +45,12 @@ export interface SettlementNodeOptions {
   readonly log: Logger
   /** Counts ledger messages read, per shard. */
   readonly onLedgerRead?: (shard: number) => void
+  /**
+   * How often to check that the served shards' stream leaders are spread evenly over the region's
+   * servers, and step leaders down when not (leader-spread.ts); 0: never. Run it on one settlement
+   * node per region: two would step down the same leaders at once.
+   */
+  readonly leaderSpreadMs?: number
   /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
   readonly regions?: readonly string[]
   /** The node's clock source (wall ms). */
@@ -50,6 +59,8 @@ export interface SettlementNodeOptions {
 
 export interface SettlementNode {
   readonly settler: Settler
+  /** The served shards' stream leaders as last read, by shard (empty without a spreader). */
+  leaders(): ReadonlyMap<number, string | null>
   readonly replicas: ReplicaSync
   readonly ledger: LedgerSync
   readonly projection: Projection
@@ -219,6 +230,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     }
     nc.publish(statusSubject(entry.userId), JSON.stringify(status))
   })
+  const spreader = await spreadLeaders(nc, ledger, region, options.leaderSpreadMs ?? 0, log)
   const queries = serveQueries(nc, projection, ledger, routedRegion(region, options.regions))
   log.info(
     { node: options.node, database: options.databasePath, shards: ledger.served },
@@ -229,8 +241,10 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     replicas,
     ledger,
     projection,
+    leaders: () => shardLeaders(spreader, ledger, region),
     ready: () => replicas.caughtUp() && ledger.caughtUp(),
     async close() {
+      spreader?.stop()
       for (const subscription of queries) subscription.unsubscribe()
       stopReplicas()
       stopLedger()
@@ -240,4 +254,37 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
       projection.close()
     },
   }
+}
+
+/** The leader spreader of the served shards' streams, checking at once and every `intervalMs`; null for 0. */
+async function spreadLeaders(
+  nc: NatsConnection,
+  ledger: LedgerSync,
+  region: string,
+  intervalMs: number,
+  log: Logger,
+): Promise<LeaderSpreader | null> {
+  if (intervalMs === 0) return null
+  return createLeaderSpreader({
+    jsm: await jetstreamManager(nc),
+    nc,
+    streams: ledger.served.map((shard) => names.ledgerStream(region, shard)),
+    servers: (infos) => serversOf(infos.values()),
+    intervalMs,
+    log: log.child({ component: 'leader-spread' }),
+  })
+}
+
+function shardLeaders(
+  spreader: LeaderSpreader | null,
+  ledger: LedgerSync,
+  region: string,
+): ReadonlyMap<number, string | null> {
+  const leaders = spreader?.leaders() ?? new Map<string, string | null>()
+  const byShard = new Map<number, string | null>()
+  for (const shard of ledger.served) {
+    const leader = leaders.get(names.ledgerStream(region, shard))
+    if (leader !== undefined) byShard.set(shard, leader)
+  }
+  return byShard
 }
