@@ -73,6 +73,7 @@ import { createLedgerSync, type LedgerSync, type LedgerSyncOptions } from './led
 import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
   assertRegion,
+  awaitLeaders,
   checkLedgerLayout,
   DEFAULT_STREAM_LIMITS,
   ENSURE_ATTEMPTS_MAX,
@@ -186,7 +187,12 @@ async function ensureRegionalFabricOnce(
   await ensureStreamHolds(jsm, globalFabricStream(region, allRegions, limits))
   if (limits.ledgerShards > 0) {
     await checkLedgerLayout(jsm, region, limits)
-    for (const config of regionalLedgerStreams(region, limits)) await ensureStreamHolds(jsm, config)
+    const configs = regionalLedgerStreams(region, limits)
+    for (const config of configs) await ensureStreamHolds(jsm, config)
+    await awaitLeaders(
+      jsm,
+      configs.map(({ name }) => name),
+    )
   }
   // Kvm.create only looks the bucket up when it exists, and creates it otherwise.
   const snapshots = await new Kvm(js).create(names.snapshotBucket(region), {

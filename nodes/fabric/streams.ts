@@ -190,6 +190,30 @@ function errorText(error: unknown): string {
   return String((error as { message?: string })?.message ?? error)
 }
 
+/** How long a stream just created may take to elect its first leader before the attempt fails. */
+export const LEADER_WAIT_MS = 10_000
+const LEADER_POLL_MS = 50
+
+/**
+ * Wait until each stream has a leader: a stream just created takes appends only once its group has
+ * elected one (before that, a publish finds no responders), and a region's shard streams elect
+ * theirs one by one. Throws a transient error (`leader`) past LEADER_WAIT_MS.
+ */
+export async function awaitLeaders(jsm: JetStreamManager, streams: readonly string[]): Promise<void> {
+  const deadline = Date.now() + LEADER_WAIT_MS
+  for (const stream of streams) {
+    for (;;) {
+      const leader = await jsm.streams.info(stream).then(
+        (info) => info.cluster?.leader ?? null,
+        () => null,
+      )
+      if (leader !== null) break
+      if (Date.now() >= deadline) throw new Error(`stream ${stream} has no leader yet`)
+      await new Promise((resolve) => setTimeout(resolve, LEADER_POLL_MS))
+    }
+  }
+}
+
 export interface FabricObjects {
   readonly jsm: JetStreamManager
   readonly snapshots: KV
@@ -235,7 +259,12 @@ async function ensureFabricOnce(
   await ensureStream(jsm, fabricStream(region, limits))
   if (limits.ledgerShards > 0) {
     await checkLedgerLayout(jsm, region, limits)
-    for (const config of ledgerStreams(region, limits)) await ensureStream(jsm, config)
+    const configs = ledgerStreams(region, limits)
+    for (const config of configs) await ensureStream(jsm, config)
+    await awaitLeaders(
+      jsm,
+      configs.map(({ name }) => name),
+    )
   }
   const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), snapshotBucketOptions(limits))
   return { jsm, snapshots }

@@ -58,6 +58,9 @@ import { startWorkload } from './workload.ts'
 
 const REGION = 'eu'
 const SHARDS = 8
+/** A bettor's deposit is tried this many times, DEPOSIT_RETRY_MS apart, before the run goes on without it. */
+const DEPOSIT_ATTEMPTS = 5
+const DEPOSIT_RETRY_MS = 500
 const GAME = 'match-1'
 const DEPOSIT_CENTS = 1_000_000
 const READY_TIMEOUT_MS = 60_000
@@ -1017,12 +1020,15 @@ async function runScenario(
     const users = Array.from({ length: profile.bettors }, (_, i) => `chaos-user-${i}`)
     const homeRegions = Object.fromEntries(users.map((userId) => [userId, homeRegionOf(userId, regions)]))
     for (const userId of users) {
-      const reply = await nc.request(
-        depositSubject(userId, SHARDS, multiRegion ? (homeRegions[userId] as string) : null),
-        JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS }),
-        { timeout: 5_000 },
-      )
-      const acknowledged = reply.json<{ ok: boolean }>().ok
+      const subject = depositSubject(userId, SHARDS, multiRegion ? (homeRegions[userId] as string) : null)
+      const body = JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS })
+      // The same id each time: a deposit whose answer was lost is stored once.
+      let acknowledged = false
+      for (let attempt = 1; attempt <= DEPOSIT_ATTEMPTS && !acknowledged; attempt++) {
+        const reply = await nc.request(subject, body, { timeout: 5_000 }).catch(() => null)
+        acknowledged = reply?.json<{ ok: boolean }>().ok === true
+        if (!acknowledged) await new Promise((resolve) => setTimeout(resolve, DEPOSIT_RETRY_MS))
+      }
       record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
     }
     const workloadStartedAtMs = Date.now()
