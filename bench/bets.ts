@@ -29,6 +29,7 @@ import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
 import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
+import { DEFAULT_SHARDS, SHARDS_MAX } from '../protocol/shards.ts'
 import { depositSubject, names } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, startNatsCluster } from '../scripts/nats-cluster.ts'
@@ -52,7 +53,6 @@ import { settlementTime } from './settlement-time.ts'
 import { atBoundaries, percentileMs, planSeconds, type WindowPlan } from './windows.ts'
 
 const REGION = 'eu'
-const SHARDS = 8
 const USERS = 500
 const STAKE_CENTS = 100
 const P99_GOAL_MS = 50
@@ -66,7 +66,7 @@ const SETTLE_BUDGET_S = 180
 const USAGE =
   '[--rates n,n,... (1..50000)] [--window-s s (1..600, default 20)] [--windows n (1..20, default 3)] ' +
   '[--warmup-s s (0..120, default 5)] [--raw-rate n (1..5000, default 100)] [--api-nodes n (1..8, default 2)] ' +
-  '[--settle-bets n (0..100000)] [--json FILE] [--cpu-prof-dir DIR]'
+  '[--settle-bets n (0..100000)] [--shards n (1..64, default 8)] [--split] [--json FILE] [--cpu-prof-dir DIR]'
 const values = parseCommandLine(
   {
     rates: { type: 'string', default: '500,1000,2000,3000,5000' },
@@ -80,6 +80,10 @@ const values = parseCommandLine(
     'raw-rate': { type: 'string', default: '100' },
     'api-nodes': { type: 'string', default: '2' },
     'settle-bets': { type: 'string', default: '10000' },
+    /** Ledger shards of the region (one stream each). */
+    shards: { type: 'string', default: String(DEFAULT_SHARDS) },
+    /** Each API node serves its own part of the shards (shard % api-nodes), instead of all. */
+    split: { type: 'boolean', default: false },
     /** Write the figures per rate as JSON here. */
     json: { type: 'string' },
     /** Write V8 CPU profiles of the node processes here, to see where a bet's time goes. */
@@ -94,6 +98,8 @@ const WARMUP_S = Number(values['warmup-s'])
 const RAW_RATE = Number(values['raw-rate'])
 const API_NODES = Number(values['api-nodes'])
 const SETTLE_BETS = Number(values['settle-bets'])
+const SHARDS = Number(values.shards)
+const SPLIT = values.split === true
 const inRange = (value: number, min: number, max: number) =>
   Number.isSafeInteger(value) && value >= min && value <= max
 if (
@@ -103,14 +109,24 @@ if (
   !inRange(WARMUP_S, 0, 120) ||
   !inRange(RAW_RATE, 1, 5_000) ||
   !inRange(API_NODES, 1, 8) ||
-  !inRange(SETTLE_BETS, 0, 100_000)
+  !inRange(SETTLE_BETS, 0, 100_000) ||
+  !inRange(SHARDS, 1, SHARDS_MAX) ||
+  (SPLIT && API_NODES > SHARDS)
 ) {
   usageError('an option is out of range', USAGE)
 }
 const PLAN = { warmupS: WARMUP_S, windowS: WINDOW_S, windows: WINDOWS }
 const planFromNow = (): WindowPlan => ({ ...PLAN, startUs: nowUs() + PLAN_LEAD_MS * 1000 })
 
-function spawnNode(dir: string, name: string, main: string, servers: string): ChildProcess {
+/** The shards API node `i` (1-based) serves: with --split its own part, else all (empty). */
+const servedBy = (i: number) =>
+  SPLIT
+    ? Array.from({ length: SHARDS }, (_, shard) => shard)
+        .filter((shard) => shard % API_NODES === i - 1)
+        .join(',')
+    : ''
+
+function spawnNode(dir: string, name: string, main: string, servers: string, served = ''): ChildProcess {
   const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
   const child = spawnNodeProcess({
     main,
@@ -124,6 +140,7 @@ function spawnNode(dir: string, name: string, main: string, servers: string): Ch
       API_USER_OPEN_STAKE_CENTS_MAX: '100000000',
       API_MARKET_LIABILITY_CENTS_MAX: '1000000000000',
       SETTLEMENT_DATABASE: join(dir, `${name}.db`),
+      FABRIC_SERVED_SHARDS: served,
     },
   })
   child.stdout?.resume()
@@ -157,7 +174,8 @@ async function startStack(dir: string): Promise<Stack> {
     await ensureFabric(adminNc, REGION, limitsWithShards(SHARDS))
     await addRawStream(adminNc)
     const servers = cluster.servers.join(',')
-    for (let i = 1; i <= API_NODES; i++) apis.push(spawnNode(dir, `api-${i}`, 'nodes/api/main.ts', servers))
+    for (let i = 1; i <= API_NODES; i++)
+      apis.push(spawnNode(dir, `api-${i}`, 'nodes/api/main.ts', servers, servedBy(i)))
     settlement = spawnNode(dir, 'settle-1', 'nodes/settlement/main.ts', servers)
     const trader = await startManualTraderNode({
       nc: await connect('bench-trader'),
@@ -279,7 +297,7 @@ async function main(): Promise<void> {
   try {
     await credit(stack.nc)
     console.log(
-      `bet placement, open loop, ${API_NODES} API nodes, ${USERS} users, heartbeat 20 ms; per rate ${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows; raw R3 publisher at ${RAW_RATE}/s; about ${Math.round(((RATES.length + 1) * planSeconds(PLAN)) / 60)} min, limit ${limitS} s`,
+      `bet placement, open loop, ${API_NODES} API nodes (${SPLIT ? 'each serving its part' : 'each serving all'} of ${SHARDS} ledger shards), ${USERS} users, heartbeat 20 ms; per rate ${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows; raw R3 publisher at ${RAW_RATE}/s; about ${Math.round(((RATES.length + 1) * planSeconds(PLAN)) / 60)} min, limit ${limitS} s`,
     )
     console.log(
       `CPU from /proc/<pid>/stat (clock tick 1/${CLOCK_TICKS_PER_SECOND} s); API and settlement nodes are child processes; "generator" is this process: load generator, raw publisher and trader`,
@@ -320,6 +338,8 @@ async function main(): Promise<void> {
 function methodOf(): Record<string, unknown> {
   return {
     apiNodes: API_NODES,
+    shards: SHARDS,
+    apiShards: SPLIT ? 'split: each API node serves shard % apiNodes' : 'all',
     settlementNodes: 1,
     natsServers: 3,
     users: USERS,
