@@ -12,7 +12,7 @@ import { signToken } from '../../gateway/auth.ts'
 import { applyDelta } from '../../gateway/game-view.ts'
 import { CLOSE, type DeltaFrame, type GameView, type SnapshotFrame } from '../../gateway/protocol.ts'
 import { createReplicaSync } from '../../nodes/fabric/replica-sync.ts'
-import { ensureFabric } from '../../nodes/fabric/streams.ts'
+import { ensureFabric, limitsWithShards } from '../../nodes/fabric/streams.ts'
 import { natsTransport } from '../../nodes/fabric/transport.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
 import {
@@ -25,6 +25,9 @@ import {
   startGatewayStack,
 } from '../helpers/gateway-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
+
+/** A second writer of games needs the fabric alone: it leaves the stack's ledger shard streams be. */
+const WRITER_LIMITS = limitsWithShards(0)
 
 const placeFrame = (betId: string, marketId: string, odds: number, extra: Record<string, unknown> = {}) => ({
   type: 'place',
@@ -415,7 +418,7 @@ t.test('connection and subscription limits', async (t) => {
   // A second game, so that a second subscription has something to name.
   const nc = await stack.cluster.connect()
   t.teardown(() => nc.close())
-  const { snapshots } = await ensureFabric(nc, 'eu')
+  const { snapshots } = await ensureFabric(nc, 'eu', WRITER_LIMITS)
   const hlc = createHlc({ node: 'writer-2' })
   const writer = await createReplicaSync({
     transport: natsTransport(nc, snapshots),
@@ -559,7 +562,7 @@ function applyAll(view: GameView, deltas: readonly DeltaFrame[]): GameView {
 async function bulkGame(t: Test, stack: GatewayStack) {
   const nc = await stack.cluster.connect()
   t.teardown(() => nc.close())
-  const { snapshots } = await ensureFabric(nc, 'eu')
+  const { snapshots } = await ensureFabric(nc, 'eu', WRITER_LIMITS)
   const hlc = createHlc({ node: 'bulk-writer' })
   const writer = await createReplicaSync({
     transport: natsTransport(nc, snapshots),

@@ -50,7 +50,7 @@ function setup() {
   const { timers, advance } = manualTimers()
   const readBack = createReadBack({
     log: pino({ level: 'silent' }),
-    stream: 'LEDGER_EU',
+    stream: 'LEDGER_EU_0',
     timers,
     foldedThrough: () => foldedThrough,
   })
