@@ -269,12 +269,22 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     return { fold, readBack, follower }
   }
 
+  // A shard's follower delivers while the next shard's opens: its messages wait here until every
+  // shard is open and the caller has had its turn to listen (onEntry), as it would with one stream.
+  // A settlement node restarted on a ledger of several shards never settled the bets of the shards
+  // it opened first, having folded them before its settler listened.
+  let held: (() => void)[] | null = []
+
   function foldMessage(
     shard: number,
     fold: LedgerFold,
     readBack: ShardSync['readBack'],
     message: StreamMessage,
   ): void {
+    if (held !== null) {
+      held.push(() => foldMessage(shard, fold, readBack, message))
+      return
+    }
     options.onRead?.(shard)
     let value: unknown = null
     try {
@@ -297,6 +307,11 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     await Promise.all([...syncs.values()].map(({ follower }) => follower.close()))
     throw error
   }
+  timers.setTimeout(() => {
+    const waiting = held ?? []
+    held = null
+    for (const fold of waiting) fold()
+  }, 0)
 
   async function appendMessage(
     shard: number,
