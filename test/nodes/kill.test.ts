@@ -1,5 +1,5 @@
 // Proves that killing node processes (SIGKILL, by PID) mid-stream loses nothing. An API node
-// process is killed while a burst of bets is in flight; bettors retry every bet with the same id
+// process is killed while a burst of bets is in flight, appended in groups (group commit); bettors retry every bet with the same id
 // against its replacement, which restores the game from the trader's snapshot: every bet is
 // stored exactly once. A settlement process is killed as the point's result arrives; its
 // replacement, on the same SQLite file, settles every bet exactly once.
@@ -64,6 +64,11 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
   const { cluster, trader, client, dir } = await startNodeStack(t, { apiNodes: [], snapshotIntervalMs: 200 })
   const processes: NodeProcess[] = []
   const audit = await joinLedger({ nc: await cluster.connect(), region: REGION, shards: SHARDS, log })
+  /** The ledger messages that held dave's bets: fewer than the bets when they went in groups. */
+  const betMessages = new Set<number>()
+  audit.onEntry((_shard, seq, _result, entry) => {
+    if (entry?.type === 'bet') betMessages.add(seq)
+  })
   t.teardown(async () => {
     for (const node of processes) await kill(node)
     await audit.close()
@@ -138,6 +143,10 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
     Array.from({ length: BETS }, (_, i) => audit.foldFor('dave').bet('dave', bet(i).betId)).every(Boolean),
   )
   t.equal(audit.foldFor('dave').totals().stakesCents, BETS * 100, 'each bet stored exactly once')
+  t.ok(
+    betMessages.size < BETS,
+    `the bets went in groups: ${BETS} bets in ${betMessages.size} ledger messages`,
+  )
 
   const settlement = spawnSettlement('settle-k1')
   await waitFor('settle-k1 is up', () => settlement.output().includes('settlement node running'), 30_000)
