@@ -117,6 +117,22 @@ export function planStepDowns(
 }
 
 /**
+ * Whether a stream may be stepped down now: it has a leader, and every replica that could take over
+ * (not offline and heard from within REPLICA_SEEN_WITHIN_MS; 2.9 hands leadership to no other) is
+ * current and without lag. Leadership handed to a replica that is behind is where nats-server
+ * 2.9.10 was seen to rewrite a stream's history (chaos runs of a partitioned server: a ledger
+ * sequence held one entry, then another), so a stream whose group is not settled is left where it
+ * is, as is one whose leader changed since the last check (an election nobody asked for).
+ */
+export function settled(info: StreamInfo | null | undefined): boolean {
+  const cluster = info?.cluster
+  if (!cluster?.leader) return false
+  return (cluster.replicas ?? [])
+    .filter((peer) => !peer.offline && peer.active / NANOS_PER_MS < REPLICA_SEEN_WITHIN_MS)
+    .every((peer) => peer.current && (peer.lag ?? 0) === 0)
+}
+
+/**
  * The servers that can lead the streams, by name and sorted: each stream's leader, and its replicas
  * that are current, not offline, and heard from within REPLICA_SEEN_WITHIN_MS. nats-server 2.9 does
  * not mark a crashed server's replicas offline, and keeps them current for 10 s: without the last
@@ -279,6 +295,8 @@ export function createLeaderSpreader(options: LeaderSpreaderOptions): LeaderSpre
   /** When each stream was last asked to step down, answered or not. */
   const lastStepDownAt = new Map<string, number>()
   let lastLeaders: Leaders = new Map()
+  /** The leaders the check before this one read. */
+  let previous: Leaders = new Map()
   let stepDowns = 0
   let wasEven: boolean | null = null
   let inFlight: Promise<SpreadReport> | null = null
@@ -311,8 +329,15 @@ export function createLeaderSpreader(options: LeaderSpreaderOptions): LeaderSpre
     const even = spread <= 1
     const leaderless = streams.filter((stream) => leaders.get(stream) === null)
     const at = now()
+    // A stream whose leader changed since the last check (an election this spreader did not ask
+    // for) rests for a spacing too, as does one whose replicas are not all caught up (settled).
+    for (const [stream, leader] of leaders)
+      if (previous.has(stream) && previous.get(stream) !== leader) lastStepDownAt.set(stream, at)
+    previous = leaders
     const resting = new Set(
-      streams.filter((stream) => at - (lastStepDownAt.get(stream) ?? -Infinity) < spacingMs),
+      streams.filter(
+        (stream) => at - (lastStepDownAt.get(stream) ?? -Infinity) < spacingMs || !settled(infos.get(stream)),
+      ),
     )
     const planned = stopped ? [] : planStepDowns(leaders, servers, resting)
     const fields = { counts: Object.fromEntries(counts), spread, leaderless }
