@@ -519,6 +519,8 @@ interface Stack {
   running(name: string): boolean
   /** Per node, the times it exited because its state diverged from a stream, and was started again. */
   rebuilds(): Record<string, number>
+  /** Nodes that exited to rebuild and wait out their backoff before they start again. */
+  restartsPending(): string[]
   /** The node's /debug/state; `replicasOnly` leaves the ledger out. */
   state(name: string, replicasOnly?: boolean): Promise<NodeState>
   stopAll(): Promise<void>
@@ -584,6 +586,8 @@ async function startStack(
       FABRIC_REGION: spec.region,
       ...(regions.length > 1 ? { FABRIC_REGIONS: regions.join(',') } : {}),
       FABRIC_LEDGER_SHARDS: String(SHARDS),
+      // One settlement node per region spreads the shard leaders (nodes/settlement/options.ts).
+      SETTLEMENT_LEADER_SPREAD_MS: name === 'settle-1' ? '15000' : '0',
       FABRIC_OPS_PORT: String(opsPorts.get(name)),
       FABRIC_OPS_HOST: addressOf(name),
       GATEWAY_HOST: addressOf(name),
@@ -630,8 +634,10 @@ async function startStack(
       if (code !== DIVERGED_EXIT_CODE || count >= REBUILDS_PER_NODE_MAX || children.get(name) !== child)
         return
       rebuilds.set(name, count + 1)
+      pendingRestarts.add(name)
       const restart = setTimeout(() => {
         restarts.delete(restart)
+        pendingRestarts.delete(name)
         if (children.get(name) === child) launch(name, extra)
       }, rebuildBackoffMs(count))
       restarts.add(restart)
@@ -641,6 +647,8 @@ async function startStack(
   const rebuilds = new Map<string, number>()
   /** Restarts of diverged nodes waiting out their backoff; cleared when the stack stops. */
   const restarts = new Set<NodeJS.Timeout>()
+  /** The nodes those restarts are for. */
+  const pendingRestarts = new Set<string>()
   const ready = (name: string) =>
     waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
   const stack: Stack = {
@@ -681,6 +689,7 @@ async function startStack(
     },
     address: addressOf,
     rebuilds: () => Object.fromEntries(rebuilds),
+    restartsPending: () => [...pendingRestarts],
     running(name) {
       const child = children.get(name)
       return child !== undefined && child.exitCode === null && child.signalCode === null
@@ -692,6 +701,7 @@ async function startStack(
     async stopAll() {
       for (const restart of restarts) clearTimeout(restart)
       restarts.clear()
+      pendingRestarts.clear()
       // A paused process cannot take its SIGTERM: wake every one first.
       for (const child of children.values()) child.kill('SIGCONT')
       await stopProcesses([...children.values()])
@@ -1148,7 +1158,9 @@ async function runScenario(
     // A run in which nothing was booked checked nothing: that is a failed run, not a pass.
     const booked = report.counts.acknowledged
     if (booked === 0) console.log(`[${elapsed()}] no bet was booked, so nothing was checked`)
-    // Every node a scenario stops it also starts again: one that is gone died by itself.
+    // Every node a scenario stops it also starts again: one that is gone died by itself. A node that
+    // exited to rebuild is started again after its backoff: wait for that before judging.
+    await waitForRestarts(stack)
     const died = nodes.filter(({ kind, name }) => kind !== 'trader' && !stack?.running(name))
     if (died.length > 0)
       console.log(
@@ -1210,3 +1222,12 @@ async function main(): Promise<void> {
 }
 
 await main()
+
+/** The longest a run waits for nodes that exited to rebuild to start again (backoff up to 30 s). */
+const RESTARTS_WAIT_MS = 35_000
+
+async function waitForRestarts(stack: Stack): Promise<void> {
+  const deadline = Date.now() + RESTARTS_WAIT_MS
+  while (stack.restartsPending().length > 0 && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+}
