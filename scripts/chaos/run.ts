@@ -61,6 +61,8 @@ const SHARDS = 8
 /** A bettor's deposit is tried this many times, DEPOSIT_RETRY_MS apart, before the run goes on without it. */
 const DEPOSIT_ATTEMPTS = 5
 const DEPOSIT_RETRY_MS = 500
+/** The longest a run waits for nodes that exited to rebuild to start again (backoff up to 30 s). */
+const RESTARTS_WAIT_MS = 35_000
 const GAME = 'match-1'
 const DEPOSIT_CENTS = 1_000_000
 const READY_TIMEOUT_MS = 60_000
@@ -1222,9 +1224,6 @@ async function main(): Promise<void> {
 }
 
 await main()
-
-/** The longest a run waits for nodes that exited to rebuild to start again (backoff up to 30 s). */
-const RESTARTS_WAIT_MS = 35_000
 
 async function waitForRestarts(stack: Stack): Promise<void> {
   const deadline = Date.now() + RESTARTS_WAIT_MS
