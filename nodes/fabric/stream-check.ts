@@ -50,6 +50,8 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   let diverged: string | null = null
   /** The stream leader last heard of; a new one starts an audit. */
   let leader: string | null = null
+  /** The last sequence handled when a check found it past the stream's last; null when it was not. */
+  let aheadAt: number | null = null
 
   function audit(): void {
     const oldest = digests.keys().next().value
@@ -90,6 +92,23 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     const now = info.cluster?.leader ?? null
     if (leader !== null && now !== null && now !== leader) audit()
     if (now !== null) leader = now
+    // The stream never loses a message (no limits drop any), so a node that handled a sequence the
+    // stream does not reach read a message the stream never kept: a deposed leader's, seen after a
+    // partition on nats-server 2.9.10 (a node one message ahead of the stream for good, its fold
+    // holding a bet no other node's did). A leader just elected may not have applied its last
+    // entries yet, so it must hold on two checks in a row.
+    const handled = options.lastSeq()
+    if (info.state.last_seq < handled) {
+      if (aheadAt === handled) {
+        diverged = `this node handled sequence ${handled}, past the stream's last, ${info.state.last_seq}`
+        log.error(
+          { stream, seq: handled, streamLastSeq: info.state.last_seq },
+          `stream diverged: ${diverged}`,
+        )
+        return
+      }
+      aheadAt = handled
+    } else aheadAt = null
     const last = digests.get(options.lastSeq())
     if (last !== undefined && (await sameAt(options.lastSeq(), last)) === false)
       return divergedAt(options.lastSeq())

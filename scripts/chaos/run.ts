@@ -28,6 +28,7 @@ import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
+import { DEFAULT_SHARDS, SHARDS_MAX } from '../../protocol/shards.ts'
 import { depositSubject } from '../../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../command-line.ts'
 import {
@@ -57,7 +58,8 @@ import { renderJson, renderText } from './report.ts'
 import { startWorkload } from './workload.ts'
 
 const REGION = 'eu'
-const SHARDS = 8
+/** The region's ledger shards (`--ledger-shards`, default DEFAULT_SHARDS): one stream each. */
+const SHARDS = ledgerShardsOption()
 /** A bettor's deposit is tried this many times, DEPOSIT_RETRY_MS apart, before the run goes on without it. */
 const DEPOSIT_ATTEMPTS = 5
 const DEPOSIT_RETRY_MS = 500
@@ -1193,7 +1195,7 @@ async function runScenario(
 }
 
 async function main(): Promise<void> {
-  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}]`
+  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}] [--ledger-shards 1-${SHARDS_MAX}]`
   const values = parseCommandLine(
     {
       profile: { type: 'string', default: 'short' },
@@ -1201,6 +1203,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '11' },
       'report-dir': { type: 'string', default: join(tmpdir(), 'chaos-reports') },
       'fault-ms': { type: 'string' },
+      'ledger-shards': { type: 'string', default: String(DEFAULT_SHARDS) },
     },
     usage,
   )
@@ -1212,7 +1215,14 @@ async function main(): Promise<void> {
   const seed = Number(values.seed)
   const faultMsValid =
     faultMs === undefined || (Number.isSafeInteger(faultMs) && faultMs >= 1_000 && faultMs <= FAULT_MS_MAX)
-  if (profile === undefined || unknown.length > 0 || !Number.isSafeInteger(seed) || !faultMsValid) {
+  const shardsValid = Number.isSafeInteger(SHARDS) && SHARDS >= 1 && SHARDS <= SHARDS_MAX
+  if (
+    profile === undefined ||
+    unknown.length > 0 ||
+    !Number.isSafeInteger(seed) ||
+    !faultMsValid ||
+    !shardsValid
+  ) {
     const problem = unknown.length > 0 ? `unknown scenarios: ${unknown.join(', ')}` : 'an option is invalid'
     usageError(problem, usage)
   }
@@ -1229,4 +1239,12 @@ async function waitForRestarts(stack: Stack): Promise<void> {
   const deadline = Date.now() + RESTARTS_WAIT_MS
   while (stack.restartsPending().length > 0 && Date.now() < deadline)
     await new Promise((resolve) => setTimeout(resolve, 200))
+}
+
+/** `--ledger-shards n` from the command line, read before main parses (and checks) the rest. */
+function ledgerShardsOption(): number {
+  const at = process.argv.findIndex((arg) => arg === '--ledger-shards' || arg.startsWith('--ledger-shards='))
+  if (at === -1) return DEFAULT_SHARDS
+  const arg = process.argv[at] as string
+  return Number(arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : process.argv[at + 1])
 }
