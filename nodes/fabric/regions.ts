@@ -73,12 +73,11 @@ import { createLedgerSync, type LedgerSync, type LedgerSyncOptions } from './led
 import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './replica-sync.ts'
 import {
   assertRegion,
-  awaitLeaders,
-  checkLedgerLayout,
   DEFAULT_STREAM_LIMITS,
   ENSURE_ATTEMPTS_MAX,
   ENSURE_RETRY_MS,
   ensureFabric,
+  ensureLedger,
   ensureStream,
   type FabricObjects,
   fabricStream,
@@ -185,15 +184,7 @@ async function ensureRegionalFabricOnce(
   const jsm = await jetstreamManager(nc, { checkAPI: false })
   await ensureStreamHolds(jsm, regionalFabricStream(region, limits))
   await ensureStreamHolds(jsm, globalFabricStream(region, allRegions, limits))
-  if (limits.ledgerShards > 0) {
-    await checkLedgerLayout(jsm, region, limits)
-    const configs = regionalLedgerStreams(region, limits)
-    for (const config of configs) await ensureStreamHolds(jsm, config)
-    await awaitLeaders(
-      jsm,
-      configs.map(({ name }) => name),
-    )
-  }
+  await ensureLedger(jsm, region, limits, regionalLedgerStreams(region, limits), ensureStreamHolds)
   // Kvm.create only looks the bucket up when it exists, and creates it otherwise.
   const snapshots = await new Kvm(js).create(names.snapshotBucket(region), {
     ...snapshotBucketOptions(limits),

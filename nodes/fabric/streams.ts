@@ -214,6 +214,26 @@ export async function awaitLeaders(jsm: JetStreamManager, streams: readonly stri
   }
 }
 
+/**
+ * Make sure of a region's ledger shard streams (`configs`, each with `ensure`), after checking the
+ * region's layout, and wait for their leaders; nothing for a process that never touches the ledger.
+ */
+export async function ensureLedger(
+  jsm: JetStreamManager,
+  region: string,
+  limits: StreamLimits,
+  configs: readonly (Partial<StreamConfig> & { name: string })[],
+  ensure: (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }) => Promise<void>,
+): Promise<void> {
+  if (limits.ledgerShards === 0) return
+  await checkLedgerLayout(jsm, region, limits)
+  for (const config of configs) await ensure(jsm, config)
+  await awaitLeaders(
+    jsm,
+    configs.map(({ name }) => name),
+  )
+}
+
 export interface FabricObjects {
   readonly jsm: JetStreamManager
   readonly snapshots: KV
@@ -257,15 +277,7 @@ async function ensureFabricOnce(
   assertRegion(region)
   const jsm = await jetstreamManager(nc)
   await ensureStream(jsm, fabricStream(region, limits))
-  if (limits.ledgerShards > 0) {
-    await checkLedgerLayout(jsm, region, limits)
-    const configs = ledgerStreams(region, limits)
-    for (const config of configs) await ensureStream(jsm, config)
-    await awaitLeaders(
-      jsm,
-      configs.map(({ name }) => name),
-    )
-  }
+  await ensureLedger(jsm, region, limits, ledgerStreams(region, limits), ensureStream)
   const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), snapshotBucketOptions(limits))
   return { jsm, snapshots }
 }
