@@ -14,6 +14,8 @@ import { within } from './deadline.ts'
 
 /** How often the last message handled is compared with what the stream holds at its sequence. */
 export const VERIFY_EVERY_MS = 5_000
+/** How long a node must stay past the stream's last sequence before it counts as diverged. */
+export const AHEAD_CONFIRM_MS = VERIFY_EVERY_MS
 /** Messages whose digests are kept for an audit (about 60 bytes each). */
 export const DIGESTS_KEPT = 50_000
 /** Messages an audit compares per check, and how many requests it has in flight at once. */
@@ -26,6 +28,8 @@ export interface StreamCheckOptions {
   readonly log: Logger
   /** The sequence of the last message handled (0 before the first). */
   readonly lastSeq: () => number
+  /** The clock of AHEAD_CONFIRM_MS; Date.now unless given. */
+  readonly now?: () => number
 }
 
 export interface StreamCheck {
@@ -50,8 +54,9 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   let diverged: string | null = null
   /** The stream leader last heard of; a new one starts an audit. */
   let leader: string | null = null
-  /** The last sequence handled when a check found it past the stream's last; null when it was not. */
-  let aheadAt: number | null = null
+  /** Since when the stream's last sequence has been below the one handled (`seq`); null while not. */
+  let ahead: { seq: number; sinceMs: number } | null = null
+  const clock = options.now ?? Date.now
 
   function audit(): void {
     const oldest = digests.keys().next().value
@@ -96,27 +101,25 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     // stream does not reach read a message the stream never kept: a deposed leader's, seen after a
     // partition on nats-server 2.9.10 (a node one message ahead of the stream for good, its fold
     // holding a bet no other node's did). A leader just elected may not have applied its last
-    // entries yet, so it must hold on two checks in a row.
+    // entries yet, so it must hold for AHEAD_CONFIRM_MS; the comparisons go first, and name the
+    // sequence where they can.
     const handled = options.lastSeq()
-    if (info.state.last_seq < handled) {
-      if (aheadAt === handled) {
-        diverged = `this node handled sequence ${handled}, past the stream's last, ${info.state.last_seq}`
-        log.error(
-          { stream, seq: handled, streamLastSeq: info.state.last_seq },
-          `stream diverged: ${diverged}`,
-        )
-        return
-      }
-      aheadAt = handled
-    } else aheadAt = null
+    const at = clock()
+    if (info.state.last_seq >= handled) ahead = null
+    else if (ahead === null || ahead.seq !== handled) ahead = { seq: handled, sinceMs: at }
     const last = digests.get(options.lastSeq())
     if (last !== undefined && (await sameAt(options.lastSeq(), last)) === false)
       return divergedAt(options.lastSeq())
-    if (auditFrom === null) return
-    const to = Math.min(options.lastSeq(), auditFrom + AUDIT_BATCH - 1)
-    const bad = await auditBatch(auditFrom, to)
-    if (bad !== undefined) return divergedAt(bad)
-    auditFrom = to >= options.lastSeq() ? null : to + 1
+    if (auditFrom !== null) {
+      const to = Math.min(options.lastSeq(), auditFrom + AUDIT_BATCH - 1)
+      const bad = await auditBatch(auditFrom, to)
+      if (bad !== undefined) return divergedAt(bad)
+      auditFrom = to >= options.lastSeq() ? null : to + 1
+    }
+    if (ahead !== null && at - ahead.sinceMs >= AHEAD_CONFIRM_MS) {
+      diverged = `this node handled sequence ${handled}, past the stream's last, ${info.state.last_seq}`
+      log.error({ stream, seq: handled, streamLastSeq: info.state.last_seq }, `stream diverged: ${diverged}`)
+    }
   }
 
   return {
