@@ -227,7 +227,8 @@ export async function ensureLedger(
 ): Promise<void> {
   if (limits.ledgerShards === 0) return
   await checkLedgerLayout(jsm, region, limits)
-  for (const config of configs) await ensure(jsm, config)
+  // Each stream is a Raft group of its own: they are created at once, not one election after another.
+  await Promise.all(configs.map((config) => ensure(jsm, config)))
   await awaitLeaders(
     jsm,
     configs.map(({ name }) => name),
