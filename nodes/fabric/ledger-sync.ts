@@ -35,6 +35,13 @@ import type { FabricTransport } from './transport.ts'
 
 export { DEFAULT_SHARDS, SHARDS_MAX, shardOf }
 export const APPEND_TIMEOUT_MS = 2_000
+/** The wait before an append that found no stream leader is tried again, within APPEND_TIMEOUT_MS. */
+export const APPEND_RETRY_MS = 100
+/**
+ * What JetStream answers when a stream has no leader to take a message (the NATS client reports the
+ * request's 503 "no responders" as `jetstream is not enabled`): nothing was stored.
+ */
+const NO_LEADER = /no responders|jetstream is not enabled/i
 /** Results kept per shard for late waiters; older ones are read back from the fold's bet records. */
 export const RECENT_RESULTS_MAX = 100_000
 export const WAITERS_MAX = 10_000
@@ -58,6 +65,8 @@ export interface LedgerSyncOptions {
   readonly log: Logger
   /** Messages read, per shard (the proof that a node reads only the shards it serves). */
   readonly onRead?: (shard: number) => void
+  /** The clock of append deadlines; default Date.now (the simulator passes its own). */
+  readonly now?: () => number
   /** The timers of read-back deadlines (timers.ts); default the real ones. */
   readonly timers?: Timers
 }
@@ -247,6 +256,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
   const listeners = new Set<LedgerListener>()
   const syncs = new Map<number, ShardSync>()
   const timers = options.timers ?? realTimers
+  const clock = options.now ?? Date.now
 
   function sync(shard: number): ShardSync {
     const found = syncs.get(shard)
@@ -321,9 +331,27 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     entries: readonly EntryRef[],
   ): Promise<number> {
     const { readBack } = sync(shard)
-    const ack = await transport.append(subject, JSON.stringify(body), { msgId, timeoutMs: APPEND_TIMEOUT_MS })
-    readBack.expectAt(ack.seq, entries)
-    return ack.seq
+    const data = JSON.stringify(body)
+    // A stream between leaders (an election, a leader stepping down) has nobody to answer: nothing
+    // was stored, so the append is tried again, same id, until its deadline.
+    const deadline = clock() + APPEND_TIMEOUT_MS
+    for (;;) {
+      try {
+        const ack = await transport.append(subject, data, {
+          msgId,
+          timeoutMs: Math.max(1, deadline - clock()),
+        })
+        readBack.expectAt(ack.seq, entries)
+        return ack.seq
+      } catch (error) {
+        if (
+          !NO_LEADER.test(String((error as Error)?.message ?? error)) ||
+          clock() + APPEND_RETRY_MS >= deadline
+        )
+          throw error
+        await new Promise<void>((resolve) => timers.setTimeout(resolve, APPEND_RETRY_MS))
+      }
+    }
   }
 
   function appendOne(entry: LedgerEntry): Promise<number> {

@@ -7,8 +7,10 @@
 
 import pino from 'pino'
 import t from 'tap'
+import { requestStepDown } from '../../../nodes/fabric/leader-spread.ts'
 import { createLedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
 import { natsFabricTransport } from '../../../nodes/fabric/regions.ts'
+import { names } from '../../../nodes/fabric/streams.ts'
 import { shardOf } from '../../../protocol/shards.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
@@ -16,6 +18,8 @@ import { waitFor } from '../../helpers/wait.ts'
 const REGION = 'eu'
 const SHARDS = 4
 const ENTRIES = 40
+const STEP_DOWNS = 2
+const STEP_DOWN_EVERY_MS = 1_500
 const log = pino({ level: 'silent' })
 
 t.test('a listener registered at creation hears every entry of every shard', async (t) => {
@@ -51,5 +55,46 @@ t.test('a listener registered at creation hears every entry of every shard', asy
     [...heard.entries()].sort(([a], [b]) => a - b),
     writer.served.map((shard) => [shard, perShard(shard)]),
     'the listener heard each entry once, on every shard',
+  )
+})
+
+// An append that finds its shard stream between leaders (here, a leader stepping down) is tried
+// again, same id, within its deadline, instead of failing with the client's "no responders"
+// (reported as "jetstream is not enabled"): without the retry, two step-downs failed thousands of
+// appends in a row.
+t.test('appends go on through stream leader step-downs', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const ledger = await createLedgerSync({
+    transport: await natsFabricTransport(nc, REGION, undefined, 1),
+    region: REGION,
+    shards: 1,
+    log,
+  })
+  t.teardown(() => ledger.close())
+  const failures: string[] = []
+  let appended = 0
+  let stopped = false
+  const appending = (async () => {
+    for (let i = 0; !stopped; i++)
+      await ledger.append({ type: 'deposit', id: `deposit-${i}`, userId: 'steady', amountCents: 1 }).then(
+        () => appended++,
+        (error: Error) => failures.push(error.message),
+      )
+  })()
+  for (let stepDowns = 0; stepDowns < STEP_DOWNS; stepDowns++) {
+    await new Promise((resolve) => setTimeout(resolve, STEP_DOWN_EVERY_MS))
+    await requestStepDown(nc, names.ledgerStream(REGION, 0))
+  }
+  await new Promise((resolve) => setTimeout(resolve, STEP_DOWN_EVERY_MS))
+  stopped = true
+  await appending
+  t.ok(appended > 0, `${appended} appends went through`)
+  t.same(
+    failures.filter((message) => /no responders|not enabled/i.test(message)),
+    [],
+    'none failed for want of a leader',
   )
 })

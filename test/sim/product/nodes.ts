@@ -152,6 +152,7 @@ export async function joinWorld(
     shards: SHARDS,
     log,
     timers: world.timers(node),
+    now: clock,
     ...(served ? { served } : {}),
     ...(onRead ? { onRead } : {}),
   })
