@@ -157,6 +157,8 @@ async function main(): Promise<void> {
       spawnNode(dir, 'settle-2', 'nodes/settlement/main.ts', {
         FABRIC_NATS_SERVERS: servers,
         SETTLEMENT_DATABASE: join(dir, 'settle-2.db'),
+        // One settlement node per region spreads the shard leaders (nodes/settlement/options.ts).
+        SETTLEMENT_LEADER_SPREAD_MS: '0',
       }),
     ],
     [

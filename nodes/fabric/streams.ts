@@ -156,7 +156,7 @@ export async function checkLedgerLayout(
   const expected = new Set(ledgerStreams(region, limits).map(({ name }) => name))
   const other = found.filter((name) => !expected.has(name))
   if (other.length > 0) {
-    const info = await jsm.streams.info(found[0] as string).catch(() => null)
+    const info = await jsm.streams.info(other[0] as string).catch(() => null)
     throw new LedgerLayoutError(
       `region ${region} was created with another ledger shard count (${info?.config.description ?? other.join(', ')}); ` +
         `this process is configured for ${ledgerShards}, and the count is fixed when a region is created`,
