@@ -711,7 +711,17 @@ async function startStack(
       await stopProcesses([...children.values()])
     },
   }
-  for (const { name } of nodes) launch(name)
+  // The traders go first, on a machine not yet busy starting the other nodes: an active trader
+  // fences a writer it has not heard from within TAKEOVER_AFTER_MS of its start, so a standby that
+  // started seconds late (seen with every node starting at once on two cores) stays fenced.
+  const traders = nodes.filter(({ kind }) => kind === 'trader')
+  for (const { name } of traders) launch(name)
+  await Promise.all(
+    traders.map(({ name }) =>
+      waitUntil(`${name} alive`, async () => (await fetch(`${opsUrl(name)}/healthz`)).ok, READY_TIMEOUT_MS),
+    ),
+  )
+  for (const { name, kind } of nodes) if (kind !== 'trader') launch(name)
   await Promise.all(nodes.map(({ name }) => ready(name)))
   return stack
 }
