@@ -7,7 +7,7 @@
 // statuses still come.
 
 import { setTimeout as delay } from 'node:timers/promises'
-import type { Msg } from '@nats-io/transport-node'
+import type { Msg, NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { createBetRelay, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
@@ -35,6 +35,9 @@ const place = (betId: string): PlaceFrame => ({
  */
 const SHARDS = 4
 const route = userRouting(SHARDS)
+/** A relay that never looks statuses up by itself in a test's time: what it shows came as events. */
+const relayWithoutRecovery = (nc: NatsConnection) =>
+  createBetRelay(nc, { ...LIMITS, statusRecoverAfterMs: 600_000 }, pino({ level: 'silent' }), route)
 const PLACE_ALICE = placeSubject('alice', SHARDS)
 const LOOKUP_ALICE = lookupSubject('alice', SHARDS)
 const verdict = { accepted: true, reason: null, odds: 1_500, gameClockMs: 10 }
@@ -112,12 +115,7 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
     )
   }
   await api.flush()
-  const relay = createBetRelay(
-    gateway,
-    { ...LIMITS, statusRecoverAfterMs: 600_000 },
-    pino({ level: 'silent' }),
-    route,
-  )
+  const relay = relayWithoutRecovery(gateway)
   t.teardown(() => relay.close())
   const seen: (BetFrame | ErrorFrame)[] = []
   const stop = relay.watch('alice', (frame) => seen.push(frame))
@@ -353,12 +351,7 @@ t.test(
       },
     })
     await api.flush()
-    const relay = createBetRelay(
-      gateway,
-      { ...LIMITS, statusRecoverAfterMs: 600_000 },
-      pino({ level: 'silent' }),
-      route,
-    )
+    const relay = relayWithoutRecovery(gateway)
     t.teardown(() => relay.close())
     const seen: (BetFrame | ErrorFrame)[] = []
     t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
