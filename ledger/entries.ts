@@ -33,7 +33,10 @@ import { createHash } from 'node:crypto'
 import type { OddsPolicy } from '../crdt/judge.ts'
 import { ODDS_MAX, ODDS_SCALE } from '../crdt/limits.ts'
 import { isOdds } from '../crdt/ops.ts'
+import { BOOK_USER_ID } from '../protocol/ids.ts'
 import { isIntegerIn } from './guards.ts'
+
+export { BOOK_USER_ID }
 
 /** One deposit or withdrawal: ten million units of currency. */
 export const AMOUNT_CENTS_MAX = 1_000_000_000
@@ -60,8 +63,11 @@ export const MARKET_LIABILITY_CENTS_MAX = 1_000_000_000_000_000
 export const STAMP_LENGTH_MAX = 64
 /** The latest instant a JavaScript Date can hold. */
 export const PLACED_AT_MS_MAX = 8_640_000_000_000_000
-/** 2: entries and bets are keyed by kind and user too (protocol/ids.ts, entryKeyOf). */
-export const LEDGER_SNAPSHOT_VERSION = 2
+/**
+ * 2: entries and bets are keyed by kind and user too (protocol/ids.ts, entryKeyOf).
+ * 3: the allowance transfers a shard applied (`transfers`).
+ */
+export const LEDGER_SNAPSHOT_VERSION = 3
 /** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
 export const SETTLEMENTS_PER_BATCH_MAX = 256
 /** Bets in one batch message (an API node's group commit); the message size bounds it too. */
@@ -138,7 +144,47 @@ export interface SettlementEntry {
   readonly odds?: number
 }
 
-export type LedgerEntry = DepositEntry | WithdrawalEntry | BetEntry | SettlementEntry
+/**
+ * A market's liability allowance leaving this shard for another (the bounded counter: the sum of
+ * the shards' allowances never passes the market's limit). Applied only if the shard's unused
+ * allowance covers it: its share (`shareCents`, what its bets carry as `marketLiabilityLimitCents`)
+ * plus what it received, minus what it gave and its open liability on the market. The id names the
+ * transfer; the receipt on the taking shard carries the same id.
+ */
+export interface AllowanceGrantEntry {
+  readonly type: 'allowance-grant'
+  readonly id: string
+  readonly userId: typeof BOOK_USER_ID
+  readonly gameId: string
+  readonly marketId: string
+  readonly toShard: number
+  readonly cents: number
+  readonly shareCents: number
+}
+
+/**
+ * Allowance arriving from another shard, appended only after that shard applied the grant of the
+ * same id. Always applied; a repeat of the id is a duplicate, so a transfer counts once.
+ */
+export interface AllowanceReceiptEntry {
+  readonly type: 'allowance-receipt'
+  readonly id: string
+  readonly userId: typeof BOOK_USER_ID
+  readonly gameId: string
+  readonly marketId: string
+  readonly fromShard: number
+  readonly cents: number
+}
+
+export type AllowanceEntry = AllowanceGrantEntry | AllowanceReceiptEntry
+
+export type LedgerEntry =
+  | DepositEntry
+  | WithdrawalEntry
+  | BetEntry
+  | SettlementEntry
+  | AllowanceGrantEntry
+  | AllowanceReceiptEntry
 
 /** Settlements of bets of one shard in one message. The id only names the message (`Nats-Msg-Id`). */
 export interface SettlementBatch {
@@ -168,6 +214,7 @@ export type LedgerRejectReason =
   | 'LEDGER_LIMIT'
   | 'USER_STAKE_LIMIT'
   | 'MARKET_LIABILITY_LIMIT'
+  | 'ALLOWANCE_SHORT'
 export type LedgerIgnoreReason = 'BET_NOT_OPEN' | 'ALREADY_SETTLED'
 export type FoldReason = LedgerRejectReason | LedgerIgnoreReason | 'ID_REUSED'
 
@@ -178,6 +225,7 @@ export const REJECT_REASONS: readonly LedgerRejectReason[] = [
   'LEDGER_LIMIT',
   'USER_STAKE_LIMIT',
   'MARKET_LIABILITY_LIMIT',
+  'ALLOWANCE_SHORT',
 ]
 export const IGNORE_REASONS: readonly LedgerIgnoreReason[] = ['BET_NOT_OPEN', 'ALREADY_SETTLED']
 
@@ -299,6 +347,8 @@ export interface LedgerSnapshot {
   readonly balances: readonly UserBalance[]
   readonly entries: readonly SeenEntry[]
   readonly bets: readonly BetState[]
+  /** Allowance grants and receipts applied, in the order applied. */
+  readonly transfers: readonly AllowanceEntry[]
 }
 
 export interface LedgerFold {
@@ -313,6 +363,13 @@ export interface LedgerFold {
   bet(userId: string, betId: string): BetState | null
   /** What the open bets of this shard on one market would lose the book, at their offered odds. */
   marketLiability(gameId: string, marketId: string): number
+  /**
+   * The market's liability allowance this shard received from others minus what it gave them; its
+   * allowance is its share plus this (AllowanceGrantEntry).
+   */
+  allowanceMoved(gameId: string, marketId: string): number
+  /** An applied allowance transfer of this shard: the grant or the receipt of that id. */
+  transfer(type: AllowanceEntry['type'], id: string): AllowanceEntry | null
   /** The user's open bets in placement order. */
   openBets(userId: string): BetState[]
   exposure(userId: string): Exposure

@@ -4,7 +4,7 @@
  */
 
 import { createHash } from 'node:crypto'
-import { betKeyOf } from '../protocol/ids.ts'
+import { BOOK_USER_ID, betKeyOf, entryKeyOf } from '../protocol/ids.ts'
 import { checkLedgerSums, type LedgerFold, liabilityCents, marketKeyOf } from './entries.ts'
 import { isCents, restoreState, snapshotOf } from './snapshot.ts'
 import { emptyState, foldMessage, type State } from './state.ts'
@@ -31,11 +31,20 @@ function recomputedSumsMatch(state: State): boolean {
   const marketsMatch =
     markets.size === state.markets.size &&
     [...markets].every(([key, cents]) => state.markets.get(key) === cents)
+  const allowances = new Map<string, number>()
+  for (const transfer of state.transfers.values()) {
+    const key = marketKeyOf(transfer.gameId, transfer.marketId)
+    const cents = transfer.type === 'allowance-grant' ? -transfer.cents : transfer.cents
+    allowances.set(key, (allowances.get(key) ?? 0) + cents)
+  }
+  const allowancesMatch = [...allowances].every(([key, cents]) => (state.allowances.get(key) ?? 0) === cents)
   return (
     balancesCents === state.totals.balancesCents &&
     openStakesCents === state.totals.openStakesCents &&
     exposed === openBets &&
     marketsMatch &&
+    allowancesMatch &&
+    [...state.allowances.keys()].every((key) => allowances.has(key)) &&
     checkLedgerSums(state.totals)
   )
 }
@@ -49,6 +58,8 @@ export function createLedgerFold(snapshot?: unknown): LedgerFold {
     balance: (userId) => state.balances.get(userId) ?? 0,
     bet: (userId, betId) => state.bets.get(betKeyOf(userId, betId)) ?? null,
     marketLiability: (gameId, marketId) => state.markets.get(marketKeyOf(gameId, marketId)) ?? 0,
+    allowanceMoved: (gameId, marketId) => state.allowances.get(marketKeyOf(gameId, marketId)) ?? 0,
+    transfer: (type, id) => state.transfers.get(entryKeyOf({ type, userId: BOOK_USER_ID, id })) ?? null,
     openBets(userId) {
       const betIds = state.exposures.get(userId)?.betIds ?? []
       return [...betIds].flatMap((betId) => state.bets.get(betKeyOf(userId, betId)) ?? [])

@@ -3,7 +3,13 @@
  * every field with. Pure.
  */
 
-import { ENTRY_ID_LENGTH_MAX, ENTRY_ID_PATTERN, entryKeyParts, isUserId } from '../protocol/ids.ts'
+import {
+  BOOK_USER_ID,
+  ENTRY_ID_LENGTH_MAX,
+  ENTRY_ID_PATTERN,
+  entryKeyParts,
+  isUserId,
+} from '../protocol/ids.ts'
 
 export type Raw = Record<string, unknown>
 
@@ -40,10 +46,12 @@ export function field(raw: Raw, key: string): unknown {
 }
 
 const ENTRY_TYPES = ['deposit', 'withdrawal', 'bet', 'settlement']
+const BOOK_ENTRY_TYPES = ['allowance-grant', 'allowance-receipt']
 
 /** An entry's key as a snapshot stores it: kind, user and entry id (protocol/ids.ts, entryKeyOf). */
 export function isEntryKey(value: unknown): value is string {
   if (typeof value !== 'string') return false
   const { type, userId, id } = entryKeyParts(value)
+  if (BOOK_ENTRY_TYPES.includes(type)) return userId === BOOK_USER_ID && isEntryId(id)
   return ENTRY_TYPES.includes(type) && isUserId(userId) && isEntryId(id)
 }

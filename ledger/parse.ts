@@ -6,10 +6,13 @@
 import { ODDS_POLICIES, type OddsPolicy } from '../crdt/judge.ts'
 import { isOdds } from '../crdt/ops.ts'
 import { isUserId } from '../protocol/ids.ts'
+import { SHARDS_MAX } from '../protocol/shards.ts'
 import {
+  type AllowanceEntry,
   AMOUNT_CENTS_MAX,
   BETS_PER_BATCH_MAX,
   type BetEntry,
+  BOOK_USER_ID,
   type DepositEntry,
   type LedgerEntry,
   MARKET_LIABILITY_CENTS_MAX,
@@ -115,6 +118,35 @@ function parseSettlement(raw: Raw): SettlementEntry | null {
   return isOdds(odds) ? { type: 'settlement', id, betId, userId, outcome, odds } : null
 }
 
+/** An allowance grant or receipt: the book's own entry, on a market, between two shards. */
+export function parseAllowance(raw: Raw): AllowanceEntry | null {
+  const type = field(raw, 'type')
+  const [id, userId, gameId, marketId, cents] = ['id', 'userId', 'gameId', 'marketId', 'cents'].map((key) =>
+    field(raw, key),
+  )
+  const common =
+    isEntryId(id) &&
+    userId === BOOK_USER_ID &&
+    isEntryId(gameId) &&
+    isEntryId(marketId) &&
+    isIntegerIn(cents, 1, MARKET_LIABILITY_CENTS_MAX)
+  if (!common) return null
+  const body = { id, userId: BOOK_USER_ID, gameId, marketId } as const
+  if (type === 'allowance-grant') {
+    const toShard = field(raw, 'toShard')
+    const shareCents = field(raw, 'shareCents')
+    if (!isIntegerIn(toShard, 0, SHARDS_MAX - 1) || !isIntegerIn(shareCents, 0, MARKET_LIABILITY_CENTS_MAX))
+      return null
+    return { type, ...body, toShard, cents, shareCents } as AllowanceEntry
+  }
+  if (type === 'allowance-receipt') {
+    const fromShard = field(raw, 'fromShard')
+    if (!isIntegerIn(fromShard, 0, SHARDS_MAX - 1)) return null
+    return { type, ...body, fromShard, cents } as AllowanceEntry
+  }
+  return null
+}
+
 /** Validate an untrusted value and rebuild it in canonical key order, or return null. */
 export function parseLedgerEntry(value: unknown): LedgerEntry | null {
   if (!isRecord(value)) return null
@@ -127,6 +159,9 @@ export function parseLedgerEntry(value: unknown): LedgerEntry | null {
       return parseBet(value)
     case 'settlement':
       return parseSettlement(value)
+    case 'allowance-grant':
+    case 'allowance-receipt':
+      return parseAllowance(value)
     default:
       return null
   }

@@ -27,8 +27,8 @@ import {
   type Verdict,
 } from './entries.ts'
 import { field, isEntryId, isEntryKey, isIntegerIn, isRecord, type Raw } from './guards.ts'
-import { parseBetFields } from './parse.ts'
-import { emptyState, inflowCents, openExposure, type State } from './state.ts'
+import { parseAllowance, parseBetFields } from './parse.ts'
+import { emptyState, inflowCents, moveAllowance, openExposure, type State } from './state.ts'
 
 export function snapshotOf(state: State): LedgerSnapshot {
   const { depositsCents, withdrawalsCents, stakesCents, payoutsCents } = state.totals
@@ -42,6 +42,7 @@ export function snapshotOf(state: State): LedgerSnapshot {
     // Map order is insertion order, which is seq order both when folding and when restoring.
     entries: [...state.seen.values()],
     bets: [...state.bets.values()],
+    transfers: [...state.transfers.values()],
   }
 }
 
@@ -207,6 +208,19 @@ function restoreBets(state: State, value: unknown): { stakesCents: number; payou
   return { stakesCents, payoutsCents }
 }
 
+/** Applied transfers, each one an applied entry the snapshot's entries name. */
+function restoreTransfers(state: State, value: unknown): void {
+  if (!Array.isArray(value)) invalid('transfers')
+  for (const item of value) {
+    const transfer = isRecord(item) ? parseAllowance(item) : null
+    if (transfer === null) invalid('transfer')
+    const key = entryKeyOf(transfer)
+    if (state.seen.get(key)?.status !== 'applied' || state.transfers.has(key))
+      invalid(`transfer ${transfer.id} is not an applied entry`)
+    moveAllowance(state, transfer)
+  }
+}
+
 /** Rebuild a fold's state from an untrusted snapshot, checking every sum it can recompute. */
 export function restoreState(value: unknown): State {
   if (!isRecord(value) || field(value, 'version') !== LEDGER_SNAPSHOT_VERSION) return invalid('version')
@@ -220,6 +234,7 @@ export function restoreState(value: unknown): State {
   restoreBalances(state, field(value, 'balances'))
   restoreEntries(state, field(value, 'entries'))
   const held = restoreBets(state, field(value, 'bets'))
+  restoreTransfers(state, field(value, 'transfers'))
   if (held.stakesCents !== flows.stakesCents || held.payoutsCents !== flows.payoutsCents) {
     return invalid('stakes or payouts do not match the bets')
   }

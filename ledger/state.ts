@@ -5,6 +5,7 @@
 
 import { betKeyOf, entryKeyOf } from '../protocol/ids.ts'
 import {
+  type AllowanceEntry,
   type BetBase,
   type BetEntry,
   type BetRefusal,
@@ -20,6 +21,7 @@ import {
   type LedgerRejectReason,
   type LedgerTotals,
   liabilityCents,
+  MARKET_LIABILITY_CENTS_MAX,
   marketKeyOf,
   POTENTIAL_PAYOUT_CENTS_MAX,
   payoutCents,
@@ -48,6 +50,10 @@ export interface State {
   readonly exposures: Map<string, MutableExposure>
   /** Open liability by market (marketKeyOf), at the bets' offered odds; markets without are absent. */
   readonly markets: Map<string, number>
+  /** Allowance transfers applied, by entry key, in the order applied. */
+  readonly transfers: Map<string, AllowanceEntry>
+  /** Allowance received minus given, by market (marketKeyOf); markets without are absent. */
+  readonly allowances: Map<string, number>
 }
 
 const APPLIED: Verdict = { status: 'applied', reason: null }
@@ -71,6 +77,8 @@ export function emptyState(): State {
     bets: new Map(),
     exposures: new Map(),
     markets: new Map(),
+    transfers: new Map(),
+    allowances: new Map(),
   }
 }
 
@@ -140,9 +148,13 @@ function betRefusal(state: State, entry: BetEntry): BetRefusal | null {
   const openCents = state.exposures.get(entry.userId)?.openStakesCents ?? 0
   if (entry.openStakeLimitCents !== undefined && openCents + entry.stakeCents > entry.openStakeLimitCents)
     return 'USER_STAKE_LIMIT'
-  const marketCents =
-    (state.markets.get(marketKeyOf(entry.gameId, entry.marketId)) ?? 0) + liabilityCents(entry)
-  if (entry.marketLiabilityLimitCents !== undefined && marketCents > entry.marketLiabilityLimitCents)
+  const key = marketKeyOf(entry.gameId, entry.marketId)
+  const marketCents = (state.markets.get(key) ?? 0) + liabilityCents(entry)
+  // The shard's allowance: its share, as the entry carries it, and what transfers moved.
+  if (
+    entry.marketLiabilityLimitCents !== undefined &&
+    marketCents > entry.marketLiabilityLimitCents + (state.allowances.get(key) ?? 0)
+  )
     return 'MARKET_LIABILITY_LIMIT'
   const potentialCents = state.exposures.get(entry.userId)?.potentialPayoutCents ?? 0
   const overLimit =
@@ -211,6 +223,34 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
   return APPLIED
 }
 
+/** Count an applied transfer in its market's allowance, on folding or on restore. */
+export function moveAllowance(state: State, entry: AllowanceEntry): void {
+  const key = marketKeyOf(entry.gameId, entry.marketId)
+  const next =
+    (state.allowances.get(key) ?? 0) + (entry.type === 'allowance-grant' ? -entry.cents : entry.cents)
+  if (next === 0) state.allowances.delete(key)
+  else state.allowances.set(key, next)
+  state.transfers.set(entryKeyOf(entry), entry)
+}
+
+/**
+ * A grant leaves only unused allowance: the shard's share plus what it holds from transfers, less
+ * its open liability. So however grants, receipts and bets interleave, the shards' allowances sum
+ * to at most their shares, and no shard's liability passes its allowance.
+ */
+function applyAllowance(state: State, entry: AllowanceEntry): Verdict {
+  const key = marketKeyOf(entry.gameId, entry.marketId)
+  const moved = state.allowances.get(key) ?? 0
+  if (entry.type === 'allowance-grant') {
+    const unused = entry.shareCents + moved - (state.markets.get(key) ?? 0)
+    if (entry.cents > unused) return rejected('ALLOWANCE_SHORT')
+  } else if (moved + entry.cents > MARKET_LIABILITY_CENTS_MAX) {
+    return rejected('LEDGER_LIMIT')
+  }
+  moveAllowance(state, entry)
+  return APPLIED
+}
+
 function applyEntry(state: State, entry: LedgerEntry, seq: number): Verdict {
   switch (entry.type) {
     case 'deposit':
@@ -220,6 +260,9 @@ function applyEntry(state: State, entry: LedgerEntry, seq: number): Verdict {
       return applyBet(state, entry, seq)
     case 'settlement':
       return applySettlement(state, entry, seq)
+    case 'allowance-grant':
+    case 'allowance-receipt':
+      return applyAllowance(state, entry)
   }
 }
 

@@ -44,6 +44,11 @@ export const DERIVED_ID_SEPARATOR = '/'
 export const SETTLEMENT_ID_PREFIX = `settle${DERIVED_ID_SEPARATOR}`
 export const settlementIdOf = (betId: string) => `${SETTLEMENT_ID_PREFIX}${betId}`
 /** An entry's key: its message id in the stream and its identity in the fold. */
+/**
+ * The user id of the book's own ledger entries (allowance transfers between shards). No user can
+ * hold it: a user id has no `~`.
+ */
+export const BOOK_USER_ID = '~book'
 export const entryKeyOf = (entry: { type: string; userId: string; id: string }) =>
   [entry.type, entry.userId, entry.id].join(DERIVED_ID_SEPARATOR)
 export const betKeyOf = (userId: string, betId: string) => entryKeyOf({ type: 'bet', userId, id: betId })

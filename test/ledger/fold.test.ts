@@ -806,6 +806,9 @@ function modelVerdict(
       const won = Math.floor((target.stakeCents * (entry.odds ?? target.odds)) / 1000)
       return ok(balance + (entry.outcome === 'won' ? won : entry.outcome === 'lost' ? 0 : target.stakeCents))
     }
+    case 'allowance-grant':
+    case 'allowance-receipt':
+      throw new Error('the model covers the entries of users only (allowance.test.ts covers the rest)')
   }
 }
 
