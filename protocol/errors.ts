@@ -28,8 +28,19 @@ export const API_ERRORS = {
     retry: 'after a settlement',
   },
   MARKET_LIABILITY_LIMIT: {
-    meaning: "the market's potential loss would pass `--market-liability-cents-max` (per node, not exact)",
-    retry: 'no',
+    meaning:
+      "the market's potential loss would pass `--market-liability-cents-max`: the user's ledger shard holds its share of the limit plus what other shards gave it, and the other shards had too little to spare when asked (the ledger fold enforces each shard's part, so the shards together never pass the limit)",
+    retry: 'no; a retry may pass once bets on the market settle',
+  },
+  MARKET_ALLOWANCE_MOVING: {
+    meaning:
+      "the user's ledger shard has used its share of the market's liability limit and is asking the other shards for some of theirs; nothing was placed",
+    retry: 'yes, in a moment, with the same bet id',
+  },
+  ALLOWANCE_SHORT: {
+    meaning:
+      '(between API nodes, on `allowance.grant`) the shard asked has no unused liability allowance on the market to give',
+    retry: 'ask another shard',
   },
   UNKNOWN_GAME: { meaning: 'this node has no replica of the game', retry: 'later' },
   REPLICA_STALE: {
@@ -163,6 +174,7 @@ export const LEDGER_REFUSALS: Readonly<Partial<Record<LedgerRejectReason, ApiErr
   USER_STAKE_LIMIT: 'USER_STAKE_LIMIT',
   MARKET_LIABILITY_LIMIT: 'MARKET_LIABILITY_LIMIT',
   LEDGER_LIMIT: 'LEDGER_LIMIT',
+  ALLOWANCE_SHORT: 'ALLOWANCE_SHORT',
 }
 
 /** Exit codes of every node process. */

@@ -6,11 +6,12 @@
  * | what | subject |
  * |---|---|
  * | bets, deposits, status lookups (queue group `bets-api`) | `bets.place[.<region>].<shard>`, `admin.deposit[.<region>].<shard>`, `bets.lookup[.<region>].<shard>` |
+ * | liability allowance between shards (queue group `bets-api`) | `allowance.grant[.<region>].<shard>` |
  * | a user's bet statuses (final, settled) | `bets.status.<userId>` |
  * | settlement queries (queue group `bets-settlement`) | `bets.history[.<region>].<shard>.<userId>`, `bets.balance[.<region>].<shard>.<userId>`, `bets.exposure[.<region>].<shard>` (body `{ gameId, marketId }`) |
  * | CRDT updates (stream `FABRIC_<REGION>`) | `fabric.<region>.game.<gameId>` |
  * | heartbeats | `heartbeat.<region>.game.<gameId>` |
- * | money (stream `LEDGER_<REGION>_<SHARD>`, one per shard) | `ledger.<region>.<shard>.<userId>`, `ledger.<region>.<shard>.settlements`, `ledger.<region>.<shard>.bets` |
+ * | money (stream `LEDGER_<REGION>_<SHARD>`, one per shard) | `ledger.<region>.<shard>.<userId>`, `ledger.<region>.<shard>.settlements`, `ledger.<region>.<shard>.bets`, `ledger.<region>.<shard>.~book` (allowance transfers) |
  * | the trader's kill switch | `trader.<region>.kill`, `trader.<region>.resume` |
  * | the clock probe | `clock.<region>.probe` |
  *
@@ -30,6 +31,11 @@ export const DEPOSIT_BASE = 'admin.deposit'
  * lost (a server paused or cut off); a client that missed one asks again.
  */
 export const LOOKUP_BASE = 'bets.lookup'
+/**
+ * Liability allowance between ledger shards: an API node whose shard used its share of a market's
+ * limit asks `allowance.grant[.<region>].<shard>` of another shard (protocol/allowance.ts).
+ */
+export const ALLOWANCE_BASE = 'allowance.grant'
 export const QUEUE_GROUP = 'bets-api'
 export const SETTLEMENT_QUEUE = 'bets-settlement'
 

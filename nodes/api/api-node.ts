@@ -2,14 +2,17 @@
  * An API process's wiring: the region's fabric and the ledger shards it serves, the bet service
  * behind a NATS service endpoint `bets.place.<shard>` per served shard, each in one queue group
  * (any number of API nodes share a shard's load), final verdicts published on
- * `bets.status.<userId>`, and deposits and status recovery on `admin.deposit.<shard>` and
- * `bets.lookup.<shard>`. In a super-cluster each subject carries the region before the shard.
+ * `bets.status.<userId>`, deposits and status recovery on `admin.deposit.<shard>` and
+ * `bets.lookup.<shard>`, and market liability allowance for other shards on
+ * `allowance.grant.<shard>` (allowance.ts). In a super-cluster each subject carries the region
+ * before the shard.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../../ledger/index.ts'
+import { ALLOWANCE_REQUEST_BYTES_MAX, parseAllowanceRequest } from '../../protocol/allowance.ts'
 import {
   apiError,
   LOOKUP_BYTES_MAX,
@@ -18,6 +21,7 @@ import {
   REQUEST_BYTES_MAX,
 } from '../../protocol/bets.ts'
 import {
+  ALLOWANCE_BASE,
   DEPOSIT_BASE,
   LOOKUP_BASE,
   PLACE_BASE,
@@ -102,6 +106,12 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     ...(options.clock ? { now: options.clock } : {}),
     misrouted,
     publishStatus: (userId, status) => transport.publish(statusSubject(userId), JSON.stringify(status)),
+    askAllowance: async (shard, request, timeoutMs) =>
+      (
+        await nc.request(shardSubject(ALLOWANCE_BASE, shard, routed), JSON.stringify(request), {
+          timeout: timeoutMs,
+        })
+      ).json(),
   })
   // A queue group per served shard: each request goes to one API node serving the user's shard,
   // and nodes come and go freely.
@@ -141,6 +151,21 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
       misrouted,
     ),
   )
+  const grants = ledger.served.map((shard) =>
+    serveJson(
+      nc,
+      shardSubject(ALLOWANCE_BASE, shard, routed),
+      ALLOWANCE_REQUEST_BYTES_MAX,
+      (value, answer) => {
+        const request = parseAllowanceRequest(value)
+        if (Array.isArray(request)) return answer(apiError('BAD_REQUEST', request.join('; ')))
+        service.allowances.give(shard, request).then(answer, (error) => {
+          log.error({ err: error }, 'granting allowance failed unexpectedly')
+          answer(apiError('INTERNAL', 'the node failed to answer; ask again with the same transfer id'))
+        })
+      },
+    ),
+  )
   log.info(
     { node: options.node, region, shards: ledger.served },
     `api node serving ${shardSubject(PLACE_BASE, ledger.served[0] as number, routed)} and its other shards`,
@@ -152,7 +177,9 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     hlc,
     ready: () => replicas.caughtUp() && ledger.caughtUp() && replicas.clock.unsafe() === null,
     async close() {
-      await Promise.all([...endpoints, ...admin, ...lookups].map((subscription) => subscription.drain()))
+      await Promise.all(
+        [...endpoints, ...admin, ...lookups, ...grants].map((subscription) => subscription.drain()),
+      )
       service.close()
       await ledger.close()
       await replicas.close()

@@ -8,6 +8,7 @@
 import { liabilityCents } from '../../ledger/index.ts'
 import { apiError, type PlaceBetReply, type PlaceBetRequest } from '../../protocol/bets.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
+import type { Allowances } from './allowance.ts'
 import type { BetLimits } from './bet-limits.ts'
 import type { RefusalWindow } from './refusal-window.ts'
 
@@ -22,10 +23,10 @@ export function createBetChecks(options: {
   readonly limits: BetLimits
   readonly ledger: LedgerSync
   readonly refusals: RefusalWindow
-  /** This node's share of a market's liability limit on each ledger shard. */
-  readonly marketAllowanceCents: number
+  /** The market liability escrow over the region's shards (allowance.ts). */
+  readonly allowances: Allowances
 }): BetChecks {
-  const { limits, ledger, refusals, marketAllowanceCents } = options
+  const { limits, ledger, refusals, allowances } = options
   function checkLimits(request: PlaceBetRequest): PlaceBetReply | null {
     if (request.stakeCents < limits.stakeCentsMin || request.stakeCents > limits.stakeCentsMax) {
       return apiError('STAKE_LIMIT', `stake must be ${limits.stakeCentsMin}-${limits.stakeCentsMax} cents`)
@@ -54,17 +55,13 @@ export function createBetChecks(options: {
 
   /**
    * The market's liability as this node's fold of the user's shard holds it, with this bet counted
-   * at the price offered at its stamp. The fold checks it again at the entry's position, so this
-   * only spares the ledger an entry it would refuse.
+   * at the price offered at its stamp, against the shard's allowance; past it, allowance is asked
+   * of the other shards. The fold checks it again at the entry's position, so this only spares the
+   * ledger an entry it would refuse.
    */
   function checkLiability(request: PlaceBetRequest, offeredOdds: number | undefined): PlaceBetReply | null {
-    const held = ledger.foldFor(request.userId).marketLiability(request.gameId, request.marketId)
-    if (held + liabilityCents({ stakeCents: request.stakeCents, offeredOdds }) <= marketAllowanceCents)
-      return null
-    return apiError(
-      'MARKET_LIABILITY_LIMIT',
-      `the market's liability on this user's ledger shard would pass its ${marketAllowanceCents} cents`,
-    )
+    const cents = liabilityCents({ stakeCents: request.stakeCents, offeredOdds })
+    return allowances.check(ledger.shardOf(request.userId), request.gameId, request.marketId, cents)
   }
 
   return {

@@ -37,6 +37,7 @@ import { createFinalityQueue, type FinalityQueue } from '../fabric/finality-queu
 import { GroupCommitFullError, type Placed } from '../fabric/group-commit.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
+import { type Allowances, type Ask, createAllowances } from './allowance.ts'
 import { createBetChecks } from './bet-checks.ts'
 import { type BetLimits, DEFAULT_BET_LIMITS } from './bet-limits.ts'
 import { createBetReplies, refusal } from './bet-replies.ts'
@@ -52,6 +53,8 @@ export interface BetServiceOptions {
   readonly now?: () => number
   /** Why this node does not book the user's entries (another region or shard), or null (api-node.ts). */
   readonly misrouted?: (userId: string) => ReturnType<typeof apiError> | null
+  /** Asks a node serving another shard for market liability allowance (allowance.ts). */
+  readonly askAllowance: Ask
 }
 
 interface PendingBet {
@@ -64,6 +67,8 @@ interface PendingBet {
 export interface BetService {
   place(data: Uint8Array): Promise<PlaceBetReply>
   pendingFinal(): number
+  /** The market liability escrow: this node's side of allowance moves between shards. */
+  readonly allowances: Allowances
   close(): void
 }
 
@@ -78,7 +83,15 @@ export function createBetService(options: BetServiceOptions): BetService {
     usersMax: limits.refusalUsersMax,
     now,
   })
-  const checks = createBetChecks({ limits, ledger, refusals, marketAllowanceCents })
+  const allowances = createAllowances({
+    ledger,
+    shareCents: marketAllowanceCents,
+    ask: options.askAllowance,
+    log,
+    foldWaitMs: limits.foldWaitMs,
+    now,
+  })
+  const checks = createBetChecks({ limits, ledger, refusals, allowances })
   const { replyFor } = createBetReplies(options)
   const finals = createFinalAnnouncer({ ...options, now })
   const staleness = (gameId: string) =>
@@ -153,6 +166,7 @@ export function createBetService(options: BetServiceOptions): BetService {
   return {
     place,
     pendingFinal: () => finals.pending(),
+    allowances,
     close() {
       finals.stop()
     },

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import {
+  type AllowanceEntry,
   BETS_PER_BATCH_MAX,
   type BetBatch,
   type BetEntry,
@@ -102,6 +103,12 @@ export interface LedgerSync {
   appendBet(entry: BetEntry): Promise<Placed>
   /** Messages and bets the group commit appended, for the bets-per-message figure. */
   betBatches(): { messages: number; items: number }
+  /**
+   * Append an allowance transfer to `shard`: a grant to the giving shard, which this node serves; a
+   * receipt to the taking shard, which it need not serve (it writes there without reading).
+   * Resolves with the entry's sequence in that shard's stream.
+   */
+  appendTransfer(shard: number, entry: AllowanceEntry): Promise<number>
   /**
    * Append settlements of bets of one shard as one message (see ledger/); its id is derived from
    * what it holds, so a retried batch is stored once. Resolves with its stream sequence.
@@ -330,7 +337,8 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     msgId: string,
     entries: readonly EntryRef[],
   ): Promise<number> {
-    const { readBack } = sync(shard)
+    // A shard this node does not serve is written to blind: only allowance receipts go there.
+    const readBack = syncs.get(shard)?.readBack ?? null
     const data = JSON.stringify(body)
     // A stream between leaders (an election, a leader stepping down) has nobody to answer: nothing
     // was stored, so the append is tried again, same id, until its deadline.
@@ -341,7 +349,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
           msgId,
           timeoutMs: Math.max(1, deadline - clock()),
         })
-        readBack.expectAt(ack.seq, entries)
+        readBack?.expectAt(ack.seq, entries)
         return ack.seq
       } catch (error) {
         if (
@@ -389,6 +397,14 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       return syncs.has(shard) ? bets.append(entry) : Promise.reject(new ShardNotServedError(shard))
     },
     betBatches: () => bets.stats(),
+    appendTransfer(shard, entry) {
+      if (!Number.isSafeInteger(shard) || shard < 0 || shard >= shards)
+        return Promise.reject(new RangeError(`shard ${shard} is not one of the region's ${shards}`))
+      if (entry.type === 'allowance-grant' && !syncs.has(shard))
+        return Promise.reject(new ShardNotServedError(shard))
+      const subject = names.ledgerSubject(region, shard, entry.userId)
+      return appendMessage(shard, subject, entry, entryKeyOf(entry), [entry])
+    },
     async appendSettlements(shard, settlements) {
       const batch: SettlementBatch = {
         type: 'settlements',

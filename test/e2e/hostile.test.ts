@@ -216,13 +216,16 @@ type Answer = ProvisionalBetFrame | RefusedBetFrame
  * The placement's answer: its provisional verdict, or its refusal; or the error frame that answered
  * it instead (BET_UNAVAILABLE, say), so that an assertion on the answer shows what came.
  */
-async function answerTo(client: TestClient, betId: string): Promise<Answer> {
-  const find = () =>
-    betFrames(client, betId).find(
+/** The `nth` answer to a bet id: its provisional verdict or refusal, or an error frame. */
+async function answerTo(client: TestClient, betId: string, nth = 1): Promise<Answer> {
+  const answers = () => [
+    ...betFrames(client, betId).filter(
       (frame): frame is Answer => frame.status === 'provisional' || frame.status === 'refused',
-    ) ?? client.frames.find((frame) => frame.type === 'error' && frame.ref === betId.slice(0, 64))
-  await waitFor(`an answer to ${betId}`, () => find() !== undefined)
-  return find() as Answer
+    ),
+    ...client.frames.filter((frame) => frame.type === 'error' && frame.ref === betId.slice(0, 64)),
+  ]
+  await waitFor(`answer ${nth} to ${betId}`, () => answers().length >= nth)
+  return answers()[nth - 1] as Answer
 }
 
 async function errorFor(client: TestClient, ref: string) {
@@ -453,8 +456,8 @@ t.test('3. absurd odds neither block a market nor slip past its liability limit'
   // of 1.001 under `better` with a stake whose winnings at the market's real price pass the
   // allowance. What must hold: a bet stands and counts at the price offered at its stamp, never at
   // the odds asked: mallory's is taken and paid at the market's price and the victim on her shard
-  // still gets in; greedy's is refused MARKET_LIABILITY_LIMIT, while a stake that fits is taken at
-  // the market's price.
+  // still gets in; greedy's counts at the market's price, which passes his shard's share of the
+  // limit, so the shard takes allowance from the others before it books the bet there.
   const book = await bookStack()
   const { stack } = book
   t.equal(stack.api.ledger.shards, LEDGER_SHARDS, 'each of the stack’s ledger shards holds the allowance')
@@ -491,27 +494,39 @@ t.test('3. absurd odds neither block a market nor slip past its liability limit'
   const bigStake = OPEN_STAKE_CENTS_MAX
   t.ok(
     riskOf(bigStake, away) > MARKET_ALLOWANCE_CENTS,
-    'at the real price the big stake passes the allowance',
+    'at the real price the big stake passes the shard’s allowance',
   )
   t.ok(riskOf(bigStake, 1_001) < MARKET_ALLOWANCE_CENTS, 'at the odds asked it would not')
+  const greedyShard = stack.api.ledger.shardOf(greedy)
+  const greedyFold = stack.api.ledger.fold(greedyShard)
   greedyClient.send(
     place('c3-greedy-0001', winner, bigStake, 1_001, { selectionId: 'away', policy: 'better' }),
   )
   t.match(
     await answerTo(greedyClient, 'c3-greedy-0001'),
-    { status: 'refused', code: 'MARKET_LIABILITY_LIMIT' },
-    'the minimal odds do not pass the limit',
+    { status: 'refused', code: 'MARKET_ALLOWANCE_MOVING' },
+    'counted at the market’s price, it passes the shard’s allowance: the shard asks the others for more',
   )
-  greedyClient.send(place('c3-greedy-0002', winner, 10_000, 1_001, { selectionId: 'away', policy: 'better' }))
+  await waitFor('allowance moved to greedy’s shard', () => greedyFold.allowanceMoved(GAME, winner) > 0)
+  greedyClient.send(
+    place('c3-greedy-0001', winner, bigStake, 1_001, { selectionId: 'away', policy: 'better' }),
+  )
   t.match(
-    await answerTo(greedyClient, 'c3-greedy-0002'),
+    await answerTo(greedyClient, 'c3-greedy-0001', 2),
     { status: 'provisional', accepted: true, odds: away },
-    'a stake that fits is taken, at the market’s price',
+    'the retry, same id, is taken at the market’s price on the allowance moved',
   )
+  const held = greedyFold.marketLiability(GAME, winner)
+  t.ok(held > MARKET_ALLOWANCE_CENTS, 'the shard holds more than its share of the limit')
   t.ok(
-    stack.api.ledger.foldFor(greedy).marketLiability(GAME, winner) <= MARKET_ALLOWANCE_CENTS,
-    'the market stays within its allowance',
+    held <= MARKET_ALLOWANCE_CENTS + greedyFold.allowanceMoved(GAME, winner),
+    'and no more than its share plus what it received',
   )
+  const marketCents = stack.api.ledger.served.reduce(
+    (sum, shard) => sum + stack.api.ledger.fold(shard).marketLiability(GAME, winner),
+    0,
+  )
+  t.ok(marketCents <= MARKET_ALLOWANCE_CENTS * LEDGER_SHARDS, 'the market stays within its limit')
   endPoint(book, point)
   t.match(
     await statusOf(malloryClient, 'c3-absurd-0001', 'settled'),

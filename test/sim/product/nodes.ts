@@ -7,6 +7,7 @@
 
 import pino from 'pino'
 import { type Backend, createHlc } from '../../../crdt/index.ts'
+import type { Ask } from '../../../nodes/api/allowance.ts'
 import type { BetLimits } from '../../../nodes/api/bet-limits.ts'
 import { type BetService, createBetService } from '../../../nodes/api/bet-service.ts'
 import { createLedgerSync, type LedgerSync } from '../../../nodes/fabric/ledger-sync.ts'
@@ -165,6 +166,7 @@ export async function startApi(
   node: string,
   limits: Partial<BetLimits>,
   heard: (final: HeardFinal) => void,
+  askAllowance: Ask,
   shards?: { readonly served: readonly number[]; readonly onRead: (shard: number) => void },
 ): Promise<ApiSim> {
   const { clock, hlc, replicas, ledger } = await joinWorld(
@@ -186,6 +188,7 @@ export async function startApi(
         ? null
         : apiError('WRONG_SHARD', `${node} does not serve ${userId}'s shard`),
     publishStatus: (userId, status) => heard({ node, userId, status, atMs: world.scheduler.nowMs() }),
+    askAllowance,
   })
   return {
     node,

@@ -12,6 +12,8 @@
  */
 
 import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, transitionAt } from '../../../crdt/index.ts'
+import type { AllowanceReceiptEntry } from '../../../ledger/index.ts'
+import type { Ask } from '../../../nodes/api/allowance.ts'
 import { createPrng, type Prng } from '../../../nodes/fabric/prng.ts'
 import type { TraderNode } from '../../../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../../../protocol/bets.ts'
@@ -37,8 +39,11 @@ export const WRITERS_MAX = 3
 const START_MS = 1_800_000_000_000
 const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'mallory'] as const
 const DEPOSIT_CENTS = 20_000
-/** Tight enough that racing bettors (four stakes of 6,000 at once) run into it. */
-export const SIM_BET_LIMITS = { userOpenStakeCentsMax: 8_000 } as const
+/**
+ * Tight enough that racing bettors (four stakes of 6,000 at once) run into the open-stake limit,
+ * and that busy markets use up their shard's share of the liability limit and move allowance.
+ */
+export const SIM_BET_LIMITS = { userOpenStakeCentsMax: 8_000, marketLiabilityCentsMax: 24_000 } as const
 const STEPS_MAX = 2_000_000
 /** After the match: time for every final, settlement and restart to land. */
 const QUIESCE_MS = 6_000
@@ -101,8 +106,9 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
 
   const shardsOf = planShards(prng)
   const apis = new Map<string, ApiSim | null>()
+  const ask = (node: string) => askBetweenNodes(world, apis, node)
   for (const node of API_NODES)
-    apis.set(node, await startApi(world, backend, node, SIM_BET_LIMITS, onFinal, shardsOf(node)))
+    apis.set(node, await startApi(world, backend, node, SIM_BET_LIMITS, onFinal, ask(node), shardsOf(node)))
   const settlement: SettlementSim = await startSettlement(world, backend, 'settle-1', onFinal)
   const admin = apis.get('api-1') as ApiSim
   for (const userId of USERS)
@@ -131,6 +137,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
     matchEndMs,
     errors,
     shardsOf,
+    ask,
   })
   await runUntil(world, matchEndMs + QUIESCE_MS, STEPS_MAX)
 
@@ -150,6 +157,23 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
       if (bet !== null) open.set(entry.userId, (open.get(entry.userId) ?? 0) - bet.stakeCents)
     }
   })
+  // 8. The market liability escrow: after every message of every shard, each market's open
+  // liability is within the shard's share plus the allowance moved to it, and every receipt has its
+  // grant, applied on the shard it names, for the same cents, to this shard.
+  const shareCents = Math.floor(SIM_BET_LIMITS.marketLiabilityCentsMax / SHARDS)
+  const receipts: { shard: number; entry: AllowanceReceiptEntry }[] = []
+  auditor.ledger.onEntry((shard, seq, result, entry) => {
+    if (entry === null || entry.type === 'deposit' || entry.type === 'withdrawal') return
+    if (entry.type === 'settlement') return
+    const fold = auditor.ledger.fold(shard)
+    const held = fold.marketLiability(entry.gameId, entry.marketId)
+    const allowance = shareCents + fold.allowanceMoved(entry.gameId, entry.marketId)
+    if (held > allowance)
+      errors.push(
+        `shard ${shard} held ${held} cents of liability on ${entry.marketId} at ${seq}, past ${allowance}`,
+      )
+    if (entry.type === 'allowance-receipt' && result.status === 'applied') receipts.push({ shard, entry })
+  })
   await drive(
     world,
     (async () => {
@@ -157,6 +181,12 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
         await new Promise<void>((resolve) => world.timers('auditor').setTimeout(resolve, 20))
     })(),
   )
+  for (const { shard, entry } of receipts) {
+    const grant = auditor.ledger.fold(entry.fromShard).transfer('allowance-grant', entry.id)
+    if (grant?.type !== 'allowance-grant' || grant.toShard !== shard || grant.cents !== entry.cents)
+      errors.push(`receipt ${entry.id} on shard ${shard} has no matching grant on shard ${entry.fromShard}`)
+  }
+  stats.allowanceMoves = receipts.length
   const failures = [
     ...errors,
     ...shardsOf.strayReads(),
@@ -179,6 +209,8 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
   await auditor.replicas.close()
   stats.bets = placed.length
   stats.acknowledged = placed.filter((bet) => bet.reply?.ok === true).length
+  for (const code of ['MARKET_ALLOWANCE_MOVING', 'MARKET_LIABILITY_LIMIT'] as const)
+    stats[code] = placed.filter((bet) => bet.reply?.ok === false && bet.reply.error.code === code).length
   return { seed, failures, stats }
 }
 
@@ -275,6 +307,42 @@ function scheduleBettors(
 
 const emptyGame = BACKENDS.yjs.create().game
 
+/**
+ * A request from `from` to an API node serving `shard`, as NATS carries it in the world: to one up
+ * node of the shard's queue group, there and back after network delays, lost to a node that is cut
+ * off or paused on the way; no answer within the timeout rejects, and no node serving the shard
+ * rejects at once (no responders).
+ */
+function askBetweenNodes(world: World, apis: Map<string, ApiSim | null>, from: string): Ask {
+  const prng = world.prng
+  return (shard, request, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      let done = false
+      const finish = (settle: () => void) => {
+        if (done) return
+        done = true
+        cancel()
+        settle()
+      }
+      const cancel = world
+        .timers(from)
+        .setTimeout(() => finish(() => reject(new Error(`no answer in ${timeoutMs} ms`))), timeoutMs)
+      const serving = [...apis.values()].filter(
+        (api): api is ApiSim => api !== null && world.isUp(api.node) && api.ledger.serves(shard),
+      )
+      if (serving.length === 0) return finish(() => reject(new Error('no responders')))
+      const to = prng.pick(serving)
+      world.scheduler.after(prng.int(1, 5), () => {
+        if (!world.isUp(to.node)) return
+        void to.service.allowances.give(shard, request).then((reply) =>
+          world.scheduler.after(prng.int(1, 5), () => {
+            if (world.isUp(from)) finish(() => resolve(JSON.parse(JSON.stringify(reply))))
+          }),
+        )
+      })
+    })
+}
+
 interface FaultContext {
   readonly apis: Map<string, ApiSim | null>
   readonly traders: Map<string, TraderNode | null>
@@ -288,6 +356,7 @@ interface FaultContext {
   readonly errors: string[]
   /** The shards a node serves, and the hook that records what it reads (planShards). */
   readonly shardsOf: ReturnType<typeof planShards>
+  readonly ask: (node: string) => Ask
 }
 
 /** Cuts, pauses and restarts at random times during the match, all over before it ends. */
@@ -319,6 +388,7 @@ function scheduleFaults(world: World, context: FaultContext): void {
             node,
             SIM_BET_LIMITS,
             context.onFinal,
+            context.ask(node),
             context.shardsOf(node),
           ).then(
             (fresh) => apis.set(node, fresh),
