@@ -43,7 +43,7 @@ export const options = defineOptions({
     max: MARKET_LIABILITY_CENTS_MAX,
     env: 'API_MARKET_LIABILITY_CENTS_MAX',
     flag: '--market-liability-cents-max',
-    doc: 'what the book may lose on one market; each ledger shard enforces an equal share',
+    doc: 'what the book may lose on one market; each ledger shard starts with an equal share and takes more from the others when it runs out',
   },
   staleMsMax: {
     type: 'integer',
