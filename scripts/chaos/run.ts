@@ -485,7 +485,7 @@ async function injectHostileMix(stack: Stack, run: ScenarioRun): Promise<Fault> 
         attack: attack as AttackReport,
         limits: {
           userOpenStakeCentsMax: DEFAULT_BET_LIMITS.userOpenStakeCentsMax,
-          marketAllowanceCents: Math.floor(DEFAULT_BET_LIMITS.marketLiabilityCentsMax / SHARDS),
+          marketLiabilityCentsMax: DEFAULT_BET_LIMITS.marketLiabilityCentsMax,
           refusedPerUserPerMinuteMax: DEFAULT_BET_LIMITS.refusedPerUserPerMinuteMax,
         },
         attackMs,

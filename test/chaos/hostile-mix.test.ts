@@ -13,7 +13,7 @@ import { checkHostileMix, describeAttack, type HostileMixRun } from '../../scrip
 
 const LIMITS = {
   userOpenStakeCentsMax: 500_000,
-  marketAllowanceCents: 1_250_000,
+  marketLiabilityCentsMax: 10_000_000,
   refusedPerUserPerMinuteMax: 30,
 }
 const STAMP = '0001700000000.000000.api-1+++++++++++++++++++'
@@ -55,6 +55,22 @@ function apiState(
           openStakesCents: peaks.users ?? { 'mallory-race': 500_000 },
           marketLiabilityCents: peaks.markets ?? { 'match-1 p1-winner': 400_000 },
         },
+      },
+    },
+  }
+}
+
+/** A node serving two shards, each with its peak liability on one market. */
+function twoShards(first: number, second: number): NodeState {
+  const state = apiState({ markets: { 'match-1 p2-winner': first } })
+  const ledger = state.ledger as NonNullable<NodeState['ledger']>
+  return {
+    ...state,
+    ledger: {
+      ...ledger,
+      peaks: {
+        ...ledger.peaks,
+        '1': { openStakesCents: {}, marketLiabilityCents: { 'match-1 p2-winner': second } },
       },
     },
   }
@@ -146,6 +162,14 @@ t.test('a run in which the attacker achieved nothing passes, with its figures', 
   t.match(result.figures.join('\n'), /a bettor placed the same id before 1, after 0/)
 })
 
+t.test('a shard past its share passes, when the shards together stay within the limit', async (t) => {
+  const result = checkHostileMix(
+    run({ apiStates: [{ node: 'api-1', state: twoShards(8_000_000, 2_000_000) }] }),
+  )
+  t.same(result.problems, [])
+  t.match(result.figures.join('\n'), /match-1 p2-winner 10000000 of 10000000 cents/)
+})
+
 t.test('each thing the attacker must not achieve fails the run on its own', async (t) => {
   const failures: [string, Partial<HostileMixRun>, RegExp][] = [
     ['a rebuild', { rebuilds: { 'api-1': 1 } }, /restarted to rebuild: api-1 1/],
@@ -156,9 +180,14 @@ t.test('each thing the attacker must not achieve fails the run on its own', asyn
       /mallory-race held 600000 cents of open stakes/,
     ],
     [
-      "a market's liability past the shard's allowance",
-      { apiStates: [{ node: 'api-1', state: apiState({ markets: { 'match-1 p2-winner': 1_250_001 } }) }] },
-      /match-1 p2-winner held 1250001 cents of liability on shard 0/,
+      "a market's liability past its limit",
+      { apiStates: [{ node: 'api-1', state: apiState({ markets: { 'match-1 p2-winner': 10_000_001 } }) }] },
+      /match-1 p2-winner held up to 10000001 cents of liability over its shards/,
+    ],
+    [
+      "a market's liability past its limit over two shards",
+      { apiStates: [{ node: 'api-1', state: twoShards(6_000_000, 4_000_001) }] },
+      /match-1 p2-winner held up to 10000001 cents/,
     ],
     [
       'too few acknowledged',
