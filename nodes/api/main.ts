@@ -34,6 +34,16 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
       this.set(node.service.pendingFinal())
     },
   })
+  new Gauge({
+    name: 'api_allowance_moves',
+    help: 'market liability allowance moves this node asked other shards for since it started, by how they ended (moved, short: no shard had any to spare, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      for (const [result, count] of Object.entries(node.service.allowances.stats()))
+        this.set({ result }, count)
+    },
+  })
   return {
     readiness: () => caughtUpReadiness(node),
     close: () => node.close(),
