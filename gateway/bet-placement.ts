@@ -1,20 +1,25 @@
 /**
- * A placement in flight: the bet goes to the API nodes on `bets.place.<shard>` of the user's shard
- * (in a super-cluster, of the user's home region) with the user id from the token. The API node's reply is the provisional
- * verdict, or a refusal; no reply in time, or an append the ledger did not acknowledge, leaves the
- * bet open, as it may still stand. A refusal for reusing the id with another body names the bet
- * that stands, which stays open (bet-standing.ts).
+ * A placement in flight: the bet goes, with the user id from the token, to an API node serving the
+ * user's shard (in a super-cluster, of the user's home region): one the gateway knows from its
+ * announcements, by its own subject (api-directory.ts), or any, on the shard's queue subject
+ * `bets.place.<shard>`. If no answer comes within the hedge delay, the same bet, same id, goes to
+ * another known node, and the first answer is the one the user gets: the ledger stores a bet id
+ * once, and a node that finds the bet already stored answers with its verdict. The reply is the
+ * provisional verdict, or a refusal; no reply in time, or an append the ledger did not acknowledge,
+ * leaves the bet open, as it may still stand. A refusal for reusing the id with another body names
+ * the bet that stands, which stays open (bet-standing.ts).
  */
 
 import { type PlaceBetReply, termsOf } from '../protocol/bets.ts'
 import { PLACE_BASE } from '../protocol/subjects.ts'
+import type { ApiNodeRef } from './api-directory.ts'
 import { offer, provisionalFields, sendAll, track } from './bet-ordering.ts'
 import { RANK, type RelayState, type UserChannel } from './bet-relay-state.ts'
 import { passReused } from './bet-standing.ts'
 import type { BetFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
 export function placeBet(state: RelayState, channel: UserChannel, userId: string, frame: PlaceFrame): void {
-  const { limits, log } = state
+  const { limits, log, directory } = state
   const { type: _type, ref, betId, ...bet } = frame
   const answer = answersOf(state, channel, betId, ref)
   track(state, channel, betId, ref, termsOf(bet))
@@ -24,35 +29,86 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
   }
   state.inFlight++
   const request = JSON.stringify({ betId, userId, ...bet })
-  state.nc
-    .request(state.route(PLACE_BASE, userId), request, {
-      timeout: limits.placeTimeoutMs,
-    })
-    .then(
+  const queue = state.route(PLACE_BASE, userId)
+  /** The nodes tried, by their own subjects; the answers still awaited. */
+  const tried = new Set<string>()
+  let awaited = 0
+  let done = false
+  let unsure: string | null = null
+  let cancelHedge = () => {}
+
+  const finish = (pass: () => void) => {
+    if (done) return
+    done = true
+    state.inFlight--
+    cancelHedge()
+    pass()
+  }
+  // No answer, or an append the ledger did not acknowledge: the bet may still stand (a stream that
+  // lost its leader mid-append, say). With another attempt out, its answer is awaited instead.
+  const unanswered = (why: string) => {
+    unsure = why
+    if (awaited === 0) finish(() => answer.mayStand(unsure ?? why))
+  }
+
+  const attempt = (node: ApiNodeRef | null, hedge: boolean) => {
+    awaited++
+    if (node !== null) tried.add(node.direct)
+    const sentAtMs = state.now()
+    state.nc.request(node?.subject ?? queue, request, { timeout: limits.placeTimeoutMs }).then(
       (message) => {
-        state.inFlight--
+        awaited--
         const reply = message.json<PlaceBetReply>()
-        // Unacknowledged is not refused: the append may still be stored (a stream that lost its
-        // leader mid-append, say). Like a timeout, the bet is left open to its later statuses.
-        if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE')
-          return answer.mayStand(reply.error.message)
-        if (!reply.ok && reply.error.code === 'BET_ID_REUSED')
-          return passReused(state, channel, { betId, ref, message: reply.error.message }, reply.standing)
-        if (!reply.ok) return answer.refused(reply.error.code, reply.error.message)
-        answer.pass({
-          type: 'bet',
-          betId,
-          ...provisionalFields(reply),
-          atMs: Date.now(),
-          ...(ref ? { ref } : {}),
-        })
+        if (node !== null) directory.answered(node.direct, state.now() - sentAtMs)
+        if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') return unanswered(reply.error.message)
+        if (!done && hedge) state.stats.hedgesAnswered++
+        finish(() => pass(state, channel, answer, { betId, ref }, reply))
       },
       (error: unknown) => {
-        state.inFlight--
-        log.warn({ err: error, betId }, 'placement got no answer')
-        answer.mayStand(`no API node answered in time for bet ${betId}`)
+        awaited--
+        if (!done) log.warn({ err: error, betId, node: node?.node }, 'placement got no answer')
+        unanswered(`no API node answered in time for bet ${betId}`)
       },
     )
+  }
+
+  const first = directory.pick(queue, tried)
+  attempt(first, false)
+  // Past the hedge delay, the same bet goes to another node; the first answer of either is the one.
+  cancelHedge = state.timers.setTimeout(() => {
+    if (done) return
+    if (first !== null) directory.suspect(first.direct)
+    const other = directory.pick(queue, tried)
+    if (other === null) return
+    state.stats.hedged++
+    attempt(other, true)
+  }, directory.hedgeAfterMs())
+}
+
+/** Pass an API node's answer on to the user's sockets. */
+function pass(
+  state: RelayState,
+  channel: UserChannel,
+  answer: ReturnType<typeof answersOf>,
+  bet: { readonly betId: string; readonly ref: string | undefined },
+  reply: PlaceBetReply,
+): void {
+  const { betId, ref } = bet
+  if (!reply.ok && reply.error.code === 'BET_ID_REUSED') {
+    passReused(state, channel, { betId, ref, message: reply.error.message }, reply.standing)
+    return
+  }
+  if (!reply.ok) {
+    answer.refused(reply.error.code, reply.error.message)
+    return
+  }
+  answer.pass({
+    type: 'bet',
+    betId,
+    ...provisionalFields(reply),
+    atMs: Date.now(),
+    ...(ref ? { ref } : {}),
+  })
 }
 
 /** The ways a placement is answered, bound to its bet. */

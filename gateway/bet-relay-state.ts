@@ -6,8 +6,10 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import type { Timers } from '../nodes/fabric/timers.ts'
 import { BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
 import type { UserRouting } from '../protocol/subjects.ts'
+import type { ApiDirectory } from './api-directory.ts'
 import type { BetFrame, ErrorFrame } from './protocol.ts'
 
 export interface BetRelayLimits {
@@ -15,6 +17,8 @@ export interface BetRelayLimits {
   readonly placementsInFlightMax: number
   /** How long to wait for an API node's answer. */
   readonly placeTimeoutMs: number
+  /** The most a placement waits for one API node before it is hedged (api-directory.ts). */
+  readonly hedgeAfterMs: number
   /**
    * Bets tracked per user (placed here), settled ones too, so late duplicates stay suppressed; the
    * oldest is forgotten past this.
@@ -77,9 +81,13 @@ export interface RelayState {
   readonly route: UserRouting
   /** The clock lookups are scheduled by. Frames carry `Date.now()`: a client reads a wall time. */
   readonly now: () => number
+  /** Hedge delays and the recovery sweep run on these. */
+  readonly timers: Timers
+  /** The API nodes known from their announcements, and the hedge delay (api-directory.ts). */
+  readonly directory: ApiDirectory
   /** The users with a socket watching, or with a placement made through this relay. */
   readonly users: Map<string, UserChannel>
-  readonly stats: { lookups: number; recovered: number }
+  readonly stats: { lookups: number; recovered: number; hedged: number; hedgesAnswered: number }
   /** Placements awaiting an API node's answer. */
   inFlight: number
   lookupsInFlight: number

@@ -18,6 +18,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import type { Timers } from '../nodes/fabric/timers.ts'
 import { statusSubject, type UserRouting } from '../protocol/subjects.ts'
+import { type ApiDirectory, createApiDirectory } from './api-directory.ts'
 import { parseStatus, receive } from './bet-ordering.ts'
 import { placeBet } from './bet-placement.ts'
 import { startRecovery } from './bet-recovery.ts'
@@ -43,6 +44,9 @@ export interface BetRelay {
 export interface RelayStats {
   readonly lookups: number
   readonly recovered: number
+  /** Placements sent to a second API node after the hedge delay, and those the second answered. */
+  readonly hedged: number
+  readonly hedgesAnswered: number
 }
 
 /** The relay's sense of time: tests pass their own, and move it by hand. */
@@ -75,19 +79,23 @@ export function createBetRelay(
   log: Logger,
   route: UserRouting,
   clock: BetRelayClock = {},
+  directory: ApiDirectory = createApiDirectory({ hedgeAfterMsMax: limits.hedgeAfterMs, log }),
 ): BetRelay {
+  const timers = clock.timers ?? BACKGROUND_TIMERS
   const state: RelayState = {
     nc,
     limits,
     log,
     route,
     now: clock.now ?? Date.now,
+    timers,
+    directory,
     users: new Map(),
-    stats: { lookups: 0, recovered: 0 },
+    stats: { lookups: 0, recovered: 0, hedged: 0, hedgesAnswered: 0 },
     inFlight: 0,
     lookupsInFlight: 0,
   }
-  const stopRecovery = startRecovery(state, clock.timers ?? BACKGROUND_TIMERS)
+  const stopRecovery = startRecovery(state, timers)
   return {
     watch(userId, deliver) {
       const channel = channelFor(state, userId)

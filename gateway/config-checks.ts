@@ -49,3 +49,11 @@ export function gatewayConfigProblems(
     ]
   return []
 }
+
+/** The hedge must come before the placement gives up, or it never would. */
+export function hedgeProblems(config: Pick<GatewayConfig, 'hedgeAfterMs' | 'placeTimeoutMs'>): string[] {
+  if (config.hedgeAfterMs < config.placeTimeoutMs) return []
+  return [
+    `hedgeAfterMs (${options.hedgeAfterMs.flag}) ${config.hedgeAfterMs} must be below placeTimeoutMs (${options.placeTimeoutMs.flag}) ${config.placeTimeoutMs}`,
+  ]
+}

@@ -38,6 +38,7 @@ export interface GatewayLimits {
   readonly resumeDeltasMax: number
   readonly placementsInFlightMax: number
   readonly placeTimeoutMs: number
+  readonly hedgeAfterMs: number
   readonly trackedBetsPerUserMax: number
   readonly statusRecoverAfterMs: number
   readonly lookupsInFlightMax: number
@@ -69,6 +70,7 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   resumeDeltasMax: 1_024,
   placementsInFlightMax: 10_000,
   placeTimeoutMs: 5_000,
+  hedgeAfterMs: 250,
   trackedBetsPerUserMax: 1_000,
   statusRecoverAfterMs: 5_000,
   lookupsInFlightMax: 32,

@@ -10,7 +10,7 @@ import { caughtUpReadiness, commonOptions, divergenceOf, runNode } from '../node
 import { describeNode } from '../nodes/fabric/node-state.ts'
 import { createLogger } from '../nodes/fabric/ops-server.ts'
 import { createAuthenticator } from './auth.ts'
-import { gatewayConfigProblems, isLoopbackHost, isPlaceholderSecret } from './config-checks.ts'
+import { gatewayConfigProblems, hedgeProblems, isLoopbackHost, isPlaceholderSecret } from './config-checks.ts'
 import { startGatewayNode } from './gateway-node.ts'
 import { limitsOf, options } from './options.ts'
 
@@ -92,7 +92,7 @@ async function serve(): Promise<void> {
 /** The configuration, or the end of the process (exit code 1) with every problem, options together too. */
 function loadGatewayConfig() {
   const config = loadConfigOrExit({ ...commonOptions, ...options }, 'gateway')
-  const problems = gatewayConfigProblems(config)
+  const problems = [...gatewayConfigProblems(config), ...hedgeProblems(config)]
   if (problems.length === 0) return config
   process.stderr.write(`gateway: ${new ConfigError(problems).message}\n`)
   process.exit(1)

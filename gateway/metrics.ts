@@ -54,6 +54,16 @@ export function registerRelayMetrics(registry: Registry, relay: BetRelay): void 
       'bet statuses passed on from a lookup (lost on the way)',
       'recovered',
     ],
+    [
+      'gateway_placements_hedged_total',
+      'placements sent to a second API node after the hedge delay',
+      'hedged',
+    ],
+    [
+      'gateway_hedges_answered_total',
+      'hedged placements whose answer came from the second API node',
+      'hedgesAnswered',
+    ],
   ] as const
   for (const [name, help, key] of counters)
     new Counter({

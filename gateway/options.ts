@@ -255,6 +255,13 @@ export const options = defineOptions({
     100,
     60_000,
   ),
+  hedgeAfterMs: limit(
+    'hedge-after-ms',
+    D.hedgeAfterMs,
+    'the most a placement waits for one API node before the same bet also goes to another (the delay is twice the p99 of recent answers, at least 20 ms, at most this); below place-timeout-ms',
+    10,
+    60_000,
+  ),
   trackedBetsPerUserMax: limit(
     'tracked-bets-per-user-max',
     D.trackedBetsPerUserMax,

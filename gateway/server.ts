@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import type { UserRouting } from '../protocol/subjects.ts'
+import { watchApiNodes } from './api-directory.ts'
 import type { Authenticator } from './auth.ts'
 import { type BetRelay, createBetRelay } from './bets.ts'
 import { type DemoLogin, demoLogin } from './demo-login.ts'
@@ -75,7 +76,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const now = options.now ?? Date.now
   const metrics = createGatewayMetrics(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
-  const relay = createBetRelay(nc, limits, log, options.route)
+  const directory = watchApiNodes(nc, { hedgeAfterMsMax: limits.hedgeAfterMs, log })
+  const relay = createBetRelay(nc, limits, log, options.route, {}, directory)
   registerRelayMetrics(options.registry, relay)
   const sessions = createSessionTable(limits)
   const upgrades = createUpgradeLimits(limits)
@@ -115,6 +117,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       for (const session of sessions.all)
         sender.close(session, CLOSE.GOING_AWAY, 'the gateway is shutting down')
       relay.close()
+      directory.close()
       feeds.close()
       await app.close()
     },

@@ -7,6 +7,7 @@
  * |---|---|
  * | bets, deposits, status lookups (queue group `bets-api`) | `bets.place[.<region>].<shard>`, `admin.deposit[.<region>].<shard>`, `bets.lookup[.<region>].<shard>` |
  * | liability allowance between shards (queue group `bets-api`) | `allowance.grant[.<region>].<shard>` |
+ * | API nodes: announcements, and each node's own placement subject | `bets.nodes`, `bets.direct.<id>` |
  * | a user's bet statuses (final, settled) | `bets.status.<userId>` |
  * | settlement queries (queue group `bets-settlement`) | `bets.history[.<region>].<shard>.<userId>`, `bets.balance[.<region>].<shard>.<userId>`, `bets.exposure[.<region>].<shard>` (body `{ gameId, marketId }`) |
  * | CRDT updates (stream `FABRIC_<REGION>`) | `fabric.<region>.game.<gameId>` |
@@ -37,6 +38,14 @@ export const LOOKUP_BASE = 'bets.lookup'
  */
 export const ALLOWANCE_BASE = 'allowance.grant'
 export const QUEUE_GROUP = 'bets-api'
+/**
+ * API nodes announce themselves on `bets.nodes` (protocol/api-nodes.ts), each with a subject of
+ * its own, `bets.direct.<id>`, where it takes placements of every shard it serves: a gateway that
+ * got no answer from one node in time sends the bet, same id, to another (hedging).
+ */
+export const API_NODES_SUBJECT = 'bets.nodes'
+export const DIRECT_BASE = 'bets.direct'
+export const directSubject = (id: string) => `${DIRECT_BASE}.${id}`
 export const SETTLEMENT_QUEUE = 'bets-settlement'
 
 /**

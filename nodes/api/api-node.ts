@@ -8,11 +8,12 @@
  * before the shard.
  */
 
-import type { NatsConnection } from '@nats-io/transport-node'
+import type { Msg, NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Hlc } from '../../crdt/index.ts'
 import { parseLedgerEntry } from '../../ledger/index.ts'
 import { ALLOWANCE_REQUEST_BYTES_MAX, parseAllowanceRequest } from '../../protocol/allowance.ts'
+import { ANNOUNCE_MS, newDirectId } from '../../protocol/api-nodes.ts'
 import {
   apiError,
   LOOKUP_BYTES_MAX,
@@ -22,7 +23,9 @@ import {
 } from '../../protocol/bets.ts'
 import {
   ALLOWANCE_BASE,
+  API_NODES_SUBJECT,
   DEPOSIT_BASE,
+  directSubject,
   LOOKUP_BASE,
   PLACE_BASE,
   QUEUE_GROUP,
@@ -113,33 +116,41 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
         })
       ).json(),
   })
-  // A queue group per served shard: each request goes to one API node serving the user's shard,
-  // and nodes come and go freely.
-  const endpoints = ledger.served.map((shard) =>
-    nc.subscribe(shardSubject(PLACE_BASE, shard, routed), {
-      queue: QUEUE_GROUP,
-      callback: (error, message) => {
-        if (error) {
-          log.error({ err: error }, 'bet endpoint failed')
-          return
-        }
-        service.place(message.data).then(
-          (reply) => message.respond(JSON.stringify(reply)),
-          (failure) => {
-            log.error({ err: failure }, 'placing a bet failed unexpectedly')
-            message.respond(
-              JSON.stringify(
-                apiError(
-                  'INTERNAL',
-                  'the node failed to place the bet; it may stand: retry with the same bet id',
-                ),
-              ),
-            )
-          },
+  const placements = (error: Error | null, message: Msg) => {
+    if (error) {
+      log.error({ err: error }, 'bet endpoint failed')
+      return
+    }
+    service.place(message.data).then(
+      (reply) => message.respond(JSON.stringify(reply)),
+      (failure) => {
+        log.error({ err: failure }, 'placing a bet failed unexpectedly')
+        message.respond(
+          JSON.stringify(
+            apiError(
+              'INTERNAL',
+              'the node failed to place the bet; it may stand: retry with the same bet id',
+            ),
+          ),
         )
       },
-    }),
+    )
+  }
+  // A queue group per served shard: each request goes to one API node serving the user's shard,
+  // and nodes come and go freely.
+  const queues = ledger.served.map((shard) => shardSubject(PLACE_BASE, shard, routed))
+  const endpoints = queues.map((subject) =>
+    nc.subscribe(subject, { queue: QUEUE_GROUP, callback: placements }),
   )
+  // And a subject of its own, which a gateway hedging a placement addresses (protocol/api-nodes.ts).
+  const direct = newDirectId()
+  endpoints.push(nc.subscribe(directSubject(direct), { callback: placements }))
+  const ready = () => replicas.caughtUp() && ledger.caughtUp() && replicas.clock.unsafe() === null
+  const announcement = JSON.stringify({ node: options.node, direct, subjects: queues })
+  const announcing = setInterval(() => {
+    if (ready() && !nc.isClosed()) nc.publish(API_NODES_SUBJECT, announcement)
+  }, ANNOUNCE_MS)
+  announcing.unref()
   const admin = ledger.served.map((shard) =>
     serveDeposits(nc, ledger, log, shardSubject(DEPOSIT_BASE, shard, routed), misrouted),
   )
@@ -175,8 +186,9 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     replicas,
     ledger,
     hlc,
-    ready: () => replicas.caughtUp() && ledger.caughtUp() && replicas.clock.unsafe() === null,
+    ready,
     async close() {
+      clearInterval(announcing)
       await Promise.all(
         [...endpoints, ...admin, ...lookups, ...grants].map((subscription) => subscription.drain()),
       )

@@ -4,17 +4,27 @@
 // statuses lost on the way are looked up, less and less often: there the relay's clock and sweep
 // timer are the test's, moved by hand, so the times it asks at are exact and nothing sleeps. And a
 // placement refused for reusing a bet id with another body is told which bet stands, whose
-// statuses still come.
+// statuses still come. And hedging: with one of two announced API nodes silent (paused), every bet
+// is answered by the other after the hedge delay, once; a first answer that comes after all, late,
+// is not passed on again; and the silent node is tried last while it is a suspect.
 
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Msg, NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
+import { createApiDirectory } from '../../gateway/api-directory.ts'
 import { createBetRelay, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
 import { type BetFrame, type ErrorFrame, isServerFrame, type PlaceFrame } from '../../gateway/protocol.ts'
 import type { Timers } from '../../nodes/fabric/timers.ts'
+import { newDirectId } from '../../protocol/api-nodes.ts'
 import { termsOf } from '../../protocol/bets.ts'
-import { lookupSubject, placeSubject, statusSubject, userRouting } from '../../protocol/subjects.ts'
+import {
+  directSubject,
+  lookupSubject,
+  placeSubject,
+  statusSubject,
+  userRouting,
+} from '../../protocol/subjects.ts'
 import { startNatsCluster } from '../../scripts/nats-cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -44,6 +54,7 @@ const verdict = { accepted: true, reason: null, odds: 1_500, gameClockMs: 10 }
 const LIMITS = {
   placementsInFlightMax: 10,
   placeTimeoutMs: 500,
+  hedgeAfterMs: 100,
   trackedBetsPerUserMax: 100,
   statusRecoverAfterMs: 200,
   lookupsInFlightMax: 4,
@@ -165,15 +176,26 @@ t.test('statuses in order and once each, however they arrive', async (t) => {
 })
 
 /**
- * A clock the test moves by hand: the relay's `now()` and its interval timers. Moving it fires each
- * interval as many times as it falls due, at the time it falls due.
+ * A clock the test moves by hand: the relay's `now()` and its timers. Moving it fires each interval
+ * as many times as it falls due, and each timeout once, at the time it falls due.
  */
 function manualClock() {
   let nowMs = 0
   const intervals = new Set<{ fn: () => void; everyMs: number; nextMs: number }>()
   const timers: Timers = {
-    setTimeout() {
-      throw new Error('the relay only repeats')
+    setTimeout(fn, ms) {
+      const timeout = {
+        fn: () => {
+          intervals.delete(timeout)
+          fn()
+        },
+        everyMs: Number.POSITIVE_INFINITY,
+        nextMs: nowMs + ms,
+      }
+      intervals.add(timeout)
+      return () => {
+        intervals.delete(timeout)
+      }
     },
     setInterval(fn, everyMs) {
       const interval = { fn, everyMs, nextMs: nowMs + everyMs }
@@ -437,3 +459,78 @@ t.test(
 function markerStatus(betId: string) {
   return { betId, status: 'settled', outcome: 'void', payoutCents: 0, balanceCents: 0 }
 }
+
+/**
+ * Two API nodes announced to a relay's directory, each answering on its own subject after
+ * `delayMs` (a node with no delay set never answers: it is paused); what each was asked, by bet id.
+ */
+async function hedgedRelay(t: Test, delays: Record<'a' | 'b', number | null>) {
+  const { api, gateway } = await twoConnections(t)
+  const asked: Record<'a' | 'b', string[]> = { a: [], b: [] }
+  const directory = createApiDirectory({
+    hedgeAfterMsMax: LIMITS.hedgeAfterMs,
+    log: pino({ level: 'silent' }),
+  })
+  for (const node of ['a', 'b'] as const) {
+    const direct = newDirectId()
+    directory.announce({ node: `api-${node}`, direct, subjects: [PLACE_ALICE] })
+    api.subscribe(directSubject(direct), {
+      callback: (_error, message) => {
+        const { betId } = message.json<{ betId: string }>()
+        asked[node].push(betId)
+        const delayMs = delays[node]
+        if (delayMs === null) return
+        setTimeout(() => message.respond(JSON.stringify(provisional(betId))), delayMs)
+      },
+    })
+  }
+  await api.flush()
+  const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), route, {}, directory)
+  t.teardown(() => relay.close())
+  const seen: (BetFrame | ErrorFrame)[] = []
+  t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
+  return { relay, seen, asked, directory }
+}
+
+t.test('a paused API node costs each bet one hedge delay: the other node answers, once', async (t) => {
+  const { relay, seen, asked } = await hedgedRelay(t, { a: null, b: 5 })
+  const bets = Array.from({ length: 6 }, (_, i) => `hedged-${i}`)
+  const sentAt = Date.now()
+  for (const betId of bets) relay.place('alice', place(betId))
+  await waitFor('every bet answered', () =>
+    bets.every((betId) => seen.some((f) => f.type === 'bet' && f.betId === betId)),
+  )
+  const tookMs = Date.now() - sentAt
+  for (const betId of bets)
+    t.same(
+      seen
+        .filter((f) => 'betId' in f && f.betId === betId)
+        .map((f) => (f.type === 'bet' ? f.status : f.type)),
+      ['provisional'],
+      `${betId}: one answer, provisional`,
+    )
+  t.ok(tookMs < LIMITS.placeTimeoutMs, `all answered in ${tookMs} ms, before the placement timeout`)
+  t.same(asked.b.sort(), [...bets].sort(), 'node b answered every bet')
+  t.ok(
+    asked.a.length >= 1 && asked.a.length < bets.length,
+    `the paused node was sent ${asked.a.length}: a suspect is tried last`,
+  )
+  t.equal(relay.stats().hedged, asked.a.length, 'each bet sent to it was hedged')
+  t.equal(relay.stats().hedgesAnswered, asked.a.length)
+})
+
+t.test('a first answer that comes after the hedge was sent is the one, and passed on once', async (t) => {
+  // Node a answers after 150 ms, past the hedge delay of 100 ms; node b after 400 ms.
+  const { relay, seen, asked } = await hedgedRelay(t, { a: 150, b: 400 })
+  relay.place('alice', place('late-first'))
+  await waitFor('both nodes were asked', () => asked.a.length + asked.b.length === 2)
+  await waitFor('an answer', () => seen.some((f) => f.type === 'bet'))
+  await delay(500)
+  t.same(
+    seen.map((f) => (f.type === 'bet' ? f.status : f.type)),
+    ['provisional'],
+    'one answer, though both nodes answered',
+  )
+  t.equal(relay.stats().hedged, 1)
+  t.equal(relay.stats().hedgesAnswered, 0, 'the first node’s answer won')
+})
