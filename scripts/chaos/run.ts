@@ -41,6 +41,7 @@ import {
 import { stopProcesses } from '../node-process.ts'
 import { ATTACKER_DEPOSITS, type AttackReport, startAttacker } from './attacker.ts'
 import { check } from './checker.ts'
+import { describeFigures, faultFigures } from './figures.ts'
 import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
 import { HOSTILE_USER, startHostileClient } from './hostile-client.ts'
 import { checkHostileMix, describeAttack } from './hostile-mix.ts'
@@ -99,9 +100,9 @@ const PROFILES: Readonly<Record<string, Profile>> = {
   short: {
     bettors: 12,
     meanPauseMs: 300,
-    beforeFaultMs: 3_000,
+    beforeFaultMs: 2_000,
     faultMs: 5_000,
-    afterFaultMs: 3_000,
+    afterFaultMs: 2_000,
     timeScale: 2,
   },
   soak: {
@@ -1152,9 +1153,16 @@ async function runScenario(
     }
     console.log(`availability while faulted, by gateway region: ${availability.whileFaulted}`)
     if (multiRegion) console.log(`availability over the run, by gateway region: ${availability.wholeRun}`)
+    const figures = faultFigures(history, { faultAtMs, healedAtMs, answerTimeoutMs: ANSWER_TIMEOUT_MS })
+    console.log(describeFigures(figures))
     mkdirSync(reportDir, { recursive: true })
     const measured = {
       faultMs: healedAtMs - faultAtMs,
+      acceptanceRatio: figures.acceptanceRatio,
+      notBookedWhileFaulted: figures.notBooked,
+      firstAnswerP99Ms: figures.firstAnswerP99Ms,
+      firstAnswerMaxMs: figures.firstAnswerMaxMs,
+      finalsAfterHealP99Ms: figures.finalsAfterHealP99Ms,
       convergedAfterHealMs: convergedMs,
       availability,
       consumersReplaced: takeover.consumers,
