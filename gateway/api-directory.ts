@@ -2,7 +2,7 @@
  * The API nodes a gateway knows of, from their announcements on `bets.nodes` (protocol/api-nodes.ts),
  * by the queue subject of the placements they serve; which of them lately let a placement wait past
  * the hedge delay (suspects, tried last); and the hedge delay itself, twice the p99 of recent
- * answers, within a floor and the configured most (`--hedge-after-ms`).
+ * answers, within a floor and the configured most (`--hedge-after-ms`; nodes/fabric/hedge-delay.ts).
  *
  * A placement goes to a node of the user's shard picked here in turn, and if that node has not
  * answered within the hedge delay, the same bet (same id: the ledger stores it once, and the
@@ -13,6 +13,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { createHedgeDelay } from '../nodes/fabric/hedge-delay.ts'
 import { ANNOUNCED_FOR_MS, parseAnnouncement } from '../protocol/api-nodes.ts'
 import { API_NODES_SUBJECT, directSubject } from '../protocol/subjects.ts'
 
@@ -20,11 +21,6 @@ import { API_NODES_SUBJECT, directSubject } from '../protocol/subjects.ts'
 export const DIRECTORY_NODES_MAX = 1_000
 /** How long a node that missed a hedge delay is tried last, unless it answers meanwhile. */
 export const SUSPECT_MS = 5_000
-/** Answers whose latency sets the hedge delay, and how many are needed before it is trusted. */
-export const LATENCY_SAMPLES = 512
-export const LATENCY_SAMPLES_MIN = 64
-/** The least hedge delay, however fast the answers: below it a hedge would double the load. */
-export const HEDGE_FLOOR_MS = 20
 
 export interface ApiNodeRef {
   readonly node: string
@@ -67,9 +63,7 @@ export function createApiDirectory(options: ApiDirectoryOptions): ApiDirectory &
   const known = new Map<string, Known>()
   const suspects = new Map<string, number>()
   const turns = new Map<string, number>()
-  const latencies: number[] = []
-  let next = 0
-  let hedgeAfter = options.hedgeAfterMsMax
+  const hedge = createHedgeDelay(options.hedgeAfterMsMax)
   const fresh = (entry: Known) => now() - entry.seenAtMs <= ANNOUNCED_FOR_MS
 
   function prune(): void {
@@ -114,16 +108,9 @@ export function createApiDirectory(options: ApiDirectoryOptions): ApiDirectory &
     },
     answered(direct, latencyMs) {
       suspects.delete(direct)
-      latencies[next] = latencyMs
-      next = (next + 1) % LATENCY_SAMPLES
-      // The p99 of the last answers, recomputed every LATENCY_SAMPLES_MIN of them.
-      if (latencies.length >= LATENCY_SAMPLES_MIN && next % LATENCY_SAMPLES_MIN === 0) {
-        const sorted = [...latencies].sort((a, b) => a - b)
-        const p99 = sorted[Math.floor(sorted.length * 0.99)] ?? options.hedgeAfterMsMax
-        hedgeAfter = Math.min(options.hedgeAfterMsMax, Math.max(HEDGE_FLOOR_MS, Math.ceil(2 * p99)))
-      }
+      hedge.observe(latencyMs)
     },
-    hedgeAfterMs: () => hedgeAfter,
+    hedgeAfterMs: () => hedge.delayMs(),
     size() {
       prune()
       return known.size

@@ -35,6 +35,7 @@ import {
 import { APPEND_TIMEOUT_MS, createNodeLedger, type LedgerSync } from '../fabric/ledger-sync.ts'
 import { homeRegionOf, natsFabricTransport, routedRegion } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import type { AppendHedge, HedgeStats } from '../fabric/transport.ts'
 import type { BetLimits } from './bet-limits.ts'
 import { type LookupSources, lookupStatuses } from './bet-lookup.ts'
 import { type BetService, createBetService } from './bet-service.ts'
@@ -56,10 +57,14 @@ export interface ApiNodeOptions {
   readonly regions?: readonly string[]
   /** The node's clock source (wall ms): its stamps and staleness checks read it. */
   readonly clock?: () => number
+  /** A second connection for hedged ledger appends (nodes/fabric/transport.ts); none by default. */
+  readonly appendHedge?: AppendHedge
 }
 
 export interface ApiNode {
   readonly service: BetService
+  /** Ledger appends sent through the second connection too, and those it acknowledged first. */
+  hedgeStats(): HedgeStats
   readonly replicas: ReplicaSync
   readonly ledger: LedgerSync
   readonly hlc: Hlc
@@ -72,7 +77,13 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   const hlc =
     options.hlc ?? createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
-  const transport = await natsFabricTransport(nc, region, options.regions, options.shards)
+  const transport = await natsFabricTransport(
+    nc,
+    region,
+    options.regions,
+    options.shards,
+    options.appendHedge,
+  )
   const replicas = await createReplicaSync({
     transport,
     region,
@@ -183,6 +194,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
   )
   return {
     service,
+    hedgeStats: () => transport.hedgeStats(),
     replicas,
     ledger,
     hlc,

@@ -6,8 +6,10 @@ import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
 
-await runNode('api', options, async ({ config, nc, log, registry, backend, clock }) => {
+await runNode('api', options, async ({ config, nc, log, registry, backend, clock, secondConnection }) => {
+  const second = await secondConnection()
   const node = await startApiNode({
+    ...(second ? { appendHedge: { nc: second, maxMs: config.appendHedgeMs } } : {}),
     nc,
     region: config.region,
     regions: config.regions,
@@ -42,6 +44,17 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     collect() {
       for (const [result, count] of Object.entries(node.service.allowances.stats()))
         this.set({ result }, count)
+    },
+  })
+  new Gauge({
+    name: 'api_ledger_appends_hedged',
+    help: 'ledger appends sent again through the second connection since start (hedged), and those it acknowledged first (answered)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const { hedged, answered } = node.hedgeStats()
+      this.set({ kind: 'hedged' }, hedged)
+      this.set({ kind: 'answered' }, answered)
     },
   })
   return {

@@ -13,6 +13,7 @@ import { DEFAULT_SHARDS, parseShardSet, SHARD_SET_ITEM_SOURCE, SHARDS_MAX } from
 import type { ClockGuard } from './clock-guard.ts'
 import { DEFAULT_PROBE_INTERVAL_MS, startClockProbe } from './clock-probe.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
+import { APPEND_TIMEOUT_MS } from './ledger-sync.ts'
 import {
   createLogger,
   createMetricsRegistry,
@@ -131,6 +132,15 @@ export const commonOptions = defineOptions({
     flag: '--quorum-check-ms',
     doc: 'how often to check that the connected server reaches JetStream (0: never; see quorum-watch.ts)',
   },
+  appendHedgeMs: {
+    type: 'integer',
+    default: 250,
+    min: 0,
+    max: APPEND_TIMEOUT_MS - 1,
+    env: 'FABRIC_APPEND_HEDGE_MS',
+    flag: '--append-hedge-ms',
+    doc: 'the most an API node waits for a ledger append to be acknowledged before it sends it again, same id, through a second connection to another server (twice the p99 of recent acknowledgements, at least 20 ms; 0: no second connection; see transport.ts)',
+  },
   quorumLostMs: {
     type: 'integer',
     default: 4_000,
@@ -178,6 +188,11 @@ export interface NodeContext<C> {
   readonly backend: Backend
   /** The node's clock source, wall ms: the machine's, shifted by --clock-skew-ms. */
   readonly clock: () => number
+  /**
+   * A second connection, to another server than `nc`'s, for hedged appends (transport.ts), made
+   * at the first call; null with one server, or with --append-hedge-ms 0.
+   */
+  secondConnection(): Promise<NatsConnection | null>
 }
 
 export interface RunningNode {
@@ -219,6 +234,22 @@ export async function runNode<S extends OptionsSchema>(
           log,
         })
       : null
+  let second: NatsConnection | null = null
+  const secondConnection = async () => {
+    if (config.appendHedgeMs === 0 || config.natsServers.length < 2) return null
+    // The other servers first, in their order, so that it starts on another server than `nc`.
+    const current = nc.getServer()
+    const others = config.natsServers.filter((server) => !server.endsWith(current))
+    second ??= await connect({
+      servers: [...others, ...config.natsServers.filter((server) => !others.includes(server))],
+      noRandomize: true,
+      name: `${name}:${config.nodeId}:second`,
+      maxReconnectAttempts: -1,
+      noAsyncTraces: true,
+      reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+    })
+    return second
+  }
   const skewMs = config.clockSkewMs
   if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
   const clock = skewMs === 0 ? Date.now : () => Date.now() + skewMs
@@ -229,6 +260,7 @@ export async function runNode<S extends OptionsSchema>(
     registry,
     backend: BACKENDS[config.backend as BackendName],
     clock,
+    secondConnection,
   })
   const prefix = name.replaceAll('-', '_')
   const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })
@@ -257,6 +289,7 @@ export async function runNode<S extends OptionsSchema>(
     clockWatch?.stop()
     await node.close()
     await nc.drain()
+    await second?.drain()
     await ops.close()
     clearTimeout(deadline)
     process.exit(0)

@@ -87,7 +87,7 @@ import {
   type StreamLimits,
   snapshotBucketOptions,
 } from './streams.ts'
-import { type FabricTransport, natsTransport } from './transport.ts'
+import { type AppendHedge, type FabricTransport, natsTransport } from './transport.ts'
 
 /**
  * Every region's merged stream reserves room for every region's updates on each of its servers:
@@ -294,9 +294,10 @@ export async function natsFabricTransport(
   region: string,
   regions: readonly string[] | undefined,
   shards = 0,
-): Promise<FabricTransport> {
+  hedge?: AppendHedge,
+): Promise<ReturnType<typeof natsTransport>> {
   const { snapshots } = await ensureFabricFor(nc, region, regions, shards)
-  return natsTransport(nc, snapshots)
+  return natsTransport(nc, snapshots, hedge)
 }
 
 /** The region's ledger over NATS, its streams made sure of first (see joinFabric). */

@@ -12,10 +12,11 @@
  * - The snapshot store: a key-value bucket, last write wins.
  */
 
-import { jetstream } from '@nats-io/jetstream'
+import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { createHedgeDelay, type HedgeDelay } from './hedge-delay.ts'
 import { followStream, type StreamFollower, type StreamMessage } from './stream-follower.ts'
 
 export type { StreamFollower, StreamMessage }
@@ -58,9 +59,35 @@ export interface FabricTransport {
   readonly snapshots: SnapshotStore
 }
 
+/**
+ * Hedged appends: an append not acknowledged within the hedge delay (hedge-delay.ts, at most
+ * `maxMs`), or failed before it, is sent again, same message id, through a second connection to
+ * another server of the region; the first acknowledgement is the append's. The stream stores a
+ * message id once within its duplicate window and answers a repeat with the original sequence, so
+ * a hedge never stores twice. One nats.js connection talks to one server at a time: a server cut
+ * off from the others, or paused, stalls every append through it until the connection moves.
+ */
+export interface AppendHedge {
+  readonly nc: NatsConnection
+  readonly maxMs: number
+}
+
+export interface HedgeStats {
+  /** Appends sent through the second connection too, and those it acknowledged first. */
+  readonly hedged: number
+  readonly answered: number
+}
+
 /** The transport over a NATS connection and the region's snapshot bucket. */
-export function natsTransport(nc: NatsConnection, snapshots: KV): FabricTransport {
+export function natsTransport(
+  nc: NatsConnection,
+  snapshots: KV,
+  hedge?: AppendHedge,
+): FabricTransport & { hedgeStats(): HedgeStats } {
   const js = jetstream(nc)
+  const second = hedge ? jetstream(hedge.nc) : null
+  const delay = createHedgeDelay(hedge?.maxMs ?? 0)
+  const stats = { hedged: 0, answered: 0 }
   return {
     async append(subject, data, options) {
       let headers: ReturnType<typeof natsHeaders> | undefined
@@ -68,13 +95,20 @@ export function natsTransport(nc: NatsConnection, snapshots: KV): FabricTranspor
         headers ??= natsHeaders()
         headers.set(name, value)
       }
-      const ack = await js.publish(subject, data, {
-        msgID: options.msgId,
-        ...(headers ? { headers } : {}),
-        ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-      })
+      const publish = (through: typeof js) =>
+        through.publish(subject, data, {
+          msgID: options.msgId,
+          ...(headers ? { headers } : {}),
+          ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+        })
+      if (second === null) {
+        const ack = await publish(js)
+        return { seq: ack.seq, duplicate: ack.duplicate }
+      }
+      const ack = await hedged(publish, js, second, delay, stats)
       return { seq: ack.seq, duplicate: ack.duplicate }
     },
+    hedgeStats: () => ({ ...stats }),
     follow: (request) => followStream({ js, ...request }),
     publish: (subject, data) => nc.publish(subject, data),
     subscribe(subject, onMessage) {
@@ -92,4 +126,51 @@ export function natsTransport(nc: NatsConnection, snapshots: KV): FabricTranspor
       },
     },
   }
+}
+
+/** The first acknowledgement of the append through `first`, or, past the hedge delay, `second`. */
+function hedged<Ack>(
+  publish: (through: JetStreamClient) => Promise<Ack>,
+  first: JetStreamClient,
+  second: JetStreamClient,
+  delay: HedgeDelay,
+  stats: { hedged: number; answered: number },
+): Promise<Ack> {
+  return new Promise((resolve, reject) => {
+    const sentAtMs = Date.now()
+    let settled = false
+    let out = 1
+    let lastError: unknown = null
+    const send = (through: JetStreamClient, isHedge: boolean) =>
+      publish(through).then(
+        (ack) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          if (isHedge) stats.answered++
+          else delay.observe(Date.now() - sentAtMs)
+          resolve(ack)
+        },
+        (error: unknown) => {
+          lastError = error
+          out--
+          if (!isHedge && !hedging) sendHedge()
+          else if (out === 0 && !settled) {
+            settled = true
+            reject(lastError)
+          }
+        },
+      )
+    let hedging = false
+    const sendHedge = () => {
+      if (hedging || settled) return
+      hedging = true
+      clearTimeout(timer)
+      stats.hedged++
+      out++
+      void send(second, true)
+    }
+    const timer = setTimeout(sendHedge, delay.delayMs())
+    void send(first, false)
+  })
 }
