@@ -87,7 +87,7 @@ import {
   type StreamLimits,
   snapshotBucketOptions,
 } from './streams.ts'
-import { type AppendHedge, type FabricTransport, natsTransport } from './transport.ts'
+import { type AppendHedge, natsTransport } from './transport.ts'
 
 /**
  * Every region's merged stream reserves room for every region's updates on each of its servers:
