@@ -9,7 +9,21 @@ import { options } from './options.ts'
 await runNode('api', options, async ({ config, nc, log, registry, backend, clock, secondConnection }) => {
   const second = await secondConnection()
   const node = await startApiNode({
-    ...(second ? { appendHedge: { nc: second, maxMs: config.appendHedgeMs } } : {}),
+    ...(second
+      ? {
+          appendHedge: {
+            nc: second,
+            maxMs: config.appendHedgeMs,
+            onStalled() {
+              log.warn(
+                { server: nc.info?.server_name },
+                'ledger appends through this server go unacknowledged while another server acknowledges them; reconnecting to another',
+              )
+              void nc.reconnect()
+            },
+          },
+        }
+      : {}),
     nc,
     region: config.region,
     regions: config.regions,

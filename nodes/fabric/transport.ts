@@ -70,12 +70,24 @@ export interface FabricTransport {
 export interface AppendHedge {
   readonly nc: NatsConnection
   readonly maxMs: number
+  /**
+   * The first connection's server acknowledged none of the last STALLED_AFTER appends that the
+   * second connection's did: that server, not the stream, is the trouble, so the node moves off it
+   * at once (at most once per STALL_MOVE_MIN_MS) rather than wait for its quorum check.
+   */
+  readonly onStalled?: () => void
 }
+
+/** Appends in a row acknowledged through the second connection first that mark the first stalled. */
+export const STALLED_AFTER = 3
+export const STALL_MOVE_MIN_MS = 2_000
 
 export interface HedgeStats {
   /** Appends sent through the second connection too, and those it acknowledged first. */
   readonly hedged: number
   readonly answered: number
+  /** Times the first connection was found stalled (AppendHedge.onStalled). */
+  readonly stalls: number
 }
 
 /** The transport over a NATS connection and the region's snapshot bucket. */
@@ -87,7 +99,17 @@ export function natsTransport(
   const js = jetstream(nc)
   const second = hedge ? jetstream(hedge.nc) : null
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
-  const stats = { hedged: 0, answered: 0 }
+  const stats = { hedged: 0, answered: 0, stalls: 0 }
+  let inARow = 0
+  let movedAtMs = 0
+  const answeredBy = (isHedge: boolean) => {
+    inARow = isHedge ? inARow + 1 : 0
+    if (inARow < STALLED_AFTER || Date.now() - movedAtMs < STALL_MOVE_MIN_MS) return
+    inARow = 0
+    movedAtMs = Date.now()
+    stats.stalls++
+    hedge?.onStalled?.()
+  }
   return {
     async append(subject, data, options) {
       let headers: ReturnType<typeof natsHeaders> | undefined
@@ -105,7 +127,7 @@ export function natsTransport(
         const ack = await publish(js)
         return { seq: ack.seq, duplicate: ack.duplicate }
       }
-      const ack = await hedged(publish, js, second, delay, stats)
+      const ack = await hedged(publish, js, second, delay, stats, answeredBy)
       return { seq: ack.seq, duplicate: ack.duplicate }
     },
     hedgeStats: () => ({ ...stats }),
@@ -135,6 +157,7 @@ function hedged<Ack>(
   second: JetStreamClient,
   delay: HedgeDelay,
   stats: { hedged: number; answered: number },
+  answeredBy: (isHedge: boolean) => void,
 ): Promise<Ack> {
   return new Promise((resolve, reject) => {
     const sentAtMs = Date.now()
@@ -149,6 +172,7 @@ function hedged<Ack>(
           clearTimeout(timer)
           if (isHedge) stats.answered++
           else delay.observe(Date.now() - sentAtMs)
+          answeredBy(isHedge)
           resolve(ack)
         },
         (error: unknown) => {

@@ -1,7 +1,8 @@
 // Proves hedged appends (nodes/fabric/transport.ts) on a real 3-server cluster: a node whose
 // connection's server is SIGSTOPped (not the stream's leader) still gets every append
 // acknowledged, through its second connection to another server, each within a few hedge delays
-// instead of the append timeout; and once the paused server wakes and passes on the first attempts
+// instead of the append timeout, and the node is told after three in a row to move off that
+// server; and once the paused server wakes and passes on the first attempts
 // it held, the stream holds each message once.
 
 import { jetstreamManager } from '@nats-io/jetstream'
@@ -39,9 +40,13 @@ t.test(
       await primary.close()
       await second.close()
     })
+    let stalledAt: number | null = null
     const transport = await natsFabricTransport(primary, REGION, undefined, 1, {
       nc: second,
       maxMs: HEDGE_MAX_MS,
+      onStalled: () => {
+        stalledAt ??= transport.hedgeStats().answered
+      },
     })
     const append = (i: number) =>
       transport.append(names.ledgerSubject(REGION, 0, 'u1'), JSON.stringify({ i }), {
@@ -67,6 +72,7 @@ t.test(
       Math.max(...slowest) < 1_000,
       `the slowest took ${Math.max(...slowest)} ms, under the 2 s append timeout`,
     )
+    t.equal(stalledAt, 3, 'the first connection was found stalled after three appends in a row')
 
     process.kill(own.pid as number, 'SIGCONT')
     // The paused server now passes on the first attempts it held: each is a duplicate of its hedge.
