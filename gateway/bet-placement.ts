@@ -35,6 +35,8 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
   let awaited = 0
   let done = false
   let unsure: string | null = null
+  /** A refusal that placed nothing, held while another attempt may still place the bet. */
+  let held: PlaceBetReply | null = null
   let cancelHedge = () => {}
 
   const finish = (pass: () => void) => {
@@ -44,11 +46,18 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
     cancelHedge()
     pass()
   }
-  // No answer, or an append the ledger did not acknowledge: the bet may still stand (a stream that
-  // lost its leader mid-append, say). With another attempt out, its answer is awaited instead.
+  // With every attempt answered and none booked the bet: no answer, or an append the ledger did not
+  // acknowledge, leaves the bet open, as it may still stand (a stream that lost its leader
+  // mid-append, say); else the refusal held.
+  const lastAnswered = () => {
+    if (awaited > 0) return
+    const refusal = held
+    if (unsure !== null || refusal === null) finish(() => answer.mayStand(unsure ?? 'no answer'))
+    else finish(() => pass(state, channel, answer, { betId, ref }, refusal))
+  }
   const unanswered = (why: string) => {
     unsure = why
-    if (awaited === 0) finish(() => answer.mayStand(unsure ?? why))
+    lastAnswered()
   }
 
   const attempt = (node: ApiNodeRef | null, hedge: boolean) => {
@@ -61,6 +70,15 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
         const reply = message.json<PlaceBetReply>()
         if (node !== null) directory.answered(node.direct, state.now() - sentAtMs)
         if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') return unanswered(reply.error.message)
+        // A refusal by one node placed nothing there, but the other attempt may yet place the bet
+        // (a refusal for CLOCK_DRIFT from one node while the other books it): it waits for that.
+        // A reused id is the ledger's own answer, final whatever the other says.
+        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED' && awaited > 0) {
+          held ??= reply
+          return
+        }
+        if (!reply.ok && awaited === 0 && held === null) held = reply
+        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') return lastAnswered()
         if (!done && hedge) state.stats.hedgesAnswered++
         finish(() => pass(state, channel, answer, { betId, ref }, reply))
       },

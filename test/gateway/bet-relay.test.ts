@@ -464,7 +464,11 @@ function markerStatus(betId: string) {
  * Two API nodes announced to a relay's directory, each answering on its own subject after
  * `delayMs` (a node with no delay set never answers: it is paused); what each was asked, by bet id.
  */
-async function hedgedRelay(t: Test, delays: Record<'a' | 'b', number | null>) {
+async function hedgedRelay(
+  t: Test,
+  delays: Record<'a' | 'b', number | null>,
+  refuses: Partial<Record<'a' | 'b', string>> = {},
+) {
   const { api, gateway } = await twoConnections(t)
   const asked: Record<'a' | 'b', string[]> = { a: [], b: [] }
   const directory = createApiDirectory({
@@ -480,7 +484,11 @@ async function hedgedRelay(t: Test, delays: Record<'a' | 'b', number | null>) {
         asked[node].push(betId)
         const delayMs = delays[node]
         if (delayMs === null) return
-        setTimeout(() => message.respond(JSON.stringify(provisional(betId))), delayMs)
+        const code = refuses[node]
+        const reply = code
+          ? { ok: false, error: { code, message: `refused by api-${node}` } }
+          : provisional(betId)
+        setTimeout(() => message.respond(JSON.stringify(reply)), delayMs)
       },
     })
   }
@@ -533,4 +541,36 @@ t.test('a first answer that comes after the hedge was sent is the one, and passe
   )
   t.equal(relay.stats().hedged, 1)
   t.equal(relay.stats().hedgesAnswered, 0, 'the first node’s answer won')
+})
+
+t.test('a refusal by the hedge waits for the first attempt, which may book the bet', async (t) => {
+  // Node a books the bet after 300 ms; node b, asked at 100 ms, refuses at once (its clock, say):
+  // it placed nothing, but a did, so the user must hear of the booking, not the refusal.
+  const { relay, seen } = await hedgedRelay(t, { a: 300, b: 5 }, { b: 'CLOCK_DRIFT' })
+  relay.place('alice', place('refused-then-booked'))
+  await waitFor('an answer', () => seen.some((f) => f.type === 'bet'))
+  await delay(300)
+  t.same(
+    seen.map((f) => (f.type === 'bet' ? f.status : f.type)),
+    ['provisional'],
+    'the booking, not the refusal',
+  )
+})
+
+t.test('a refusal by the hedge while the first attempt goes unanswered: the bet may stand', async (t) => {
+  const { relay, seen } = await hedgedRelay(t, { a: null, b: 5 }, { b: 'CLOCK_DRIFT' })
+  relay.place('alice', place('refused-first-silent'))
+  await waitFor('an answer', () => seen.length > 0, 2 * LIMITS.placeTimeoutMs)
+  t.match(
+    seen,
+    [{ type: 'error', code: 'BET_UNAVAILABLE' }],
+    'not the refusal: the silent node may have booked it',
+  )
+})
+
+t.test('a refusal by both nodes is passed on', async (t) => {
+  const { relay, seen } = await hedgedRelay(t, { a: 150, b: 5 }, { a: 'REPLICA_STALE', b: 'CLOCK_DRIFT' })
+  relay.place('alice', place('refused-by-both'))
+  await waitFor('an answer', () => seen.length > 0)
+  t.match(seen, [{ type: 'bet', status: 'refused', code: 'CLOCK_DRIFT' }], 'the first refusal to arrive')
 })
