@@ -10,10 +10,13 @@
  * - from writers' heartbeats: a heartbeat's stamp is the writer's hybrid clock when it was sent,
  *   so its wall minus the local clock at receipt is the writer's offset from this node plus the
  *   transit time, or more: a writer that merged a stamp from a clock ahead of its own sends that
- *   stamp's wall. Every observation is thus an upper bound of the writer's true offset, and the
- *   guard takes, per writer, the least of the last `WRITER_OFFSET_TTL_MS` (a node far ahead of a
- *   writer was seen to pass the check once that writer had merged other writers' stamps, and to
- *   stamp a bet that stayed provisional: the simulator found it);
+ *   stamp's wall. The guard keeps, per writer, the least observation of each second
+ *   (`WRITER_OFFSET_BUCKET_MS`) of the last `WRITER_OFFSET_TTL_MS`, and takes their median: a node
+ *   far ahead of a writer was seen to pass the check once that writer had merged other writers'
+ *   stamps, when the guard took the latest heartbeat (the simulator found it), and nodes were seen
+ *   to refuse every bet for ten seconds when the guard took the least, after a healed partition
+ *   delivered heartbeats five seconds late (a chaos run found it); either shows in a few seconds,
+ *   a clock's true offset in all;
  * - from the cluster probe (clock-probe.ts): the median offset of every node that answered.
  * An offset beyond the bound either way makes the node unsafe: a node far behind cannot merge
  * what it applies, and a node far ahead stamps bets into the future, where every verdict waits
@@ -83,17 +86,22 @@ export function createClockGuard(options: ClockGuardOptions): ClockGuard {
     const at = now()
     let largest: number | null = null
     for (const [writer, buckets] of writers) {
-      let least: number | null = null
+      const minima: number[] = []
       for (const [bucket, seen] of buckets) {
         // A bucket counts while its latest observation is within the TTL.
         if (at - seen.atMs > WRITER_OFFSET_TTL_MS) buckets.delete(bucket)
-        else if (least === null || seen.offsetMs < least) least = seen.offsetMs
+        else minima.push(seen.offsetMs)
       }
-      if (least === null) {
+      if (minima.length === 0) {
         writers.delete(writer)
         continue
       }
-      if (largest === null || Math.abs(least) > Math.abs(largest)) largest = least
+      // The median of the buckets' least offsets: a writer's clock shows in every bucket, while a
+      // burst of heartbeats that a healed partition delivered seconds late, or a writer's clock
+      // that merged another's stamp, shows in few.
+      minima.sort((a, b) => a - b)
+      const offset = minima[Math.floor((minima.length - 1) / 2)] as number
+      if (largest === null || Math.abs(offset) > Math.abs(largest)) largest = offset
     }
     return largest
   }

@@ -1,8 +1,9 @@
 // Proves the clock guard's rules with an injected clock: a stamp beyond the drift bound is held, not
 // lost, and the node is unsafe until its clock can merge it, after which every stamp it issues is
 // after the held one; a writer's heartbeat offset or the probe's estimate beyond the bound, either
-// way, makes the node unsafe, and old heartbeat offsets expire. The probe's median blames a node
-// only when most of the region disagrees with it.
+// way, makes the node unsafe, and old heartbeat offsets expire; a second of heartbeats delivered
+// late after a partition, or carrying a merged stamp, does not decide a writer's offset. The probe's
+// median blames a node only when most of the region disagrees with it.
 
 import t from 'tap'
 import { compareStamps, createHlc } from '../../../crdt/index.ts'
@@ -95,4 +96,27 @@ t.test('the probe median blames a node only when the region disagrees with it', 
     7_000,
     'most peers behind: this node is ahead',
   )
+})
+
+t.test('a burst of heartbeats a healed partition delivered late is not the writer’s clock', async (t) => {
+  const { guard, advance, now } = setup()
+  // Heartbeats every 20 ms with transit of a few ms, for five seconds...
+  for (let i = 0; i < 250; i++) {
+    guard.observeWriter('trader-1', now() - 3)
+    advance(20)
+  }
+  // ...then, in one second, the ones the partition held, up to 5.3 s late.
+  for (let late = 5_300; late > 0; late -= 100) guard.observeWriter('trader-1', now() - late)
+  t.equal(guard.unsafe(), null, 'one second of late heartbeats among five of timely ones')
+  t.equal(guard.offsets().writersMs, -3)
+})
+
+t.test('a writer behind by more than the bound in every second is unsafe, whatever it merged', async (t) => {
+  const { guard, advance, now } = setup()
+  for (let second = 0; second < 6; second++) {
+    // Now and then the writer's heartbeat carries a stamp it merged from a clock ahead.
+    guard.observeWriter('trader-2', now() - (second === 2 ? 100 : 6_000))
+    advance(WRITER_OFFSET_BUCKET_MS)
+  }
+  t.match(guard.unsafe(), /-6000 ms off/)
 })
