@@ -10,6 +10,7 @@
  * the bet that stands, which stays open (bet-standing.ts).
  */
 
+import { RequestError } from '@nats-io/transport-node'
 import { type PlaceBetReply, termsOf } from '../protocol/bets.ts'
 import { PLACE_BASE } from '../protocol/subjects.ts'
 import type { ApiNodeRef } from './api-directory.ts'
@@ -34,73 +35,108 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
   const tried = new Set<string>()
   let awaited = 0
   let done = false
+  let hedged = false
+  let queueTried = false
+  /** Why the bet may stand though no node booked it: an attempt with no answer, or unacknowledged. */
   let unsure: string | null = null
   /** A refusal that placed nothing, held while another attempt may still place the bet. */
   let held: PlaceBetReply | null = null
-  let cancelHedge = () => {}
+  const timers: (() => void)[] = []
 
-  const finish = (pass: () => void) => {
+  const finish = (passOn: () => void) => {
     if (done) return
     done = true
     state.inFlight--
-    cancelHedge()
-    pass()
+    for (const cancel of timers) cancel()
+    passOn()
   }
   // With every attempt answered and none booked the bet: no answer, or an append the ledger did not
   // acknowledge, leaves the bet open, as it may still stand (a stream that lost its leader
-  // mid-append, say); else the refusal held.
+  // mid-append, say); else the refusal held; else nothing was delivered anywhere.
   const lastAnswered = () => {
-    if (awaited > 0) return
+    if (awaited > 0 || done) return
     const refusal = held
-    if (unsure !== null || refusal === null) finish(() => answer.mayStand(unsure ?? 'no answer'))
-    else finish(() => pass(state, channel, answer, { betId, ref }, refusal))
-  }
-  const unanswered = (why: string) => {
-    unsure = why
-    lastAnswered()
+    if (unsure !== null) finish(() => answer.mayStand(unsure ?? ''))
+    else if (refusal !== null) finish(() => pass(state, channel, answer, { betId, ref }, refusal))
+    else
+      finish(() =>
+        answer.refused(
+          'BET_UNAVAILABLE',
+          'no API node serves this bet’s shard now; nothing was placed: place it again shortly',
+        ),
+      )
   }
 
   const attempt = (node: ApiNodeRef | null, hedge: boolean) => {
     awaited++
     if (node !== null) tried.add(node.direct)
+    else queueTried = true
     const sentAtMs = state.now()
     state.nc.request(node?.subject ?? queue, request, { timeout: limits.placeTimeoutMs }).then(
       (message) => {
         awaited--
         const reply = message.json<PlaceBetReply>()
         if (node !== null) directory.answered(node.direct, state.now() - sentAtMs)
-        if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') return unanswered(reply.error.message)
+        if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') {
+          unsure = reply.error.message
+          return lastAnswered()
+        }
         // A refusal by one node placed nothing there, but the other attempt may yet place the bet
         // (a refusal for CLOCK_DRIFT from one node while the other books it): it waits for that.
         // A reused id is the ledger's own answer, final whatever the other says.
-        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED' && awaited > 0) {
+        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') {
           held ??= reply
-          return
+          return lastAnswered()
         }
-        if (!reply.ok && awaited === 0 && held === null) held = reply
-        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') return lastAnswered()
         if (!done && hedge) state.stats.hedgesAnswered++
         finish(() => pass(state, channel, answer, { betId, ref }, reply))
       },
       (error: unknown) => {
         awaited--
+        if (error instanceof RequestError && error.isNoResponders()) {
+          // Nobody got it: nothing was placed. Another node, at once.
+          if (node !== null) directory.suspect(node.direct)
+          if (!done && sendAnother()) return
+          return lastAnswered()
+        }
         if (!done) log.warn({ err: error, betId, node: node?.node }, 'placement got no answer')
-        unanswered(`no API node answered in time for bet ${betId}`)
+        unsure = `no API node answered in time for bet ${betId}`
+        lastAnswered()
       },
     )
+  }
+  /** The bet to another node than those tried, or to the queue group once; false with none left. */
+  const sendAnother = (): boolean => {
+    const other = directory.pick(queue, tried)
+    if (other === null && queueTried) return false
+    attempt(other, true)
+    return true
   }
 
   const first = directory.pick(queue, tried)
   attempt(first, false)
-  // Past the hedge delay, the same bet goes to another node; the first answer of either is the one.
-  cancelHedge = state.timers.setTimeout(() => {
-    if (done) return
-    if (first !== null) directory.suspect(first.direct)
-    const other = directory.pick(queue, tried)
-    if (other === null) return
-    state.stats.hedged++
-    attempt(other, true)
-  }, directory.hedgeAfterMs())
+  // Past the hedge delay, the same bet goes to another node; the first booking of either is the one.
+  timers.push(
+    state.timers.setTimeout(() => {
+      if (done || hedged) return
+      hedged = true
+      if (first !== null) directory.suspect(first.direct)
+      const other = directory.pick(queue, tried)
+      if (other === null) return
+      state.stats.hedged++
+      attempt(other, true)
+    }, directory.hedgeAfterMs()),
+  )
+  // However the attempts fare, the user hears within answer-within-ms: past it the bet may stand,
+  // and its statuses still come.
+  timers.push(
+    state.timers.setTimeout(() => {
+      if (done) return
+      finish(() =>
+        answer.mayStand(`no API node answered within ${limits.answerWithinMs} ms for bet ${betId}`),
+      )
+    }, limits.answerWithinMs),
+  )
 }
 
 /** Pass an API node's answer on to the user's sockets. */

@@ -19,6 +19,8 @@ export interface BetRelayLimits {
   readonly placeTimeoutMs: number
   /** The most a placement waits for one API node before it is hedged (api-directory.ts). */
   readonly hedgeAfterMs: number
+  /** The longest a placement waits for its first answer before the client hears BET_UNAVAILABLE. */
+  readonly answerWithinMs: number
   /**
    * Bets tracked per user (placed here), settled ones too, so late duplicates stay suppressed; the
    * oldest is forgotten past this.

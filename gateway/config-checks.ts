@@ -50,10 +50,16 @@ export function gatewayConfigProblems(
   return []
 }
 
-/** The hedge must come before the placement gives up, or it never would. */
-export function hedgeProblems(config: Pick<GatewayConfig, 'hedgeAfterMs' | 'placeTimeoutMs'>): string[] {
-  if (config.hedgeAfterMs < config.placeTimeoutMs) return []
-  return [
-    `hedgeAfterMs (${options.hedgeAfterMs.flag}) ${config.hedgeAfterMs} must be below placeTimeoutMs (${options.placeTimeoutMs.flag}) ${config.placeTimeoutMs}`,
-  ]
+/** The hedge must come before the client is answered, and that before the placement gives up. */
+export function hedgeProblems(
+  config: Pick<GatewayConfig, 'hedgeAfterMs' | 'answerWithinMs' | 'placeTimeoutMs'>,
+): string[] {
+  const named = (key: 'hedgeAfterMs' | 'answerWithinMs' | 'placeTimeoutMs') =>
+    `${key} (${options[key].flag}) ${config[key]}`
+  const problems: string[] = []
+  if (config.hedgeAfterMs >= config.answerWithinMs)
+    problems.push(`${named('hedgeAfterMs')} must be below ${named('answerWithinMs')}`)
+  if (config.answerWithinMs > config.placeTimeoutMs)
+    problems.push(`${named('answerWithinMs')} must be at most ${named('placeTimeoutMs')}`)
+  return problems
 }

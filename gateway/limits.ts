@@ -39,6 +39,7 @@ export interface GatewayLimits {
   readonly placementsInFlightMax: number
   readonly placeTimeoutMs: number
   readonly hedgeAfterMs: number
+  readonly answerWithinMs: number
   readonly trackedBetsPerUserMax: number
   readonly statusRecoverAfterMs: number
   readonly lookupsInFlightMax: number
@@ -71,6 +72,7 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   placementsInFlightMax: 10_000,
   placeTimeoutMs: 5_000,
   hedgeAfterMs: 250,
+  answerWithinMs: 1_000,
   trackedBetsPerUserMax: 1_000,
   statusRecoverAfterMs: 5_000,
   lookupsInFlightMax: 32,

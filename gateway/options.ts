@@ -262,6 +262,13 @@ export const options = defineOptions({
     10,
     60_000,
   ),
+  answerWithinMs: limit(
+    'answer-within-ms',
+    D.answerWithinMs,
+    'the longest a placement waits for its first answer: past it the client is told BET_UNAVAILABLE (the bet may stand; its statuses still come); above hedge-after-ms, at most place-timeout-ms',
+    100,
+    60_000,
+  ),
   trackedBetsPerUserMax: limit(
     'tracked-bets-per-user-max',
     D.trackedBetsPerUserMax,

@@ -55,6 +55,7 @@ const LIMITS = {
   placementsInFlightMax: 10,
   placeTimeoutMs: 500,
   hedgeAfterMs: 100,
+  answerWithinMs: 500,
   trackedBetsPerUserMax: 100,
   statusRecoverAfterMs: 200,
   lookupsInFlightMax: 4,
@@ -573,4 +574,39 @@ t.test('a refusal by both nodes is passed on', async (t) => {
   relay.place('alice', place('refused-by-both'))
   await waitFor('an answer', () => seen.length > 0)
   t.match(seen, [{ type: 'bet', status: 'refused', code: 'CLOCK_DRIFT' }], 'the first refusal to arrive')
+})
+
+t.test('a node that is gone is passed over at once, and with none left nothing is placed', async (t) => {
+  const { api, gateway } = await twoConnections(t)
+  const directory = createApiDirectory({ hedgeAfterMsMax: 10_000, log: pino({ level: 'silent' }) })
+  // api-gone announced itself and went away: nobody listens on its subject.
+  directory.announce({ node: 'api-gone', direct: newDirectId(), subjects: [PLACE_ALICE] })
+  const live = newDirectId()
+  directory.announce({ node: 'api-live', direct: live, subjects: [PLACE_ALICE] })
+  let asked = 0
+  const subscription = api.subscribe(directSubject(live), {
+    callback: (_error, message) => {
+      asked++
+      message.respond(JSON.stringify(provisional(message.json<{ betId: string }>().betId)))
+    },
+  })
+  await api.flush()
+  const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), route, {}, directory)
+  t.teardown(() => relay.close())
+  const seen: (BetFrame | ErrorFrame)[] = []
+  t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
+  const sentAt = Date.now()
+  for (const betId of ['gone-0001', 'gone-0002']) relay.place('alice', place(betId))
+  await waitFor('both answered', () => seen.filter((f) => f.type === 'bet').length === 2)
+  t.ok(Date.now() - sentAt < 1_000, 'well before the hedge delay of 10 s')
+  t.equal(asked, 2, 'the live node booked both')
+  subscription.unsubscribe()
+  await api.flush()
+  const none = relayWithoutRecovery(gateway)
+  t.teardown(() => none.close())
+  const refused: (BetFrame | ErrorFrame)[] = []
+  t.teardown(none.watch('bob', (frame) => refused.push(frame)))
+  none.place('bob', place('nobody-0001'))
+  await waitFor('an answer', () => refused.length > 0)
+  t.match(refused, [{ type: 'bet', status: 'refused', code: 'BET_UNAVAILABLE' }], 'no node: nothing placed')
 })
