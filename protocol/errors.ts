@@ -108,7 +108,7 @@ export const GATEWAY_ERRORS = {
   NOT_SUBSCRIBED: { meaning: '`unsubscribe` of a game the connection does not follow', retry: 'no' },
   BET_UNAVAILABLE: {
     meaning:
-      'no API node answered in `place-timeout-ms`, or its ledger append was not acknowledged: the bet may stand',
+      'no API node answered within `answer-within-ms`, or its ledger append was not acknowledged: the bet may stand (as a refusal: no API node serves the shard now, or `placements-in-flight-max` was reached, and nothing was placed)',
     retry: 'yes, with the same bet id: the answer tells its status',
   },
   UNAUTHORIZED: { meaning: 'no token, or one that does not verify', retry: 'log in again', http: 401 },
