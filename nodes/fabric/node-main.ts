@@ -215,6 +215,12 @@ export async function runNode<S extends OptionsSchema>(
   const config = loadConfigOrExit({ ...commonOptions, ...schema }, name) as unknown as OptionsValue<S> &
     CommonConfig
   const log = createLogger(name, config.logLevel).child({ node: config.nodeId, region: config.region })
+  // A promise nobody handled is a bug: say what it was, with its cause, before the process ends as
+  // Node would end it (a chaos run saw a bare TimeoutError end a node at start, with no clue where).
+  process.on('unhandledRejection', (reason) => {
+    log.fatal({ err: reason, cause: (reason as Error | undefined)?.cause }, 'unhandled rejection; exiting')
+    process.exit(1)
+  })
   const registry = createMetricsRegistry(name.replaceAll('-', '_'))
   const nc = await connect({
     servers: [...config.natsServers],
