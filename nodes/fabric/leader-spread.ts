@@ -257,10 +257,8 @@ export interface LeaderSpreaderOptions {
   readonly servers: (
     infos: ReadonlyMap<string, StreamInfo | null>,
   ) => readonly string[] | Promise<readonly string[]>
-  /** How often a check runs by itself. */
+  /** How often a check runs by itself; the first runs at once. */
   readonly intervalMs: number
-  /** When the first check runs by itself; at once unless given. */
-  readonly firstAfterMs?: number
   readonly log: Logger
   readonly timers?: Timers
   /** The clock of the spacing; Date.now unless given. */
@@ -380,7 +378,7 @@ export function createLeaderSpreader(options: LeaderSpreaderOptions): LeaderSpre
     if (stopped) return
     check().catch((error: unknown) => log.warn({ err: error }, 'leader spread check failed'))
   }
-  const cancelFirst = timers.setTimeout(tick, options.firstAfterMs ?? 0)
+  const cancelFirst = timers.setTimeout(tick, 0)
   const cancelEvery = timers.setInterval(tick, intervalMs)
 
   return {

@@ -256,14 +256,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
   }
 }
 
-/**
- * How long after its start a settlement node first spreads leaders (at most its interval): the
- * region's other nodes start meanwhile, and a step-down during their start made one's consumer
- * requests time out, which it did not survive (a chaos run saw it).
- */
-export const LEADER_SPREAD_FIRST_AFTER_MS = 5_000
-
-/** The leader spreader of the served shards' streams, checking every `intervalMs`; null for 0. */
+/** The leader spreader of the served shards' streams, checking at once and every `intervalMs`; null for 0. */
 async function spreadLeaders(
   nc: NatsConnection,
   ledger: LedgerSync,
@@ -278,7 +271,6 @@ async function spreadLeaders(
     streams: ledger.served.map((shard) => names.ledgerStream(region, shard)),
     servers: (infos) => serversOf(infos.values()),
     intervalMs,
-    firstAfterMs: Math.min(intervalMs, LEADER_SPREAD_FIRST_AFTER_MS),
     log: log.child({ component: 'leader-spread' }),
   })
 }
