@@ -6,7 +6,7 @@
  * checker reads the history, the trader's own commit log and every node's state (`/debug/state`)
  * and verifies the invariants. Prints a report per scenario and writes JSON reports.
  *
- *   npm run chaos                                  # the short profile: every scenario, ~25 s each
+ *   npm run chaos                                  # the short profile: every scenario, ~20 s each
  *   npm run chaos -- --profile soak                # longer runs, more bettors
  *   npm run chaos -- --scenarios api-kill,api-pause --report-dir /tmp/chaos
  *   npm run chaos -- --scenarios isolate-server --fault-ms 10000   # a 10 s fault window

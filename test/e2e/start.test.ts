@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
 
-const DURATION_S = 15
+const DURATION_S = 10
 const TIMEOUT_MS = 120_000
 
 t.test('npm start runs the whole stack and stops cleanly', async (t) => {
