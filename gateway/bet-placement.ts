@@ -19,6 +19,17 @@ import { RANK, type RelayState, type UserChannel } from './bet-relay-state.ts'
 import { passReused } from './bet-standing.ts'
 import type { BetFrame, PlaceFrame, RefusedBetFrame } from './protocol.ts'
 
+/**
+ * Refusals that are about the node, not the bet: another node may well book it. A refusal about the
+ * bet (funds, limits, a reused id) would be the same anywhere.
+ */
+const NODE_REFUSALS: ReadonlySet<string> = new Set([
+  'REPLICA_STALE',
+  'CLOCK_DRIFT',
+  'OVERLOADED',
+  'UNKNOWN_GAME',
+])
+
 export function placeBet(state: RelayState, channel: UserChannel, userId: string, frame: PlaceFrame): void {
   const { limits, log, directory } = state
   const { type: _type, ref, betId, ...bet } = frame
@@ -86,6 +97,17 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
         // A reused id is the ledger's own answer, final whatever the other says.
         if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') {
           held ??= reply
+          // A node that cannot judge now (its replica stale, its clock off, overloaded) says
+          // nothing of the bet: another node may book it, at once.
+          if (node !== null && NODE_REFUSALS.has(reply.error.code) && !done) {
+            directory.suspect(node.direct)
+            const other = directory.pick(queue, tried)
+            if (other !== null) {
+              state.stats.hedged++
+              attempt(other, true)
+              return
+            }
+          }
           return lastAnswered()
         }
         if (!done && hedge) state.stats.hedgesAnswered++

@@ -599,7 +599,11 @@ t.test('a node that is gone is passed over at once, and with none left nothing i
   for (const betId of ['gone-0001', 'gone-0002']) relay.place('alice', place(betId))
   await waitFor('both answered', () => seen.filter((f) => f.type === 'bet').length === 2)
   t.ok(Date.now() - sentAt < 1_000, 'well before the hedge delay of 10 s')
-  t.equal(asked, 2, 'the live node booked both')
+  t.match(
+    seen.filter((f) => f.type === 'bet'),
+    [{ status: 'provisional' }, { status: 'provisional' }],
+    `the live node booked both (asked ${asked} times)`,
+  )
   subscription.unsubscribe()
   await api.flush()
   const none = relayWithoutRecovery(gateway)
@@ -609,4 +613,21 @@ t.test('a node that is gone is passed over at once, and with none left nothing i
   none.place('bob', place('nobody-0001'))
   await waitFor('an answer', () => refused.length > 0)
   t.match(refused, [{ type: 'bet', status: 'refused', code: 'BET_UNAVAILABLE' }], 'no node: nothing placed')
+})
+
+t.test('a node that cannot judge now is passed over at once, and tried last after', async (t) => {
+  // Node a's replica is stale: it refuses at once. The bet goes to b without waiting for the hedge
+  // delay, b books it, and a is tried last for the next bet.
+  const { relay, seen, asked } = await hedgedRelay(t, { a: 5, b: 5 }, { a: 'REPLICA_STALE' })
+  for (const betId of ['stale-0001', 'stale-0002', 'stale-0003']) {
+    relay.place('alice', place(betId))
+    await waitFor(`${betId} answered`, () => seen.some((f) => f.type === 'bet' && f.betId === betId))
+  }
+  t.same(
+    seen.map((f) => (f.type === 'bet' ? f.status : f.type)),
+    ['provisional', 'provisional', 'provisional'],
+    'every bet booked by the node that could',
+  )
+  t.equal(asked.a.length, 1, 'the stale node was asked once, then passed over')
+  t.equal(relay.stats().hedged, 1)
 })
