@@ -258,7 +258,7 @@ export const options = defineOptions({
   hedgeAfterMs: limit(
     'hedge-after-ms',
     D.hedgeAfterMs,
-    'the most a placement waits for one API node before the same bet also goes to another (the delay is twice the p99 of recent answers, at least 20 ms, at most this); below place-timeout-ms',
+    'the most a placement waits for one API node before the same bet also goes to another (the delay is twice the p99 of recent answers, at least 20 ms, at most this); below answer-within-ms',
     10,
     60_000,
   ),

@@ -174,7 +174,6 @@ export const LEDGER_REFUSALS: Readonly<Partial<Record<LedgerRejectReason, ApiErr
   USER_STAKE_LIMIT: 'USER_STAKE_LIMIT',
   MARKET_LIABILITY_LIMIT: 'MARKET_LIABILITY_LIMIT',
   LEDGER_LIMIT: 'LEDGER_LIMIT',
-  ALLOWANCE_SHORT: 'ALLOWANCE_SHORT',
 }
 
 /** Exit codes of every node process. */

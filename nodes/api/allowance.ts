@@ -46,8 +46,6 @@ export interface AllowanceOptions {
   /** Waits for this node's fold to reach an entry (the bet service's fold wait). */
   readonly foldWaitMs: number
   readonly now?: () => number
-  /** A new transfer id; default random. */
-  readonly transferId?: () => string
 }
 
 export interface Allowances {
@@ -65,7 +63,7 @@ export interface Allowances {
 export function createAllowances(options: AllowanceOptions): Allowances {
   const { ledger, shareCents, ask, log, foldWaitMs } = options
   const now = options.now ?? Date.now
-  const newTransferId = options.transferId ?? (() => `a${crypto.randomUUID().replaceAll('-', '')}`)
+  const newTransferId = () => `a${crypto.randomUUID().replaceAll('-', '')}`
   /** Shard and market keys this node is moving allowance to. */
   const moving = new Set<string>()
   /** Shard and market keys every other shard had nothing for, until when. */
