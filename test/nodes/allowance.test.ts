@@ -4,7 +4,7 @@
 // shard's stream, a receipt on the taking shard's), and is booked on retry; once no shard has any
 // to spare, bets are refused MARKET_LIABILITY_LIMIT. Racing bettors on both shards, retrying as told,
 // book more than one shard's share but never more than the limit, and the giving node never reads
-// the shard it writes the receipt to.
+// the shard it writes the receipt to. A transfer asked again under its id moves nothing twice.
 
 import t, { type Test } from 'tap'
 import type { ApiNode } from '../../nodes/api/api-node.ts'
@@ -206,4 +206,31 @@ t.test('bettors racing on both shards book more than a share, never more than th
       liability(escrow, shard) <= SHARE_CENTS + moved(escrow, shard),
       `shard ${shard} within its allowance`,
     )
+})
+
+t.test('a transfer asked again, same id, moves nothing twice', async (t) => {
+  // The asking node lost the answer (or the receipt's append failed) and asks again: the giving
+  // node finds its applied grant and writes the receipt again, which the asking shard counts once.
+  const escrow = await startEscrow(t)
+  const { marketId } = escrow
+  const giver = escrow.nodes[1] as ApiNode
+  const request = { transferId: 'transfer-again', gameId: STACK_GAME, marketId, toShard: 0, wantCents: 7_000 }
+  const first = await giver.service.allowances.give(1, request)
+  t.match(first, { ok: true, grantedCents: 7_000 })
+  await waitFor('shard 0 holds the receipt', () => moved(escrow, 0) === 7_000)
+  const again = await giver.service.allowances.give(1, { ...request, wantCents: 9_000 })
+  t.match(again, { ok: true, grantedCents: 7_000 }, 'the first grant’s answer, whatever is asked now')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(moved(escrow, 0), 7_000, 'received once')
+  t.equal(moved(escrow, 1), -7_000, 'given once')
+  t.match(
+    await giver.service.allowances.give(1, { ...request, transferId: 'transfer-to-self', toShard: 1 }),
+    { ok: false, error: { code: 'BAD_REQUEST' } },
+    'a shard cannot give to itself',
+  )
+  t.match(
+    await giver.service.allowances.give(0, { ...request, transferId: 'transfer-not-served' }),
+    { ok: false, error: { code: 'WRONG_SHARD' } },
+    'nor a node give from a shard it does not serve',
+  )
 })
