@@ -119,7 +119,9 @@ t.test('SIGKILL an API node and a settlement node mid-stream', async (t) => {
   })
   const burst = Array.from({ length: BETS }, (_, i) => request(client, placeSubject('dave', SHARDS), bet(i)))
   // Bets go in groups (group commit), so count bets, not ledger messages.
-  await waitFor('some bets reached the ledger', () => audit.foldFor('dave').totals().stakesCents >= 20 * 100)
+  // Killed as soon as the first bets are stored: with group commit the node can answer the whole
+  // burst within a few of the audit's folds.
+  await waitFor('some bets reached the ledger', () => audit.foldFor('dave').totals().stakesCents > 0)
   await kill(first)
   const firstReplies = await Promise.all(burst)
   t.ok(
