@@ -157,6 +157,8 @@ export function createReadBack(context: {
   const waiters = new Map<number, ((results: readonly FoldResult[]) => void)[]>()
   /** What this node appended, by the sequence the stream acknowledged. */
   const expected = new Map<number, readonly EntryRef[]>()
+  /** The highest sequence an append of this node's was acknowledged at. */
+  let acknowledgedThrough = 0
   let diverged: string | null = null
 
   function markDiverged(reason: string): void {
@@ -182,6 +184,7 @@ export function createReadBack(context: {
   return {
     markDiverged,
     diverged: () => diverged,
+    acknowledgedThrough: () => acknowledgedThrough,
     /** The fold reached `seq`, with these results for the entries of its message. */
     folded(seq: number, results: readonly FoldResult[]): void {
       recent.set(seq, results)
@@ -195,6 +198,7 @@ export function createReadBack(context: {
     },
     /** This node appended these entries as one message, and the stream acknowledged it at `seq`. */
     expectAt(seq: number, appended: readonly EntryRef[]): void {
+      acknowledgedThrough = Math.max(acknowledgedThrough, seq)
       const known = recent.get(seq)
       if (known !== undefined) {
         compare(seq, appended, known)
@@ -282,6 +286,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       startSeq: 1,
       log: log.child({ shard }),
       onMessage: (message) => foldMessage(shard, fold, readBack, message),
+      acknowledgedThrough: readBack.acknowledgedThrough,
     })
     return { fold, readBack, follower }
   }

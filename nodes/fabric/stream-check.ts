@@ -13,9 +13,9 @@ import type { Logger } from 'pino'
 import { within } from './deadline.ts'
 
 /** How often the last message handled is compared with what the stream holds at its sequence. */
-export const VERIFY_EVERY_MS = 5_000
+export const VERIFY_EVERY_MS = 2_000
 /** How long a node must stay past the stream's last sequence before it counts as diverged. */
-export const AHEAD_CONFIRM_MS = VERIFY_EVERY_MS
+export const AHEAD_CONFIRM_MS = 2 * VERIFY_EVERY_MS
 /** Messages whose digests are kept for an audit (about 60 bytes each). */
 export const DIGESTS_KEPT = 50_000
 /** Messages an audit compares per check, and how many requests it has in flight at once. */
@@ -28,6 +28,11 @@ export interface StreamCheckOptions {
   readonly log: Logger
   /** The sequence of the last message handled (0 before the first). */
   readonly lastSeq: () => number
+  /**
+   * The highest sequence the stream acknowledged one of this node's appends at: the stream must
+   * reach it too, or it lost an acknowledged message (default: appends are not watched).
+   */
+  readonly acknowledgedThrough?: () => number
   /** The clock of AHEAD_CONFIRM_MS; Date.now unless given. */
   readonly now?: () => number
 }
@@ -103,7 +108,10 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     // holding a bet no other node's did). A leader just elected may not have applied its last
     // entries yet, so it must hold for AHEAD_CONFIRM_MS; the comparisons go first, and name the
     // sequence where they can.
-    const handled = options.lastSeq()
+    // Likewise a stream that stays below an append it acknowledged lost it (seen after a partition
+    // healed: a settlement acknowledged by the deposed leader, which no later append overwrote).
+    const acknowledged = options.acknowledgedThrough?.() ?? 0
+    const handled = Math.max(options.lastSeq(), acknowledged)
     const at = clock()
     if (info.state.last_seq >= handled) ahead = null
     else if (ahead === null || ahead.seq !== handled) ahead = { seq: handled, sinceMs: at }
@@ -117,7 +125,10 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
       auditFrom = to >= options.lastSeq() ? null : to + 1
     }
     if (ahead !== null && at - ahead.sinceMs >= AHEAD_CONFIRM_MS) {
-      diverged = `this node handled sequence ${handled}, past the stream's last, ${info.state.last_seq}`
+      diverged =
+        handled > options.lastSeq()
+          ? `the stream acknowledged an append of this node's at ${handled}, past its last sequence, ${info.state.last_seq}`
+          : `this node handled sequence ${handled}, past the stream's last, ${info.state.last_seq}`
       log.error({ stream, seq: handled, streamLastSeq: info.state.last_seq }, `stream diverged: ${diverged}`)
     }
   }

@@ -77,6 +77,8 @@ export interface FollowOptions {
   readonly stallCheckMs?: number
   /** 0 turns the check against the stream off (VERIFY_EVERY_MS by default). */
   readonly verifyEveryMs?: number
+  /** The highest sequence the stream acknowledged one of this node's appends at (stream-check.ts). */
+  readonly acknowledgedThrough?: () => number
 }
 
 /** What a follower tells about itself, without the means to stop it. */
@@ -120,7 +122,13 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     closed: false,
   }
   const supervision: Supervision = { current: null, phase: 'opening', restarts: 0 }
-  const check = createStreamCheck({ js, stream, log, lastSeq: () => position.lastSeq })
+  const check = createStreamCheck({
+    js,
+    stream,
+    log,
+    lastSeq: () => position.lastSeq,
+    ...(options.acknowledgedThrough ? { acknowledgedThrough: options.acknowledgedThrough } : {}),
+  })
   const handle = (message: JsMsg) => {
     check.record(message.seq, message.data)
     options.onMessage(message)

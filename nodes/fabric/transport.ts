@@ -43,6 +43,8 @@ export interface FollowRequest {
   readonly log: Logger
   /** Called for each message in stream order; it must not throw. */
   readonly onMessage: (message: StreamMessage) => void
+  /** The highest sequence the stream acknowledged one of this node's appends at (stream-check.ts). */
+  readonly acknowledgedThrough?: () => number
 }
 
 export interface SnapshotStore {

@@ -76,6 +76,8 @@ const ANSWER_TIMEOUT_MS = 10_000
 const FINALIZE_WITHIN_MS = 30_000
 /** How long the run waits for replicas and ledgers to agree before it reads them anyway. */
 const CONVERGE_TIMEOUT_MS = 30_000
+/** How long the traders keep running for a node restarted to rebuild to finalize what it holds. */
+const REBUILT_FINAL_WITHIN_MS = 30_000
 const CONVERGE_POLL_MS = 50
 /** The longest fault window `--fault-ms` may ask for: every run stops by itself. */
 const FAULT_MS_MAX = 120_000
@@ -970,6 +972,21 @@ async function streamPositions(stack: Stack, nodes: readonly NodeSpec[]): Promis
   return lines.join('; ')
 }
 
+/** Whether every running API and settlement node answers and holds only final verdicts. */
+async function judgesHoldFinals(stack: Stack, nodes: readonly NodeSpec[]): Promise<boolean> {
+  const judges = nodes.filter(
+    ({ kind, name }) => (kind === 'api' || kind === 'settlement') && stack.running(name),
+  )
+  const states = await Promise.all(judges.map(({ name }) => stack.state(name, true).catch(() => null)))
+  return states.every(
+    (state) =>
+      state !== null &&
+      Object.values(state.replicas).every((replica) =>
+        Object.values(replica.verdicts).every((verdict) => verdict.final),
+      ),
+  )
+}
+
 /** The traders still running that stood down after a takeover, each with its reason. */
 async function traderStandDowns(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
   const traders = nodes.filter(({ kind, name }) => kind === 'trader' && stack.running(name))
@@ -1114,6 +1131,13 @@ async function runScenario(
         return workload?.unanswered() === 0 && acknowledged().every((key) => final.has(key))
       },
       FINALIZE_WITHIN_MS,
+    ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
+    // A node that found its state diverged from a stream restarts and folds the log again; it
+    // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back.
+    await waitUntil(
+      'rebuilt nodes to hold final verdicts',
+      async () => (stack as Stack).restartsPending().length === 0 && (await judgesHoldFinals(stack as Stack, nodes)),
+      REBUILT_FINAL_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     const standDowns = await traderStandDowns(stack, nodes)
     // The traders stop (no new ops); then everyone must agree on what they hold.

@@ -1,7 +1,8 @@
 // Proves that a follower's check finds a node that handled a message the stream never kept: once
 // the stream's last sequence has stayed below the last one the node handled for AHEAD_CONFIRM_MS,
 // the node is diverged (a deposed leader's message, read after a partition); a stream that is
-// behind for less (a leader just elected) is not.
+// behind for less (a leader just elected) is not. Likewise for a stream that stays below a sequence
+// it acknowledged an append of the node's at: it lost that append.
 
 import type { JetStreamClient } from '@nats-io/jetstream'
 import pino from 'pino'
@@ -48,4 +49,33 @@ t.test('a node past the stream’s last sequence on two checks is diverged', asy
   nowMs += AHEAD_CONFIRM_MS - 1
   await caughtUp.verify()
   t.equal(caughtUp.diverged(), null, 'behind, caught up, behind again: the time starts again')
+})
+
+t.test('a stream that stays below an append it acknowledged lost it: the node is diverged', async (t) => {
+  let nowMs = 0
+  let acknowledged = 0
+  const check = createStreamCheck({
+    js: fakeStream(() => 17),
+    stream: 'LEDGER_EU_2',
+    log: pino({ level: 'silent' }),
+    lastSeq: () => 17,
+    acknowledgedThrough: () => acknowledged,
+    now: () => nowMs,
+  })
+  await check.verify()
+  nowMs += AHEAD_CONFIRM_MS
+  await check.verify()
+  t.equal(check.diverged(), null, 'every acknowledged append within the stream: nothing found')
+  acknowledged = 19
+  await check.verify()
+  nowMs += AHEAD_CONFIRM_MS - 1
+  await check.verify()
+  t.equal(check.diverged(), null, 'below the acknowledged sequence for less than the confirm time: not yet')
+  nowMs += 1
+  await check.verify()
+  t.match(
+    check.diverged(),
+    /acknowledged an append of this node's at 19, past its last sequence, 17/,
+    'below it that long: the stream lost the append',
+  )
 })
