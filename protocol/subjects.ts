@@ -122,11 +122,13 @@ export const names = {
   snapshotBucket: (region: string) => `snapshots_${region.replaceAll('-', '_')}`,
   gameSubject: (region: string, gameId: string) => `fabric.${region}.game.${gameId}`,
   allGamesSubject: (region: string) => `fabric.${region}.game.*`,
-  heartbeatSubject: (region: string, gameId: string) => `heartbeat.${region}.game.${gameId}`,
-  allHeartbeatsSubject: (region: string) => `heartbeat.${region}.game.*`,
+  /** Writer processes' beats (nodes/fabric/writer-beats.ts): one subject per region. */
+  beatSubject: (region: string) => `heartbeat.${region}.writers`,
   snapshotKey: (gameId: string) => `game.${gameId}`,
   /** A writer's clock ceiling in the snapshot bucket (nodes/trader/clock-ceiling.ts). */
-  ceilingKey: (gameId: string, writer: string) => `clock.${gameId}.${writer}`,
+  ceilingKey: (writer: string) => `ceiling.${writer}`,
+  /** A writer's ceiling for one game, as versions before one ceiling per writer kept it. */
+  gameCeilingKey: (gameId: string, writer: string) => `clock.${gameId}.${writer}`,
   ledgerSubject: (region: string, shard: number, userId: string) => `ledger.${region}.${shard}.${userId}`,
   /** One shard's entries: what its stream holds. */
   ledgerShardSubject: (region: string, shard: number) => `ledger.${region}.${shard}.*`,
@@ -143,6 +145,6 @@ export const regionNames = {
   globalFabricStream: (region: string) => `GLOBAL_${names.fabricStream(region)}`,
   /** Every region's updates of every game, as GLOBAL_FABRIC_<R> holds them. */
   everyRegionGamesSubject: 'fabric.*.game.*',
-  /** Every region's heartbeats. */
-  everyRegionHeartbeatsSubject: 'heartbeat.*.game.*',
+  /** Every region's writer beats. */
+  everyRegionBeatsSubject: 'heartbeat.*.writers',
 }

@@ -1,7 +1,7 @@
 /**
  * This node's replicas, one per game, and what the log has decided about their writers. Updates
  * come in stream order and are dropped or applied as the log's fences decide (log-fences.ts);
- * heartbeats are applied to games the node already holds. Every stamp a replica takes passes
+ * writers' beats (writer-beats.ts) are applied, game by game, to games the node already holds. Every stamp a replica takes passes
  * through the node's clock guard before anyone hears of the change. No I/O: replica-sync.ts feeds
  * it from the stream, the heartbeats and the snapshots.
  */
@@ -14,8 +14,6 @@ import {
   decodeStamp,
   fenceOf,
   isId,
-  isNodeId,
-  isStampKey,
   maxStamp,
   type Replica,
   writerOf,
@@ -25,10 +23,9 @@ import type { ClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFences } from './log-fences.ts'
 import type { StreamMessage } from './stream-follower.ts'
 import { FENCE_HEADER, FENCE_STAMPS_HEADER, fencesOf, WRITER_HEADER } from './update-author.ts'
+import { createBeatReader, parseWriterBeat, WRITER_GAMES_MAX } from './writer-beats.ts'
 
-/** A heartbeat is a few hundred bytes of JSON; anything larger is not one. */
-export const HEARTBEAT_BYTES_MAX = 8 * 1024
-export const GAMES_PER_NODE_MAX = 1_000
+export const GAMES_PER_NODE_MAX = WRITER_GAMES_MAX
 
 export type ReplicaChange = {
   readonly gameId: string
@@ -53,8 +50,8 @@ export interface GameReplicas {
   restore(gameId: string, replica: Replica): void
   /** An update, in stream order. */
   applyUpdate(message: StreamMessage): void
-  /** A heartbeat heard on `subject`. */
-  applyHeartbeat(subject: string, data: Uint8Array): void
+  /** A writer's beat (untrusted bytes): a heartbeat for each game it stands for. */
+  applyBeat(data: Uint8Array): void
   /** The writer that fenced `writer` in the game, by the log's account, or null. */
   fencedBy(gameId: string, writer: string): string | null
   droppedUpdates(): number
@@ -62,27 +59,9 @@ export interface GameReplicas {
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
 }
 
-/** `fabric.<region>.game.<gameId>` or `heartbeat.<region>.game.<gameId>`: the game, from any region. */
+/** `fabric.<region>.game.<gameId>`: the game, from any region. */
 function gameIdOf(subject: string): string {
   return subject.split('.')[3] ?? ''
-}
-
-/** The JSON `data` holds, or undefined when it holds none (JSON has no undefined). */
-function parseJson(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(data))
-  } catch {
-    return undefined
-  }
-}
-
-/** A heartbeat's stamp is its writer's clock as it was sent: a sample of that writer's offset. */
-function observeHeartbeat(clock: ClockGuard, replica: Replica, value: unknown): void {
-  if (typeof value !== 'object' || value === null) return
-  const { writer, stamp } = value as { writer?: unknown; stamp?: unknown }
-  // Only the game's active writers: anybody else's clock says nothing about this node's.
-  if (!isNodeId(writer) || !isStampKey(stamp) || !activeWriters(replica.game).includes(writer)) return
-  clock.observeWriter(writer, decodeStamp(stamp).wall)
 }
 
 export function createGameReplicas(context: {
@@ -94,6 +73,7 @@ export function createGameReplicas(context: {
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
   const fences = createGameFences(log)
+  const beats = createBeatReader()
 
   /**
    * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
@@ -141,15 +121,21 @@ export function createGameReplicas(context: {
         log.error({ gameId, seq: message.seq, err: error }, 'skipped an update the replica refused')
       }
     },
-    applyHeartbeat(subject, data) {
-      if (data.length > HEARTBEAT_BYTES_MAX) return
-      const gameId = gameIdOf(subject)
-      const replica = replicas.get(gameId)
-      if (replica === undefined) return
-      const value = parseJson(data)
-      if (value === undefined) return
-      observeHeartbeat(clock, replica, value)
-      merge(gameId, replica.applyHeartbeat(value), 'heartbeat')
+    applyBeat(data) {
+      const beat = parseWriterBeat(data)
+      if (beat === null) return
+      let observed = false
+      for (const { gameId, heartbeat } of beats.read(beat)) {
+        const replica = replicas.get(gameId)
+        if (replica === undefined) continue
+        // A beat's stamp is its writer's clock as it was sent: a sample of that writer's offset,
+        // if it writes a game this node holds (anybody else's clock says nothing about this node's).
+        if (!observed && activeWriters(replica.game).includes(beat.writer)) {
+          clock.observeWriter(beat.writer, decodeStamp(beat.stamp).wall)
+          observed = true
+        }
+        merge(gameId, replica.applyHeartbeat(heartbeat), 'heartbeat')
+      }
     },
     fencedBy: fences.fencedBy,
     droppedUpdates: fences.dropped,

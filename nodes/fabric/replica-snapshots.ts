@@ -64,17 +64,21 @@ export async function restoreSnapshots(context: {
 
 /**
  * Write each game's snapshot, taken at stream sequence `seq`, then the checkpoint naming them;
- * resolves with `seq`. A snapshot over SNAPSHOT_BYTES_MAX is left out (and logged).
+ * resolves with `seq`. A snapshot over SNAPSHOT_BYTES_MAX is left out (and logged), and so is a
+ * game `keep` names: the checkpoint names it still, and a restore uses the snapshot it has (with
+ * its own, lower, sequence), or follows the stream from the start without one.
  */
 export async function writeSnapshots(context: {
   readonly snapshots: SnapshotStore
   readonly log: Logger
   readonly seq: number
   readonly replicas: ReadonlyMap<string, Replica>
+  readonly keep?: (gameId: string) => boolean
 }): Promise<number> {
   const { snapshots, log, seq, replicas } = context
   const games = [...replicas.keys()]
   for (const gameId of games) {
+    if (context.keep?.(gameId)) continue
     const data = encodeSnapshot(seq, (replicas.get(gameId) as Replica).snapshot())
     if (data.length > SNAPSHOT_BYTES_MAX) {
       log.error({ gameId, bytes: data.length }, 'snapshot over the size limit; not written')

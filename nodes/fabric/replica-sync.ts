@@ -1,6 +1,6 @@
 /**
  * Replica sync over JetStream: one CRDT replica per game, fed by the region's fabric stream
- * (updates, R3) and by heartbeats (core NATS), restored from snapshots on start.
+ * (updates, R3) and by writers' beats (core NATS, writer-beats.ts), restored from snapshots on start.
  *
  * Start: read the checkpoint in the snapshot bucket (the games and the stream sequence of the last
  * snapshot round), restore each game's replica from its snapshot, then tail the stream with an
@@ -24,7 +24,7 @@
  */
 
 import type { Logger } from 'pino'
-import type { Backend, Heartbeat, Hlc, Replica } from '../../crdt/index.ts'
+import type { Backend, Hlc, Replica } from '../../crdt/index.ts'
 import { regionNames } from '../../protocol/subjects.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
@@ -33,11 +33,11 @@ import type { FollowerView } from './stream-follower.ts'
 import { names } from './streams.ts'
 import type { FabricTransport } from './transport.ts'
 import { authorHeaders, type UpdateAuthor } from './update-author.ts'
+import { encodeWriterBeat, type WriterBeat } from './writer-beats.ts'
 
 export {
   type DroppedUpdate,
   GAMES_PER_NODE_MAX,
-  HEARTBEAT_BYTES_MAX,
   type ReplicaChange,
 } from './game-replicas.ts'
 export { FENCE_HEADER, FENCE_STAMPS_HEADER, type UpdateAuthor, WRITER_HEADER } from './update-author.ts'
@@ -80,9 +80,13 @@ export interface ReplicaSync {
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
   /** Publish a writer's update durably; resolves with its stream sequence. */
   publishUpdate(gameId: string, update: Uint8Array, msgId: string, author?: UpdateAuthor): Promise<number>
-  publishHeartbeat(gameId: string, heartbeat: Heartbeat): void
-  /** Write every game's snapshot, then the checkpoint naming them. */
-  writeSnapshots(): Promise<number>
+  /** Publish a writer process's beat (writer-beats.ts); a beat too large to send throws. */
+  publishBeat(beat: WriterBeat): void
+  /**
+   * Write every game's snapshot, then the checkpoint naming them; a game `keep` names keeps the
+   * snapshot it has (its replica may not be a prefix of the stream just now).
+   */
+  writeSnapshots(keep?: (gameId: string) => boolean): Promise<number>
   close(): Promise<void>
 }
 
@@ -103,8 +107,8 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     onMessage: games.applyUpdate,
   })
   const stopHeartbeats = transport.subscribe(
-    multiRegion ? regionNames.everyRegionHeartbeatsSubject : names.allHeartbeatsSubject(region),
-    games.applyHeartbeat,
+    multiRegion ? regionNames.everyRegionBeatsSubject : names.beatSubject(region),
+    (_subject, data) => games.applyBeat(data),
   )
 
   return {
@@ -124,11 +128,17 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       const ack = await transport.append(names.gameSubject(region, gameId), update, { msgId, headers })
       return ack.seq
     },
-    publishHeartbeat(gameId, heartbeat) {
-      transport.publish(names.heartbeatSubject(region, gameId), JSON.stringify(heartbeat))
+    publishBeat(beat) {
+      transport.publish(names.beatSubject(region), encodeWriterBeat(beat))
     },
-    writeSnapshots: () =>
-      writeSnapshots({ snapshots, log, seq: follower.lastSeq(), replicas: games.replicas }),
+    writeSnapshots: (keep) =>
+      writeSnapshots({
+        snapshots,
+        log,
+        seq: follower.lastSeq(),
+        replicas: games.replicas,
+        ...(keep ? { keep } : {}),
+      }),
     async close() {
       if (closed) return
       closed = true

@@ -4,13 +4,13 @@
  * | what                | object                                   | subjects                           |
  * |---------------------|------------------------------------------|------------------------------------|
  * | CRDT updates        | stream FABRIC_<REGION>, R3               | fabric.<region>.game.<gameId>      |
- * | heartbeats          | core NATS, not stored                    | heartbeat.<region>.game.<gameId>   |
+ * | writer beats        | core NATS, not stored                    | heartbeat.<region>.writers         |
  * | snapshots           | KV bucket snapshots_<region>, R3         | key: game.<gameId>                 |
  * | money and bets      | stream LEDGER_<REGION>_<SHARD>, R3, one per shard | ledger.<region>.<shard>.<userId> |
  * | bet and settlement batches | the shard's stream                | ledger.<region>.<shard>.bets, .settlements |
  *
- * Heartbeats are ephemeral by design: a replica that misses one waits for the next, and their
- * soundness never depends on delivery (see crdt/backend.ts). Everything else is R3 and only
+ * Beats are ephemeral by design: a replica that misses one waits for the next, and their
+ * soundness never depends on delivery (see crdt/backend.ts and writer-beats.ts). Everything else is R3 and only
  * 2.9 features are used, so the same code runs on 2.9.10 and on newer servers.
  *
  * The ledger's shard count is fixed when a region is created: each shard stream's description

@@ -4,8 +4,10 @@
  * from the machine's could stamp below a watermark it published before it died, and so change
  * verdicts that were already final.
  *
- * So a writer keeps a ceiling in the region's snapshot bucket (key `clock.<gameId>.<writer>`): a
- * wall time it has promised not to heartbeat past without first storing a higher one. The ceiling
+ * So a writer keeps a ceiling in the region's snapshot bucket (key `ceiling.<writer>`, one for all
+ * the games its process writes, since they share its clock): a wall time it has promised not to
+ * heartbeat past without first storing a higher one. Earlier versions kept one per game
+ * (`clock.<gameId>.<writer>`); a writer restarted on those games also reads and merges those. The ceiling
  * runs `leaseMs` ahead of the clock and is renewed when the clock comes within half of that. A
  * heartbeat above the stored ceiling is not sent (the trader skips it; a late renewal costs a
  * missed heartbeat, never a broken promise). A restarted writer merges the stored ceiling plus one
@@ -26,7 +28,8 @@ export const CEILING_MERGE_RETRY_MS = 100
 
 export interface ClockCeilingOptions {
   readonly store: SnapshotStore
-  readonly gameId: string
+  /** The games the writer runs: their ceilings from earlier versions are merged too. */
+  readonly gameIds: readonly string[]
   readonly hlc: Hlc
   readonly now: () => number
   readonly log: Logger
@@ -45,12 +48,11 @@ export interface ClockCeiling {
 export async function restoreClockCeiling(options: ClockCeilingOptions): Promise<ClockCeiling> {
   const { store, hlc, now, log } = options
   const timers = options.timers ?? realTimers
-  const key = names.ceilingKey(options.gameId, hlc.node)
+  const key = names.ceilingKey(hlc.node)
   const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
-  const stored = await store.get(key)
-  const previous = stored === null ? 0 : Number(new TextDecoder().decode(stored))
-  if (!Number.isSafeInteger(previous) || previous < 0)
-    throw new RangeError(`the stored clock ceiling of ${hlc.node} is not a wall time; refusing to stamp`)
+  const keys = [key, ...options.gameIds.map((gameId) => names.gameCeilingKey(gameId, hlc.node))]
+  let previous = 0
+  for (const each of keys) previous = Math.max(previous, parseCeiling(await store.get(each), hlc.node))
   if (previous > 0) {
     await mergeWhenPossible(hlc, previous + 1, log, timers)
     log.info({ ceiling: previous }, 'clock resumed past its stored ceiling')
@@ -80,6 +82,14 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
     },
     value: () => ceiling,
   }
+}
+
+/** A stored ceiling (0 when none); anything but a wall time stops the writer. */
+function parseCeiling(stored: Uint8Array | null, writer: string): number {
+  const value = stored === null ? 0 : Number(new TextDecoder().decode(stored))
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`the stored clock ceiling of ${writer} is not a wall time; refusing to stamp`)
+  return value
 }
 
 async function mergeWhenPossible(hlc: Hlc, wallMs: number, log: Logger, timers: Timers): Promise<void> {

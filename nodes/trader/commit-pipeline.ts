@@ -6,7 +6,7 @@
  * stored twice. Heartbeats go out from here too, since each one promises what was committed.
  */
 
-import { type Entry, encodeStamp, genesisOf, type Op, stampOps } from '../../crdt/index.ts'
+import { type Entry, encodeStamp, genesisOf, type Op, type Stamp, stampOps } from '../../crdt/index.ts'
 import type { TraderContext } from './trader-context.ts'
 import type { UpdateFence } from './trader-types.ts'
 
@@ -17,8 +17,8 @@ export interface CommitPipeline {
   commit(entries: readonly Entry[]): boolean
   /** Publish again whatever JetStream has not acknowledged yet. */
   retry(): void
-  /** Promise every writer that the replica holds all this trader published up to now. */
-  heartbeat(): void
+  /** Promise every writer that the replica holds all this trader published up to `stamp` (default now). */
+  heartbeat(stamp?: Stamp): void
   /** Updates committed and not yet acknowledged. */
   backlog(): number
   /** Forget every unpublished update: a trader that stood down must not publish them. */
@@ -76,12 +76,12 @@ export function createCommitPipeline(context: TraderContext): CommitPipeline {
     })
   }
 
-  function heartbeat(): void {
+  function heartbeat(given?: Stamp): void {
     if (genesisOf(replica.game) === null) return
     // A heartbeat promises that the replica holds all this writer ever published up to it: a
     // restarted writer must first have read its own earlier updates back from the log.
     if (!(options.caughtUp?.() ?? true)) return
-    const stamp = hlc.now()
+    const stamp = given ?? hlc.now()
     if (options.mayPromise && !options.mayPromise(stamp.wall)) return
     options.publisher.publishHeartbeat(replica.heartbeat(encodeStamp(stamp)))
     stats.heartbeats++

@@ -2,6 +2,7 @@
 
 import { GAME_ID_SOURCE } from '../../protocol/ids.ts'
 import { defineOptions } from '../fabric/config.ts'
+import { WRITER_GAMES_MAX as TRADER_GAMES_MAX } from '../fabric/writer-beats.ts'
 
 export const options = defineOptions({
   gameId: {
@@ -11,6 +12,32 @@ export const options = defineOptions({
     flag: '--game-id',
     doc: 'the game this trader writes',
     pattern: new RegExp(GAME_ID_SOURCE),
+  },
+  gameIds: {
+    type: 'list',
+    default: [],
+    env: 'TRADER_GAME_IDS',
+    flag: '--game-ids',
+    doc: 'the games this trader writes, comma-separated, each its own simulated match (default: --game-id alone)',
+    pattern: new RegExp(GAME_ID_SOURCE),
+  },
+  games: {
+    type: 'integer',
+    default: 0,
+    min: 0,
+    max: TRADER_GAMES_MAX,
+    env: 'TRADER_GAMES',
+    flag: '--games',
+    doc: 'run this many simulated matches, match-1 to match-N, with seeds --seed to --seed + N - 1 (0: --game-ids or --game-id)',
+  },
+  staggerMs: {
+    type: 'integer',
+    default: 0,
+    min: 0,
+    max: 3_600_000,
+    env: 'TRADER_STAGGER_MS',
+    flag: '--stagger-ms',
+    doc: 'the n-th new match (from 0) starts n times this long after the trader is ready',
   },
   writers: {
     type: 'list',
@@ -102,3 +129,13 @@ export const options = defineOptions({
     doc: 'append every entry this trader commits to this file, one JSON line each (chaos checks read it; empty: off)',
   },
 })
+
+/** The games a configuration names: `--games N`, else `--game-ids`, else `--game-id`. */
+export function gameIdsOf(config: {
+  readonly gameId: string
+  readonly gameIds: readonly string[]
+  readonly games: number
+}): string[] {
+  if (config.games > 0) return Array.from({ length: config.games }, (_, i) => `match-${i + 1}`)
+  return config.gameIds.length > 0 ? [...config.gameIds] : [config.gameId]
+}

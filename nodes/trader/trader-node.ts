@@ -1,15 +1,18 @@
 /**
- * A trader process's wiring: the region's fabric, this game's replica, the trader, its heartbeat
- * and snapshot timers, and the kill switch on `trader.<region>.kill` / `trader.<region>.resume`
- * (payload `{"gameId": "..."}` for one game, `{}` for every game this trader runs).
+ * A trader process's wiring: the region's fabric, one replica sync for every game, a trader per
+ * game it runs (each with its own feed, takeover and stand-down), one writer beat per round for
+ * all of them (nodes/fabric/writer-beats.ts), one clock ceiling, the snapshot timer, and the kill
+ * switch on `trader.<region>.kill` / `trader.<region>.resume` (payload `{"gameId": "..."}` for
+ * one game, `{}` for every game this process runs).
  *
- * A standby starts its feed only when it takes over, from the point after the last one the replica
- * holds. An active trader starts its feed once its replica has caught up with the log: on a game
- * the log already holds (a restart), it rejoins (takeover.ts) and resumes after the last point, so
- * the game clock never goes back, no resulted market reopens, and no result is claimed twice. Its
- * clock resumes past its stored ceiling before it stamps anything (clock-ceiling.ts). Snapshots are
- * written only from a replica that equals a prefix of the stream: nothing of this trader's own left
- * unacknowledged or unread, and never once the trader has stood down.
+ * A standby starts a game's feed only when it takes the game over, from the point after the last
+ * one the replica holds. An active trader starts its feeds once its replicas have caught up with
+ * the log: on a game the log already holds (a restart), it rejoins (takeover.ts) and resumes after
+ * the last point, so the game clock never goes back, no resulted market reopens, and no result is
+ * claimed twice; a new game starts after its own delay, so that matches start staggered. The clock
+ * resumes past its stored ceiling before it stamps anything (clock-ceiling.ts). A game's snapshot
+ * is written only from a replica that equals a prefix of the stream: nothing of this writer's own
+ * left unacknowledged or unread, and never once its trader has stood down.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -20,6 +23,7 @@ import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
 import type { FabricTransport } from '../fabric/transport.ts'
+import { type BeatWriter, createBeatWriter, WRITER_GAMES_MAX } from '../fabric/writer-beats.ts'
 import { type ClockCeiling, restoreClockCeiling } from './clock-ceiling.ts'
 import type { FeedAdapter, FeedEvent } from './feed.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
@@ -29,18 +33,26 @@ import { createTrader, type Trader, type TraderLimits, type TraderRole } from '.
 export const CATCH_UP_POLL_MS = 50
 export const CATCH_UP_LOG_MS = 5_000
 
-export interface TraderNodeOptions {
+/** One game a trader process runs. */
+export interface TraderGame {
+  readonly gameId: string
+  readonly feed: FeedAdapter
+  /** How long after the process is ready a new match starts (a rejoined one resumes at once). */
+  readonly startAfterMs?: number
+}
+
+interface ProcessOptions {
   /** The connection the trader's transport is built on, unless `transport` is given. */
   readonly nc?: NatsConnection
-  /** The streams, heartbeats and snapshot store (transport.ts); the simulator passes memory. */
+  /** The streams, beats and snapshot store (transport.ts); the simulator passes memory. */
   readonly transport?: FabricTransport
   /** Heartbeat, snapshot and catch-up timers (timers.ts); default the real ones. */
   readonly timers?: Timers
   readonly region: string
+  /** The writer: this process's node id, the same in every game it writes. */
   readonly node: string
-  readonly gameId: string
+  /** Every writer of each game (the same for all the process's games). */
   readonly writers: readonly string[]
-  readonly feed: FeedAdapter
   readonly backend: Backend
   readonly log: Logger
   readonly snapshotIntervalMs: number
@@ -50,12 +62,36 @@ export interface TraderNodeOptions {
   readonly regions?: readonly string[]
   /** The clock of staleness checks; the HLC's source when `hlc` is not given. */
   readonly now?: () => number
-  /** The trader's own record of what it committed (see TraderOptions.onCommit). */
-  readonly onCommit?: (entries: readonly Entry[]) => void
-  /** Start as a standby (see nodes/trader/takeover.ts); default active. */
+  /** The trader's own record of what it committed, game by game (see TraderOptions.onCommit). */
+  readonly onCommit?: (entries: readonly Entry[], gameId: string) => void
+  /** Start as a standby in every game (see nodes/trader/takeover.ts); default active. */
   readonly role?: Exclude<TraderRole, 'fenced'>
 }
 
+export interface TraderProcessOptions extends ProcessOptions {
+  /** The games, at most TRADER_GAMES_MAX, each once. */
+  readonly games: readonly TraderGame[]
+}
+
+export interface TraderNodeOptions extends ProcessOptions {
+  readonly gameId: string
+  readonly feed: FeedAdapter
+}
+
+/** The games one trader process runs: as many as one writer beat can carry. */
+export const TRADER_GAMES_MAX = WRITER_GAMES_MAX
+
+export interface TraderProcess {
+  /** Each game's trader, by game. */
+  readonly traders: ReadonlyMap<string, Trader>
+  readonly replicas: ReplicaSync
+  readonly hlc: Hlc
+  /** Beats published, and beats that could not be built or sent. */
+  readonly beats: { sent: number; failed: number }
+  close(): Promise<void>
+}
+
+/** A trader process of one game. */
 export interface TraderNode {
   readonly trader: Trader
   readonly replicas: ReplicaSync
@@ -72,8 +108,21 @@ function targetsGame(data: Uint8Array, gameId: string): boolean {
   }
 }
 
+/** A trader process of one game (tests, the simulator, benchmarks). */
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
-  const { region, gameId, log } = options
+  const { gameId, feed, ...rest } = options
+  const process = await startTraderProcess({ ...rest, games: [{ gameId, feed }] })
+  return {
+    trader: process.traders.get(gameId) as Trader,
+    replicas: process.replicas,
+    hlc: process.hlc,
+    close: process.close,
+  }
+}
+
+export async function startTraderProcess(options: TraderProcessOptions): Promise<TraderProcess> {
+  const { region, log } = options
+  checkGames(options.games)
   const timers = options.timers ?? realTimers
   const hlc = options.hlc ?? createHlc({ node: options.node, ...(options.now ? { clock: options.now } : {}) })
   const transport = await transportOf(options)
@@ -88,60 +137,94 @@ export async function startTraderNode(options: TraderNodeOptions): Promise<Trade
   })
   const ceiling = await restoreClockCeiling({
     store: transport.snapshots,
-    gameId,
+    gameIds: options.games.map((game) => game.gameId),
     hlc,
     now: options.now ?? Date.now,
     log,
     timers,
   })
-  const { trader, lastAckSeq } = createFabricTrader(options, replicas, hlc, ceiling)
+  const beats = createBeatWriter(hlc.node)
+  const games = options.games.map((game) =>
+    createFabricTrader(options, game, { replicas, hlc, ceiling, beats }, log.child({ gameId: game.gameId })),
+  )
+  const traders = new Map(games.map((game) => [game.gameId, game.trader]))
   const stopDrops = replicas.onDrop((dropped) => {
-    if (dropped.gameId === gameId && dropped.writer === hlc.node)
-      trader.standDown(`an update of ours was dropped: ${dropped.reason}`)
+    if (dropped.writer === hlc.node)
+      traders.get(dropped.gameId)?.standDown(`an update of ours was dropped: ${dropped.reason}`)
   })
-  /** Whether the replica equals what the stream holds up to lastSeq (see the module comment). */
-  const snapshotSafe = () =>
-    trader.role() !== 'fenced' && trader.backlog() === 0 && replicas.lastSeq() >= lastAckSeq()
+  const beatCounts = { sent: 0, failed: 0 }
   const heartbeatMs = options.limits?.heartbeatMs ?? 20
-  const stopTicker = timers.setInterval(() => trader.tick(), heartbeatMs)
-  const stopSnapshots =
-    options.snapshotIntervalMs > 0
-      ? timers.setInterval(() => {
-          if (!snapshotSafe()) return
-          replicas.writeSnapshots().catch((error) => log.warn({ err: error }, 'snapshot round failed'))
-        }, options.snapshotIntervalMs)
-      : null
-  const stopKillSwitch = serveKillSwitch(transport, region, gameId, trader, log)
-  if (trader.role() === 'active') await startFeedWhenCaughtUp({ ...options, replicas, trader, hlc, timers })
-  log.info({ gameId, feed: options.feed.name, role: trader.role() }, 'trader started')
+  // Step every game, then promise them all with one stamp taken after every step's commits.
+  const stopTicker = timers.setInterval(() => {
+    for (const { trader } of games) trader.step()
+    const stamp = hlc.now()
+    try {
+      for (const { trader } of games) trader.heartbeat(stamp)
+      const beat = beats.flush()
+      if (beat === null) return
+      replicas.publishBeat(beat)
+      beatCounts.sent++
+    } catch (error) {
+      beats.discard()
+      beatCounts.failed++
+      log.error({ err: error }, 'the round’s beat was not sent; verdicts wait for the next')
+    }
+  }, heartbeatMs)
+  const stopSnapshots = startSnapshots(options.snapshotIntervalMs, games, replicas, timers, log)
+  const stopKillSwitch = serveKillSwitch(transport, region, traders, log)
+  const stopFeeds = await startFeedsWhenCaughtUp({ replicas, hlc, timers, log, games })
+  log.info({ games: games.length, role: options.role ?? 'active' }, 'trader started')
 
   return {
-    trader,
+    traders,
     replicas,
     hlc,
+    beats: beatCounts,
     async close() {
-      options.feed.stop()
+      stopFeeds()
+      for (const { feed } of games) feed.stop()
       stopTicker()
-      stopSnapshots?.()
+      stopSnapshots()
       stopKillSwitch()
       stopDrops()
-      await trader.flush()
+      await Promise.all(games.map(({ trader }) => trader.flush()))
       await replicas.close()
     },
   }
 }
 
+function checkGames(games: readonly TraderGame[]): void {
+  if (games.length === 0 || games.length > TRADER_GAMES_MAX)
+    throw new RangeError(`a trader process runs 1-${TRADER_GAMES_MAX} games, not ${games.length}`)
+  const ids = new Set(games.map((game) => game.gameId))
+  if (ids.size !== games.length) throw new RangeError('a trader process runs each game once')
+}
+
+/** A game's trader and what the process needs to know of it. */
+interface FabricTrader extends TraderGame {
+  readonly trader: Trader
+  /** The highest stream sequence JetStream gave one of this game's updates. */
+  lastAckSeq(): number
+}
+
 /**
- * The trader of this node's game, writing to the game's replica and publishing through the replica
- * sync; `lastAckSeq` is the highest stream sequence JetStream gave one of its updates.
+ * The trader of one game, writing to the game's replica and publishing updates through the replica
+ * sync and heartbeats into the process's beat.
  */
 function createFabricTrader(
-  options: TraderNodeOptions,
-  replicas: ReplicaSync,
-  hlc: Hlc,
-  ceiling: ClockCeiling,
-): { readonly trader: Trader; lastAckSeq(): number } {
-  const { gameId, log } = options
+  options: ProcessOptions,
+  game: TraderGame,
+  shared: {
+    readonly replicas: ReplicaSync
+    readonly hlc: Hlc
+    readonly ceiling: ClockCeiling
+    readonly beats: BeatWriter
+  },
+  log: Logger,
+): FabricTrader {
+  const { gameId, feed } = game
+  const { replicas, hlc, ceiling, beats } = shared
+  const { onCommit } = options
   let lastAckSeq = 0
   const trader: Trader = createTrader({
     gameId,
@@ -155,38 +238,62 @@ function createFabricTrader(
     fencedBy: () => replicas.fencedBy(gameId, hlc.node),
     onTakeover(afterPoint) {
       log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
-      options.feed.start((event) => trader.handle(event), { afterPoint })
+      feed.start((event) => trader.handle(event), { afterPoint })
     },
-    onStandDown: () => options.feed.stop(),
+    onStandDown: () => feed.stop(),
     mayPromise: (wallMs) => ceiling.covers(wallMs),
-    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    ...(onCommit ? { onCommit: (entries: readonly Entry[]) => onCommit(entries, gameId) } : {}),
     ...(options.now ? { now: options.now } : {}),
     publisher: {
       async publishUpdate(update, msgId, fences) {
         const seq = await replicas.publishUpdate(gameId, update, msgId, { writer: hlc.node, fences })
         lastAckSeq = Math.max(lastAckSeq, seq)
       },
-      publishHeartbeat: (heartbeat) => replicas.publishHeartbeat(gameId, heartbeat),
+      publishHeartbeat: (heartbeat) => beats.offer(gameId, heartbeat),
     },
   })
-  return { trader, lastAckSeq: () => lastAckSeq }
+  return { ...game, trader, lastAckSeq: () => lastAckSeq }
+}
+/**
+ * Every snapshotIntervalMs, write the snapshot of each game whose replica equals a prefix of the
+ * stream (see the module comment); the others keep their last one. Returns the way to stop.
+ */
+function startSnapshots(
+  intervalMs: number,
+  games: readonly FabricTrader[],
+  replicas: ReplicaSync,
+  timers: Timers,
+  log: Logger,
+): () => void {
+  if (intervalMs <= 0) return () => {}
+  const byGame = new Map(games.map((game) => [game.gameId, game]))
+  const unsafe = (gameId: string) => {
+    const game = byGame.get(gameId)
+    if (game === undefined) return false // a game of another writer: this process wrote nothing to it
+    const { trader } = game
+    return trader.role() === 'fenced' || trader.backlog() > 0 || replicas.lastSeq() < game.lastAckSeq()
+  }
+  return timers.setInterval(() => {
+    replicas.writeSnapshots(unsafe).catch((error) => log.warn({ err: error }, 'snapshot round failed'))
+  }, intervalMs)
 }
 
 /** The kill switch: `trader.<region>.kill` suspends every open market, `.resume` lifts it. */
 function serveKillSwitch(
   transport: FabricTransport,
   region: string,
-  gameId: string,
-  trader: Trader,
+  traders: ReadonlyMap<string, Trader>,
   log: Logger,
 ): () => void {
+  const targets = (data: Uint8Array) => [...traders].filter(([gameId]) => targetsGame(data, gameId))
   const stopKill = transport.subscribe(killSubject(region), (_subject, data) => {
-    if (!targetsGame(data, gameId)) return
-    log.warn({ gameId }, 'kill switch: suspending every open market')
-    trader.kill('kill switch')
+    for (const [gameId, trader] of targets(data)) {
+      log.warn({ gameId }, 'kill switch: suspending every open market')
+      trader.kill('kill switch')
+    }
   })
   const stopResume = transport.subscribe(resumeSubject(region), (_subject, data) => {
-    if (targetsGame(data, gameId)) trader.resume()
+    for (const [, trader] of targets(data)) trader.resume()
   })
   return () => {
     stopKill()
@@ -194,22 +301,48 @@ function serveKillSwitch(
   }
 }
 
-/** Start the active trader's feed once the replica has caught up; rejoin a game already running. */
-async function startFeedWhenCaughtUp(context: {
+/**
+ * Once the replicas have caught up, start each active game's feed: a game the log holds already
+ * is rejoined at once, a new one after its startAfterMs. Returns the way to cancel starts not yet due.
+ */
+async function startFeedsWhenCaughtUp(context: {
   readonly replicas: ReplicaSync
-  readonly trader: Trader
   readonly hlc: Hlc
   readonly timers: Timers
-  readonly gameId: string
-  readonly feed: FeedAdapter
   readonly log: Logger
-}): Promise<void> {
-  const { replicas, trader, hlc, timers, gameId, feed, log } = context
+  readonly games: readonly FabricTrader[]
+}): Promise<() => void> {
+  const { replicas, timers, log } = context
   for (let waited = 0; !replicas.caughtUp(); waited += CATCH_UP_POLL_MS) {
     if (waited > 0 && waited % CATCH_UP_LOG_MS === 0)
-      log.info({ waitedMs: waited }, 'catching up before the feed')
+      log.info({ waitedMs: waited }, 'catching up before the feeds')
     await sleep(timers, CATCH_UP_POLL_MS)
   }
+  const pending = new Set<() => void>()
+  for (const game of context.games) {
+    if (game.trader.role() !== 'active') continue
+    const delayMs = game.startAfterMs ?? 0
+    const isNew = genesisOf(replicas.replicaFor(game.gameId).game) === null
+    if (!isNew || delayMs <= 0) {
+      startFeed(context, game)
+      continue
+    }
+    const cancel = timers.setTimeout(() => {
+      pending.delete(cancel)
+      startFeed(context, game)
+    }, delayMs)
+    pending.add(cancel)
+  }
+  return () => {
+    for (const cancel of pending) cancel()
+  }
+}
+
+/** Start a new game's feed, or rejoin a game the log holds (unless another writer fenced this one). */
+function startFeed(context: { readonly replicas: ReplicaSync; readonly hlc: Hlc }, game: FabricTrader): void {
+  const { replicas, hlc } = context
+  const { gameId, feed, trader } = game
+  if (trader.role() !== 'active') return
   const handle = (event: FeedEvent) => trader.handle(event)
   if (genesisOf(replicas.replicaFor(gameId).game) === null) {
     feed.start(handle)
@@ -224,7 +357,7 @@ async function startFeedWhenCaughtUp(context: {
 }
 
 /** The transport given, or one over the NATS connection given. */
-async function transportOf(options: TraderNodeOptions): Promise<FabricTransport> {
+async function transportOf(options: ProcessOptions): Promise<FabricTransport> {
   if (options.transport) return options.transport
   if (!options.nc) throw new TypeError('a trader node needs a NATS connection or a transport')
   return natsFabricTransport(options.nc, options.region, options.regions)

@@ -6,7 +6,7 @@
  */
 
 import type { Logger } from 'pino'
-import type { Entry, Heartbeat, Hlc, Replica, StampKey } from '../../crdt/index.ts'
+import type { Entry, Heartbeat, Hlc, Replica, Stamp, StampKey } from '../../crdt/index.ts'
 import type { FeedEvent } from './feed.ts'
 
 export interface TraderLimits {
@@ -97,8 +97,16 @@ export interface Trader {
   /** Stand down for good (see takeover.ts). */
   standDown(reason: string): void
   handle(event: FeedEvent): void
-  /** Heartbeat, check the feed for staleness, retry unpublished updates; call every heartbeatMs. */
+  /** `step` then `heartbeat`; call every heartbeatMs. */
   tick(): void
+  /** Fence silent writers, check the feed for staleness, retry unpublished updates. */
+  step(): void
+  /**
+   * Promise that the replica holds everything this writer stamped up to `stamp` (default: the
+   * clock's next tick), unless the trader stood down or cannot promise yet. A process running
+   * many games steps them all, then heartbeats them all with one stamp (trader-node.ts).
+   */
+  heartbeat(stamp?: Stamp): void
   kill(reason: string): void
   resume(): void
   /**

@@ -11,6 +11,7 @@
  * public names in one place, so importers need only this file.
  */
 
+import type { Stamp } from '../../crdt/index.ts'
 import { createCommitPipeline } from './commit-pipeline.ts'
 import { createMarketLifecycle } from './market-lifecycle.ts'
 import { createTakeover } from './takeover.ts'
@@ -36,6 +37,19 @@ export function createTrader(options: TraderOptions): Trader {
   const pipeline = createCommitPipeline(context)
   const lifecycle = createMarketLifecycle(context, pipeline)
   const takeover = createTakeover(context, pipeline)
+
+  function step(): void {
+    // A trader another writer has fenced must not fence, write or heartbeat: that comes first.
+    if (state.role === 'fenced' || takeover.standDownIfFenced()) return
+    takeover.fenceSilentWriters()
+    lifecycle.suspendIfStale()
+    pipeline.retry()
+  }
+
+  function heartbeat(stamp?: Stamp): void {
+    if (state.role !== 'fenced') pipeline.heartbeat(stamp)
+  }
+
   return {
     stats,
     role: () => state.role,
@@ -44,13 +58,11 @@ export function createTrader(options: TraderOptions): Trader {
     standDown: takeover.standDown,
     handle: lifecycle.handle,
     tick() {
-      // A trader another writer has fenced must not fence, write or heartbeat: that comes first.
-      if (state.role === 'fenced' || takeover.standDownIfFenced()) return
-      takeover.fenceSilentWriters()
-      lifecycle.suspendIfStale()
-      pipeline.retry()
-      pipeline.heartbeat()
+      step()
+      heartbeat()
     },
+    step,
+    heartbeat,
     kill: lifecycle.kill,
     resume: lifecycle.resume,
     rejoin: takeover.rejoin,

@@ -113,15 +113,17 @@ t.test('a paused trader that writes after the fence is dropped everywhere and st
 
   // A pause: no heartbeats, and the trader does not look at its replica, so it still thinks it runs
   // the game when it wakes.
-  const tick = active.trader.tick
-  active.trader.tick = () => {}
+  const { step, heartbeat } = active.trader
+  active.trader.step = () => {}
+  active.trader.heartbeat = () => {}
   await waitFor('trader-2 took over', () => fenceOf(game()!, 'trader-1') !== null)
   active.feed.emit({ type: 'serve', point: 1, second: false })
   active.feed.emit({ type: 'point-end', point: 1, winner: 'away', ace: false })
   await waitFor('its update was dropped', () => dropped.length >= 1)
   t.ok(dropped.every((d) => d.writer === 'trader-1' && d.reason === 'writer fenced'))
   await waitFor('trader-1 stood down', () => active.trader.role() === 'fenced')
-  active.trader.tick = tick
+  active.trader.step = step
+  active.trader.heartbeat = heartbeat
   t.match(active.trader.fencedReason(), /dropped|fenced by trader-2/)
 
   const market = marketIds(1).winner

@@ -89,20 +89,20 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
     const { a, b, close } = await open()
     t.teardown(close)
     const heard: string[] = []
-    const stop = b.subscribe(names.allHeartbeatsSubject(region), (s, data) =>
+    const stop = b.subscribe(`probe.${region}.game.*`, (s, data) =>
       heard.push(`${s}:${decoder.decode(data)}`),
     )
     await waitFor('the subscription is in place', async () => {
-      a.publish(names.heartbeatSubject(region, 'probe'), 'ping')
+      a.publish(`probe.${region}.game.probe`, 'ping')
       return heard.length > 0
     })
     heard.length = 0
-    a.publish(names.heartbeatSubject(region, 'g1'), 'one')
-    a.publish('heartbeat.other.game.g1', 'not for us')
-    await waitFor('the message', () => heard.includes(`${names.heartbeatSubject(region, 'g1')}:one`))
+    a.publish(`probe.${region}.game.g1`, 'one')
+    a.publish('probe.other.game.g1', 'not for us')
+    await waitFor('the message', () => heard.includes(`${`probe.${region}.game.g1`}:one`))
     stop()
-    a.publish(names.heartbeatSubject(region, 'g2'), 'two')
-    a.publish(names.heartbeatSubject(region, 'g1'), 'three')
+    a.publish(`probe.${region}.game.g2`, 'two')
+    a.publish(`probe.${region}.game.g1`, 'three')
     await new Promise((resolve) => setTimeout(resolve, 100))
     t.notOk(
       heard.some((line) => line.endsWith(':two') || line.endsWith(':three')),

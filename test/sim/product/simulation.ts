@@ -15,13 +15,16 @@ import { AFTER_ALL_STAMPS, BACKENDS, type BackendName, transitionAt } from '../.
 import type { AllowanceReceiptEntry } from '../../../ledger/index.ts'
 import type { Ask } from '../../../nodes/api/allowance.ts'
 import { createPrng, type Prng } from '../../../nodes/fabric/prng.ts'
+import { BEAT_FULL_EVERY } from '../../../nodes/fabric/writer-beats.ts'
 import type { TraderNode } from '../../../nodes/trader/trader-node.ts'
 import type { PlaceBetReply } from '../../../protocol/bets.ts'
 import { shardOf } from '../../../protocol/shards.ts'
+import { DEFAULT_NETWORK } from '../network.ts'
 import { checkRun, type PlacedBet } from './checks.ts'
 import {
   type ApiSim,
   GAME,
+  HEARTBEAT_MS,
   type HeardFinal,
   joinWorld,
   POINT_MS,
@@ -180,6 +183,13 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
       while (!(auditor.replicas.caughtUp() && auditor.ledger.caughtUp()))
         await new Promise<void>((resolve) => world.timers('auditor').setTimeout(resolve, 20))
     })(),
+  )
+  // A node that just joined finalizes nothing of a writer's before it hears the writer's next full
+  // beat (nodes/fabric/writer-beats.ts): wait for three of them, in case one is lost or delayed.
+  await runUntil(
+    world,
+    world.scheduler.nowMs() + 3 * BEAT_FULL_EVERY * HEARTBEAT_MS + DEFAULT_NETWORK.delayMsMax,
+    STEPS_MAX,
   )
   for (const { shard, entry } of receipts) {
     const grant = auditor.ledger.fold(entry.fromShard).transfer('allowance-grant', entry.id)

@@ -1,0 +1,213 @@
+/**
+ * Writer beats: one heartbeat message per writer process, whatever the number of games it writes.
+ *
+ * A game's heartbeat (crdt/backend.ts) is a writer's promise that everything it stamped up to
+ * `stamp` is in the document `version`. A trader process writing many games sends, every round,
+ * one beat for all of them: one stamp, and the games' versions. So the number of heartbeat
+ * messages a node hears grows with the number of writer processes, not of games.
+ *
+ * Every BEAT_FULL_EVERY-th beat is full: it lists every game the writer promises about. The beats
+ * between list only what differs from the last full one (their `base`): a game whose version
+ * changed since, or that was added, and `null` for a game of the base it promises nothing about
+ * now. A receiver that holds the base reads a game not listed as "still the base's version". One
+ * that does not (the full beat was lost on the way, core NATS being at most once, or it arrived
+ * later) applies only what the beat lists: promising the stamp on a version the receiver merely
+ * guessed could let a verdict turn final before the replica holds the writer's updates. Each beat
+ * depends on its base alone, not on the beats before it, so reordered or repeated beats are read
+ * the same; a process's beats are numbered within its life (a random id per start).
+ *
+ * No I/O: the trader process builds beats with createBeatWriter, and nodes read them with
+ * createBeatReader (game-replicas.ts).
+ */
+
+import { randomBytes } from 'node:crypto'
+import {
+  HEARTBEAT_VERSION_LENGTH_MAX,
+  type Heartbeat,
+  isId,
+  isNodeId,
+  isStampKey,
+  type StampKey,
+  writerOf,
+} from '../../crdt/index.ts'
+
+/**
+ * Every BEAT_FULL_EVERY-th beat lists every game: a node that just started, or missed a full beat,
+ * finalizes nothing of a writer's until it hears the next (200 ms at the trader's default 20 ms).
+ */
+export const BEAT_FULL_EVERY = 10
+/** The games one writer process promises about; the node side holds at most GAMES_PER_NODE_MAX. */
+export const WRITER_GAMES_MAX = 1_000
+/** A beat fits the default NATS max_payload (1 MiB): a full beat of WRITER_GAMES_MAX games with versions of a few dozen bytes is about 80 KB. */
+export const WRITER_BEAT_BYTES_MAX = 1024 * 1024
+/** Writer processes a node keeps beat state for; the oldest heard is forgotten past this. */
+export const BEAT_WRITERS_MAX = 1_000
+const LIFE_PATTERN = /^[0-9a-f]{16}$/
+
+export interface WriterBeat {
+  readonly writer: string
+  /** A random id of this process start: beat numbers restart with it. */
+  readonly life: string
+  /** The beat's number within the life, from 0. */
+  readonly n: number
+  /** The number of the full beat this one lists differences from; `n` itself for a full beat. */
+  readonly base: number
+  readonly stamp: StampKey
+  /** Game to version; null: no promise about that game now. */
+  readonly games: Readonly<Record<string, string | null>>
+}
+
+/** A beat from untrusted bytes, or null when it is not one. */
+export function parseWriterBeat(data: Uint8Array): WriterBeat | null {
+  if (data.length > WRITER_BEAT_BYTES_MAX) return null
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder().decode(data))
+  } catch {
+    return null
+  }
+  if (typeof value !== 'object' || value === null) return null
+  const { writer, life, n, base, stamp, games } = value as Record<string, unknown>
+  if (!isNodeId(writer) || typeof life !== 'string' || !LIFE_PATTERN.test(life)) return null
+  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(base)) return null
+  if ((base as number) < 0 || (base as number) > (n as number)) return null
+  if (!isStampKey(stamp) || writerOf({ stamp }) !== writer) return null
+  if (typeof games !== 'object' || games === null || Array.isArray(games)) return null
+  const entries = Object.entries(games)
+  if (entries.length > WRITER_GAMES_MAX) return null
+  for (const [gameId, version] of entries) {
+    if (!isId(gameId)) return null
+    if (version !== null && (typeof version !== 'string' || version.length > HEARTBEAT_VERSION_LENGTH_MAX))
+      return null
+  }
+  return {
+    writer,
+    life,
+    n: n as number,
+    base: base as number,
+    stamp,
+    games: games as Record<string, string | null>,
+  }
+}
+
+export interface BeatWriter {
+  /** A game's heartbeat for the round under way; every heartbeat of a round has the round's stamp. */
+  offer(gameId: string, heartbeat: Heartbeat): void
+  /** The round's beat, or null when no game was offered (nothing is promised then). */
+  flush(): WriterBeat | null
+  /** Forget the round's offers (a round that failed half-way). */
+  discard(): void
+}
+
+/**
+ * The sending side: collect the games' heartbeats of one round, then flush one beat. A game not
+ * offered in a round is withdrawn (null) in that round's beat.
+ */
+export function createBeatWriter(writer: string, life = randomBytes(8).toString('hex')): BeatWriter {
+  /** The versions the last full beat listed, and its number. */
+  let base = new Map<string, string>()
+  let baseN = 0
+  let offered = new Map<string, string>()
+  let stamp: StampKey | null = null
+  let n = 0
+
+  return {
+    offer(gameId, heartbeat) {
+      if (heartbeat.writer !== writer)
+        throw new RangeError(`a heartbeat of ${heartbeat.writer}, not ${writer}`)
+      if (stamp !== null && heartbeat.stamp !== stamp)
+        throw new RangeError(`one round, one stamp: ${heartbeat.stamp} after ${stamp}`)
+      if (!offered.has(gameId) && offered.size >= WRITER_GAMES_MAX)
+        throw new RangeError(`a writer promises about at most ${WRITER_GAMES_MAX} games`)
+      stamp = heartbeat.stamp
+      offered.set(gameId, heartbeat.version)
+    },
+    flush() {
+      const round = offered
+      const roundStamp = stamp
+      offered = new Map()
+      stamp = null
+      if (roundStamp === null) return null // nothing to promise: no beat
+      const games: Record<string, string | null> = {}
+      if (n % BEAT_FULL_EVERY === 0) {
+        base = round
+        baseN = n
+        for (const [gameId, version] of round) games[gameId] = version
+      } else {
+        for (const [gameId, version] of round) if (base.get(gameId) !== version) games[gameId] = version
+        for (const gameId of base.keys()) if (!round.has(gameId)) games[gameId] = null
+      }
+      return { writer, life, n: n++, base: baseN, stamp: roundStamp, games }
+    },
+    discard() {
+      offered = new Map()
+      stamp = null
+    },
+  }
+}
+
+/** A beat's bytes; over WRITER_BEAT_BYTES_MAX it cannot be sent (a RangeError says so). */
+export function encodeWriterBeat(beat: WriterBeat): string {
+  const text = JSON.stringify(beat)
+  if (Buffer.byteLength(text) > WRITER_BEAT_BYTES_MAX)
+    throw new RangeError(
+      `a beat of ${Object.keys(beat.games).length} games is over ${WRITER_BEAT_BYTES_MAX} bytes`,
+    )
+  return text
+}
+
+export interface GameHeartbeat {
+  readonly gameId: string
+  readonly heartbeat: Heartbeat
+}
+
+/** What a receiver knows of one writer's beats: its latest full beat. */
+interface HeardWriter {
+  readonly life: string
+  readonly baseN: number
+  readonly versions: ReadonlyMap<string, string>
+}
+
+export interface BeatReader {
+  /** The games' heartbeats a beat stands for, by the rules in the module comment. */
+  read(beat: WriterBeat): GameHeartbeat[]
+  /** Writers heard from (at most BEAT_WRITERS_MAX). */
+  writers(): number
+}
+
+/** The receiving side: turns each writer's beats into the games' heartbeats they promise. */
+export function createBeatReader(): BeatReader {
+  const heard = new Map<string, HeardWriter>()
+
+  /** Keep a full beat as its writer's base, unless a later one of the same life is kept already. */
+  function keepBase(beat: WriterBeat): void {
+    const known = heard.get(beat.writer)
+    if (known !== undefined && known.life === beat.life && known.baseN >= beat.n) return
+    const versions = new Map<string, string>()
+    for (const [gameId, version] of Object.entries(beat.games))
+      if (version !== null) versions.set(gameId, version)
+    // Most recently kept last, so the one forgotten past the limit is the longest silent.
+    heard.delete(beat.writer)
+    heard.set(beat.writer, { life: beat.life, baseN: beat.n, versions })
+    if (heard.size > BEAT_WRITERS_MAX) heard.delete(heard.keys().next().value as string)
+  }
+
+  return {
+    read(beat) {
+      if (beat.base === beat.n) keepBase(beat)
+      const known = heard.get(beat.writer)
+      const versions = new Map<string, string>(
+        known !== undefined && known.life === beat.life && known.baseN === beat.base ? known.versions : [],
+      )
+      for (const [gameId, version] of Object.entries(beat.games)) {
+        if (version === null) versions.delete(gameId)
+        else versions.set(gameId, version)
+      }
+      const heartbeats: GameHeartbeat[] = []
+      for (const [gameId, version] of versions)
+        heartbeats.push({ gameId, heartbeat: { writer: beat.writer, stamp: beat.stamp, version } })
+      return heartbeats
+    },
+    writers: () => heard.size,
+  }
+}
