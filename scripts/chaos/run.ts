@@ -1136,7 +1136,8 @@ async function runScenario(
     // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back.
     await waitUntil(
       'rebuilt nodes to hold final verdicts',
-      async () => (stack as Stack).restartsPending().length === 0 && (await judgesHoldFinals(stack as Stack, nodes)),
+      async () =>
+        (stack as Stack).restartsPending().length === 0 && (await judgesHoldFinals(stack as Stack, nodes)),
       REBUILT_FINAL_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     const standDowns = await traderStandDowns(stack, nodes)
