@@ -109,6 +109,8 @@ export const exposureSubject = (shard: number, region: string | null = null) =>
 
 export const killSubject = (region: string) => `trader.${region}.kill`
 export const resumeSubject = (region: string) => `trader.${region}.resume`
+/** Hand a game over: its trader stands down, and a standby of the game takes it over. */
+export const releaseSubject = (region: string) => `trader.${region}.release`
 export const probeSubject = (region: string) => `clock.${region}.probe`
 
 /** Streams, buckets and the subjects they hold. */

@@ -18,7 +18,7 @@
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { type Backend, createHlc, type Entry, genesisOf, type Hlc } from '../../crdt/index.ts'
-import { killSubject, resumeSubject } from '../../protocol/subjects.ts'
+import { killSubject, releaseSubject, resumeSubject } from '../../protocol/subjects.ts'
 import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
@@ -97,6 +97,14 @@ export interface TraderNode {
   readonly replicas: ReplicaSync
   readonly hlc: Hlc
   close(): Promise<void>
+}
+
+function namesGame(data: Uint8Array): boolean {
+  try {
+    return typeof (JSON.parse(new TextDecoder().decode(data)) as { gameId?: unknown }).gameId === 'string'
+  } catch {
+    return false
+  }
 }
 
 function targetsGame(data: Uint8Array, gameId: string): boolean {
@@ -278,7 +286,11 @@ function startSnapshots(
   }, intervalMs)
 }
 
-/** The kill switch: `trader.<region>.kill` suspends every open market, `.resume` lifts it. */
+/**
+ * The kill switch: `trader.<region>.kill` suspends every open market, `.resume` lifts it; and
+ * `trader.<region>.release` hands one game over: its trader stands down (it writes and promises
+ * nothing more), so a standby among the game's writers fences it and takes over.
+ */
 function serveKillSwitch(
   transport: FabricTransport,
   region: string,
@@ -295,9 +307,19 @@ function serveKillSwitch(
   const stopResume = transport.subscribe(resumeSubject(region), (_subject, data) => {
     for (const [, trader] of targets(data)) trader.resume()
   })
+  // A release names its game (`{}` hands nothing over: a process's every game at once is a stop),
+  // and only the trader running it stands down: the game's standbys hear it too, and stay.
+  const stopRelease = transport.subscribe(releaseSubject(region), (_subject, data) => {
+    for (const [gameId, trader] of targets(data)) {
+      if (!namesGame(data) || trader.role() !== 'active') continue
+      log.warn({ gameId }, 'released: standing down so that a standby takes the game over')
+      trader.standDown('released by an operator')
+    }
+  })
   return () => {
     stopKill()
     stopResume()
+    stopRelease()
   }
 }
 
