@@ -1,7 +1,7 @@
 /**
  * A crowd of simulated bettors for the local stack: each is credited through the admin service,
- * watches the game through its own read-only replica, and bets on the current point at the prices
- * it sees (sometimes just too late). Every reply and status is counted; the ledger is folded here
+ * watches the games through its own read-only replica, and bets on the current point of a game it
+ * picks at random at the prices it sees (sometimes just too late), so bets spread over the matches. Every reply and status is counted; the ledger is folded here
  * too, independently, to check at the end that it sums and that no balance went negative.
  */
 
@@ -90,7 +90,8 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
   }
   let placed = 0
   const settledBets = new Set<string>()
-  let lastPoint = 0
+  /** The latest point bet on, by game. */
+  const lastPoints = new Map<string, number>()
   let stopped = false
 
   const statuses = nc.subscribe(ALL_STATUSES_SUBJECT, {
@@ -112,12 +113,15 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
   })
 
   async function placeOne(userId: string): Promise<void> {
-    const game = replicas.replica('match-1')?.game
+    const gameIds = replicas.games()
+    if (gameIds.length === 0) return
+    const gameId = prng.pick(gameIds)
+    const game = replicas.replica(gameId)?.game
     if (game === undefined) return
     const points = [...game.markets.keys()].filter((id) => id.endsWith('-winner'))
     const marketId = prng.chance(0.8) ? points.at(-1) : `${points.at(-1)?.replace('-winner', '-ace')}`
     if (marketId === undefined) return
-    lastPoint = Math.max(lastPoint, Number(/^p(\d+)/.exec(marketId)?.[1] ?? 0))
+    lastPoints.set(gameId, Number(/^p(\d+)/.exec(marketId)?.[1] ?? 0))
     const shown = transitionAt(game, marketId, AFTER_ALL_STAMPS)
     const selections = Object.keys(shown?.prices ?? {})
     if (shown === null || selections.length === 0) return
@@ -126,7 +130,7 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
     const request = {
       betId,
       userId,
-      gameId: 'match-1',
+      gameId,
       marketId,
       selectionId,
       stakeCents: prng.int(100, 500),
@@ -186,7 +190,7 @@ export async function startBettors(options: BettorsOptions): Promise<Bettors> {
         .reduce((s, [, n]) => s + n, 0)
       const settled = [...counts].filter(([k]) => k.startsWith('settled')).reduce((s, [, n]) => s + n, 0)
       return (
-        `t+${elapsed}s point ${lastPoint} | bets ${placed}: ${get('accepted')} accepted, ${rejected} rejected | ` +
+        `t+${elapsed}s ${lastPoints.size} games, points up to ${Math.max(0, ...lastPoints.values())} | bets ${placed}: ${get('accepted')} accepted, ${rejected} rejected | ` +
         `provisional p50 ${percentile(provisionalMs, 50)} ms p99 ${percentile(provisionalMs, 99)} ms | ` +
         `final p50 ${percentile(finalMs, 50)} ms p99 ${percentile(finalMs, 99)} ms | settled ${settled} (won ${get('settled:won')})`
       )

@@ -1,12 +1,12 @@
 /**
- * The whole stack on this machine: a 3-server nats-server cluster, one trader playing a simulated
- * tennis match, two API nodes, two settlement nodes, the gateway with its web page (each its own
+ * The whole stack on this machine: a 3-server nats-server cluster, one trader process playing
+ * simulated tennis matches (three by default, starting a few seconds apart), two API nodes, two settlement nodes, the gateway with its web page (each its own
  * process, logs in the run directory), and a crowd of bettors placing bets through the NATS
  * service. Prints the page's address, then progress every second; at the end (Ctrl-C or
  * --duration) it checks the ledger and prints a summary.
  *
  *   npm start                              # until Ctrl-C; the page is at http://127.0.0.1:8080/
- *   npm start -- --duration 60 --bettors 20 --time-scale 2 --port 0 --logs delete
+ *   npm start -- --duration 60 --bettors 20 --games 5 --time-scale 2 --port 0 --logs delete
  */
 
 import type { ChildProcess } from 'node:child_process'
@@ -28,6 +28,10 @@ const REGION = 'eu'
 const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
 const DURATION_S_MAX = 86_400
+/** The matches one run plays at most; a trader process runs up to WRITER_GAMES_MAX. */
+const GAMES_MAX = 100
+/** How long after the previous one each match starts (at time scale 1). */
+const MATCH_STAGGER_MS = 3_000
 /** Times a node whose state diverged from a stream is started again in one run. */
 /** The user the page suggests logging in as, credited at start. */
 const DEMO_USER = 'demo'
@@ -43,12 +47,13 @@ function parseOptions() {
     {
       duration: { type: 'string', default: '0' },
       bettors: { type: 'string', default: '10' },
+      games: { type: 'string', default: '3' },
       'time-scale': { type: 'string', default: '1' },
       seed: { type: 'string', default: '7' },
       logs: { type: 'string', default: 'keep' },
       port: { type: 'string', default: '8080' },
     },
-    `[--duration 0..${DURATION_S_MAX} s, 0: until stopped] [--bettors 1..1000] [--time-scale 0.1..100] [--seed n] [--logs keep|delete] [--port 0..65535]`,
+    `[--duration 0..${DURATION_S_MAX} s, 0: until stopped] [--bettors 1..1000] [--games 1..${GAMES_MAX}] [--time-scale 0.1..100] [--seed n] [--logs keep|delete] [--port 0..65535]`,
   )
   if (values.logs !== 'keep' && values.logs !== 'delete') fail('--logs must be keep or delete')
   const number = (name: string, text: string, min: number, max: number) => {
@@ -60,6 +65,7 @@ function parseOptions() {
   return {
     durationS: number('duration', values.duration, 0, DURATION_S_MAX),
     bettors: Math.floor(number('bettors', values.bettors, 1, 1_000)),
+    games: Math.floor(number('games', values.games, 1, GAMES_MAX)),
     timeScale: number('time-scale', values['time-scale'], 0.1, 100),
     seed: Math.floor(number('seed', values.seed, 0, 2 ** 32 - 1)),
     /** The gateway's port (0: any free one). */
@@ -141,6 +147,8 @@ async function main(): Promise<void> {
         FABRIC_NATS_SERVERS: servers,
         TRADER_SEED: String(options.seed),
         TRADER_TIME_SCALE: String(options.timeScale),
+        TRADER_GAMES: String(options.games),
+        TRADER_STAGGER_MS: String(Math.round(MATCH_STAGGER_MS / options.timeScale)),
       }),
     ],
     ['api-1', spawnNode(dir, 'api-1', 'nodes/api/main.ts', { FABRIC_NATS_SERVERS: servers })],

@@ -40,7 +40,7 @@ t.test('npm start runs the whole stack and stops cleanly', async (t) => {
     /page: http:\/\/127\.0\.0\.1:\d+\/ \(log in as "demo"/,
     'the gateway is up and its page address printed',
   )
-  t.match(out, /t\+\d+s point \d+ \| bets \d+/, 'progress lines')
+  t.match(out, /t\+\d+s \d+ games, points up to \d+ \| bets \d+/, 'progress lines')
   const placed = Number(/summary: (\d+) bets placed/.exec(out)?.[1] ?? 0)
   const finals = Number(/ {2}final: (\d+)/.exec(out)?.[1] ?? 0)
   const won = Number(/ {2}settled:won: (\d+)/.exec(out)?.[1] ?? 0)
