@@ -44,7 +44,7 @@ export const options = defineOptions({
     default: [],
     env: 'TRADER_WRITERS',
     flag: '--writers',
-    doc: 'every writer of the game (default: this node only)',
+    doc: 'every writer of each game, the same for all of them (default: this node only)',
   },
   feed: {
     type: 'enum',
@@ -110,7 +110,7 @@ export const options = defineOptions({
     default: false,
     env: 'TRADER_STANDBY',
     flag: '--standby',
-    doc: 'stand by: heartbeat as a writer of the game, and take it over when its trader falls silent (needs --takeover-after-ms)',
+    doc: 'stand by in every game: heartbeat as a writer of each, and take one over when its trader falls silent in it (needs --takeover-after-ms)',
   },
   takeoverAfterMs: {
     type: 'integer',
