@@ -65,7 +65,11 @@ export interface Projection {
   close(): void
 }
 
-/** Bet ids are the client's: two users may use one, so a row is keyed by both (protocol/ids.ts, "Id namespaces"). */
+/**
+ * Bet ids are the client's: two users may use one, so a row is keyed by both (protocol/ids.ts, "Id
+ * namespaces"). Market ids repeat in every game (`p5-winner`), so open bets are indexed by game and
+ * market: an index by market alone (an earlier version's, dropped here) scans every game's.
+ */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS bets_by_user_and_id (
   user_id TEXT NOT NULL, bet_id TEXT NOT NULL, game_id TEXT NOT NULL, market_id TEXT NOT NULL,
@@ -77,7 +81,8 @@ CREATE TABLE IF NOT EXISTS bets_by_user_and_id (
 );
 DROP TABLE IF EXISTS bets;
 CREATE INDEX IF NOT EXISTS bets_by_user ON bets_by_user_and_id (user_id, stamp);
-CREATE INDEX IF NOT EXISTS bets_open_by_market ON bets_by_user_and_id (market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
+DROP INDEX IF EXISTS bets_open_by_market;
+CREATE INDEX IF NOT EXISTS bets_open_by_game_and_market ON bets_by_user_and_id (game_id, market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
 `
 
 /** The projection at `path`; `shards` is the region's ledger shard count, for per-shard queries. */
