@@ -54,6 +54,8 @@ export interface GameReplicas {
   applyBeat(data: Uint8Array): void
   /** The writer that fenced `writer` in the game, by the log's account, or null. */
   fencedBy(gameId: string, writer: string): string | null
+  /** The stream sequence of the last update of the game this node read (0: none since it started). */
+  lastSeqOf(gameId: string): number
   droppedUpdates(): number
   onChange(listener: (change: ReplicaChange) => void): () => void
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
@@ -74,6 +76,8 @@ export function createGameReplicas(context: {
   const listeners = new Set<(change: ReplicaChange) => void>()
   const fences = createGameFences(log)
   const beats = createBeatReader()
+  /** Per game, the sequence of the last update read, applied or dropped. */
+  const lastSeqs = new Map<string, number>()
 
   /**
    * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
@@ -114,7 +118,9 @@ export function createGameReplicas(context: {
     },
     applyUpdate(message) {
       const gameId = gameIdOf(message.subject)
-      if (!isId(gameId) || !fences.admits(gameId, message)) return
+      if (!isId(gameId)) return
+      if (replicas.has(gameId) || replicas.size < GAMES_PER_NODE_MAX) lastSeqs.set(gameId, message.seq)
+      if (!fences.admits(gameId, message)) return
       try {
         merge(gameId, replicaFor(gameId).apply(message.data), 'stream')
       } catch (error) {
@@ -138,6 +144,7 @@ export function createGameReplicas(context: {
       }
     },
     fencedBy: fences.fencedBy,
+    lastSeqOf: (gameId) => lastSeqs.get(gameId) ?? 0,
     droppedUpdates: fences.dropped,
     onChange(listener) {
       listeners.add(listener)

@@ -1,9 +1,17 @@
 /**
  * Replica snapshots in the snapshot bucket: one key per game, holding the replica's snapshot and
  * the stream sequence it was taken at, and a checkpoint naming the games of the last round. A
- * node restores from them on start and follows the stream from the lowest sequence they hold;
- * replaying an update a snapshot already holds is a no-op, so overlap is harmless and a gap is
- * impossible.
+ * node restores from them on start and follows the stream from the lowest sequence they still
+ * stand for; replaying an update a snapshot already holds is a no-op, so overlap is harmless and a
+ * gap is impossible.
+ *
+ * A round writes again only the games the stream changed since the snapshot this node last wrote
+ * of them: with hundreds of matches, most have not changed in a round (a finished one never
+ * does). Such a snapshot, taken at an earlier sequence, still stands for the round's sequence,
+ * since no update of its game came in between, and the checkpoint says so under `stand` (game to
+ * the sequence of the snapshot it relies on). Another writer may have replaced that snapshot
+ * since; a restore therefore relies on `stand` only when the stored snapshot is the one named (its
+ * sequence matches), and otherwise follows the stream from that snapshot's own sequence.
  */
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
@@ -30,11 +38,22 @@ function decodeSnapshot(data: Uint8Array): SnapshotRecord {
   return { seq: raw.readDoubleBE(0), bytes: new Uint8Array(raw.subarray(8)) }
 }
 
-function parseCheckpoint(data: Uint8Array | undefined): { seq: number; games: string[] } | null {
+interface Checkpoint {
+  readonly seq: number
+  readonly games: readonly string[]
+  /** Game to the sequence of the snapshot that stands for `seq` (see the module comment). */
+  readonly stand: ReadonlyMap<string, number>
+}
+
+function parseCheckpoint(data: Uint8Array | undefined): Checkpoint | null {
   if (data === undefined) return null
-  const value = JSON.parse(new TextDecoder().decode(data)) as { seq?: unknown; games?: unknown }
+  const value = JSON.parse(new TextDecoder().decode(data)) as { seq?: unknown; games?: unknown; stand?: unknown }
   const games = Array.isArray(value.games) ? value.games.filter(isId) : []
-  return Number.isSafeInteger(value.seq) ? { seq: value.seq as number, games } : null
+  const stand = new Map<string, number>()
+  if (typeof value.stand === 'object' && value.stand !== null)
+    for (const [gameId, seq] of Object.entries(value.stand))
+      if (isId(gameId) && Number.isSafeInteger(seq)) stand.set(gameId, seq as number)
+  return Number.isSafeInteger(value.seq) ? { seq: value.seq as number, games, stand } : null
 }
 
 /**
@@ -56,36 +75,53 @@ export async function restoreSnapshots(context: {
     if (entry === null || entry.length === 0) return 1
     const record = decodeSnapshot(entry)
     context.into(gameId, backend.restore(record.bytes))
-    fromSeq = Math.min(fromSeq, record.seq + 1)
+    if (checkpoint.stand.get(gameId) !== record.seq) fromSeq = Math.min(fromSeq, record.seq + 1)
   }
   log.info({ games: checkpoint.games.length, fromSeq }, 'restored replicas from snapshots')
   return fromSeq
 }
 
 /**
- * Write each game's snapshot, taken at stream sequence `seq`, then the checkpoint naming them;
- * resolves with `seq`. A snapshot over SNAPSHOT_BYTES_MAX is left out (and logged), and so is a
- * game `keep` names: the checkpoint names it still, and a restore uses the snapshot it has (with
- * its own, lower, sequence), or follows the stream from the start without one.
+ * Write the snapshot of each game changed since this node's last one of it, taken at stream
+ * sequence `seq`, then the checkpoint naming every game; resolves with `seq`. A snapshot over
+ * SNAPSHOT_BYTES_MAX is left out (and logged), and so is a changed game `keep` names: a restore
+ * uses the snapshot they have (with its own, lower, sequence), or follows the stream from the start
+ * without one.
  */
 export async function writeSnapshots(context: {
   readonly snapshots: SnapshotStore
   readonly log: Logger
   readonly seq: number
   readonly replicas: ReadonlyMap<string, Replica>
+  /** Whether the stream changed the game after sequence `since`. */
+  readonly changedSince: (gameId: string, since: number) => boolean
+  /** The sequence of the snapshot of each game this node wrote last; updated here. */
+  readonly written: Map<string, number>
   readonly keep?: (gameId: string) => boolean
 }): Promise<number> {
-  const { snapshots, log, seq, replicas } = context
+  const { snapshots, log, seq, replicas, written } = context
   const games = [...replicas.keys()]
+  const stand: Record<string, number> = {}
+  let rewritten = 0
   for (const gameId of games) {
+    const last = written.get(gameId)
+    if (last !== undefined && !context.changedSince(gameId, last)) {
+      stand[gameId] = last
+      continue
+    }
     if (context.keep?.(gameId)) continue
     const data = encodeSnapshot(seq, (replicas.get(gameId) as Replica).snapshot())
     if (data.length > SNAPSHOT_BYTES_MAX) {
       log.error({ gameId, bytes: data.length }, 'snapshot over the size limit; not written')
+      written.delete(gameId)
       continue
     }
     await snapshots.put(names.snapshotKey(gameId), data)
+    written.set(gameId, seq)
+    stand[gameId] = seq
+    rewritten++
   }
-  await snapshots.put(CHECKPOINT_KEY, JSON.stringify({ seq, games }))
+  await snapshots.put(CHECKPOINT_KEY, JSON.stringify({ seq, games, stand }))
+  log.debug({ games: games.length, rewritten, seq }, 'snapshot round written')
   return seq
 }

@@ -83,8 +83,9 @@ export interface ReplicaSync {
   /** Publish a writer process's beat (writer-beats.ts); a beat too large to send throws. */
   publishBeat(beat: WriterBeat): void
   /**
-   * Write every game's snapshot, then the checkpoint naming them; a game `keep` names keeps the
-   * snapshot it has (its replica may not be a prefix of the stream just now).
+   * Write the snapshot of every game changed since this node's last one of it, then the checkpoint
+   * naming them all; a changed game `keep` names keeps the snapshot it has (its replica may not be
+   * a prefix of the stream just now).
    */
   writeSnapshots(keep?: (gameId: string) => boolean): Promise<number>
   close(): Promise<void>
@@ -97,6 +98,8 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const clock = createClockGuard({ hlc, now: options.now ?? Date.now })
   const games = createGameReplicas({ backend, clock, log })
   const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore })
+  /** The sequence of the snapshot of each game this node wrote last (replica-snapshots.ts). */
+  const written = new Map<string, number>()
 
   const multiRegion = (options.regions?.length ?? 0) > 1
   const follower = await transport.follow({
@@ -137,6 +140,8 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
         log,
         seq: follower.lastSeq(),
         replicas: games.replicas,
+        changedSince: (gameId, since) => games.lastSeqOf(gameId) > since,
+        written,
         ...(keep ? { keep } : {}),
       }),
     async close() {
