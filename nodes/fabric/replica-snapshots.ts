@@ -47,7 +47,11 @@ interface Checkpoint {
 
 function parseCheckpoint(data: Uint8Array | undefined): Checkpoint | null {
   if (data === undefined) return null
-  const value = JSON.parse(new TextDecoder().decode(data)) as { seq?: unknown; games?: unknown; stand?: unknown }
+  const value = JSON.parse(new TextDecoder().decode(data)) as {
+    seq?: unknown
+    games?: unknown
+    stand?: unknown
+  }
   const games = Array.isArray(value.games) ? value.games.filter(isId) : []
   const stand = new Map<string, number>()
   if (typeof value.stand === 'object' && value.stand !== null)
