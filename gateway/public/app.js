@@ -1,9 +1,9 @@
 /**
- * The gateway's live page: log in, follow one game over the WebSocket (protocol v1, the frames of
- * gateway/protocol.ts), put prices in a slip, place bets and watch each one move through its
- * statuses. No build step and no dependencies: the file runs as served. Market and selection names
- * come from the feed and user ids from the user, so everything shown goes in as text nodes, never
- * as markup.
+ * The gateway's live page: log in, pick one of the live matches (the first is followed at once),
+ * follow it over the WebSocket (protocol v1, the frames of gateway/protocol.ts), put prices in a
+ * slip, place bets and watch each one move through its statuses. No build step and no
+ * dependencies: the file runs as served. Market and selection names come from the feed and user
+ * ids from the user, so everything shown goes in as text nodes, never as markup.
  */
 
 const SESSION_KEY = 'microbet.session'
@@ -15,6 +15,8 @@ const RESUME_RETRY_MS = 2_000
 const PLACE_ANSWER_MS = 8_000
 const TICK_SHOWN_MS = 1_200
 const CLOCK_REFRESH_MS = 100
+/** How often the list of live matches is asked again while connected (the gateway caches it 1 s). */
+const GAMES_REFRESH_MS = 2_000
 /** The protocol's stake bound: a larger one would be refused as a bad frame, with no ref to show it on. */
 const STAKE_CENTS_MAX = 1_000_000_000
 
@@ -46,6 +48,8 @@ const state = {
   /** The game asked for; `game` holds it once its snapshot has come. */
   gameId: null,
   game: null,
+  /** The last `/v1/games/summary`: every live match with its score. */
+  games: [],
   resumeAtMs: 0,
   /** Last price seen per market and selection, across suspensions, so a reopening shows the move. */
   lastOdds: new Map(),
@@ -58,6 +62,8 @@ const state = {
   balanceVersion: 0,
 }
 const marketNodes = new Map()
+/** The live matches' list items, by game id. */
+const gameNodes = new Map()
 
 const byId = (id) => document.getElementById(id)
 const formatMoney = (cents) => (cents / 100).toFixed(2)
@@ -145,11 +151,13 @@ function start(session) {
 function logout(message) {
   const socket = state.socket
   clearTimeout(state.reconnectTimer)
-  Object.assign(state, { session: null, socket: null, gameId: null, game: null, slip: null })
+  Object.assign(state, { session: null, socket: null, gameId: null, game: null, slip: null, games: [] })
   socket?.close(1000, 'logged out')
   sessionStorage.removeItem(SESSION_KEY)
-  for (const collection of [state.bets, state.refs, marketNodes]) collection.clear()
+  for (const collection of [state.bets, state.refs, state.lastOdds, marketNodes, gameNodes])
+    collection.clear()
   byId('markets').replaceChildren()
+  byId('games-list').replaceChildren()
   byId('bets').replaceChildren()
   showLoggedIn(false)
   byId('login-error').textContent = message
@@ -230,13 +238,46 @@ function subscribe(gameId, resume) {
 
 async function chooseGame(socket) {
   const games = await getData(state.session, '/v1/games').catch(() => null)
-  if (state.socket !== socket) return
+  // Gone, or the user picked a match from the list meanwhile.
+  if (state.socket !== socket || state.gameId !== null) return
   if (games?.[0] !== undefined) {
     showNotice('')
     return subscribe(games[0])
   }
   showNotice('no game is running yet; looking again shortly')
   setTimeout(() => chooseGame(socket), RESUME_RETRY_MS)
+}
+
+/** The live matches, now and every GAMES_REFRESH_MS for as long as `socket` is the page's. */
+async function watchGames(socket) {
+  const games = await getData(state.session, '/v1/games/summary').catch(() => null)
+  if (state.socket !== socket) return
+  if (Array.isArray(games)) {
+    state.games = games
+    renderGames()
+  }
+  setTimeout(() => watchGames(socket), GAMES_REFRESH_MS)
+}
+
+/**
+ * Follow another game: leave the current one, and forget its markets, prices and the slip's
+ * selection, so that nothing of the old game shows (or can be bet on) while the new one's snapshot
+ * is on its way. Offline, the pick waits for the next connection's hello.
+ */
+function switchGame(gameId) {
+  if (gameId === state.gameId) return
+  if (state.gameId !== null) send({ type: 'unsubscribe', ref: nextRef('unsubscribe'), gameId: state.gameId })
+  Object.assign(state, { game: null, slip: null })
+  for (const collection of [state.lastOdds, marketNodes]) collection.clear()
+  byId('markets').replaceChildren()
+  byId('score').replaceChildren()
+  byId('game-title').textContent = gameId
+  byId('game').setAttribute('aria-busy', 'true')
+  slipMessage('')
+  renderClock()
+  renderSlip()
+  subscribe(gameId)
+  renderGames()
 }
 
 /** Ask for what was missed since the last delta applied (the gateway may send a snapshot instead). */
@@ -251,9 +292,12 @@ const handlers = {
     state.clockOffsetMs = frame.serverTimeMs - Date.now()
     setConnection('live', `live as ${frame.userId}`)
     if (state.hellos++ > 0) loadAccount(state.session)
+    watchGames(state.socket)
     const game = state.game
-    if (game === null) return chooseGame(state.socket)
-    subscribe(game.gameId, { epoch: game.epoch, seq: game.seq })
+    if (game !== null) return subscribe(game.gameId, { epoch: game.epoch, seq: game.seq })
+    // A game picked whose snapshot had not come yet stays the one followed.
+    if (state.gameId !== null) return subscribe(state.gameId)
+    chooseGame(state.socket)
   },
   snapshot(frame) {
     if (frame.gameId !== state.gameId) return
@@ -262,6 +306,7 @@ const handlers = {
     state.game = { gameId, epoch, seq, clock: view.clock, score: view.score, markets }
     state.resumeAtMs = 0
     byId('game-title').textContent = gameId
+    byId('game').removeAttribute('aria-busy')
     renderGame([...marketNodes.keys(), ...markets.keys()])
   },
   delta(frame) {
@@ -289,6 +334,57 @@ const handlers = {
   },
 }
 
+// ---- the live matches --------------------------------------------------------------------------
+
+/**
+ * One button per live match with its score, the one followed marked current. The followed game's
+ * score is its live one (the summary may be a refresh behind). Buttons are kept and updated in
+ * place, not rebuilt, so a refresh does not take the keyboard focus away from one.
+ */
+function renderGames() {
+  const list = byId('games-list')
+  const shown = new Set()
+  state.games.forEach(({ gameId, score: listed }, index) => {
+    shown.add(gameId)
+    const score = gameId === state.game?.gameId ? state.game.score : listed
+    let item = gameNodes.get(gameId)
+    if (item === undefined) {
+      item = gameItem(gameId)
+      gameNodes.set(gameId, item)
+    }
+    const button = item.firstChild
+    const scoreText = `${score.home ?? 0} - ${score.away ?? 0}`
+    if (button.lastChild.textContent !== scoreText) button.lastChild.textContent = scoreText
+    if (gameId === state.gameId) button.setAttribute('aria-current', 'true')
+    else button.removeAttribute('aria-current')
+    if (list.children[index] !== item) list.insertBefore(item, list.children[index] ?? null)
+  })
+  for (const [gameId, item] of gameNodes)
+    if (!shown.has(gameId)) {
+      item.remove()
+      gameNodes.delete(gameId)
+    }
+}
+
+function gameItem(gameId) {
+  return el(
+    'li',
+    {},
+    el(
+      'button',
+      {
+        type: 'button',
+        className: 'game-choice',
+        testid: `game-${gameId}`,
+        onclick: () => switchGame(gameId),
+      },
+      el('span', { className: 'game-id', text: gameId }),
+      ' ',
+      el('span', { className: 'game-score' }),
+    ),
+  )
+}
+
 // ---- the game ----------------------------------------------------------------------------------
 
 function renderGame(changedMarketIds) {
@@ -302,6 +398,7 @@ function renderGame(changedMarketIds) {
   renderClock()
   renderMarkets(changedMarketIds)
   renderSlip()
+  renderGames()
 }
 
 function clockText(clock) {

@@ -1,16 +1,24 @@
 // The gateway against the real fabric on a real 3-server cluster: a bet slip followed to settled on
 // one socket, a retry whose body changed told which bet stands, auth and origin failures on the
 // upgrade, BOLA attempts over HTTP, bad frames, floods, connection and subscription limits,
-// reconnect and resume, many clients receiving identical ordered deltas, and a client that stops
-// reading while another stays on time.
+// reconnect and resume, many clients receiving identical ordered deltas, a client that stops
+// reading while another stays on time, and the summary of live games (natural order, a 1 s cache).
 
 import { setTimeout as delay } from 'node:timers/promises'
+import type { NatsConnection } from '@nats-io/transport-node'
+import Fastify from 'fastify'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { createHlc, encodeStamp, type Op, stampOps, yjsBackend } from '../../crdt/index.ts'
-import { signToken } from '../../gateway/auth.ts'
+import { createAuthenticator, signToken } from '../../gateway/auth.ts'
 import { applyDelta } from '../../gateway/game-view.ts'
 import { CLOSE, type DeltaFrame, type GameView, type SnapshotFrame } from '../../gateway/protocol.ts'
+import {
+  GAMES_SUMMARY_CACHE_MS,
+  type GameSummary,
+  naturalOrder,
+  userQueries,
+} from '../../gateway/user-queries.ts'
 import { createReplicaSync } from '../../nodes/fabric/replica-sync.ts'
 import { ensureFabric, limitsWithShards } from '../../nodes/fabric/streams.ts'
 import { natsTransport } from '../../nodes/fabric/transport.ts'
@@ -22,6 +30,7 @@ import {
   openClient,
   openStalledClient,
   readStalledClient,
+  SECRET,
   startGatewayStack,
 } from '../helpers/gateway-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -254,6 +263,87 @@ t.test('no user reads another user’s data (BOLA), and HTTP needs a valid token
   await client.next(ofType('hello'))
   client.send({ ...placeFrame('bet-bob-000000001', 'p1-winner', 1_500), userId: 'alice' })
   t.match(await client.next(ofType('error')), { code: 'BAD_FRAME', message: /userId/ })
+})
+
+t.test('game ids sort in natural order, totally', async (t) => {
+  const ids = ['match-10', 'match-2', 'match-1', 'bulk-1', 'match-02', 'match-100', 'Match-3']
+  t.same(
+    [...ids].sort(naturalOrder),
+    ['bulk-1', 'match-1', 'match-02', 'match-2', 'Match-3', 'match-10', 'match-100'],
+    'numbers by value; ids the collator holds equal (match-02, match-2) by code point',
+  )
+  t.equal(naturalOrder('match-2', 'match-2'), 0)
+  t.ok(naturalOrder('match-02', 'match-2') < 0 && naturalOrder('match-2', 'match-02') > 0, 'antisymmetric')
+})
+
+t.test('/v1/games/summary lists every game with score, clock and live markets', async (t) => {
+  const stack = await startGatewayStack({ extraGames: ['match-10', 'match-2'] })
+  t.teardown(() => stack.close())
+  const statuses = new Set<number>()
+  const summary = async () => {
+    const response = await fetch(`${stack.gateway.url}/v1/games/summary`)
+    statuses.add(response.status)
+    return ((await response.json()) as { data: GameSummary[] }).data
+  }
+  stack.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+  stack.feed.emit({ type: 'serve', point: 1, second: false })
+  stack.feed.emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  let games: GameSummary[] = []
+  await waitFor('the point in the summary (after at most one cache period)', async () => {
+    games = await summary()
+    return games.find((game) => game.gameId === GAME)?.score.home === 1
+  })
+  t.same([...statuses], [200], 'no token needed, as for /v1/games')
+  t.same(
+    games.map((game) => game.gameId),
+    ['match-1', 'match-2', 'match-10'],
+    'every game, in natural order',
+  )
+  for (const game of games) {
+    t.type(game.score, 'object', `${game.gameId}: a score by side`)
+    t.match(game.clock, { period: Number, running: Boolean, clockMs: Number, atMs: Number }, 'a clock')
+    t.type(game.liveMarkets, 'number', 'a count of live markets')
+  }
+  t.match(games[0]?.score, { home: 1 }, 'the point played counts')
+  const second = games.find((game) => game.gameId === 'match-2')
+  t.same(second?.score, {}, 'no point played in match-2')
+  t.ok((second?.liveMarkets ?? 0) > 0, 'its first point’s markets are live')
+
+  // The cache: a burst of requests computes the summary once; a period later, once more.
+  let computed = 0
+  let nowMs = 0
+  const counting = {
+    games: () => {
+      computed++
+      return stack.gateway.replicas.games()
+    },
+    replica: (gameId: string) => stack.gateway.replicas.replica(gameId),
+  }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(userQueries, {
+    nc: {} as NatsConnection,
+    auth: createAuthenticator({ hs256Secret: SECRET }),
+    limits: { queryTimeoutMs: 1_000 },
+    replicas: counting,
+    route: (base, userId) => `${base}.${userId}`,
+    now: () => nowMs,
+  })
+  const bodies = await Promise.all(
+    Array.from({ length: 50 }, () => app.inject({ method: 'GET', url: '/v1/games/summary' })),
+  )
+  t.equal(computed, 1, '50 requests, one computation')
+  t.same(new Set(bodies.map((body) => body.body)).size, 1, 'the same body for each')
+  t.match(bodies[0]?.headers['content-type'], /^application\/json/)
+  nowMs += GAMES_SUMMARY_CACHE_MS - 1
+  await app.inject({ method: 'GET', url: '/v1/games/summary' })
+  t.equal(computed, 1, 'still cached within the period')
+  nowMs += 1
+  await app.inject({ method: 'GET', url: '/v1/games/summary' })
+  t.equal(computed, 2, 'computed again once the period is over')
+  nowMs -= 10_000
+  await app.inject({ method: 'GET', url: '/v1/games/summary' })
+  t.equal(computed, 3, 'a clock that went back does not pin the cache')
 })
 
 t.test('auth and origin are checked on the upgrade, with documented close codes', async (t) => {

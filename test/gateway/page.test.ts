@@ -3,19 +3,23 @@
  * the page of a gateway on a real 3-server cluster, logs in, and follows a point of `match-1`
  * driven by the manual trader: the score, the ticking clock and the markets render; a price goes in
  * the slip and a bet is placed; the bet is seen provisional then final with the latency of each
- * step, then settled as won with the balance paid. It proves the page speaks the protocol the
- * gateway serves, and does so without a console error or a failed request. A screenshot of the end
- * state is kept in .tap/gateway-page.png (tap's output directory); its path is printed.
+ * step, then settled as won with the balance paid. With a second match running, the page lists
+ * both with their scores, marks the one shown, and switches on a click: the old game's markets and
+ * the slip's selection are gone before the new game's snapshot comes, the old game is left (with one
+ * subscription allowed per connection, a switch that did not unsubscribe would be refused), and the
+ * list's scores follow the points. It proves the page speaks the protocol the gateway serves, and
+ * does so without a console error or a failed request. A screenshot of the end state is kept in
+ * .tap/gateway-page.png (tap's output directory); its path is printed.
  *
  * The browser is not optional: without /usr/bin/chromium the test fails, it does not skip.
  */
 
 import { existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { type Browser, chromium, type Locator } from 'playwright-core'
+import { type Browser, chromium, type Locator, type Page } from 'playwright-core'
 import t from 'tap'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { startGatewayStack } from '../helpers/gateway-stack.ts'
+import { GAME, type GatewayStack, startGatewayStack } from '../helpers/gateway-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const CHROMIUM_PATH = '/usr/bin/chromium'
@@ -67,6 +71,43 @@ const waitForAttribute = (locator: Locator, name: string, value: string) =>
     (seen) => seen === value,
   )
 
+/** A page that records its console errors, page errors and failed requests in `problems`. */
+async function watchedPage(browser: Browser): Promise<Page> {
+  const page = await browser.newPage()
+  page.setDefaultTimeout(ACTION_TIMEOUT_MS)
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`)
+  })
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+  page.on('requestfailed', (request) =>
+    problems.push(`request failed: ${request.url()} ${request.failure()?.errorText ?? ''}`),
+  )
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`)
+  })
+  return page
+}
+
+/**
+ * Click an element and read, in the same task, what the page shows: no WebSocket frame can be
+ * handled in between. A string, since the tests are type-checked without the DOM's types.
+ */
+const clickAndRead = (testid: string) => `(() => {
+  document.querySelector('[data-testid="${testid}"]').click()
+  return {
+    markets: document.getElementById('markets').children.length,
+    slip: document.getElementById('slip-selection').textContent,
+    place: document.getElementById('slip-place').disabled,
+  }
+})()`
+
+async function logIn(page: Page, stack: GatewayStack, user: string) {
+  await page.goto(stack.gateway.url)
+  await page.getByTestId('login-user').fill(user)
+  await page.getByTestId('login-button').click()
+  await waitForAttribute(page.getByTestId('connection'), 'data-state', 'live')
+}
+
 t.test('the page follows a point and a bet from the click to the payout', async (t) => {
   t.ok(existsSync(CHROMIUM_PATH), `${CHROMIUM_PATH} exists (Debian: apt-get install chromium)`)
   if (!existsSync(CHROMIUM_PATH)) return
@@ -84,25 +125,14 @@ t.test('the page follows a point and a bet from the click to the payout', async 
     () => stack.settlement.ledger.foldFor(USER).balance(USER) === DEPOSIT_CENTS,
   )
 
-  const page = await browser.newPage()
-  page.setDefaultTimeout(ACTION_TIMEOUT_MS)
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console error: ${message.text()}`)
-  })
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
-  page.on('requestfailed', (request) =>
-    problems.push(`request failed: ${request.url()} ${request.failure()?.errorText ?? ''}`),
-  )
-  page.on('response', (response) => {
-    if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`)
-  })
-
-  await page.goto(stack.gateway.url)
-  await page.getByTestId('login-user').fill(USER)
-  await page.getByTestId('login-button').click()
-  await waitForAttribute(page.getByTestId('connection'), 'data-state', 'live')
+  const page = await watchedPage(browser)
+  await logIn(page, stack, USER)
   const balance = page.getByTestId('balance')
   await waitForText(balance, 'the balance at login', (text) => text === money(DEPOSIT_CENTS))
+  const listed = page.getByTestId(`game-${GAME}`)
+  await waitForText(listed, 'the game in the live matches', (text) => text === `${GAME} 0 - 0`)
+  t.equal(await page.getByTestId('games').getByRole('button').count(), 1, 'the only game listed')
+  await waitForAttribute(listed, 'aria-current', 'true')
 
   const clock = page.getByTestId('clock')
   await waitForText(clock, 'the running clock', (text) => /^P1 \d\d:\d\d\.\d$/.test(text))
@@ -170,5 +200,87 @@ t.test('the page follows a point and a bet from the click to the payout', async 
   mkdirSync(dirname(screenshot), { recursive: true })
   await page.screenshot({ path: screenshot, fullPage: true })
   t.comment(`screenshot: ${screenshot}`)
+  t.same(problems, [], 'no console errors, page errors or failed requests')
+})
+
+t.test('the page lists the live matches and switches between them', async (t) => {
+  t.ok(existsSync(CHROMIUM_PATH), `${CHROMIUM_PATH} exists (Debian: apt-get install chromium)`)
+  if (!existsSync(CHROMIUM_PATH)) return
+  let browser: Browser | undefined
+  const stack = await startGatewayStack({
+    extraGames: ['match-2'],
+    limits: { subscriptionsPerConnectionMax: 1 },
+  })
+  t.teardown(async () => {
+    await browser?.close()
+    await stack.close()
+  })
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS })
+  const page = await watchedPage(browser)
+  await logIn(page, stack, 'switch-user')
+  const title = page.getByTestId('game')
+  await waitForText(title, 'a game followed', (text) => text !== 'No game yet')
+  // The first game the gateway lists is followed; which one that is depends on what it heard first.
+  const first = await textOf(title)
+  const other = first === GAME ? 'match-2' : GAME
+  t.ok([GAME, 'match-2'].includes(first), `the page follows ${first}`)
+  const feedOf = (gameId: string) => (gameId === GAME ? stack.feed : stack.extraFeeds.get(gameId)!)
+  const button = (gameId: string) => page.getByTestId(`game-${gameId}`)
+  await waitForText(button(other), 'the other game in the list', (text) => text === `${other} 0 - 0`)
+  t.same(
+    await page.getByTestId('games').getByRole('button').allTextContents(),
+    ['match-1 0 - 0', 'match-2 0 - 0'],
+    'both games, in order, with their scores',
+  )
+  await waitForAttribute(button(first), 'aria-current', 'true')
+  t.equal(await button(other).getAttribute('aria-current'), null, 'only the game shown is current')
+
+  // A price of the first game in the slip, then its point played out: its score moves in the list.
+  const ids = marketIds(1)
+  stack.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+  const winnerStatus = page.getByTestId(`status-${ids.winner}`)
+  await waitForText(winnerStatus, 'the winner market to open', (text) => text === 'open')
+  await page.getByTestId(`price-${ids.winner}-home`).click()
+  await waitForText(page.getByTestId('slip-odds'), 'the price in the slip', (text) => text !== '')
+  feedOf(first).emit({ type: 'serve', point: 1, second: false })
+  feedOf(first).emit({ type: 'point-end', point: 1, winner: 'home', ace: false })
+  await waitForText(winnerStatus, 'the first game’s market to close', (text) => text === 'closed')
+  await waitForText(button(first), 'the shown game’s score in the list', (text) => text === `${first} 1 - 0`)
+
+  // The click clears the old game at once, before any frame of the new one can arrive.
+  const atClick = await page.evaluate(clickAndRead(`game-${other}`))
+  t.same(
+    atClick,
+    { markets: 0, slip: 'Click a price to add it here.', place: true },
+    'no market, price or slip selection of the old game is left',
+  )
+  await waitForAttribute(button(other), 'aria-current', 'true')
+  t.equal(await button(first).getAttribute('aria-current'), null, 'the old game is no longer current')
+  await waitForText(title, 'the other game’s title', (text) => text === other)
+  await waitForText(winnerStatus, 'the other game’s markets', (text) => text === 'open')
+  t.equal(await textOf(page.getByTestId('score-home')), '0', 'the other game’s score')
+  t.equal(
+    await page.getByTestId(`price-${ids.winner}-home`).getAttribute('aria-pressed'),
+    'false',
+    'the old selection is not carried over',
+  )
+
+  // The new game follows its points, on the page and in the list; the list's refresh brings the
+  // points of the game left, which the page no longer follows.
+  feedOf(other).emit({ type: 'serve', point: 1, second: false })
+  feedOf(other).emit({ type: 'point-end', point: 1, winner: 'away', ace: false })
+  await waitForText(page.getByTestId('score-away'), 'the point on the page', (text) => text === '1')
+  await waitForText(button(other), 'the point in the list', (text) => text === `${other} 0 - 1`)
+  feedOf(first).emit({ type: 'point-start', point: 2, server: 'home' })
+  feedOf(first).emit({ type: 'serve', point: 2, second: false })
+  feedOf(first).emit({ type: 'point-end', point: 2, winner: 'home', ace: false })
+  await waitForText(button(first), 'the list to refresh', (text) => text === `${first} 2 - 0`)
+
+  // And back: the first game as it stands, its point played.
+  await button(first).click()
+  await waitForText(title, 'the first game again', (text) => text === first)
+  await waitForText(winnerStatus, 'its closed market', (text) => text === 'closed')
+  await waitForText(page.getByTestId('score-home'), 'its score', (text) => text === '2')
+  await waitForText(page.getByTestId('notice'), 'no refusal', (text) => text === '')
   t.same(problems, [], 'no console errors, page errors or failed requests')
 })

@@ -1,7 +1,8 @@
 /**
  * The fabric with a gateway, in one test process on a real 3-server cluster: a manual trader of
- * `match-1`, an API node, a settlement node and a gateway; and a WebSocket client that checks
- * every frame it receives against the protocol.
+ * `match-1` (and, on request, one more manual trader per extra game, each with its first point
+ * started), an API node, a settlement node and a gateway; and a WebSocket client that checks every
+ * frame it receives against the protocol.
  */
 
 import { randomBytes } from 'node:crypto'
@@ -38,6 +39,8 @@ export interface GatewayStack {
   readonly nc: NatsConnection
   readonly feed: ManualFeed
   readonly trader: TraderNode
+  /** The feed of each extra game (`extraGames`), by game id; empty without them. */
+  readonly extraFeeds: ReadonlyMap<string, ManualFeed>
   readonly api: ApiNode
   readonly settlement: SettlementNode
   readonly gateway: GatewayNode
@@ -67,6 +70,11 @@ export async function startGatewayStack(
     now?: () => number
     /** The API node's bet limits, over its defaults. */
     apiLimits?: Partial<BetLimits>
+    /**
+     * Games beside `match-1`, each run by its own manual trader and started up to its first point,
+     * so their markets are open (default none).
+     */
+    extraGames?: readonly string[]
   } = {},
 ): Promise<GatewayStack> {
   const cluster = await startNatsCluster()
@@ -78,6 +86,23 @@ export async function startGatewayStack(
     log,
     limits: { staleFeedMs: 3_600_000 },
   })
+  const extraTraders: TraderNode[] = []
+  const extraFeeds = new Map<string, ManualFeed>()
+  for (const gameId of options.extraGames ?? []) {
+    const extra = await startManualTraderNode({
+      nc: await cluster.connect(),
+      region: 'eu',
+      node: `trader-${gameId}`,
+      gameId,
+      backend: yjsBackend,
+      log,
+      limits: { staleFeedMs: 3_600_000 },
+    })
+    extraTraders.push(extra)
+    extraFeeds.set(gameId, extra.feed)
+    extra.feed.emit({ type: 'match-start', home: 'Home', away: 'Away', server: 'home' })
+    extra.feed.emit({ type: 'point-start', point: 1, server: 'home' })
+  }
   const api = await startApiNode({
     nc: await cluster.connect(),
     region: 'eu',
@@ -118,13 +143,15 @@ export async function startGatewayStack(
     demoLogin: { secret: SECRET, ttlSeconds: 600 },
     ...(options.now ? { now: options.now } : {}),
   })
-  await waitFor('the gateway replica holds the game', () => gateway.replicas.replica(GAME) !== undefined)
+  for (const gameId of [GAME, ...extraFeeds.keys()])
+    await waitFor(`the gateway replica holds ${gameId}`, () => gateway.replicas.replica(gameId) !== undefined)
   const nc = await cluster.connect()
   return {
     cluster,
     nc,
     feed: trader.feed,
     trader,
+    extraFeeds,
     api,
     settlement,
     gateway,
@@ -145,6 +172,7 @@ export async function startGatewayStack(
       await settlement.close()
       await api.close()
       await trader.close()
+      for (const extra of extraTraders) await extra.close()
       await nc.close()
       await cluster.close()
       rmSync(dir, { recursive: true, force: true })
