@@ -2,8 +2,8 @@
  * The check of what a follower handled against what the stream holds: a sequence must name the
  * same message for everyone (stream-follower.ts tells where it did not). The check keeps digests
  * of the last DIGESTS_KEPT messages handled, compares the last one with the stream's every
- * `verifyEveryMs`, and audits them all (AUDIT_BATCH per round) when asked to, when the stream's
- * leader changes, or when the stream cannot be reached. A mismatch marks the follower diverged
+ * `verifyEveryMs`, and audits them all (AUDIT_BATCH per round) when asked to, once the follower has
+ * caught up, when the stream's leader changes, or when the stream cannot be reached. A mismatch marks the follower diverged
  * for good.
  */
 
@@ -35,6 +35,11 @@ export interface StreamCheckOptions {
   readonly acknowledgedThrough?: () => number
   /** The clock of AHEAD_CONFIRM_MS; Date.now unless given. */
   readonly now?: () => number
+  /**
+   * Whether the follower has read everything the stream held when it started: the first round
+   * after that audits everything read so far (default: never caught up, no such audit).
+   */
+  readonly caughtUp?: () => boolean
 }
 
 export interface StreamCheck {
@@ -61,6 +66,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   let leader: string | null = null
   /** Since when the stream's last sequence has been below the one handled (`seq`); null while not. */
   let ahead: { seq: number; sinceMs: number } | null = null
+  let auditedCaughtUp = false
   const clock = options.now ?? Date.now
 
   function audit(): void {
@@ -98,6 +104,14 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
    */
   async function verify(): Promise<void> {
     if (diverged !== null) return
+    // What a node read at start may have come from leaders since deposed, and the leader it first
+    // sees may already be another: no change of leader would then start an audit. A node restarted
+    // to rebuild read two leaders' differing messages under the same sequences this way after a
+    // partition healed (nats-server 2.9.10), so everything read up to the catch-up is audited once.
+    if (!auditedCaughtUp && options.caughtUp?.()) {
+      auditedCaughtUp = true
+      audit()
+    }
     const info = await js.streams.get(stream).then((handle) => handle.info())
     const now = info.cluster?.leader ?? null
     if (leader !== null && now !== null && now !== leader) audit()

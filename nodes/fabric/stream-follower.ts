@@ -127,6 +127,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     stream,
     log,
     lastSeq: () => position.lastSeq,
+    caughtUp: () => position.caughtUp,
     ...(options.acknowledgedThrough ? { acknowledgedThrough: options.acknowledgedThrough } : {}),
   })
   const handle = (message: JsMsg) => {

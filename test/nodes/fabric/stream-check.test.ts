@@ -2,7 +2,8 @@
 // the stream's last sequence has stayed below the last one the node handled for AHEAD_CONFIRM_MS,
 // the node is diverged (a deposed leader's message, read after a partition); a stream that is
 // behind for less (a leader just elected) is not. Likewise for a stream that stays below a sequence
-// it acknowledged an append of the node's at: it lost that append.
+// it acknowledged an append of the node's at: it lost that append. And once the follower has caught
+// up, everything it read is audited, which finds a message read from a leader deposed since.
 
 import type { JetStreamClient } from '@nats-io/jetstream'
 import pino from 'pino'
@@ -77,5 +78,45 @@ t.test('a stream that stays below an append it acknowledged lost it: the node is
     check.diverged(),
     /acknowledged an append of this node's at 19, past its last sequence, 17/,
     'below it that long: the stream lost the append',
+  )
+})
+
+t.test('once the follower has caught up, everything it read is audited against the stream', async (t) => {
+  const stored = new Map([
+    [1, 'a'],
+    [2, 'b'],
+    [3, 'c'],
+  ])
+  const handle = {
+    info: async () => ({ cluster: { leader: 'n2' }, state: { last_seq: 3 } }),
+    getMessage: async ({ seq }: { seq: number }) => {
+      const data = stored.get(seq)
+      return data === undefined ? null : { data: new TextEncoder().encode(data) }
+    },
+  }
+  const js = { streams: { get: async () => handle } } as unknown as JetStreamClient
+  let caughtUp = false
+  const check = createStreamCheck({
+    js,
+    stream: 'LEDGER_EU_1',
+    log: pino({ level: 'silent' }),
+    lastSeq: () => 3,
+    caughtUp: () => caughtUp,
+  })
+  // Read from a leader since deposed: message 2 is not the one the stream holds now.
+  for (const [seq, data] of [
+    [1, 'a'],
+    [2, 'B'],
+    [3, 'c'],
+  ] as const)
+    check.record(seq, new TextEncoder().encode(data))
+  await check.verify()
+  t.equal(check.diverged(), null, 'the last message agrees, and no leader change was seen: nothing found yet')
+  caughtUp = true
+  await check.verify()
+  t.match(
+    check.diverged(),
+    /message 2 is not the one this node handled/,
+    'the audit at the catch-up finds it',
   )
 })
