@@ -10,7 +10,7 @@
 
 import * as Automerge from '@automerge/automerge'
 import type { Backend, Ingest, Replica, ReplicaOptions } from './backend.ts'
-import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
+import { createIngest, prepareCommit, prepareHeartbeat, rememberHeld } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
 import { entryKey, storedValue } from './ops.ts'
@@ -64,7 +64,9 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
   const actor = actorOf(options)
   let doc: Automerge.Doc<Root> = initial ?? Automerge.init<Root>(actor === undefined ? {} : { actor })
   const ingest = createIngest()
-  const holds = (version: string) => holdsVersion(doc, version)
+  const holds = rememberHeld((version) => holdsVersion(doc, version))
+  /** The heads of the document they were read from (a change makes a new document). */
+  let heads: { readonly of: Automerge.Doc<Root>; readonly version: string } | null = null
   if (initial !== undefined) ingestKeys(ingest, doc, Object.keys(doc))
   ingest.take()
 
@@ -90,7 +92,8 @@ function createAutomergeReplica(options: ReplicaOptions, initial?: Automerge.Doc
     },
     heartbeat(stamp) {
       const writer = prepareHeartbeat(ingest.game, stamp)
-      const heartbeat = { writer, stamp, version: Automerge.getHeads(doc).join(',') }
+      if (heads?.of !== doc) heads = { of: doc, version: Automerge.getHeads(doc).join(',') }
+      const heartbeat = { writer, stamp, version: heads.version }
       ingest.heartbeat(heartbeat, holds)
       ingest.take()
       return heartbeat

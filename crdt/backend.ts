@@ -129,6 +129,29 @@ export function parseHeartbeat(value: unknown): Heartbeat | null {
   return valid ? { writer, stamp, version } : null
 }
 
+/** Versions a replica remembers it holds (documents only grow, so a held version stays held). */
+export const HELD_VERSIONS_MAX = 16
+
+/**
+ * `holds`, remembering the last versions it found held: a node checks the same version of each
+ * writer in every heartbeat until the writer's document changes, and a writer process heartbeats
+ * every game of its own each round.
+ */
+export function rememberHeld(
+  holds: (version: string) => boolean | null,
+): (version: string) => boolean | null {
+  const held = new Set<string>()
+  return (version) => {
+    if (held.has(version)) return true
+    const verdict = holds(version)
+    if (verdict === true) {
+      if (held.size >= HELD_VERSIONS_MAX) held.clear()
+      held.add(version)
+    }
+    return verdict
+  }
+}
+
 /** Feeds what a backend reads out of its document, and the heartbeats it admits, into the game state. */
 export interface Ingest {
   readonly game: GameState

@@ -9,7 +9,7 @@
 
 import * as Y from 'yjs'
 import type { Backend, Replica, ReplicaOptions } from './backend.ts'
-import { createIngest, prepareCommit, prepareHeartbeat } from './backend.ts'
+import { createIngest, prepareCommit, prepareHeartbeat, rememberHeld } from './backend.ts'
 import { CrdtError } from './errors.ts'
 import { stateHash } from './game.ts'
 import { entryKey, storedValue } from './ops.ts'
@@ -38,10 +38,13 @@ function createYjsReplica(options: ReplicaOptions = {}): Replica {
   const entries = doc.getMap<unknown>('entries')
   const marks = doc.getMap<unknown>('watermarks')
   const ingest = createIngest()
-  const holds = (version: string) => holdsVersion(doc, version)
+  const holds = rememberHeld((version) => holdsVersion(doc, version))
+  /** The document's version, until the next transaction changes it. */
+  let version: string | null = null
   // One listener for the keys each transaction changed, local or remote; Yjs tracks them anyway,
   // so this costs no event objects.
   doc.on('afterTransaction', (transaction: Y.Transaction) => {
+    version = null
     const changed = transaction.changed as Map<unknown, Set<string | null>>
     for (const key of changed.get(entries) ?? []) if (key !== null) ingest.entry(key, entries.get(key))
     for (const writer of changed.get(marks) ?? [])
@@ -74,7 +77,8 @@ function createYjsReplica(options: ReplicaOptions = {}): Replica {
     },
     heartbeat(stamp) {
       const writer = prepareHeartbeat(ingest.game, stamp)
-      const heartbeat = { writer, stamp, version: encodeVersion(doc) }
+      version ??= encodeVersion(doc)
+      const heartbeat = { writer, stamp, version }
       ingest.heartbeat(heartbeat, holds)
       ingest.take()
       return heartbeat

@@ -167,6 +167,22 @@ for (const backend of Object.values(BACKENDS) as Backend[]) {
       t.equal(judge(reader.game, { ...BET, stamp: stampAt(3_500) }).final, true)
     })
 
+    t.test('a standby’s heartbeat names the updates it applied since its last one', async (t) => {
+      const trader = createTestWriter(backend, 'trader-1', 1_000)
+      const first = trader.write({ kind: 'game', gameId: 'g', writers: ['trader-1', 'trader-2'] }, NEXT_POINT)
+      const second = trader.at(2_000).write({ kind: 'clock', period: 1, running: true, clockMs: 0 })
+      const standby = createTestWriter(backend, 'trader-2', 1_000)
+      standby.replica.apply(first)
+      const before = standby.at(1_500).heartbeat()
+      standby.replica.apply(second)
+      const after = standby.at(2_500).heartbeat()
+      t.not(after.version, before.version, 'the version moved with the applied update')
+      const reader = backend.create()
+      reader.apply(first)
+      t.equal(reader.applyHeartbeat(after).maxStamp, null, 'held by a reader without the second update')
+      t.equal(reader.apply(second).maxStamp, after.stamp, 'and admitted with it')
+    })
+
     t.test('malformed heartbeats are skipped; a writer cannot heartbeat backwards', async (t) => {
       const reader = backend.create()
       const bad = [
