@@ -5,10 +5,15 @@
  * status on the user's status subject (the accepting API node announces it, and settlement nodes
  * too: the first one counts). A refused placement or a failed request is counted by its code and
  * kept out of both histograms.
+ *
+ * Every bet goes to one market of `match-1` (bench/bets.ts), or each to the game, market,
+ * selection and price a `target` callback gives (bench/games.ts). With `verdictRefusals`, an `ok`
+ * reply whose verdict refuses the bet (a market closed between the look and the stamp, say) is
+ * counted by its reason apart from the errors, and kept out of both histograms too.
  */
 
 import type { NatsConnection } from '@nats-io/transport-node'
-import { ALL_STATUSES_SUBJECT, placeSubject } from '../protocol/subjects.ts'
+import { ALL_STATUSES_SUBJECT, depositSubject, placeSubject } from '../protocol/subjects.ts'
 import { nowUs, openLoop } from './open-loop.ts'
 import {
   type Histogram,
@@ -24,17 +29,47 @@ const REQUEST_TIMEOUT_MS = 10_000
 /** How long finals may trail the last reply before the missing ones are counted as missing. */
 const FINALS_DRAIN_MS = 10_000
 
-export interface BetLoadOptions {
+/**
+ * The API nodes' environment that lifts the per-user and per-market bet limits, so that a
+ * benchmark's few hundred users can carry its whole load.
+ */
+export const LIFTED_BET_LIMITS_ENV: Readonly<Record<string, string>> = {
+  API_USER_OPEN_STAKE_CENTS_MAX: '100000000',
+  API_MARKET_LIABILITY_CENTS_MAX: '1000000000000',
+}
+
+/** Where one bet goes, and the odds it asks for. */
+export interface BetTarget {
+  readonly gameId: string
+  readonly marketId: string
+  readonly selectionId: string
+  readonly odds: number
+}
+
+interface BetLoadCommon {
   readonly rate: number
   readonly plan: WindowPlan
-  readonly marketId: string
   readonly users: number
   /** The region's ledger shards: each bet goes to its user's shard. */
   readonly shards: number
   readonly stakeCents: number
   /** Makes this load's bet ids unique in the run. */
   readonly tag: string
+  /** Count `ok` replies whose verdict refuses the bet in `refused`, out of the histograms. */
+  readonly verdictRefusals?: boolean
 }
+
+export type BetLoadOptions = BetLoadCommon &
+  (
+    | {
+        /** Every bet on this market of `match-1`, on `home`, policy `any` at any odds. */
+        readonly marketId: string
+      }
+    | {
+        /** Bet `i`'s game, market, selection and odds, asked for at its scheduled send. */
+        readonly target: (i: number) => BetTarget
+      }
+  )
 
 export interface BetWindow {
   readonly provisional: Histogram
@@ -43,6 +78,8 @@ export interface BetWindow {
   served: number
   /** Refusals by error code, and failed requests by `nats:<error name>`. */
   readonly errors: Map<string, number>
+  /** With `verdictRefusals`: `ok` replies whose verdict refused the bet, by reason. */
+  readonly refused: Map<string, number>
   /** Bets answered `ok` whose final status did not arrive within the drain time. */
   finalsMissing: number
 }
@@ -67,12 +104,56 @@ function jsonOf(message: { json<T>(): T }): unknown {
   }
 }
 
-/** The code of a placement reply, 'ok' for a successful provisional answer. */
-function replyCode(reply: unknown): string {
+/** The prefix of a reply code for an `ok` reply whose verdict refuses the bet. */
+const REFUSED_PREFIX = 'refused:'
+
+/**
+ * The code of a placement reply, 'ok' for a successful provisional answer; with `verdictRefusals`,
+ * `refused:<reason>` for an `ok` reply whose verdict refuses the bet.
+ */
+function replyCode(reply: unknown, verdictRefusals: boolean): string {
   if (typeof reply !== 'object' || reply === null) return 'MALFORMED_REPLY'
-  const { ok, error } = reply as { ok?: unknown; error?: { code?: unknown } }
-  if (ok === true) return 'ok'
+  const { ok, error, verdict } = reply as {
+    ok?: unknown
+    error?: { code?: unknown }
+    verdict?: { accepted?: unknown; reason?: unknown }
+  }
+  if (ok === true) {
+    if (!verdictRefusals || verdict?.accepted !== false) return 'ok'
+    return `${REFUSED_PREFIX}${typeof verdict.reason === 'string' ? verdict.reason : 'UNKNOWN'}`
+  }
   return typeof error?.code === 'string' ? error.code : 'MALFORMED_REPLY'
+}
+
+/** Credit `users` users (`user-0`...) through the API nodes, retrying while none answers yet. */
+export async function creditUsers(
+  nc: NatsConnection,
+  options: { readonly users: number; readonly shards: number; readonly timeoutMs?: number },
+): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000)
+  for (let i = 0; i < options.users; i++) {
+    for (;;) {
+      try {
+        const reply = (
+          await nc.request(
+            depositSubject(`user-${i}`, options.shards),
+            JSON.stringify({ id: `bench-deposit-${i}`, userId: `user-${i}`, amountCents: 10_000_000 }),
+            { timeout: 5_000 },
+          )
+        ).json<{ ok: boolean }>()
+        if (reply.ok) break
+      } catch {
+        if (Date.now() > deadline) throw new Error('API nodes did not come up')
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
+  }
+}
+
+/** The default target of every bet: one market of match-1, at odds any price beats. */
+function fixedTarget(marketId: string): () => BetTarget {
+  const target: BetTarget = { gameId: 'match-1', marketId, selectionId: 'home', odds: 1_001 }
+  return () => target
 }
 
 /** Place bets at the plan's rate; resolves with every window once replies and finals are in. */
@@ -83,6 +164,7 @@ export async function placeBets(nc: NatsConnection, options: BetLoadOptions): Pr
     final: latencyHistogram(),
     served: 0,
     errors: new Map(),
+    refused: new Map(),
     finalsMissing: 0,
   }))
   // Only measured bets are tracked; a warm-up bet's answers are not looked at.
@@ -119,6 +201,8 @@ async function sendAll(
   pending: Map<string, PendingBet>,
 ): Promise<void> {
   const { plan } = options
+  const verdictRefusals = options.verdictRefusals === true
+  const targetOf = 'target' in options ? options.target : fixedTarget(options.marketId)
   let inFlight = 0
   let drained: () => void = () => {}
   const answered = (betId: string, bet: PendingBet | undefined, code: string) => {
@@ -131,21 +215,22 @@ async function sendAll(
     const window = windows[index]
     const bet = window === undefined ? undefined : { scheduledUs, window, ok: false }
     if (bet !== undefined) pending.set(betId, bet)
+    const target = targetOf(i)
     const request = {
       betId,
       userId: `user-${i % options.users}`,
-      gameId: 'match-1',
-      marketId: options.marketId,
-      selectionId: 'home',
+      gameId: target.gameId,
+      marketId: target.marketId,
+      selectionId: target.selectionId,
       stakeCents: options.stakeCents,
-      odds: 1_001,
+      odds: target.odds,
       policy: 'any',
     }
     inFlight++
     nc.request(placeSubject(request.userId, options.shards), JSON.stringify(request), {
       timeout: REQUEST_TIMEOUT_MS,
     }).then(
-      (reply) => answered(betId, bet, replyCode(jsonOf(reply))),
+      (reply) => answered(betId, bet, replyCode(jsonOf(reply), verdictRefusals)),
       (error: unknown) => answered(betId, bet, `nats:${error instanceof Error ? error.name : 'Error'}`),
     )
   }
@@ -155,6 +240,11 @@ async function sendAll(
 
 function record(betId: string, bet: PendingBet, code: string, pending: Map<string, PendingBet>): void {
   const { window } = bet
+  if (code.startsWith(REFUSED_PREFIX)) {
+    count(window.refused, code.slice(REFUSED_PREFIX.length))
+    pending.delete(betId)
+    return
+  }
   if (code !== 'ok') {
     count(window.errors, code)
     pending.delete(betId)

@@ -48,6 +48,22 @@ export interface RateResult {
   readonly cpuUsPerBet: Readonly<Record<CpuKind | 'total', number | undefined>>
 }
 
+/** Provisional and final latency merged over the windows, and the spread of their p99 over them. */
+export function latencyOver(windows: readonly Pick<BetWindow, 'provisional' | 'final'>[]) {
+  return {
+    provisional: merged(windows.map((each) => each.provisional)),
+    provisionalP99Windows: percentileSpread(
+      windows.map((each) => each.provisional),
+      99,
+    ),
+    final: merged(windows.map((each) => each.final)),
+    finalP99Windows: percentileSpread(
+      windows.map((each) => each.final),
+      99,
+    ),
+  }
+}
+
 export const summarizeRaw = (raw: RawWindows): RawSummary => ({
   latency: merged(raw.latency),
   p99Windows: percentileSpread(raw.latency, 99),
@@ -75,16 +91,7 @@ export function summarizeRate(
     served: servedBets / (bets.length * windowS),
     errorsByCode,
     finalsMissing: bets.reduce((sum, each) => sum + each.finalsMissing, 0),
-    provisional: merged(bets.map((each) => each.provisional)),
-    provisionalP99Windows: percentileSpread(
-      bets.map((each) => each.provisional),
-      99,
-    ),
-    final: merged(bets.map((each) => each.final)),
-    finalP99Windows: percentileSpread(
-      bets.map((each) => each.final),
-      99,
-    ),
+    ...latencyOver(bets),
     raw: summarizeRaw(raw),
     betsPerLedgerMessage: ledgerMessages > 0 ? servedBets / ledgerMessages : undefined,
     cpuUsPerBet: {
@@ -108,8 +115,18 @@ const errorsText = (result: RateResult) =>
     ? '0'
     : [...result.errorsByCode].map(([code, n]) => `${code} ${n}`).join(', ')
 
-const round = (value: number | undefined, digits: number) =>
+/** For JSON reports: a figure rounded to `digits`, or null for none. */
+export const round = (value: number | undefined, digits: number) =>
   value === undefined ? null : Number(value.toFixed(digits))
+
+/** For JSON reports: a spread in ms, to 0.01 ms. */
+export const spreadJson = (value: Spread | undefined) =>
+  value === undefined
+    ? null
+    : { min: round(value.min, 2), median: round(value.median, 2), max: round(value.max, 2) }
+
+/** For JSON reports: a percentile in ms, to 0.01 ms. */
+export const percentileJson = (h: Histogram, percentile: number) => round(percentileMs(h, percentile), 2)
 
 export function printTables(results: readonly RateResult[], rawIdle: RawSummary): void {
   console.log(
@@ -146,11 +163,8 @@ export function writeJson(
   results: readonly RateResult[],
   rawIdle: RawSummary,
 ): void {
-  const spread = (value: Spread | undefined) =>
-    value === undefined
-      ? null
-      : { min: round(value.min, 2), median: round(value.median, 2), max: round(value.max, 2) }
-  const p = (h: Histogram, percentile: number) => round(percentileMs(h, percentile), 2)
+  const spread = spreadJson
+  const p = percentileJson
   const rates = results.map((r) => ({
     offered: r.offered,
     served: round(r.served, 1),

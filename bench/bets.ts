@@ -30,11 +30,11 @@ import type { ManualFeed } from '../nodes/trader/replay-feed.ts'
 import { marketIds } from '../nodes/trader/trader.ts'
 import { startManualTraderNode } from '../nodes/trader/trader-node.ts'
 import { DEFAULT_SHARDS, SHARDS_MAX } from '../protocol/shards.ts'
-import { depositSubject, names } from '../protocol/subjects.ts'
+import { names } from '../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../scripts/command-line.ts'
 import { type NatsCluster, startNatsCluster } from '../scripts/nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
-import { placeBets } from './bet-load.ts'
+import { creditUsers, LIFTED_BET_LIMITS_ENV, placeBets } from './bet-load.ts'
 import {
   type BoundarySample,
   type CpuKind,
@@ -137,8 +137,7 @@ function spawnNode(dir: string, name: string, main: string, servers: string, ser
     env: {
       FABRIC_NATS_SERVERS: servers,
       LOG_LEVEL: 'warn',
-      API_USER_OPEN_STAKE_CENTS_MAX: '100000000',
-      API_MARKET_LIABILITY_CENTS_MAX: '1000000000000',
+      ...LIFTED_BET_LIMITS_ENV,
       SETTLEMENT_DATABASE: join(dir, `${name}.db`),
       FABRIC_SERVED_SHARDS: served,
     },
@@ -221,27 +220,6 @@ async function startStack(dir: string): Promise<Stack> {
   }
 }
 
-async function credit(nc: NatsConnection): Promise<void> {
-  const deadline = Date.now() + 60_000
-  for (let i = 0; i < USERS; i++) {
-    for (;;) {
-      try {
-        const reply = (
-          await nc.request(
-            depositSubject(`user-${i}`, SHARDS),
-            JSON.stringify({ id: `bench-deposit-${i}`, userId: `user-${i}`, amountCents: 10_000_000 }),
-            { timeout: 5_000 },
-          )
-        ).json<{ ok: boolean }>()
-        if (reply.ok) break
-      } catch {
-        if (Date.now() > deadline) throw new Error('API nodes did not come up')
-        await new Promise((resolve) => setTimeout(resolve, 200))
-      }
-    }
-  }
-}
-
 const progress = (label: string) => (index: number) =>
   console.log(`  ${label}: window ${index + 1}/${WINDOWS} done`)
 
@@ -295,7 +273,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-bets-'))
   const stack = await startStack(dir)
   try {
-    await credit(stack.nc)
+    await creditUsers(stack.nc, { users: USERS, shards: SHARDS })
     console.log(
       `bet placement, open loop, ${API_NODES} API nodes (${SPLIT ? 'each serving its part' : 'each serving all'} of ${SHARDS} ledger shards), ${USERS} users, heartbeat 20 ms; per rate ${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows; raw R3 publisher at ${RAW_RATE}/s; about ${Math.round(((RATES.length + 1) * planSeconds(PLAN)) / 60)} min, limit ${limitS} s`,
     )

@@ -1,7 +1,8 @@
 /**
  * CPU time of processes by kind, read from /proc: user plus system time, which the kernel sums over
  * every thread of a process, in clock ticks of `getconf CLK_TCK`. A process that has exited reads
- * as its last sample would have; a benchmark whose process died fails elsewhere.
+ * as its last sample would have; a benchmark whose process died fails elsewhere. And the resident
+ * memory of a process (VmRSS in /proc/<pid>/status).
  */
 
 import { execFileSync } from 'node:child_process'
@@ -61,4 +62,16 @@ export function cpuBetween<K extends string>(before: CpuSample<K>, after: CpuSam
     used[kind] = sum
   }
   return used
+}
+
+/** The resident set size of `pid` in bytes (VmRSS of /proc/<pid>/status); undefined once it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  let status: string
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]
+  return kib === undefined ? undefined : Number(kib) * 1024
 }
