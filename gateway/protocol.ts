@@ -7,7 +7,7 @@
  */
 
 import { Ajv, type ValidateFunction } from 'ajv'
-import { ODDS_POLICIES, type RejectReason } from '../crdt/index.ts'
+import { ID_SOURCE, ODDS_POLICIES, type RejectReason } from '../crdt/index.ts'
 import type { SettlementOutcome } from '../ledger/index.ts'
 import { type ErrorCode as ApiErrorCode, BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
 import { CLOSE_CODES, type GatewayErrorCode } from '../protocol/errors.ts'
@@ -24,13 +24,14 @@ export const CLOSE = Object.fromEntries(
 /** Codes of `error` frames and HTTP answers (protocol/errors.ts). */
 export type { GatewayErrorCode }
 
-const ID = { type: 'string', pattern: `^(?:${GAME_ID_SOURCE})$` } as const
+const ID = { type: 'string', pattern: `^(?:${ID_SOURCE})$` } as const
+const GAME_ID = { type: 'string', pattern: `^(?:${GAME_ID_SOURCE})$` } as const
 const REF = { type: 'string', maxLength: 64 } as const
 const BET_ID = { type: 'string', pattern: `^(?:${BET_ID_SOURCE})$` } as const
 const CENTS = { type: 'integer', minimum: 0 } as const
 /** A bet's terms (protocol/bets.ts), each key's schema: a placement's and a standing bet's. */
 const TERMS = {
-  gameId: ID,
+  gameId: GAME_ID,
   marketId: ID,
   selectionId: ID,
   stakeCents: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
@@ -72,7 +73,7 @@ const clientSchema = {
       properties: {
         type: { const: 'subscribe' },
         ref: REF,
-        gameId: ID,
+        gameId: GAME_ID,
         resume: {
           type: 'object',
           additionalProperties: false,
@@ -85,7 +86,7 @@ const clientSchema = {
       type: 'object',
       additionalProperties: false,
       required: ['type', 'gameId'],
-      properties: { type: { const: 'unsubscribe' }, ref: REF, gameId: ID },
+      properties: { type: { const: 'unsubscribe' }, ref: REF, gameId: GAME_ID },
     },
     {
       type: 'object',
@@ -328,11 +329,11 @@ const serverSchema = {
     object(['type', 'gameId', 'epoch', 'seq', 'view'], {
       type: { const: 'snapshot' },
       ref: REF,
-      gameId: ID,
+      gameId: GAME_ID,
       epoch: { type: 'string' },
       seq: { type: 'integer', minimum: 0 },
       view: object(['gameId', 'clock', 'score', 'markets'], {
-        gameId: ID,
+        gameId: GAME_ID,
         clock: CLOCK,
         score: SCORE,
         markets: { type: 'array', items: MARKET },
@@ -340,7 +341,7 @@ const serverSchema = {
     }),
     object(['type', 'gameId', 'epoch', 'seq', 'atMs'], {
       type: { const: 'delta' },
-      gameId: ID,
+      gameId: GAME_ID,
       epoch: { type: 'string' },
       seq: { type: 'integer', minimum: 1 },
       clock: CLOCK,
@@ -352,11 +353,11 @@ const serverSchema = {
     object(['type', 'gameId', 'epoch', 'seq'], {
       type: { const: 'subscribed' },
       ref: REF,
-      gameId: ID,
+      gameId: GAME_ID,
       epoch: { type: 'string' },
       seq: { type: 'integer', minimum: 0 },
     }),
-    object(['type', 'gameId'], { type: { const: 'unsubscribed' }, ref: REF, gameId: ID }),
+    object(['type', 'gameId'], { type: { const: 'unsubscribed' }, ref: REF, gameId: GAME_ID }),
     object(['type', 'betId', 'atMs', 'status', ...Object.keys(VERDICT_FIELDS)], {
       ...BET_BASE,
       status: { const: 'provisional' },

@@ -8,7 +8,7 @@
  * are NATS subject tokens: no '.', no wildcard.
  */
 
-import { ID_SOURCE, isId, isNodeId, NODE_ID_SOURCE } from '../crdt/index.ts'
+import { ID_LENGTH_MAX, ID_SOURCE, isId, isNodeId, NODE_ID_SOURCE } from '../crdt/index.ts'
 
 export const USER_ID_LENGTH_MAX = 64
 export const BET_ID_LENGTH_MIN = 8
@@ -20,7 +20,11 @@ export const ENTRY_ID_LENGTH_MAX = BET_ID_LENGTH_MAX + 16
 export const USER_ID_SOURCE = `[A-Za-z0-9_-]{1,${USER_ID_LENGTH_MAX}}`
 export const BET_ID_SOURCE = `[A-Za-z0-9_.:-]{${BET_ID_LENGTH_MIN},${BET_ID_LENGTH_MAX}}`
 export const REGION_SOURCE = `[a-z][a-z0-9-]{0,${REGION_LENGTH_MAX - 1}}`
-export const GAME_ID_SOURCE = ID_SOURCE
+/**
+ * A game id is one token of a NATS subject (`fabric.<region>.game.<gameId>`), so unlike other ids
+ * it holds no '.': a trader of game `a.b` would publish where no stream listens.
+ */
+export const GAME_ID_SOURCE = `[A-Za-z0-9][A-Za-z0-9_:-]{0,${ID_LENGTH_MAX - 1}}`
 /** A ledger entry's id: a client's id, or one the fabric derives (with a '/'). */
 export const ENTRY_ID_SOURCE = `[A-Za-z0-9_.:/-]{1,${ENTRY_ID_LENGTH_MAX}}`
 export { NODE_ID_SOURCE }

@@ -136,3 +136,19 @@ t.test('crdt/, ledger/ and protocol/ are pure: they import only each other and n
   }
   t.same(outside, [], 'no pure module imports a node, the gateway, or an I/O package')
 })
+
+t.test('a game id is one subject token: the trader refuses one with a dot, the gateway too', async (t) => {
+  const { anchored, GAME_ID_SOURCE } = await import('../../protocol/ids.ts')
+  const { gameIdsOf } = await import('../../nodes/trader/options.ts')
+  const pattern = anchored(GAME_ID_SOURCE)
+  t.ok(
+    gameIdsOf({ gameId: 'x', gameIds: [], games: 500 }).every((id) => pattern.test(id)),
+    'match-1 to match-500 are game ids',
+  )
+  for (const id of ['a.b', '.a', 'a*', 'a>', 'a b', ''])
+    t.notOk(pattern.test(id), `${JSON.stringify(id)} is not: it would not be one subject token`)
+  const { parseClientFrame } = await import('../../gateway/protocol.ts')
+  const subscribe = (gameId: string) => parseClientFrame(JSON.stringify({ type: 'subscribe', gameId }))
+  t.notOk('problem' in subscribe('match-7'), 'the gateway takes a subscription to match-7')
+  t.ok('problem' in subscribe('a.b'), 'and refuses one to a.b')
+})
