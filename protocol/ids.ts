@@ -8,7 +8,7 @@
  * are NATS subject tokens: no '.', no wildcard.
  */
 
-import { ID_LENGTH_MAX, ID_SOURCE, isId, isNodeId, NODE_ID_SOURCE } from '../crdt/index.ts'
+import { ID_LENGTH_MAX, isId, isNodeId, NODE_ID_SOURCE } from '../crdt/index.ts'
 
 export const USER_ID_LENGTH_MAX = 64
 export const BET_ID_LENGTH_MIN = 8
