@@ -23,9 +23,13 @@ import type { ClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFences } from './log-fences.ts'
 import type { StreamMessage } from './stream-follower.ts'
 import { FENCE_HEADER, FENCE_STAMPS_HEADER, fencesOf, WRITER_HEADER } from './update-author.ts'
-import { createBeatReader, parseWriterBeat, WRITER_GAMES_MAX } from './writer-beats.ts'
+import { createBeatReader, parseWriterBeat } from './writer-beats.ts'
 
-export const GAMES_PER_NODE_MAX = WRITER_GAMES_MAX
+/**
+ * The games one node holds, finished ones included (no game leaves a node's memory yet): a region
+ * can have run at most this many since its streams were created. As many as one writer may write.
+ */
+export const GAMES_PER_NODE_MAX = 1_000
 
 export type ReplicaChange = {
   readonly gameId: string
@@ -75,7 +79,7 @@ export function createGameReplicas(context: {
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
   const fences = createGameFences(log)
-  const beats = createBeatReader()
+  const beats = createBeatReader((gameId) => replicas.has(gameId))
   /** Per game, the sequence of the last update read, applied or dropped. */
   const lastSeqs = new Map<string, number>()
 

@@ -138,7 +138,9 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       writeSnapshots({
         snapshots,
         log,
-        seq: follower.lastSeq(),
+        // Restored from snapshots, the replicas hold the stream up to startSeq - 1 before the
+        // follower has read anything past it.
+        seq: Math.max(follower.lastSeq(), startSeq - 1),
         replicas: games.replicas,
         changedSince: (gameId, since) => games.lastSeqOf(gameId) > since,
         written,

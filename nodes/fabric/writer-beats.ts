@@ -38,10 +38,15 @@ import {
 export const BEAT_FULL_EVERY = 10
 /** The games one writer process promises about; the node side holds at most GAMES_PER_NODE_MAX. */
 export const WRITER_GAMES_MAX = 1_000
-/** A beat fits the default NATS max_payload (1 MiB): a full beat of WRITER_GAMES_MAX games with versions of a few dozen bytes is about 80 KB. */
+/**
+ * A beat fits the default NATS max_payload (1 MiB). A full beat of WRITER_GAMES_MAX games with
+ * versions of a few dozen bytes (a Yjs state vector of a few writer lives) is about 80 KB; versions
+ * may be longer (HEARTBEAT_VERSION_LENGTH_MAX), and a full beat past this is not sent: the trader
+ * logs it, and tries a full beat again the next round.
+ */
 export const WRITER_BEAT_BYTES_MAX = 1024 * 1024
-/** Writer processes a node keeps beat state for; the oldest heard is forgotten past this. */
-export const BEAT_WRITERS_MAX = 1_000
+/** Writer processes a node keeps a base for; the longest silent is forgotten past this. */
+export const BEAT_WRITERS_MAX = 256
 const LIFE_PATTERN = /^[0-9a-f]{16}$/
 
 export interface WriterBeat {
@@ -93,8 +98,12 @@ export function parseWriterBeat(data: Uint8Array): WriterBeat | null {
 export interface BeatWriter {
   /** A game's heartbeat for the round under way; every heartbeat of a round has the round's stamp. */
   offer(gameId: string, heartbeat: Heartbeat): void
-  /** The round's beat, or null when no game was offered (nothing is promised then). */
-  flush(): WriterBeat | null
+  /**
+   * Hand the round's beat to `send` (nothing when no game was offered: nothing is promised then).
+   * The beat counts only if `send` returns: a full beat that failed to go is not the base of the
+   * next ones, and the next round is full again.
+   */
+  flush(send: (beat: WriterBeat) => void): void
   /** Forget the round's offers (a round that failed half-way). */
   discard(): void
 }
@@ -122,22 +131,26 @@ export function createBeatWriter(writer: string, life = randomBytes(8).toString(
       stamp = heartbeat.stamp
       offered.set(gameId, heartbeat.version)
     },
-    flush() {
+    flush(send) {
       const round = offered
       const roundStamp = stamp
       offered = new Map()
       stamp = null
-      if (roundStamp === null) return null // nothing to promise: no beat
+      if (roundStamp === null) return // nothing to promise: no beat
+      const full = n % BEAT_FULL_EVERY === 0
       const games: Record<string, string | null> = {}
-      if (n % BEAT_FULL_EVERY === 0) {
-        base = round
-        baseN = n
+      if (full) {
         for (const [gameId, version] of round) games[gameId] = version
       } else {
         for (const [gameId, version] of round) if (base.get(gameId) !== version) games[gameId] = version
         for (const gameId of base.keys()) if (!round.has(gameId)) games[gameId] = null
       }
-      return { writer, life, n: n++, base: baseN, stamp: roundStamp, games }
+      send({ writer, life, n, base: full ? n : baseN, stamp: roundStamp, games })
+      if (full) {
+        base = round
+        baseN = n
+      }
+      n++
     },
     discard() {
       offered = new Map()
@@ -165,6 +178,7 @@ export interface GameHeartbeat {
 interface HeardWriter {
   readonly life: string
   readonly baseN: number
+  readonly stamp: StampKey
   readonly versions: ReadonlyMap<string, string>
 }
 
@@ -175,20 +189,29 @@ export interface BeatReader {
   writers(): number
 }
 
-/** The receiving side: turns each writer's beats into the games' heartbeats they promise. */
-export function createBeatReader(): BeatReader {
+/**
+ * The receiving side: turns each writer's beats into the games' heartbeats they promise. A base
+ * keeps only the games `holds` names (the node's own; default all), so what a node keeps is
+ * bounded by its games, not by what writers send.
+ */
+export function createBeatReader(holds: (gameId: string) => boolean = () => true): BeatReader {
   const heard = new Map<string, HeardWriter>()
 
-  /** Keep a full beat as its writer's base, unless a later one of the same life is kept already. */
+  /**
+   * Keep a full beat as its writer's base, unless a later one is kept already: of the same life, a
+   * later number; of another life, a later stamp (a restarted writer stamps past its earlier life,
+   * so a late full beat of the old life does not evict the new one's).
+   */
   function keepBase(beat: WriterBeat): void {
     const known = heard.get(beat.writer)
-    if (known !== undefined && known.life === beat.life && known.baseN >= beat.n) return
+    if (known !== undefined && (known.life === beat.life ? known.baseN >= beat.n : known.stamp > beat.stamp))
+      return
     const versions = new Map<string, string>()
     for (const [gameId, version] of Object.entries(beat.games))
-      if (version !== null) versions.set(gameId, version)
+      if (version !== null && holds(gameId)) versions.set(gameId, version)
     // Most recently kept last, so the one forgotten past the limit is the longest silent.
     heard.delete(beat.writer)
-    heard.set(beat.writer, { life: beat.life, baseN: beat.n, versions })
+    heard.set(beat.writer, { life: beat.life, baseN: beat.n, stamp: beat.stamp, versions })
     if (heard.size > BEAT_WRITERS_MAX) heard.delete(heard.keys().next().value as string)
   }
 

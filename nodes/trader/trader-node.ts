@@ -162,20 +162,34 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
   })
   const beatCounts = { sent: 0, failed: 0 }
   const heartbeatMs = options.limits?.heartbeatMs ?? 20
-  // Step every game, then promise them all with one stamp taken after every step's commits.
+  const failures = createRoundErrors(log, options.now ?? Date.now)
+  // Step every game, then promise them all with one stamp taken after every step's commits. A game
+  // whose step or heartbeat throws is left out of the round (the beat withdraws it), never the others.
   const stopTicker = timers.setInterval(() => {
-    for (const { trader } of games) trader.step()
+    for (const { gameId, trader } of games) {
+      try {
+        trader.step()
+      } catch (error) {
+        failures.report(gameId, error)
+      }
+    }
     const stamp = hlc.now()
+    for (const { gameId, trader } of games) {
+      try {
+        trader.heartbeat(stamp)
+      } catch (error) {
+        failures.report(gameId, error)
+      }
+    }
     try {
-      for (const { trader } of games) trader.heartbeat(stamp)
-      const beat = beats.flush()
-      if (beat === null) return
-      replicas.publishBeat(beat)
-      beatCounts.sent++
+      beats.flush((beat) => {
+        replicas.publishBeat(beat)
+        beatCounts.sent++
+      })
     } catch (error) {
       beats.discard()
       beatCounts.failed++
-      log.error({ err: error }, 'the round’s beat was not sent; verdicts wait for the next')
+      failures.report('(the beat)', error)
     }
   }, heartbeatMs)
   const stopSnapshots = startSnapshots(options.snapshotIntervalMs, games, replicas, timers, log)
@@ -197,6 +211,32 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
       stopDrops()
       await Promise.all(games.map(({ trader }) => trader.flush()))
       await replicas.close()
+    },
+  }
+}
+
+/** A round's errors are logged at most once per this long for each game (and for the beat). */
+export const ROUND_ERROR_LOG_MS = 10_000
+
+/**
+ * A round that fails for a game fails again 50 times a second: the log gets the first, and then
+ * one line per ROUND_ERROR_LOG_MS with how many came since.
+ */
+function createRoundErrors(log: Logger, now: () => number) {
+  const logged = new Map<string, { atMs: number; since: number }>()
+  return {
+    report(subject: string, error: unknown): void {
+      const last = logged.get(subject)
+      if (last !== undefined && now() - last.atMs < ROUND_ERROR_LOG_MS) {
+        last.since++
+        return
+      }
+      log.error(
+        { subject, err: error, failedSinceLastLine: last?.since ?? 0 },
+        'a round failed: the game (or the beat) promises nothing this round',
+      )
+      if (logged.size > TRADER_GAMES_MAX) logged.clear()
+      logged.set(subject, { atMs: now(), since: 0 })
     },
   }
 }

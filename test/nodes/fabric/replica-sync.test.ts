@@ -9,7 +9,7 @@ import { createHlc, encodeStamp, judge, stampOps, yjsBackend } from '../../../cr
 import { createReplicaSync, type ReplicaSync } from '../../../nodes/fabric/replica-sync.ts'
 import { ensureFabric } from '../../../nodes/fabric/streams.ts'
 import { natsTransport } from '../../../nodes/fabric/transport.ts'
-import { createBeatWriter, type WriterBeat } from '../../../nodes/fabric/writer-beats.ts'
+import { createBeatWriter } from '../../../nodes/fabric/writer-beats.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { NEXT_POINT, stampAt, transition } from '../../helpers/game-writer.ts'
 import { waitFor } from '../../helpers/wait.ts'
@@ -74,7 +74,7 @@ t.test('replica sync over JetStream', async (t) => {
   wallMs += 100
   const beats = createBeatWriter('trader-1')
   beats.offer('match-1', replica.heartbeat(encodeStamp(writerHlc.now())))
-  writer.publishBeat(beats.flush() as WriterBeat)
+  beats.flush((beat) => writer.publishBeat(beat))
   await waitFor('heartbeat admitted', () => judge(reader.replica('match-1')!.game, bet).final)
   t.same(judge(reader.replica('match-1')!.game, bet), judge(replica.game, bet), 'same verdict on both')
 

@@ -9,6 +9,7 @@ import { encodeStamp, type StampKey } from '../../../crdt/index.ts'
 import { createPrng } from '../../../nodes/fabric/prng.ts'
 import {
   BEAT_FULL_EVERY,
+  type BeatWriter,
   createBeatReader,
   createBeatWriter,
   encodeWriterBeat,
@@ -20,6 +21,14 @@ import {
 const WRITER = 'trader-1'
 const stampAt = (wall: number): StampKey => encodeStamp({ wall, logical: 0, node: WRITER })
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
+/** The round's beat, or null when there was none. */
+function flushed(writer: BeatWriter): WriterBeat | null {
+  let sent: WriterBeat | null = null
+  writer.flush((beat) => {
+    sent = beat
+  })
+  return sent
+}
 
 t.test('a receiver with the base hears every game from each beat; one without, what it lists', async (t) => {
   const writer = createBeatWriter(WRITER)
@@ -27,7 +36,7 @@ t.test('a receiver with the base hears every game from each beat; one without, w
   const round = (wall: number, games = Object.keys(versions)) => {
     for (const gameId of games)
       writer.offer(gameId, { writer: WRITER, stamp: stampAt(wall), version: versions[gameId] as string })
-    return writer.flush() as WriterBeat
+    return flushed(writer) as WriterBeat
   }
   const full = round(1_000)
   t.equal(full.base, full.n, 'the first beat is full')
@@ -53,7 +62,7 @@ t.test('a receiver with the base hears every game from each beat; one without, w
     ['g2'],
     'without the base: only what the beat lists',
   )
-  t.equal(writer.flush(), null, 'a round with nothing offered sends no beat')
+  t.equal(flushed(writer), null, 'a round with nothing offered sends no beat')
 })
 
 t.test('lost, repeated and reordered beats never promise a stamp on a stale version', async (t) => {
@@ -80,7 +89,7 @@ t.test('lost, repeated and reordered beats never promise a stamp on a stale vers
           writer.offer(gameId, { writer: WRITER, stamp, version: `${life}:${version}` })
         }
         truth.set(stamp, held)
-        const beat = writer.flush()
+        const beat = flushed(writer)
         if (beat !== null && !prng.chance(0.2)) inFlight.push(beat)
         if (beat !== null && prng.chance(0.1)) inFlight.push(beat) // repeated
         // Deliver some of what is in flight, in any order.
@@ -104,7 +113,7 @@ t.test('a receiver in step with the writer hears every promised game in every be
   for (let round = 0; round < 3 * BEAT_FULL_EVERY; round++) {
     const stamp = stampAt(2_000 + round)
     for (let g = 0; g < 4; g++) writer.offer(`g${g}`, { writer: WRITER, stamp, version: `v${round >> 3}` })
-    if (reader.read(writer.flush() as WriterBeat).length === 4) complete++
+    if (reader.read(flushed(writer) as WriterBeat).length === 4) complete++
   }
   t.equal(complete, 3 * BEAT_FULL_EVERY, 'all four games in each of them')
 })
@@ -149,3 +158,48 @@ t.test('malformed and oversized beats are refused', async (t) => {
   t.ok(encodeWriterBeat(huge), 'a beat within the byte limit encodes')
   t.throws(() => encodeWriterBeat({ ...good, games: many }), RangeError, 'one over it does not')
 })
+
+t.test(
+  'a full beat that failed to go is not the base of the next; a stale life does not evict',
+  async (t) => {
+    const writer = createBeatWriter(WRITER, '00000000000000aa')
+    const offer = (wall: number, version: string) =>
+      writer.offer('g1', { writer: WRITER, stamp: stampAt(wall), version })
+    offer(1_000, 'v1')
+    t.throws(() =>
+      writer.flush(() => {
+        throw new Error('the publish failed')
+      }),
+    )
+    offer(1_020, 'v1')
+    const again = flushed(writer) as WriterBeat
+    t.equal(again.base, again.n, 'the next round is full again')
+    t.same(again.games, { g1: 'v1' }, 'and lists the game')
+
+    const reader = createBeatReader((gameId) => gameId !== 'not-held')
+    const newer = {
+      writer: WRITER,
+      life: '00000000000000bb',
+      n: 0,
+      base: 0,
+      stamp: stampAt(5_000),
+      games: { g1: 'v9', 'not-held': 'x' },
+    }
+    const older = {
+      writer: WRITER,
+      life: '00000000000000aa',
+      n: 30,
+      base: 30,
+      stamp: stampAt(4_000),
+      games: { g1: 'v1' },
+    }
+    reader.read(newer)
+    reader.read(older)
+    const delta = { ...newer, n: 1, base: 0, stamp: stampAt(5_020), games: {} }
+    t.same(
+      reader.read(delta).map(({ gameId, heartbeat }) => [gameId, heartbeat.version]),
+      [['g1', 'v9']],
+      'the newer life’s base still stands after the older life’s late full beat, and holds only the held game',
+    )
+  },
+)
