@@ -465,6 +465,9 @@ function markerStatus(betId: string) {
  * Two API nodes announced to a relay's directory, each answering on its own subject after
  * `delayMs` (a node with no delay set never answers: it is paused); what each was asked, by bet id.
  */
+/** What the harness sends a fake node to learn that it is reachable; not a bet. */
+const PROBE = 'probe'
+
 async function hedgedRelay(
   t: Test,
   delays: Record<'a' | 'b', number | null>,
@@ -476,11 +479,17 @@ async function hedgedRelay(
     hedgeAfterMsMax: LIMITS.hedgeAfterMs,
     log: pino({ level: 'silent' }),
   })
+  const directs: string[] = []
   for (const node of ['a', 'b'] as const) {
     const direct = newDirectId()
+    directs.push(direct)
     directory.announce({ node: `api-${node}`, direct, subjects: [PLACE_ALICE] })
     api.subscribe(directSubject(direct), {
       callback: (_error, message) => {
+        if (message.string() === PROBE) {
+          message.respond(PROBE)
+          return
+        }
         const { betId } = message.json<{ betId: string }>()
         asked[node].push(betId)
         const delayMs = delays[node]
@@ -494,6 +503,18 @@ async function hedgedRelay(
     })
   }
   await api.flush()
+  // The two connections may be on different servers of the cluster: until the nodes' interest has
+  // reached the gateway's server, a placement would find no responders there.
+  for (const direct of directs)
+    await waitFor('the gateway’s server knows the node', () =>
+      gateway.request(directSubject(direct), PROBE, { timeout: 200 }).then(
+        () => true,
+        () => false,
+      ),
+    )
+  // Announced again, so that the wait cannot have aged the announcements.
+  for (const [i, node] of (['a', 'b'] as const).entries())
+    directory.announce({ node: `api-${node}`, direct: directs[i], subjects: [PLACE_ALICE] })
   const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), route, {}, directory)
   t.teardown(() => relay.close())
   const seen: (BetFrame | ErrorFrame)[] = []
@@ -580,17 +601,32 @@ t.test('a node that is gone is passed over at once, and with none left nothing i
   const { api, gateway } = await twoConnections(t)
   const directory = createApiDirectory({ hedgeAfterMsMax: 10_000, log: pino({ level: 'silent' }) })
   // api-gone announced itself and went away: nobody listens on its subject.
-  directory.announce({ node: 'api-gone', direct: newDirectId(), subjects: [PLACE_ALICE] })
+  const gone = newDirectId()
+  directory.announce({ node: 'api-gone', direct: gone, subjects: [PLACE_ALICE] })
   const live = newDirectId()
   directory.announce({ node: 'api-live', direct: live, subjects: [PLACE_ALICE] })
   let asked = 0
   const subscription = api.subscribe(directSubject(live), {
     callback: (_error, message) => {
+      if (message.string() === PROBE) {
+        message.respond(PROBE)
+        return
+      }
       asked++
       message.respond(JSON.stringify(provisional(message.json<{ betId: string }>().betId)))
     },
   })
   await api.flush()
+  // The two connections may be on different servers of the cluster: until api-live's interest has
+  // reached the gateway's server, a placement would find no responders there either.
+  await waitFor('the gateway’s server knows api-live', () =>
+    gateway.request(directSubject(live), PROBE, { timeout: 200 }).then(
+      () => true,
+      () => false,
+    ),
+  )
+  directory.announce({ node: 'api-gone', direct: gone, subjects: [PLACE_ALICE] })
+  directory.announce({ node: 'api-live', direct: live, subjects: [PLACE_ALICE] })
   const relay = createBetRelay(gateway, LIMITS, pino({ level: 'silent' }), route, {}, directory)
   t.teardown(() => relay.close())
   const seen: (BetFrame | ErrorFrame)[] = []
