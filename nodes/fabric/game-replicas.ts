@@ -50,8 +50,11 @@ export interface GameReplicas {
   readonly replicas: ReadonlyMap<string, Replica>
   /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
   replicaFor(gameId: string): Replica
-  /** A game restored from its snapshot, which is a prefix of the log. */
-  restore(gameId: string, replica: Replica): void
+  /**
+   * A game restored from its snapshot, a prefix of the log up to stream sequence `seq`: updates of
+   * the game at or below it are the log's already decided, and are not decided again.
+   */
+  restore(gameId: string, replica: Replica, seq: number): void
   /** An update, in stream order. */
   applyUpdate(message: StreamMessage): void
   /** A writer's beat (untrusted bytes): a heartbeat for each game it stands for. */
@@ -82,6 +85,8 @@ export function createGameReplicas(context: {
   const beats = createBeatReader((gameId) => replicas.has(gameId))
   /** Per game, the sequence of the last update read, applied or dropped. */
   const lastSeqs = new Map<string, number>()
+  /** Per game restored from a snapshot, the stream sequence the snapshot was taken at. */
+  const restoredThrough = new Map<string, number>()
 
   /**
    * The node's clock takes every stamp the replica now holds before anyone hears of the change; a
@@ -110,8 +115,9 @@ export function createGameReplicas(context: {
   return {
     replicas,
     replicaFor,
-    restore(gameId, replica) {
+    restore(gameId, replica, seq) {
       replicas.set(gameId, replica)
+      restoredThrough.set(gameId, seq)
       fences.restore(gameId, replica)
       // The node's clock must pass everything the snapshot holds before it stamps anything.
       merge(
@@ -124,6 +130,12 @@ export function createGameReplicas(context: {
       const gameId = gameIdOf(message.subject)
       if (!isId(gameId)) return
       if (replicas.has(gameId) || replicas.size < GAMES_PER_NODE_MAX) lastSeqs.set(gameId, message.seq)
+      // A node follows the stream from the lowest sequence its snapshots stand for, so it reads
+      // again updates that a game's later snapshot holds (or that the log dropped before it). The
+      // log decided them then; deciding them again against the fences the snapshot restored would
+      // not decide them the same way (a takeover read again "fences a writer already fenced", and
+      // every later update of its writer was dropped: a restarted node's replica missed them).
+      if (message.seq <= (restoredThrough.get(gameId) ?? 0)) return
       if (!fences.admits(gameId, message)) return
       try {
         merge(gameId, replicaFor(gameId).apply(message.data), 'stream')

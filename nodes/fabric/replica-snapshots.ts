@@ -73,7 +73,8 @@ export async function restoreSnapshots(context: {
   readonly snapshots: SnapshotStore
   readonly backend: Backend
   readonly log: Logger
-  readonly into: (gameId: string, replica: Replica) => void
+  /** A game restored from the snapshot taken at stream sequence `seq`. */
+  readonly into: (gameId: string, replica: Replica, seq: number) => void
 }): Promise<number> {
   const { snapshots, backend, log } = context
   const checkpoint = parseCheckpoint((await snapshots.get(CHECKPOINT_KEY)) ?? undefined)
@@ -86,7 +87,7 @@ export async function restoreSnapshots(context: {
       const entry = entries[i]
       if (entry === null || entry === undefined || entry.length === 0) return 1
       const record = decodeSnapshot(entry)
-      context.into(gameId, backend.restore(record.bytes))
+      context.into(gameId, backend.restore(record.bytes), record.seq)
       if (checkpoint.stand.get(gameId) !== record.seq) fromSeq = Math.min(fromSeq, record.seq + 1)
     }
   }

@@ -322,11 +322,6 @@ function startSnapshots(
     return trader.role() === 'fenced' || trader.backlog() > 0 || replicas.lastSeq() < game.lastAckSeq()
   }
   return timers.setInterval(() => {
-    // A round waits while any running game has an update unacknowledged or unread: running rounds
-    // beside such a game (leaving it out) let a restarted node's replica miss updates in the product
-    // simulator (seeds 299 and 350 of 500), for a reason not yet understood; a game whose trader
-    // stood down is left out of every round for good.
-    if (games.some((game) => game.trader.role() !== 'fenced' && unsafe(game.gameId))) return
     replicas.writeSnapshots(unsafe).catch((error) => log.warn({ err: error }, 'snapshot round failed'))
   }, intervalMs)
 }
