@@ -185,8 +185,6 @@ interface HeardWriter {
 export interface BeatReader {
   /** The games' heartbeats a beat stands for, by the rules in the module comment. */
   read(beat: WriterBeat): GameHeartbeat[]
-  /** Writers heard from (at most BEAT_WRITERS_MAX). */
-  writers(): number
 }
 
 /**
@@ -231,6 +229,5 @@ export function createBeatReader(holds: (gameId: string) => boolean = () => true
         heartbeats.push({ gameId, heartbeat: { writer: beat.writer, stamp: beat.stamp, version } })
       return heartbeats
     },
-    writers: () => heard.size,
   }
 }

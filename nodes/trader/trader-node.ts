@@ -99,20 +99,13 @@ export interface TraderNode {
   close(): Promise<void>
 }
 
-function namesGame(data: Uint8Array): boolean {
+/** The game an operator's command names: its id, undefined for every game, null if malformed. */
+function commandGame(data: Uint8Array): string | undefined | null {
   try {
-    return typeof (JSON.parse(new TextDecoder().decode(data)) as { gameId?: unknown }).gameId === 'string'
+    const { gameId } = JSON.parse(new TextDecoder().decode(data)) as { gameId?: unknown }
+    return gameId === undefined || typeof gameId === 'string' ? gameId : null
   } catch {
-    return false
-  }
-}
-
-function targetsGame(data: Uint8Array, gameId: string): boolean {
-  try {
-    const value = JSON.parse(new TextDecoder().decode(data)) as { gameId?: unknown }
-    return value.gameId === undefined || value.gameId === gameId
-  } catch {
-    return false
+    return null
   }
 }
 
@@ -337,7 +330,10 @@ function serveKillSwitch(
   traders: ReadonlyMap<string, Trader>,
   log: Logger,
 ): () => void {
-  const targets = (data: Uint8Array) => [...traders].filter(([gameId]) => targetsGame(data, gameId))
+  const targets = (data: Uint8Array) => {
+    const named = commandGame(data)
+    return [...traders].filter(([gameId]) => named === undefined || named === gameId)
+  }
   const stopKill = transport.subscribe(killSubject(region), (_subject, data) => {
     for (const [gameId, trader] of targets(data)) {
       log.warn({ gameId }, 'kill switch: suspending every open market')
@@ -351,7 +347,7 @@ function serveKillSwitch(
   // and only the trader running it stands down: the game's standbys hear it too, and stay.
   const stopRelease = transport.subscribe(releaseSubject(region), (_subject, data) => {
     for (const [gameId, trader] of targets(data)) {
-      if (!namesGame(data) || trader.role() !== 'active') continue
+      if (commandGame(data) === undefined || trader.role() !== 'active') continue
       log.warn({ gameId }, 'released: standing down so that a standby takes the game over')
       trader.standDown('released by an operator')
     }
