@@ -356,6 +356,27 @@ export function resultOf(game: GameState, marketId: string): MarketResult {
   return { state: 'agreed', winners: first.winners, stamp }
 }
 
+/**
+ * True once nothing in the game can change a verdict or a payout any more: every entry is final, no
+ * market is open, and every market with a result claim has an agreed result whose correction
+ * deadline is final too (a market under review is not concluded). A finished match is archived
+ * only then (nodes/fabric/archive.ts); whether the match has ended is the feed's to say.
+ */
+export function isConcluded(game: GameState): boolean {
+  let last: StampKey | null = null
+  for (const entry of game.entries.values()) if (last === null || entry.stamp > last) last = entry.stamp
+  if (last === null || !isFinal(game, last)) return false
+  for (const [marketId, market] of game.markets) {
+    const latest = latestAt(game, market.transitions, AFTER_ALL_STAMPS)
+    if (latest?.status === 'open') return false
+    if (market.results.length === 0) continue
+    const result = resultOf(game, marketId)
+    const deadline = correctionDeadline(game, marketId)
+    if (result.state !== 'agreed' || deadline === null || !isFinal(game, deadline)) return false
+  }
+  return true
+}
+
 /** The highest stamp of any entry or watermark the replica holds, for a restarting node's clock. */
 export function maxStamp(game: GameState): StampKey | null {
   let max: StampKey | null = null

@@ -43,6 +43,11 @@ export const API_ERRORS = {
     retry: 'ask another shard',
   },
   UNKNOWN_GAME: { meaning: 'this node has no replica of the game', retry: 'later' },
+  GAME_ARCHIVED: {
+    meaning:
+      'the match is over and archived (`--archive-after-ms` after it ended): its markets take no bets; its bets still answer lookups',
+    retry: 'no',
+  },
   REPLICA_STALE: {
     meaning: 'a writer of the game has been silent longer than `--stale-ms-max`',
     retry: 'later, with the same bet id',

@@ -127,6 +127,8 @@ export const names = {
   /** Writer processes' beats (nodes/fabric/writer-beats.ts): one subject per region. */
   beatSubject: (region: string) => `heartbeat.${region}.writers`,
   snapshotKey: (gameId: string) => `game.${gameId}`,
+  /** An archived game's final snapshot (nodes/fabric/archive.ts). */
+  archiveKey: (gameId: string) => `archive.${gameId}`,
   /** A writer's clock ceiling in the snapshot bucket (nodes/trader/clock-ceiling.ts). */
   ceilingKey: (writer: string) => `ceiling.${writer}`,
   /** A writer's ceiling for one game, as versions before one ceiling per writer kept it. */

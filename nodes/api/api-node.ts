@@ -215,12 +215,12 @@ type Misrouted = (userId: string) => ReturnType<typeof apiError> | null
 
 /** Status recovery on `bets.lookup.<shard>` (see bet-lookup.ts), in the same queue group. */
 function serveLookups(nc: NatsConnection, sources: LookupSources, subject: string, misrouted: Misrouted) {
-  return serveJson(nc, subject, LOOKUP_BYTES_MAX, (value, answer) => {
+  return serveJson(nc, subject, LOOKUP_BYTES_MAX, async (value, answer) => {
     const request = parseLookup(value)
     if (Array.isArray(request)) return answer(apiError('BAD_REQUEST', request.join('; ')))
     const refused = misrouted(request.userId)
     if (refused !== null) return answer(refused)
-    const reply: LookupReply = { ok: true, data: { statuses: lookupStatuses(sources, request) } }
+    const reply: LookupReply = { ok: true, data: { statuses: await lookupStatuses(sources, request) } }
     answer(reply)
   })
 }

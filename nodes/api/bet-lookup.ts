@@ -6,7 +6,7 @@
  * user, or one this node's fold does not hold, is left out.
  */
 
-import { type BetTerms, judge } from '../../crdt/index.ts'
+import { type BetTerms, judge, type Replica } from '../../crdt/index.ts'
 import type { BetStatus, LookupRequest } from '../../protocol/bets.ts'
 import type { LedgerSync } from '../fabric/ledger-sync.ts'
 import type { ReplicaSync } from '../fabric/replica-sync.ts'
@@ -19,18 +19,26 @@ export interface LookupSources {
 
 /**
  * Each bet's statuses in order (final, then settled). `finalAtMs` is when this node answered: the
- * moment the verdict first became final is not kept.
+ * moment the verdict first became final is not kept. A bet of an archived game is judged on the
+ * game's archived replica, loaded for it (nodes/fabric/archive.ts).
  */
-export function lookupStatuses(sources: LookupSources, request: LookupRequest): BetStatus[] {
+export async function lookupStatuses(sources: LookupSources, request: LookupRequest): Promise<BetStatus[]> {
   const { replicas, ledger, now } = sources
   const fold = ledger.foldFor(request.userId)
+  const games = new Set<string>()
+  for (const betId of request.betIds) {
+    const gameId = fold.bet(request.userId, betId)?.gameId
+    if (gameId !== undefined && replicas.replica(gameId) === undefined) games.add(gameId)
+  }
+  const archived = new Map<string, Replica | null>()
+  for (const gameId of games) archived.set(gameId, await replicas.loadArchive(gameId))
   const balanceCents = fold.balance(request.userId)
   const statuses: BetStatus[] = []
   for (const betId of request.betIds) {
     const bet = fold.bet(request.userId, betId)
     // A bet the ledger refused for funds was answered at placement and has no later status.
     if (bet === null || bet.userId !== request.userId || bet.status === 'rejected') continue
-    const game = replicas.replica(bet.gameId)?.game
+    const game = (replicas.replica(bet.gameId) ?? archived.get(bet.gameId))?.game
     const verdict = game === undefined ? null : judge(game, bet as BetTerms)
     if (verdict?.final) {
       const { final: _final, ...rest } = verdict

@@ -103,13 +103,19 @@ export function createBetService(options: BetServiceOptions): BetService {
     const misrouted = options.misrouted?.(request.userId) ?? null
     if (misrouted !== null) return misrouted
     const known = ledger.foldFor(request.userId).bet(request.userId, request.betId)
-    if (known !== null) return replyFor(known, request)
+    if (known !== null) {
+      // A retry answers from the game's replica: an archived game's is loaded for it.
+      if (replicas.replica(known.gameId) === undefined) await replicas.loadArchive(known.gameId)
+      return replyFor(known, request)
+    }
     const refused = checks.beforeStamp(request)
     if (refused !== null) return refused
     // A clock that cannot hold every stamp the replica holds would stamp a bet before a suspension
     // the node has applied: no bet is judged until it can (nodes/fabric/clock-guard.ts).
     const unsafe = replicas.clock.unsafe()
     if (unsafe !== null) return apiError('CLOCK_DRIFT', `${unsafe}; retry with the same bet id`)
+    if (replicas.isArchived(request.gameId))
+      return apiError('GAME_ARCHIVED', `${request.gameId} is over and archived`)
     const stale = staleness(request.gameId)
     if (stale !== null)
       return apiError(replicas.replica(request.gameId) ? 'REPLICA_STALE' : 'UNKNOWN_GAME', stale)

@@ -77,5 +77,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     state: (options) => describeNode(node, options),
     diverged: () => divergenceOf(node),
     clock: node.replicas.clock,
+    replicas: node.replicas,
   }
 })

@@ -19,6 +19,7 @@ import {
   writerOf,
   writersOf,
 } from '../../crdt/index.ts'
+import { ARCHIVE_HEADER, type ArchiveShelf } from './archive.ts'
 import type { ClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFences } from './log-fences.ts'
 import type { StreamMessage } from './stream-follower.ts'
@@ -26,8 +27,8 @@ import { FENCE_HEADER, FENCE_STAMPS_HEADER, fencesOf, WRITER_HEADER } from './up
 import { createBeatReader, parseWriterBeat } from './writer-beats.ts'
 
 /**
- * The games one node holds, finished ones included (no game leaves a node's memory yet): a region
- * can have run at most this many since its streams were created. As many as one writer may write.
+ * The games one node holds at once: live ones, and finished ones not archived yet (archive.ts). As
+ * many as one writer may write.
  */
 export const GAMES_PER_NODE_MAX = 1_000
 
@@ -46,9 +47,12 @@ export type DroppedUpdate = {
 }
 
 export interface GameReplicas {
-  /** Every replica, by game. */
+  /** Every replica, by game (archived games' are not among them). */
   readonly replicas: ReadonlyMap<string, Replica>
-  /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
+  /**
+   * The game's replica, created empty if this node has not seen the game yet (writers use it);
+   * throws for a game this node knows is archived.
+   */
   replicaFor(gameId: string): Replica
   /**
    * A game restored from its snapshot, a prefix of the log up to stream sequence `seq`: updates of
@@ -66,6 +70,8 @@ export interface GameReplicas {
   droppedUpdates(): number
   onChange(listener: (change: ReplicaChange) => void): () => void
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
+  /** A game's archive marker was read (at stream sequence `seq`, on `subject`): its replica is gone. */
+  onArchive(listener: (gameId: string, seq: number, subject: string) => void): () => void
 }
 
 /** `fabric.<region>.game.<gameId>`: the game, from any region. */
@@ -77,10 +83,13 @@ export function createGameReplicas(context: {
   readonly backend: Backend
   readonly clock: ClockGuard
   readonly log: Logger
+  /** The archived games this node knows (archive.ts). */
+  readonly archives: ArchiveShelf
 }): GameReplicas {
-  const { backend, clock, log } = context
+  const { backend, clock, log, archives } = context
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
+  const archiveListeners = new Set<(gameId: string, seq: number, subject: string) => void>()
   const fences = createGameFences(log)
   const beats = createBeatReader((gameId) => replicas.has(gameId))
   /** Per game, the sequence of the last update read, applied or dropped. */
@@ -105,11 +114,23 @@ export function createGameReplicas(context: {
   function replicaFor(gameId: string): Replica {
     let replica = replicas.get(gameId)
     if (replica === undefined) {
+      if (archives.known(gameId)) throw new RangeError(`game ${gameId} is archived`)
       if (replicas.size >= GAMES_PER_NODE_MAX) throw new RangeError(`more than ${GAMES_PER_NODE_MAX} games`)
       replica = backend.create()
       replicas.set(gameId, replica)
     }
     return replica
+  }
+
+  /** The game's marker, in stream order: the replica and everything kept about it go. */
+  function archive(gameId: string, message: StreamMessage): void {
+    replicas.delete(gameId)
+    lastSeqs.delete(gameId)
+    restoredThrough.delete(gameId)
+    fences.forget(gameId)
+    archives.note(gameId, message.seq)
+    log.info({ gameId, seq: message.seq }, 'game archived')
+    for (const listener of archiveListeners) listener(gameId, message.seq, message.subject)
   }
 
   return {
@@ -129,6 +150,13 @@ export function createGameReplicas(context: {
     applyUpdate(message) {
       const gameId = gameIdOf(message.subject)
       if (!isId(gameId)) return
+      // After its marker, nothing changes an archived game (a writer that missed the marker, or a
+      // marker sent again).
+      if (archives.known(gameId)) return
+      if (message.headers?.get(ARCHIVE_HEADER)) {
+        if (fences.admits(gameId, message)) archive(gameId, message)
+        return
+      }
       if (replicas.has(gameId) || replicas.size < GAMES_PER_NODE_MAX) lastSeqs.set(gameId, message.seq)
       // A node follows the stream from the lowest sequence its snapshots stand for, so it reads
       // again updates that a game's later snapshot holds (or that the log dropped before it). The
@@ -167,6 +195,10 @@ export function createGameReplicas(context: {
       return () => listeners.delete(listener)
     },
     onDrop: fences.onDrop,
+    onArchive(listener) {
+      archiveListeners.add(listener)
+      return () => archiveListeners.delete(listener)
+    },
   }
 }
 
@@ -208,6 +240,7 @@ function createGameFences(log: Logger) {
       return false
     },
     fencedBy: (gameId: string, writer: string) => byGame.get(gameId)?.fencedBy(writer) ?? null,
+    forget: (gameId: string) => byGame.delete(gameId),
     dropped: () => dropped,
     onDrop(listener: (dropped: DroppedUpdate) => void): () => void {
       dropListeners.add(listener)

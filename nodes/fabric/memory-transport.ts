@@ -9,7 +9,7 @@
  * simulated time, and so the order of everything. `reachable` cuts a node off: its appends are
  * refused, its followers stall until it is reachable again (they resume where they were, as an
  * ordered consumer would), and core messages to or from it are lost. Streams keep every message
- * and deduplicate message ids for the whole run (JetStream keeps a window; a longer one hides
+ * a purge has not removed, and deduplicate message ids for the whole run (JetStream keeps a window; a longer one hides
  * nothing the contract promises).
  */
 
@@ -87,6 +87,8 @@ interface Stream {
   readonly messages: StoredMessage[]
   readonly ids: Map<string, number>
   readonly followers: Set<() => void>
+  /** Sequences a purge removed: their places stay, so every other message keeps its sequence. */
+  readonly purged: Set<number>
 }
 
 interface Subscriber {
@@ -129,9 +131,12 @@ function followMemoryStream(shared: Shared, node: string, request: FollowRequest
     if (reachable(node)) {
       const stored = stream.messages[next - 1] as StoredMessage
       next++
-      lastSeq = stored.seq
-      lastAtMs = now()
-      request.onMessage(readable(stored))
+      // A purged message is passed over, as a consumer passes over removed sequences.
+      if (!stream.purged.has(stored.seq)) {
+        lastSeq = stored.seq
+        lastAtMs = now()
+        request.onMessage(readable(stored))
+      }
     }
     pump()
   }
@@ -214,7 +219,7 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     streams: new Map(
       Object.entries(options.streams).map(([name, subjects]) => [
         name,
-        { subjects, messages: [], ids: new Map(), followers: new Set() },
+        { subjects, messages: [], ids: new Map(), followers: new Set(), purged: new Set() },
       ]),
     ),
     subscribers: new Set(),
@@ -223,11 +228,24 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     reachable: options.reachable ?? (() => true),
     now: options.now ?? Date.now,
   }
+  /** Remove a stream's messages on a subject below a sequence, as JetStream's filtered purge does. */
+  const purge = async (name: string, subject: string, belowSeq: number): Promise<number> => {
+    const stream = shared.streams.get(name)
+    if (stream === undefined) throw new Error(`no stream ${name}`)
+    let purged = 0
+    for (const message of stream.messages.slice(0, Math.max(0, belowSeq - 1)))
+      if (message.subject === subject && !stream.purged.has(message.seq)) {
+        stream.purged.add(message.seq)
+        purged++
+      }
+    return purged
+  }
   const transport = (node: string): FabricTransport => ({
     append: (subject, data, appendOptions) =>
       appendToMemoryStream(shared, node, subject, data, appendOptions),
     follow: async (request) => followMemoryStream(shared, node, request),
     publish: (subject, data) => publishToMemory(shared, node, subject, data),
+    purge,
     subscribe(subject, onMessage) {
       const subscriber: Subscriber = { node, subject, onMessage }
       shared.subscribers.add(subscriber)
@@ -238,10 +256,16 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
       async put(key, value) {
         shared.store.set(key, bytes(value))
       },
+      async delete(key) {
+        shared.store.delete(key)
+      },
     },
   })
   return {
     transport,
-    messages: (name) => shared.streams.get(name)?.messages ?? [],
+    messages(name) {
+      const stream = shared.streams.get(name)
+      return stream?.messages.filter((message) => !stream.purged.has(message.seq)) ?? []
+    },
   }
 }

@@ -22,6 +22,7 @@ import {
   startOpsServer,
 } from './ops-server.ts'
 import { watchQuorum } from './quorum-watch.ts'
+import type { ReplicaSync } from './replica-sync.ts'
 import { names } from './streams.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
@@ -204,6 +205,8 @@ export interface RunningNode {
   diverged?(): string | null
   /** The node's clock bound (clock-guard.ts): not ready while it is unsafe; offsets exported. */
   readonly clock?: ClockGuard
+  /** The node's replicas: live and archived games are exported (archive.ts). */
+  readonly replicas?: Pick<ReplicaSync, 'games' | 'archiveCounts'>
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -272,6 +275,7 @@ export async function runNode<S extends OptionsSchema>(
   const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })
   const readiness = () => withClock(node.readiness(), node.clock)
   registerNodeGauges(prefix, registry, readiness, () => quorum?.moves() ?? 0)
+  if (node.replicas) registerGameGauges(prefix, registry, node.replicas)
   const ops = await startOpsServer({
     host: config.opsHost,
     port: config.opsPort,
@@ -378,6 +382,31 @@ function withClock(readiness: Readiness, guard: ClockGuard | undefined): Readine
   const unsafe = guard?.unsafe() ?? null
   if (unsafe === null) return readiness
   return { ready: false, reasons: [...readiness.reasons, `clock: ${unsafe}`] }
+}
+
+function registerGameGauges(
+  prefix: string,
+  registry: Registry,
+  replicas: Pick<ReplicaSync, 'games' | 'archiveCounts'>,
+): void {
+  const gauges = [
+    ['games_live', 'games whose replica this node holds', () => replicas.games().length],
+    ['games_archived', 'archived games this node knows of', () => replicas.archiveCounts().known],
+    [
+      'archive_loads',
+      'archived replicas loaded since start (lookups, late settlements)',
+      () => replicas.archiveCounts().loads,
+    ],
+  ] as const
+  for (const [suffix, help, value] of gauges)
+    new Gauge({
+      name: `${prefix}_${suffix}`,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(value())
+      },
+    })
 }
 
 function registerClockGauges(prefix: string, registry: Registry, guard: ClockGuard): void {

@@ -26,11 +26,12 @@
 import type { Logger } from 'pino'
 import type { Backend, Hlc, Replica } from '../../crdt/index.ts'
 import { regionNames } from '../../protocol/subjects.ts'
+import { ARCHIVE_HEADER, archiveMsgId, createArchiveShelf } from './archive.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
-import { restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
+import { encodeSnapshot, restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
 import type { FollowerView } from './stream-follower.ts'
-import { names } from './streams.ts'
+import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { FabricTransport } from './transport.ts'
 import { authorHeaders, type UpdateAuthor } from './update-author.ts'
 import { encodeWriterBeat, type WriterBeat } from './writer-beats.ts'
@@ -57,13 +58,37 @@ export interface ReplicaSyncOptions {
   readonly regions?: readonly string[]
   /** The node's wall clock, the HLC's source (clock-guard.ts); default Date.now. */
   readonly now?: () => number
+  /**
+   * Purge an archived game's messages below its marker from the streams this node can name (the
+   * stream it follows, and its region's own fabric stream): traders and settlement nodes do.
+   */
+  readonly purgeArchived?: boolean
 }
 
 export interface ReplicaSync {
+  /** The game's replica: a live one, or an archived one loaded now (see loadArchive). */
   replica(gameId: string): Replica | undefined
-  /** The game's replica, created empty if this node has not seen the game yet (writers use it). */
+  /**
+   * The game's replica, created empty if this node has not seen the game yet (writers use it);
+   * throws for a game this node knows is archived.
+   */
   replicaFor(gameId: string): Replica
+  /** The live games (archived ones leave). */
   games(): string[]
+  /** Whether this node knows the game is archived (archive.ts). */
+  isArchived(gameId: string): boolean
+  /** How many archived games this node knows of, and how many archives it loaded since start. */
+  archiveCounts(): { readonly known: number; readonly loads: number }
+  /** An archived game's replica, loaded from the snapshot bucket if need be; null without an archive. */
+  loadArchive(gameId: string): Promise<Replica | null>
+  /**
+   * Archive a game this node writes: its replica's snapshot under `archive.<gameId>`, then its
+   * marker on the game's subject; resolves with the marker's stream sequence. The caller makes
+   * sure the replica holds everything the stream acknowledged of the game, and nothing more.
+   */
+  archive(gameId: string, author: UpdateAuthor): Promise<number>
+  /** A game's marker was read: every node drops the game's replica there. */
+  onArchive(listener: (gameId: string) => void): () => void
   /** The writer that fenced `writer` in the game, by the log's account, or null. */
   fencedBy(gameId: string, writer: string): string | null
   /** Updates dropped after a fence (see the module comment), since start. */
@@ -96,14 +121,33 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   const snapshots = transport.snapshots
   let closed = false
   const clock = createClockGuard({ hlc, now: options.now ?? Date.now })
-  const games = createGameReplicas({ backend, clock, log })
-  const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore })
+  const archives = createArchiveShelf({
+    snapshots,
+    backend,
+    log,
+    ...(options.now ? { now: options.now } : {}),
+  })
+  const games = createGameReplicas({ backend, clock, log, archives })
+  const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore, archives })
   /** The sequence of the snapshot of each game this node wrote last (replica-snapshots.ts). */
   const written = new Map<string, number>()
 
   const multiRegion = (options.regions?.length ?? 0) > 1
+  const followed = multiRegion ? regionNames.globalFabricStream(region) : names.fabricStream(region)
+  if (options.purgeArchived) games.onArchive((gameId, seq, subject) => purge(gameId, seq, subject))
+  /** An archived game's messages below its marker leave the streams this node can name. */
+  function purge(gameId: string, seq: number, subject: string): void {
+    const streams = [followed]
+    if (followed !== names.fabricStream(region) && subject === names.gameSubject(region, gameId))
+      streams.push(names.fabricStream(region))
+    for (const stream of streams)
+      transport.purge(stream, subject, seq).then(
+        (purged) => log.info({ gameId, stream, purged }, 'purged an archived game'),
+        (error: unknown) => log.warn({ gameId, stream, err: error }, 'could not purge an archived game'),
+      )
+  }
   const follower = await transport.follow({
-    stream: multiRegion ? regionNames.globalFabricStream(region) : names.fabricStream(region),
+    stream: followed,
     filterSubject: multiRegion ? regionNames.everyRegionGamesSubject : names.allGamesSubject(region),
     startSeq,
     log,
@@ -115,9 +159,30 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   )
 
   return {
-    replica: (gameId) => games.replicas.get(gameId),
+    replica: (gameId) => games.replicas.get(gameId) ?? archives.loaded(gameId),
     replicaFor: games.replicaFor,
     games: () => [...games.replicas.keys()],
+    isArchived: archives.known,
+    archiveCounts: () => ({ known: archives.entries().length, loads: archives.loads() }),
+    loadArchive: (gameId) => {
+      const live = games.replicas.get(gameId)
+      return live === undefined ? archives.load(gameId) : Promise.resolve(live)
+    },
+    async archive(gameId, author) {
+      const replica = games.replicas.get(gameId)
+      if (replica === undefined) throw new RangeError(`no live replica of ${gameId} to archive`)
+      const data = encodeSnapshot(Math.max(follower.lastSeq(), startSeq - 1), replica.snapshot())
+      if (data.length > SNAPSHOT_BYTES_MAX)
+        throw new RangeError(`${gameId}'s archive is over SNAPSHOT_BYTES_MAX`)
+      await snapshots.put(names.archiveKey(gameId), data)
+      const headers = { ...authorHeaders(author), [ARCHIVE_HEADER]: '1' }
+      const ack = await transport.append(names.gameSubject(region, gameId), new Uint8Array(0), {
+        msgId: archiveMsgId(gameId),
+        headers,
+      })
+      return ack.seq
+    },
+    onArchive: (listener) => games.onArchive((gameId) => listener(gameId)),
     fencedBy: games.fencedBy,
     droppedUpdates: games.droppedUpdates,
     lastSeq: () => follower.lastSeq(),
@@ -144,6 +209,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
         replicas: games.replicas,
         changedSince: (gameId, since) => games.lastSeqOf(gameId) > since,
         written,
+        archives,
         ...(keep ? { keep } : {}),
       }),
     async close() {

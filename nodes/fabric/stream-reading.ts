@@ -3,7 +3,8 @@
  * the last message handled, read until its messages end, it skips a sequence, or its supervisor
  * abandons it (stream-follower.ts says why a consumer needs one). A message at or before the last
  * one handled is passed over; a consumer that delivers past the next sequence has a hole, and what
- * it delivered is not handled.
+ * it delivered is not handled, unless the stream no longer holds the sequences skipped (a purge
+ * removed them).
  */
 
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
@@ -86,6 +87,37 @@ export function openReading(source: StreamSource, position: ReadingPosition): Pr
   )
 }
 
+/** Sequences of a gap asked about at once. */
+const GAP_CHECK_CONCURRENCY = 25
+
+/**
+ * Whether the stream holds none of `from`-`to`: a purge removed them (an archived game's updates,
+ * archive.ts), and a consumer rightly passes over them. Its leader answers: a consumer on a server
+ * whose copy of the stream has a hole skips messages the leader holds, and that is a hole. A gap
+ * below the stream's first sequence is known at once; one inside it is asked message by message.
+ * No answer is a hole: the consumer is replaced, and the gap asked about again.
+ */
+async function removedBetween(source: StreamSource, from: number, to: number): Promise<boolean> {
+  try {
+    const stream = await source.js.streams.get(source.stream)
+    const first = Math.max(from, (await stream.info()).state.first_seq)
+    for (let seq = first; seq <= to; seq += GAP_CHECK_CONCURRENCY) {
+      const seqs = Array.from({ length: Math.min(GAP_CHECK_CONCURRENCY, to - seq + 1) }, (_, i) => seq + i)
+      const held = await Promise.all(seqs.map((at) => stream.getMessage({ seq: at })))
+      if (held.some((message) => message !== null)) return false
+    }
+    if (to - from + 1 >= GAP_LOG_MIN)
+      source.log.info({ stream: source.stream, from, to }, 'passed over purged messages')
+    return true
+  } catch (error) {
+    source.log.warn({ err: error, stream: source.stream, from, to }, 'could not ask the stream about a gap')
+    return false
+  }
+}
+
+/** A gap at least this long is logged when passed over (shorter ones are an archived game's usual). */
+const GAP_LOG_MIN = 1_000
+
 /**
  * Hand the consumer's messages to `handle` in order until it ends, skips one, or is abandoned;
  * the position has moved past a message before `handle` sees it.
@@ -107,7 +139,10 @@ export async function readInOrder(
     if (step === null || step.done) return
     const message = step.value
     if (message.seq < position.next) continue
-    if (message.seq > position.next) {
+    const removed =
+      message.seq > position.next && (await removedBetween(source, position.next, message.seq - 1))
+    if (position.closed || reading.abandoned) return
+    if (message.seq > position.next && !removed) {
       position.holes++
       source.log.error(
         { stream: source.stream, expected: position.next, got: message.seq },

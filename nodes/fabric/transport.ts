@@ -12,7 +12,7 @@
  * - The snapshot store: a key-value bucket, last write wins.
  */
 
-import { type JetStreamClient, jetstream } from '@nats-io/jetstream'
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
@@ -48,8 +48,10 @@ export interface FollowRequest {
 }
 
 export interface SnapshotStore {
+  /** The value under the key; null when there is none (never written, or deleted). */
   get(key: string): Promise<Uint8Array | null>
   put(key: string, value: Uint8Array | string): Promise<void>
+  delete(key: string): Promise<void>
 }
 
 export interface FabricTransport {
@@ -58,6 +60,12 @@ export interface FabricTransport {
   publish(subject: string, data: Uint8Array | string): void
   /** Receive core messages on a subject (NATS wildcards); returns the way to stop. */
   subscribe(subject: string, onMessage: (subject: string, data: Uint8Array) => void): () => void
+  /**
+   * Remove the stream's messages on `subject` below sequence `belowSeq` (an archived game's,
+   * archive.ts); resolves with how many went. Repeating it removes nothing more. A follower reading
+   * past removed sequences passes over them (stream-reading.ts), and no other message moves.
+   */
+  purge(stream: string, subject: string, belowSeq: number): Promise<number>
   readonly snapshots: SnapshotStore
 }
 
@@ -102,6 +110,7 @@ export function natsTransport(
   const second = hedge ? jetstream(hedge.nc) : null
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
   const stats = { hedged: 0, answered: 0, stalls: 0 }
+  let manager: Promise<JetStreamManager> | null = null
   let inARow = 0
   let movedAtMs = 0
   const answeredBy = (isHedge: boolean) => {
@@ -135,6 +144,14 @@ export function natsTransport(
     hedgeStats: () => ({ ...stats }),
     follow: (request) => followStream({ js, ...request }),
     publish: (subject, data) => nc.publish(subject, data),
+    async purge(stream, subject, belowSeq) {
+      manager ??= jetstreamManager(nc)
+      const jsm = await manager.catch((error: unknown) => {
+        manager = null
+        throw error
+      })
+      return (await jsm.streams.purge(stream, { filter: subject, seq: belowSeq })).purged
+    },
     subscribe(subject, onMessage) {
       const subscription = nc.subscribe(subject, {
         callback: (error, message) => {
@@ -144,9 +161,15 @@ export function natsTransport(
       return () => subscription.unsubscribe()
     },
     snapshots: {
-      get: async (key) => (await snapshots.get(key))?.value ?? null,
+      async get(key) {
+        const entry = await snapshots.get(key)
+        return entry === null || entry.operation !== 'PUT' ? null : entry.value
+      },
       async put(key, value) {
         await snapshots.put(key, value)
+      },
+      async delete(key) {
+        await snapshots.delete(key)
       },
     },
   }

@@ -61,7 +61,11 @@ export function createResultWait(options: {
     for (const [key, market] of awaiting) {
       const { marketId } = market
       const replica = replicas.replica(market.gameId)
-      if (replica === undefined) continue
+      if (replica === undefined) {
+        // An archived game's results are read from its archived replica, loaded for a later pass.
+        if (replicas.caughtUp()) void replicas.loadArchive(market.gameId)
+        continue
+      }
       refundVoided(replica.game, marketId, market.bets)
       const result = resultOf(replica.game, marketId)
       if (result.state === 'review') held += market.bets.size

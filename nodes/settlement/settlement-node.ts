@@ -192,6 +192,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     backend: options.backend,
     hlc,
     log,
+    purgeArchived: true,
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })

@@ -94,7 +94,12 @@ export function createSettler(options: SettlerOptions): Settler {
   function decideFinal(gameId: string): void {
     const replica = replicas.replica(gameId)
     const queue = undecided.get(gameId)
-    if (replica === undefined || queue === undefined) return
+    if (queue === undefined) return
+    if (replica === undefined) {
+      // An archived game's bets are decided on its archived replica, loaded for a later pass.
+      if (replicas.caughtUp()) void replicas.loadArchive(gameId)
+      return
+    }
     for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
       if (!unsettled.has(betKeyOf(bet.userId, bet.id))) continue
       const { final: _final, ...verdict } = judge(replica.game, bet as BetTerms)

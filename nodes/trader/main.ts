@@ -63,6 +63,7 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
     snapshotIntervalMs: config.snapshotIntervalMs,
     limits: { heartbeatMs: config.heartbeatMs, takeoverAfterMs: config.takeoverAfterMs },
     role: config.standby ? 'standby' : 'active',
+    archiveAfterMs: config.archiveAfterMs,
     now: clock,
     ...(onCommit ? { onCommit } : {}),
   })
@@ -97,10 +98,13 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
     readiness: () =>
       readinessOf({
         'caught up with the fabric stream': node.replicas.caughtUp(),
-        'not stood down after a takeover in every game': traders.some((trader) => trader.role() !== 'fenced'),
+        // A process whose games are all archived has nothing to stand down from.
+        'not stood down after a takeover in every game':
+          traders.length === 0 || traders.some((trader) => trader.role() !== 'fenced'),
       }),
     close: () => node.close(),
     clock: node.replicas.clock,
+    replicas: node.replicas,
     state: () => ({
       ...describeNode({ replicas: node.replicas }),
       // The first game's trader (the only one with one game); `traders` has every game's.

@@ -3,6 +3,7 @@
 import { GAME_ID_SOURCE } from '../../protocol/ids.ts'
 import { defineOptions } from '../fabric/config.ts'
 import { WRITER_GAMES_MAX as TRADER_GAMES_MAX } from '../fabric/writer-beats.ts'
+import { ARCHIVE_AFTER_MS_DEFAULT, ARCHIVE_AFTER_MS_MAX } from './match-archive.ts'
 
 export const options = defineOptions({
   gameId: {
@@ -120,6 +121,15 @@ export const options = defineOptions({
     env: 'TRADER_TAKEOVER_AFTER_MS',
     flag: '--takeover-after-ms',
     doc: 'fence a writer of the game not heard from for this long; a standby then takes over (0: never)',
+  },
+  archiveAfterMs: {
+    type: 'integer',
+    default: ARCHIVE_AFTER_MS_DEFAULT,
+    min: 0,
+    max: ARCHIVE_AFTER_MS_MAX,
+    env: 'TRADER_ARCHIVE_AFTER_MS',
+    flag: '--archive-after-ms',
+    doc: 'archive a match this long after it ended, once nothing in it can change (0: never): its replica leaves every node, its updates leave the stream',
   },
   commitLog: {
     type: 'string',

@@ -21,11 +21,13 @@ import { type Backend, createHlc, type Entry, genesisOf, type Hlc } from '../../
 import { killSubject, releaseSubject, resumeSubject } from '../../protocol/subjects.ts'
 import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
+import { names } from '../fabric/streams.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
 import type { FabricTransport } from '../fabric/transport.ts'
 import { type BeatWriter, createBeatWriter, WRITER_GAMES_MAX } from '../fabric/writer-beats.ts'
 import { type ClockCeiling, restoreClockCeiling } from './clock-ceiling.ts'
 import type { FeedAdapter, FeedEvent } from './feed.ts'
+import { ARCHIVE_AFTER_MS_DEFAULT, createMatchArchiver, type MatchArchiver } from './match-archive.ts'
 import { createManualFeed, type ManualFeed } from './replay-feed.ts'
 import { createTrader, type Trader, type TraderLimits, type TraderRole } from './trader.ts'
 
@@ -66,6 +68,11 @@ interface ProcessOptions {
   readonly onCommit?: (entries: readonly Entry[], gameId: string) => void
   /** Start as a standby in every game (see nodes/trader/takeover.ts); default active. */
   readonly role?: Exclude<TraderRole, 'fenced'>
+  /**
+   * How long after a match ends it is archived (match-archive.ts); 0 never archives. Default
+   * ARCHIVE_AFTER_MS_DEFAULT.
+   */
+  readonly archiveAfterMs?: number
 }
 
 export interface TraderProcessOptions extends ProcessOptions {
@@ -82,8 +89,10 @@ export interface TraderNodeOptions extends ProcessOptions {
 export const TRADER_GAMES_MAX = WRITER_GAMES_MAX
 
 export interface TraderProcess {
-  /** Each game's trader, by game. */
+  /** Each game's trader, by game: games archived since the process started leave. */
   readonly traders: ReadonlyMap<string, Trader>
+  /** Games this process archived. */
+  archived(): number
   readonly replicas: ReplicaSync
   readonly hlc: Hlc
   /** Beats published, and beats that could not be built or sent. */
@@ -113,8 +122,13 @@ function commandGame(data: Uint8Array): string | undefined | null {
 export async function startTraderNode(options: TraderNodeOptions): Promise<TraderNode> {
   const { gameId, feed, ...rest } = options
   const process = await startTraderProcess({ ...rest, games: [{ gameId, feed }] })
+  const trader = process.traders.get(gameId)
+  if (trader === undefined) {
+    await process.close()
+    throw new RangeError(`game ${gameId} is archived`)
+  }
   return {
-    trader: process.traders.get(gameId) as Trader,
+    trader,
     replicas: process.replicas,
     hlc: process.hlc,
     close: process.close,
@@ -133,22 +147,45 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
     backend: options.backend,
     hlc,
     log,
+    purgeArchived: true,
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
+  // An archived match is over for good: a restarted process must not start it again.
+  const live = await unarchived(options.games, replicas, transport, log)
   const ceiling = await restoreClockCeiling({
     store: transport.snapshots,
-    gameIds: options.games.map((game) => game.gameId),
+    gameIds: live.map((game) => game.gameId),
     hlc,
     now: options.now ?? Date.now,
     log,
     timers,
   })
   const beats = createBeatWriter(hlc.node)
-  const games = options.games.map((game) =>
-    createFabricTrader(options, game, { replicas, hlc, ceiling, beats }, log.child({ gameId: game.gameId })),
+  const archiver = createMatchArchiver({
+    replicas,
+    writer: hlc.node,
+    archiveAfterMs: options.archiveAfterMs ?? ARCHIVE_AFTER_MS_DEFAULT,
+    now: options.now ?? Date.now,
+    log,
+  })
+  let games = live.map((game) =>
+    createFabricTrader(
+      options,
+      game,
+      { replicas, hlc, ceiling, beats, archiver },
+      log.child({ gameId: game.gameId }),
+    ),
   )
   const traders = new Map(games.map((game) => [game.gameId, game.trader]))
+  // At its marker, an archived game leaves the rounds: its feed stops, and the beat withdraws it.
+  const stopArchives = replicas.onArchive((gameId) => {
+    const game = games.find((running) => running.gameId === gameId)
+    if (game === undefined) return
+    game.feed.stop()
+    games = games.filter((running) => running !== game)
+    traders.delete(gameId)
+  })
   const stopDrops = replicas.onDrop((dropped) => {
     if (dropped.writer === hlc.node)
       traders.get(dropped.gameId)?.standDown(`an update of ours was dropped: ${dropped.reason}`)
@@ -167,11 +204,12 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
       }
     }
     const stamp = hlc.now()
-    for (const { gameId, trader } of games) {
+    for (const game of games) {
       try {
-        trader.heartbeat(stamp)
+        game.trader.heartbeat(stamp)
+        archiver.consider(game)
       } catch (error) {
-        failures.report(gameId, error)
+        failures.report(game.gameId, error)
       }
     }
     try {
@@ -192,6 +230,7 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
 
   return {
     traders,
+    archived: archiver.archived,
     replicas,
     hlc,
     beats: beatCounts,
@@ -202,6 +241,7 @@ export async function startTraderProcess(options: TraderProcessOptions): Promise
       stopSnapshots()
       stopKillSwitch()
       stopDrops()
+      stopArchives()
       await Promise.all(games.map(({ trader }) => trader.flush()))
       await replicas.close()
     },
@@ -234,6 +274,28 @@ function createRoundErrors(log: Logger, now: () => number) {
   }
 }
 
+/** The games not archived: the snapshot bucket holds an archive of none of them. */
+async function unarchived(
+  games: readonly TraderGame[],
+  replicas: ReplicaSync,
+  transport: FabricTransport,
+  log: Logger,
+): Promise<TraderGame[]> {
+  const archived = await Promise.all(
+    games.map(
+      async ({ gameId }) =>
+        replicas.isArchived(gameId) || (await transport.snapshots.get(names.archiveKey(gameId))) !== null,
+    ),
+  )
+  const live = games.filter((_, i) => !archived[i])
+  if (live.length < games.length)
+    log.warn(
+      { archived: games.filter((_, i) => archived[i]).map((game) => game.gameId) },
+      'archived games are not run',
+    )
+  return live
+}
+
 function checkGames(games: readonly TraderGame[]): void {
   if (games.length === 0 || games.length > TRADER_GAMES_MAX)
     throw new RangeError(`a trader process runs 1-${TRADER_GAMES_MAX} games, not ${games.length}`)
@@ -246,6 +308,8 @@ interface FabricTrader extends TraderGame {
   readonly trader: Trader
   /** The highest stream sequence JetStream gave one of this game's updates. */
   lastAckSeq(): number
+  /** Hand a feed event to the trader (and the match's end to the archiver). */
+  handle(event: FeedEvent): void
 }
 
 /**
@@ -260,11 +324,16 @@ function createFabricTrader(
     readonly hlc: Hlc
     readonly ceiling: ClockCeiling
     readonly beats: BeatWriter
+    readonly archiver: MatchArchiver
   },
   log: Logger,
 ): FabricTrader {
   const { gameId, feed } = game
-  const { replicas, hlc, ceiling, beats } = shared
+  const { replicas, hlc, ceiling, beats, archiver } = shared
+  const handle = (event: FeedEvent) => {
+    trader.handle(event)
+    if (event.type === 'match-end') archiver.ended(gameId)
+  }
   const { onCommit } = options
   let lastAckSeq = 0
   const trader: Trader = createTrader({
@@ -279,7 +348,7 @@ function createFabricTrader(
     fencedBy: () => replicas.fencedBy(gameId, hlc.node),
     onTakeover(afterPoint) {
       log.warn({ gameId, afterPoint }, 'took over the game; starting the feed')
-      feed.start((event) => trader.handle(event), { afterPoint })
+      feed.start(handle, { afterPoint })
     },
     onStandDown: () => feed.stop(),
     mayPromise: (wallMs) => ceiling.covers(wallMs),
@@ -293,7 +362,7 @@ function createFabricTrader(
       publishHeartbeat: (heartbeat) => beats.offer(gameId, heartbeat),
     },
   })
-  return { ...game, trader, lastAckSeq: () => lastAckSeq }
+  return { ...game, trader, lastAckSeq: () => lastAckSeq, handle }
 }
 /**
  * Every snapshotIntervalMs, write the snapshot of each game whose replica equals a prefix of the
@@ -399,9 +468,8 @@ async function startFeedsWhenCaughtUp(context: {
 /** Start a new game's feed, or rejoin a game the log holds (unless another writer fenced this one). */
 function startFeed(context: { readonly replicas: ReplicaSync; readonly hlc: Hlc }, game: FabricTrader): void {
   const { replicas, hlc } = context
-  const { gameId, feed, trader } = game
+  const { gameId, feed, trader, handle } = game
   if (trader.role() !== 'active') return
-  const handle = (event: FeedEvent) => trader.handle(event)
   if (genesisOf(replicas.replicaFor(gameId).game) === null) {
     feed.start(handle)
     return

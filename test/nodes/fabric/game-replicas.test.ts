@@ -7,11 +7,15 @@
 import pino from 'pino'
 import t from 'tap'
 import { createHlc, fenceOf, yjsBackend } from '../../../crdt/index.ts'
+import { createArchiveShelf } from '../../../nodes/fabric/archive.ts'
 import { createClockGuard } from '../../../nodes/fabric/clock-guard.ts'
 import { createGameReplicas } from '../../../nodes/fabric/game-replicas.ts'
 import type { StreamMessage } from '../../../nodes/fabric/stream-follower.ts'
 import { authorHeaders, type UpdateAuthor } from '../../../nodes/fabric/update-author.ts'
 import { createTestWriter, NEXT_POINT } from '../../helpers/game-writer.ts'
+
+/** A snapshot bucket with nothing in it: no game here is archived. */
+const emptyStore = { get: async () => null, put: async () => {}, delete: async () => {} }
 
 const SUBJECT = 'fabric.eu.game.match-1'
 
@@ -55,6 +59,11 @@ t.test('updates a restored snapshot holds are not decided again', async (t) => {
       backend: yjsBackend,
       clock: createClockGuard({ hlc, now: Date.now }),
       log: pino({ level: 'silent' }),
+      archives: createArchiveShelf({
+        snapshots: emptyStore,
+        backend: yjsBackend,
+        log: pino({ level: 'silent' }),
+      }),
     })
   }
   const fromStart = node()

@@ -7,6 +7,7 @@
 import pino from 'pino'
 import t from 'tap'
 import { type Replica, yjsBackend } from '../../../crdt/index.ts'
+import { createArchiveShelf } from '../../../nodes/fabric/archive.ts'
 import { restoreSnapshots, writeSnapshots } from '../../../nodes/fabric/replica-snapshots.ts'
 import type { SnapshotStore } from '../../../nodes/fabric/transport.ts'
 import { createTestWriter, NEXT_POINT } from '../../helpers/game-writer.ts'
@@ -25,8 +26,13 @@ function memoryStore(): SnapshotStore & { puts: string[] } {
       puts.push(key)
       values.set(key, typeof value === 'string' ? new TextEncoder().encode(value) : value)
     },
+    async delete(key) {
+      values.delete(key)
+    },
   }
 }
+
+const shelf = (snapshots: SnapshotStore) => createArchiveShelf({ snapshots, backend: yjsBackend, log })
 
 t.test('unchanged games are not written again, and a restore misses nothing', async (t) => {
   const a = createTestWriter(yjsBackend, 'trader-1')
@@ -47,13 +53,15 @@ t.test('unchanged games are not written again, and a restore misses nothing', as
   const round = (seq: number) =>
     writeSnapshots({
       snapshots: store,
+      archives: shelf(store),
       log,
       seq,
       replicas,
       written,
       changedSince: (gameId, since) => (lastSeq.get(gameId) ?? 0) > since,
     })
-  const restore = () => restoreSnapshots({ snapshots: store, backend: yjsBackend, log, into: () => {} })
+  const restore = () =>
+    restoreSnapshots({ snapshots: store, archives: shelf(store), backend: yjsBackend, log, into: () => {} })
 
   await round(10)
   t.same(store.puts.sort(), ['checkpoint', 'game.match-a', 'game.match-b'], 'the first round writes both')
@@ -70,6 +78,7 @@ t.test('unchanged games are not written again, and a restore misses nothing', as
   const otherWritten = new Map<string, number>()
   await writeSnapshots({
     snapshots: other,
+    archives: shelf(other),
     log,
     seq: 8,
     replicas: new Map([['match-a', a.replica]]),
@@ -85,6 +94,7 @@ t.test('unchanged games are not written again, and a restore misses nothing', as
   lastSeq.set('match-a', 31)
   await writeSnapshots({
     snapshots: store,
+    archives: shelf(store),
     log,
     seq: 40,
     replicas,

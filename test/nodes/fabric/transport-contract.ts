@@ -121,5 +121,45 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
     await a.snapshots.put('game.g1', 'first')
     await b.snapshots.put('game.g1', new TextEncoder().encode('second'))
     t.equal(decoder.decode((await a.snapshots.get('game.g1')) ?? new Uint8Array()), 'second')
+    await b.snapshots.delete('game.g1')
+    t.equal(await a.snapshots.get('game.g1'), null, 'a deleted key reads as none')
   })
+
+  t.test(
+    `${name}: a purge removes one subject's messages below a sequence, and followers pass over them`,
+    async (t) => {
+      const { a, b, close } = await open()
+      t.teardown(close)
+      const gone = names.gameSubject(region, 'gone')
+      const kept = names.gameSubject(region, 'kept')
+      // gone, gone, kept, gone, kept, gone (the marker), kept: interleaved, as games' updates are.
+      const order = [gone, gone, kept, gone, kept, gone, kept]
+      const seqs: number[] = []
+      for (const [i, on] of order.entries())
+        seqs.push((await a.append(on, `{"i":${i}}`, { msgId: `purge-${i}` })).seq)
+      const marker = seqs[5] as number
+      const stream = names.fabricStream(region)
+      t.equal(await b.purge(stream, gone, marker), 3, 'the three messages of the subject below the marker')
+      t.equal(await a.purge(stream, gone, marker), 0, 'a repeated purge removes nothing more')
+      const seen: StreamMessage[] = []
+      const follower = await b.follow({
+        stream,
+        filterSubject: names.allGamesSubject(region),
+        startSeq: 1,
+        log,
+        onMessage: (message) => seen.push(message),
+      })
+      t.teardown(() => follower.close())
+      await waitFor('every message left', () => seen.length >= 4 && follower.caughtUp())
+      t.same(
+        seen.map((message) => [message.seq, message.subject]),
+        [2, 4, 5, 6].map((i) => [seqs[i], order[i]]),
+        'the others, and the marker, in order',
+      )
+      t.equal(follower.holes(), 0, 'the purged sequences are not holes')
+      const later = await a.append(gone, '{"i":"later"}', { msgId: 'purge-later' })
+      await waitFor('a live message after them', () => seen.length === 5)
+      t.equal(seen[4]?.seq, later.seq)
+    },
+  )
 }
