@@ -183,6 +183,8 @@ export function createGameFeeds(replicas: ReplicaSync, epoch: string, limits: Vi
       setImmediate(flush)
     }
   })
+  // An archived game's view goes with its replica (nodes/fabric/archive.ts): nothing changes it any more.
+  const stopArchives = replicas.onArchive((gameId) => feeds.delete(gameId))
   return {
     epoch,
     feed(gameId) {
@@ -197,6 +199,7 @@ export function createGameFeeds(replicas: ReplicaSync, epoch: string, limits: Vi
     },
     close() {
       stop()
+      stopArchives()
       due.clear()
     },
   }

@@ -21,10 +21,10 @@
  * A bet on an archived game is refused `GAME_ARCHIVED`.
  */
 
+import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Logger } from 'pino'
-import type { Backend, Replica } from '../../crdt/index.ts'
-import { decodeSnapshot } from './replica-snapshots.ts'
-import { names } from './streams.ts'
+import { type Backend, isStampKey, type Replica, raiseHeartbeat } from '../../crdt/index.ts'
+import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { SnapshotStore } from './transport.ts'
 
 /** The header that makes an update its game's archive marker; its value is the snapshot's sequence. */
@@ -42,6 +42,32 @@ export const ARCHIVE_MISS_RETRY_MS = 5_000
 
 /** The archive marker's message id: a marker sent twice is stored once. */
 export const archiveMsgId = (gameId: string) => `archive.${gameId}`
+
+/**
+ * An archive: the replica's document, and the heartbeats it had admitted. The document alone holds
+ * each writer's watermark as of its last commit; the heartbeats after it are what made the last
+ * result's correction deadline final, so a replica loaded without them could not settle its bets.
+ */
+export function encodeArchive(replica: Replica): Uint8Array {
+  const heartbeats = new TextEncoder().encode(JSON.stringify(Object.fromEntries(replica.game.heartbeats)))
+  const length = Buffer.alloc(4)
+  length.writeUInt32BE(heartbeats.length)
+  return deflateRawSync(Buffer.concat([length, heartbeats, replica.snapshot()]))
+}
+
+/** The replica an archive holds, its heartbeats admitted again (they were admitted when it was written). */
+export function decodeArchive(backend: Backend, data: Uint8Array): Replica {
+  const raw = inflateRawSync(data, { maxOutputLength: ARCHIVE_RAW_BYTES_MAX })
+  const length = raw.readUInt32BE(0)
+  const heartbeats = JSON.parse(raw.subarray(4, 4 + length).toString('utf8')) as Record<string, unknown>
+  const replica = backend.restore(new Uint8Array(raw.subarray(4 + length)))
+  for (const [writer, stamp] of Object.entries(heartbeats))
+    if (isStampKey(stamp)) raiseHeartbeat(replica.game, writer, stamp)
+  return replica
+}
+
+/** The most an archive may inflate to, as for a snapshot (replica-snapshots.ts). */
+const ARCHIVE_RAW_BYTES_MAX = 64 * SNAPSHOT_BYTES_MAX
 
 export interface ArchiveShelf {
   /** Whether this node knows the game is archived. */
@@ -86,7 +112,7 @@ export function createArchiveShelf(context: {
       missedAt.set(gameId, now())
       return null
     }
-    const replica = backend.restore(decodeSnapshot(data).bytes)
+    const replica = decodeArchive(backend, data)
     loads++
     if (!known.has(gameId)) note(gameId, 0)
     loaded.set(gameId, replica)

@@ -35,7 +35,8 @@ export const GAMES_PER_NODE_MAX = 1_000
 export type ReplicaChange = {
   readonly gameId: string
   readonly result: ApplyResult
-  readonly source: 'stream' | 'heartbeat'
+  /** `archive`: an archived game's replica was loaded (archive.ts); nothing in it changed. */
+  readonly source: 'stream' | 'heartbeat' | 'archive'
 }
 
 /** An update the replica dropped because its writer, or the writer it fences, is fenced already. */

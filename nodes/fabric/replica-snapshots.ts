@@ -28,18 +28,18 @@ const CHECKPOINT_KEY = 'checkpoint'
  */
 export const SNAPSHOT_READS_IN_FLIGHT = 16
 
-export interface SnapshotRecord {
+interface SnapshotRecord {
   readonly seq: number
   readonly bytes: Uint8Array
 }
 
-export function encodeSnapshot(seq: number, bytes: Uint8Array): Uint8Array {
+function encodeSnapshot(seq: number, bytes: Uint8Array): Uint8Array {
   const header = Buffer.alloc(8)
   header.writeDoubleBE(seq)
   return deflateRawSync(Buffer.concat([header, bytes]))
 }
 
-export function decodeSnapshot(data: Uint8Array): SnapshotRecord {
+function decodeSnapshot(data: Uint8Array): SnapshotRecord {
   const raw = inflateRawSync(data, { maxOutputLength: 64 * SNAPSHOT_BYTES_MAX })
   return { seq: raw.readDoubleBE(0), bytes: new Uint8Array(raw.subarray(8)) }
 }

@@ -26,10 +26,10 @@
 import type { Logger } from 'pino'
 import type { Backend, Hlc, Replica } from '../../crdt/index.ts'
 import { regionNames } from '../../protocol/subjects.ts'
-import { ARCHIVE_HEADER, archiveMsgId, createArchiveShelf } from './archive.ts'
+import { ARCHIVE_HEADER, archiveMsgId, createArchiveShelf, encodeArchive } from './archive.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
 import { createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
-import { encodeSnapshot, restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
+import { restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
 import type { FollowerView } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { FabricTransport } from './transport.ts'
@@ -129,6 +129,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
   })
   const games = createGameReplicas({ backend, clock, log, archives })
   const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore, archives })
+  const loadListeners = new Set<(change: ReplicaChange) => void>()
   /** The sequence of the snapshot of each game this node wrote last (replica-snapshots.ts). */
   const written = new Map<string, number>()
 
@@ -164,14 +165,21 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     games: () => [...games.replicas.keys()],
     isArchived: archives.known,
     archiveCounts: () => ({ known: archives.entries().length, loads: archives.loads() }),
-    loadArchive: (gameId) => {
+    async loadArchive(gameId) {
       const live = games.replicas.get(gameId)
-      return live === undefined ? archives.load(gameId) : Promise.resolve(live)
+      if (live !== undefined) return live
+      const wasLoaded = archives.loaded(gameId) !== undefined
+      const replica = await archives.load(gameId)
+      // Whoever waits on the game's changes (a settler's next pass) hears that it can be read now.
+      if (replica !== null && !wasLoaded)
+        for (const listener of loadListeners)
+          listener({ gameId, result: { added: 0, skipped: 0, maxStamp: null }, source: 'archive' })
+      return replica
     },
     async archive(gameId, author) {
       const replica = games.replicas.get(gameId)
       if (replica === undefined) throw new RangeError(`no live replica of ${gameId} to archive`)
-      const data = encodeSnapshot(Math.max(follower.lastSeq(), startSeq - 1), replica.snapshot())
+      const data = encodeArchive(replica)
       if (data.length > SNAPSHOT_BYTES_MAX)
         throw new RangeError(`${gameId}'s archive is over SNAPSHOT_BYTES_MAX`)
       await snapshots.put(names.archiveKey(gameId), data)
@@ -189,7 +197,14 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     follower,
     clock,
     caughtUp: () => follower.caughtUp(),
-    onChange: games.onChange,
+    onChange(listener) {
+      loadListeners.add(listener)
+      const stop = games.onChange(listener)
+      return () => {
+        loadListeners.delete(listener)
+        stop()
+      }
+    },
     onDrop: games.onDrop,
     async publishUpdate(gameId, update, msgId, author) {
       const headers = authorHeaders(author)

@@ -63,7 +63,7 @@ export function createResultWait(options: {
       const replica = replicas.replica(market.gameId)
       if (replica === undefined) {
         // An archived game's results are read from its archived replica, loaded for a later pass.
-        if (replicas.caughtUp()) void replicas.loadArchive(market.gameId)
+        void replicas.loadArchive(market.gameId)
         continue
       }
       refundVoided(replica.game, marketId, market.bets)

@@ -97,7 +97,7 @@ export function createSettler(options: SettlerOptions): Settler {
     if (queue === undefined) return
     if (replica === undefined) {
       // An archived game's bets are decided on its archived replica, loaded for a later pass.
-      if (replicas.caughtUp()) void replicas.loadArchive(gameId)
+      void replicas.loadArchive(gameId)
       return
     }
     for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {

@@ -56,6 +56,8 @@ export interface NodeStackOptions {
   readonly snapshotIntervalMs?: number
   /** The traders' clock; the machine's by default. */
   readonly traderClock?: () => number
+  /** How long after its match ends the traders archive it; the default otherwise. */
+  readonly traderArchiveAfterMs?: number
   /** Each API node's clock, by node id; the machine's by default. */
   readonly apiClocks?: Readonly<Record<string, () => number>>
   /** Every API node's bet limits, over the defaults. */
@@ -186,6 +188,7 @@ interface TraderOptions extends StackTraderOptions {
   readonly role?: Exclude<TraderRole, 'fenced'>
   readonly limits?: Partial<TraderLimits>
   readonly snapshotIntervalMs?: number
+  readonly archiveAfterMs?: number | undefined
 }
 
 async function startTrader(site: Site, region: string, options: TraderOptions): Promise<TraderNode> {
@@ -201,6 +204,7 @@ async function startTrader(site: Site, region: string, options: TraderOptions): 
     ...(options.role ? { role: options.role } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.archiveAfterMs !== undefined ? { archiveAfterMs: options.archiveAfterMs } : {}),
   })
   return tracked(site, trader)
 }
@@ -224,6 +228,7 @@ export async function startNodeStack(t: Test, options: NodeStackOptions = {}): P
     limits: options.traderLimits,
     snapshotIntervalMs: options.snapshotIntervalMs,
     now: options.traderClock,
+    archiveAfterMs: options.traderArchiveAfterMs,
   }
   const traders: ManualTraderNode[] = []
   for (const [i, node] of writers.entries()) {
