@@ -68,6 +68,11 @@ export interface GameState {
   readonly markets: Map<string, MarketState>
   /** Writer spans derived from geneses and membership; null when they must be derived again. */
   spans: Map<string, WriterSpan> | null
+  /**
+   * Set on a replica of an archived game (nodes/fabric/archive.ts): nothing changes the game after
+   * its archive marker, so every stamp is final, a bet stamped after the match as much as any.
+   */
+  closed: boolean
 }
 
 export function createGameState(): GameState {
@@ -80,6 +85,7 @@ export function createGameState(): GameState {
     clocks: [],
     markets: new Map(),
     spans: null,
+    closed: false,
   }
 }
 
@@ -225,6 +231,7 @@ export function fenceOf(game: GameState, writer: string): Entry<FenceOp> | null 
 
 /** True once no entry at or before `stamp` can still arrive (see the module comment). */
 export function isFinal(game: GameState, stamp: StampKey): boolean {
+  if (game.closed) return true
   if (game.geneses.length === 0) return false
   for (const [writer, span] of writerSpans(game)) {
     // Holding the fence means holding every entry of the fenced writer that counts (FenceOp).

@@ -43,26 +43,21 @@ export const ARCHIVE_MISS_RETRY_MS = 5_000
 /** The archive marker's message id: a marker sent twice is stored once. */
 export const archiveMsgId = (gameId: string) => `archive.${gameId}`
 
-/**
- * An archive: the replica's document, and the heartbeats it had admitted. The document alone holds
- * each writer's watermark as of its last commit; the heartbeats after it are what made the last
- * result's correction deadline final, so a replica loaded without them could not settle its bets.
- */
+/** An archive: the replica's document, compressed. */
 export function encodeArchive(replica: Replica): Uint8Array {
-  const heartbeats = new TextEncoder().encode(JSON.stringify(Object.fromEntries(replica.game.heartbeats)))
-  const length = Buffer.alloc(4)
-  length.writeUInt32BE(heartbeats.length)
-  return deflateRawSync(Buffer.concat([length, heartbeats, replica.snapshot()]))
+  return deflateRawSync(replica.snapshot())
 }
 
-/** The replica an archive holds, its heartbeats admitted again (they were admitted when it was written). */
+/**
+ * The replica an archive holds, closed: nothing changes an archived game after its marker, so every
+ * stamp is final on it (the document alone holds each writer's watermark only as of its last
+ * commit, short of the correction deadlines and of bets stamped after the match).
+ */
 export function decodeArchive(backend: Backend, data: Uint8Array): Replica {
-  const raw = inflateRawSync(data, { maxOutputLength: ARCHIVE_RAW_BYTES_MAX })
-  const length = raw.readUInt32BE(0)
-  const heartbeats = JSON.parse(raw.subarray(4, 4 + length).toString('utf8')) as Record<string, unknown>
-  const replica = backend.restore(new Uint8Array(raw.subarray(4 + length)))
-  for (const [writer, stamp] of Object.entries(heartbeats))
-    if (isStampKey(stamp)) raiseHeartbeat(replica.game, writer, stamp)
+  const replica = backend.restore(
+    new Uint8Array(inflateRawSync(data, { maxOutputLength: ARCHIVE_RAW_BYTES_MAX })),
+  )
+  replica.game.closed = true
   return replica
 }
 

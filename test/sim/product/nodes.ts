@@ -103,6 +103,8 @@ export async function startTrader(
   writers: readonly string[],
   role: 'active' | 'standby',
   points: number,
+  /** How long after the match ends the trader archives it (0: never). */
+  archiveAfterMs: number,
 ): Promise<TraderNode> {
   const clock = world.clock(node)
   return startTraderNode({
@@ -119,6 +121,7 @@ export async function startTrader(
     snapshotIntervalMs: SNAPSHOT_MS,
     limits: { heartbeatMs: HEARTBEAT_MS, takeoverAfterMs: writers.length > 1 ? TAKEOVER_AFTER_MS : 0 },
     role,
+    archiveAfterMs,
     now: clock,
   })
 }

@@ -50,6 +50,9 @@ export const SIM_BET_LIMITS = { userOpenStakeCentsMax: 8_000, marketLiabilityCen
 const STEPS_MAX = 2_000_000
 /** After the match: time for every final, settlement and restart to land. */
 const QUIESCE_MS = 6_000
+/** The grace after the match's end before it is archived, in the runs that archive it. */
+const ARCHIVE_AFTER_MS_MIN = 200
+const ARCHIVE_AFTER_MS_MAX = 3_000
 /** api-1 serves every shard; api-2 a seeded set of shards, and api-3 the others (all when none). */
 const API_NODES = ['api-1', 'api-2', 'api-3'] as const
 
@@ -118,11 +121,18 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
     void admin.ledger.append({ type: 'deposit', id: `deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS })
   await runUntil(world, world.scheduler.nowMs() + 50, STEPS_MAX)
 
+  // Half the runs archive the match soon after it ends, while settlements may still be running: then
+  // every check below runs on the archived replica, as later lookups and settlements would.
+  const archiveAfterMs = prng.chance(0.5) ? prng.int(ARCHIVE_AFTER_MS_MIN, ARCHIVE_AFTER_MS_MAX) : 0
+  stats.archived = 0
   const traders = new Map<string, TraderNode | null>()
   for (const [i, node] of writers.entries())
     traders.set(
       node,
-      await drive(world, startTrader(world, backend, node, writers, i === 0 ? 'active' : 'standby', points)),
+      await drive(
+        world,
+        startTrader(world, backend, node, writers, i === 0 ? 'active' : 'standby', points, archiveAfterMs),
+      ),
     )
 
   const placed: PlacedBet[] = []
@@ -135,6 +145,7 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
     writers,
     backend,
     points,
+    archiveAfterMs,
     onFinal,
     stats,
     matchEndMs,
@@ -191,6 +202,14 @@ export async function runProductSimulation(options: ProductSimOptions): Promise<
     world.scheduler.nowMs() + 3 * BEAT_FULL_EVERY * HEARTBEAT_MS + DEFAULT_NETWORK.delayMsMax,
     STEPS_MAX,
   )
+  // An archived match answers from its archive: every node and the auditor load it.
+  for (const view of [auditor, ...apis.values(), settlement])
+    if (
+      view !== null &&
+      (await drive(world, view.replicas.loadArchive(GAME))) !== null &&
+      view.replicas.isArchived(GAME)
+    )
+      stats.archived++
   for (const { shard, entry } of receipts) {
     const grant = auditor.ledger.fold(entry.fromShard).transfer('allowance-grant', entry.id)
     if (grant?.type !== 'allowance-grant' || grant.toShard !== shard || grant.cents !== entry.cents)
@@ -359,6 +378,7 @@ interface FaultContext {
   readonly writers: readonly string[]
   readonly backend: (typeof BACKENDS)[BackendName]
   readonly points: number
+  readonly archiveAfterMs: number
   readonly onFinal: (final: HeardFinal) => void
   readonly stats: Record<string, number>
   readonly matchEndMs: number
@@ -418,7 +438,15 @@ function scheduleFaults(world: World, context: FaultContext): void {
       void (async () => {
         await trader.close()
         world.scheduler.after(prng.int(100, 1_000), () => {
-          startTrader(world, context.backend, active, writers, 'active', context.points).then(
+          startTrader(
+            world,
+            context.backend,
+            active,
+            writers,
+            'active',
+            context.points,
+            context.archiveAfterMs,
+          ).then(
             (fresh) => traders.set(active, fresh),
             (error: unknown) => context.errors.push(`restarting ${active} failed: ${String(error)}`),
           )
