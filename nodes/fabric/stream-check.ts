@@ -116,7 +116,8 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     const now = info.cluster?.leader ?? null
     if (leader !== null && now !== null && now !== leader) audit()
     if (now !== null) leader = now
-    // The stream never loses a message (no limits drop any), so a node that handled a sequence the
+    // The stream never loses its last message (no limits drop any, and a purge removes only an
+    // archived game's messages below its marker, which stays), so a node that handled a sequence the
     // stream does not reach read a message the stream never kept: a deposed leader's, seen after a
     // partition on nats-server 2.9.10 (a node one message ahead of the stream for good, its fold
     // holding a bet no other node's did). A leader just elected may not have applied its last

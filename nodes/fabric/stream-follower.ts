@@ -11,7 +11,8 @@
  * last one handled is passed over, and a consumer that skips a sequence (seen after a partition
  * healed: a consumer on a server whose copy of the stream had a hole, and two nodes' ledger folds
  * disagreed by one entry) is replaced, without handling what it delivered, until one delivers the
- * missing message.
+ * missing message; unless the stream's leader no longer holds the sequences skipped (a purge
+ * removed an archived game's messages: archive.ts), which are then passed over.
  *
  * A sequence must also name the same message for everyone. After a partition healed, nodes were
  * seen to have read different messages under the same sequences (one node's ledger held bets at

@@ -447,7 +447,8 @@ async function startFeedsWhenCaughtUp(context: {
   }
   const pending = new Set<() => void>()
   for (const game of context.games) {
-    if (game.trader.role() !== 'active') continue
+    // A game archived meanwhile (by a standby that took it over) is over.
+    if (game.trader.role() !== 'active' || replicas.isArchived(game.gameId)) continue
     const delayMs = game.startAfterMs ?? 0
     const isNew = genesisOf(replicas.replicaFor(game.gameId).game) === null
     if (!isNew || delayMs <= 0) {
@@ -469,7 +470,7 @@ async function startFeedsWhenCaughtUp(context: {
 function startFeed(context: { readonly replicas: ReplicaSync; readonly hlc: Hlc }, game: FabricTrader): void {
   const { replicas, hlc } = context
   const { gameId, feed, trader, handle } = game
-  if (trader.role() !== 'active') return
+  if (trader.role() !== 'active' || replicas.isArchived(gameId)) return
   if (genesisOf(replicas.replicaFor(gameId).game) === null) {
     feed.start(handle)
     return
