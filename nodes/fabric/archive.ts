@@ -23,7 +23,7 @@
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { Logger } from 'pino'
-import { type Backend, isStampKey, type Replica, raiseHeartbeat } from '../../crdt/index.ts'
+import type { Backend, Replica } from '../../crdt/index.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { SnapshotStore } from './transport.ts'
 
