@@ -11,6 +11,8 @@ import {
   clockAt,
   correctionDeadline,
   currentClock,
+  isConcluded,
+  isFinal,
   judge,
   lastStampAt,
   type OddsPolicy,
@@ -290,4 +292,21 @@ t.test('a later market spec never replaces the first one', async (t) => {
   trader.at(3_000).heartbeat()
   t.equal(judge(trader.replica.game, bet(2_500)).accepted, true)
   t.equal(judge(trader.replica.game, bet(2_500, { selectionId: 'draw' })).reason, 'UNKNOWN_SELECTION')
+})
+
+t.test('a game is concluded only once nothing in it can change a verdict or a payout', async (t) => {
+  const trader = openGame()
+  const game = trader.replica.game
+  trader.at(2_000).heartbeat()
+  t.notOk(isConcluded(game), 'not while a market is open')
+  trader.at(3_000).write(transition('closed'))
+  t.ok(isConcluded(game), 'a closed market without a result holds nothing back')
+  trader.at(5_000).write({ kind: 'result', marketId: 'point-1', winners: ['home'] })
+  trader.at(5_000 + CORRECTION_WINDOW_MS - 50).heartbeat()
+  t.notOk(isConcluded(game), 'not before the correction deadline is final')
+  trader.at(5_000 + CORRECTION_WINDOW_MS + 50).heartbeat()
+  t.ok(isConcluded(game), 'then it is')
+  t.notOk(isFinal(game, stampAt(60_000)), 'a stamp after the match is not final on a live replica')
+  game.closed = true
+  t.ok(isFinal(game, stampAt(60_000)), 'and is on a closed one (an archived match)')
 })
