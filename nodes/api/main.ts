@@ -6,24 +6,10 @@ import { describeNode } from '../fabric/node-state.ts'
 import { startApiNode } from './api-node.ts'
 import { options } from './options.ts'
 
-await runNode('api', options, async ({ config, nc, log, registry, backend, clock, secondConnection }) => {
-  const second = await secondConnection()
+await runNode('api', options, async ({ config, nc, log, registry, backend, clock, appendHedge }) => {
+  const hedge = await appendHedge()
   const node = await startApiNode({
-    ...(second
-      ? {
-          appendHedge: {
-            nc: second,
-            maxMs: config.appendHedgeMs,
-            onStalled() {
-              log.warn(
-                { server: nc.info?.server_name },
-                'ledger appends through this server go unacknowledged while another server acknowledges them; reconnecting to another',
-              )
-              void nc.reconnect()
-            },
-          },
-        }
-      : {}),
+    ...(hedge ? { appendHedge: hedge } : {}),
     nc,
     region: config.region,
     regions: config.regions,

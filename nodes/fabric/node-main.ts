@@ -24,6 +24,7 @@ import {
 import { watchQuorum } from './quorum-watch.ts'
 import type { ReplicaSync } from './replica-sync.ts'
 import { names } from './streams.ts'
+import type { AppendHedge } from './transport.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
 /** With this set (launchers set it), a node stops when the process that started it is gone. */
@@ -140,7 +141,7 @@ export const commonOptions = defineOptions({
     max: APPEND_TIMEOUT_MS - 1,
     env: 'FABRIC_APPEND_HEDGE_MS',
     flag: '--append-hedge-ms',
-    doc: 'the most an API node waits for a ledger append to be acknowledged before it sends it again, same id, through a second connection to another server (twice the p99 of recent acknowledgements, at least 20 ms; 0: no second connection; see transport.ts)',
+    doc: 'the most an API node waits for a ledger append, or a trader for an update, to be acknowledged before it sends it again, same id, through a second connection to another server (twice the p99 of recent acknowledgements, at least 20 ms; 0: no second connection; see transport.ts)',
   },
   quorumLostMs: {
     type: 'integer',
@@ -190,10 +191,11 @@ export interface NodeContext<C> {
   /** The node's clock source, wall ms: the machine's, shifted by --clock-skew-ms. */
   readonly clock: () => number
   /**
-   * A second connection, to another server than `nc`'s, for hedged appends (transport.ts), made
-   * at the first call; null with one server, or with --append-hedge-ms 0.
+   * Hedged appends (transport.ts): a second connection, to another server than `nc`'s, made at the
+   * first call, and a move of `nc` off a server found stalled; undefined with one server, or with
+   * --append-hedge-ms 0.
    */
-  secondConnection(): Promise<NatsConnection | null>
+  appendHedge(): Promise<AppendHedge | undefined>
 }
 
 export interface RunningNode {
@@ -244,8 +246,8 @@ export async function runNode<S extends OptionsSchema>(
         })
       : null
   let second: NatsConnection | null = null
-  const secondConnection = async () => {
-    if (config.appendHedgeMs === 0 || config.natsServers.length < 2) return null
+  const appendHedge = async (): Promise<AppendHedge | undefined> => {
+    if (config.appendHedgeMs === 0 || config.natsServers.length < 2) return undefined
     // The other servers first, in their order, so that it starts on another server than `nc`.
     const current = nc.getServer()
     const others = config.natsServers.filter((server) => !server.endsWith(current))
@@ -257,7 +259,17 @@ export async function runNode<S extends OptionsSchema>(
       noAsyncTraces: true,
       reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
     })
-    return second
+    return {
+      nc: second,
+      maxMs: config.appendHedgeMs,
+      onStalled() {
+        log.warn(
+          { server: nc.info?.server_name },
+          'appends through this server go unacknowledged while another server acknowledges them; reconnecting to another',
+        )
+        void nc.reconnect()
+      },
+    }
   }
   const skewMs = config.clockSkewMs
   if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
@@ -269,7 +281,7 @@ export async function runNode<S extends OptionsSchema>(
     registry,
     backend: BACKENDS[config.backend as BackendName],
     clock,
-    secondConnection,
+    appendHedge,
   })
   const prefix = name.replaceAll('-', '_')
   const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })

@@ -15,7 +15,7 @@ import { createSimulatedTennisFeed, DEFAULT_BET_WINDOW_MS } from './simulated-te
 import type { TraderStats } from './trader.ts'
 import { startTraderProcess, TRADER_GAMES_MAX, type TraderGame } from './trader-node.ts'
 
-await runNode('trader', options, async ({ config, nc, log, registry, backend, clock }) => {
+await runNode('trader', options, async ({ config, nc, log, registry, backend, clock, appendHedge }) => {
   const gameIds = gameIdsOf(config)
   const problem =
     config.feed === 'replay' && config.replayFile === undefined
@@ -51,7 +51,9 @@ await runNode('trader', options, async ({ config, nc, log, registry, backend, cl
           entries.map((entry) => `${JSON.stringify({ ...entry, gameId })}\n`).join(''),
         )
     : undefined
+  const hedge = await appendHedge()
   const node = await startTraderProcess({
+    ...(hedge ? { appendHedge: hedge } : {}),
     nc,
     region: config.region,
     regions: config.regions,

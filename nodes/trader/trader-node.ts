@@ -23,7 +23,7 @@ import { natsFabricTransport } from '../fabric/regions.ts'
 import { createReplicaSync, type ReplicaSync } from '../fabric/replica-sync.ts'
 import { names } from '../fabric/streams.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
-import type { FabricTransport } from '../fabric/transport.ts'
+import type { AppendHedge, FabricTransport } from '../fabric/transport.ts'
 import { type BeatWriter, createBeatWriter, WRITER_GAMES_MAX } from '../fabric/writer-beats.ts'
 import { type ClockCeiling, restoreClockCeiling } from './clock-ceiling.ts'
 import type { FeedAdapter, FeedEvent } from './feed.ts'
@@ -48,6 +48,8 @@ interface ProcessOptions {
   readonly nc?: NatsConnection
   /** The streams, beats and snapshot store (transport.ts); the simulator passes memory. */
   readonly transport?: FabricTransport
+  /** Updates not acknowledged in time go again through a second connection (transport.ts); over `nc` only. */
+  readonly appendHedge?: AppendHedge
   /** Heartbeat, snapshot and catch-up timers (timers.ts); default the real ones. */
   readonly timers?: Timers
   readonly region: string
@@ -487,7 +489,7 @@ function startFeed(context: { readonly replicas: ReplicaSync; readonly hlc: Hlc 
 async function transportOf(options: ProcessOptions): Promise<FabricTransport> {
   if (options.transport) return options.transport
   if (!options.nc) throw new TypeError('a trader node needs a NATS connection or a transport')
-  return natsFabricTransport(options.nc, options.region, options.regions)
+  return natsFabricTransport(options.nc, options.region, options.regions, 0, options.appendHedge)
 }
 
 /** A trader of one game driven event by event (tests, benchmarks, operator tools): writer `trader-1`. */
