@@ -212,7 +212,9 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
       return ack.seq
     },
     publishBeat(beat) {
-      transport.publish(names.beatSubject(region), encodeWriterBeat(beat))
+      // A beat must reach the region while a majority is reachable, even when this writer's
+      // server is cut off: it goes through every connection the node has.
+      transport.publish(names.beatSubject(region), encodeWriterBeat(beat), { everyConnection: true })
     },
     writeSnapshots: (keep) =>
       writeSnapshots({

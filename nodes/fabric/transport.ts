@@ -57,7 +57,12 @@ export interface SnapshotStore {
 export interface FabricTransport {
   append(subject: string, data: Uint8Array | string, options: AppendOptions): Promise<Appended>
   follow(request: FollowRequest): Promise<StreamFollower>
-  publish(subject: string, data: Uint8Array | string): void
+  /**
+   * Publish a core message. `everyConnection`: through the hedge's second connection too, so that
+   * it arrives while the first one's server is cut off (a writer's beat: a repeated beat changes
+   * nothing, writer-beats.ts); receivers may then get it twice.
+   */
+  publish(subject: string, data: Uint8Array | string, options?: { readonly everyConnection?: boolean }): void
   /** Receive core messages on a subject (NATS wildcards); returns the way to stop. */
   subscribe(subject: string, onMessage: (subject: string, data: Uint8Array) => void): () => void
   /**
@@ -143,7 +148,10 @@ export function natsTransport(
     },
     hedgeStats: () => ({ ...stats }),
     follow: (request) => followStream({ js, ...request }),
-    publish: (subject, data) => nc.publish(subject, data),
+    publish(subject, data, options) {
+      nc.publish(subject, data)
+      if (options?.everyConnection) hedge?.nc.publish(subject, data)
+    },
     async purge(stream, subject, belowSeq) {
       manager ??= jetstreamManager(nc)
       const jsm = await manager.catch((error: unknown) => {

@@ -1,7 +1,8 @@
 // Proves that a trader's updates are hedged like an API node's ledger appends: with the server of
 // its first connection SIGSTOPped (not the fabric stream's leader), every update it commits is
 // still acknowledged, through its second connection, and stored once and in commit order; after
-// SIGCONT the first attempts the paused server held add nothing.
+// SIGCONT the first attempts the paused server held add nothing. Its beats go through both
+// connections, so the region keeps hearing them meanwhile.
 
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
@@ -60,8 +61,16 @@ t.test('a trader whose server is paused still gets its updates stored, once, in 
   feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   await waitFor('the match stored', async () => trader.trader.backlog() === 0 && (await stored()) > 0)
 
+  let beats = 0
+  reader.subscribe(names.beatSubject(REGION), {
+    callback: () => {
+      beats++
+    },
+  })
+  await reader.flush()
   process.kill(own.pid as number, 'SIGSTOP')
   const before = await stored()
+  const beatsBefore = beats
   for (let point = 1; point <= POINTS; point++) {
     feed.emit({ type: 'point-start', point, server: 'home' })
     feed.emit({ type: 'serve', point, second: false })
@@ -73,6 +82,8 @@ t.test('a trader whose server is paused still gets its updates stored, once, in 
     10_000,
   )
   const during = await stored()
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.ok(beats - beatsBefore > 10, `${beats - beatsBefore} beats heard while its server was paused`)
   t.ok(during > before, `${during - before} updates stored through the second connection`)
 
   process.kill(own.pid as number, 'SIGCONT')
