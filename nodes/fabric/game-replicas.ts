@@ -39,6 +39,13 @@ export type ReplicaChange = {
   readonly source: 'stream' | 'heartbeat' | 'archive'
 }
 
+export type ArchiveListener = (
+  gameId: string,
+  seq: number,
+  subject: string,
+  replica: Replica | undefined,
+) => void
+
 /** An update the replica dropped because its writer, or the writer it fences, is fenced already. */
 export type DroppedUpdate = {
   readonly gameId: string
@@ -71,8 +78,11 @@ export interface GameReplicas {
   droppedUpdates(): number
   onChange(listener: (change: ReplicaChange) => void): () => void
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
-  /** A game's archive marker was read (at stream sequence `seq`, on `subject`): its replica is gone. */
-  onArchive(listener: (gameId: string, seq: number, subject: string) => void): () => void
+  /**
+   * A game's archive marker was read (at stream sequence `seq`, on `subject`): its replica, given
+   * (undefined if this node held none), has left.
+   */
+  onArchive(listener: ArchiveListener): () => void
 }
 
 /** `fabric.<region>.game.<gameId>`: the game, from any region. */
@@ -90,7 +100,7 @@ export function createGameReplicas(context: {
   const { backend, clock, log, archives } = context
   const replicas = new Map<string, Replica>()
   const listeners = new Set<(change: ReplicaChange) => void>()
-  const archiveListeners = new Set<(gameId: string, seq: number, subject: string) => void>()
+  const archiveListeners = new Set<ArchiveListener>()
   const fences = createGameFences(log)
   const beats = createBeatReader((gameId) => replicas.has(gameId))
   /** Per game, the sequence of the last update read, applied or dropped. */
@@ -125,13 +135,14 @@ export function createGameReplicas(context: {
 
   /** The game's marker, in stream order: the replica and everything kept about it go. */
   function archive(gameId: string, message: StreamMessage): void {
+    const replica = replicas.get(gameId)
     replicas.delete(gameId)
     lastSeqs.delete(gameId)
     restoredThrough.delete(gameId)
     fences.forget(gameId)
     archives.note(gameId, message.seq)
     log.info({ gameId, seq: message.seq }, 'game archived')
-    for (const listener of archiveListeners) listener(gameId, message.seq, message.subject)
+    for (const listener of archiveListeners) listener(gameId, message.seq, message.subject, replica)
   }
 
   return {

@@ -256,6 +256,11 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
       async put(key, value) {
         shared.store.set(key, bytes(value))
       },
+      async create(key, value) {
+        if (shared.store.has(key)) return false
+        shared.store.set(key, bytes(value))
+        return true
+      },
       async delete(key) {
         shared.store.delete(key)
       },

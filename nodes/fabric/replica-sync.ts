@@ -135,17 +135,35 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
 
   const multiRegion = (options.regions?.length ?? 0) > 1
   const followed = multiRegion ? regionNames.globalFabricStream(region) : names.fabricStream(region)
-  if (options.purgeArchived) games.onArchive((gameId, seq, subject) => purge(gameId, seq, subject))
-  /** An archived game's messages below its marker leave the streams this node can name. */
-  function purge(gameId: string, seq: number, subject: string): void {
-    const streams = [followed]
-    if (followed !== names.fabricStream(region) && subject === names.gameSubject(region, gameId))
-      streams.push(names.fabricStream(region))
-    for (const stream of streams)
-      transport.purge(stream, subject, seq).then(
-        (purged) => log.info({ gameId, stream, purged }, 'purged an archived game'),
-        (error: unknown) => log.warn({ gameId, stream, err: error }, 'could not purge an archived game'),
+  if (options.purgeArchived)
+    games.onArchive((gameId, seq, subject, replica) => {
+      shelveAndPurge(gameId, seq, subject, replica).catch((error: unknown) =>
+        log.warn({ gameId, err: error }, 'could not purge an archived game'),
       )
+    })
+  /**
+   * An archived game's messages below its marker leave the stream this node follows, once the
+   * archive is in this region's bucket. The trader put it there before its marker; a node of
+   * another region of a super-cluster puts it in its own region's from its replica, which at the
+   * marker holds every update of the game (it read them all before, in stream order), unless the
+   * bucket holds one already (a node whose replica lacked updates purged meanwhile finds the
+   * archive of the node that purged them). A region's own fabric stream, which the others source,
+   * is not purged in a super-cluster: a region cut off may not have sourced it yet.
+   */
+  async function shelveAndPurge(
+    gameId: string,
+    seq: number,
+    subject: string,
+    replica: Replica | undefined,
+  ): Promise<void> {
+    const key = names.archiveKey(gameId)
+    if (replica !== undefined) await snapshots.create(key, encodeArchive(replica))
+    else if ((await snapshots.get(key)) === null) {
+      log.warn({ gameId }, 'an archived game with neither a replica here nor an archive: not purged')
+      return
+    }
+    const purged = await transport.purge(followed, subject, seq)
+    log.info({ gameId, stream: followed, purged }, 'purged an archived game')
   }
   const follower = await transport.follow({
     stream: followed,

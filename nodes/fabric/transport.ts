@@ -51,6 +51,8 @@ export interface SnapshotStore {
   /** The value under the key; null when there is none (never written, or deleted). */
   get(key: string): Promise<Uint8Array | null>
   put(key: string, value: Uint8Array | string): Promise<void>
+  /** Put the value only if the key holds none; resolves with whether it did. */
+  create(key: string, value: Uint8Array): Promise<boolean>
   delete(key: string): Promise<void>
 }
 
@@ -175,6 +177,16 @@ export function natsTransport(
       },
       async put(key, value) {
         await snapshots.put(key, value)
+      },
+      async create(key, value) {
+        try {
+          await snapshots.create(key, value)
+          return true
+        } catch (error) {
+          // The bucket refuses a create on a key that holds a value ("wrong last sequence").
+          if ((await snapshots.get(key))?.operation === 'PUT') return false
+          throw error
+        }
       },
       async delete(key) {
         await snapshots.delete(key)

@@ -270,6 +270,8 @@ export interface RegionStackOptions {
   /** One cluster per region, joined by gateways; the trader runs in the first. */
   readonly regions: readonly string[]
   readonly shards?: number
+  /** How long after its match ends the trader archives it; the default otherwise. */
+  readonly traderArchiveAfterMs?: number
 }
 
 export interface RegionStack {
@@ -294,7 +296,11 @@ export async function startRegionStack(t: Test, options: RegionStackOptions): Pr
     regions: options.regions,
     shards: options.shards ?? STACK_SHARDS,
   })
-  const trader = await startManualTrader(site, first, { node: 'trader-1', writers: DEFAULT_TRADERS })
+  const trader = await startManualTrader(site, first, {
+    node: 'trader-1',
+    writers: DEFAULT_TRADERS,
+    archiveAfterMs: options.traderArchiveAfterMs,
+  })
   const apis: ApiNode[] = []
   for (const region of options.regions) apis.push(await startApi(site, region, `api-${region}`))
   const settlements: SettlementNode[] = []

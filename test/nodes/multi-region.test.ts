@@ -2,8 +2,12 @@
 // gateway in us. Every region holds the eu game's replica (sourced into each GLOBAL_FABRIC); each
 // user's bets go to the user's home region through the us gateway, are booked in that region's
 // ledger, turn final and are settled there, and the statuses come back across the regions; a bet
-// sent to the wrong region is refused.
+// sent to the wrong region is refused. Once the match ends it is archived in every region: each
+// region's bucket holds its archive (us made its own from its replica), each region's merged
+// stream is purged below the marker, and a bet's lookup still answers in its home region.
 
+import { jetstreamManager } from '@nats-io/jetstream'
+import { Kvm } from '@nats-io/kv'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import t from 'tap'
@@ -13,13 +17,15 @@ import { startGatewayNode } from '../../gateway/gateway-node.ts'
 import { WS_PATH } from '../../gateway/protocol.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../../gateway/server.ts'
 import { homeRegionOf } from '../../nodes/fabric/regions.ts'
+import { names } from '../../nodes/fabric/streams.ts'
 import { marketIds } from '../../nodes/trader/trader.ts'
-import { depositSubject, placeSubject } from '../../protocol/subjects.ts'
+import { depositSubject, lookupSubject, placeSubject, regionNames } from '../../protocol/subjects.ts'
 import { ofType, openClient } from '../helpers/gateway-stack.ts'
 import { startRegionStack } from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const REGIONS = ['eu', 'us'] as const
+const ARCHIVE_AFTER_MS = 300
 const SECRET = 'a-multi-region-secret-of-32-bytes!!'
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
 
@@ -29,7 +35,10 @@ function userHomedIn(region: string): string {
 }
 
 t.test('bets are routed to the home region; every region holds every replica', async (t) => {
-  const { cluster, shards, trader, apis, settlements } = await startRegionStack(t, { regions: REGIONS })
+  const { cluster, shards, trader, apis, settlements } = await startRegionStack(t, {
+    regions: REGIONS,
+    traderArchiveAfterMs: ARCHIVE_AFTER_MS,
+  })
   const gateway = await startGatewayNode({
     nc: await cluster.connect('us'),
     region: 'us',
@@ -157,4 +166,36 @@ t.test('bets are routed to the home region; every region holds every replica', a
     headers: { authorization: `Bearer ${await signToken(SECRET, users.eu, 60)}` },
   })
   t.match(await history.json(), { data: [{ betId: 'bet-eu-000001' }] }, 'history from the home region')
+  trader.feed.emit({ type: 'match-end' })
+  await waitFor(
+    'archived in every region',
+    () => [...apis, ...settlements].every((node) => node.replicas.isArchived('match-1')),
+    30_000,
+  )
+  for (const region of REGIONS) {
+    const nc = await cluster.connect(region)
+    t.teardown(() => nc.close())
+    const bucket = await new Kvm(nc).open(names.snapshotBucket(region))
+    await waitFor(
+      `the archive in ${region}'s bucket`,
+      async () => (await bucket.get(names.archiveKey('match-1')))?.operation === 'PUT',
+    )
+    const jsm = await jetstreamManager(nc)
+    const stream = regionNames.globalFabricStream(region)
+    const subject = names.gameSubject('eu', 'match-1')
+    await waitFor(`${stream} purged but for the marker`, async () => {
+      const info = await jsm.streams.info(stream, { subjects_filter: subject })
+      return info.state.subjects?.[subject] === 1
+    })
+  }
+  const lookup = await nc.request(
+    lookupSubject(users.us, shards, 'us'),
+    JSON.stringify({ userId: users.us, betIds: ['bet-us-000001'] }),
+    { timeout: 10_000 },
+  )
+  t.match(
+    lookup.json(),
+    { ok: true, data: { statuses: [{ status: 'final' }, { status: 'settled', outcome: 'won' }] } },
+    'a bet of the archived match still answers in its home region',
+  )
 })

@@ -15,7 +15,12 @@ import { authorHeaders, type UpdateAuthor } from '../../../nodes/fabric/update-a
 import { createTestWriter, NEXT_POINT } from '../../helpers/game-writer.ts'
 
 /** A snapshot bucket with nothing in it: no game here is archived. */
-const emptyStore = { get: async () => null, put: async () => {}, delete: async () => {} }
+const emptyStore = {
+  get: async () => null,
+  put: async () => {},
+  create: async () => true,
+  delete: async () => {},
+}
 
 const SUBJECT = 'fabric.eu.game.match-1'
 

@@ -26,6 +26,11 @@ function memoryStore(): SnapshotStore & { puts: string[] } {
       puts.push(key)
       values.set(key, typeof value === 'string' ? new TextEncoder().encode(value) : value)
     },
+    async create(key, value) {
+      if (values.has(key)) return false
+      values.set(key, value)
+      return true
+    },
     async delete(key) {
       values.delete(key)
     },

@@ -121,8 +121,25 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
     await a.snapshots.put('game.g1', 'first')
     await b.snapshots.put('game.g1', new TextEncoder().encode('second'))
     t.equal(decoder.decode((await a.snapshots.get('game.g1')) ?? new Uint8Array()), 'second')
+    t.equal(
+      await a.snapshots.create('game.g1', new TextEncoder().encode('third')),
+      false,
+      'no create over a value',
+    )
+    t.equal(decoder.decode((await a.snapshots.get('game.g1')) ?? new Uint8Array()), 'second')
+    t.equal(
+      await b.snapshots.create('game.g2', new TextEncoder().encode('new')),
+      true,
+      'a create of a new key',
+    )
+    t.equal(decoder.decode((await a.snapshots.get('game.g2')) ?? new Uint8Array()), 'new')
     await b.snapshots.delete('game.g1')
     t.equal(await a.snapshots.get('game.g1'), null, 'a deleted key reads as none')
+    t.equal(
+      await a.snapshots.create('game.g1', new TextEncoder().encode('again')),
+      true,
+      'and may be created again',
+    )
   })
 
   t.test(
