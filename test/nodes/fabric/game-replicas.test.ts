@@ -7,12 +7,12 @@
 import pino from 'pino'
 import t from 'tap'
 import { createHlc, fenceOf, yjsBackend } from '../../../crdt/index.ts'
-import { createArchiveShelf } from '../../../nodes/fabric/archive.ts'
+import { ARCHIVE_HEADER, createArchiveShelf } from '../../../nodes/fabric/archive.ts'
 import { createClockGuard } from '../../../nodes/fabric/clock-guard.ts'
-import { createGameReplicas } from '../../../nodes/fabric/game-replicas.ts'
+import { createGameReplicas, GAMES_PER_NODE_MAX } from '../../../nodes/fabric/game-replicas.ts'
 import type { StreamMessage } from '../../../nodes/fabric/stream-follower.ts'
 import { authorHeaders, type UpdateAuthor } from '../../../nodes/fabric/update-author.ts'
-import { createTestWriter, NEXT_POINT } from '../../helpers/game-writer.ts'
+import { createTestWriter, NEXT_POINT, transition } from '../../helpers/game-writer.ts'
 
 /** A snapshot bucket with nothing in it: no game here is archived. */
 const emptyStore = {
@@ -86,4 +86,43 @@ t.test('updates a restored snapshot holds are not decided again', async (t) => {
     fromStart.replicas.get('match-1')!.stateHash(),
     'it holds what a node that read the log from the start holds, trader-2’s later update included',
   )
+})
+
+t.test('an archive marker drops the game for good and frees its place', async (t) => {
+  const node = createGameReplicas({
+    backend: yjsBackend,
+    clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
+    log: pino({ level: 'silent' }),
+    archives: createArchiveShelf({
+      snapshots: emptyStore,
+      backend: yjsBackend,
+      log: pino({ level: 'silent' }),
+    }),
+  })
+  const archived: string[] = []
+  node.onArchive((gameId, seq, subject, replica) => {
+    archived.push(`${gameId}@${seq}`)
+    t.equal(subject, SUBJECT)
+    t.ok(replica, 'the listener gets the replica that left')
+  })
+  const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
+  const genesis = trader.write({ kind: 'game', gameId: 'match-1', writers: ['trader-1'] }, NEXT_POINT)
+  node.applyUpdate(message(1, genesis, { writer: 'trader-1' }))
+  for (let i = 1; i < GAMES_PER_NODE_MAX; i++) node.replicaFor(`other-${i}`)
+  t.throws(() => node.replicaFor('one-more'), RangeError, 'a node at its game limit takes no new game')
+
+  const marker = message(2, new Uint8Array(0), { writer: 'trader-1' })
+  const withHeader = {
+    ...marker,
+    headers: { get: (name: string) => (name === ARCHIVE_HEADER ? '1' : (marker.headers?.get(name) ?? '')) },
+  }
+  node.applyUpdate(withHeader)
+  t.same(archived, ['match-1@2'], 'the marker archives the game where it is read')
+  t.notOk(node.replicas.has('match-1'), 'its replica is gone')
+  t.doesNotThrow(() => node.replicaFor('one-more'), 'and its place is free')
+  t.throws(() => node.replicaFor('match-1'), /archived/, 'an archived game is not created again')
+  node.applyUpdate(message(3, trader.write(transition('open')), { writer: 'trader-1' }))
+  t.notOk(node.replicas.has('match-1'), 'nor revived by a later update')
+  node.applyUpdate({ ...withHeader, seq: 4 })
+  t.same(archived, ['match-1@2'], 'a marker sent again changes nothing')
 })
