@@ -89,14 +89,19 @@ export interface AppendHedge {
   readonly maxMs: number
   /**
    * The first connection's server acknowledged none of the last STALLED_AFTER appends that the
-   * second connection's did: that server, not the stream, is the trouble, so the node moves off it
-   * at once (at most once per STALL_MOVE_MIN_MS) rather than wait for its quorum check.
+   * second connection's did, or the second acknowledged one while an append sent through the first
+   * STALL_SILENT_MS ago or more is still unanswered there: that server, not the stream, is the
+   * trouble, so the node moves off it at once (at most once per STALL_MOVE_MIN_MS) rather than wait
+   * for its quorum check. A steady flow of appends finds a server cut off within about a second;
+   * a few appends a second take STALLED_AFTER of them.
    */
   readonly onStalled?: () => void
 }
 
 /** Appends in a row acknowledged through the second connection first that mark the first stalled. */
 export const STALLED_AFTER = 3
+/** How long an append may go unanswered through the first connection while the second answers. */
+export const STALL_SILENT_MS = 500
 export const STALL_MOVE_MIN_MS = 2_000
 
 export interface HedgeStats {
@@ -120,9 +125,20 @@ export function natsTransport(
   let manager: Promise<JetStreamManager> | null = null
   let inARow = 0
   let movedAtMs = 0
+  /** Appends sent through the first connection and not answered there yet: when each was sent, oldest first. */
+  const unanswered = new Map<number, number>()
+  let sends = 0
+  const throughFirst = <Ack>(sending: Promise<Ack>): Promise<Ack> => {
+    const id = sends++
+    unanswered.set(id, Date.now())
+    return sending.finally(() => unanswered.delete(id))
+  }
   const answeredBy = (isHedge: boolean) => {
     inARow = isHedge ? inARow + 1 : 0
-    if (inARow < STALLED_AFTER || Date.now() - movedAtMs < STALL_MOVE_MIN_MS) return
+    const oldest = unanswered.values().next().value
+    const silentMs = isHedge && oldest !== undefined ? Date.now() - oldest : 0
+    if (inARow < STALLED_AFTER && silentMs < STALL_SILENT_MS) return
+    if (Date.now() - movedAtMs < STALL_MOVE_MIN_MS) return
     inARow = 0
     movedAtMs = Date.now()
     stats.stalls++
@@ -145,7 +161,14 @@ export function natsTransport(
         const ack = await publish(js)
         return { seq: ack.seq, duplicate: ack.duplicate }
       }
-      const ack = await hedged(publish, js, second, delay, stats, answeredBy)
+      const ack = await hedged(
+        (through) => (through === js ? throughFirst(publish(through)) : publish(through)),
+        js,
+        second,
+        delay,
+        stats,
+        answeredBy,
+      )
       return { seq: ack.seq, duplicate: ack.duplicate }
     },
     hedgeStats: () => ({ ...stats }),

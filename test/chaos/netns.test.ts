@@ -5,14 +5,19 @@
 // isolated server's replica reaches the same last sequence (read from its own /jsz), or, where the
 // server leaves it diverged above the majority, that is reported. With 50 % loss
 // between two hosts about half the datagrams one sends the other arrive, and all do once healed. A
-// 100 ms delay on one host shows up in a request's round trip (where the kernel has netem). Teardown destroys the lab and checks nothing of it is
+// 100 ms delay on one host shows up in a request's round trip (where the kernel has netem). A node
+// whose server is cut off gets its appends acknowledged through its second connection and moves
+// off the server within 1 s. Teardown destroys the lab and checks nothing of it is
 // left. Needs root: skipped with the reason otherwise, and failed when root cannot build a lab.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
+import { requestStepDown } from '../../nodes/fabric/leader-spread.ts'
 import { watchQuorum } from '../../nodes/fabric/quorum-watch.ts'
+import { natsFabricTransport } from '../../nodes/fabric/regions.ts'
+import { names } from '../../nodes/fabric/streams.ts'
 import {
   createLab,
   ensureNetworkTools,
@@ -43,6 +48,12 @@ const ROUND_TRIPS = 5
 const QUORUM_CHECK_MS = 500
 /** Must outlast a stream leader election on the majority side. */
 const QUORUM_LOST_MS = 3_000
+/** The hedge scenario: appends before the cut, how often and for how long after it. */
+const HEDGE_REGION = 'lab'
+const HEDGE_MAX_MS = 250
+const HEDGE_APPENDS = 20
+const HEDGE_APPEND_EVERY_MS = 50
+const HEDGE_WATCH_MS = 3_000
 const DATAGRAMS = 400
 const LOSS_PCT = 50
 const UDP_PORT = 47_123
@@ -77,6 +88,9 @@ async function runLabTests(): Promise<void> {
   )
   await t.test('a node on a server cut off from JetStream moves to a server that reaches it', (t) =>
     quorumScenario(t, lab, started),
+  )
+  await t.test('a node whose server is cut off gets its appends acknowledged and moves within 1 s', (t) =>
+    hedgeScenario(t, lab, started),
   )
   await t.test('loss between two hosts drops about that share of packets, healing restores them', (t) =>
     lossScenario(t, lab),
@@ -194,6 +208,81 @@ async function quorumScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<v
     watch.stop()
     lab.heal()
     await nc.close()
+  }
+}
+
+/**
+ * A node's hedged appends (nodes/fabric/transport.ts) while its server is cut off from the others:
+ * every append is acknowledged through the second connection, none waits 1 s, and the node is told
+ * to move off the server within 1 s of the cut (it then reconnects, as API nodes and traders do).
+ */
+async function hedgeScenario(t: Test, lab: Lab, cluster: LabCluster): Promise<void> {
+  const nc = await cluster.connect({ hosts: [...HOSTS], noRandomize: true })
+  const second = await cluster.connect({ hosts: ['n2', 'n3'], noRandomize: true })
+  t.equal(nc.info?.server_name, 'n1', 'the first connection is on n1')
+  let movedAtMs: number | null = null
+  const transport = await natsFabricTransport(nc, HEDGE_REGION, undefined, 1, {
+    nc: second,
+    maxMs: HEDGE_MAX_MS,
+    onStalled: () => {
+      movedAtMs ??= Date.now()
+      void nc.reconnect()
+    },
+  })
+  // The cut must not take the stream's leader with it: that is an election, which no hedge shortens.
+  const stream = names.ledgerStream(HEDGE_REGION, 0)
+  const jsm = await jetstreamManager(second, { timeout: PUBLISH_TIMEOUT_MS })
+  await pollUntil(
+    'a stream leader other than n1',
+    async () => {
+      const leader = (await jsm.streams.info(stream)).cluster?.leader
+      if (leader === 'n1') await requestStepDown(second, stream).catch(() => {})
+      return leader !== undefined && leader !== 'n1' ? true : undefined
+    },
+    { timeoutMs: FAILOVER_TIMEOUT_MS },
+  )
+  let n = 0
+  const append = async () => {
+    const sentAtMs = Date.now()
+    await transport.append(names.ledgerSubject(HEDGE_REGION, 0, 'u1'), `{"n":${n}}`, {
+      msgId: `hedge-${n++}`,
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+    })
+    return Date.now() - sentAtMs
+  }
+  try {
+    for (let i = 0; i < HEDGE_APPENDS; i++) await append()
+    lab.partition(['n1'], ['n2', 'n3'])
+    const cutAtMs = Date.now()
+    const waits: number[] = []
+    while (Date.now() - cutAtMs < HEDGE_WATCH_MS) {
+      waits.push(await append())
+      await new Promise((resolve) => setTimeout(resolve, HEDGE_APPEND_EVERY_MS))
+    }
+    t.ok(
+      waits.length > 0 && Math.max(...waits) < 1_000,
+      `every append acknowledged, the slowest in ${Math.max(...waits)} ms`,
+    )
+    t.ok(
+      transport.hedgeStats().answered > 0,
+      `${transport.hedgeStats().answered} acknowledged through the second connection`,
+    )
+    t.ok(
+      movedAtMs !== null && movedAtMs - cutAtMs < 1_000,
+      `told to move ${movedAtMs === null ? 'never' : `${movedAtMs - cutAtMs} ms`} after the cut`,
+    )
+    await pollUntil(
+      'the first connection off n1',
+      async () => (nc.info?.server_name !== 'n1' ? true : undefined),
+      {
+        timeoutMs: FAILOVER_TIMEOUT_MS,
+      },
+    )
+    t.pass(`and it moved to ${nc.info?.server_name}`)
+  } finally {
+    lab.heal()
+    await nc.close()
+    await second.close()
   }
 }
 
