@@ -11,6 +11,11 @@
  *   counts as the client's deadline.
  * - Finals after the heal: for each bet placed before the heal that was booked and whose final
  *   verdict came after it, the time from the heal (or from its booking, if later) to that verdict.
+ * - The acceptance ratio on majority-led shards: the same ratio over the users of the ledger shards
+ *   whose stream leader stayed on the majority side (a shard whose leader was on the faulted server
+ *   waits for an election, which nothing shortens on nats-server 2.9).
+ * - Leader windows: for each shard whose leader was on a faulted server when the fault began, how
+ *   long until a leader elsewhere was seen (leaderWindows).
  */
 
 import { betKeyOf } from '../../protocol/ids.ts'
@@ -28,6 +33,8 @@ export interface FaultFigures {
   readonly firstAnswerMaxMs: number | null
   readonly finalsAfterHealP99Ms: number | null
   readonly finalsAfterHeal: number
+  /** The acceptance ratio over the users of majority-led shards; null without them or without a placement. */
+  readonly acceptanceRatioMajorityLed: number | null
 }
 
 export interface FaultWindow {
@@ -35,6 +42,8 @@ export interface FaultWindow {
   readonly healedAtMs: number
   /** How long a client waits for an answer before it counts none. */
   readonly answerTimeoutMs: number
+  /** The ledger shards whose leader stayed with the majority, and each user's shard. */
+  readonly majorityLed?: { readonly shards: ReadonlySet<number>; shardOf(userId: string): number }
 }
 
 /** The p-th quantile (0..1) of values, nearest rank; null for none. */
@@ -47,12 +56,15 @@ export function quantile(values: readonly number[], p: number): number | null {
 export function faultFigures(history: readonly HistoryEvent[], window: FaultWindow): FaultFigures {
   const { faultAtMs, healedAtMs, answerTimeoutMs } = window
   const placedAt = new Map<string, number>()
+  const userOf = new Map<string, string>()
   const firstAnswer = new Map<string, HistoryEvent & { type: 'answer' }>()
   const bookedAt = new Map<string, number>()
   const finalAt = new Map<string, number>()
   for (const event of history) {
-    if (event.type === 'place') placedAt.set(betKeyOf(event.userId, event.betId), event.atMs)
-    else if (event.type === 'answer') {
+    if (event.type === 'place') {
+      placedAt.set(betKeyOf(event.userId, event.betId), event.atMs)
+      userOf.set(betKeyOf(event.userId, event.betId), event.userId)
+    } else if (event.type === 'answer') {
       const key = betKeyOf(event.userId, event.betId)
       if (!firstAnswer.has(key)) firstAnswer.set(key, event)
       if (event.kind === 'provisional' && event.accepted && !bookedAt.has(key)) bookedAt.set(key, event.atMs)
@@ -63,6 +75,7 @@ export function faultFigures(history: readonly HistoryEvent[], window: FaultWind
   }
   let valid = 0
   let booked = 0
+  const majority = { valid: 0, booked: 0 }
   const notBooked: Record<string, number> = {}
   const waits: number[] = []
   for (const [key, atMs] of placedAt) {
@@ -71,8 +84,14 @@ export function faultFigures(history: readonly HistoryEvent[], window: FaultWind
     waits.push(answer === undefined || answer.kind === 'timeout' ? answerTimeoutMs : answer.atMs - atMs)
     if (answer?.kind === 'provisional' && !answer.accepted) continue
     valid++
-    if (answer?.kind === 'provisional') booked++
-    else {
+    const userId = userOf.get(key) as string
+    const led = window.majorityLed
+    const majorityLed = led !== undefined && led.shards.has(led.shardOf(userId))
+    if (majorityLed) majority.valid++
+    if (answer?.kind === 'provisional') {
+      booked++
+      if (majorityLed) majority.booked++
+    } else {
       const code = answer === undefined || answer.kind === 'timeout' ? 'timeout' : answer.code
       notBooked[code] = (notBooked[code] ?? 0) + 1
     }
@@ -92,7 +111,62 @@ export function faultFigures(history: readonly HistoryEvent[], window: FaultWind
     firstAnswerMaxMs: waits.length === 0 ? null : Math.max(...waits),
     finalsAfterHealP99Ms: quantile(finals, 0.99),
     finalsAfterHeal: finals.length,
+    acceptanceRatioMajorityLed: majority.valid === 0 ? null : majority.booked / majority.valid,
   }
+}
+
+/** The leaders of a region's ledger shard streams as seen at one moment (null: no leader then). */
+export interface LeaderSample {
+  readonly atMs: number
+  readonly leaders: ReadonlyMap<number, string | null>
+}
+
+/** A shard whose leader was on a faulted server when the fault began, and how long it had none elsewhere. */
+export interface LeaderWindow {
+  readonly leaderBefore: string
+  /** From the fault to the first sample with a leader on another server; null if none was seen. */
+  readonly windowMs: number | null
+  readonly leaderAfter: string | null
+}
+
+/**
+ * For each shard led from a faulted server at the fault's start (by the last sample at or before
+ * it), the window until a sample showed a leader on a server not faulted. Samples in time order.
+ */
+export function leaderWindows(
+  samples: readonly LeaderSample[],
+  faultAtMs: number,
+  faulted: ReadonlySet<string>,
+): Record<string, LeaderWindow> {
+  const before = samples.filter((sample) => sample.atMs <= faultAtMs).at(-1)
+  const windows: Record<string, LeaderWindow> = {}
+  for (const [shard, leader] of before?.leaders ?? []) {
+    if (leader === null || !faulted.has(leader)) continue
+    const moved = samples.find((sample) => {
+      const now = sample.leaders.get(shard)
+      return sample.atMs > faultAtMs && now != null && !faulted.has(now)
+    })
+    windows[String(shard)] = {
+      leaderBefore: leader,
+      windowMs: moved === undefined ? null : moved.atMs - faultAtMs,
+      leaderAfter: moved?.leaders.get(shard) ?? null,
+    }
+  }
+  return windows
+}
+
+/** The shards whose leader at the fault's start was not on a faulted server. */
+export function majorityLedShards(
+  samples: readonly LeaderSample[],
+  faultAtMs: number,
+  faulted: ReadonlySet<string>,
+): Set<number> {
+  const before = samples.filter((sample) => sample.atMs <= faultAtMs).at(-1)
+  return new Set(
+    [...(before?.leaders ?? [])]
+      .filter(([, leader]) => leader !== null && !faulted.has(leader))
+      .map(([shard]) => shard),
+  )
 }
 
 /** One line of them, for the run's output. */
@@ -104,6 +178,9 @@ export function describeFigures(figures: FaultFigures): string {
   return (
     `while faulted: acceptance ${figures.booked}/${figures.valid} (${ratio})${missed ? `, not booked: ${missed}` : ''}; ` +
     `first answer p99 ${figures.firstAnswerP99Ms ?? 'n/a'} ms, max ${figures.firstAnswerMaxMs ?? 'n/a'} ms; ` +
-    `finals after the heal p99 ${figures.finalsAfterHealP99Ms ?? 'n/a'} ms (${figures.finalsAfterHeal} bets)`
+    `finals after the heal p99 ${figures.finalsAfterHealP99Ms ?? 'n/a'} ms (${figures.finalsAfterHeal} bets)` +
+    (figures.acceptanceRatioMajorityLed === null
+      ? ''
+      : `; acceptance on majority-led shards ${(100 * figures.acceptanceRatioMajorityLed).toFixed(1)}%`)
   )
 }

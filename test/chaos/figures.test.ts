@@ -1,10 +1,18 @@
 // Proves the chaos run's fault figures (scripts/chaos/figures.ts) on a hand-made history: what
 // counts toward the acceptance ratio and what is left out, the first-answer wait with a timeout
 // counted as the client's deadline, and the finals after the heal measured from the heal or from
-// a later booking.
+// a later booking; the ratio over majority-led shards only, and the leader windows of the shards
+// led from a faulted server.
 
 import t from 'tap'
-import { describeFigures, faultFigures, quantile } from '../../scripts/chaos/figures.ts'
+import {
+  describeFigures,
+  faultFigures,
+  type LeaderSample,
+  leaderWindows,
+  majorityLedShards,
+  quantile,
+} from '../../scripts/chaos/figures.ts'
 import type { HistoryEvent } from '../../scripts/chaos/history.ts'
 
 const FAULT = { faultAtMs: 1_000, healedAtMs: 2_000, answerTimeoutMs: 10_000 }
@@ -109,4 +117,52 @@ t.test('quantiles by nearest rank', async (t) => {
   const hundred = Array.from({ length: 100 }, (_, i) => i + 1)
   t.equal(quantile(hundred, 0.99), 99)
   t.equal(quantile(hundred, 0.5), 50)
+})
+
+t.test('the ratio on majority-led shards counts only their users', async (t) => {
+  const as = (userId: string, event: HistoryEvent): HistoryEvent => ({ ...event, userId }) as HistoryEvent
+  const history: HistoryEvent[] = [
+    as('on-majority', place('a', 1_100)),
+    as('on-majority', provisional('a', 1_120)),
+    as('on-majority', place('b', 1_200)),
+    as('on-majority', provisional('b', 1_220)),
+    as('on-faulted', place('c', 1_300)),
+    as('on-faulted', refused('c', 1_900, 'LEDGER_UNAVAILABLE')),
+  ]
+  const shardOf = (userId: string) => (userId === 'on-majority' ? 0 : 1)
+  const figures = faultFigures(history, { ...FAULT, majorityLed: { shards: new Set([0]), shardOf } })
+  t.equal(figures.acceptanceRatio, 2 / 3, 'every shard')
+  t.equal(figures.acceptanceRatioMajorityLed, 1, 'the majority-led shard alone')
+  t.match(describeFigures(figures), /acceptance on majority-led shards 100\.0%/)
+  t.equal(faultFigures(history, FAULT).acceptanceRatioMajorityLed, null, 'none without the shards')
+})
+
+t.test('leader windows: shards led from a faulted server, until a leader elsewhere', async (t) => {
+  const sample = (atMs: number, leaders: [number, string | null][]): LeaderSample => ({
+    atMs,
+    leaders: new Map(leaders),
+  })
+  const samples = [
+    sample(900, [
+      [0, 'n1'],
+      [1, 'n2'],
+      [2, 'n1'],
+    ]),
+    sample(1_500, [
+      [0, null],
+      [1, 'n2'],
+      [2, 'n1'],
+    ]),
+    sample(4_000, [
+      [0, 'n3'],
+      [1, 'n2'],
+      [2, 'n1'],
+    ]),
+  ]
+  const faulted = new Set(['n1'])
+  t.same(leaderWindows(samples, 1_000, faulted), {
+    '0': { leaderBefore: 'n1', windowMs: 3_000, leaderAfter: 'n3' },
+    '2': { leaderBefore: 'n1', windowMs: null, leaderAfter: null },
+  })
+  t.same([...majorityLedShards(samples, 1_000, faulted)], [1])
 })
