@@ -124,6 +124,29 @@ function run(command: string, args: readonly string[], timeoutMs = COMMAND_TIMEO
   return result.stdout
 }
 
+/** run() without blocking the event loop: for work done beside other work, e.g. a chaos run's next lab. */
+function runAsync(command: string, args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+    })
+    child.once('error', (error) =>
+      reject(new NetworkCommandError(`${command} ${args.join(' ')}: ${error.message}`)),
+    )
+    child.once('close', (status) => {
+      if (status === 0) return resolve(stdout)
+      const why = stderr.trim() || `exit status ${status}`
+      reject(new NetworkCommandError(`${command} ${args.join(' ')} failed: ${why}`))
+    })
+  })
+}
+
 /** Runs a cleanup command whose failure (usually "does not exist") must not stop the rest of a cleanup. */
 function attempt(command: string, args: readonly string[]): boolean {
   return runCommand(command, args).status === 0
@@ -318,6 +341,33 @@ function pickSubnet(): number {
  * failure what was built is removed before the error is thrown.
  */
 export function createLab(options: LabOptions): Lab {
+  const lab = plannedLab(options)
+  try {
+    lab.build()
+    return lab
+  } catch (err) {
+    lab.destroy()
+    throw err
+  }
+}
+
+/**
+ * createLab without blocking the event loop, and with the hosts wired at once: for a lab built
+ * while other work runs in this process (a chaos run prepares the next scenario's lab meanwhile).
+ */
+export async function createLabAsync(options: LabOptions): Promise<Lab> {
+  const lab = plannedLab(options)
+  try {
+    await lab.buildAsync()
+    return lab
+  } catch (err) {
+    lab.destroy()
+    throw err
+  }
+}
+
+/** A lab's names and addresses, not built yet, but already removed by the safety net on exit. */
+function plannedLab(options: LabOptions): NetworkLab {
   validateLabOptions(options)
   const id = `${options.name}${randomBytes(2).toString('hex')}`
   const subnet = `${SUBNET_BASE.join('.')}.${pickSubnet()}`
@@ -328,14 +378,11 @@ export function createLab(options: LabOptions): Lab {
   const lab = new NetworkLab(id, hosts, `${subnet}.1`, options.hosts)
   installSafetyNet()
   liveLabs.add(lab)
-  try {
-    lab.build()
-    return lab
-  } catch (err) {
-    lab.destroy()
-    throw err
-  }
+  return lab
 }
+
+/** A command and its arguments, as run() takes them. */
+type Command = readonly [command: string, args: readonly string[]]
 
 function vethName(id: string, index: number, side: 'v' | 'p'): string {
   const name = `${id}${side}${index}`
@@ -362,29 +409,53 @@ class NetworkLab implements Lab {
   }
 
   build(): void {
-    run('ip', ['link', 'add', this.bridge, 'type', 'bridge'])
-    run('ip', ['link', 'set', 'dev', this.bridge, 'alias', `${OWNER_ALIAS_PREFIX}${process.pid}`])
-    run('ip', ['addr', 'add', `${this.rootIp}/24`, 'dev', this.bridge])
-    run('ip', ['link', 'set', this.bridge, 'up'])
-    // With br_netfilter loaded, frames crossing the bridge traverse the root FORWARD chain, whose
-    // policy may be DROP (Docker sets it); let the lab's own frames through.
-    run('iptables', ['-w', '5', '-I', 'FORWARD', ...forwardRule(this.bridge)])
-    for (const [index, host] of this.#order.entries()) this.#addHost(host, index)
+    for (const [command, args] of this.#bridgeCommands()) run(command, args)
+    for (const [index, host] of this.#order.entries())
+      for (const [command, args] of this.#hostCommands(host, index)) run(command, args)
   }
 
-  #addHost(host: string, index: number): void {
+  /**
+   * build() without blocking: the bridge and the first host, then every other host at once, each
+   * in its own order. The first namespace made may also make /run/netns a mount point, which
+   * namespaces made at once would each try to.
+   */
+  async buildAsync(): Promise<void> {
+    const wire = async (commands: readonly Command[]) => {
+      for (const [command, args] of commands) await runAsync(command, args)
+    }
+    const [first, ...others] = this.#order.map((host, index) => this.#hostCommands(host, index))
+    await wire([...this.#bridgeCommands(), ...(first ?? [])])
+    await Promise.all(others.map(wire))
+  }
+
+  #bridgeCommands(): Command[] {
+    return [
+      ['ip', ['link', 'add', this.bridge, 'type', 'bridge']],
+      ['ip', ['link', 'set', 'dev', this.bridge, 'alias', `${OWNER_ALIAS_PREFIX}${process.pid}`]],
+      ['ip', ['addr', 'add', `${this.rootIp}/24`, 'dev', this.bridge]],
+      ['ip', ['link', 'set', this.bridge, 'up']],
+      // With br_netfilter loaded, frames crossing the bridge traverse the root FORWARD chain, whose
+      // policy may be DROP (Docker sets it); let the lab's own frames through.
+      ['iptables', ['-w', '5', '-I', 'FORWARD', ...forwardRule(this.bridge)]],
+    ]
+  }
+
+  /** A host's namespace, wired to the bridge by a veth pair and holding its address. */
+  #hostCommands(host: string, index: number): Command[] {
     const { ns, ip } = this.#host(host)
     const outside = vethName(this.id, index, 'v')
     const inside = vethName(this.id, index, 'p')
-    run('ip', ['netns', 'add', ns])
-    run('ip', ['link', 'add', outside, 'type', 'veth', 'peer', 'name', inside])
-    run('ip', ['link', 'set', inside, 'netns', ns])
-    run('ip', ['link', 'set', outside, 'master', this.bridge, 'up'])
-    const inNs = (args: string[]) => run('ip', ['netns', 'exec', ns, ...args])
-    inNs(['ip', 'link', 'set', inside, 'name', 'eth0'])
-    inNs(['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
-    inNs(['ip', 'link', 'set', 'eth0', 'up'])
-    inNs(['ip', 'link', 'set', 'lo', 'up'])
+    const inNs = (args: string[]): Command => ['ip', ['netns', 'exec', ns, ...args]]
+    return [
+      ['ip', ['netns', 'add', ns]],
+      ['ip', ['link', 'add', outside, 'type', 'veth', 'peer', 'name', inside]],
+      ['ip', ['link', 'set', inside, 'netns', ns]],
+      ['ip', ['link', 'set', outside, 'master', this.bridge, 'up']],
+      inNs(['ip', 'link', 'set', inside, 'name', 'eth0']),
+      inNs(['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0']),
+      inNs(['ip', 'link', 'set', 'eth0', 'up']),
+      inNs(['ip', 'link', 'set', 'lo', 'up']),
+    ]
   }
 
   exec(host: string, command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {

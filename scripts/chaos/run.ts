@@ -6,7 +6,12 @@
  * checker reads the history, the trader's own commit log and every node's state (`/debug/state`)
  * and verifies the invariants. Prints a report per scenario and writes JSON reports.
  *
- *   npm run chaos                                  # the short profile: every scenario, ~20 s each
+ * Scenarios run one after another, but what does not depend on a run is done beside the one
+ * before it: the next scenario's servers form, take their streams and idle, and its nodes'
+ * processes load their code at the lowest CPU priority and wait to be configured (warm-nodes.ts).
+ * A scenario's time is then mostly its own workload, fault and checks.
+ *
+ *   npm run chaos                                  # the short profile: every scenario, ~12 s each
  *   npm run chaos -- --profile soak                # longer runs, more bettors
  *   npm run chaos -- --scenarios api-kill,api-pause --report-dir /tmp/chaos
  *   npm run chaos -- --scenarios isolate-server --fault-ms 10000   # a 10 s fault window
@@ -16,9 +21,9 @@
  * or pausing a nats-server. Every run is bounded in time and stops everything it started, by PID.
  */
 
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from '@nats-io/transport-node'
@@ -46,7 +51,7 @@ import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } fro
 import { HOSTILE_USER, startHostileClient } from './hostile-client.ts'
 import { checkHostileMix, describeAttack } from './hostile-mix.ts'
 import {
-  createLab,
+  createLabAsync,
   type Lab,
   type LabCluster,
   type LabSuperCluster,
@@ -56,6 +61,7 @@ import {
   sweepStaleLabs,
 } from './netns.ts'
 import { renderJson, renderText } from './report.ts'
+import { createWarmNodes, type WarmNodes } from './warm-nodes.ts'
 import { startWorkload } from './workload.ts'
 
 const REGION = 'eu'
@@ -79,10 +85,23 @@ const CONVERGE_TIMEOUT_MS = 30_000
 /** How long the traders keep running for a node restarted to rebuild to finalize what it holds. */
 const REBUILT_FINAL_WITHIN_MS = 30_000
 const CONVERGE_POLL_MS = 50
+/** Waits that ask the nodes for their states (a fold's worth of JSON each) poll this often. */
+const STATE_POLL_MS = 200
+/**
+ * Waits for what costs next to nothing to check (a node's /healthz or /readyz, the run's own
+ * history) poll this often: a node's start or a last answer is seen within this of happening.
+ */
+const CHEAP_POLL_MS = 50
 /** The longest fault window `--fault-ms` may ask for: every run stops by itself. */
 const FAULT_MS_MAX = 120_000
 const STATE_FETCH_TIMEOUT_MS = 10_000
 const LAB_NAME = 'chaos'
+/**
+ * Nodes warm at the lowest CPU priority, so that the next scenario's, warming while one runs, take
+ * only the CPU it leaves; a node gets its normal priority back when it starts. Only root may give
+ * it back, so other users warm at normal priority.
+ */
+const WARM_IN_BACKGROUND = process.getuid?.() === 0
 /** A standby trader takes over after hearing nothing from the trader for this long. */
 const TAKEOVER_AFTER_MS = 1_500
 /** Times a node whose state diverged from a stream is started again in one run. */
@@ -214,6 +233,7 @@ const SCENARIOS: readonly Scenario[] = [
     description: 'SIGKILL an API node while bets are in flight, restart it after the fault window',
     async inject(stack) {
       await stack.kill('api-1')
+      stack.warm('api-1')
       return { kind: 'kill', target: 'api-1', heal: () => stack.start('api-1') }
     },
   },
@@ -222,6 +242,7 @@ const SCENARIOS: readonly Scenario[] = [
     description: 'SIGKILL a settlement node mid-market, restart it (it rebuilds from the ledger)',
     async inject(stack) {
       await stack.kill('settle-1')
+      stack.warm('settle-1')
       return { kind: 'kill', target: 'settle-1', heal: () => stack.start('settle-1') }
     },
   },
@@ -239,6 +260,7 @@ const SCENARIOS: readonly Scenario[] = [
       'SIGKILL the active trader (no standby) mid-match and start it again: it resumes after its last point, its clock past its last watermark',
     async inject(stack) {
       await stack.kill('trader-1')
+      stack.warm('trader-1')
       return { kind: 'kill', target: 'trader-1', heal: () => stack.start('trader-1') }
     },
   },
@@ -421,7 +443,9 @@ const SCENARIOS: readonly Scenario[] = [
           'api-2 to refuse to judge with its clock off',
           async () => /clock/.test(await (await fetch(`${stack.opsUrl('api-2')}/readyz`)).text()),
           READY_TIMEOUT_MS,
+          CHEAP_POLL_MS,
         )
+        stack.warm('api-2')
         return { kind: 'skew', target: 'api-2', heal: () => stack.restart('api-2', {}) }
       },
     }),
@@ -519,6 +543,11 @@ interface Stack {
   opsUrl(name: string): string
   /** A graceful stop (SIGTERM), bounded like every stop. */
   stop(name: string): Promise<void>
+  /**
+   * Loads the code of a process for the node's next start now (warm-nodes.ts), in the background:
+   * a restart at the heal is then the node's own start, not a second of loading code after it.
+   */
+  warm(name: string): void
   signal(name: string, signal: NodeJS.Signals): void
   /** Where the node listens: its lab host's address, or loopback. */
   address(name: string): string
@@ -530,6 +559,7 @@ interface Stack {
   restartsPending(): string[]
   /** The node's /debug/state; `replicasOnly` leaves the ledger out. */
   state(name: string, replicasOnly?: boolean): Promise<NodeState>
+  /** Kills every node and every process warmed for one: for the end of a run, once it is judged. */
   stopAll(): Promise<void>
 }
 
@@ -554,12 +584,17 @@ async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
   return response.json()
 }
 
-async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+async function waitUntil(
+  what: string,
+  condition: () => Promise<boolean>,
+  timeoutMs: number,
+  pollMs = STATE_POLL_MS,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (await condition().catch(() => false)) return
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await new Promise((resolve) => setTimeout(resolve, pollMs))
   }
 }
 
@@ -578,6 +613,7 @@ async function startStack(
   seed: number,
   secret: string,
   gatewayPorts: ReadonlyMap<string, number>,
+  warmNodes: WarmNodes,
 ) {
   const opsPorts = new Map<string, number>()
   for (const { name } of nodes) opsPorts.set(name, await freePort())
@@ -622,17 +658,7 @@ async function startStack(
   }
   const opsUrl = (name: string) => `http://${addressOf(name)}:${opsPorts.get(name)}`
   const launch = (name: string, extra: Record<string, string> = {}) => {
-    const spec = nodes.find((node) => node.name === name) as NodeSpec
-    const log = openSync(join(dir, `${name}.log`), 'a')
-    const args = ['--import', 'tsx', spec.main]
-    const options: SpawnOptions = {
-      env: { ...process.env, ...envOf(name), ...extra },
-      stdio: ['ignore', log, log],
-    }
-    const child = lab
-      ? lab.exec(name, process.execPath, args, options)
-      : spawn(process.execPath, args, options)
-    closeSync(log)
+    const child = warmNodes.launch(name, { ...envOf(name), ...extra })
     children.set(name, child)
     // A supervisor's part: a node that found its state diverged from a stream exits to be started
     // again, and rebuilds from the log (nodes/fabric/node-main.ts).
@@ -642,6 +668,8 @@ async function startStack(
         return
       rebuilds.set(name, count + 1)
       pendingRestarts.add(name)
+      // Started cold when its backoff is over, not warmed meanwhile: a rebuild then comes no sooner
+      // than it always has, while the streams it diverged from may still be settling.
       const restart = setTimeout(() => {
         restarts.delete(restart)
         pendingRestarts.delete(name)
@@ -657,7 +685,12 @@ async function startStack(
   /** The nodes those restarts are for. */
   const pendingRestarts = new Set<string>()
   const ready = (name: string) =>
-    waitUntil(`${name} ready`, async () => (await fetch(`${opsUrl(name)}/readyz`)).ok, READY_TIMEOUT_MS)
+    waitUntil(
+      `${name} ready`,
+      async () => (await fetch(`${opsUrl(name)}/readyz`)).ok,
+      READY_TIMEOUT_MS,
+      CHEAP_POLL_MS,
+    )
   const stack: Stack = {
     cluster,
     lab,
@@ -668,25 +701,29 @@ async function startStack(
       child.kill('SIGKILL')
       await exited
     },
+    warm: warmNodes.warm,
     async start(name, env = {}) {
       launch(name, env)
       await ready(name)
     },
     async restart(name, env) {
+      warmNodes.warm(name)
       await stack.stop(name)
       await stack.start(name, env)
     },
     async startUnready(name, env) {
+      warmNodes.warm(name)
       await stack.stop(name)
       launch(name, env)
       await waitUntil(
         `${name} alive`,
         async () => (await fetch(`${opsUrl(name)}/healthz`)).ok,
         READY_TIMEOUT_MS,
+        CHEAP_POLL_MS,
       )
     },
     opsUrl,
-    connect: () => ('regions' in cluster ? cluster.connect(regions[0] as string) : cluster.connect()),
+    connect: () => connectFirst(cluster, regions),
     async stop(name) {
       const child = children.get(name)
       if (child !== undefined) await stopProcesses([child])
@@ -709,9 +746,8 @@ async function startStack(
       for (const restart of restarts) clearTimeout(restart)
       restarts.clear()
       pendingRestarts.clear()
-      // A paused process cannot take its SIGTERM: wake every one first.
-      for (const child of children.values()) child.kill('SIGCONT')
-      await stopProcesses([...children.values()])
+      // The run has been judged: nothing a node would still do in a graceful stop is looked at.
+      await warmNodes.killAll()
     },
   }
   // The traders go first, on a machine not yet busy starting the other nodes: an active trader
@@ -721,7 +757,12 @@ async function startStack(
   for (const { name } of traders) launch(name)
   await Promise.all(
     traders.map(({ name }) =>
-      waitUntil(`${name} alive`, async () => (await fetch(`${opsUrl(name)}/healthz`)).ok, READY_TIMEOUT_MS),
+      waitUntil(
+        `${name} alive`,
+        async () => (await fetch(`${opsUrl(name)}/healthz`)).ok,
+        READY_TIMEOUT_MS,
+        CHEAP_POLL_MS,
+      ),
     ),
   )
   for (const { name, kind } of nodes) if (kind !== 'trader') launch(name)
@@ -1012,67 +1053,164 @@ function converged(states: readonly NodeFinalState[]): boolean {
   return hashes.size === 1 && [...ledgers.values()].every((totals) => totals.size === 1)
 }
 
-async function runScenario(
-  scenario: Scenario,
-  profile: Profile,
-  seed: number,
-  reportDir: string,
-): Promise<Outcome> {
-  const started = Date.now()
-  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`
-  const dir = mkdtempSync(join(tmpdir(), `chaos-${scenario.name}-`))
-  const history: HistoryEvent[] = []
-  const record = (event: HistoryEvent) => history.push(event)
-  const secret = randomBytes(32).toString('hex')
-  console.log(`\n== ${scenario.name}: ${scenario.description}`)
+/** A scenario's servers, formed, with its streams, and its nodes' processes warming: where its run starts. */
+interface Prepared {
+  readonly dir: string
+  readonly nodes: readonly NodeSpec[]
+  readonly regions: readonly string[]
+  readonly lab: Lab | null
+  readonly cluster: AnyCluster
+  readonly warmNodes: WarmNodes
+  /** How long preparing took: the lab, the servers forming, the streams. */
+  readonly preparedInMs: number
+}
+
+/** A scenario that cannot run here, and why. */
+interface Skipped {
+  readonly skipped: string
+}
+
+/**
+ * Everything of a scenario that does not depend on its run: a temp dir for its logs, its network
+ * lab if it needs one, a process per node loading its code (warm-nodes.ts), and its servers,
+ * formed, with the fabric's streams made once here so that the nodes starting at once do not all
+ * race to. It prints nothing: it may run beside another scenario, which owns the output.
+ */
+async function prepareScenario(scenario: Scenario): Promise<Prepared | Skipped> {
+  const startedAtMs = Date.now()
   const regions = scenario.regions ?? [REGION]
   const multiRegion = regions.length > 1
   const nodes = topology(regions, scenario.standby)
   let lab: Lab | null = null
   if (scenario.lab) {
     const available = networkFaultsAvailable()
-    if (!available.ok) {
-      console.log(`skipped: ${available.why}`)
-      rmSync(dir, { recursive: true, force: true })
-      return 'skipped'
-    }
+    if (!available.ok) return { skipped: available.why }
     sweepStaleLabs(LAB_NAME)
     // The servers, and every node as a host of its own.
     const servers = multiRegion ? Object.values(LAB_REGIONS).flat() : [...LAB_HOSTS]
-    lab = createLab({ name: LAB_NAME, hosts: [...servers, ...nodes.map((node) => node.name)] })
+    lab = await createLabAsync({ name: LAB_NAME, hosts: [...servers, ...nodes.map((node) => node.name)] })
   }
-  const cluster = lab
-    ? multiRegion
-      ? await startLabSuperCluster(lab, LAB_REGIONS)
-      : await startLabCluster(lab, LAB_HOSTS)
-    : multiRegion
-      ? await startSuperCluster({ regions: [...regions] })
-      : await startNatsCluster()
+  const dir = mkdtempSync(join(tmpdir(), `chaos-${scenario.name}-`))
+  const warmNodes = createWarmNodes({
+    dir,
+    mains: new Map(nodes.map(({ name, main }) => [name, main])),
+    spawn: (name, command, args, options) =>
+      lab ? lab.exec(name, command, args, options) : spawn(command, args, options),
+    background: WARM_IN_BACKGROUND,
+  })
+  let cluster: AnyCluster | null = null
+  try {
+    // Loading a node's code is most of its start: every node does it while the servers form.
+    for (const { name } of nodes) warmNodes.warm(name)
+    cluster = lab
+      ? multiRegion
+        ? await startLabSuperCluster(lab, LAB_REGIONS)
+        : await startLabCluster(lab, LAB_HOSTS)
+      : multiRegion
+        ? await startSuperCluster({ regions: [...regions] })
+        : await startNatsCluster()
+    const nc = await connectFirst(cluster, regions)
+    try {
+      for (const region of regions)
+        await ensureFabricFor(nc, region, multiRegion ? regions : undefined, SHARDS)
+    } finally {
+      await nc.close()
+    }
+    return { dir, nodes, regions, lab, cluster, warmNodes, preparedInMs: Date.now() - startedAtMs }
+  } catch (error) {
+    await warmNodes.killAll()
+    await cluster?.close()
+    lab?.destroy()
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
+}
+
+/**
+ * SIGKILLs every server of a judged run by its PID, so that close() finds them gone rather than
+ * waiting for each to flush a store that nobody reads again.
+ */
+function killServers(cluster: AnyCluster): void {
+  for (const { pid } of cluster.processes) {
+    if (pid === undefined) continue
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // It exited by itself meanwhile.
+    }
+  }
+}
+
+/** A connection to the cluster's (first) region. */
+function connectFirst(cluster: AnyCluster, regions: readonly string[]): Promise<NatsConnection> {
+  return 'regions' in cluster ? cluster.connect(regions[0] as string) : cluster.connect()
+}
+
+/**
+ * Runs a prepared scenario; `prepareNext` is called once its stack is ready, so that the next
+ * scenario's servers form and its nodes warm while this one runs.
+ */
+async function runScenario(
+  scenario: Scenario,
+  prepared: Prepared | Skipped,
+  profile: Profile,
+  seed: number,
+  reportDir: string,
+  prepareNext: () => void,
+): Promise<Outcome> {
+  const started = Date.now()
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`
+  const history: HistoryEvent[] = []
+  const record = (event: HistoryEvent) => history.push(event)
+  const secret = randomBytes(32).toString('hex')
+  console.log(`\n== ${scenario.name}: ${scenario.description}`)
+  if ('skipped' in prepared) {
+    console.log(`skipped: ${prepared.skipped}`)
+    return 'skipped'
+  }
+  const { dir, nodes, regions, lab, cluster, warmNodes } = prepared
+  const multiRegion = regions.length > 1
+  console.log(
+    `[${elapsed()}] servers and streams ready, prepared in ${(prepared.preparedInMs / 1000).toFixed(1)} s`,
+  )
   let stack: Stack | null = null
   let workload: ReturnType<typeof startWorkload> | null = null
   let passed = false
   try {
-    const nc = 'regions' in cluster ? await cluster.connect(regions[0] as string) : await cluster.connect()
-    // Create the streams once here, so that the nodes starting at once do not all race to.
-    for (const region of regions) await ensureFabricFor(nc, region, multiRegion ? regions : undefined, SHARDS)
+    const nc = await connectFirst(cluster, regions)
     const gatewayPorts = new Map<string, number>()
     for (const { name, kind } of nodes) if (kind === 'gateway') gatewayPorts.set(name, await freePort())
-    stack = await startStack(dir, cluster, lab, nodes, regions, profile, seed, secret, gatewayPorts)
+    stack = await startStack(
+      dir,
+      cluster,
+      lab,
+      nodes,
+      regions,
+      profile,
+      seed,
+      secret,
+      gatewayPorts,
+      warmNodes,
+    )
     console.log(`[${elapsed()}] stack ready (${nodes.map((node) => node.name).join(', ')})`)
+    prepareNext()
     const users = Array.from({ length: profile.bettors }, (_, i) => `chaos-user-${i}`)
     const homeRegions = Object.fromEntries(users.map((userId) => [userId, homeRegionOf(userId, regions)]))
-    for (const userId of users) {
-      const subject = depositSubject(userId, SHARDS, multiRegion ? (homeRegions[userId] as string) : null)
-      const body = JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS })
-      // The same id each time: a deposit whose answer was lost is stored once.
-      let acknowledged = false
-      for (let attempt = 1; attempt <= DEPOSIT_ATTEMPTS && !acknowledged; attempt++) {
-        const reply = await nc.request(subject, body, { timeout: 5_000 }).catch(() => null)
-        acknowledged = reply?.json<{ ok: boolean }>().ok === true
-        if (!acknowledged) await new Promise((resolve) => setTimeout(resolve, DEPOSIT_RETRY_MS))
-      }
-      record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
-    }
+    // Every bettor's deposit at once: each is its own user's, on its own, and answered on its own.
+    await Promise.all(
+      users.map(async (userId) => {
+        const subject = depositSubject(userId, SHARDS, multiRegion ? (homeRegions[userId] as string) : null)
+        const body = JSON.stringify({ id: `chaos-deposit-${userId}`, userId, amountCents: DEPOSIT_CENTS })
+        // The same id each time: a deposit whose answer was lost is stored once.
+        let acknowledged = false
+        for (let attempt = 1; attempt <= DEPOSIT_ATTEMPTS && !acknowledged; attempt++) {
+          const reply = await nc.request(subject, body, { timeout: 5_000 }).catch(() => null)
+          acknowledged = reply?.json<{ ok: boolean }>().ok === true
+          if (!acknowledged) await new Promise((resolve) => setTimeout(resolve, DEPOSIT_RETRY_MS))
+        }
+        record({ type: 'deposit', atMs: Date.now(), userId, amountCents: DEPOSIT_CENTS, acknowledged })
+      }),
+    )
     const workloadStartedAtMs = Date.now()
     workload = startWorkload({
       wsUrls: [...gatewayPorts].map(([name, port]) => `ws://${stack?.address(name)}:${port}/v1/ws`),
@@ -1131,6 +1269,7 @@ async function runScenario(
         return workload?.unanswered() === 0 && acknowledged().every((key) => final.has(key))
       },
       FINALIZE_WITHIN_MS,
+      CHEAP_POLL_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     // A node that found its state diverged from a stream restarts and folds the log again; it
     // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back.
@@ -1142,7 +1281,7 @@ async function runScenario(
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     const standDowns = await traderStandDowns(stack, nodes)
     // The traders stop (no new ops); then everyone must agree on what they hold.
-    for (const { name } of nodes.filter((node) => node.kind === 'trader')) await stack.stop(name)
+    await Promise.all(nodes.filter((node) => node.kind === 'trader').map(({ name }) => stack?.stop(name)))
     let states: NodeFinalState[] = []
     await waitUntil(
       'replicas and ledgers to converge',
@@ -1228,7 +1367,8 @@ async function runScenario(
     return passed ? 'PASS' : 'FAIL'
   } finally {
     await workload?.close()
-    await stack?.stopAll()
+    killServers(cluster)
+    await (stack?.stopAll() ?? warmNodes.killAll())
     await cluster.close()
     lab?.destroy()
     // A failed run keeps the nodes' logs for whoever reads the report.
@@ -1269,19 +1409,43 @@ async function main(): Promise<void> {
     const problem = unknown.length > 0 ? `unknown scenarios: ${unknown.join(', ')}` : 'an option is invalid'
     usageError(problem, usage)
   }
+  const scenarios = SCENARIOS.filter((s) => wanted.includes(s.name))
   const results: [string, Outcome][] = []
-  for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.name)))
-    results.push([scenario.name, await runScenario(scenario, profile, seed, values['report-dir'])])
+  let preparing = scenarios[0] ? prepareAhead(scenarios[0]) : null
+  for (const [i, scenario] of scenarios.entries()) {
+    const prepared = await (preparing as Promise<Prepared | Skipped>)
+    const next = scenarios[i + 1]
+    preparing = null
+    const prepareNext = () => {
+      preparing ??= next ? prepareAhead(next) : null
+    }
+    results.push([
+      scenario.name,
+      await runScenario(scenario, prepared, profile, seed, values['report-dir'], prepareNext),
+    ])
+    // A skipped scenario has not prepared the next.
+    prepareNext()
+  }
   console.log(`\nchaos: ${results.map(([name, outcome]) => `${name} ${outcome}`).join(', ')}`)
   process.exit(results.every(([, outcome]) => outcome !== 'FAIL') ? 0 : 1)
 }
 
 await main()
 
+/**
+ * prepareScenario, its failure held until the scenario is due: the one running meanwhile must not
+ * end on it.
+ */
+function prepareAhead(scenario: Scenario): Promise<Prepared | Skipped> {
+  const preparing = prepareScenario(scenario)
+  preparing.catch(() => {})
+  return preparing
+}
+
 async function waitForRestarts(stack: Stack): Promise<void> {
   const deadline = Date.now() + RESTARTS_WAIT_MS
   while (stack.restartsPending().length > 0 && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await new Promise((resolve) => setTimeout(resolve, CHEAP_POLL_MS))
 }
 
 /** `--ledger-shards n` from the command line, read before main parses (and checks) the rest. */

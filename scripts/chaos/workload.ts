@@ -89,6 +89,10 @@ export function startWorkload(options: WorkloadOptions): Workload {
       ws.on('open', () => {
         connected = true
         subscribe()
+        // The bettor places from when its socket is open: a loop started with the socket would end
+        // at its first turn if the socket were not open by then (a loop ends with its socket), and
+        // the bettor would never place a bet over this connection.
+        later(prng.int(0, options.meanPauseMs), placeOne)
       })
       ws.on('message', (data: Buffer) => {
         const frame = JSON.parse(data.toString('utf8')) as ServerFrame
@@ -231,7 +235,6 @@ export function startWorkload(options: WorkloadOptions): Workload {
         }
         later(prng.int(options.meanPauseMs / 2, (options.meanPauseMs * 3) / 2), placeOne)
       }
-      later(prng.int(0, options.meanPauseMs), placeOne)
     })
   }
 
