@@ -86,7 +86,7 @@ export function faultFigures(history: readonly HistoryEvent[], window: FaultWind
     valid++
     const userId = userOf.get(key) as string
     const led = window.majorityLed
-    const majorityLed = led !== undefined && led.shards.has(led.shardOf(userId))
+    const majorityLed = led?.shards.has(led.shardOf(userId)) === true
     if (majorityLed) majority.valid++
     if (answer?.kind === 'provisional') {
       booked++
