@@ -171,6 +171,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
       { replicas, ledger, now: options.clock ?? Date.now },
       shardSubject(LOOKUP_BASE, shard, routed),
       misrouted,
+      log,
     ),
   )
   const grants = ledger.served.map((shard) =>
@@ -214,13 +215,25 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
 type Misrouted = (userId: string) => ReturnType<typeof apiError> | null
 
 /** Status recovery on `bets.lookup.<shard>` (see bet-lookup.ts), in the same queue group. */
-function serveLookups(nc: NatsConnection, sources: LookupSources, subject: string, misrouted: Misrouted) {
+function serveLookups(
+  nc: NatsConnection,
+  sources: LookupSources,
+  subject: string,
+  misrouted: Misrouted,
+  log: Logger,
+) {
   return serveJson(nc, subject, LOOKUP_BYTES_MAX, async (value, answer) => {
     const request = parseLookup(value)
     if (Array.isArray(request)) return answer(apiError('BAD_REQUEST', request.join('; ')))
     const refused = misrouted(request.userId)
     if (refused !== null) return answer(refused)
-    const reply: LookupReply = { ok: true, data: { statuses: await lookupStatuses(sources, request) } }
+    // An async handler's throw would end the process (an unhandled rejection): answer it instead.
+    const statuses = await lookupStatuses(sources, request).catch((error: unknown) => {
+      log.error({ err: error, userId: request.userId }, 'a status lookup failed')
+      return null
+    })
+    if (statuses === null) return answer(apiError('INTERNAL', 'the lookup failed; ask again'))
+    const reply: LookupReply = { ok: true, data: { statuses } }
     answer(reply)
   })
 }
