@@ -27,7 +27,7 @@ import type { Backend, Replica } from '../../crdt/index.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { SnapshotStore } from './transport.ts'
 
-/** The header that makes an update its game's archive marker; its value is the snapshot's sequence. */
+/** The header that makes an update its game's archive marker (value `1`). */
 export const ARCHIVE_HEADER = 'Fabric-Archive'
 /** Archived games' replicas a node keeps loaded (each up to SNAPSHOT_BYTES_MAX compressed in the bucket). */
 export const ARCHIVES_LOADED_MAX = 8
@@ -75,6 +75,8 @@ export interface ArchiveShelf {
   loaded(gameId: string): Replica | undefined
   /** The game's archived replica, loaded from the bucket if need be; null when it has none. */
   load(gameId: string): Promise<Replica | null>
+  /** How many archived games this node knows. */
+  count(): number
   /** Archives loaded from the bucket since start. */
   loads(): number
 }
@@ -119,6 +121,7 @@ export function createArchiveShelf(context: {
     known: (gameId) => known.has(gameId),
     note,
     entries: () => [...known],
+    count: () => known.size,
     loaded(gameId) {
       const replica = loaded.get(gameId)
       if (replica !== undefined) {

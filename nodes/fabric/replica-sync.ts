@@ -182,7 +182,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     replicaFor: games.replicaFor,
     games: () => [...games.replicas.keys()],
     isArchived: archives.known,
-    archiveCounts: () => ({ known: archives.entries().length, loads: archives.loads() }),
+    archiveCounts: () => ({ known: archives.count(), loads: archives.loads() }),
     async loadArchive(gameId) {
       const live = games.replicas.get(gameId)
       if (live !== undefined) return live
