@@ -72,7 +72,8 @@ export const DEFAULT_GATEWAY_LIMITS: GatewayLimits = {
   placementsInFlightMax: 10_000,
   placeTimeoutMs: 5_000,
   hedgeAfterMs: 250,
-  answerWithinMs: 1_000,
+  // A client hears within a second: the gateway's own deadline leaves 100 ms for the way to it.
+  answerWithinMs: 900,
   trackedBetsPerUserMax: 1_000,
   statusRecoverAfterMs: 5_000,
   lookupsInFlightMax: 32,
