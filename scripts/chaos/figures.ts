@@ -184,3 +184,13 @@ export function describeFigures(figures: FaultFigures): string {
       : `; acceptance on majority-led shards ${(100 * figures.acceptanceRatioMajorityLed).toFixed(1)}%`)
   )
 }
+
+/** The leader windows in one line: `shard 3 n1→n2 4250 ms`, `none` when no shard was led from there. */
+export function describeWindows(windows: Readonly<Record<string, LeaderWindow>>, label = 'shard '): string {
+  const lines = Object.entries(windows).map(
+    ([shard, window]) =>
+      `${label}${shard} ${window.leaderBefore}→${window.leaderAfter ?? '?'} ` +
+      (window.windowMs === null ? 'no leader elsewhere seen' : `${window.windowMs} ms`),
+  )
+  return lines.length === 0 ? 'none' : lines.join(', ')
+}

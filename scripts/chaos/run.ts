@@ -9,7 +9,14 @@
  * Scenarios run one after another, but what does not depend on a run is done beside the one
  * before it: the next scenario's servers form, take their streams and idle, and its nodes'
  * processes load their code at the lowest CPU priority and wait to be configured (warm-nodes.ts).
- * A scenario's time is then mostly its own workload, fault and checks.
+ * The servers form before the fault is injected, never during it. A scenario's time is then mostly
+ * its own workload, fault and checks.
+ *
+ * Each scenario's report gives the fault's figures (figures.ts): the acceptance ratio while
+ * faulted, on every shard and on the shards whose stream leader stayed with the majority, the first
+ * answer's p99 and max, finals after the heal, convergence, and for a fault that takes servers away
+ * each ledger shard's (and the fabric stream's) leader window, sampled every 250 ms. The soak
+ * profile fails a run that misses a goal (goals.ts); the short one reports the misses only.
  *
  *   npm run chaos                                  # the short profile: every scenario, ~12 s each
  *   npm run chaos -- --profile soak                # longer runs, more bettors
@@ -33,7 +40,7 @@ import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
-import { DEFAULT_SHARDS, SHARDS_MAX } from '../../protocol/shards.ts'
+import { DEFAULT_SHARDS, SHARDS_MAX, shardOf } from '../../protocol/shards.ts'
 import { depositSubject } from '../../protocol/subjects.ts'
 import { parseCommandLine, usageError } from '../command-line.ts'
 import {
@@ -46,10 +53,18 @@ import {
 import { stopProcesses } from '../node-process.ts'
 import { ATTACKER_DEPOSITS, type AttackReport, startAttacker } from './attacker.ts'
 import { check } from './checker.ts'
-import { describeFigures, faultFigures } from './figures.ts'
+import {
+  describeFigures,
+  describeWindows,
+  faultFigures,
+  leaderWindows,
+  majorityLedShards,
+} from './figures.ts'
+import { type AcceptanceGoal, missedGoals } from './goals.ts'
 import type { FaultKind, HistoryEvent, NodeFinalState, NodeKind, TraderLog } from './history.ts'
 import { HOSTILE_USER, startHostileClient } from './hostile-client.ts'
 import { checkHostileMix, describeAttack } from './hostile-mix.ts'
+import { type LeaderSampler, sampleLeaders } from './leader-sampler.ts'
 import {
   createLabAsync,
   type Lab,
@@ -115,6 +130,8 @@ interface Profile {
   readonly faultMs: number
   readonly afterFaultMs: number
   readonly timeScale: number
+  /** A run that misses a goal (goals.ts) fails; otherwise the misses are only reported. */
+  readonly enforceGoals: boolean
 }
 
 const PROFILES: Readonly<Record<string, Profile>> = {
@@ -125,6 +142,7 @@ const PROFILES: Readonly<Record<string, Profile>> = {
     faultMs: 5_000,
     afterFaultMs: 2_000,
     timeScale: 2,
+    enforceGoals: false,
   },
   soak: {
     bettors: 40,
@@ -133,6 +151,7 @@ const PROFILES: Readonly<Record<string, Profile>> = {
     faultMs: 20_000,
     afterFaultMs: 25_000,
     timeScale: 1,
+    enforceGoals: true,
   },
 }
 
@@ -188,6 +207,14 @@ interface Scenario {
   readonly regions?: readonly string[]
   /** A standby trader runs beside the trader, ready to take over (one region only). */
   readonly standby?: boolean
+  /** What the fault leaves standing, and so which acceptance goal applies (goals.ts); default none. */
+  readonly acceptance?: AcceptanceGoal
+  /**
+   * The nats-servers the fault takes from the majority (their shards' leaders must move): the run
+   * samples the ledger shards' leaders and reports each such shard's leader window. None: every
+   * shard's leader stays with the majority.
+   */
+  readonly faultedServers?: readonly string[]
   inject(stack: Stack, run: ScenarioRun): Promise<Fault>
 }
 
@@ -230,6 +257,7 @@ type AnyCluster = NatsCluster | LabCluster | NatsSuperCluster | LabSuperCluster
 const SCENARIOS: readonly Scenario[] = [
   {
     name: 'api-kill',
+    acceptance: 'all',
     description: 'SIGKILL an API node while bets are in flight, restart it after the fault window',
     async inject(stack) {
       await stack.kill('api-1')
@@ -239,6 +267,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'settlement-kill',
+    acceptance: 'all',
     description: 'SIGKILL a settlement node mid-market, restart it (it rebuilds from the ledger)',
     async inject(stack) {
       await stack.kill('settle-1')
@@ -248,6 +277,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'api-pause',
+    acceptance: 'all',
     description: 'SIGSTOP an API node (requests queued to it wait), SIGCONT after the fault window',
     async inject(stack) {
       stack.signal('api-2', 'SIGSTOP')
@@ -266,6 +296,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'colliding-ids',
+    acceptance: 'all',
     description:
       "a client sends bet ids of other users on its ledger shard (booked as its own bets), ids in the settlement namespace and ids like the old settlement ids: each is answered with its code, every victim and every bet booked under a victim's id is settled as its own, and no API node restarts",
     async inject(stack) {
@@ -298,6 +329,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'hostile-mix',
+    acceptance: 'all',
     description:
       'an attacker mixes every hostile class with the bettors through the gateway: colliding and foreign bet ids, absurd odds, limit races, reconnect, upgrade and unfunded floods, a retry with a changed body, bad tokens and origins; no node restarts, no limit is passed, the bettors are still served',
     inject: injectHostileMix,
@@ -312,6 +344,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'trader-takeover',
+    acceptance: 'all',
     description:
       'SIGKILL the trader; the standby fences it, voids the unresulted markets and runs the match on',
     standby: true,
@@ -322,6 +355,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'trader-zombie',
+    acceptance: 'all',
     description:
       'SIGSTOP the trader until the standby has taken over, then SIGCONT: what it writes is dropped',
     standby: true,
@@ -332,6 +366,8 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'server-kill',
+    acceptance: 'majority-led',
+    faultedServers: ['n1'],
     description: 'SIGKILL a nats-server (a stream replica and maybe a leader), restart it',
     async inject(stack) {
       const cluster = stack.cluster as NatsCluster
@@ -341,6 +377,8 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'isolate-server',
+    acceptance: 'majority-led',
+    faultedServers: ['n1'],
     description: 'cut one nats-server off from the other two (iptables), heal after the fault window',
     lab: true,
     async inject(stack) {
@@ -351,6 +389,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'split-region',
+    faultedServers: ['n1', 'n2', 'n3'],
     description: 'cut every link between the three nats-servers: no majority anywhere, then heal',
     lab: true,
     async inject(stack) {
@@ -362,6 +401,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'api-cut-off',
+    acceptance: 'all',
     description: 'cut an API node off from every nats-server (iptables in its own namespace), then heal',
     lab: true,
     async inject(stack) {
@@ -372,6 +412,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'trader-cut-off',
+    acceptance: 'all',
     description:
       'cut the trader off from every nats-server while a standby runs: it takes over; healed, the trader stands down',
     lab: true,
@@ -384,6 +425,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'bridge-partition',
+    acceptance: 'majority-led',
     description: 'cut n1 from n3 only: n2 still reaches both, a partition that is not transitive',
     lab: true,
     async inject(stack) {
@@ -394,6 +436,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'lossy-links',
+    acceptance: 'majority-led',
     description: `drop ${LINK_LOSS_PCT} % of the packets on every link between the nats-servers (iptables), then heal`,
     lab: true,
     async inject(stack) {
@@ -1148,7 +1191,8 @@ function connectFirst(cluster: AnyCluster, regions: readonly string[]): Promise<
 
 /**
  * Runs a prepared scenario; `prepareNext` is called once its stack is ready, so that the next
- * scenario's servers form and its nodes warm while this one runs.
+ * scenario's servers form and its nodes warm while this one's bettors start; the fault waits until
+ * those servers are ready.
  */
 async function runScenario(
   scenario: Scenario,
@@ -1156,7 +1200,7 @@ async function runScenario(
   profile: Profile,
   seed: number,
   reportDir: string,
-  prepareNext: () => void,
+  prepareNext: () => Promise<unknown>,
 ): Promise<Outcome> {
   const started = Date.now()
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`
@@ -1193,7 +1237,7 @@ async function runScenario(
       warmNodes,
     )
     console.log(`[${elapsed()}] stack ready (${nodes.map((node) => node.name).join(', ')})`)
-    prepareNext()
+    const nextPrepared = prepareNext().catch(() => {})
     const users = Array.from({ length: profile.bettors }, (_, i) => `chaos-user-${i}`)
     const homeRegions = Object.fromEntries(users.map((userId) => [userId, homeRegionOf(userId, regions)]))
     // Every bettor's deposit at once: each is its own user's, on its own, and answered on its own.
@@ -1222,7 +1266,16 @@ async function runScenario(
       answerTimeoutMs: ANSWER_TIMEOUT_MS,
       record,
     })
-    await new Promise((resolve) => setTimeout(resolve, profile.beforeFaultMs))
+    // The next scenario's servers form and take their streams before the fault, not during it: a
+    // fault must meet servers that do not share the two cores with another cluster's start (its
+    // elections and stream creations), or what it measures is that contention.
+    await Promise.all([new Promise((resolve) => setTimeout(resolve, profile.beforeFaultMs)), nextPrepared])
+    // Which server leads each ledger shard, sampled from just before the fault until the replicas
+    // agree after it, when the fault takes servers from the majority (one region).
+    const faulted = new Set(scenario.faultedServers ?? [])
+    const sampler: LeaderSampler | null =
+      !multiRegion && faulted.size > 0 ? sampleLeaders(nc, regions[0] as string, SHARDS) : null
+    await sampler?.ready
     const faultAtMs = Date.now()
     const [gateway, gatewayPort] = [...gatewayPorts][0] as [string, number]
     const origin = `http://${stack.address(gateway)}:${gatewayPort}`
@@ -1246,6 +1299,11 @@ async function runScenario(
     const converging = convergenceMs(stack, nodes, healedAtMs)
     await new Promise((resolve) => setTimeout(resolve, profile.afterFaultMs))
     const convergedMs = await converging
+    const leaderSamples = (await sampler?.stop()) ?? { ledger: [], fabric: [] }
+    // A bet is judged against the writers' updates: with the fabric stream's leader on a faulted
+    // server, no shard is served by the majority alone until it moves.
+    const fabricWindows = sampler ? leaderWindows(leaderSamples.fabric, faultAtMs, faulted) : {}
+    const fabricWindow = fabricWindows['0']
     console.log(
       `[${elapsed()}] ${convergedMs === null ? 'replicas did not agree' : `every replica agreed ${convergedMs} ms after the heal`}`,
     )
@@ -1317,17 +1375,52 @@ async function runScenario(
     }
     console.log(`availability while faulted, by gateway region: ${availability.whileFaulted}`)
     if (multiRegion) console.log(`availability over the run, by gateway region: ${availability.wholeRun}`)
-    const figures = faultFigures(history, { faultAtMs, healedAtMs, answerTimeoutMs: ANSWER_TIMEOUT_MS })
+    const figures = faultFigures(history, {
+      faultAtMs,
+      healedAtMs,
+      answerTimeoutMs: ANSWER_TIMEOUT_MS,
+      // Every shard's leader stays with the majority unless the fault takes servers from it.
+      ...(multiRegion
+        ? {}
+        : {
+            majorityLed: {
+              shards: !sampler
+                ? new Set(Array.from({ length: SHARDS }, (_, shard) => shard))
+                : fabricWindow
+                  ? new Set<number>()
+                  : majorityLedShards(leaderSamples.ledger, faultAtMs, faulted),
+              shardOf: (userId: string) => shardOf(userId, SHARDS),
+            },
+          }),
+    })
     console.log(describeFigures(figures))
+    const windows = sampler ? leaderWindows(leaderSamples.ledger, faultAtMs, faulted) : {}
+    if (sampler)
+      console.log(
+        `leader windows of the streams led from ${[...faulted].join(', ')}: ledger ${describeWindows(windows)}; ` +
+          `fabric ${describeWindows(fabricWindows, '').replace(/^0 /, '')}`,
+      )
+    const acceptanceGoal = scenario.acceptance ?? 'none'
+    const missed = missedGoals({ ...figures, convergedAfterHealMs: convergedMs }, acceptanceGoal)
+    console.log(
+      `goals (acceptance: ${acceptanceGoal}${acceptanceGoal === 'none' ? ', refusals are the right answer to this fault' : ''}): ` +
+        (missed.length === 0
+          ? 'every goal met'
+          : `missed: ${missed.join('; ')}${profile.enforceGoals ? '' : ' (reported, not enforced in this profile)'}`),
+    )
     mkdirSync(reportDir, { recursive: true })
     const measured = {
       faultMs: healedAtMs - faultAtMs,
       acceptanceRatio: figures.acceptanceRatio,
+      acceptanceRatioMajorityLed: figures.acceptanceRatioMajorityLed,
       notBookedWhileFaulted: figures.notBooked,
       firstAnswerP99Ms: figures.firstAnswerP99Ms,
       firstAnswerMaxMs: figures.firstAnswerMaxMs,
       finalsAfterHealP99Ms: figures.finalsAfterHealP99Ms,
       convergedAfterHealMs: convergedMs,
+      leaderWindows: sampler ? windows : null,
+      fabricLeaderWindow: sampler ? (fabricWindow ?? null) : null,
+      goals: { acceptance: acceptanceGoal, enforced: profile.enforceGoals, missed },
       availability,
       consumersReplaced: takeover.consumers,
       statusLookups: takeover.lookups,
@@ -1353,14 +1446,16 @@ async function runScenario(
         `[${elapsed()}] died during the run: ${died.map(({ name }) => name).join(', ')}; see their logs`,
       )
     const placements = [...availabilityCounts(history, users, nodes).values()]
-    const problems =
-      (await fault.verify?.({
+    const problems = [
+      ...((await fault.verify?.({
         history,
         bettorPlacements: {
           placed: placements.reduce((sum, count) => sum + count.placed, 0),
           acknowledged: placements.reduce((sum, count) => sum + count.acknowledged, 0),
         },
-      })) ?? []
+      })) ?? []),
+      ...(profile.enforceGoals ? missed.map((goal) => `goal missed: ${goal}`) : []),
+    ]
     for (const problem of problems) console.log(`[${elapsed()}] ${scenario.name}: ${problem}`)
     passed = report.pass && booked > 0 && died.length === 0 && problems.length === 0
     console.log(`[${elapsed()}] ${passed ? 'PASS' : 'FAIL'} ${scenario.name}; report in ${reportDir}`)
@@ -1416,8 +1511,9 @@ async function main(): Promise<void> {
     const prepared = await (preparing as Promise<Prepared | Skipped>)
     const next = scenarios[i + 1]
     preparing = null
-    const prepareNext = () => {
+    const prepareNext = (): Promise<unknown> => {
       preparing ??= next ? prepareAhead(next) : null
+      return preparing ?? Promise.resolve()
     }
     results.push([
       scenario.name,

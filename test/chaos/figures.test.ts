@@ -7,6 +7,7 @@
 import t from 'tap'
 import {
   describeFigures,
+  describeWindows,
   faultFigures,
   type LeaderSample,
   leaderWindows,
@@ -165,4 +166,9 @@ t.test('leader windows: shards led from a faulted server, until a leader elsewhe
     '2': { leaderBefore: 'n1', windowMs: null, leaderAfter: null },
   })
   t.same([...majorityLedShards(samples, 1_000, faulted)], [1])
+  t.equal(
+    describeWindows(leaderWindows(samples, 1_000, faulted)),
+    'shard 0 n1→n3 3000 ms, shard 2 n1→? no leader elsewhere seen',
+  )
+  t.equal(describeWindows({}), 'none')
 })

@@ -1,0 +1,54 @@
+// Proves the chaos goals (scripts/chaos/goals.ts): each figure past its goal is named, the
+// acceptance goal reads the ratio its scenario promises (every shard, majority-led shards, or none),
+// an unmeasured ratio under a goal is a miss, and figures within every goal miss nothing.
+
+import t from 'tap'
+import { GOALS, type GoalFigures, missedGoals } from '../../scripts/chaos/goals.ts'
+
+const MET: GoalFigures = {
+  acceptanceRatio: 1,
+  acceptanceRatioMajorityLed: 1,
+  firstAnswerMaxMs: 400,
+  finalsAfterHealP99Ms: 120,
+  convergedAfterHealMs: 300,
+}
+
+t.test('figures within every goal miss none, whatever the acceptance goal', async (t) => {
+  for (const goal of ['all', 'majority-led', 'none'] as const) t.same(missedGoals(MET, goal), [], goal)
+  const edge = {
+    ...MET,
+    acceptanceRatio: GOALS.acceptanceRatioMin,
+    firstAnswerMaxMs: GOALS.firstAnswerMaxMs,
+    finalsAfterHealP99Ms: GOALS.finalsAfterHealP99Ms,
+    convergedAfterHealMs: GOALS.convergedAfterHealMs,
+  }
+  t.same(missedGoals(edge, 'all'), [], 'a figure equal to its goal meets it')
+  t.same(missedGoals({ ...MET, finalsAfterHealP99Ms: null }, 'all'), [], 'no final after the heal to time')
+})
+
+t.test('the acceptance goal reads the ratio its scenario promises', async (t) => {
+  const lowAll = { ...MET, acceptanceRatio: 0.5 }
+  t.match(missedGoals(lowAll, 'all'), [/^acceptance while faulted 50\.0 %, goal >= 98\.0 %$/])
+  t.same(missedGoals(lowAll, 'majority-led'), [], 'the majority-led shards booked everything')
+  t.same(missedGoals(lowAll, 'none'), [], 'no majority: refusals are right')
+  const lowLed = { ...MET, acceptanceRatioMajorityLed: 0.9 }
+  t.match(missedGoals(lowLed, 'majority-led'), [/majority-led shards while faulted 90\.0 %/])
+  t.same(
+    missedGoals({ ...MET, acceptanceRatioMajorityLed: null }, 'majority-led'),
+    [],
+    'no shard stayed with the majority: nothing to judge',
+  )
+  t.match(
+    missedGoals({ ...MET, acceptanceRatio: null }, 'all'),
+    [/not measured/],
+    'nothing to judge is a miss',
+  )
+})
+
+t.test('every timing goal past its bound is named', async (t) => {
+  const slow = { ...MET, firstAnswerMaxMs: 1_001, finalsAfterHealP99Ms: 251, convergedAfterHealMs: 1_001 }
+  const missed = missedGoals(slow, 'none')
+  t.equal(missed.length, 3)
+  t.match(missed, [/first answer 1001 ms/, /finals after the heal p99 251 ms/, /converged 1001 ms/])
+  t.match(missedGoals({ ...MET, convergedAfterHealMs: null }, 'none'), [/did not agree/])
+})
