@@ -24,8 +24,6 @@ export interface StreamSource {
   readonly stream: string
   readonly filterSubject?: string | undefined
   readonly log: Logger
-  /** Opens tried for a consumer on the stream's leader (LEADER_PLACEMENT_ATTEMPTS by default). */
-  readonly leaderPlacementAttempts?: number
 }
 
 /** Where a follower's reading stands; its consumers, its watchdog and its supervisor share it. */
@@ -55,61 +53,17 @@ export interface Reading {
   abandoned: boolean
 }
 
-/**
- * A consumer is opened again, up to this many times in all, until it is placed on the server that
- * leads the stream. nats-server 2.9.10 places an ephemeral consumer on one of the stream's replicas
- * at random, and a consumer reads that replica's copy; after a partition two replicas were seen to
- * hold different messages under one sequence for good, so a node reading from one disagreed with
- * the leader (which answers every check and acknowledges every append) after each of its rebuilds.
- * Reading from the leader, a node agrees with what the stream acknowledges while it leads. With
- * three replicas, an open lands elsewhere every time with odds (2/3)^16, about 1 in 650; it then
- * reads where it landed, and the checks still compare.
- */
-export const LEADER_PLACEMENT_ATTEMPTS = 16
-
 async function openConsumer(source: StreamSource, position: ReadingPosition): Promise<Reading> {
-  const leader = await streamLeader(source)
-  for (let attempt = 1; ; attempt++) {
-    const consumer = await source.js.consumers.get(source.stream, {
-      ...(source.filterSubject ? { filter_subjects: source.filterSubject } : {}),
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: position.next,
-    })
-    const messages = await consumer.consume()
-    const created = await consumer.info(true)
-    const placedOn = created.cluster?.leader
-    if (
-      leader &&
-      placedOn &&
-      placedOn !== leader &&
-      attempt < (source.leaderPlacementAttempts ?? LEADER_PLACEMENT_ATTEMPTS)
-    ) {
-      messages.stop()
-      continue
-    }
-    if (!position.caughtUp && created.num_pending === 0) position.caughtUp = true
-    return readingOf(messages, () => consumer.info())
-  }
-}
-
-/** The longest a consumer's opening waits to learn the stream's leader before it opens one anywhere. */
-const LEADER_LOOKUP_MS = 1_000
-
-/** The server that leads the stream now; null when unclustered or not known (no answer in time). */
-async function streamLeader(source: StreamSource): Promise<string | null> {
-  try {
-    const info = source.js.streams.get(source.stream).then((stream) => stream.info())
-    info.catch(() => {})
-    return (await within(info, LEADER_LOOKUP_MS, `the leader of ${source.stream}`)).cluster?.leader ?? null
-  } catch {
-    return null
-  }
-}
-
-function readingOf(messages: ConsumerMessages, info: () => Promise<{ num_pending: number }>): Reading {
+  const consumer = await source.js.consumers.get(source.stream, {
+    ...(source.filterSubject ? { filter_subjects: source.filterSubject } : {}),
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: position.next,
+  })
+  const messages = await consumer.consume()
+  if (!position.caughtUp && (await consumer.info(true)).num_pending === 0) position.caughtUp = true
   const reading: Reading = {
     messages,
-    info,
+    info: () => consumer.info(),
     abandon() {
       reading.abandoned = true
       messages.stop()

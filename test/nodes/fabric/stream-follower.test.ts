@@ -1,13 +1,11 @@
 // A follower keeps delivering, in order and exactly once, when its consumer dies under it: here
 // the server-side consumer is deleted mid-stream, as a nats-server crash deletes the ordered
-// consumer it held. A follower that has handled everything the stream holds is left alone. Its
-// consumers are placed on the server that leads the stream, whose copy every check compares with.
+// consumer it held. A follower that has handled everything the stream holds is left alone.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { followStream } from '../../../nodes/fabric/stream-follower.ts'
-import { openReading, type ReadingPosition } from '../../../nodes/fabric/stream-reading.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
@@ -138,42 +136,4 @@ t.test('a replaced consumer starts an audit that finds a divergence behind the l
   await remake([...numbered('second'), 'the same sixth'])
   await waitFor('the divergence found', () => follower.diverged() !== null, 20_000)
   t.match(follower.diverged(), /message 1 is not the one/, 'found at the first sequence that differs')
-})
-
-t.test('a consumer is opened on the server that leads the stream', async (t) => {
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const nc = await cluster.connect()
-  t.teardown(() => nc.close())
-  const jsm = await jetstreamManager(nc)
-  await jsm.streams.add({
-    name: 'PLACED',
-    subjects: ['placed.>'],
-    num_replicas: 3,
-    storage: StorageType.File,
-  })
-  const js = jetstream(nc)
-  for (let i = 1; i <= 3; i++) await js.publish('placed.x', String(i))
-  const leader = (await jsm.streams.info('PLACED')).cluster?.leader
-  t.ok(leader, `the stream has a leader (${leader})`)
-  // nats-server places an ephemeral consumer on a replica at random: one in three lands on the
-  // leader, so twelve opens all on it would happen by chance about once in half a million runs.
-  // Forty tries each leave an open off the leader about once in ten million.
-  const source = { js, stream: 'PLACED', log: pino({ level: 'silent' }), leaderPlacementAttempts: 40 }
-  const placed: string[] = []
-  for (let i = 0; i < 12; i++) {
-    const position: ReadingPosition = {
-      next: 1,
-      lastSeq: 0,
-      caughtUp: false,
-      holes: 0,
-      progressAt: Date.now(),
-      closed: false,
-    }
-    const reading = await openReading(source, position)
-    const info = (await reading.info()) as { cluster?: { leader?: string } }
-    placed.push(info.cluster?.leader ?? 'unknown')
-    reading.abandon()
-  }
-  t.same(new Set(placed), new Set([leader]), `every consumer on the leader: ${placed.join(', ')}`)
 })
