@@ -29,7 +29,7 @@ export interface LeaderSampler {
   stop(): Promise<{ ledger: LeaderSample[]; fabric: LeaderSample[] }>
 }
 
-/** Starts sampling now; the first sample is taken at once (`ready`). */
+/** Starts sampling now through `nc`, which it closes when stopped; the first sample is taken at once (`ready`). */
 export function sampleLeaders(nc: NatsConnection, region: string, shards: number): LeaderSampler {
   const streams = Array.from({ length: shards }, (_, shard) => names.ledgerStream(region, shard))
   const fabricStream = names.fabricStream(region)
@@ -60,6 +60,7 @@ export function sampleLeaders(nc: NatsConnection, region: string, shards: number
     async stop() {
       stopped = true
       await loop.catch(() => {})
+      await nc.close().catch(() => {})
       return { ledger: samples, fabric }
     },
   }

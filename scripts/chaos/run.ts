@@ -33,7 +33,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { NatsConnection } from '@nats-io/transport-node'
+import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
 import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../../nodes/fabric/node-main.ts'
@@ -1190,6 +1190,22 @@ function connectFirst(cluster: AnyCluster, regions: readonly string[]): Promise<
 }
 
 /**
+ * A connection to the servers a fault leaves with the majority (to every server when it leaves
+ * none): a cut-off server still answers for the streams it led, as their leader, long after the
+ * majority elected another.
+ */
+function majorityConnection(
+  cluster: NatsCluster | LabCluster,
+  faulted: ReadonlySet<string>,
+): Promise<NatsConnection> {
+  const majority = cluster.processes.filter((server) => !faulted.has(server.name))
+  return connect({
+    servers: (majority.length > 0 ? majority : cluster.processes).map((server) => server.url),
+    noAsyncTraces: true,
+  })
+}
+
+/**
  * Runs a prepared scenario; `prepareNext` is called once its stack is ready, so that the next
  * scenario's servers form and its nodes warm while this one's bettors start; the fault waits until
  * those servers are ready.
@@ -1274,7 +1290,13 @@ async function runScenario(
     // agree after it, when the fault takes servers from the majority (one region).
     const faulted = new Set(scenario.faultedServers ?? [])
     const sampler: LeaderSampler | null =
-      !multiRegion && faulted.size > 0 ? sampleLeaders(nc, regions[0] as string, SHARDS) : null
+      !multiRegion && faulted.size > 0
+        ? sampleLeaders(
+            await majorityConnection(cluster as NatsCluster | LabCluster, faulted),
+            regions[0] as string,
+            SHARDS,
+          )
+        : null
     await sampler?.ready
     const faultAtMs = Date.now()
     const [gateway, gatewayPort] = [...gatewayPorts][0] as [string, number]
