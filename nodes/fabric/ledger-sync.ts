@@ -43,6 +43,8 @@ export const APPEND_RETRY_MS = 100
  * request's 503 "no responders" as `jetstream is not enabled`): nothing was stored.
  */
 const NO_LEADER = /no responders|jetstream is not enabled/i
+/** A read-back still waiting for its sequence after this checks the shard's consumer (stream-watchdog.ts). */
+export const NUDGE_AFTER_MS = 150
 /** Results kept per shard for late waiters; older ones are read back from the fold's bet records. */
 export const RECENT_RESULTS_MAX = 100_000
 export const WAITERS_MAX = 10_000
@@ -152,6 +154,8 @@ export function createReadBack(context: {
   readonly stream: string
   readonly timers: Timers
   readonly foldedThrough: () => number
+  /** The fold has not reached an awaited sequence within NUDGE_AFTER_MS: check its consumer now. */
+  readonly nudge?: () => void
 }) {
   const recent = new Map<number, readonly FoldResult[]>()
   const waiters = new Map<number, ((results: readonly FoldResult[]) => void)[]>()
@@ -221,10 +225,18 @@ export function createReadBack(context: {
     if (waiters.size >= WAITERS_MAX) return Promise.reject(new Error('too many waiters'))
     return new Promise((resolve, reject) => {
       const waiter = (results: readonly FoldResult[]) => {
-        cancel()
+        cancelWait()
+        cancelNudge()
         resolve(results)
       }
-      const cancel = context.timers.setTimeout(() => {
+      // The stream acknowledged `seq`: a consumer that has not delivered it in a moment may be on
+      // a server that died or stopped, which the watchdog would find only seconds later.
+      const cancelNudge =
+        context.nudge && timeoutMs > NUDGE_AFTER_MS
+          ? context.timers.setTimeout(() => context.nudge?.(), NUDGE_AFTER_MS)
+          : () => {}
+      const cancelWait = context.timers.setTimeout(() => {
+        cancelNudge()
         // A waiter that gave up is forgotten, so that slow folds cannot fill WAITERS_MAX for good.
         const list = (waiters.get(seq) ?? []).filter((each) => each !== waiter)
         if (list.length === 0) waiters.delete(seq)
@@ -280,7 +292,13 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     const stream = names.ledgerStream(region, shard)
     // The follower is assigned below; the read-back only asks it once messages flow.
     let follower: ShardSync['follower'] | undefined
-    const readBack = createReadBack({ log, stream, timers, foldedThrough: () => follower?.lastSeq() ?? 0 })
+    const readBack = createReadBack({
+      log,
+      stream,
+      timers,
+      foldedThrough: () => follower?.lastSeq() ?? 0,
+      nudge: () => follower?.nudge(),
+    })
     follower = await transport.follow({
       stream,
       startSeq: 1,

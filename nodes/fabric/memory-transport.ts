@@ -155,6 +155,8 @@ function followMemoryStream(shared: Shared, node: string, request: FollowRequest
     phase: () => (closed ? 'closed' : 'consuming'),
     idleMs: () => now() - lastAtMs,
     diverged: () => null,
+    // Its delivery never stops by itself: it resumes as soon as the node is reachable again.
+    nudge: () => pump(),
     async close() {
       closed = true
       stream.followers.delete(pump)

@@ -99,6 +99,11 @@ export interface StreamFollower {
   idleMs(): number
   /** Why what this follower handled is not what the stream holds, or null while it is. */
   diverged(): string | null
+  /**
+   * The node awaits a message the stream acknowledged: make sure the consumer is still there (it
+   * is replaced at once if it does not answer), rather than wait for the next stall check.
+   */
+  nudge(): void
   close(): Promise<void>
 }
 
@@ -139,7 +144,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
   // The first consumer must open, or the node cannot start: let that failure reach the caller.
   supervision.current = await openReading(source, position)
   const following = superviseConsumers({ source, position, supervision, check, handle })
-  const stopWatchdog = watchConsumer({
+  const watchdog = watchConsumer({
     source,
     position,
     watched: () => supervision.current,
@@ -159,10 +164,11 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     phase: () => supervision.phase,
     idleMs: () => Date.now() - position.progressAt,
     diverged: () => check.diverged(),
+    nudge: () => watchdog.nudge(),
     async close() {
       if (position.closed) return
       position.closed = true
-      stopWatchdog()
+      watchdog.stop()
       stopVerifying()
       await supervision.current?.messages.close()
       await following

@@ -75,16 +75,38 @@ async function openConsumer(source: StreamSource, position: ReadingPosition): Pr
   return reading
 }
 
-/** Open a consumer at the next sequence; one that has not opened within OPEN_TIMEOUT_MS is given up. */
-export function openReading(source: StreamSource, position: ReadingPosition): Promise<Reading> {
+/**
+ * One try at opening a consumer that has not opened within this is given up and another tried.
+ * nats-server 2.9 places a consumer on one of the stream's replicas at random, a replica whose
+ * server is down or paused included, and then the opening waits for an answer that never comes;
+ * another try lands elsewhere two times in three. Opening takes milliseconds otherwise.
+ */
+export const OPEN_ATTEMPT_MS = 1_000
+
+/**
+ * Open a consumer at the next sequence, trying again (OPEN_ATTEMPT_MS each) until one opens or
+ * OPEN_TIMEOUT_MS have passed; then the last failure is thrown.
+ */
+export async function openReading(source: StreamSource, position: ReadingPosition): Promise<Reading> {
+  const deadline = Date.now() + OPEN_TIMEOUT_MS
+  for (;;) {
+    const left = deadline - Date.now()
+    try {
+      return await openOnce(source, position, Math.min(OPEN_ATTEMPT_MS, left))
+    } catch (error) {
+      if (position.closed || deadline - Date.now() <= 0) throw error
+      source.log.warn({ err: error, stream: source.stream }, 'opening a consumer failed; trying again')
+    }
+  }
+}
+
+function openOnce(source: StreamSource, position: ReadingPosition, ms: number): Promise<Reading> {
   const opening = openConsumer(source, position)
-  return within(opening, OPEN_TIMEOUT_MS, `opening a consumer on ${source.stream}`).catch(
-    (error: unknown) => {
-      // Should it open after all, it must not deliver to anyone.
-      opening.then((late) => late.messages.close()).catch(() => {})
-      throw error
-    },
-  )
+  return within(opening, ms, `opening a consumer on ${source.stream}`).catch((error: unknown) => {
+    // Should it open after all, it must not deliver to anyone.
+    opening.then((late) => late.messages.close()).catch(() => {})
+    throw error
+  })
 }
 
 /** Sequences of a gap asked about at once. */

@@ -12,6 +12,21 @@ import type { Reading, ReadingPosition, StreamSource } from './stream-reading.ts
 /** How often a silent consumer is checked; twice this without progress while it has messages restarts it. */
 export const STALL_CHECK_MS = 2_000
 
+/**
+ * A nudged consumer (one whose node waits for a message it should have delivered: its own append,
+ * acknowledged) that does not answer its info within this is taken for gone and replaced. A
+ * consumer lives on one server; when that server dies or stops, its info goes unanswered.
+ */
+export const NUDGE_ANSWER_MS = 500
+/** Nudges within this of the last one are the same nudge. */
+export const NUDGE_EVERY_MS = 250
+
+export interface Watchdog {
+  stop(): void
+  /** Ask the consumer now whether it is still there, as a node waiting for a message does. */
+  nudge(): void
+}
+
 export interface WatchdogOptions {
   readonly source: StreamSource
   readonly position: ReadingPosition
@@ -31,11 +46,12 @@ function streamLastSeq({ js, stream }: StreamSource): Promise<number | null> {
     )
 }
 
-/** Start checking every `stallCheckMs`; returns the way to stop. */
-export function watchConsumer(options: WatchdogOptions): () => void {
+/** Start checking every `stallCheckMs`, and whenever nudged. */
+export function watchConsumer(options: WatchdogOptions): Watchdog {
   const { source, position, stallCheckMs } = options
   const { log, stream } = source
   let checking = false
+  let nudgedAt = 0
   // A check that does not answer within two periods counts as a consumer gone.
   const watchdog = setInterval(() => {
     const watched = options.watched()
@@ -63,5 +79,25 @@ export function watchConsumer(options: WatchdogOptions): () => void {
       })
   }, stallCheckMs)
   watchdog.unref()
-  return () => clearInterval(watchdog)
+  return {
+    stop: () => clearInterval(watchdog),
+    nudge() {
+      const watched = options.watched()
+      const now = Date.now()
+      if (watched === null || checking || now - nudgedAt < NUDGE_EVERY_MS) return
+      nudgedAt = now
+      checking = true
+      within(watched.info(), NUDGE_ANSWER_MS, 'the consumer answering')
+        .catch((error: unknown) => {
+          log.warn(
+            { err: error, stream, next: position.next },
+            'stream consumer does not answer while a message it should deliver is awaited; starting another',
+          )
+          watched.abandon()
+        })
+        .finally(() => {
+          checking = false
+        })
+    },
+  }
 }

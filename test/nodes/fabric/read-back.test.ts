@@ -1,12 +1,13 @@
 // Proves the ledger's read-back of a node's own appends (ledger-sync.ts, createReadBack) with
 // injected timers: a waiter gets the fold's result when the fold reaches its sequence, or a
 // timeout; and an append acknowledged at a sequence where the fold holds another entry, before or
-// after the fold got there, marks the ledger diverged with both ids named.
+// after the fold got there, marks the ledger diverged with both ids named. A waiter still waiting
+// after NUDGE_AFTER_MS nudges the shard's consumer, once; one answered sooner does not.
 
 import pino from 'pino'
 import t from 'tap'
 import type { FoldResult } from '../../../ledger/index.ts'
-import { createReadBack } from '../../../nodes/fabric/ledger-sync.ts'
+import { createReadBack, NUDGE_AFTER_MS } from '../../../nodes/fabric/ledger-sync.ts'
 import type { Timers } from '../../../nodes/fabric/timers.ts'
 
 function manualTimers() {
@@ -48,17 +49,19 @@ const mine = (id: string) => ({ userId: 'u1', id })
 function setup() {
   let foldedThrough = 0
   const { timers, advance } = manualTimers()
+  const nudges = { count: 0 }
   const readBack = createReadBack({
     log: pino({ level: 'silent' }),
     stream: 'LEDGER_EU_0',
     timers,
     foldedThrough: () => foldedThrough,
+    nudge: () => nudges.count++,
   })
   const fold = (seq: number, entryId: string) => {
     foldedThrough = seq
     readBack.folded(seq, [applied(entryId)])
   }
-  return { readBack, fold, advance }
+  return { readBack, fold, advance, nudges }
 }
 
 t.test('a waiter gets the result when the fold reaches it, or a timeout', async (t) => {
@@ -101,4 +104,21 @@ t.test('a batch is read back entry by entry, and checked entry by entry', async 
   readBack.expectAt(4, [mine('b1'), mine('b2'), { userId: 'u2', id: 'b3' }])
   t.match(readBack.diverged(), /acknowledged u2\/b3 at 4, where the fold holds u1\/b3/)
   advance(0)
+})
+
+t.test('a waiter that waits past NUDGE_AFTER_MS nudges the consumer, once', async (t) => {
+  const { readBack, fold, advance, nudges } = setup()
+  const quick = readBack.resultAt(2, 1_000)
+  advance(NUDGE_AFTER_MS - 1)
+  fold(2, 'bet-1')
+  await quick
+  advance(NUDGE_AFTER_MS)
+  t.equal(nudges.count, 0, 'answered in time: no nudge')
+  const slow = readBack.resultAt(3, 1_000)
+  advance(NUDGE_AFTER_MS)
+  t.equal(nudges.count, 1, 'still waiting: the consumer is nudged')
+  advance(NUDGE_AFTER_MS)
+  t.equal(nudges.count, 1, 'once per waiter')
+  fold(3, 'bet-2')
+  t.match(await slow, { entryId: 'bet-2' })
 })

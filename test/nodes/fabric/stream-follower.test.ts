@@ -1,11 +1,14 @@
 // A follower keeps delivering, in order and exactly once, when its consumer dies under it: here
 // the server-side consumer is deleted mid-stream, as a nats-server crash deletes the ordered
-// consumer it held. A follower that has handled everything the stream holds is left alone.
+// consumer it held. A follower that has handled everything the stream holds is left alone. A
+// follower nudged while its consumer's server is stopped replaces the consumer at once.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
-import { followStream } from '../../../nodes/fabric/stream-follower.ts'
+import { requestStepDown } from '../../../nodes/fabric/leader-spread.ts'
+import { followStream, type StreamFollower } from '../../../nodes/fabric/stream-follower.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
@@ -136,4 +139,66 @@ t.test('a replaced consumer starts an audit that finds a divergence behind the l
   await remake([...numbered('second'), 'the same sixth'])
   await waitFor('the divergence found', () => follower.diverged() !== null, 20_000)
   t.match(follower.diverged(), /message 1 is not the one/, 'found at the first sequence that differs')
+})
+
+t.test('a nudged follower whose consumer is on a stopped server starts another at once', async (t) => {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const [own, ...others] = cluster.processes
+  // The follower talks to n1 only; its consumer must live on another server, which is stopped.
+  const nc = await connect({ servers: own?.url, noAsyncTraces: true })
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({ name: 'NUDGE', subjects: ['nudge.>'], num_replicas: 3, storage: StorageType.File })
+  const js = jetstream(nc)
+  for (let i = 1; i <= 3; i++) await js.publish('nudge.x', String(i))
+  const seen: number[] = []
+  let follower: StreamFollower | null = null
+  let consumerServer: string | undefined
+  // nats-server places the consumer on a replica at random: open until it is not on n1.
+  for (
+    let attempt = 0;
+    attempt < 30 && (consumerServer === undefined || consumerServer === own?.name);
+    attempt++
+  ) {
+    await follower?.close()
+    seen.length = 0
+    follower = await followStream({
+      js,
+      stream: 'NUDGE',
+      startSeq: 1,
+      log: pino({ level: 'silent' }),
+      // Only a nudge can find the consumer gone within this test.
+      stallCheckMs: 120_000,
+      verifyEveryMs: 120_000,
+      onMessage: (message) => seen.push(Number(message.string())),
+    })
+    await waitFor('the first messages', () => seen.length === 3)
+    for await (const consumer of jsm.consumers.list('NUDGE')) consumerServer = consumer.cluster?.leader
+  }
+  t.teardown(() => follower?.close())
+  const stopped = others.find((server) => server.name === consumerServer)
+  t.ok(stopped, `the consumer is on ${consumerServer}, not on n1`)
+  // The stream must keep a leader while that server is stopped.
+  if ((await jsm.streams.info('NUDGE')).cluster?.leader === consumerServer) {
+    await requestStepDown(nc, 'NUDGE')
+    await waitFor('another leader', async () => {
+      const leader = (await jsm.streams.info('NUDGE').catch(() => null))?.cluster?.leader
+      return leader !== undefined && leader !== consumerServer
+    })
+  }
+  process.kill(stopped?.pid as number, 'SIGSTOP')
+  t.teardown(() => {
+    if (stopped?.pid) process.kill(stopped.pid, 'SIGCONT')
+  })
+  await js.publish('nudge.x', '4')
+  const nudgedAt = Date.now()
+  const nudging = setInterval(() => follower?.nudge(), 100)
+  t.teardown(() => clearInterval(nudging))
+  // Without the nudge the consumer would be found gone only by the stall check, 2 minutes away. A
+  // new consumer may wait for a new meta leader, when the stopped server was it (seconds on 2.9).
+  await waitFor('the new message through another consumer', () => seen.length === 4, 20_000)
+  t.same(seen, [1, 2, 3, 4], 'in order, none twice')
+  t.ok((follower?.restarts() ?? 0) >= 1, 'the consumer was replaced')
+  t.comment(`delivered ${Date.now() - nudgedAt} ms after the first nudge`)
 })
