@@ -8,7 +8,7 @@
  * the games its process writes, since they share its clock): a wall time it has promised not to
  * heartbeat past without first storing a higher one. Earlier versions kept one per game
  * (`clock.<gameId>.<writer>`); a writer restarted on those games also reads and merges those. The ceiling
- * runs `leaseMs` ahead of the clock and is renewed when the clock comes within half of that. A
+ * runs `leaseMs` ahead of the clock and is renewed once the clock has used a quarter of that. A
  * heartbeat above the stored ceiling is not sent (the trader skips it; a late renewal costs a
  * missed heartbeat, never a broken promise). A restarted writer merges the stored ceiling plus one
  * millisecond into its clock before it stamps anything: every stamp it issues is then after every
@@ -22,7 +22,14 @@ import { names } from '../../protocol/subjects.ts'
 import { realTimers, sleep, type Timers } from '../fabric/timers.ts'
 import type { SnapshotStore } from '../fabric/transport.ts'
 
-export const DEFAULT_CEILING_LEASE_MS = 2_000
+/**
+ * How far the ceiling runs ahead of the clock. It is renewed once the clock has used a quarter of
+ * it, so it stays 3-4 s ahead: while the bucket's stream elects a leader (several seconds on
+ * nats-server 2.9 when its leader's server is lost), heartbeats go on for those seconds instead of
+ * stopping at once. It stays inside the 5 s drift bound (DEFAULT_MAX_DRIFT_MS), so a restarted
+ * writer on the same host merges its ceiling without waiting.
+ */
+export const DEFAULT_CEILING_LEASE_MS = 4_000
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
 export const CEILING_MERGE_RETRY_MS = 100
 
@@ -62,7 +69,7 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
 
   async function renew(): Promise<void> {
     // Never below a ceiling stored before, even if the wall clock stepped back.
-    const next = Math.max(ceiling, now(), hlc.last().wall) + leaseMs
+    const next = Math.max(ceiling, Math.max(now(), hlc.last().wall) + leaseMs)
     await store.put(key, String(next))
     ceiling = Math.max(ceiling, next)
   }
@@ -70,7 +77,7 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
 
   return {
     covers(wallMs) {
-      if (!renewing && wallMs > ceiling - leaseMs / 2) {
+      if (!renewing && wallMs > ceiling - (leaseMs * 3) / 4) {
         renewing = true
         renew()
           .catch((error) => log.warn({ err: error }, 'storing the clock ceiling failed; heartbeats wait'))

@@ -1,0 +1,81 @@
+// Proves the writer's clock ceiling (nodes/trader/clock-ceiling.ts) with a fake bucket and clock:
+// it is stored DEFAULT_CEILING_LEASE_MS ahead and renewed once a quarter of that is used, so that
+// it stays at least three quarters ahead; when the bucket stops answering, heartbeats stay covered
+// until the stored ceiling and not one millisecond past it; and a restarted writer resumes past it.
+
+import pino from 'pino'
+import t from 'tap'
+import { createHlc } from '../../../crdt/index.ts'
+import type { SnapshotStore } from '../../../nodes/fabric/transport.ts'
+import { DEFAULT_CEILING_LEASE_MS, restoreClockCeiling } from '../../../nodes/trader/clock-ceiling.ts'
+
+function fakeStore() {
+  const values = new Map<string, Uint8Array>()
+  const state = { failing: false, puts: 0 }
+  const store: SnapshotStore = {
+    get: async (key) => values.get(key) ?? null,
+    async put(key, value) {
+      if (state.failing) throw new Error('no stream leader')
+      state.puts++
+      values.set(key, typeof value === 'string' ? new TextEncoder().encode(value) : value)
+    },
+    create: async () => true,
+    delete: async (key) => {
+      values.delete(key)
+    },
+  }
+  return { store, state, values }
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve))
+
+t.test('the ceiling stays three quarters of its lease ahead, and covers no heartbeat past it', async (t) => {
+  const { store, state } = fakeStore()
+  let nowMs = 1_000_000
+  const hlc = createHlc({ node: 'trader-1', clock: () => nowMs })
+  const log = pino({ level: 'silent' })
+  const ceiling = await restoreClockCeiling({ store, gameIds: ['match-1'], hlc, now: () => nowMs, log })
+  t.equal(ceiling.value(), 1_000_000 + DEFAULT_CEILING_LEASE_MS, 'stored a lease ahead at start')
+  const quarter = DEFAULT_CEILING_LEASE_MS / 4
+  for (let step = 0; step < 20; step++) {
+    nowMs += quarter / 2
+    t.ok(ceiling.covers(nowMs), `covered at +${step}`)
+    await flush()
+  }
+  const ahead = ceiling.value() - nowMs
+  t.ok(
+    ahead >= DEFAULT_CEILING_LEASE_MS - quarter && ahead <= DEFAULT_CEILING_LEASE_MS,
+    `renewed as the clock runs, never more than a lease ahead: ${ahead} ms ahead`,
+  )
+  // The bucket stops answering (its stream electing a leader): heartbeats go on until the ceiling.
+  state.failing = true
+  const stored = ceiling.value()
+  const puts = state.puts
+  nowMs = stored - 1
+  t.ok(ceiling.covers(nowMs), 'covered up to the stored ceiling')
+  await flush()
+  t.ok(ceiling.covers(stored), 'the ceiling itself is covered')
+  await flush()
+  t.notOk(ceiling.covers(stored + 1), 'not one millisecond past it')
+  t.equal(state.puts, puts, 'nothing stored while failing')
+  await flush()
+
+  // Stored again: it moves on.
+  state.failing = false
+  ceiling.covers(stored + 1)
+  await flush()
+  t.ok(ceiling.covers(stored + 1), 'covered again once a renewal is stored')
+})
+
+t.test('a restarted writer stamps past the stored ceiling', async (t) => {
+  const { store } = fakeStore()
+  let nowMs = 2_000_000
+  const log = pino({ level: 'silent' })
+  const first = createHlc({ node: 'trader-1', clock: () => nowMs })
+  const before = await restoreClockCeiling({ store, gameIds: [], hlc: first, now: () => nowMs, log })
+  const stored = before.value()
+  nowMs += 10
+  const restarted = createHlc({ node: 'trader-1', clock: () => nowMs })
+  await restoreClockCeiling({ store, gameIds: [], hlc: restarted, now: () => nowMs, log })
+  t.ok(restarted.now().wall > stored, 'its first stamp is past the old ceiling')
+})
