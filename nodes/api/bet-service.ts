@@ -117,8 +117,12 @@ export function createBetService(options: BetServiceOptions): BetService {
     if (replicas.isArchived(request.gameId))
       return apiError('GAME_ARCHIVED', `${request.gameId} is over and archived`)
     const stale = staleness(request.gameId)
-    if (stale !== null)
+    if (stale !== null) {
+      // A writer silent, or this node's consumer of the fabric stream gone with its server: the
+      // follower asks its consumer now and replaces it if it does not answer (stream-watchdog.ts).
+      replicas.follower.nudge()
       return apiError(replicas.replica(request.gameId) ? 'REPLICA_STALE' : 'UNKNOWN_GAME', stale)
+    }
     if (finals.pending() >= limits.pendingFinalMax)
       return apiError('OVERLOADED', 'too many bets await their final verdict')
     return accept(request)

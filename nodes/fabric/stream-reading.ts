@@ -89,16 +89,22 @@ export const OPEN_ATTEMPT_MS = 1_000
  */
 export async function openReading(source: StreamSource, position: ReadingPosition): Promise<Reading> {
   const deadline = Date.now() + OPEN_TIMEOUT_MS
-  for (;;) {
-    const left = deadline - Date.now()
+  for (let attempt = 0; ; attempt++) {
     try {
-      return await openOnce(source, position, Math.min(OPEN_ATTEMPT_MS, left))
+      return await openOnce(source, position, Math.min(OPEN_ATTEMPT_MS, deadline - Date.now()))
     } catch (error) {
-      if (position.closed || deadline - Date.now() <= 0) throw error
-      source.log.warn({ err: error, stream: source.stream }, 'opening a consumer failed; trying again')
+      // A refusal comes at once (no meta leader during an election): wait before the next try.
+      const wait = OPEN_RETRY_MS[Math.min(attempt, OPEN_RETRY_MS.length - 1)] as number
+      if (position.closed || deadline - Date.now() <= wait) throw error
+      if (attempt === 0)
+        source.log.warn({ err: error, stream: source.stream }, 'opening a consumer failed; trying again')
+      await new Promise((resolve) => setTimeout(resolve, wait))
     }
   }
 }
+
+/** Waits between tries at opening a consumer, up to the last value. */
+const OPEN_RETRY_MS: readonly number[] = [50, 100, 250, 500]
 
 function openOnce(source: StreamSource, position: ReadingPosition, ms: number): Promise<Reading> {
   const opening = openConsumer(source, position)
