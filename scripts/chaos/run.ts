@@ -80,6 +80,8 @@ import { createWarmNodes, type WarmNodes } from './warm-nodes.ts'
 import { startWorkload } from './workload.ts'
 
 const REGION = 'eu'
+/** `--keep-logs`: a run that passed keeps its nodes' logs too (a failed one always does). */
+const KEEP_LOGS = process.argv.includes('--keep-logs')
 /** The region's ledger shards (`--ledger-shards`, default DEFAULT_SHARDS): one stream each. */
 const SHARDS = ledgerShardsOption()
 /** A bettor's deposit is tried this many times, DEPOSIT_RETRY_MS apart, before the run goes on without it. */
@@ -1489,13 +1491,13 @@ async function runScenario(
     await cluster.close()
     lab?.destroy()
     // A failed run keeps the nodes' logs for whoever reads the report.
-    if (passed) rmSync(dir, { recursive: true, force: true })
+    if (passed && !KEEP_LOGS) rmSync(dir, { recursive: true, force: true })
     else console.log(`node logs kept in ${dir}`)
   }
 }
 
 async function main(): Promise<void> {
-  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}] [--ledger-shards 1-${SHARDS_MAX}]`
+  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}] [--ledger-shards 1-${SHARDS_MAX}] [--keep-logs]`
   const values = parseCommandLine(
     {
       profile: { type: 'string', default: 'short' },
@@ -1503,6 +1505,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '11' },
       'report-dir': { type: 'string', default: join(tmpdir(), 'chaos-reports') },
       'fault-ms': { type: 'string' },
+      'keep-logs': { type: 'boolean', default: false },
       'ledger-shards': { type: 'string', default: String(DEFAULT_SHARDS) },
     },
     usage,
