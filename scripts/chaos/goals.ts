@@ -24,6 +24,8 @@ export const GOALS = {
 
 /** The figures of one run that the goals are about (null: not measured). */
 export interface GoalFigures {
+  /** Valid placements made while faulted (figures.ts). */
+  readonly valid: number
   readonly acceptanceRatio: number | null
   readonly acceptanceRatioMajorityLed: number | null
   readonly firstAnswerMaxMs: number | null
@@ -41,10 +43,10 @@ export function missedGoals(figures: GoalFigures, acceptance: AcceptanceGoal): s
       acceptance === 'all'
         ? [figures.acceptanceRatio, 'acceptance while faulted']
         : [figures.acceptanceRatioMajorityLed, 'acceptance on majority-led shards while faulted']
-    // With no shard led from the majority side (the fabric stream's leader was faulted too), the
-    // majority-led goal has nothing to judge; every other goal still does.
-    if (ratio === null && acceptance === 'all')
-      missed.push(`${what}: not measured (no valid placement), goal >= ${min}`)
+    // A fault during which nobody placed a valid bet measured nothing, which is a miss. With
+    // placements but no shard led from the majority side (the fabric stream's or the bucket's
+    // leader was faulted too), the majority-led goal has nothing to judge; the others still do.
+    if (figures.valid === 0) missed.push(`${what}: not measured (no valid placement), goal >= ${min}`)
     else if (ratio !== null && ratio < GOALS.acceptanceRatioMin)
       missed.push(`${what} ${percent(ratio)}, goal >= ${min}`)
   }

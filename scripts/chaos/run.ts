@@ -1323,11 +1323,14 @@ async function runScenario(
     const converging = convergenceMs(stack, nodes, healedAtMs)
     await new Promise((resolve) => setTimeout(resolve, profile.afterFaultMs))
     const convergedMs = await converging
-    const leaderSamples = (await sampler?.stop()) ?? { ledger: [], fabric: [] }
-    // A bet is judged against the writers' updates: with the fabric stream's leader on a faulted
-    // server, no shard is served by the majority alone until it moves.
+    const leaderSamples = (await sampler?.stop()) ?? { ledger: [], fabric: [], bucket: [] }
+    // A bet is judged against the writers' updates and heartbeats: with the fabric stream's leader
+    // or the snapshot bucket's (the writers' clock ceilings) on a faulted server, no shard is served
+    // by the majority alone until it moves.
     const fabricWindows = sampler ? leaderWindows(leaderSamples.fabric, faultAtMs, faulted) : {}
+    const bucketWindows = sampler ? leaderWindows(leaderSamples.bucket, faultAtMs, faulted) : {}
     const fabricWindow = fabricWindows['0']
+    const bucketWindow = bucketWindows['0']
     console.log(
       `[${elapsed()}] ${convergedMs === null ? 'replicas did not agree' : `every replica agreed ${convergedMs} ms after the heal`}`,
     )
@@ -1410,7 +1413,7 @@ async function runScenario(
             majorityLed: {
               shards: !sampler
                 ? new Set(Array.from({ length: SHARDS }, (_, shard) => shard))
-                : fabricWindow
+                : fabricWindow || bucketWindow
                   ? new Set<number>()
                   : majorityLedShards(leaderSamples.ledger, faultAtMs, faulted),
               shardOf: (userId: string) => shardOf(userId, SHARDS),
@@ -1422,7 +1425,8 @@ async function runScenario(
     if (sampler)
       console.log(
         `leader windows of the streams led from ${[...faulted].join(', ')}: ledger ${describeWindows(windows)}; ` +
-          `fabric ${describeWindows(fabricWindows, '').replace(/^0 /, '')}`,
+          `fabric ${describeWindows(fabricWindows, '').replace(/^0 /, '')}; ` +
+          `snapshot bucket ${describeWindows(bucketWindows, '').replace(/^0 /, '')}`,
       )
     const acceptanceGoal = scenario.acceptance ?? 'none'
     const missed = missedGoals({ ...figures, convergedAfterHealMs: convergedMs }, acceptanceGoal)
@@ -1444,6 +1448,7 @@ async function runScenario(
       convergedAfterHealMs: convergedMs,
       leaderWindows: sampler ? windows : null,
       fabricLeaderWindow: sampler ? (fabricWindow ?? null) : null,
+      snapshotBucketLeaderWindow: sampler ? (bucketWindow ?? null) : null,
       goals: { acceptance: acceptanceGoal, enforced: profile.enforceGoals, missed },
       availability,
       consumersReplaced: takeover.consumers,

@@ -1,11 +1,13 @@
 // Proves the chaos goals (scripts/chaos/goals.ts): each figure past its goal is named, the
 // acceptance goal reads the ratio its scenario promises (every shard, majority-led shards, or none),
-// an unmeasured ratio under a goal is a miss, and figures within every goal miss nothing.
+// a fault with no valid placement under an acceptance goal is a miss (one whose placements were
+// all on shards led from the faulted side is not), and figures within every goal miss nothing.
 
 import t from 'tap'
 import { GOALS, type GoalFigures, missedGoals } from '../../scripts/chaos/goals.ts'
 
 const MET: GoalFigures = {
+  valid: 100,
   acceptanceRatio: 1,
   acceptanceRatioMajorityLed: 1,
   firstAnswerMaxMs: 400,
@@ -39,10 +41,19 @@ t.test('the acceptance goal reads the ratio its scenario promises', async (t) =>
     'no shard stayed with the majority: nothing to judge',
   )
   t.match(
-    missedGoals({ ...MET, acceptanceRatio: null }, 'all'),
+    missedGoals({ ...MET, valid: 0, acceptanceRatio: null }, 'all'),
     [/not measured/],
     'nothing to judge is a miss',
   )
+  t.match(
+    missedGoals(
+      { ...MET, valid: 0, acceptanceRatio: null, acceptanceRatioMajorityLed: null },
+      'majority-led',
+    ),
+    [/not measured/],
+    'no placement while faulted: a miss for the majority-led goal too',
+  )
+  t.same(missedGoals({ ...MET, valid: 0 }, 'none'), [], 'no acceptance goal, nothing to measure')
 })
 
 t.test('every timing goal past its bound is named', async (t) => {
