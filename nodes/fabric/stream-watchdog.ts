@@ -51,6 +51,8 @@ export function watchConsumer(options: WatchdogOptions): Watchdog {
   const { source, position, stallCheckMs } = options
   const { log, stream } = source
   let checking = false
+  // A nudge asks on its own, also while a periodic check waits (up to two periods) for its answer.
+  let nudging = false
   let nudgedAt = 0
   // A check that does not answer within two periods counts as a consumer gone.
   const watchdog = setInterval(() => {
@@ -84,9 +86,9 @@ export function watchConsumer(options: WatchdogOptions): Watchdog {
     nudge() {
       const watched = options.watched()
       const now = Date.now()
-      if (watched === null || checking || now - nudgedAt < NUDGE_EVERY_MS) return
+      if (watched === null || nudging || now - nudgedAt < NUDGE_EVERY_MS) return
       nudgedAt = now
-      checking = true
+      nudging = true
       within(watched.info(), NUDGE_ANSWER_MS, 'the consumer answering')
         .catch((error: unknown) => {
           log.warn(
@@ -96,7 +98,7 @@ export function watchConsumer(options: WatchdogOptions): Watchdog {
           watched.abandon()
         })
         .finally(() => {
-          checking = false
+          nudging = false
         })
     },
   }
