@@ -1439,6 +1439,8 @@ async function runScenario(
     mkdirSync(reportDir, { recursive: true })
     const measured = {
       faultMs: healedAtMs - faultAtMs,
+      validWhileFaulted: figures.valid,
+      bookedWhileFaulted: figures.booked,
       acceptanceRatio: figures.acceptanceRatio,
       acceptanceRatioMajorityLed: figures.acceptanceRatioMajorityLed,
       notBookedWhileFaulted: figures.notBooked,
