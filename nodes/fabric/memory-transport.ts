@@ -102,6 +102,9 @@ interface Shared {
   readonly streams: Map<string, Stream>
   readonly subscribers: Set<Subscriber>
   readonly store: Map<string, Uint8Array>
+  /** Each key's revision: the store's write count when it was last written, as a bucket's sequence. */
+  readonly revisions: Map<string, number>
+  readonly writes: { count: number }
   readonly schedule: NonNullable<MemoryFabricOptions['schedule']>
   readonly reachable: (node: string) => boolean
   readonly now: () => number
@@ -226,9 +229,21 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     ),
     subscribers: new Set(),
     store: new Map(),
+    revisions: new Map(),
+    writes: { count: 0 },
     schedule: options.schedule ?? ((deliver) => setImmediate(deliver)),
     reachable: options.reachable ?? (() => true),
     now: options.now ?? Date.now,
+  }
+  /** Every write of a key raises its revision; a value's revision is the one it was written at. */
+  const storeRevision = (key: string): number => {
+    shared.writes.count++
+    shared.revisions.set(key, shared.writes.count)
+    return shared.writes.count
+  }
+  const storeValue = (key: string, value: Uint8Array | string): number => {
+    shared.store.set(key, bytes(value))
+    return storeRevision(key)
   }
   /** Remove a stream's messages on a subject below a sequence, as JetStream's filtered purge does. */
   const purge = async (name: string, subject: string, belowSeq: number): Promise<number> => {
@@ -256,15 +271,25 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     snapshots: {
       get: async (key) => shared.store.get(key) ?? null,
       async put(key, value) {
-        shared.store.set(key, bytes(value))
+        storeValue(key, value)
       },
       async create(key, value) {
         if (shared.store.has(key)) return false
-        shared.store.set(key, bytes(value))
+        storeValue(key, value)
         return true
       },
       async delete(key) {
         shared.store.delete(key)
+        storeRevision(key)
+      },
+      async entry(key) {
+        const value = shared.store.get(key)
+        return value === undefined ? null : { value, revision: shared.revisions.get(key) ?? 0 }
+      },
+      async update(key, value, revision) {
+        const now = shared.store.has(key) ? (shared.revisions.get(key) ?? 0) : 0
+        if (now !== revision) return null
+        return storeValue(key, value)
       },
     },
   })

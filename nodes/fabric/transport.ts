@@ -54,6 +54,14 @@ export interface SnapshotStore {
   /** Put the value only if the key holds none; resolves with whether it did. */
   create(key: string, value: Uint8Array): Promise<boolean>
   delete(key: string): Promise<void>
+  /** The value under the key and its revision (which every write of it raises); null when none. */
+  entry(key: string): Promise<{ readonly value: Uint8Array; readonly revision: number } | null>
+  /**
+   * Put the value only if the key is still at `revision` (0: holds none); resolves with the new
+   * revision, or null when another write came first. A write that arrives late fails this way
+   * instead of replacing a newer value.
+   */
+  update(key: string, value: Uint8Array | string, revision: number): Promise<number | null>
 }
 
 export interface FabricTransport {
@@ -213,6 +221,24 @@ export function natsTransport(
       },
       async delete(key) {
         await snapshots.delete(key)
+      },
+      async entry(key) {
+        const entry = await snapshots.get(key)
+        return entry === null || entry.operation !== 'PUT'
+          ? null
+          : { value: entry.value, revision: entry.revision }
+      },
+      async update(key, value, revision) {
+        try {
+          return revision === 0
+            ? await snapshots.create(key, value)
+            : await snapshots.update(key, value, revision)
+        } catch (error) {
+          // The bucket refuses a write whose expected revision is not the key's ("wrong last sequence").
+          const now = await snapshots.get(key)
+          if ((now?.revision ?? 0) !== revision) return null
+          throw error
+        }
       },
     },
   }

@@ -30,6 +30,8 @@ import type { SnapshotStore } from '../fabric/transport.ts'
  * writer on the same host merges its ceiling without waiting.
  */
 export const DEFAULT_CEILING_LEASE_MS = 4_000
+/** Writes a renewal tries, each at the revision it last read, before it fails (and is tried later). */
+const CEILING_WRITE_ATTEMPTS = 3
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
 export const CEILING_MERGE_RETRY_MS = 100
 
@@ -57,9 +59,17 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   const timers = options.timers ?? realTimers
   const key = names.ceilingKey(hlc.node)
   const leaseMs = options.leaseMs ?? DEFAULT_CEILING_LEASE_MS
-  const keys = [key, ...options.gameIds.map((gameId) => names.gameCeilingKey(gameId, hlc.node))]
-  let previous = 0
-  for (const each of keys) previous = Math.max(previous, parseCeiling(await store.get(each), hlc.node))
+  const own = await store.entry(key)
+  // Each renewal is written at the revision the last one left, so a renewal that timed out and
+  // reaches the bucket late (a stalled route delivers it after the heal) cannot replace a higher
+  // ceiling with its lower one: it finds another revision and is refused.
+  let revision = own?.revision ?? 0
+  let previous = parseCeiling(own?.value ?? null, hlc.node)
+  for (const gameId of options.gameIds)
+    previous = Math.max(
+      previous,
+      parseCeiling(await store.get(names.gameCeilingKey(gameId, hlc.node)), hlc.node),
+    )
   if (previous > 0) {
     await mergeWhenPossible(hlc, previous + 1, log, timers)
     log.info({ ceiling: previous }, 'clock resumed past its stored ceiling')
@@ -70,8 +80,24 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   async function renew(): Promise<void> {
     // Never below a ceiling stored before, even if the wall clock stepped back.
     const next = Math.max(ceiling, Math.max(now(), hlc.last().wall) + leaseMs)
-    await store.put(key, String(next))
-    ceiling = Math.max(ceiling, next)
+    for (let attempt = 1; attempt <= CEILING_WRITE_ATTEMPTS; attempt++) {
+      const written = await store.update(key, String(next), revision)
+      if (written !== null) {
+        revision = written
+        ceiling = Math.max(ceiling, next)
+        return
+      }
+      // Another write came first: an earlier renewal that timed out here and landed after all.
+      // Whatever is stored is what a restart reads; go on from its revision.
+      const stored = await store.entry(key)
+      revision = stored?.revision ?? 0
+      const value = parseCeiling(stored?.value ?? null, hlc.node)
+      if (value >= next) {
+        ceiling = Math.max(ceiling, value)
+        return
+      }
+    }
+    throw new Error(`the clock ceiling of ${hlc.node} kept changing under its renewal`)
   }
   await renew()
 

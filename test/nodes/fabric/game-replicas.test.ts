@@ -20,6 +20,8 @@ const emptyStore = {
   put: async () => {},
   create: async () => true,
   delete: async () => {},
+  entry: async () => null,
+  update: async () => 1,
 }
 
 const SUBJECT = 'fabric.eu.game.match-1'

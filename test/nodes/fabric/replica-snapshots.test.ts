@@ -34,6 +34,13 @@ function memoryStore(): SnapshotStore & { puts: string[] } {
     async delete(key) {
       values.delete(key)
     },
+    // Not used by snapshot rounds or restores.
+    entry: async () => {
+      throw new Error('not used')
+    },
+    update: async () => {
+      throw new Error('not used')
+    },
   }
 }
 

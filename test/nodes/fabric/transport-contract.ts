@@ -114,6 +114,25 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
     )
   })
 
+  t.test(`${name}: a write at a revision is refused once the key has moved on`, async (t) => {
+    const { a, b, close } = await open()
+    t.teardown(close)
+    t.equal(await a.snapshots.entry('ceiling.w'), null, 'no entry yet')
+    const first = await a.snapshots.update('ceiling.w', '100', 0)
+    t.ok(first !== null && first > 0, 'revision 0 creates the key')
+    t.equal(await b.snapshots.update('ceiling.w', '50', 0), null, 'a second create is refused')
+    const second = await b.snapshots.update('ceiling.w', '200', first as number)
+    t.ok(second !== null && second > (first as number), 'a write at the current revision goes')
+    t.equal(
+      await a.snapshots.update('ceiling.w', '150', first as number),
+      null,
+      'a late one at the old revision is refused',
+    )
+    const entry = await a.snapshots.entry('ceiling.w')
+    t.equal(decoder.decode(entry?.value ?? new Uint8Array()), '200', 'the newer value stands')
+    t.equal(entry?.revision, second)
+  })
+
   t.test(`${name}: the snapshot store keeps the last value of each key`, async (t) => {
     const { a, b, close } = await open()
     t.teardown(close)

@@ -9,23 +9,45 @@ import { createHlc } from '../../../crdt/index.ts'
 import type { SnapshotStore } from '../../../nodes/fabric/transport.ts'
 import { DEFAULT_CEILING_LEASE_MS, restoreClockCeiling } from '../../../nodes/trader/clock-ceiling.ts'
 
+/** A bucket with revisions; `failing` refuses writes, `landThenFail` stores one and reports a timeout. */
 function fakeStore() {
-  const values = new Map<string, Uint8Array>()
-  const state = { failing: false, puts: 0 }
+  const values = new Map<string, { value: Uint8Array; revision: number }>()
+  const state = { failing: false, landThenFail: false, puts: 0, writes: 0 }
+  const write = (key: string, value: Uint8Array | string) => {
+    state.writes++
+    values.set(key, {
+      value: typeof value === 'string' ? new TextEncoder().encode(value) : value,
+      revision: state.writes,
+    })
+    return state.writes
+  }
   const store: SnapshotStore = {
-    get: async (key) => values.get(key) ?? null,
+    get: async (key) => values.get(key)?.value ?? null,
     async put(key, value) {
-      if (state.failing) throw new Error('no stream leader')
-      state.puts++
-      values.set(key, typeof value === 'string' ? new TextEncoder().encode(value) : value)
+      write(key, value)
     },
     create: async () => true,
     delete: async (key) => {
       values.delete(key)
     },
+    entry: async (key) => values.get(key) ?? null,
+    async update(key, value, revision) {
+      if (state.failing) throw new Error('no stream leader')
+      if ((values.get(key)?.revision ?? 0) !== revision) return null
+      state.puts++
+      const written = write(key, value)
+      if (state.landThenFail) {
+        state.landThenFail = false
+        throw new Error('timeout')
+      }
+      return written
+    },
   }
   return { store, state, values }
 }
+
+const storedCeiling = (values: Map<string, { value: Uint8Array }>) =>
+  Number(new TextDecoder().decode(values.get('ceiling.trader-1')?.value))
 
 const flush = () => new Promise((resolve) => setImmediate(resolve))
 
@@ -78,4 +100,30 @@ t.test('a restarted writer stamps past the stored ceiling', async (t) => {
   const restarted = createHlc({ node: 'trader-1', clock: () => nowMs })
   await restoreClockCeiling({ store, gameIds: [], hlc: restarted, now: () => nowMs, log })
   t.ok(restarted.now().wall > stored, 'its first stamp is past the old ceiling')
+})
+
+t.test('a renewal that timed out but landed is found, and a late one cannot lower the ceiling', async (t) => {
+  const { store, state, values } = fakeStore()
+  let nowMs = 3_000_000
+  const hlc = createHlc({ node: 'trader-1', clock: () => nowMs })
+  const log = pino({ level: 'silent' })
+  const ceiling = await restoreClockCeiling({ store, gameIds: [], hlc, now: () => nowMs, log })
+  const revisionBefore = values.get('ceiling.trader-1')?.revision as number
+  // The next renewal is stored, but its answer is lost.
+  state.landThenFail = true
+  nowMs += DEFAULT_CEILING_LEASE_MS / 2
+  ceiling.covers(nowMs)
+  await flush()
+  const landed = storedCeiling(values)
+  t.ok(landed > ceiling.value(), 'stored, though the writer did not hear so')
+  // The one after finds the revision moved, reads it, and writes at the new one.
+  nowMs += 10
+  ceiling.covers(nowMs)
+  await flush()
+  await flush()
+  t.equal(storedCeiling(values), ceiling.value(), 'the writer and the bucket agree again')
+  t.ok(ceiling.value() >= landed, 'not below what landed')
+  // A write sent at the old revision that reaches the bucket only now is refused.
+  t.equal(await store.update('ceiling.trader-1', String(nowMs), revisionBefore), null)
+  t.equal(storedCeiling(values), ceiling.value(), 'the ceiling was not lowered')
 })
