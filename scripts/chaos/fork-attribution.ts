@@ -5,7 +5,7 @@
  * - A bet's or a user's counterexample belongs to the user's ledger shard stream; it is the
  *   servers' when that stream forked, or when a stream every verdict depends on did (the fabric
  *   stream, whose updates judge every bet, or the snapshot bucket, which holds the writers' clock
- *   ceilings and the replicas' snapshots).
+ *   ceilings and the replicas' snapshots), or when what it says is of a node that refolded.
  * - A game's belongs to those shared streams.
  * - A node's (a ledger it did not give, replicas that differ) is the servers' only when the node
  *   restarted to refold after finding its state not the stream's, which is what a fork does to it.
@@ -42,11 +42,21 @@ export function unexplainedByForks(failures: RunFailures, context: ForkContext):
   for (const problem of failures.problems) unexplained.push(problem)
   for (const node of failures.died)
     if ((context.refolds[node] ?? 0) < context.refoldsMax) unexplained.push(`${node} died, not of refolds`)
+  const refolded = Object.entries(context.refolds)
+    .filter(([, count]) => count > 0)
+    .map(([node]) => new RegExp(`(^|[^\\w-])${node.replace(/[^\w-]/g, '')}(?![\\w-])`))
+  // A node that refolded after finding its state not the stream's (what a fork does to it) may
+  // still be behind when the run reads it: what the problem says of that node is the fork's too.
+  const ofRefoldedNode = (problem: string) => refolded.some((node) => node.test(problem))
   const explained = (example: Counterexample): boolean => {
     switch (example.kind) {
       case 'bet':
       case 'user':
-        return shared || context.forked.has(context.ledgerStreamOf(example.id.split('/')[0] as string))
+        return (
+          shared ||
+          context.forked.has(context.ledgerStreamOf(example.id.split('/')[0] as string)) ||
+          ofRefoldedNode(example.problem)
+        )
       case 'game':
         return shared
       case 'node':

@@ -24,7 +24,7 @@ export interface MonitoredServer {
 
 const JSZ_TIMEOUT_MS = 2_000
 /** How long the replicas get to agree (a lagging one catching up) before a difference counts. */
-export const REPLICAS_SETTLE_MS = 5_000
+export const REPLICAS_SETTLE_MS = 2_000
 const REPLICAS_POLL_MS = 250
 
 interface JszStream {

@@ -45,6 +45,20 @@ t.test('failures all on forked streams are the forks', async (t) => {
   )
 })
 
+t.test("what a bet's problem says of a node that refolded is the forks'", async (t) => {
+  const late = invariant('convergence', [
+    { kind: 'bet', id: 'user-4/bet-2', problem: 'settle-1 still holds its verdict provisional at the end' },
+  ])
+  const failures = { invariants: [late], died: [], problems: [], booked: 10 }
+  t.same(unexplainedByForks(failures, context(['LEDGER_EU_1'], { 'settle-1': 1 })), [], 'settle-1 refolded')
+  t.match(
+    unexplainedByForks(failures, context(['LEDGER_EU_1'], { 'settle-10': 1 })),
+    [/settle-1 still/],
+    'not settle-10',
+  )
+  t.match(unexplainedByForks(failures, context(['LEDGER_EU_1'])), [/settle-1 still/], 'no refold')
+})
+
 t.test('anything else is the nodes', async (t) => {
   const failures = { invariants: [lost], died: [], problems: [], booked: 10 }
   t.same(unexplainedByForks(failures, context([])), ['no stream forked'])
