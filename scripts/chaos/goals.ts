@@ -31,6 +31,11 @@ export interface GoalFigures {
   readonly firstAnswerMaxMs: number | null
   readonly finalsAfterHealP99Ms: number | null
   readonly convergedAfterHealMs: number | null
+  /**
+   * The acceptance ratio from the moment every stream led from the faulted servers had a leader
+   * again until the heal; null when no stream was led from them, or nothing was placed then.
+   */
+  readonly acceptanceAfterElections?: number | null
 }
 
 /** Each goal the figures miss, as a line for the report; empty when every goal is met. */
@@ -49,6 +54,10 @@ export function missedGoals(figures: GoalFigures, acceptance: AcceptanceGoal): s
     if (figures.valid === 0) missed.push(`${what}: not measured (no valid placement), goal >= ${min}`)
     else if (ratio !== null && ratio < GOALS.acceptanceRatioMin)
       missed.push(`${what} ${percent(ratio)}, goal >= ${min}`)
+    // The shards led from the faulted side come back within the election window: after it, all.
+    const after = figures.acceptanceAfterElections ?? null
+    if (acceptance === 'majority-led' && after !== null && after < GOALS.acceptanceRatioMin)
+      missed.push(`acceptance once every faulted stream had a new leader ${percent(after)}, goal >= ${min}`)
   }
   if (figures.firstAnswerMaxMs !== null && figures.firstAnswerMaxMs > GOALS.firstAnswerMaxMs)
     missed.push(`slowest first answer ${figures.firstAnswerMaxMs} ms, goal <= ${GOALS.firstAnswerMaxMs} ms`)

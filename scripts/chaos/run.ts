@@ -1446,8 +1446,33 @@ async function runScenario(
           `fabric ${describeWindows(fabricWindows, '').replace(/^0 /, '')}; ` +
           `snapshot bucket ${describeWindows(bucketWindows, '').replace(/^0 /, '')}`,
       )
+    // Once every stream led from the faulted servers has a leader again, every shard should book:
+    // the acceptance over placements from the last of those windows to the heal. A window never
+    // closed while faulted leaves nothing to measure there.
+    const closed = [...Object.values(windows), fabricWindow, bucketWindow].filter(
+      (window) => window !== undefined,
+    )
+    const electedAtMs =
+      closed.length === 0 || closed.some((window) => window.windowMs === null)
+        ? null
+        : faultAtMs + Math.max(...closed.map((window) => window.windowMs as number))
+    const afterElections =
+      electedAtMs === null || electedAtMs >= healedAtMs
+        ? null
+        : faultFigures(history, { faultAtMs: electedAtMs, healedAtMs, answerTimeoutMs: ANSWER_TIMEOUT_MS })
+    if (afterElections)
+      console.log(
+        `after the last election (${electedAtMs === null ? '' : electedAtMs - faultAtMs} ms into the fault): acceptance ${afterElections.booked}/${afterElections.valid}`,
+      )
     const acceptanceGoal = scenario.acceptance ?? 'none'
-    const missed = missedGoals({ ...figures, convergedAfterHealMs: convergedMs }, acceptanceGoal)
+    const missed = missedGoals(
+      {
+        ...figures,
+        convergedAfterHealMs: convergedMs,
+        acceptanceAfterElections: afterElections?.valid ? afterElections.acceptanceRatio : null,
+      },
+      acceptanceGoal,
+    )
     console.log(
       `goals (acceptance: ${acceptanceGoal}${acceptanceGoal === 'none' ? ', refusals are the right answer to this fault' : ''}): ` +
         (missed.length === 0
@@ -1468,6 +1493,7 @@ async function runScenario(
       convergedAfterHealMs: convergedMs,
       leaderWindows: sampler ? windows : null,
       fabricLeaderWindow: sampler ? (fabricWindow ?? null) : null,
+      acceptanceAfterElections: afterElections?.valid ? afterElections.acceptanceRatio : null,
       snapshotBucketLeaderWindow: sampler ? (bucketWindow ?? null) : null,
       goals: { acceptance: acceptanceGoal, enforced: profile.enforceGoals, missed },
       replicasDisagreeing: forks,

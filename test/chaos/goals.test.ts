@@ -56,6 +56,15 @@ t.test('the acceptance goal reads the ratio its scenario promises', async (t) =>
   t.same(missedGoals({ ...MET, valid: 0 }, 'none'), [], 'no acceptance goal, nothing to measure')
 })
 
+t.test('after the elections every shard books again, under the majority-led goal', async (t) => {
+  t.same(missedGoals({ ...MET, acceptanceAfterElections: 0.99 }, 'majority-led'), [])
+  t.same(missedGoals({ ...MET, acceptanceAfterElections: null }, 'majority-led'), [], 'nothing to measure')
+  t.match(missedGoals({ ...MET, acceptanceAfterElections: 0.6 }, 'majority-led'), [
+    /once every faulted stream had a new leader 60\.0 %/,
+  ])
+  t.same(missedGoals({ ...MET, acceptanceAfterElections: 0.6 }, 'none'), [], 'not without an acceptance goal')
+})
+
 t.test('every timing goal past its bound is named', async (t) => {
   const slow = { ...MET, firstAnswerMaxMs: 1_001, finalsAfterHealP99Ms: 251, convergedAfterHealMs: 1_001 }
   const missed = missedGoals(slow, 'none')
