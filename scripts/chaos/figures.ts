@@ -185,12 +185,15 @@ export function describeFigures(figures: FaultFigures): string {
   )
 }
 
-/** The leader windows in one line: `shard 3 n1→n2 4250 ms`, `none` when no shard was led from there. */
-export function describeWindows(windows: Readonly<Record<string, LeaderWindow>>, label = 'shard '): string {
-  const lines = Object.entries(windows).map(
-    ([shard, window]) =>
-      `${label}${shard} ${window.leaderBefore}→${window.leaderAfter ?? '?'} ` +
-      (window.windowMs === null ? 'no leader elsewhere seen' : `${window.windowMs} ms`),
-  )
+/** One stream's leader window: `n1→n2 4250 ms`, or `none` when it was not led from a faulted server. */
+export function describeWindow(window: LeaderWindow | undefined): string {
+  if (window === undefined) return 'none'
+  const to = `${window.leaderBefore}→${window.leaderAfter ?? '?'}`
+  return `${to} ${window.windowMs === null ? 'no leader elsewhere seen' : `${window.windowMs} ms`}`
+}
+
+/** The shards' leader windows in one line: `shard 3 n1→n2 4250 ms`, `none` when no shard was led from there. */
+export function describeWindows(windows: Readonly<Record<string, LeaderWindow>>): string {
+  const lines = Object.entries(windows).map(([shard, window]) => `shard ${shard} ${describeWindow(window)}`)
   return lines.length === 0 ? 'none' : lines.join(', ')
 }

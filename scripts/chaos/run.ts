@@ -15,7 +15,8 @@
  * Each scenario's report gives the fault's figures (figures.ts): the acceptance ratio while
  * faulted, on every shard and on the shards whose stream leader stayed with the majority, the first
  * answer's p99 and max, finals after the heal, convergence, and for a fault that takes servers away
- * each ledger shard's (and the fabric stream's) leader window, sampled every 250 ms. The soak
+ * the leader window of each ledger shard, the fabric stream and the snapshot bucket, sampled every
+ * 250 ms, and the acceptance once every one of them has a new leader. The soak
  * profile fails a run that misses a goal (goals.ts); the short one reports the misses only.
  *
  *   npm run chaos                                  # the short profile: every scenario, ~12 s each
@@ -55,6 +56,7 @@ import { ATTACKER_DEPOSITS, type AttackReport, startAttacker } from './attacker.
 import { check } from './checker.ts'
 import {
   describeFigures,
+  describeWindow,
   describeWindows,
   faultFigures,
   leaderWindows,
@@ -1443,8 +1445,7 @@ async function runScenario(
     if (sampler)
       console.log(
         `leader windows of the streams led from ${[...faulted].join(', ')}: ledger ${describeWindows(windows)}; ` +
-          `fabric ${describeWindows(fabricWindows, '').replace(/^0 /, '')}; ` +
-          `snapshot bucket ${describeWindows(bucketWindows, '').replace(/^0 /, '')}`,
+          `fabric ${describeWindow(fabricWindow)}; snapshot bucket ${describeWindow(bucketWindow)}`,
       )
     // Once every stream led from the faulted servers has a leader again, every shard should book:
     // the acceptance over placements from the last of those windows to the heal. A window never
@@ -1460,9 +1461,9 @@ async function runScenario(
       electedAtMs === null || electedAtMs >= healedAtMs
         ? null
         : faultFigures(history, { faultAtMs: electedAtMs, healedAtMs, answerTimeoutMs: ANSWER_TIMEOUT_MS })
-    if (afterElections)
+    if (afterElections && electedAtMs !== null)
       console.log(
-        `after the last election (${electedAtMs === null ? '' : electedAtMs - faultAtMs} ms into the fault): acceptance ${afterElections.booked}/${afterElections.valid}`,
+        `after the last election (${electedAtMs - faultAtMs} ms into the fault): acceptance ${afterElections.booked}/${afterElections.valid}`,
       )
     const acceptanceGoal = scenario.acceptance ?? 'none'
     const missed = missedGoals(
