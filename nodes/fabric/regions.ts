@@ -74,8 +74,6 @@ import { createReplicaSync, type ReplicaSync, type ReplicaSyncOptions } from './
 import {
   assertRegion,
   DEFAULT_STREAM_LIMITS,
-  ENSURE_ATTEMPTS_MAX,
-  ENSURE_RETRY_MS,
   ensureFabric,
   ensureLedger,
   ensureStream,
@@ -84,6 +82,7 @@ import {
   ledgerStreams,
   limitsWithShards,
   names,
+  retryWhileForming,
   type StreamLimits,
   snapshotBucketOptions,
 } from './streams.ts'
@@ -156,21 +155,14 @@ export function regionalLedgerStreams(region: string, limits: StreamLimits): Nam
  * that does not exist yet). What already matches is left alone, using calls that need no meta
  * leader, so a node restarting in a region cut off from the others can still start.
  */
-export async function ensureRegionalFabric(
+export function ensureRegionalFabric(
   nc: NatsConnection,
   region: string,
   allRegions: readonly string[],
   limits = DEFAULT_STREAM_LIMITS,
 ): Promise<FabricObjects> {
   assertRegions(region, allRegions)
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await ensureRegionalFabricOnce(nc, region, allRegions, limits)
-    } catch (error) {
-      if (attempt >= ENSURE_ATTEMPTS_MAX || !isTransient(error)) throw error
-      await new Promise((resolve) => setTimeout(resolve, ENSURE_RETRY_MS * attempt))
-    }
-  }
+  return retryWhileForming(() => ensureRegionalFabricOnce(nc, region, allRegions, limits))
 }
 
 async function ensureRegionalFabricOnce(
@@ -216,17 +208,6 @@ function holds(actual: unknown, wanted: unknown): boolean {
     return Object.entries(wanted).every(([key, value]) => holds(record[key], value))
   }
   return actual === wanted
-}
-
-/**
- * Errors that pass once the super-cluster has formed or a cut has healed: API timeouts and missing
- * responders, no meta or stream leader yet (10008 "temporarily unavailable"), and a region whose
- * servers the meta leader does not know yet (10005 "no suitable peers for placement").
- */
-function isTransient(error: unknown): boolean {
-  return /timeout|no responders|leader|temporarily unavailable|not enabled|no suitable peers/i.test(
-    errorText(error),
-  )
 }
 
 function errorText(error: unknown): string {

@@ -245,29 +245,49 @@ export const ENSURE_ATTEMPTS_MAX = 10
 export const ENSURE_RETRY_MS = 500
 
 /**
- * Errors JetStream gives while it elects its leaders (at start, or right after a partition
- * heals): worth another try. A node started again just after a heal saw "JetStream system
- * temporarily unavailable" and died.
+ * Errors JetStream gives while it elects its leaders or re-forms (at start, or right after a
+ * partition heals), all worth another try: API timeouts and missing responders, no meta or stream
+ * leader yet (10008 "JetStream system temporarily unavailable"; a node started just after a heal
+ * saw it and died), servers the meta leader does not count yet (10005 "no suitable peers for
+ * placement, peer offline": a stream created through a server that has just rejoined), and a
+ * region whose JetStream the super-cluster does not know yet ("not enabled").
  */
-const TRANSIENT_JETSTREAM_ERROR = /timeout|no responders|leader|temporarily unavailable/i
+const TRANSIENT_JETSTREAM_ERROR =
+  /timeout|no responders|leader|temporarily unavailable|not enabled|no suitable peers/i
+
+export function isTransientJetStreamError(error: unknown): boolean {
+  return TRANSIENT_JETSTREAM_ERROR.test(errorText(error))
+}
+
+/**
+ * Run `once` until it succeeds, retrying a transient JetStream error up to `attempts` times
+ * (ENSURE_ATTEMPTS_MAX) with a growing wait (`retryMs` times the attempt); any other error, or
+ * the last attempt's, is thrown.
+ */
+export async function retryWhileForming<T>(
+  once: () => Promise<T>,
+  { attempts = ENSURE_ATTEMPTS_MAX, retryMs = ENSURE_RETRY_MS } = {},
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await once()
+    } catch (error) {
+      if (attempt >= attempts || !isTransientJetStreamError(error)) throw error
+      await new Promise((resolve) => setTimeout(resolve, retryMs * attempt))
+    }
+  }
+}
 
 /**
  * Create (or update) the region's streams and snapshot bucket; safe to run from every node at
  * once. Retries a bounded number of times while JetStream is still electing its leaders.
  */
-export async function ensureFabric(
+export function ensureFabric(
   nc: NatsConnection,
   region: string,
   limits = DEFAULT_STREAM_LIMITS,
 ): Promise<FabricObjects> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await ensureFabricOnce(nc, region, limits)
-    } catch (error) {
-      if (attempt >= ENSURE_ATTEMPTS_MAX || !TRANSIENT_JETSTREAM_ERROR.test(errorText(error))) throw error
-      await new Promise((resolve) => setTimeout(resolve, ENSURE_RETRY_MS * attempt))
-    }
-  }
+  return retryWhileForming(() => ensureFabricOnce(nc, region, limits))
 }
 
 async function ensureFabricOnce(

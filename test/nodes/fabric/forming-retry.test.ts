@@ -1,0 +1,65 @@
+// Creating the fabric retries what JetStream answers while it elects leaders or takes a server
+// back after a heal, and gives up at once on anything else. The messages are nats-server 2.9.10's.
+
+import t from 'tap'
+import {
+  ENSURE_ATTEMPTS_MAX,
+  isTransientJetStreamError,
+  retryWhileForming,
+} from '../../../nodes/fabric/streams.ts'
+
+t.test('what JetStream says while it forms is transient; a wrong config is not', async (t) => {
+  for (const message of [
+    'TimeoutError: timeout',
+    '503 no responders',
+    'JetStream system temporarily unavailable',
+    'no suitable peers for placement, peer offline',
+    'stream has no leader yet',
+  ])
+    t.ok(isTransientJetStreamError(new Error(message)), message)
+  for (const message of [
+    'replicas > 1 not supported in non-clustered mode',
+    'stream name already in use with a different configuration',
+    'maximum messages per subject exceeds limit',
+  ])
+    t.notOk(isTransientJetStreamError(new Error(message)), message)
+})
+
+t.test('a transient error is tried again, and the answer after it returned', async (t) => {
+  let calls = 0
+  const answer = await retryWhileForming(async () => {
+    calls++
+    if (calls === 1) throw new Error('no suitable peers for placement, peer offline')
+    return 'created'
+  })
+  t.equal(answer, 'created')
+  t.equal(calls, 2, 'one retry')
+})
+
+t.test('any other error is thrown at once', async (t) => {
+  let calls = 0
+  await t.rejects(
+    retryWhileForming(async () => {
+      calls++
+      throw new Error('replicas > 1 not supported in non-clustered mode')
+    }),
+    /non-clustered/,
+  )
+  t.equal(calls, 1, 'not retried')
+})
+
+t.test('a transient error that never passes is thrown after the last attempt', async (t) => {
+  let calls = 0
+  await t.rejects(
+    retryWhileForming(
+      async () => {
+        calls++
+        throw new Error('JetStream system temporarily unavailable')
+      },
+      { attempts: 3, retryMs: 1 },
+    ),
+    /temporarily unavailable/,
+  )
+  t.equal(calls, 3, 'tried as many times as allowed')
+  t.ok(ENSURE_ATTEMPTS_MAX >= 2, `the fabric is tried ${ENSURE_ATTEMPTS_MAX} times`)
+})
