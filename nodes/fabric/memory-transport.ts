@@ -158,6 +158,7 @@ function followMemoryStream(shared: Shared, node: string, request: FollowRequest
     phase: () => (closed ? 'closed' : 'consuming'),
     idleMs: () => now() - lastAtMs,
     diverged: () => null,
+    auditing: () => false,
     // Its delivery never stops by itself: it resumes as soon as the node is reachable again.
     nudge: () => pump(),
     async close() {

@@ -90,6 +90,10 @@ export interface StreamPosition {
   readonly phase: FollowerPhase
   /** Milliseconds since its last message (or its consumer opened). */
   readonly idleMs: number
+  /** What it handled lately is being compared again with the stream (stream-check.ts). */
+  readonly auditing: boolean
+  /** What it handled is not what the stream holds: the node is about to exit and refold. */
+  readonly diverged: boolean
 }
 
 export interface NodeState {
@@ -129,6 +133,8 @@ export function describeNode(
     holes: follower.holes(),
     phase: follower.phase(),
     idleMs: follower.idleMs(),
+    auditing: follower.auditing(),
+    diverged: follower.diverged() !== null,
   })
   const streams: Record<string, StreamPosition> = { fabric: position(replicas.follower) }
   for (const [shard, follower] of ledger?.followers ?? []) streams[`ledger-${shard}`] = position(follower)

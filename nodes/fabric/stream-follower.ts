@@ -100,6 +100,12 @@ export interface StreamFollower {
   /** Why what this follower handled is not what the stream holds, or null while it is. */
   diverged(): string | null
   /**
+   * True while what it handled lately is being compared again with the stream (after a consumer
+   * was replaced, the stream's leader changed or the stream could not be reached): until that ends,
+   * a state folded from it may still turn out not to be the stream's.
+   */
+  auditing(): boolean
+  /**
    * The node awaits a message the stream acknowledged: make sure the consumer is still there (it
    * is replaced at once if it does not answer), rather than wait for the next stall check.
    */
@@ -164,6 +170,7 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     phase: () => supervision.phase,
     idleMs: () => Date.now() - position.progressAt,
     diverged: () => check.diverged(),
+    auditing: () => check.auditing(),
     nudge: () => watchdog.nudge(),
     async close() {
       if (position.closed) return

@@ -1084,6 +1084,27 @@ async function judgesHoldFinals(stack: Stack, nodes: readonly NodeSpec[]): Promi
   )
 }
 
+/**
+ * Whether no node waits to restart and every API and settlement node running has finished comparing
+ * what it folded with its streams: a follower audits what it handled lately after its consumer was
+ * replaced, its stream's leader changed or the stream could not be reached, and a node whose audit
+ * finds a message the stream does not hold exits to refold. Until then what it holds may be a
+ * deposed leader's log, not the stream's (seen after split-region: a node read while the servers
+ * re-formed held bets open that the stream had settled, and refolded only after it was read).
+ */
+async function foldsSettled(stack: Stack, nodes: readonly NodeSpec[]): Promise<boolean> {
+  if (stack.restartsPending().length > 0) return false
+  // One that gave up refolding stays down; the checks say so, not a wait.
+  const judges = nodes.filter(
+    ({ kind, name }) => (kind === 'api' || kind === 'settlement') && stack.running(name),
+  )
+  const states = await Promise.all(judges.map(({ name }) => stack.state(name, true).catch(() => null)))
+  return states.every(
+    (state) =>
+      state !== null && Object.values(state.streams).every((stream) => !stream.auditing && !stream.diverged),
+  )
+}
+
 /** The traders still running that stood down after a takeover, each with its reason. */
 async function traderStandDowns(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
   const traders = nodes.filter(({ kind, name }) => kind === 'trader' && stack.running(name))
@@ -1368,11 +1389,12 @@ async function runScenario(
       CHEAP_POLL_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     // A node that found its state diverged from a stream restarts and folds the log again; it
-    // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back.
+    // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back,
+    // and once every node has audited what it handled (one may yet find it diverged).
     await waitUntil(
-      'rebuilt nodes to hold final verdicts',
+      'audited and rebuilt nodes to hold final verdicts',
       async () =>
-        (stack as Stack).restartsPending().length === 0 && (await judgesHoldFinals(stack as Stack, nodes)),
+        (await foldsSettled(stack as Stack, nodes)) && (await judgesHoldFinals(stack as Stack, nodes)),
       REBUILT_FINAL_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     const standDowns = await traderStandDowns(stack, nodes)
@@ -1383,7 +1405,7 @@ async function runScenario(
       'replicas and ledgers to converge',
       async () => {
         states = await collect(stack as Stack, nodes, multiRegion)
-        return converged(states)
+        return converged(states) && (await foldsSettled(stack as Stack, nodes))
       },
       CONVERGE_TIMEOUT_MS,
     ).catch(async (error: Error) => {
@@ -1583,6 +1605,7 @@ async function runScenario(
     // A failed run keeps the nodes' logs for whoever reads the report.
     if (passed && !KEEP_LOGS) rmSync(dir, { recursive: true, force: true })
     else console.log(`node logs kept in ${dir}`)
+    console.log(`[${elapsed()}] stopped`)
   }
 }
 
