@@ -23,6 +23,7 @@ import {
 } from './ops-server.ts'
 import { watchQuorum } from './quorum-watch.ts'
 import type { ReplicaSync } from './replica-sync.ts'
+import { serverChoice } from './server-choice.ts'
 import { names } from './streams.ts'
 import type { AppendHedge } from './transport.ts'
 
@@ -227,6 +228,9 @@ export async function runNode<S extends OptionsSchema>(
     process.exit(1)
   })
   const registry = createMetricsRegistry(name.replaceAll('-', '_'))
+  let second: NatsConnection | null = null
+  // A server the node leaves is not the one it dials next; the second connection's is, if open.
+  const choice = serverChoice({ preferred: () => second?.getServer() })
   const nc = await connect({
     servers: [...config.natsServers],
     name: `${name}:${config.nodeId}`,
@@ -234,6 +238,7 @@ export async function runNode<S extends OptionsSchema>(
     // Async stack traces build an Error for every request (every JetStream publish): measurable at load.
     noAsyncTraces: true,
     reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+    reconnectToServer: choice.reconnectToServer,
   })
   const quorum =
     config.quorumCheckMs > 0
@@ -243,9 +248,9 @@ export async function runNode<S extends OptionsSchema>(
           intervalMs: config.quorumCheckMs,
           lostAfterMs: config.quorumLostMs,
           log,
+          leaving: (server) => choice.leave(server),
         })
       : null
-  let second: NatsConnection | null = null
   const appendHedge = async (): Promise<AppendHedge | undefined> => {
     if (config.appendHedgeMs === 0 || config.natsServers.length < 2) return undefined
     // The other servers first, in their order, so that it starts on another server than `nc`.
@@ -267,6 +272,7 @@ export async function runNode<S extends OptionsSchema>(
           { server: nc.info?.server_name },
           'appends through this server go unacknowledged while another server acknowledges them; reconnecting to another',
         )
+        choice.leave(nc.getServer())
         void nc.reconnect()
       },
     }

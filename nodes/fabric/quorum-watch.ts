@@ -6,8 +6,8 @@
  * `intervalMs` the node asks for a stream's info (the request times out after `intervalMs` too).
  * The stream's leader answers, and the check passes only if that leader hears a majority of the
  * stream's replicas: a leader cut off with the node keeps answering for a while, as if all were
- * well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it
- * reconnects, and the client takes the next server of its list. Where no server has a quorum this
+ * well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it tells
+ * `leaving` which server it leaves and reconnects (server-choice.ts picks where to). Where no server has a quorum this
  * repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should outlast a stream leader
  * election, or a node reconnects needlessly (which costs only its requests in flight).
  */
@@ -23,6 +23,8 @@ export interface QuorumWatchOptions {
   readonly intervalMs: number
   readonly lostAfterMs: number
   readonly log: Logger
+  /** Told the server (host:port) the node is about to leave, before it reconnects. */
+  readonly leaving?: (server: string) => void
 }
 
 export interface QuorumWatch {
@@ -59,6 +61,7 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
         { err: error, server: from, stream },
         'this server cannot reach JetStream; reconnecting to another',
       )
+      options.leaving?.(nc.getServer())
       await nc.reconnect()
     }
   }
