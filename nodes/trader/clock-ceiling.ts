@@ -34,6 +34,16 @@ export const DEFAULT_CEILING_LEASE_MS = 4_000
 const CEILING_WRITE_ATTEMPTS = 3
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */
 export const CEILING_MERGE_RETRY_MS = 100
+/**
+ * After a failed renewal the next waits this long, doubling with each failure in a row up to
+ * CEILING_RETRY_MS_MAX: a writer beats every 20 ms, and a bucket without a leader answers "no
+ * responders" at once, so without a pause each beat would send the bucket another write (and the
+ * log another line) for as long as its election lasts.
+ */
+export const CEILING_RETRY_MS_MIN = 50
+export const CEILING_RETRY_MS_MAX = 250
+/** Failures in a row are logged at the first, then at most once per this. */
+export const CEILING_WARN_EVERY_MS = 5_000
 
 export interface ClockCeilingOptions {
   readonly store: SnapshotStore
@@ -76,6 +86,10 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
   }
   let ceiling = 0
   let renewing = false
+  /** Renewals failed in a row, when the next may start, and when the last warning went out. */
+  let failures = 0
+  let retryAtMs = 0
+  let warnedAtMs = Number.NEGATIVE_INFINITY
 
   async function renew(): Promise<void> {
     // Never below a ceiling stored before, even if the wall clock stepped back.
@@ -103,10 +117,24 @@ export async function restoreClockCeiling(options: ClockCeilingOptions): Promise
 
   return {
     covers(wallMs) {
-      if (!renewing && wallMs > ceiling - (leaseMs * 3) / 4) {
+      if (!renewing && wallMs > ceiling - (leaseMs * 3) / 4 && now() >= retryAtMs) {
         renewing = true
         renew()
-          .catch((error) => log.warn({ err: error }, 'storing the clock ceiling failed; heartbeats wait'))
+          .then(
+            () => {
+              if (failures > 0) log.info({ failures }, 'the clock ceiling is stored again')
+              failures = 0
+              retryAtMs = 0
+            },
+            (error: unknown) => {
+              failures++
+              const at = now()
+              retryAtMs = at + Math.min(CEILING_RETRY_MS_MAX, CEILING_RETRY_MS_MIN * 2 ** (failures - 1))
+              if (failures > 1 && at - warnedAtMs < CEILING_WARN_EVERY_MS) return
+              warnedAtMs = at
+              log.warn({ err: error, failures }, 'storing the clock ceiling failed; heartbeats wait')
+            },
+          )
           .finally(() => {
             renewing = false
           })

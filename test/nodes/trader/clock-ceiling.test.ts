@@ -7,12 +7,18 @@ import pino from 'pino'
 import t from 'tap'
 import { createHlc } from '../../../crdt/index.ts'
 import type { SnapshotStore } from '../../../nodes/fabric/transport.ts'
-import { DEFAULT_CEILING_LEASE_MS, restoreClockCeiling } from '../../../nodes/trader/clock-ceiling.ts'
+import {
+  CEILING_RETRY_MS_MAX,
+  CEILING_RETRY_MS_MIN,
+  CEILING_WARN_EVERY_MS,
+  DEFAULT_CEILING_LEASE_MS,
+  restoreClockCeiling,
+} from '../../../nodes/trader/clock-ceiling.ts'
 
 /** A bucket with revisions; `failing` refuses writes, `landThenFail` stores one and reports a timeout. */
 function fakeStore() {
   const values = new Map<string, { value: Uint8Array; revision: number }>()
-  const state = { failing: false, landThenFail: false, puts: 0, writes: 0 }
+  const state = { failing: false, landThenFail: false, puts: 0, writes: 0, updates: 0 }
   const write = (key: string, value: Uint8Array | string) => {
     state.writes++
     values.set(key, {
@@ -32,6 +38,7 @@ function fakeStore() {
     },
     entry: async (key) => values.get(key) ?? null,
     async update(key, value, revision) {
+      state.updates++
       if (state.failing) throw new Error('no stream leader')
       if ((values.get(key)?.revision ?? 0) !== revision) return null
       state.puts++
@@ -82,8 +89,9 @@ t.test('the ceiling stays three quarters of its lease ahead, and covers no heart
   t.equal(state.puts, puts, 'nothing stored while failing')
   await flush()
 
-  // Stored again: it moves on.
+  // Stored again: it moves on, once the pause after the failures is over.
   state.failing = false
+  nowMs += CEILING_RETRY_MS_MAX
   ceiling.covers(stored + 1)
   await flush()
   t.ok(ceiling.covers(stored + 1), 'covered again once a renewal is stored')
@@ -116,8 +124,9 @@ t.test('a renewal that timed out but landed is found, and a late one cannot lowe
   await flush()
   const landed = storedCeiling(values)
   t.ok(landed > ceiling.value(), 'stored, though the writer did not hear so')
-  // The one after finds the revision moved, reads it, and writes at the new one.
-  nowMs += 10
+  // The one after (past the pause a failure starts) finds the revision moved, reads it, and
+  // writes at the new one.
+  nowMs += CEILING_RETRY_MS_MIN
   ceiling.covers(nowMs)
   await flush()
   await flush()
@@ -127,3 +136,42 @@ t.test('a renewal that timed out but landed is found, and a late one cannot lowe
   t.equal(await store.update('ceiling.trader-1', String(nowMs), revisionBefore), null)
   t.equal(storedCeiling(values), ceiling.value(), 'the ceiling was not lowered')
 })
+
+t.test(
+  'a bucket without a leader gets a renewal at most every 250 ms, and the log one line per 5 s',
+  async (t) => {
+    const { store, state } = fakeStore()
+    let nowMs = 1_000_000
+    const hlc = createHlc({ node: 'trader-1', clock: () => nowMs })
+    const lines: { level: number; msg: string }[] = []
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+    const ceiling = await restoreClockCeiling({ store, gameIds: [], hlc, now: () => nowMs, log })
+    lines.length = 0
+    state.failing = true
+    const updates = state.updates
+    // A writer beats every 20 ms; the bucket answers every write with an error at once.
+    const beatMs = 20
+    const outageMs = 3_000
+    for (let elapsed = 0; elapsed < outageMs; elapsed += beatMs) {
+      nowMs += beatMs
+      ceiling.covers(nowMs)
+      await flush()
+    }
+    const tried = state.updates - updates
+    t.ok(tried >= outageMs / (2 * CEILING_RETRY_MS_MAX), `the renewal kept being tried (${tried} writes)`)
+    t.ok(tried <= 16, `but not at every beat: ${tried} writes in ${outageMs / beatMs} beats`)
+    const warnings = lines.filter((line) => line.level === 40)
+    t.equal(warnings.length, 1, `one warning within ${CEILING_WARN_EVERY_MS} ms of failures`)
+    state.failing = false
+    for (let elapsed = 0; elapsed <= CEILING_RETRY_MS_MAX; elapsed += beatMs) {
+      nowMs += beatMs
+      ceiling.covers(nowMs)
+      await flush()
+    }
+    t.ok(ceiling.value() > nowMs, 'stored again within the longest pause once the bucket answers')
+    t.ok(
+      lines.some((line) => line.level === 30 && /stored again/.test(line.msg)),
+      'and the recovery is logged',
+    )
+  },
+)
