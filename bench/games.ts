@@ -186,6 +186,20 @@ interface NodeProcess {
   readonly spawnedAtMs: number
   /** Resolves with the `games` of the node's "restored replicas from snapshots" log line. */
   readonly restoredGames: Promise<number>
+  /** Resolves with the phases of its start from its "ready: caught up with its streams" line. */
+  readonly startPhases: Promise<StartPhases>
+}
+
+/** How a node's start went, as it logs once ready (nodes/fabric/node-main.ts). */
+interface StartPhases {
+  /** From the process's start until ready. */
+  readonly processMs: number
+  /** Its start: restoring replicas from snapshots, opening its streams. */
+  readonly startMs: number
+  /** From then until it had caught up with its streams. */
+  readonly catchUpMs: number
+  /** Within that, when each readiness check (the fabric stream, the ledger) was met. */
+  readonly metAfterMs: Readonly<Record<string, number>>
 }
 
 interface Stack {
@@ -209,6 +223,7 @@ interface Stack {
 
 /** The line a node logs (at info) once it restored its replicas from the snapshots. */
 const RESTORED_MESSAGE = 'restored replicas from snapshots'
+const READY_MESSAGE = 'ready: caught up with its streams'
 /** Warnings and errors a node logs that are echoed here (on stderr), per node process. */
 const ECHOED_LOG_LINES_MAX = 10
 const PINO_WARN = 40
@@ -217,31 +232,67 @@ const PINO_WARN = 40
  * Read a node's log lines (pino JSON on stdout): echo its first warnings and errors on stderr (none
  * once it is being stopped), and resolve with the `games` of its "restored replicas from snapshots" line once it logs one.
  */
-function readNodeLog(name: string, child: ChildProcess, stopping: () => boolean): Promise<number> {
-  return new Promise((resolve) => {
-    let buffered = ''
-    let echoed = 0
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8')
-      const lines = buffered.split('\n')
-      buffered = lines.pop() ?? ''
-      for (const line of lines) {
-        let entry: { level?: unknown; msg?: unknown; games?: unknown }
-        try {
-          entry = JSON.parse(line) as typeof entry
-        } catch {
-          continue // not a log line
-        }
-        if (entry.msg === RESTORED_MESSAGE && typeof entry.games === 'number') resolve(entry.games)
-        // A node being stopped warns of requests its closing connection cut short: not news.
-        if (typeof entry.level !== 'number' || entry.level < PINO_WARN || stopping()) continue
-        if (echoed < ECHOED_LOG_LINES_MAX) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`)
-        else if (echoed === ECHOED_LOG_LINES_MAX)
-          process.stderr.write(`[${name}] (further warnings and errors of ${name} not shown)\n`)
-        echoed++
-      }
-    })
+function readNodeLog(
+  name: string,
+  child: ChildProcess,
+  stopping: () => boolean,
+): Pick<NodeProcess, 'restoredGames' | 'startPhases'> {
+  let restored: (games: number) => void = () => {}
+  let ready: (phases: StartPhases) => void = () => {}
+  const restoredGames = new Promise<number>((resolve) => {
+    restored = resolve
   })
+  const startPhases = new Promise<StartPhases>((resolve) => {
+    ready = resolve
+  })
+  let buffered = ''
+  let echoed = 0
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8')
+    const lines = buffered.split('\n')
+    buffered = lines.pop() ?? ''
+    for (const line of lines) {
+      let entry: {
+        level?: unknown
+        msg?: unknown
+        games?: unknown
+        processMs?: unknown
+        startMs?: unknown
+        catchUpMs?: unknown
+        metAfterMs?: unknown
+      }
+      try {
+        entry = JSON.parse(line) as typeof entry
+      } catch {
+        continue // not a log line
+      }
+      if (entry.msg === RESTORED_MESSAGE && typeof entry.games === 'number') restored(entry.games)
+      const { processMs, startMs, catchUpMs, metAfterMs } = entry
+      if (
+        entry.msg === READY_MESSAGE &&
+        typeof processMs === 'number' &&
+        typeof startMs === 'number' &&
+        typeof catchUpMs === 'number'
+      ) {
+        const met = typeof metAfterMs === 'object' && metAfterMs !== null ? metAfterMs : {}
+        ready({
+          processMs,
+          startMs,
+          catchUpMs,
+          metAfterMs: Object.fromEntries(
+            Object.entries(met).filter((pair): pair is [string, number] => typeof pair[1] === 'number'),
+          ),
+        })
+      }
+      // A node being stopped warns of requests its closing connection cut short: not news.
+      if (typeof entry.level !== 'number' || entry.level < PINO_WARN || stopping()) continue
+      if (echoed < ECHOED_LOG_LINES_MAX) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`)
+      else if (echoed === ECHOED_LOG_LINES_MAX)
+        process.stderr.write(`[${name}] (further warnings and errors of ${name} not shown)\n`)
+      echoed++
+    }
+  })
+  return { restoredGames, startPhases }
 }
 
 async function startStack(games: number, dir: string): Promise<Stack> {
@@ -270,12 +321,19 @@ async function startStack(games: number, dir: string): Promise<Stack> {
         ...spec.env,
       },
     })
-    const restoredGames = readNodeLog(spec.name, child, () => closing || stopped.has(child))
+    const { restoredGames, startPhases } = readNodeLog(spec.name, child, () => closing || stopped.has(child))
     child.stderr?.on('data', (chunk: Buffer) => process.stderr.write(`[${spec.name}] ${chunk}`))
     child.once('exit', (code, signal) => {
       if (!closing && !stopped.has(child)) exits.push(`${spec.name} exited (${code ?? signal})`)
     })
-    const node = { spec, child, opsUrl: `http://127.0.0.1:${port}`, spawnedAtMs: Date.now(), restoredGames }
+    const node = {
+      spec,
+      child,
+      opsUrl: `http://127.0.0.1:${port}`,
+      spawnedAtMs: Date.now(),
+      restoredGames,
+      startPhases,
+    }
     nodes.set(spec.name, node)
     return node
   }
@@ -569,6 +627,8 @@ interface Restore {
   readonly gamesHeld: number
   /** Games its "restored replicas from snapshots" log line named, if it logged one. */
   readonly gamesRestored: number | undefined
+  /** Where the time went, as the node logged it once ready (undefined if the line did not come). */
+  readonly phases: StartPhases | undefined
 }
 
 interface CountResult {
@@ -741,9 +801,17 @@ async function measureRestore(stack: Stack, allStartedAtMs: number): Promise<Res
     fresh.restoredGames,
     sleep(RESTORE_LINE_WAIT_MS).then(() => undefined),
   ])
-  const restore = { readyMs, gamesHeld: Object.keys(state.replicas ?? {}).length, gamesRestored }
+  const phases = await Promise.race([fresh.startPhases, sleep(RESTORE_LINE_WAIT_MS).then(() => undefined)])
+  const restore = { readyMs, gamesHeld: Object.keys(state.replicas ?? {}).length, gamesRestored, phases }
+  const phasesText = phases
+    ? `; its own account: process ${phases.processMs} ms, of which start (snapshots restored, streams opened) ${phases.startMs} ms and catching up ${phases.catchUpMs} ms (${
+        Object.entries(phases.metAfterMs)
+          .map(([check, ms]) => `${check} after ${ms} ms`)
+          .join(', ') || 'every check met at once'
+      })`
+    : ''
   console.log(
-    `  ${RESTARTED_NODE} ready ${Math.round(readyMs)} ms after its spawn, holding ${restore.gamesHeld} games (${gamesRestored ?? 'none'} restored from snapshots)`,
+    `  ${RESTARTED_NODE} ready ${Math.round(readyMs)} ms after its spawn, holding ${restore.gamesHeld} games (${gamesRestored ?? 'none'} restored from snapshots)${phasesText}`,
   )
   return restore
 }
@@ -939,6 +1007,7 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
                   readyMs: Math.round(r.restore.readyMs),
                   gamesHeld: r.restore.gamesHeld,
                   gamesRestoredFromSnapshots: r.restore.gamesRestored ?? null,
+                  startPhases: r.restore.phases ?? null,
                 },
         },
   )

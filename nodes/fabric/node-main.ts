@@ -280,6 +280,7 @@ export async function runNode<S extends OptionsSchema>(
   const skewMs = config.clockSkewMs
   if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
   const clock = skewMs === 0 ? Date.now : () => Date.now() + skewMs
+  const startingAtMs = Date.now()
   const node = await start({
     config,
     nc,
@@ -292,6 +293,7 @@ export async function runNode<S extends OptionsSchema>(
   const prefix = name.replaceAll('-', '_')
   const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })
   const readiness = () => withClock(node.readiness(), node.clock)
+  logWhenReady(readiness, log, { startingAtMs, startedAtMs: Date.now() })
   registerNodeGauges(prefix, registry, readiness, () => quorum?.moves() ?? 0)
   if (node.replicas) registerGameGauges(prefix, registry, node.replicas)
   const ops = await startOpsServer({
@@ -396,6 +398,46 @@ function registerNodeGauges(
 }
 
 /** Not ready while the clock bound is broken (clock-guard.ts), whatever else the node says. */
+/** How often a starting node looks whether it is ready yet, to log when it is (once). */
+const READY_POLL_MS = 100
+
+/**
+ * Log once, when the node first reports ready, how its start went: the process's age, the time its
+ * start took (restoring replicas from their snapshots, opening its streams), the time from then
+ * until it had caught up with its streams, and, within that, when each readiness check that was
+ * not met at first came to be (`metAfterMs`, to READY_POLL_MS). A restart under load shows here
+ * where its time went.
+ */
+function logWhenReady(
+  readiness: () => Readiness,
+  log: Logger,
+  times: { readonly startingAtMs: number; readonly startedAtMs: number },
+): void {
+  const unmet = new Set(readiness().reasons)
+  const metAfterMs: Record<string, number> = {}
+  const poll = setInterval(() => {
+    const { ready, reasons } = readiness()
+    const nowMs = Date.now()
+    for (const reason of unmet)
+      if (!reasons.includes(reason)) {
+        unmet.delete(reason)
+        metAfterMs[reason.replace(/^not yet: /, '')] = nowMs - times.startedAtMs
+      }
+    if (!ready) return
+    clearInterval(poll)
+    log.info(
+      {
+        processMs: Math.round(process.uptime() * 1_000),
+        startMs: times.startedAtMs - times.startingAtMs,
+        catchUpMs: nowMs - times.startedAtMs,
+        metAfterMs,
+      },
+      'ready: caught up with its streams',
+    )
+  }, READY_POLL_MS)
+  poll.unref()
+}
+
 function withClock(readiness: Readiness, guard: ClockGuard | undefined): Readiness {
   const unsafe = guard?.unsafe() ?? null
   if (unsafe === null) return readiness
@@ -460,7 +502,6 @@ export function readinessOf(checks: Record<string, boolean>): Readiness {
   return { ready: reasons.length === 0, reasons }
 }
 
-/** Ready once the node has caught up with what the streams held when it started. */
 /** Why the node's replicas or ledger folds are not the streams', or null while they are. */
 export function divergenceOf(node: {
   replicas: { follower: { diverged(): string | null } }
@@ -469,6 +510,7 @@ export function divergenceOf(node: {
   return node.replicas.follower.diverged() ?? node.ledger?.diverged() ?? null
 }
 
+/** Ready once the node has caught up with what the streams held when it started. */
 export function caughtUpReadiness(node: {
   replicas: { caughtUp(): boolean }
   ledger?: { caughtUp(): boolean }
