@@ -184,8 +184,8 @@ interface NodeProcess {
   readonly opsUrl: string
   /** Date.now() at its spawn. */
   readonly spawnedAtMs: number
-  /** Resolves with the `games` of the node's "restored replicas from snapshots" log line. */
-  readonly restoredGames: Promise<number>
+  /** Resolves with the `games` and `fromSeq` of the node's "restored replicas from snapshots" log line. */
+  readonly restoredGames: Promise<{ readonly games: number; readonly fromSeq: number }>
   /** Resolves with the phases of its start from its "ready: caught up with its streams" line. */
   readonly startPhases: Promise<StartPhases>
 }
@@ -237,9 +237,9 @@ function readNodeLog(
   child: ChildProcess,
   stopping: () => boolean,
 ): Pick<NodeProcess, 'restoredGames' | 'startPhases'> {
-  let restored: (games: number) => void = () => {}
+  let restored: (restore: { games: number; fromSeq: number }) => void = () => {}
   let ready: (phases: StartPhases) => void = () => {}
-  const restoredGames = new Promise<number>((resolve) => {
+  const restoredGames = new Promise<{ games: number; fromSeq: number }>((resolve) => {
     restored = resolve
   })
   const startPhases = new Promise<StartPhases>((resolve) => {
@@ -256,6 +256,7 @@ function readNodeLog(
         level?: unknown
         msg?: unknown
         games?: unknown
+        fromSeq?: unknown
         processMs?: unknown
         startMs?: unknown
         catchUpMs?: unknown
@@ -266,7 +267,12 @@ function readNodeLog(
       } catch {
         continue // not a log line
       }
-      if (entry.msg === RESTORED_MESSAGE && typeof entry.games === 'number') restored(entry.games)
+      if (
+        entry.msg === RESTORED_MESSAGE &&
+        typeof entry.games === 'number' &&
+        typeof entry.fromSeq === 'number'
+      )
+        restored({ games: entry.games, fromSeq: entry.fromSeq })
       const { processMs, startMs, catchUpMs, metAfterMs } = entry
       if (
         entry.msg === READY_MESSAGE &&
@@ -629,6 +635,8 @@ interface Restore {
   readonly gamesRestored: number | undefined
   /** Where the time went, as the node logged it once ready (undefined if the line did not come). */
   readonly phases: StartPhases | undefined
+  /** Fabric messages from the sequence its snapshots left it at to where it stood once ready. */
+  readonly fabricReplayed: number | undefined
 }
 
 interface CountResult {
@@ -795,14 +803,28 @@ async function measureRestore(stack: Stack, allStartedAtMs: number): Promise<Res
   const readyMs = performance.now() - spawnedAt
   const state = (await (await getOps(`${fresh.opsUrl}/debug/state?replicas-only=1`)).json()) as {
     replicas?: Record<string, unknown>
+    streams?: { fabric?: { lastSeq?: number } }
   }
   // The node logs the line before its ops server listens; give the pipe a moment to carry it.
-  const gamesRestored = await Promise.race([
+  const restored = await Promise.race([
     fresh.restoredGames,
     sleep(RESTORE_LINE_WAIT_MS).then(() => undefined),
   ])
+  const gamesRestored = restored?.games
   const phases = await Promise.race([fresh.startPhases, sleep(RESTORE_LINE_WAIT_MS).then(() => undefined)])
-  const restore = { readyMs, gamesHeld: Object.keys(state.replicas ?? {}).length, gamesRestored, phases }
+  // What it replayed of the fabric stream past its snapshots, up to where it stood once ready.
+  const readyAtSeq = state.streams?.fabric?.lastSeq
+  const fabricReplayed =
+    restored !== undefined && readyAtSeq !== undefined
+      ? Math.max(0, readyAtSeq - restored.fromSeq + 1)
+      : undefined
+  const restore = {
+    readyMs,
+    gamesHeld: Object.keys(state.replicas ?? {}).length,
+    gamesRestored,
+    phases,
+    fabricReplayed,
+  }
   const phasesText = phases
     ? `; its own account: process ${phases.processMs} ms, of which start (snapshots restored, streams opened) ${phases.startMs} ms and catching up ${phases.catchUpMs} ms (${
         Object.entries(phases.metAfterMs)
@@ -810,8 +832,10 @@ async function measureRestore(stack: Stack, allStartedAtMs: number): Promise<Res
           .join(', ') || 'every check met at once'
       })`
     : ''
+  const replayedText =
+    fabricReplayed === undefined ? '' : `; ${fabricReplayed} fabric messages replayed past the snapshots`
   console.log(
-    `  ${RESTARTED_NODE} ready ${Math.round(readyMs)} ms after its spawn, holding ${restore.gamesHeld} games (${gamesRestored ?? 'none'} restored from snapshots)${phasesText}`,
+    `  ${RESTARTED_NODE} ready ${Math.round(readyMs)} ms after its spawn, holding ${restore.gamesHeld} games (${gamesRestored ?? 'none'} restored from snapshots)${phasesText}${replayedText}`,
   )
   return restore
 }
@@ -1008,6 +1032,7 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
                   gamesHeld: r.restore.gamesHeld,
                   gamesRestoredFromSnapshots: r.restore.gamesRestored ?? null,
                   startPhases: r.restore.phases ?? null,
+                  fabricReplayed: r.restore.fabricReplayed ?? null,
                 },
         },
   )
