@@ -397,7 +397,6 @@ function registerNodeGauges(
   })
 }
 
-/** Not ready while the clock bound is broken (clock-guard.ts), whatever else the node says. */
 /** How often a starting node looks whether it is ready yet, to log when it is (once). */
 const READY_POLL_MS = 100
 
@@ -438,6 +437,7 @@ function logWhenReady(
   poll.unref()
 }
 
+/** Not ready while the clock bound is broken (clock-guard.ts), whatever else the node says. */
 function withClock(readiness: Readiness, guard: ClockGuard | undefined): Readiness {
   const unsafe = guard?.unsafe() ?? null
   if (unsafe === null) return readiness
