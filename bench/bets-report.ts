@@ -162,6 +162,8 @@ export function writeJson(
   method: Record<string, unknown>,
   results: readonly RateResult[],
   rawIdle: RawSummary,
+  /** Warnings and errors the node processes logged, counted by `kind: message`. */
+  nodeWarnings: Readonly<Record<string, number>>,
 ): void {
   const spread = spreadJson
   const p = percentileJson
@@ -192,5 +194,5 @@ export function writeJson(
     p99MsWindows: spread(rawIdle.p99Windows),
     errors: rawIdle.errors,
   }
-  writeFileSync(file, `${JSON.stringify({ method, rawIdle: idle, rates }, null, 2)}\n`)
+  writeFileSync(file, `${JSON.stringify({ method, rawIdle: idle, rates, nodeWarnings }, null, 2)}\n`)
 }

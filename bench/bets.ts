@@ -46,6 +46,7 @@ import {
   summarizeRaw,
   writeJson,
 } from './bets-report.ts'
+import { onLogEntries, PINO_WARN } from './node-log.ts'
 import { nowUs } from './open-loop.ts'
 import { CLOCK_TICKS_PER_SECOND, type ProcessKinds, sampleCpu } from './process-cpu.ts'
 import { addRawStream, rawThroughput, runRawProbe } from './raw-probe.ts'
@@ -126,6 +127,21 @@ const servedBy = (i: number) =>
         .join(',')
     : ''
 
+/**
+ * Warnings and errors the node processes logged during the run, by process kind and message: a
+ * replaced stream consumer, a failed append or a stalled server under load is part of the result.
+ */
+const nodeWarnings = new Map<string, number>()
+
+/** Count each warning or error line of a node's log (pino JSON on stdout) under `kind: msg`. */
+function countWarnings(kind: string, child: ChildProcess): void {
+  onLogEntries(child, (entry) => {
+    if (typeof entry.level !== 'number' || entry.level < PINO_WARN) return
+    const key = `${kind}: ${String(entry.msg)}`
+    nodeWarnings.set(key, (nodeWarnings.get(key) ?? 0) + 1)
+  })
+}
+
 function spawnNode(dir: string, name: string, main: string, servers: string, served = ''): ChildProcess {
   const profile = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
   const child = spawnNodeProcess({
@@ -142,7 +158,7 @@ function spawnNode(dir: string, name: string, main: string, servers: string, ser
       FABRIC_SERVED_SHARDS: served,
     },
   })
-  child.stdout?.resume()
+  countWarnings(name.replace(/-\d+$/, ''), child)
   child.stderr?.pipe(process.stderr)
   return child
 }
@@ -294,8 +310,14 @@ async function main(): Promise<void> {
     console.log(
       `raw JetStream R3 async publish throughput on the idle stack (500 in flight): ${Math.round(await rawThroughput(stack.rawNc))} msgs/s`,
     )
+    const warnings = [...nodeWarnings].sort(([, a], [, b]) => b - a)
+    console.log(
+      warnings.length === 0
+        ? 'warnings logged by the node processes: none'
+        : `warnings logged by the node processes: ${warnings.map(([what, count]) => `${count} x ${what}`).join('; ')}`,
+    )
     if (values.json) {
-      writeJson(values.json, methodOf(), results, idle)
+      writeJson(values.json, methodOf(), results, idle, Object.fromEntries(nodeWarnings))
       console.log(`wrote ${values.json}`)
     }
     if (SETTLE_BETS > 0)

@@ -51,6 +51,7 @@ import { freePorts, type NatsCluster, startNatsCluster } from '../scripts/nats-c
 import { spawnNodeProcess, stopProcesses } from '../scripts/node-process.ts'
 import { type BetTarget, type BetWindow, creditUsers, LIFTED_BET_LIMITS_ENV, placeBets } from './bet-load.ts'
 import { latencyOver, percentileJson, round, spreadJson } from './bets-report.ts'
+import { onLogEntries, PINO_WARN } from './node-log.ts'
 import { nowUs } from './open-loop.ts'
 import {
   CLOCK_TICKS_PER_SECOND,
@@ -226,7 +227,6 @@ const RESTORED_MESSAGE = 'restored replicas from snapshots'
 const READY_MESSAGE = 'ready: caught up with its streams'
 /** Warnings and errors a node logs that are echoed here (on stderr), per node process. */
 const ECHOED_LOG_LINES_MAX = 10
-const PINO_WARN = 40
 
 /**
  * Read a node's log lines (pino JSON on stdout): echo its first warnings and errors on stderr (none
@@ -245,58 +245,37 @@ function readNodeLog(
   const startPhases = new Promise<StartPhases>((resolve) => {
     ready = resolve
   })
-  let buffered = ''
   let echoed = 0
-  child.stdout?.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString('utf8')
-    const lines = buffered.split('\n')
-    buffered = lines.pop() ?? ''
-    for (const line of lines) {
-      let entry: {
-        level?: unknown
-        msg?: unknown
-        games?: unknown
-        fromSeq?: unknown
-        processMs?: unknown
-        startMs?: unknown
-        catchUpMs?: unknown
-        metAfterMs?: unknown
-      }
-      try {
-        entry = JSON.parse(line) as typeof entry
-      } catch {
-        continue // not a log line
-      }
-      if (
-        entry.msg === RESTORED_MESSAGE &&
-        typeof entry.games === 'number' &&
-        typeof entry.fromSeq === 'number'
-      )
-        restored({ games: entry.games, fromSeq: entry.fromSeq })
-      const { processMs, startMs, catchUpMs, metAfterMs } = entry
-      if (
-        entry.msg === READY_MESSAGE &&
-        typeof processMs === 'number' &&
-        typeof startMs === 'number' &&
-        typeof catchUpMs === 'number'
-      ) {
-        const met = typeof metAfterMs === 'object' && metAfterMs !== null ? metAfterMs : {}
-        ready({
-          processMs,
-          startMs,
-          catchUpMs,
-          metAfterMs: Object.fromEntries(
-            Object.entries(met).filter((pair): pair is [string, number] => typeof pair[1] === 'number'),
-          ),
-        })
-      }
-      // A node being stopped warns of requests its closing connection cut short: not news.
-      if (typeof entry.level !== 'number' || entry.level < PINO_WARN || stopping()) continue
-      if (echoed < ECHOED_LOG_LINES_MAX) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`)
-      else if (echoed === ECHOED_LOG_LINES_MAX)
-        process.stderr.write(`[${name}] (further warnings and errors of ${name} not shown)\n`)
-      echoed++
+  onLogEntries(child, (entry, line) => {
+    if (
+      entry.msg === RESTORED_MESSAGE &&
+      typeof entry.games === 'number' &&
+      typeof entry.fromSeq === 'number'
+    )
+      restored({ games: entry.games, fromSeq: entry.fromSeq })
+    const { processMs, startMs, catchUpMs, metAfterMs } = entry
+    if (
+      entry.msg === READY_MESSAGE &&
+      typeof processMs === 'number' &&
+      typeof startMs === 'number' &&
+      typeof catchUpMs === 'number'
+    ) {
+      const met = typeof metAfterMs === 'object' && metAfterMs !== null ? metAfterMs : {}
+      ready({
+        processMs,
+        startMs,
+        catchUpMs,
+        metAfterMs: Object.fromEntries(
+          Object.entries(met).filter((pair): pair is [string, number] => typeof pair[1] === 'number'),
+        ),
+      })
     }
+    // A node being stopped warns of requests its closing connection cut short: not news.
+    if (typeof entry.level !== 'number' || entry.level < PINO_WARN || stopping()) return
+    if (echoed < ECHOED_LOG_LINES_MAX) process.stderr.write(`[${name}] ${line.slice(0, 600)}\n`)
+    else if (echoed === ECHOED_LOG_LINES_MAX)
+      process.stderr.write(`[${name}] (further warnings and errors of ${name} not shown)\n`)
+    echoed++
   })
   return { restoredGames, startPhases }
 }

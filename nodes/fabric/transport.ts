@@ -17,6 +17,7 @@ import type { KV } from '@nats-io/kv'
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { createHedgeDelay, type HedgeDelay } from './hedge-delay.ts'
+import { createStallDetector } from './stall-detector.ts'
 import { followStream, type StreamFollower, type StreamMessage } from './stream-follower.ts'
 
 export type { StreamFollower, StreamMessage }
@@ -96,21 +97,13 @@ export interface AppendHedge {
   readonly nc: NatsConnection
   readonly maxMs: number
   /**
-   * The first connection's server acknowledged none of the last STALLED_AFTER appends that the
-   * second connection's did, or the second acknowledged one while an append sent through the first
-   * STALL_SILENT_MS ago or more is still unanswered there: that server, not the stream, is the
-   * trouble, so the node moves off it at once (at most once per STALL_MOVE_MIN_MS) rather than wait
-   * for its quorum check. A steady flow of appends finds a server cut off within about a second;
-   * a few appends a second take STALLED_AFTER of them.
+   * The first connection's server has acknowledged nothing for STALL_SILENT_MS while the second
+   * connection's acknowledges (stall-detector.ts): that server, not the stream, is the trouble, so
+   * the node moves off it at once (at most once per STALL_MOVE_MIN_MS) rather than wait for its
+   * quorum check.
    */
   readonly onStalled?: () => void
 }
-
-/** Appends in a row acknowledged through the second connection first that mark the first stalled. */
-export const STALLED_AFTER = 3
-/** How long an append may go unanswered through the first connection while the second answers. */
-export const STALL_SILENT_MS = 500
-export const STALL_MOVE_MIN_MS = 2_000
 
 export interface HedgeStats {
   /** Appends sent through the second connection too, and those it acknowledged first. */
@@ -131,24 +124,18 @@ export function natsTransport(
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
   const stats = { hedged: 0, answered: 0, stalls: 0 }
   let manager: Promise<JetStreamManager> | null = null
-  let inARow = 0
-  let movedAtMs = 0
-  /** Appends sent through the first connection and not answered there yet: when each was sent, oldest first. */
-  const unanswered = new Map<number, number>()
-  let sends = 0
+  const stall = createStallDetector()
   const throughFirst = <Ack>(sending: Promise<Ack>): Promise<Ack> => {
-    const id = sends++
-    unanswered.set(id, Date.now())
-    return sending.finally(() => unanswered.delete(id))
+    stall.sentThroughFirst()
+    // Its acknowledgement tells the server is alive even when the hedge answered first.
+    sending.then(
+      () => stall.answeredThroughFirst(),
+      () => {},
+    )
+    return sending
   }
   const answeredBy = (isHedge: boolean) => {
-    inARow = isHedge ? inARow + 1 : 0
-    const oldest = unanswered.values().next().value
-    const silentMs = isHedge && oldest !== undefined ? Date.now() - oldest : 0
-    if (inARow < STALLED_AFTER && silentMs < STALL_SILENT_MS) return
-    if (Date.now() - movedAtMs < STALL_MOVE_MIN_MS) return
-    inARow = 0
-    movedAtMs = Date.now()
+    if (!isHedge || !stall.answeredThroughSecond()) return
     stats.stalls++
     hedge?.onStalled?.()
   }

@@ -1,8 +1,8 @@
 // Proves hedged appends (nodes/fabric/transport.ts) on a real 3-server cluster: a node whose
 // connection's server is SIGSTOPped (not the stream's leader) still gets every append
 // acknowledged, through its second connection to another server, each within a few hedge delays
-// instead of the append timeout, and the node is told after three in a row to move off that
-// server; and once the paused server wakes and passes on the first attempts
+// instead of the append timeout, and the node is told within a second to move off that server;
+// and once the paused server wakes and passes on the first attempts
 // it held, the stream holds each message once.
 
 import { jetstreamManager } from '@nats-io/jetstream'
@@ -40,12 +40,12 @@ t.test(
       await primary.close()
       await second.close()
     })
-    let stalledAt: number | null = null
+    let stalledAtMs: number | null = null
     const transport = await natsFabricTransport(primary, REGION, undefined, 1, {
       nc: second,
       maxMs: HEDGE_MAX_MS,
       onStalled: () => {
-        stalledAt ??= transport.hedgeStats().answered
+        stalledAtMs ??= Date.now()
       },
     })
     const append = (i: number) =>
@@ -59,6 +59,7 @@ t.test(
     t.ok(before.hedged < APPENDS, `with every server up, ${before.hedged} of ${APPENDS} were hedged`)
 
     process.kill(own.pid as number, 'SIGSTOP')
+    const pausedAtMs = Date.now()
     const slowest: number[] = []
     for (let i = APPENDS; i < 2 * APPENDS; i++) {
       const sentAt = Date.now()
@@ -72,7 +73,10 @@ t.test(
       Math.max(...slowest) < 1_000,
       `the slowest took ${Math.max(...slowest)} ms, under the 2 s append timeout`,
     )
-    t.equal(stalledAt, 3, 'the first connection was found stalled after three appends in a row')
+    t.ok(
+      stalledAtMs !== null && stalledAtMs - pausedAtMs < 1_000,
+      `the first connection was found stalled ${stalledAtMs === null ? 'never' : `${stalledAtMs - pausedAtMs} ms after the pause`}`,
+    )
 
     process.kill(own.pid as number, 'SIGCONT')
     // The paused server now passes on the first attempts it held: each is a duplicate of its hedge.
