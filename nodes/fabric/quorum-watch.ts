@@ -7,9 +7,10 @@
  * The stream's leader answers, and the check passes only if that leader hears a majority of the
  * stream's replicas: a leader cut off with the node keeps answering for a while, as if all were
  * well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it tells
- * `leaving` which server it leaves and reconnects (server-choice.ts picks where to). Where no server has a quorum this
- * repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should outlast a stream leader
- * election, or a node reconnects needlessly (which costs only its requests in flight).
+ * `leaving` which server it leaves and reconnects (server-choice.ts picks where to). Where no
+ * server has a quorum this repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should
+ * outlast a stream leader election, or a node reconnects needlessly (which costs only its requests
+ * in flight).
  */
 
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream'
