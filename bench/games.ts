@@ -185,7 +185,7 @@ interface NodeProcess {
   readonly opsUrl: string
   /** Date.now() at its spawn. */
   readonly spawnedAtMs: number
-  /** Resolves with the `games` and `fromSeq` of the node's "restored replicas from snapshots" log line. */
+  /** Resolves with `games` and `fromSeq` from the node's "restored replicas from snapshots" line. */
   readonly restoredGames: Promise<{ readonly games: number; readonly fromSeq: number }>
   /** Resolves with the phases of its start from its "ready: caught up with its streams" line. */
   readonly startPhases: Promise<StartPhases>
@@ -230,7 +230,8 @@ const ECHOED_LOG_LINES_MAX = 10
 
 /**
  * Read a node's log lines (pino JSON on stdout): echo its first warnings and errors on stderr (none
- * once it is being stopped), and resolve with the `games` of its "restored replicas from snapshots" line once it logs one.
+ * once it is being stopped), and resolve what its "restored replicas from snapshots" and "ready"
+ * lines say once it logs them.
  */
 function readNodeLog(
   name: string,

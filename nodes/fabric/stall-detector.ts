@@ -19,7 +19,10 @@ export interface StallDetector {
   sentThroughFirst(): void
   /** The first connection acknowledged an append (whichever answered it first). */
   answeredThroughFirst(): void
-  /** The second connection answered an append first: true when the node should move off the first's server now. */
+  /**
+   * The second connection answered an append first: true when the node should move off the first
+   * connection's server now.
+   */
   answeredThroughSecond(): boolean
 }
 
