@@ -27,11 +27,14 @@ t.test('what JetStream says while it forms is transient; a wrong config is not',
 
 t.test('a transient error is tried again, and the answer after it returned', async (t) => {
   let calls = 0
-  const answer = await retryWhileForming(async () => {
-    calls++
-    if (calls === 1) throw new Error('no suitable peers for placement, peer offline')
-    return 'created'
-  })
+  const answer = await retryWhileForming(
+    async () => {
+      calls++
+      if (calls === 1) throw new Error('no suitable peers for placement, peer offline')
+      return 'created'
+    },
+    { retryMs: 1 },
+  )
   t.equal(answer, 'created')
   t.equal(calls, 2, 'one retry')
 })
