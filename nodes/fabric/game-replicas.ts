@@ -24,7 +24,12 @@ import type { ClockGuard } from './clock-guard.ts'
 import { createLogFences, type FenceDropReason, type LogFences } from './log-fences.ts'
 import type { StreamMessage } from './stream-follower.ts'
 import { FENCE_HEADER, FENCE_STAMPS_HEADER, fencesOf, WRITER_HEADER } from './update-author.ts'
-import { createBeatReader, parseWriterBeat } from './writer-beats.ts'
+import {
+  createBeatReader,
+  createRepeatFilter,
+  parseWriterBeat,
+  WRITER_BEAT_BYTES_MAX,
+} from './writer-beats.ts'
 
 /**
  * The games one node holds at once: live ones, and finished ones not archived yet (archive.ts). As
@@ -103,6 +108,7 @@ export function createGameReplicas(context: {
   const archiveListeners = new Set<ArchiveListener>()
   const fences = createGameFences(log)
   const beats = createBeatReader((gameId) => replicas.has(gameId))
+  const isRepeat = createRepeatFilter()
   /** Per game, the sequence of the last update read, applied or dropped. */
   const lastSeqs = new Map<string, number>()
   /** Per game restored from a snapshot, the stream sequence the snapshot was taken at. */
@@ -184,6 +190,7 @@ export function createGameReplicas(context: {
       }
     },
     applyBeat(data) {
+      if (data.length > WRITER_BEAT_BYTES_MAX || isRepeat(data)) return
       const beat = parseWriterBeat(data)
       if (beat === null) return
       let observed = false

@@ -169,6 +169,33 @@ export function encodeWriterBeat(beat: WriterBeat): string {
   return text
 }
 
+/**
+ * The beats a receiver remembers to pass over a repeat. A writer sends each beat through both its
+ * connections (so that it reaches the region while one server is cut off), and a node hears most
+ * beats twice; reading one again changes nothing (module comment), so a repeat is dropped before
+ * it is parsed. Each writer's two copies arrive close together; a repeat this filter misses (more
+ * writers' beats than this in between) is merely read twice.
+ */
+export const BEAT_REPEATS_KEPT = 16
+
+/**
+ * True for bytes equal to one of the last `kept` beats it was given (that one is then a repeat);
+ * false, remembering them, for the others. Holds at most `kept` x WRITER_BEAT_BYTES_MAX bytes.
+ */
+export function createRepeatFilter(kept = BEAT_REPEATS_KEPT): (data: Uint8Array) => boolean {
+  const recent: Buffer[] = []
+  let next = 0
+  return (data) => {
+    for (const earlier of recent) if (earlier.length === data.length && earlier.equals(data)) return true
+    // A copy: the client library may reuse the memory a message arrived in.
+    const copy = Buffer.from(data)
+    if (recent.length < kept) recent.push(copy)
+    else recent[next] = copy
+    next = (next + 1) % kept
+    return false
+  }
+}
+
 export interface GameHeartbeat {
   readonly gameId: string
   readonly heartbeat: Heartbeat

@@ -12,6 +12,7 @@ import { createClockGuard } from '../../../nodes/fabric/clock-guard.ts'
 import { createGameReplicas, GAMES_PER_NODE_MAX } from '../../../nodes/fabric/game-replicas.ts'
 import type { StreamMessage } from '../../../nodes/fabric/stream-follower.ts'
 import { authorHeaders, type UpdateAuthor } from '../../../nodes/fabric/update-author.ts'
+import { createBeatWriter, encodeWriterBeat, type WriterBeat } from '../../../nodes/fabric/writer-beats.ts'
 import { createTestWriter, NEXT_POINT, transition } from '../../helpers/game-writer.ts'
 
 /** A snapshot bucket with nothing in it: no game here is archived. */
@@ -127,4 +128,45 @@ t.test('an archive marker drops the game for good and frees its place', async (t
   t.notOk(node.replicas.has('match-1'), 'nor revived by a later update')
   node.applyUpdate({ ...withHeader, seq: 4 })
   t.same(archived, ['match-1@2'], 'a marker sent again changes nothing')
+})
+
+t.test('a beat heard through both of its writer connections is applied once', async (t) => {
+  const node = createGameReplicas({
+    backend: yjsBackend,
+    clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
+    log: pino({ level: 'silent' }),
+    archives: createArchiveShelf({
+      snapshots: emptyStore,
+      backend: yjsBackend,
+      log: pino({ level: 'silent' }),
+    }),
+  })
+  const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
+  node.applyUpdate(
+    message(1, trader.write({ kind: 'game', gameId: 'match-1', writers: ['trader-1'] }, NEXT_POINT), {
+      writer: 'trader-1',
+    }),
+  )
+  const heard: string[] = []
+  node.onChange(({ gameId, source }) => heard.push(`${gameId} ${source}`))
+  const writer = createBeatWriter('trader-1')
+  const nextBeat = () => {
+    writer.offer('match-1', trader.heartbeat())
+    let sent: WriterBeat | undefined
+    writer.flush((beat) => {
+      sent = beat
+    })
+    if (sent === undefined) throw new Error('the writer sent no beat')
+    return new TextEncoder().encode(encodeWriterBeat(sent))
+  }
+  const first = nextBeat()
+  node.applyBeat(first)
+  node.applyBeat(Uint8Array.from(first))
+  t.same(
+    heard,
+    ['match-1 heartbeat'],
+    'the copy through the second connection changes nothing and is not told',
+  )
+  node.applyBeat(nextBeat())
+  t.same(heard, ['match-1 heartbeat', 'match-1 heartbeat'], 'the next beat is heard')
 })

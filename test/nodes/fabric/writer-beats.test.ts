@@ -12,6 +12,7 @@ import {
   type BeatWriter,
   createBeatReader,
   createBeatWriter,
+  createRepeatFilter,
   encodeWriterBeat,
   parseWriterBeat,
   WRITER_GAMES_MAX,
@@ -203,3 +204,23 @@ t.test(
     )
   },
 )
+
+t.test('the repeat filter passes over a beat heard again, and only a byte-equal one', async (t) => {
+  const isRepeat = createRepeatFilter(3)
+  const beat = (n: number) => new TextEncoder().encode(`{"n":${n}}`)
+  t.equal(isRepeat(beat(1)), false, 'first heard')
+  t.equal(isRepeat(beat(1)), true, 'the same bytes again: the copy through the other connection')
+  t.equal(isRepeat(beat(2)), false, 'other bytes of the same length are not a repeat')
+  t.equal(isRepeat(new TextEncoder().encode('{"n":10}')), false, 'nor bytes of another length')
+  t.equal(isRepeat(beat(1)), true, 'still remembered while within the last three')
+  t.equal(isRepeat(beat(3)), false)
+  t.equal(isRepeat(beat(4)), false)
+  t.equal(isRepeat(beat(1)), false, 'forgotten past the last three: read again, which changes nothing')
+
+  // The filter keeps a copy: a buffer reused by the client for the next message does not fool it.
+  const shared = beat(7)
+  t.equal(isRepeat(shared), false)
+  shared.set(beat(8))
+  t.equal(isRepeat(shared), false, 'the reused buffer now holds another beat')
+  t.equal(isRepeat(beat(7)), true, 'the first beat is still known by its own bytes')
+})
