@@ -135,6 +135,8 @@ export function globalFabricStream(
     name: regionNames.globalFabricStream(region),
     max_bytes: limits.fabricBytesMax * allRegions.length,
     duplicate_window: MERGED_DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+    // Followers read on by direct gets while no consumer can be opened (direct-reading.ts).
+    allow_direct: true,
     placement: placedIn(region),
     sources: allRegions.map((origin) => ({
       name: names.fabricStream(origin),
@@ -174,9 +176,10 @@ async function ensureRegionalFabricOnce(
   // The default API check asks the meta leader for account info, which a cut-off region has not got.
   const js = jetstream(nc, { checkAPI: false })
   const jsm = await jetstreamManager(nc, { checkAPI: false })
-  await ensureStreamHolds(jsm, regionalFabricStream(region, limits))
-  await ensureStreamHolds(jsm, globalFabricStream(region, allRegions, limits))
-  await ensureLedger(jsm, region, limits, regionalLedgerStreams(region, limits), ensureStreamHolds)
+  const ensure = (jsm: JetStreamManager, config: NamedStreamConfig) => ensureStreamHolds(jsm, config, nc)
+  await ensure(jsm, regionalFabricStream(region, limits))
+  await ensure(jsm, globalFabricStream(region, allRegions, limits))
+  await ensureLedger(jsm, region, limits, regionalLedgerStreams(region, limits), ensure)
   // Kvm.create only looks the bucket up when it exists, and creates it otherwise.
   const snapshots = await new Kvm(js).create(names.snapshotBucket(region), {
     ...snapshotBucketOptions(limits),
@@ -186,7 +189,11 @@ async function ensureRegionalFabricOnce(
 }
 
 /** Stream info is answered by the stream's own leader; only a missing or different stream needs the meta leader. */
-async function ensureStreamHolds(jsm: JetStreamManager, config: NamedStreamConfig): Promise<void> {
+async function ensureStreamHolds(
+  jsm: JetStreamManager,
+  config: NamedStreamConfig,
+  nc: NatsConnection,
+): Promise<void> {
   let existing: StreamConfig | undefined
   try {
     existing = (await jsm.streams.info(config.name)).config
@@ -194,7 +201,7 @@ async function ensureStreamHolds(jsm: JetStreamManager, config: NamedStreamConfi
     if (!/stream not found/i.test(errorText(error))) throw error
   }
   if (existing && holds(existing, config)) return
-  await ensureStream(jsm, config)
+  await ensureStream(jsm, config, nc)
 }
 
 /** True when `actual` has every value `wanted` sets; the server adds defaults and omits empty lists. */

@@ -30,8 +30,9 @@
  * and this module supervises them, replacing each consumer that ends.
  */
 
-import type { JetStreamClient, JsMsg } from '@nats-io/jetstream'
+import type { JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
+import { createDirectReader, type DirectReader } from './direct-reading.ts'
 import { createStreamCheck, type StreamCheck, VERIFY_EVERY_MS, verifyEvery } from './stream-check.ts'
 import {
   openReading,
@@ -45,6 +46,9 @@ import { STALL_CHECK_MS, watchConsumer } from './stream-watchdog.ts'
 export { AUDIT_BATCH, DIGESTS_KEPT, VERIFY_EVERY_MS } from './stream-check.ts'
 export { OPEN_TIMEOUT_MS } from './stream-reading.ts'
 export { STALL_CHECK_MS } from './stream-watchdog.ts'
+
+/** Reading on by direct gets (direct-reading.ts) is logged at most this often per stream. */
+export const DIRECT_LOG_EVERY_MS = 5_000
 
 /** Backoff between consumer restarts that fail, up to the last value. */
 export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_000]
@@ -120,8 +124,6 @@ interface Supervision {
   restarts: number
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
 export async function followStream(options: FollowOptions): Promise<StreamFollower> {
   const { js, stream, log } = options
   const source: StreamSource = { js, stream, log, filterSubject: options.filterSubject }
@@ -142,14 +144,15 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     caughtUp: () => position.caughtUp,
     ...(options.acknowledgedThrough ? { acknowledgedThrough: options.acknowledgedThrough } : {}),
   })
-  const handle = (message: JsMsg) => {
+  const handle = (message: StreamMessage) => {
     check.record(message.seq, message.data)
     options.onMessage(message)
   }
+  const direct = createDirectReader(source, position, handle)
 
   // The first consumer must open, or the node cannot start: let that failure reach the caller.
   supervision.current = await openReading(source, position)
-  const following = superviseConsumers({ source, position, supervision, check, handle })
+  const following = superviseConsumers({ source, position, supervision, check, handle, direct })
   const watchdog = watchConsumer({
     source,
     position,
@@ -192,18 +195,39 @@ async function superviseConsumers(parts: {
   readonly position: ReadingPosition
   readonly supervision: Supervision
   readonly check: StreamCheck
-  readonly handle: (message: JsMsg) => void
+  readonly handle: (message: StreamMessage) => void
+  readonly direct: DirectReader
 }): Promise<void> {
   const { source, position, supervision } = parts
   let attempt = 0
+  /**
+   * Read on by direct gets for `ms` while no consumer delivers; what they deliver is audited like
+   * a replaced consumer's.
+   */
+  let directSince = 0
+  let loggedAt = 0
+  const readDirectly = async (ms: number) => {
+    const handled = await parts.direct.readFor(ms)
+    if (handled === 0) return
+    parts.check.audit()
+    directSince += handled
+    if (Date.now() - loggedAt < DIRECT_LOG_EVERY_MS) return
+    loggedAt = Date.now()
+    source.log.info(
+      { stream: source.stream, handled: directSince, lastSeq: position.lastSeq },
+      'read on by direct gets while no consumer opened',
+    )
+    directSince = 0
+  }
   while (!position.closed) {
     try {
       if (supervision.current === null) {
         supervision.phase = 'opening'
-        supervision.current = await openReading(source, position)
+        supervision.current = await openReading(source, position, readDirectly)
       }
       if (position.closed) {
-        await supervision.current.messages.close()
+        // Not close(): it waits for the messages' reader to finish, and nothing reads them yet.
+        supervision.current.messages.stop()
         break
       }
       attempt = 0
@@ -220,7 +244,7 @@ async function superviseConsumers(parts: {
     // What the replaced consumer delivered may have come from a server the others had left.
     parts.check.audit()
     supervision.phase = 'backing off'
-    await delay(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
+    await readDirectly(RESTART_BACKOFF_MS[Math.min(attempt++, RESTART_BACKOFF_MS.length - 1)] as number)
   }
   supervision.phase = 'closed'
 }

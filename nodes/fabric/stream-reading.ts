@@ -85,9 +85,14 @@ export const OPEN_ATTEMPT_MS = 1_000
 
 /**
  * Open a consumer at the next sequence, trying again (OPEN_ATTEMPT_MS each) until one opens or
- * OPEN_TIMEOUT_MS have passed; then the last failure is thrown.
+ * OPEN_TIMEOUT_MS have passed; then the last failure is thrown. Between tries, `meanwhile` is
+ * given the wait (the follower reads on by direct gets: direct-reading.ts).
  */
-export async function openReading(source: StreamSource, position: ReadingPosition): Promise<Reading> {
+export async function openReading(
+  source: StreamSource,
+  position: ReadingPosition,
+  meanwhile: (ms: number) => Promise<unknown> = sleep,
+): Promise<Reading> {
   const deadline = Date.now() + OPEN_TIMEOUT_MS
   for (let attempt = 0; ; attempt++) {
     try {
@@ -98,10 +103,12 @@ export async function openReading(source: StreamSource, position: ReadingPositio
       if (position.closed || deadline - Date.now() <= wait) throw error
       if (attempt === 0)
         source.log.warn({ err: error, stream: source.stream }, 'opening a consumer failed; trying again')
-      await new Promise((resolve) => setTimeout(resolve, wait))
+      await meanwhile(wait)
     }
   }
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Waits between tries at opening a consumer, up to the last value. */
 const OPEN_RETRY_MS: readonly number[] = [50, 100, 250, 500]

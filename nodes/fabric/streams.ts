@@ -32,6 +32,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { REGION_PATTERN } from '../../protocol/ids.ts'
 import { DEFAULT_SHARDS, SHARDS_MAX } from '../../protocol/shards.ts'
 import { names } from '../../protocol/subjects.ts'
+import { requestStepDown } from './leader-spread.ts'
 
 export { names }
 
@@ -102,6 +103,8 @@ export function fabricStream(region: string, limits: StreamLimits): Partial<Stre
     max_bytes: limits.fabricBytesMax,
     max_msg_size: UPDATE_BYTES_MAX,
     duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+    // Followers read on by direct gets while no consumer can be opened (direct-reading.ts).
+    allow_direct: true,
   }
 }
 
@@ -122,6 +125,8 @@ export function ledgerStream(
     max_bytes: Math.floor(limits.ledgerBytesMax / limits.ledgerShards),
     max_msg_size: LEDGER_MESSAGE_BYTES_MAX,
     duplicate_window: DUPLICATE_WINDOW_MS * NANOS_PER_MS,
+    // Followers read on by direct gets while no consumer can be opened (direct-reading.ts).
+    allow_direct: true,
   }
 }
 
@@ -173,16 +178,29 @@ export async function checkLedgerLayout(
   }
 }
 
-/** Add the stream, or bring an existing one to this config; nodes may race here harmlessly. */
+/**
+ * Add the stream, or bring an existing one to this config; nodes may race here harmlessly.
+ *
+ * nats-server 2.9.10 turns `allow_direct` on for a replicated stream's replicas only when its
+ * leader changes (an update subscribes them only for a single replica): a stream made by a version
+ * before direct gets (direct-reading.ts) would answer none until then. So when this update turns
+ * them on, and `nc` is given, the stream's leader is asked to step down once, and the next one awaited.
+ */
 export async function ensureStream(
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
+  nc?: Pick<NatsConnection, 'request'>,
 ): Promise<void> {
   try {
     await jsm.streams.add(config)
   } catch (error) {
     if (!/already in use/i.test(errorText(error))) throw error
+    const before = (await jsm.streams.info(config.name)).config
     await jsm.streams.update(config.name, config)
+    if (nc !== undefined && config.allow_direct === true && !before.allow_direct && before.num_replicas > 1) {
+      await requestStepDown(nc, config.name)
+      await awaitLeaders(jsm, [config.name])
+    }
   }
 }
 
@@ -297,8 +315,10 @@ async function ensureFabricOnce(
 ): Promise<FabricObjects> {
   assertRegion(region)
   const jsm = await jetstreamManager(nc)
-  await ensureStream(jsm, fabricStream(region, limits))
-  await ensureLedger(jsm, region, limits, ledgerStreams(region, limits), ensureStream)
+  const ensure = (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }) =>
+    ensureStream(jsm, config, nc)
+  await ensure(jsm, fabricStream(region, limits))
+  await ensureLedger(jsm, region, limits, ledgerStreams(region, limits), ensure)
   const snapshots = await new Kvm(nc).create(names.snapshotBucket(region), snapshotBucketOptions(limits))
   return { jsm, snapshots }
 }

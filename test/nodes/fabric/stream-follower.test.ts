@@ -1,7 +1,9 @@
 // A follower keeps delivering, in order and exactly once, when its consumer dies under it: here
 // the server-side consumer is deleted mid-stream, as a nats-server crash deletes the ordered
 // consumer it held. A follower that has handled everything the stream holds is left alone. A
-// follower nudged while its consumer's server is stopped replaces the consumer at once.
+// follower nudged while its consumer's server is stopped replaces the consumer at once. A follower
+// whose consumer creations are all refused (as while the meta group has no leader) reads on by
+// direct gets.
 
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
@@ -9,6 +11,7 @@ import pino from 'pino'
 import t, { type Test } from 'tap'
 import { requestStepDown } from '../../../nodes/fabric/leader-spread.ts'
 import { followStream, type StreamFollower } from '../../../nodes/fabric/stream-follower.ts'
+import { DEFAULT_STREAM_LIMITS, ensureStream, ledgerStream } from '../../../nodes/fabric/streams.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
 
@@ -201,4 +204,94 @@ t.test('a nudged follower whose consumer is on a stopped server starts another a
   t.same(seen, [1, 2, 3, 4], 'in order, none twice')
   t.ok((follower?.restarts() ?? 0) >= 1, 'the consumer was replaced')
   t.comment(`delivered ${Date.now() - nudgedAt} ms after the first nudge`)
+})
+
+t.test('a follower reads on by direct gets while every consumer creation is refused', async (t) => {
+  // While nats-server's meta group has no leader, it refuses every consumer creation ("JetStream
+  // system temporarily unavailable") and the streams go on taking appends. Here a real cluster
+  // serves the stream and its direct gets, and the client refuses consumer creations the same way
+  // for as long as `refusing` is set.
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  const config = ledgerStream('eu', 0, DEFAULT_STREAM_LIMITS)
+  // A stream made before followers read by direct gets is brought to it by ensureStream (a leader
+  // step-down included: 2.9.10 needs one to let the replicas answer them).
+  await jsm.streams.add({ ...config, allow_direct: false })
+  await ensureStream(jsm, config, nc)
+  t.equal(
+    (await jsm.streams.info(config.name)).config.allow_direct,
+    true,
+    'an existing stream now allows them',
+  )
+  const js = jetstream(nc)
+  const subject = config.subjects?.[0] as string
+  const publish = async (from: number, to: number) => {
+    for (let i = from; i <= to; i++) await js.publish(subject, String(i))
+  }
+  await publish(1, 5)
+
+  let refusing = false
+  let refused = 0
+  /** The consumers' message iterators opened, to end them as a consumer lost with its server ends. */
+  const opened: { stop(): void }[] = []
+  const guarded = new Proxy(js, {
+    get(target, property) {
+      if (property === 'consumers')
+        return {
+          get: async (...args: Parameters<typeof js.consumers.get>) => {
+            if (refusing) {
+              refused++
+              throw new Error('JetStream system temporarily unavailable')
+            }
+            const consumer = await target.consumers.get(...args)
+            const consume = consumer.consume.bind(consumer)
+            consumer.consume = async (options) => {
+              const messages = await consume(options)
+              opened.push(messages)
+              return messages
+            }
+            return consumer
+          },
+        }
+      const value = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  const seen: number[] = []
+  const follower = await followStream({
+    js: guarded,
+    stream: config.name,
+    startSeq: 1,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: 200,
+    verifyEveryMs: 200,
+    onMessage: (message) => seen.push(Number(message.string())),
+  })
+  t.teardown(() => follower.close())
+  await waitFor('the first messages', () => seen.length === 5)
+
+  refusing = true
+  for (const messages of opened) messages.stop()
+  await waitFor('a consumer creation refused', () => refused > 0)
+  // More than one round of direct gets asks for at once.
+  await publish(6, 80)
+  await waitFor('the new messages, by direct gets', () => seen.length === 80, 15_000)
+  t.equal(follower.phase(), 'opening', `no consumer opened meanwhile (${refused} creations refused)`)
+  t.same(
+    seen,
+    Array.from({ length: 80 }, (_, i) => i + 1),
+    'in order, none twice, none lost',
+  )
+  t.equal(follower.lastSeq(), 80)
+
+  refusing = false
+  await waitFor('a consumer open again', () => follower.phase() === 'consuming', 15_000)
+  await publish(81, 85)
+  await waitFor('the rest, through a consumer again', () => seen.length === 85, 15_000)
+  t.same(seen.slice(80), [81, 82, 83, 84, 85])
+  await waitFor('the audit of what the direct gets delivered', () => !follower.auditing(), 15_000)
+  t.equal(follower.diverged(), null, 'and it is what the stream holds')
 })
