@@ -83,49 +83,59 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
     if (node !== null) tried.add(node.direct)
     else queueTried = true
     const sentAtMs = state.now()
-    state.nc.request(node?.subject ?? queue, request, { timeout: limits.placeTimeoutMs }).then(
-      (message) => {
-        awaited--
-        const reply = message.json<PlaceBetReply>()
-        if (node !== null) directory.answered(node.direct, state.now() - sentAtMs)
-        if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') {
-          unsure = reply.error.message
-          return lastAnswered()
-        }
-        // A refusal by one node placed nothing there, but the other attempt may yet place the bet
-        // (a refusal for CLOCK_DRIFT from one node while the other books it): it waits for that.
-        // A reused id is the ledger's own answer, final whatever the other says.
-        if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') {
-          held ??= reply
-          // A node that cannot judge now (its replica stale, its clock off, overloaded) says
-          // nothing of the bet: another node may book it, at once.
-          if (node !== null && NODE_REFUSALS.has(reply.error.code) && !done) {
-            directory.suspect(node.direct)
-            const other = directory.pick(queue, tried)
-            if (other !== null) {
-              state.stats.hedged++
-              attempt(other, true)
-              return
-            }
+    // A hedge goes through the second connection, to another server: the first's may be the trouble.
+    const second = hedge ? state.second : null
+    if (second === null) state.stall.sentThroughFirst()
+    ;(second?.nc ?? state.nc)
+      .request(node?.subject ?? queue, request, { timeout: limits.placeTimeoutMs })
+      .then(
+        (message) => {
+          awaited--
+          if (second === null) state.stall.answeredThroughFirst()
+          else if (!done && state.stall.answeredThroughSecond()) {
+            state.stats.stalls++
+            second.onStalled?.()
           }
-          return lastAnswered()
-        }
-        if (!done && hedge) state.stats.hedgesAnswered++
-        finish(() => pass(state, channel, answer, { betId, ref }, reply))
-      },
-      (error: unknown) => {
-        awaited--
-        if (error instanceof RequestError && error.isNoResponders()) {
-          // Nobody got it: nothing was placed. Another node, at once.
-          if (node !== null) directory.suspect(node.direct)
-          if (!done && sendAnother()) return
-          return lastAnswered()
-        }
-        if (!done) log.warn({ err: error, betId, node: node?.node }, 'placement got no answer')
-        unsure = `no API node answered in time for bet ${betId}`
-        lastAnswered()
-      },
-    )
+          const reply = message.json<PlaceBetReply>()
+          if (node !== null) directory.answered(node.direct, state.now() - sentAtMs)
+          if (!reply.ok && reply.error.code === 'LEDGER_UNAVAILABLE') {
+            unsure = reply.error.message
+            return lastAnswered()
+          }
+          // A refusal by one node placed nothing there, but the other attempt may yet place the bet
+          // (a refusal for CLOCK_DRIFT from one node while the other books it): it waits for that.
+          // A reused id is the ledger's own answer, final whatever the other says.
+          if (!reply.ok && reply.error.code !== 'BET_ID_REUSED') {
+            held ??= reply
+            // A node that cannot judge now (its replica stale, its clock off, overloaded) says
+            // nothing of the bet: another node may book it, at once.
+            if (node !== null && NODE_REFUSALS.has(reply.error.code) && !done) {
+              directory.suspect(node.direct)
+              const other = directory.pick(queue, tried)
+              if (other !== null) {
+                state.stats.hedged++
+                attempt(other, true)
+                return
+              }
+            }
+            return lastAnswered()
+          }
+          if (!done && hedge) state.stats.hedgesAnswered++
+          finish(() => pass(state, channel, answer, { betId, ref }, reply))
+        },
+        (error: unknown) => {
+          awaited--
+          if (error instanceof RequestError && error.isNoResponders()) {
+            // Nobody got it: nothing was placed. Another node, at once.
+            if (node !== null) directory.suspect(node.direct)
+            if (!done && sendAnother()) return
+            return lastAnswered()
+          }
+          if (!done) log.warn({ err: error, betId, node: node?.node }, 'placement got no answer')
+          unsure = `no API node answered in time for bet ${betId}`
+          lastAnswered()
+        },
+      )
   }
   /** The bet to another node than those tried, or to the queue group once; false with none left. */
   const sendAnother = (): boolean => {
@@ -143,10 +153,12 @@ export function placeBet(state: RelayState, channel: UserChannel, userId: string
       if (done || hedged) return
       hedged = true
       if (first !== null) directory.suspect(first.direct)
+      // With no other node to try, the same one again through the second connection: the first
+      // connection's server, not the node, may be what holds the bet up.
       const other = directory.pick(queue, tried)
-      if (other === null) return
+      if (other === null && state.second === null) return
       state.stats.hedged++
-      attempt(other, true)
+      attempt(other ?? first, true)
     }, directory.hedgeAfterMs()),
   )
   // However the attempts fare, the user hears within answer-within-ms: past it the bet may stand,

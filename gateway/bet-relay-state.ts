@@ -6,6 +6,7 @@
 
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import type { StallDetector } from '../nodes/fabric/stall-detector.ts'
 import type { Timers } from '../nodes/fabric/timers.ts'
 import { BET_TERM_KEYS, type PlacedTerms } from '../protocol/bets.ts'
 import type { UserRouting } from '../protocol/subjects.ts'
@@ -75,8 +76,23 @@ export interface UserChannel {
   looking: boolean
 }
 
+/**
+ * A second connection, to another server than the relay's own (the node's append hedge,
+ * nodes/fabric/transport.ts): a placement hedged to another API node goes through it, so that a
+ * gateway whose server is cut off or paused still gets its bets answered, and moves off that server
+ * once it has answered nothing for STALL_SILENT_MS while the second answers (stall-detector.ts).
+ */
+export interface SecondConnection {
+  readonly nc: NatsConnection
+  readonly onStalled?: () => void
+}
+
 export interface RelayState {
   readonly nc: NatsConnection
+  /** Hedged placements go through it; null: through `nc` too. */
+  readonly second: SecondConnection | null
+  /** Whether `nc`'s server answers placements (stall-detector.ts). */
+  readonly stall: StallDetector
   readonly limits: BetRelayLimits
   readonly log: Logger
   /** The subject of a request about a user (protocol/subjects.ts). */
@@ -89,7 +105,14 @@ export interface RelayState {
   readonly directory: ApiDirectory
   /** The users with a socket watching, or with a placement made through this relay. */
   readonly users: Map<string, UserChannel>
-  readonly stats: { lookups: number; recovered: number; hedged: number; hedgesAnswered: number }
+  readonly stats: {
+    lookups: number
+    recovered: number
+    hedged: number
+    hedgesAnswered: number
+    /** Times `nc`'s server was found answering nothing while the second connection's answered. */
+    stalls: number
+  }
   /** Placements awaiting an API node's answer. */
   inFlight: number
   lookupsInFlight: number

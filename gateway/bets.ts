@@ -16,13 +16,14 @@
 
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+import { createStallDetector } from '../nodes/fabric/stall-detector.ts'
 import type { Timers } from '../nodes/fabric/timers.ts'
 import { statusSubject, type UserRouting } from '../protocol/subjects.ts'
 import { type ApiDirectory, createApiDirectory } from './api-directory.ts'
 import { parseStatus, receive } from './bet-ordering.ts'
 import { placeBet } from './bet-placement.ts'
 import { startRecovery } from './bet-recovery.ts'
-import type { BetRelayLimits, Deliver, RelayState, UserChannel } from './bet-relay-state.ts'
+import type { BetRelayLimits, Deliver, RelayState, SecondConnection, UserChannel } from './bet-relay-state.ts'
 import type { PlaceFrame } from './protocol.ts'
 
 export { RECOVERY_BACKOFF_MAX_MS, RECOVERY_SWEEP_MS } from './bet-recovery.ts'
@@ -47,6 +48,8 @@ export interface RelayStats {
   /** Placements sent to a second API node after the hedge delay, and those the second answered. */
   readonly hedged: number
   readonly hedgesAnswered: number
+  /** Times the relay's server answered nothing while the second connection's answered. */
+  readonly stalls: number
 }
 
 /** The relay's sense of time: tests pass their own, and move it by hand. */
@@ -80,10 +83,13 @@ export function createBetRelay(
   route: UserRouting,
   clock: BetRelayClock = {},
   directory: ApiDirectory = createApiDirectory({ hedgeAfterMsMax: limits.hedgeAfterMs, log }),
+  second: SecondConnection | null = null,
 ): BetRelay {
   const timers = clock.timers ?? BACKGROUND_TIMERS
   const state: RelayState = {
     nc,
+    second,
+    stall: createStallDetector(clock.now ?? Date.now),
     limits,
     log,
     route,
@@ -91,7 +97,7 @@ export function createBetRelay(
     timers,
     directory,
     users: new Map(),
-    stats: { lookups: 0, recovered: 0, hedged: 0, hedgesAnswered: 0 },
+    stats: { lookups: 0, recovered: 0, hedged: 0, hedgesAnswered: 0, stalls: 0 },
     inFlight: 0,
     lookupsInFlight: 0,
   }

@@ -12,10 +12,13 @@ import { homeRegionOf, isSuperCluster, joinFabric } from '../nodes/fabric/region
 import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import { userRouting } from '../protocol/subjects.ts'
 import type { Authenticator } from './auth.ts'
+import type { SecondConnection } from './bet-relay-state.ts'
 import { buildGateway, type DemoLogin, type Gateway, type GatewayLimits } from './server.ts'
 
 export interface GatewayNodeOptions {
   readonly nc: NatsConnection
+  /** Hedged placements go through it (bet-relay-state.ts); absent: through `nc`. */
+  readonly second?: SecondConnection
   readonly region: string
   readonly node: string
   readonly backend: Backend
@@ -59,6 +62,7 @@ export async function startGatewayNode(options: GatewayNodeOptions): Promise<Gat
   })
   const gateway = await buildGateway({
     nc,
+    ...(options.second ? { second: options.second } : {}),
     replicas,
     auth: options.auth,
     origins: options.origins,

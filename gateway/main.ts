@@ -50,10 +50,14 @@ function supervise(config: ReturnType<typeof loadGatewayConfig>): void {
 
 async function serve(): Promise<void> {
   const worker = process.env[WORKER_ENV]
-  await runNode('gateway', options, async ({ config, nc, log, registry, backend }) => {
+  await runNode('gateway', options, async ({ config, nc, log, registry, backend, appendHedge }) => {
     const secret = config.jwtSecret || undefined
+    const hedge = await appendHedge()
     const node = await startGatewayNode({
       nc,
+      ...(hedge
+        ? { second: { nc: hedge.nc, ...(hedge.onStalled ? { onStalled: hedge.onStalled } : {}) } }
+        : {}),
       region: config.region,
       regions: config.regions,
       // Each worker holds its own replica; its id names it in logs.

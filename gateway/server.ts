@@ -19,6 +19,7 @@ import type { ReplicaSync } from '../nodes/fabric/replica-sync.ts'
 import type { UserRouting } from '../protocol/subjects.ts'
 import { watchApiNodes } from './api-directory.ts'
 import type { Authenticator } from './auth.ts'
+import type { SecondConnection } from './bet-relay-state.ts'
 import { type BetRelay, createBetRelay } from './bets.ts'
 import { type DemoLogin, demoLogin } from './demo-login.ts'
 import { createFrameHandler } from './frames.ts'
@@ -40,6 +41,8 @@ export { CLOSE_GRACE_MS } from './sender.ts'
 
 export interface GatewayOptions {
   readonly nc: NatsConnection
+  /** Hedged placements go through it (bet-relay-state.ts); absent: through `nc`. */
+  readonly second?: SecondConnection
   readonly replicas: ReplicaSync
   readonly auth: Authenticator
   /** Origins of other sites' pages allowed to open sockets (`*`: any). */
@@ -77,7 +80,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = createGatewayMetrics(options.registry)
   const feeds = createGameFeeds(options.replicas, randomUUID(), limits)
   const directory = watchApiNodes(nc, { hedgeAfterMsMax: limits.hedgeAfterMs, log })
-  const relay = createBetRelay(nc, limits, log, options.route, {}, directory)
+  const relay = createBetRelay(nc, limits, log, options.route, {}, directory, options.second ?? null)
   registerRelayMetrics(options.registry, relay)
   const sessions = createSessionTable(limits)
   const upgrades = createUpgradeLimits(limits)

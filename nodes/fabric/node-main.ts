@@ -142,7 +142,7 @@ export const commonOptions = defineOptions({
     max: APPEND_TIMEOUT_MS - 1,
     env: 'FABRIC_APPEND_HEDGE_MS',
     flag: '--append-hedge-ms',
-    doc: 'the most an API node waits for a ledger append, or a trader for an update, to be acknowledged before it sends it again, same id, through a second connection to another server (twice the p99 of recent acknowledgements, at least 20 ms; 0: no second connection; see transport.ts)',
+    doc: 'the most an API node waits for a ledger append, or a trader for an update, to be acknowledged before it sends it again, same id, through a second connection to another server (twice the p99 of recent acknowledgements, at least 20 ms; 0: no second connection; see transport.ts); a gateway sends its hedged placements through that connection',
   },
   quorumLostMs: {
     type: 'integer',
@@ -192,9 +192,9 @@ export interface NodeContext<C> {
   /** The node's clock source, wall ms: the machine's, shifted by --clock-skew-ms. */
   readonly clock: () => number
   /**
-   * Hedged appends (transport.ts): a second connection, to another server than `nc`'s, made at the
-   * first call, and a move of `nc` off a server found stalled; undefined with one server, or with
-   * --append-hedge-ms 0.
+   * Hedged appends (transport.ts), and a gateway's hedged placements (gateway/bet-relay-state.ts):
+   * a second connection, to another server than `nc`'s, made at the first call, and a move of `nc`
+   * off a server found stalled; undefined with one server, or with --append-hedge-ms 0.
    */
   appendHedge(): Promise<AppendHedge | undefined>
 }
@@ -270,7 +270,7 @@ export async function runNode<S extends OptionsSchema>(
       onStalled() {
         log.warn(
           { server: nc.info?.server_name },
-          'appends through this server go unacknowledged while another server acknowledges them; reconnecting to another',
+          'this server has answered nothing sent through it lately while another server answers; reconnecting to another',
         )
         choice.leave(nc.getServer())
         void nc.reconnect()
