@@ -33,7 +33,8 @@ export const DIRECT_POLL_MS = 50
 export interface DirectReader {
   /**
    * Handle the messages past the last one handled, in order, until `ms` have passed or the
-   * follower closes; resolves with how many it handled.
+   * follower closes; resolves with how many it handled. One reading runs at a time: called while
+   * one runs, it waits `ms` and handles nothing.
    */
   readFor(ms: number): Promise<number>
 }
@@ -99,18 +100,33 @@ export function createDirectReader(
     return handled
   }
 
+  /** One reading at a time: another asked for meanwhile waits its time out instead. */
+  let reading = false
+
   return {
     async readFor(ms) {
-      const until = Date.now() + ms
-      let handled = 0
-      while (!position.closed && Date.now() < until) {
-        const read = await round()
-        handled += read
-        if (read <= DIRECT_READ_BATCH)
-          await new Promise((resolve) => setTimeout(resolve, Math.min(DIRECT_POLL_MS, until - Date.now())))
+      if (reading) {
+        await new Promise((resolve) => setTimeout(resolve, ms))
+        return 0
       }
-      return handled
+      reading = true
+      try {
+        return await readUntil(Date.now() + ms)
+      } finally {
+        reading = false
+      }
     },
+  }
+
+  async function readUntil(until: number): Promise<number> {
+    let handled = 0
+    while (!position.closed && Date.now() < until) {
+      const read = await round()
+      handled += read
+      if (read <= DIRECT_READ_BATCH)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(DIRECT_POLL_MS, until - Date.now())))
+    }
+    return handled
   }
 }
 

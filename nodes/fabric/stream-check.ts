@@ -45,8 +45,11 @@ export interface StreamCheckOptions {
 export interface StreamCheck {
   /** Keep the digest of a message just handled. */
   record(seq: number, data: Uint8Array): void
-  /** Compare again, from the oldest digest kept, everything handled lately. */
-  audit(): void
+  /**
+   * Compare again everything handled lately: from the oldest digest kept, or from `from` (what
+   * came from one source since then).
+   */
+  audit(from?: number): void
   /** True while an audit has sequences left to compare. */
   auditing(): boolean
   /** One round of checks (see verify below); no answer tells nothing. */
@@ -69,9 +72,11 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   let auditedCaughtUp = false
   const clock = options.now ?? Date.now
 
-  function audit(): void {
+  function audit(from?: number): void {
     const oldest = digests.keys().next().value
-    if (oldest !== undefined) auditFrom = Math.min(auditFrom ?? oldest, oldest)
+    if (oldest === undefined) return
+    const start = Math.max(oldest, from ?? oldest)
+    auditFrom = Math.min(auditFrom ?? start, start)
   }
 
   function divergedAt(seq: number): void {

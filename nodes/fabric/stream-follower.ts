@@ -32,7 +32,7 @@
 
 import type { JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
-import { createDirectReader, type DirectReader } from './direct-reading.ts'
+import { createDirectReader } from './direct-reading.ts'
 import { createStreamCheck, type StreamCheck, VERIFY_EVERY_MS, verifyEvery } from './stream-check.ts'
 import {
   openReading,
@@ -47,6 +47,8 @@ export { AUDIT_BATCH, DIGESTS_KEPT, VERIFY_EVERY_MS } from './stream-check.ts'
 export { OPEN_TIMEOUT_MS } from './stream-reading.ts'
 export { STALL_CHECK_MS } from './stream-watchdog.ts'
 
+/** How long a nudge reads on by direct gets (unless one such reading runs already). */
+export const NUDGE_DIRECT_READ_MS = 500
 /** Reading on by direct gets (direct-reading.ts) is logged at most this often per stream. */
 export const DIRECT_LOG_EVERY_MS = 5_000
 
@@ -111,7 +113,8 @@ export interface StreamFollower {
   auditing(): boolean
   /**
    * The node awaits a message the stream acknowledged: make sure the consumer is still there (it
-   * is replaced at once if it does not answer), rather than wait for the next stall check.
+   * is replaced at once if it does not answer), rather than wait for the next stall check, and
+   * read on by direct gets meanwhile, for NUDGE_DIRECT_READ_MS.
    */
   nudge(): void
   close(): Promise<void>
@@ -149,10 +152,24 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     options.onMessage(message)
   }
   const direct = createDirectReader(source, position, handle)
+  let directSince = 0
+  let loggedAt = 0
+  /** Read on by direct gets for `ms`; what they deliver is audited, as a deposed leader's might be. */
+  const readDirectly = async (ms: number) => {
+    const from = position.next
+    const handled = await direct.readFor(ms)
+    if (handled === 0) return
+    check.audit(from)
+    directSince += handled
+    if (Date.now() - loggedAt < DIRECT_LOG_EVERY_MS) return
+    loggedAt = Date.now()
+    log.info({ stream, handled: directSince, lastSeq: position.lastSeq }, 'read on by direct gets')
+    directSince = 0
+  }
 
   // The first consumer must open, or the node cannot start: let that failure reach the caller.
   supervision.current = await openReading(source, position)
-  const following = superviseConsumers({ source, position, supervision, check, handle, direct })
+  const following = superviseConsumers({ source, position, supervision, check, handle, readDirectly })
   const watchdog = watchConsumer({
     source,
     position,
@@ -174,7 +191,12 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
     idleMs: () => Date.now() - position.progressAt,
     diverged: () => check.diverged(),
     auditing: () => check.auditing(),
-    nudge: () => watchdog.nudge(),
+    nudge() {
+      watchdog.nudge()
+      // A consumer on a server cut off says nothing until the check above gives up on it: the
+      // awaited message may be read directly meanwhile (a consumer that delivers it first wins).
+      if (!position.closed) void readDirectly(NUDGE_DIRECT_READ_MS)
+    },
     async close() {
       if (position.closed) return
       position.closed = true
@@ -196,29 +218,11 @@ async function superviseConsumers(parts: {
   readonly supervision: Supervision
   readonly check: StreamCheck
   readonly handle: (message: StreamMessage) => void
-  readonly direct: DirectReader
+  /** Read on by direct gets for `ms` (direct-reading.ts). */
+  readonly readDirectly: (ms: number) => Promise<void>
 }): Promise<void> {
-  const { source, position, supervision } = parts
+  const { source, position, supervision, readDirectly } = parts
   let attempt = 0
-  /**
-   * Read on by direct gets for `ms` while no consumer delivers; what they deliver is audited like
-   * a replaced consumer's.
-   */
-  let directSince = 0
-  let loggedAt = 0
-  const readDirectly = async (ms: number) => {
-    const handled = await parts.direct.readFor(ms)
-    if (handled === 0) return
-    parts.check.audit()
-    directSince += handled
-    if (Date.now() - loggedAt < DIRECT_LOG_EVERY_MS) return
-    loggedAt = Date.now()
-    source.log.info(
-      { stream: source.stream, handled: directSince, lastSeq: position.lastSeq },
-      'read on by direct gets while no consumer opened',
-    )
-    directSince = 0
-  }
   while (!position.closed) {
     try {
       if (supervision.current === null) {

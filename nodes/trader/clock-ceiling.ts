@@ -12,8 +12,8 @@
  * heartbeat above the stored ceiling is not sent (the trader skips it; a late renewal costs a
  * missed heartbeat, never a broken promise). A restarted writer merges the stored ceiling plus one
  * millisecond into its clock before it stamps anything: every stamp it issues is then after every
- * stamp it published in earlier lives. The lease is well inside the drift bound, so the merge
- * waits only if the clock has moved to a host that runs behind.
+ * stamp it published in earlier lives. The lease runs past the drift bound, so that merge waits
+ * until the clock is within the bound of the ceiling (DEFAULT_CEILING_LEASE_MS says why).
  */
 
 import type { Logger } from 'pino'
@@ -24,12 +24,14 @@ import type { SnapshotStore } from '../fabric/transport.ts'
 
 /**
  * How far the ceiling runs ahead of the clock. It is renewed once the clock has used a quarter of
- * it, so it stays 3-4 s ahead: while the bucket's stream elects a leader (several seconds on
- * nats-server 2.9 when its leader's server is lost), heartbeats go on for those seconds instead of
- * stopping at once. It stays inside the 5 s drift bound (DEFAULT_MAX_DRIFT_MS), so a restarted
- * writer on the same host merges its ceiling without waiting.
+ * it, so it stays 7.5-10 s ahead: heartbeats go on while the bucket's stream elects a leader (4-8 s
+ * measured on nats-server 2.9.10 when its leader's server was cut off), or while a renewal waits
+ * out its request's 5 s timeout. At 4 s, one cut-off server stopped every heartbeat in the region
+ * for seconds (every bet refused as REPLICA_STALE). The price: it runs past the 5 s drift bound
+ * (DEFAULT_MAX_DRIFT_MS), so a writer restarted at once waits up to the difference, 5 s, before it
+ * stamps (its clock can take the stored ceiling only within the bound).
  */
-export const DEFAULT_CEILING_LEASE_MS = 4_000
+export const DEFAULT_CEILING_LEASE_MS = 10_000
 /** Writes a renewal tries, each at the revision it last read, before it fails (and is tried later). */
 const CEILING_WRITE_ATTEMPTS = 3
 /** How often a restarted writer tries again to merge a ceiling its clock cannot take yet. */

@@ -295,3 +295,80 @@ t.test('a follower reads on by direct gets while every consumer creation is refu
   await waitFor('the audit of what the direct gets delivered', () => !follower.auditing(), 15_000)
   t.equal(follower.diverged(), null, 'and it is what the stream holds')
 })
+
+t.test('a nudged follower whose consumer delivers nothing reads the awaited message directly', async (t) => {
+  // A consumer on a server cut off stays open and silent: its server answers nothing, and nothing
+  // tells the client it is gone until a check gives up on it. Here the consumer's delivery is held
+  // by the client while the consumer itself stays healthy on the server, so that only reading on
+  // by direct gets can deliver what the node awaits.
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  const config = ledgerStream('eu', 1, DEFAULT_STREAM_LIMITS)
+  await ensureStream(jsm, config, nc)
+  const js = jetstream(nc)
+  const subject = config.subjects?.[0] as string
+  for (let i = 1; i <= 3; i++) await js.publish(subject, String(i))
+  let muted = false
+  const muting = new Proxy(js, {
+    get(target, property) {
+      if (property === 'consumers')
+        return {
+          get: async (...args: Parameters<typeof js.consumers.get>) => {
+            const consumer = await target.consumers.get(...args)
+            const consume = consumer.consume.bind(consumer)
+            consumer.consume = async (options) => {
+              const messages = await consume(options)
+              const iterator = messages[Symbol.asyncIterator]()
+              /** Reads held while muted: closing ends them, as it ends a real consumer's. */
+              const held: ((end: IteratorResult<never>) => void)[] = []
+              return new Proxy(messages, {
+                get(inner, name) {
+                  if (name === Symbol.asyncIterator)
+                    return () => ({
+                      next: () => (muted ? new Promise((resolve) => held.push(resolve)) : iterator.next()),
+                    })
+                  if (name === 'close')
+                    return async () => {
+                      inner.stop()
+                      for (const end of held) end({ done: true, value: undefined as never })
+                    }
+                  const value = Reflect.get(inner, name, inner)
+                  return typeof value === 'function' ? value.bind(inner) : value
+                },
+              })
+            }
+            return consumer
+          },
+        }
+      const value = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  const seen: number[] = []
+  const follower = await followStream({
+    js: muting,
+    stream: config.name,
+    startSeq: 1,
+    log: pino({ level: 'silent' }),
+    // Only the nudge can move things within this test.
+    stallCheckMs: 120_000,
+    verifyEveryMs: 120_000,
+    onMessage: (message) => seen.push(Number(message.string())),
+  })
+  t.teardown(() => follower.close())
+  await waitFor('the first messages', () => seen.length === 3)
+  muted = true
+  // The read already waiting takes the next message; the one after it is held.
+  await js.publish(subject, '4')
+  await waitFor('the message the waiting read takes', () => seen.length === 4)
+  await js.publish(subject, '5')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(seen, [1, 2, 3, 4], 'the held consumer delivers nothing more')
+  follower.nudge()
+  await waitFor('the awaited messages, read directly', () => seen.length === 5, 5_000)
+  t.same(seen, [1, 2, 3, 4, 5], 'in order, none twice')
+  t.equal(follower.restarts(), 0, 'the consumer, which answers its checks, was not replaced')
+})

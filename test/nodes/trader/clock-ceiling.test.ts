@@ -5,7 +5,7 @@
 
 import pino from 'pino'
 import t from 'tap'
-import { createHlc } from '../../../crdt/index.ts'
+import { createHlc, DEFAULT_MAX_DRIFT_MS } from '../../../crdt/index.ts'
 import type { SnapshotStore } from '../../../nodes/fabric/transport.ts'
 import {
   CEILING_RETRY_MS_MAX,
@@ -97,18 +97,45 @@ t.test('the ceiling stays three quarters of its lease ahead, and covers no heart
   t.ok(ceiling.covers(stored + 1), 'covered again once a renewal is stored')
 })
 
-t.test('a restarted writer stamps past the stored ceiling', async (t) => {
-  const { store } = fakeStore()
-  let nowMs = 2_000_000
-  const log = pino({ level: 'silent' })
-  const first = createHlc({ node: 'trader-1', clock: () => nowMs })
-  const before = await restoreClockCeiling({ store, gameIds: [], hlc: first, now: () => nowMs, log })
-  const stored = before.value()
-  nowMs += 10
-  const restarted = createHlc({ node: 'trader-1', clock: () => nowMs })
-  await restoreClockCeiling({ store, gameIds: [], hlc: restarted, now: () => nowMs, log })
-  t.ok(restarted.now().wall > stored, 'its first stamp is past the old ceiling')
-})
+t.test(
+  'a restarted writer waits until its clock can take the stored ceiling, then stamps past it',
+  async (t) => {
+    const { store } = fakeStore()
+    let nowMs = 2_000_000
+    const log = pino({ level: 'silent' })
+    // Time passes only while the writer waits.
+    const timers = {
+      setTimeout(fn: () => void, ms: number) {
+        nowMs += ms
+        queueMicrotask(fn)
+        return () => {}
+      },
+      setInterval: () => () => {},
+    }
+    const first = createHlc({ node: 'trader-1', clock: () => nowMs })
+    const before = await restoreClockCeiling({
+      store,
+      gameIds: [],
+      hlc: first,
+      now: () => nowMs,
+      log,
+      timers,
+    })
+    const stored = before.value()
+    t.equal(stored, nowMs + DEFAULT_CEILING_LEASE_MS)
+    t.ok(DEFAULT_CEILING_LEASE_MS > DEFAULT_MAX_DRIFT_MS, 'the lease runs past the drift bound')
+    nowMs += 10
+    const restartedAt = nowMs
+    const restarted = createHlc({ node: 'trader-1', clock: () => nowMs })
+    await restoreClockCeiling({ store, gameIds: [], hlc: restarted, now: () => nowMs, log, timers })
+    t.ok(restarted.now().wall > stored, 'its first stamp is past the old ceiling')
+    const waitedMs = nowMs - restartedAt
+    t.ok(
+      waitedMs >= stored - DEFAULT_MAX_DRIFT_MS - restartedAt && waitedMs <= DEFAULT_CEILING_LEASE_MS,
+      `it waited ${waitedMs} ms: until the ceiling was within the drift bound of its clock`,
+    )
+  },
+)
 
 t.test('a renewal that timed out but landed is found, and a late one cannot lower the ceiling', async (t) => {
   const { store, state, values } = fakeStore()
@@ -148,6 +175,8 @@ t.test(
     const ceiling = await restoreClockCeiling({ store, gameIds: [], hlc, now: () => nowMs, log })
     lines.length = 0
     state.failing = true
+    // The outage starts as a renewal falls due.
+    nowMs += DEFAULT_CEILING_LEASE_MS / 4
     const updates = state.updates
     // A writer beats every 20 ms; the bucket answers every write with an error at once.
     const beatMs = 20
