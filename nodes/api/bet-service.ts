@@ -201,7 +201,7 @@ async function writeBet(
   } catch (error) {
     if (error instanceof GroupCommitFullError)
       return apiError('OVERLOADED', `${error.message}; retry shortly`)
-    log.warn({ err: error, betId: entry.id }, 'ledger append failed')
+    log.warn({ err: error, betId: entry.id, shard: ledger.shardOf(entry.userId) }, 'ledger append failed')
     return apiError(
       'LEDGER_UNAVAILABLE',
       'the ledger did not acknowledge the bet; it may stand: retry with the same bet id to learn its status',
