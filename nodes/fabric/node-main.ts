@@ -249,6 +249,7 @@ export async function runNode<S extends OptionsSchema>(
           lostAfterMs: config.quorumLostMs,
           log,
           leaving: (server) => choice.leave(server),
+          elsewhere: () => second,
         })
       : null
   const appendHedge = async (): Promise<AppendHedge | undefined> => {

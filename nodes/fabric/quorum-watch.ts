@@ -11,6 +11,13 @@
  * server has a quorum this repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should
  * outlast a stream leader election, or a node reconnects needlessly (which costs only its requests
  * in flight).
+ *
+ * A stream whose own leader is cut off fails the check from every server, not only from this one:
+ * in the isolate-server chaos runs, when the cut-off server led the fabric stream, every node's
+ * check failed and every node reconnected, each move costing its requests in flight, while their
+ * servers were fine. So where the node has a second connection, to another server (`elsewhere`),
+ * the check is asked through it too before the node moves: failing there as well, it is the
+ * stream's trouble, and the node stays.
  */
 
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream'
@@ -26,11 +33,15 @@ export interface QuorumWatchOptions {
   readonly log: Logger
   /** Told the server (host:port) the node is about to leave, before it reconnects. */
   readonly leaving?: (server: string) => void
+  /** The node's connection to another server, if it has one now: the check is asked there too. */
+  readonly elsewhere?: () => NatsConnection | null
 }
 
 export interface QuorumWatch {
   /** Times the node reconnected because its server could not reach JetStream. */
   moves(): number
+  /** Failed checks, since the last pass or move, that failed through the other connection too. */
+  stays(): number
   stop(): void
 }
 
@@ -38,23 +49,55 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
   const { nc, stream, intervalMs, lostAfterMs, log } = options
   let lastPassedMs = Date.now()
   let moves = 0
+  let stays = 0
   let checking = false
-  let jsm: JetStreamManager | null = null
+  const managers = new WeakMap<NatsConnection, JetStreamManager>()
+
+  /** Throws unless the stream's leader, asked through `through`, hears a majority of its replicas. */
+  async function passes(through: NatsConnection): Promise<void> {
+    let jsm = managers.get(through)
+    if (jsm === undefined) {
+      jsm = await jetstreamManager(through, { timeout: intervalMs, checkAPI: false })
+      managers.set(through, jsm)
+    }
+    const { cluster } = await jsm.streams.info(stream)
+    const peers = cluster?.replicas ?? []
+    const heard = 1 + peers.filter((peer) => peer.current && !peer.offline).length
+    if (2 * heard <= peers.length + 1)
+      throw new Error(
+        `the stream leader ${cluster?.leader} hears ${heard - 1} of its ${peers.length} replicas`,
+      )
+  }
+
+  /** True when the check fails through the other connection too: the stream, not this server. */
+  async function failsElsewhere(): Promise<boolean> {
+    const other = options.elsewhere?.() ?? null
+    if (other === null || other.isClosed() || other.getServer() === nc.getServer()) return false
+    try {
+      await passes(other)
+      return false
+    } catch {
+      return true
+    }
+  }
 
   async function check(): Promise<void> {
-    jsm ??= await jetstreamManager(nc, { timeout: intervalMs, checkAPI: false })
     try {
-      const { cluster } = await jsm.streams.info(stream)
-      const peers = cluster?.replicas ?? []
-      const heard = 1 + peers.filter((peer) => peer.current && !peer.offline).length
-      if (2 * heard <= peers.length + 1)
-        throw new Error(
-          `the stream leader ${cluster?.leader} hears ${heard - 1} of its ${peers.length} replicas`,
-        )
+      await passes(nc)
       lastPassedMs = Date.now()
+      stays = 0
     } catch (error) {
       // While the client is reconnecting anyway, there is nothing to decide.
       if (nc.isClosed() || nc.isDraining() || Date.now() - lastPassedMs < lostAfterMs) return
+      if (await failsElsewhere()) {
+        if (stays++ === 0)
+          log.warn(
+            { err: error, server: nc.info?.server_name, stream },
+            'JetStream answers no better through another server; staying on this one',
+          )
+        return
+      }
+      stays = 0
       lastPassedMs = Date.now()
       moves++
       const from = nc.info?.server_name
@@ -79,6 +122,7 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
   timer.unref()
   return {
     moves: () => moves,
+    stays: () => stays,
     stop: () => clearInterval(timer),
   }
 }
