@@ -4,9 +4,9 @@
  * everything the node does through JetStream stalls until the heal (seen in chaos runs: with one
  * server of three cut off, a trader connected to it made every replica stale). So every
  * `intervalMs` the node asks for a stream's info (the request times out after `intervalMs` too).
- * The stream's leader answers, and the check passes only if that leader hears a majority of the
- * stream's replicas: a leader cut off with the node keeps answering for a while, as if all were
- * well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it tells
+ * The stream's leader answers, and the check passes only if that leader has heard a majority of
+ * the stream's replicas within PEER_SILENT_MS_MAX: a leader cut off with the node keeps answering
+ * for a while, as if all were well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it tells
  * `leaving` which server it leaves and reconnects (server-choice.ts picks where to). Where no
  * server has a quorum this repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should
  * outlast a stream leader election, or a node reconnects needlessly (which costs only its requests
@@ -23,6 +23,15 @@
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
+
+/**
+ * A replica its leader last heard from longer ago than this is not counted. Raft heartbeats go every
+ * second (nats-server 2.9), but a leader cut off from its followers still calls them current for
+ * 10 s: through the cut-off server, a node's check (or its second connection's, asked before a
+ * move) passed on the stale leader's word, and every node left a healthy server.
+ */
+export const PEER_SILENT_MS_MAX = 2_500
+const NANOS_PER_MS = 1_000_000
 
 export interface QuorumWatchOptions {
   readonly nc: NatsConnection
@@ -62,7 +71,11 @@ export function watchQuorum(options: QuorumWatchOptions): QuorumWatch {
     }
     const { cluster } = await jsm.streams.info(stream)
     const peers = cluster?.replicas ?? []
-    const heard = 1 + peers.filter((peer) => peer.current && !peer.offline).length
+    const heard =
+      1 +
+      peers.filter(
+        (peer) => peer.current && !peer.offline && peer.active / NANOS_PER_MS <= PEER_SILENT_MS_MAX,
+      ).length
     if (2 * heard <= peers.length + 1)
       throw new Error(
         `the stream leader ${cluster?.leader} hears ${heard - 1} of its ${peers.length} replicas`,
