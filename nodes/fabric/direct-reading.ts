@@ -19,8 +19,7 @@
 
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream'
 import { within } from './deadline.ts'
-import type { StreamMessage } from './stream-follower.ts'
-import type { ReadingPosition, StreamSource } from './stream-reading.ts'
+import type { ReadingPosition, StreamMessage, StreamSource } from './stream-reading.ts'
 
 /** Sequences asked for at once after the first; the first not answered ends the round. */
 export const DIRECT_READ_BATCH = 32

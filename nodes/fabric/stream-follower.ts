@@ -39,12 +39,13 @@ import {
   type Reading,
   type ReadingPosition,
   readInOrder,
+  type StreamMessage,
   type StreamSource,
 } from './stream-reading.ts'
 import { STALL_CHECK_MS, watchConsumer } from './stream-watchdog.ts'
 
 export { AUDIT_BATCH, DIGESTS_KEPT, VERIFY_EVERY_MS } from './stream-check.ts'
-export { OPEN_TIMEOUT_MS } from './stream-reading.ts'
+export { OPEN_TIMEOUT_MS, type StreamMessage } from './stream-reading.ts'
 export { STALL_CHECK_MS } from './stream-watchdog.ts'
 
 /** How long a nudge reads on by direct gets (unless one such reading runs already). */
@@ -54,16 +55,6 @@ export const DIRECT_LOG_EVERY_MS = 5_000
 
 /** Backoff between consumer restarts that fail, up to the last value. */
 export const RESTART_BACKOFF_MS: readonly number[] = [100, 250, 500, 1_000, 2_000]
-
-/** A stored stream message as a reader sees it (a JetStream `JsMsg` is one). */
-export interface StreamMessage {
-  readonly subject: string
-  readonly seq: number
-  readonly data: Uint8Array
-  readonly headers?: { get(name: string): string } | undefined
-  json<T = unknown>(): T
-  string(): string
-}
 
 /** What the follower is doing, for whoever diagnoses a node that fell behind. */
 export type FollowerPhase = 'opening' | 'consuming' | 'backing off' | 'closed'

@@ -18,6 +18,16 @@ import { within } from './deadline.ts'
  */
 export const OPEN_TIMEOUT_MS = 15_000
 
+/** A stored stream message as a reader sees it (a JetStream `JsMsg` is one). */
+export interface StreamMessage {
+  readonly subject: string
+  readonly seq: number
+  readonly data: Uint8Array
+  readonly headers?: { get(name: string): string } | undefined
+  json<T = unknown>(): T
+  string(): string
+}
+
 /** The stream a follower reads, and where it tells what went wrong. */
 export interface StreamSource {
   readonly js: JetStreamClient
