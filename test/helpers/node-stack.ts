@@ -14,6 +14,8 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import type { Test } from 'tap'
 import { yjsBackend } from '../../crdt/index.ts'
+import type { BetRelay } from '../../gateway/bets.ts'
+import type { BetFrame, ErrorFrame, PlaceFrame } from '../../gateway/protocol.ts'
 import { type ApiNode, type ApiNodeOptions, startApiNode } from '../../nodes/api/api-node.ts'
 import { type SettlementNode, startSettlementNode } from '../../nodes/settlement/settlement-node.ts'
 import type { FeedAdapter } from '../../nodes/trader/feed.ts'
@@ -22,7 +24,7 @@ import { createManualFeed, type ManualFeed } from '../../nodes/trader/replay-fee
 import { startTraderNode, type TraderNode } from '../../nodes/trader/trader-node.ts'
 import type { TraderLimits, TraderRole } from '../../nodes/trader/trader-types.ts'
 import type { PlaceBetReply } from '../../protocol/bets.ts'
-import { placeSubject } from '../../protocol/subjects.ts'
+import { depositSubject, placeSubject } from '../../protocol/subjects.ts'
 import {
   type NatsCluster,
   type NatsSuperCluster,
@@ -322,6 +324,58 @@ export async function deposit(stack: NodeStack, userId: string, amountCents: num
   await waitFor(`${userId}'s deposit folded`, () =>
     serving.every((api) => api.ledger.foldFor(userId).balance(userId) === before + amountCents),
   )
+}
+
+/** Credit each user through its shard's deposit subject, as a client would; asserts each was credited. */
+export async function depositThrough(
+  t: Test,
+  client: NatsConnection,
+  userIds: readonly string[],
+  shards: number,
+  amountCents: number,
+): Promise<void> {
+  for (const userId of userIds) {
+    const reply = await client.request(
+      depositSubject(userId, shards),
+      JSON.stringify({ id: `deposit-${userId}`, userId, amountCents }),
+      { timeout: 5_000 },
+    )
+    t.match(reply.json(), { ok: true }, `${userId} funded`)
+  }
+}
+
+/** A gateway placement frame backing `home` in point 1 of the stack's game at 1.001 under `any`. */
+export function placeFrame(betId: string, stakeCents: number): PlaceFrame {
+  return {
+    type: 'place',
+    ref: betId,
+    betId,
+    gameId: STACK_GAME,
+    marketId: marketIds(1).winner,
+    selectionId: 'home',
+    stakeCents,
+    odds: 1_001,
+    policy: 'any',
+  }
+}
+
+/**
+ * Watch the users' frames on a gateway relay; returns a bet's answers so far: its provisional
+ * verdict or refusal, or an error frame about it.
+ */
+export function watchAnswers(
+  t: Test,
+  relay: BetRelay,
+  userIds: readonly string[],
+): (betId: string) => (BetFrame | ErrorFrame)[] {
+  const seen: (BetFrame | ErrorFrame)[] = []
+  for (const userId of userIds) t.teardown(relay.watch(userId, (frame) => seen.push(frame)))
+  return (betId) =>
+    seen.filter((frame) =>
+      frame.type === 'error'
+        ? frame.ref === betId
+        : frame.betId === betId && (frame.status === 'provisional' || frame.status === 'refused'),
+    )
 }
 
 /** Place a bet on the subject of its user's shard, of a region of `shards` shards (the stack's by default). */

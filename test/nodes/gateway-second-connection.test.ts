@@ -12,12 +12,16 @@ import t from 'tap'
 import { watchApiNodes } from '../../gateway/api-directory.ts'
 import { createBetRelay } from '../../gateway/bets.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../../gateway/limits.ts'
-import type { BetFrame, ErrorFrame } from '../../gateway/protocol.ts'
 import { joinLedger } from '../../nodes/fabric/regions.ts'
 import { STALL_SILENT_MS } from '../../nodes/fabric/stall-detector.ts'
-import { marketIds } from '../../nodes/trader/trader.ts'
-import { depositSubject, userRouting } from '../../protocol/subjects.ts'
-import { STACK_REGION as REGION, startNodeStack } from '../helpers/node-stack.ts'
+import { userRouting } from '../../protocol/subjects.ts'
+import {
+  depositThrough,
+  placeFrame,
+  STACK_REGION as REGION,
+  startNodeStack,
+  watchAnswers,
+} from '../helpers/node-stack.ts'
 import { startTcpHold } from '../helpers/tcp-hold.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -44,14 +48,7 @@ t.test('a gateway whose server goes silent places through its second connection'
   trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   await waitFor('the API node announces itself', () => directory.size() === 1, 30_000)
-  for (const userId of USERS) {
-    const reply = await client.request(
-      depositSubject(userId, SHARDS),
-      JSON.stringify({ id: `deposit-${userId}`, userId, amountCents: 100_000 }),
-      { timeout: 5_000 },
-    )
-    t.match(reply.json(), { ok: true }, `${userId} funded`)
-  }
+  await depositThrough(t, client, USERS, SHARDS, 100_000)
 
   let stalled = 0
   const relay = createBetRelay(
@@ -64,27 +61,8 @@ t.test('a gateway whose server goes silent places through its second connection'
     { nc: other, onStalled: () => stalled++ },
   )
   t.teardown(() => relay.close())
-  const seen: (BetFrame | ErrorFrame)[] = []
-  // Statuses come through the relay's own connection; the provisional answer is the request's reply.
-  for (const userId of USERS) t.teardown(relay.watch(userId, (frame) => seen.push(frame)))
-  const answersOf = (betId: string) =>
-    seen.filter((frame) =>
-      frame.type === 'error'
-        ? frame.ref === betId
-        : frame.betId === betId && (frame.status === 'provisional' || frame.status === 'refused'),
-    )
-  const place = (userId: string, betId: string) =>
-    relay.place(userId, {
-      type: 'place',
-      ref: betId,
-      betId,
-      gameId: 'match-1',
-      marketId: marketIds(1).winner,
-      selectionId: 'home',
-      stakeCents: STAKE_CENTS,
-      odds: 1_001,
-      policy: 'any',
-    })
+  const answersOf = watchAnswers(t, relay, USERS)
+  const place = (userId: string, betId: string) => relay.place(userId, placeFrame(betId, STAKE_CENTS))
 
   place('second-ann', 'before-hold')
   await waitFor('the bet before the hold answered', () => answersOf('before-hold').length === 1)

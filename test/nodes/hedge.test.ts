@@ -10,13 +10,17 @@ import t from 'tap'
 import { watchApiNodes } from '../../gateway/api-directory.ts'
 import { createBetRelay } from '../../gateway/bets.ts'
 import { DEFAULT_GATEWAY_LIMITS } from '../../gateway/limits.ts'
-import type { BetFrame, ErrorFrame } from '../../gateway/protocol.ts'
 import { joinLedger } from '../../nodes/fabric/regions.ts'
-import { marketIds } from '../../nodes/trader/trader.ts'
 import { ANNOUNCED_FOR_MS } from '../../protocol/api-nodes.ts'
-import { depositSubject, userRouting } from '../../protocol/subjects.ts'
+import { userRouting } from '../../protocol/subjects.ts'
 import { spawnNodeProcess, stopProcesses } from '../../scripts/node-process.ts'
-import { STACK_REGION as REGION, startNodeStack } from '../helpers/node-stack.ts'
+import {
+  depositThrough,
+  placeFrame,
+  STACK_REGION as REGION,
+  startNodeStack,
+  watchAnswers,
+} from '../helpers/node-stack.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const log = pino({ level: 'silent' })
@@ -51,14 +55,7 @@ t.test('a SIGSTOPped API node: its bets are answered by the other node, each sto
   trader.feed.emit({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
   trader.feed.emit({ type: 'point-start', point: 1, server: 'home' })
   await waitFor('both API nodes announce themselves ready', () => directory.size() === 2, 30_000)
-  for (const userId of USERS) {
-    const reply = await client.request(
-      depositSubject(userId, SHARDS),
-      JSON.stringify({ id: `deposit-${userId}`, userId, amountCents: 100_000 }),
-      { timeout: 5_000 },
-    )
-    t.match(reply.json(), { ok: true }, `${userId} funded`)
-  }
+  await depositThrough(t, client, USERS, SHARDS, 100_000)
 
   const relay = createBetRelay(
     gateway,
@@ -69,31 +66,12 @@ t.test('a SIGSTOPped API node: its bets are answered by the other node, each sto
     directory,
   )
   t.teardown(() => relay.close())
-  const seen: (BetFrame | ErrorFrame)[] = []
-  for (const userId of USERS) t.teardown(relay.watch(userId, (frame) => seen.push(frame)))
-  /** A bet's answers: its provisional verdict or refusal, or an error frame about it. */
-  const answerOf = (betId: string) =>
-    seen.filter((frame) =>
-      frame.type === 'error'
-        ? frame.ref === betId
-        : frame.betId === betId && (frame.status === 'provisional' || frame.status === 'refused'),
-    )
+  const answerOf = watchAnswers(t, relay, USERS)
   const placeWave = async (wave: string) => {
     const bets = USERS.flatMap((userId) => [0, 1].map((i) => ({ userId, betId: `${userId}-${wave}-${i}` })))
     const sentAt = Date.now()
     const answeredAt = new Map<string, number>()
-    for (const { userId, betId } of bets)
-      relay.place(userId, {
-        type: 'place',
-        ref: betId,
-        betId,
-        gameId: 'match-1',
-        marketId: marketIds(1).winner,
-        selectionId: 'home',
-        stakeCents: STAKE_CENTS,
-        odds: 1_001,
-        policy: 'any',
-      })
+    for (const { userId, betId } of bets) relay.place(userId, placeFrame(betId, STAKE_CENTS))
     await waitFor(
       `every bet of wave ${wave} answered`,
       () => {

@@ -27,6 +27,20 @@ const emptyStore = {
 
 const SUBJECT = 'fabric.eu.game.match-1'
 
+/** A node's replicas, with nothing archived. */
+function apiNode() {
+  return createGameReplicas({
+    backend: yjsBackend,
+    clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
+    log: pino({ level: 'silent' }),
+    archives: createArchiveShelf({
+      snapshots: emptyStore,
+      backend: yjsBackend,
+      log: pino({ level: 'silent' }),
+    }),
+  })
+}
+
 function message(seq: number, data: Uint8Array, author: UpdateAuthor): StreamMessage {
   const headers = authorHeaders(author)
   return {
@@ -61,22 +75,9 @@ t.test('updates a restored snapshot holds are not decided again', async (t) => {
   snapshot.apply(genesis)
   snapshot.apply(takeover)
 
-  const node = () => {
-    const hlc = createHlc({ node: 'api-1' })
-    return createGameReplicas({
-      backend: yjsBackend,
-      clock: createClockGuard({ hlc, now: Date.now }),
-      log: pino({ level: 'silent' }),
-      archives: createArchiveShelf({
-        snapshots: emptyStore,
-        backend: yjsBackend,
-        log: pino({ level: 'silent' }),
-      }),
-    })
-  }
-  const fromStart = node()
+  const fromStart = apiNode()
   for (const each of log) fromStart.applyUpdate(each)
-  const restored = node()
+  const restored = apiNode()
   restored.restore('match-1', yjsBackend.restore(snapshot.snapshot()), 2)
   // It follows from sequence 1 (another game's snapshot was older, say): all three come again.
   for (const each of log) restored.applyUpdate(each)
@@ -92,16 +93,7 @@ t.test('updates a restored snapshot holds are not decided again', async (t) => {
 })
 
 t.test('an archive marker drops the game for good and frees its place', async (t) => {
-  const node = createGameReplicas({
-    backend: yjsBackend,
-    clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
-    log: pino({ level: 'silent' }),
-    archives: createArchiveShelf({
-      snapshots: emptyStore,
-      backend: yjsBackend,
-      log: pino({ level: 'silent' }),
-    }),
-  })
+  const node = apiNode()
   const archived: string[] = []
   node.onArchive((gameId, seq, subject, replica) => {
     archived.push(`${gameId}@${seq}`)
@@ -131,16 +123,7 @@ t.test('an archive marker drops the game for good and frees its place', async (t
 })
 
 t.test('a beat heard through both of its writer connections is applied once', async (t) => {
-  const node = createGameReplicas({
-    backend: yjsBackend,
-    clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
-    log: pino({ level: 'silent' }),
-    archives: createArchiveShelf({
-      snapshots: emptyStore,
-      backend: yjsBackend,
-      log: pino({ level: 'silent' }),
-    }),
-  })
+  const node = apiNode()
   const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
   node.applyUpdate(
     message(1, trader.write({ kind: 'game', gameId: 'match-1', writers: ['trader-1'] }, NEXT_POINT), {

@@ -5,7 +5,14 @@
 // whose consumer creations are all refused (as while the meta group has no leader) reads on by
 // direct gets.
 
-import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream'
+import {
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  StorageType,
+} from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
@@ -14,6 +21,73 @@ import { followStream, type StreamFollower } from '../../../nodes/fabric/stream-
 import { DEFAULT_STREAM_LIMITS, ensureStream, ledgerStream } from '../../../nodes/fabric/streams.ts'
 import { startNatsCluster } from '../../../scripts/nats-cluster.ts'
 import { waitFor } from '../../helpers/wait.ts'
+
+/**
+ * `js` with its consumers.get passed through `open` (which may refuse, or wrap what the consumer's
+ * consume() gives): the way a test makes consumers fail or fall silent on a real cluster.
+ */
+function withConsumers(
+  js: JetStreamClient,
+  open: (
+    get: () => ReturnType<JetStreamClient['consumers']['get']>,
+  ) => ReturnType<JetStreamClient['consumers']['get']>,
+): JetStreamClient {
+  return new Proxy(js, {
+    get(target, property) {
+      if (property === 'consumers')
+        return {
+          get: (...args: Parameters<typeof js.consumers.get>) => open(() => target.consumers.get(...args)),
+        }
+      const value = Reflect.get(target, property, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+/** Pass what each consumer's consume() gives through `wrap`. */
+async function wrapConsume(
+  opening: ReturnType<JetStreamClient['consumers']['get']>,
+  wrap: (messages: ConsumerMessages) => ConsumerMessages,
+) {
+  const consumer = await opening
+  const consume = consumer.consume.bind(consumer)
+  consumer.consume = async (options) => wrap(await consume(options))
+  return consumer
+}
+
+/** A cluster, and a ledger shard stream on it that `publish` fills with the numbers from-to. */
+async function numberedStream(t: Test, shard: number, before?: (jsm: JetStreamManager) => Promise<unknown>) {
+  const cluster = await startNatsCluster()
+  t.teardown(() => cluster.close())
+  const nc = await cluster.connect()
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  const config = ledgerStream('eu', shard, DEFAULT_STREAM_LIMITS)
+  await before?.(jsm)
+  await ensureStream(jsm, config, nc)
+  const js = jetstream(nc)
+  const subject = config.subjects?.[0] as string
+  const publish = async (from: number, to: number) => {
+    for (let i = from; i <= to; i++) await js.publish(subject, String(i))
+  }
+  return { jsm, js, config, publish }
+}
+
+/** A follower of the stream from its first message, through `js`, and the numbers it handled. */
+async function numbersFollower(t: Test, js: JetStreamClient, stream: string, checkEveryMs: number) {
+  const seen: number[] = []
+  const follower = await followStream({
+    js,
+    stream,
+    startSeq: 1,
+    log: pino({ level: 'silent' }),
+    stallCheckMs: checkEveryMs,
+    verifyEveryMs: checkEveryMs,
+    onMessage: (message) => seen.push(Number(message.string())),
+  })
+  t.teardown(() => follower.close())
+  return { follower, seen }
+}
 
 t.test('a follower outlives its consumer', async (t) => {
   const cluster = await startNatsCluster()
@@ -211,66 +285,33 @@ t.test('a follower reads on by direct gets while every consumer creation is refu
   // system temporarily unavailable") and the streams go on taking appends. Here a real cluster
   // serves the stream and its direct gets, and the client refuses consumer creations the same way
   // for as long as `refusing` is set.
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const nc = await cluster.connect()
-  t.teardown(() => nc.close())
-  const jsm = await jetstreamManager(nc)
-  const config = ledgerStream('eu', 0, DEFAULT_STREAM_LIMITS)
   // A stream made before followers read by direct gets is brought to it by ensureStream (a leader
   // step-down included: 2.9.10 needs one to let the replicas answer them).
-  await jsm.streams.add({ ...config, allow_direct: false })
-  await ensureStream(jsm, config, nc)
+  const { jsm, js, config, publish } = await numberedStream(t, 0, (jsm) =>
+    jsm.streams.add({ ...ledgerStream('eu', 0, DEFAULT_STREAM_LIMITS), allow_direct: false }),
+  )
   t.equal(
     (await jsm.streams.info(config.name)).config.allow_direct,
     true,
     'an existing stream now allows them',
   )
-  const js = jetstream(nc)
-  const subject = config.subjects?.[0] as string
-  const publish = async (from: number, to: number) => {
-    for (let i = from; i <= to; i++) await js.publish(subject, String(i))
-  }
   await publish(1, 5)
 
   let refusing = false
   let refused = 0
   /** The consumers' message iterators opened, to end them as a consumer lost with its server ends. */
   const opened: { stop(): void }[] = []
-  const guarded = new Proxy(js, {
-    get(target, property) {
-      if (property === 'consumers')
-        return {
-          get: async (...args: Parameters<typeof js.consumers.get>) => {
-            if (refusing) {
-              refused++
-              throw new Error('JetStream system temporarily unavailable')
-            }
-            const consumer = await target.consumers.get(...args)
-            const consume = consumer.consume.bind(consumer)
-            consumer.consume = async (options) => {
-              const messages = await consume(options)
-              opened.push(messages)
-              return messages
-            }
-            return consumer
-          },
-        }
-      const value = Reflect.get(target, property, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    },
+  const guarded = withConsumers(js, (get) => {
+    if (refusing) {
+      refused++
+      return Promise.reject(new Error('JetStream system temporarily unavailable'))
+    }
+    return wrapConsume(get(), (messages) => {
+      opened.push(messages)
+      return messages
+    })
   })
-  const seen: number[] = []
-  const follower = await followStream({
-    js: guarded,
-    stream: config.name,
-    startSeq: 1,
-    log: pino({ level: 'silent' }),
-    stallCheckMs: 200,
-    verifyEveryMs: 200,
-    onMessage: (message) => seen.push(Number(message.string())),
-  })
-  t.teardown(() => follower.close())
+  const { follower, seen } = await numbersFollower(t, guarded, config.name, 200)
   await waitFor('the first messages', () => seen.length === 5)
 
   refusing = true
@@ -301,70 +342,39 @@ t.test('a nudged follower whose consumer delivers nothing reads the awaited mess
   // tells the client it is gone until a check gives up on it. Here the consumer's delivery is held
   // by the client while the consumer itself stays healthy on the server, so that only reading on
   // by direct gets can deliver what the node awaits.
-  const cluster = await startNatsCluster()
-  t.teardown(() => cluster.close())
-  const nc = await cluster.connect()
-  t.teardown(() => nc.close())
-  const jsm = await jetstreamManager(nc)
-  const config = ledgerStream('eu', 1, DEFAULT_STREAM_LIMITS)
-  await ensureStream(jsm, config, nc)
-  const js = jetstream(nc)
-  const subject = config.subjects?.[0] as string
-  for (let i = 1; i <= 3; i++) await js.publish(subject, String(i))
+  const { js, config, publish } = await numberedStream(t, 1)
+  await publish(1, 3)
   let muted = false
-  const muting = new Proxy(js, {
-    get(target, property) {
-      if (property === 'consumers')
-        return {
-          get: async (...args: Parameters<typeof js.consumers.get>) => {
-            const consumer = await target.consumers.get(...args)
-            const consume = consumer.consume.bind(consumer)
-            consumer.consume = async (options) => {
-              const messages = await consume(options)
-              const iterator = messages[Symbol.asyncIterator]()
-              /** Reads held while muted: closing ends them, as it ends a real consumer's. */
-              const held: ((end: IteratorResult<never>) => void)[] = []
-              return new Proxy(messages, {
-                get(inner, name) {
-                  if (name === Symbol.asyncIterator)
-                    return () => ({
-                      next: () => (muted ? new Promise((resolve) => held.push(resolve)) : iterator.next()),
-                    })
-                  if (name === 'close')
-                    return async () => {
-                      inner.stop()
-                      for (const end of held) end({ done: true, value: undefined as never })
-                    }
-                  const value = Reflect.get(inner, name, inner)
-                  return typeof value === 'function' ? value.bind(inner) : value
-                },
-              })
+  const muting = withConsumers(js, (get) =>
+    wrapConsume(get(), (messages) => {
+      const iterator = messages[Symbol.asyncIterator]()
+      /** Reads held while muted: closing ends them, as it ends a real consumer's. */
+      const held: ((end: IteratorResult<never>) => void)[] = []
+      return new Proxy(messages, {
+        get(inner, name) {
+          if (name === Symbol.asyncIterator)
+            return () => ({
+              next: () => (muted ? new Promise((resolve) => held.push(resolve)) : iterator.next()),
+            })
+          if (name === 'close')
+            return async () => {
+              inner.stop()
+              for (const end of held) end({ done: true, value: undefined as never })
             }
-            return consumer
-          },
-        }
-      const value = Reflect.get(target, property, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    },
-  })
-  const seen: number[] = []
-  const follower = await followStream({
-    js: muting,
-    stream: config.name,
-    startSeq: 1,
-    log: pino({ level: 'silent' }),
-    // Only the nudge can move things within this test.
-    stallCheckMs: 120_000,
-    verifyEveryMs: 120_000,
-    onMessage: (message) => seen.push(Number(message.string())),
-  })
-  t.teardown(() => follower.close())
+          const value = Reflect.get(inner, name, inner)
+          return typeof value === 'function' ? value.bind(inner) : value
+        },
+      })
+    }),
+  )
+  // Only the nudge can move things within this test.
+  const { follower, seen } = await numbersFollower(t, muting, config.name, 120_000)
   await waitFor('the first messages', () => seen.length === 3)
   muted = true
   // The read already waiting takes the next message; the one after it is held.
-  await js.publish(subject, '4')
+  await publish(4, 4)
   await waitFor('the message the waiting read takes', () => seen.length === 4)
-  await js.publish(subject, '5')
+  await publish(5, 5)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.same(seen, [1, 2, 3, 4], 'the held consumer delivers nothing more')
   follower.nudge()
