@@ -64,6 +64,11 @@ export function registerRelayMetrics(registry: Registry, relay: BetRelay): void 
       'hedged placements whose answer came from the second API node',
       'hedgesAnswered',
     ],
+    [
+      'gateway_server_stalls_total',
+      "times the gateway's server answered nothing for 500 ms while its second connection's answered",
+      'stalls',
+    ],
   ] as const
   for (const [name, help, key] of counters)
     new Counter({
