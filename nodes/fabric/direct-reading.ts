@@ -36,6 +36,8 @@ export interface DirectReader {
    * one runs, it waits `ms` and handles nothing.
    */
   readFor(ms: number): Promise<number>
+  /** Whether a reading runs now. */
+  busy(): boolean
 }
 
 export function createDirectReader(
@@ -115,6 +117,7 @@ export function createDirectReader(
         reading = false
       }
     },
+    busy: () => reading,
   }
 
   async function readUntil(until: number): Promise<number> {

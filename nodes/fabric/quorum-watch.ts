@@ -6,11 +6,11 @@
  * `intervalMs` the node asks for a stream's info (the request times out after `intervalMs` too).
  * The stream's leader answers, and the check passes only if that leader has heard a majority of
  * the stream's replicas within PEER_SILENT_MS_MAX: a leader cut off with the node keeps answering
- * for a while, as if all were well (seen in CI). Once no check has passed for `lostAfterMs` while connected, it tells
- * `leaving` which server it leaves and reconnects (server-choice.ts picks where to). Where no
- * server has a quorum this repeats, once per `lostAfterMs`, until the heal. `lostAfterMs` should
- * outlast a stream leader election, or a node reconnects needlessly (which costs only its requests
- * in flight).
+ * for a while, as if all were well (seen in CI). Once no check has passed for `lostAfterMs` while
+ * connected, it tells `leaving` which server it leaves and reconnects (server-choice.ts picks
+ * where to). Where no server has a quorum this repeats, once per `lostAfterMs`, until the heal.
+ * `lostAfterMs` should outlast a stream leader election, or a node reconnects needlessly (which
+ * costs only its requests in flight).
  *
  * A stream whose own leader is cut off fails the check from every server, not only from this one:
  * in the isolate-server chaos runs, when the cut-off server led the fabric stream, every node's

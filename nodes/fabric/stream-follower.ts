@@ -186,7 +186,8 @@ export async function followStream(options: FollowOptions): Promise<StreamFollow
       watchdog.nudge()
       // A consumer on a server cut off says nothing until the check above gives up on it: the
       // awaited message may be read directly meanwhile (a consumer that delivers it first wins).
-      if (!position.closed) void readDirectly(NUDGE_DIRECT_READ_MS)
+      // Every waiting read-back nudges; one reading serves them all.
+      if (!position.closed && !direct.busy()) void readDirectly(NUDGE_DIRECT_READ_MS)
     },
     async close() {
       if (position.closed) return
