@@ -118,7 +118,7 @@ const BEATS_TOLERANCE = 0.1
 const USAGE =
   `[--games n,n,... (1..${WRITER_GAMES_MAX}, distinct, must include 1: the baseline; default 1,10,100,500)] ` +
   '[--rate bets/s (1..50000, default 1000)] [--window-s s (1..600, default 20)] [--windows n (1..20, default 3)] ' +
-  '[--warmup-s s (0..120, default 5)] [--json FILE]'
+  '[--warmup-s s (0..120, default 5)] [--json FILE] [--cpu-prof-dir DIR]'
 const values = parseCommandLine(
   {
     /** Match counts, one fresh stack each. */
@@ -133,9 +133,12 @@ const values = parseCommandLine(
     'warmup-s': { type: 'string', default: '5' },
     /** Write the figures per count as JSON here. */
     json: { type: 'string' },
+    /** Write V8 CPU profiles of the node processes here, to see where a match's time goes. */
+    'cpu-prof-dir': { type: 'string' },
   },
   USAGE,
 )
+const PROFILE_ARGS = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`] : []
 const isWhole = (text: string) => /^\d+$/.test(text.trim())
 const COUNTS = values.games.split(',').map((text) => (isWhole(text) ? Number(text) : Number.NaN))
 const RATE = Number(values.rate)
@@ -300,6 +303,7 @@ async function startStack(games: number, dir: string): Promise<Stack> {
       nodeId: spec.name,
       region: REGION,
       shards: SHARDS,
+      nodeArgs: PROFILE_ARGS,
       env: {
         FABRIC_NATS_SERVERS: servers,
         FABRIC_OPS_PORT: String(port),

@@ -127,7 +127,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     log,
     ...(options.now ? { now: options.now } : {}),
   })
-  const games = createGameReplicas({ backend, clock, log, archives })
+  const games = createGameReplicas({ backend, clock, log, archives, ownWriter: hlc.node })
   const startSeq = await restoreSnapshots({ snapshots, backend, log, into: games.restore, archives })
   const loadListeners = new Set<(change: ReplicaChange) => void>()
   /** The sequence of the snapshot of each game this node wrote last (replica-snapshots.ts). */

@@ -27,9 +27,10 @@ const emptyStore = {
 
 const SUBJECT = 'fabric.eu.game.match-1'
 
-/** A node's replicas, with nothing archived. */
-function apiNode() {
+/** A node's replicas, with nothing archived; `ownWriter` when the node is a writer. */
+function apiNode(ownWriter?: string) {
   return createGameReplicas({
+    ...(ownWriter ? { ownWriter } : {}),
     backend: yjsBackend,
     clock: createClockGuard({ hlc: createHlc({ node: 'api-1' }), now: Date.now }),
     log: pino({ level: 'silent' }),
@@ -152,4 +153,30 @@ t.test('a beat heard through both of its writer connections is applied once', as
   )
   node.applyBeat(nextBeat())
   t.same(heard, ['match-1 heartbeat', 'match-1 heartbeat'], 'the next beat is heard')
+})
+
+t.test("a writer's own beats, heard back, are passed over", async (t) => {
+  const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
+  const genesis = trader.write({ kind: 'game', gameId: 'match-1', writers: ['trader-1'] }, NEXT_POINT)
+  const beatOf = () => {
+    const writer = createBeatWriter('trader-1')
+    writer.offer('match-1', trader.heartbeat())
+    let sent: WriterBeat | undefined
+    writer.flush((beat) => {
+      sent = beat
+    })
+    if (sent === undefined) throw new Error('the writer sent no beat')
+    return new TextEncoder().encode(encodeWriterBeat(sent))
+  }
+  const beat = beatOf()
+  const heardBy = (node: ReturnType<typeof apiNode>) => {
+    node.applyUpdate(message(1, genesis, { writer: 'trader-1' }))
+    const heard: string[] = []
+    node.onChange(({ source }) => heard.push(source))
+    node.applyBeat(beat)
+    return heard
+  }
+  t.same(heardBy(apiNode()), ['heartbeat'], "another node's replica takes the beat")
+  t.same(heardBy(apiNode('trader-1')), [], 'the writer itself passes over it')
+  t.same(heardBy(apiNode('trader-2')), ['heartbeat'], 'another writer takes it')
 })
