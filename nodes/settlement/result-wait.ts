@@ -21,8 +21,14 @@ import type { ReplicaSync } from '../fabric/replica-sync.ts'
 export interface ResultWait {
   /** Park an accepted bet, final at `odds`, until its market's result. */
   park(gameId: string, bet: BetEntry, odds: number): void
-  /** Settle every market that can be; returns how many bets are held under review. */
-  settleResults(): number
+  /**
+   * Settle every market of these games that can be (the games whose replicas changed: nothing else
+   * moves a market towards its settlement); returns how many bets are held under review, in every
+   * game.
+   */
+  settleResults(gameIds: Iterable<string>): number
+  /** Whether accepted bets of the game wait for a result. */
+  waiting(gameId: string): boolean
 }
 
 export function createResultWait(options: {
@@ -31,11 +37,17 @@ export function createResultWait(options: {
   readonly settle: (bet: BetEntry, outcome: SettlementOutcome, odds?: number) => void
 }): ResultWait {
   const { replicas, isOpen, settle } = options
-  /** Per game and market (marketKeyOf), accepted bets waiting for the result, by betKey. */
-  const awaiting = new Map<
-    string,
-    { gameId: string; marketId: string; bets: Map<string, { bet: BetEntry; odds: number }> }
-  >()
+  /** Per game, then market, accepted bets waiting for the result, by betKey. */
+  const awaiting = new Map<string, Map<string, Map<string, { bet: BetEntry; odds: number }>>>()
+  /** Bets held under review, per game and market (marketKeyOf), as last seen. */
+  const heldByMarket = new Map<string, number>()
+  let held = 0
+
+  function setHeld(key: string, count: number): void {
+    held += count - (heldByMarket.get(key) ?? 0)
+    if (count === 0) heldByMarket.delete(key)
+    else heldByMarket.set(key, count)
+  }
 
   /**
    * Accepted bets that a void window added later covers (a feed correction, a trader takeover):
@@ -53,42 +65,52 @@ export function createResultWait(options: {
   }
 
   /**
-   * Markets whose result is agreed and final, and past the correction deadline: pay the winners,
-   * close the losers.
+   * Markets of the game whose result is agreed and final, and past the correction deadline: pay
+   * the winners, close the losers.
    */
-  function settleResults(): number {
-    let held = 0
-    for (const [key, market] of awaiting) {
-      const { marketId } = market
-      const replica = replicas.replica(market.gameId)
-      if (replica === undefined) {
-        // An archived game's results are read from its archived replica, loaded for a later pass.
-        void replicas.loadArchive(market.gameId)
-        continue
-      }
-      refundVoided(replica.game, marketId, market.bets)
+  function settleGame(
+    gameId: string,
+    markets: Map<string, Map<string, { bet: BetEntry; odds: number }>>,
+  ): void {
+    const replica = replicas.replica(gameId)
+    if (replica === undefined) {
+      // An archived game's results are read from its archived replica, loaded for a later pass
+      // (its loading counts as a change of the game).
+      void replicas.loadArchive(gameId)
+      return
+    }
+    for (const [marketId, bets] of markets) {
+      refundVoided(replica.game, marketId, bets)
       const result = resultOf(replica.game, marketId)
-      if (result.state === 'review') held += market.bets.size
+      setHeld(marketKeyOf(gameId, marketId), result.state === 'review' ? bets.size : 0)
       if (result.state !== 'agreed' || !isFinal(replica.game, result.stamp)) continue
       // A correction may still void bets until the deadline: pay only once it is final too.
       const deadline = correctionDeadline(replica.game, marketId)
       if (deadline !== null && !isFinal(replica.game, deadline)) continue
-      for (const { bet, odds } of market.bets.values()) {
+      for (const { bet, odds } of bets.values()) {
         if (isOpen(bet.userId, bet.id))
           settle(bet, result.winners.includes(bet.selectionId) ? 'won' : 'lost', odds)
       }
-      awaiting.delete(key)
+      markets.delete(marketId)
     }
-    return held
+    if (markets.size === 0) awaiting.delete(gameId)
   }
 
   return {
     park(gameId, bet, odds) {
-      const key = marketKeyOf(gameId, bet.marketId)
-      const market = awaiting.get(key) ?? { gameId, marketId: bet.marketId, bets: new Map() }
-      market.bets.set(betKeyOf(bet.userId, bet.id), { bet, odds })
-      awaiting.set(key, market)
+      const markets = awaiting.get(gameId) ?? new Map<string, Map<string, { bet: BetEntry; odds: number }>>()
+      const bets = markets.get(bet.marketId) ?? new Map<string, { bet: BetEntry; odds: number }>()
+      bets.set(betKeyOf(bet.userId, bet.id), { bet, odds })
+      markets.set(bet.marketId, bets)
+      awaiting.set(gameId, markets)
     },
-    settleResults,
+    settleResults(gameIds) {
+      for (const gameId of gameIds) {
+        const markets = awaiting.get(gameId)
+        if (markets !== undefined) settleGame(gameId, markets)
+      }
+      return held
+    },
+    waiting: (gameId) => awaiting.has(gameId),
   }
 }

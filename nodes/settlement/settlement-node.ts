@@ -216,6 +216,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     })
   }
   const stopReplicas = replicas.onChange(schedule)
+  const stopArchives = replicas.onArchive(schedule)
   const stopLedger = ledger.onEntry((_shard, _seq, result, entry) => {
     schedule()
     if (entry?.type !== 'settlement' || result.status !== 'applied') return
@@ -248,6 +249,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
       spreader?.stop()
       for (const subscription of queries) subscription.unsubscribe()
       stopReplicas()
+      stopArchives()
       stopLedger()
       settler.close()
       await ledger.close()

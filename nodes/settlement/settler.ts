@@ -53,6 +53,15 @@ export function createSettler(options: SettlerOptions): Settler {
   const undecided = new Map<string, FinalityQueue<BetEntry>>()
   /** Open bets, by betKey. */
   const unsettled = new Set<string>()
+  /**
+   * Games to look at in the next pass: their replica changed, or a bet of theirs came. Nothing else
+   * moves a bet towards its settlement. (Passes over every game at every ledger entry and beat took
+   * 23 % of a settlement node's busy time at 500 matches.)
+   */
+  const dirty = new Set<string>()
+  const stopReplicas = replicas.onChange(({ gameId }) => dirty.add(gameId))
+  // An archived game's bets are decided on its archive, which is final (archive.ts).
+  const stopArchives = replicas.onArchive((gameId) => dirty.add(gameId))
   const stats: SettlerStats = { settled: 0, held: 0, appendFailures: 0 }
   const { settle, flush } = createSettlementQueue({
     ledger,
@@ -80,6 +89,7 @@ export function createSettler(options: SettlerOptions): Settler {
         const queue = undecided.get(entry.gameId) ?? createFinalityQueue<BetEntry>()
         queue.add(entry)
         undecided.set(entry.gameId, queue)
+        dirty.add(entry.gameId)
       }
     }
     if (entry?.type === 'settlement' && (result.status === 'applied' || result.status === 'ignored')) {
@@ -94,7 +104,7 @@ export function createSettler(options: SettlerOptions): Settler {
   function decideFinal(gameId: string): void {
     const replica = replicas.replica(gameId)
     const queue = undecided.get(gameId)
-    if (queue === undefined) return
+    if (queue === undefined || queue.size() === 0) return
     if (replica === undefined) {
       // An archived game's bets are decided on its archived replica, loaded for a later pass.
       void replicas.loadArchive(gameId)
@@ -125,11 +135,24 @@ export function createSettler(options: SettlerOptions): Settler {
   return {
     stats,
     pass() {
-      for (const gameId of undecided.keys()) decideFinal(gameId)
-      stats.held = results.settleResults()
+      const games = [...dirty]
+      dirty.clear()
+      for (const gameId of games) decideFinal(gameId)
+      stats.held = results.settleResults(games)
+      // An archived game whose archive did not load (it is tried again) stays to look at.
+      for (const gameId of games)
+        if (
+          replicas.replica(gameId) === undefined &&
+          ((undecided.get(gameId)?.size() ?? 0) > 0 || results.waiting(gameId))
+        )
+          dirty.add(gameId)
       flush()
     },
     openBets: () => unsettled.size,
-    close: stopLedger,
+    close() {
+      stopLedger()
+      stopReplicas()
+      stopArchives()
+    },
   }
 }
