@@ -62,25 +62,57 @@ export function compareStamps(a: Stamp, b: Stamp): number {
   return a.node < b.node ? -1 : 1
 }
 
+/**
+ * The last stamp encoded, checked and decoded. A writer process's heartbeat round gives one stamp
+ * to each of its games, and a node reads that stamp once per game of the beat: hundreds of times
+ * the same value, each of which cost a regular expression before.
+ */
+const ORIGIN: Stamp = Object.freeze({ wall: 0, logical: 0, node: '0' })
+const ORIGIN_KEY =
+  '0'.repeat(STAMP_WALL_DIGITS) +
+  '.' +
+  '0'.repeat(STAMP_LOGICAL_DIGITS) +
+  '.' +
+  '0'.padEnd(NODE_ID_LENGTH_MAX, NODE_PAD)
+/** Each starts as a real stamp and its key, so that nothing else can match it before it is set. */
+const last = {
+  encoded: ORIGIN,
+  encodedKey: ORIGIN_KEY,
+  validKey: ORIGIN_KEY,
+  decodedKey: ORIGIN_KEY,
+  decoded: ORIGIN,
+}
+
 export function encodeStamp(stamp: Stamp): StampKey {
-  return (
+  if (stamp === last.encoded) return last.encodedKey
+  const key =
     String(stamp.wall).padStart(STAMP_WALL_DIGITS, '0') +
     '.' +
     String(stamp.logical).padStart(STAMP_LOGICAL_DIGITS, '0') +
     '.' +
     stamp.node.padEnd(NODE_ID_LENGTH_MAX, NODE_PAD)
-  )
+  last.encoded = stamp
+  last.encodedKey = key
+  return key
 }
 
 export function isStampKey(value: unknown): value is StampKey {
-  return typeof value === 'string' && value.length === STAMP_KEY_LENGTH && STAMP_KEY_PATTERN.test(value)
+  if (value === last.validKey) return true
+  const valid =
+    typeof value === 'string' && value.length === STAMP_KEY_LENGTH && STAMP_KEY_PATTERN.test(value)
+  if (valid) last.validKey = value
+  return valid
 }
 
 export function decodeStamp(key: string): Stamp {
+  if (key === last.decodedKey) return last.decoded
   const match =
     typeof key === 'string' && key.length === STAMP_KEY_LENGTH ? STAMP_KEY_PATTERN.exec(key) : null
   if (match === null) throw new CrdtError('INVALID_STAMP', `not an encoded stamp: ${JSON.stringify(key)}`)
-  return { wall: Number(match[1]), logical: Number(match[2]), node: match[3] as string }
+  const stamp = Object.freeze({ wall: Number(match[1]), logical: Number(match[2]), node: match[3] as string })
+  last.decodedKey = key
+  last.decoded = stamp
+  return stamp
 }
 
 /** The node id inside an encoded stamp, without decoding the numbers. */
