@@ -12,12 +12,13 @@
  * - The snapshot store: a key-value bucket, last write wins.
  */
 
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
-import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
+import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
 import { createHedgeDelay, type HedgeDelay } from './hedge-delay.ts'
 import { createStallDetector } from './stall-detector.ts'
+import { createStreamAcks, type StreamAcks } from './stream-acks.ts'
 import { followStream, type StreamFollower, type StreamMessage } from './stream-follower.ts'
 
 export type { StreamFollower, StreamMessage }
@@ -120,7 +121,8 @@ export function natsTransport(
   hedge?: AppendHedge,
 ): FabricTransport & { hedgeStats(): HedgeStats } {
   const js = jetstream(nc)
-  const second = hedge ? jetstream(hedge.nc) : null
+  const first = createStreamAcks(nc)
+  const second = hedge ? createStreamAcks(hedge.nc) : null
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
   const stats = { hedged: 0, answered: 0, stalls: 0 }
   let manager: Promise<JetStreamManager> | null = null
@@ -141,24 +143,19 @@ export function natsTransport(
   }
   return {
     async append(subject, data, options) {
-      let headers: ReturnType<typeof natsHeaders> | undefined
-      for (const [name, value] of Object.entries(options.headers ?? {})) {
-        headers ??= natsHeaders()
-        headers.set(name, value)
-      }
-      const publish = (through: typeof js) =>
-        through.publish(subject, data, {
-          msgID: options.msgId,
-          ...(headers ? { headers } : {}),
-          ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
+      const publish = (through: StreamAcks) =>
+        through.append(subject, data, {
+          msgId: options.msgId,
+          ...(options.headers ? { headers: options.headers } : {}),
+          ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
         })
       if (second === null) {
-        const ack = await publish(js)
+        const ack = await publish(first)
         return { seq: ack.seq, duplicate: ack.duplicate }
       }
       const ack = await hedged(
-        (through) => (through === js ? throughFirst(publish(through)) : publish(through)),
-        js,
+        (through) => (through === first ? throughFirst(publish(through)) : publish(through)),
+        first,
         second,
         delay,
         stats,
@@ -233,9 +230,9 @@ export function natsTransport(
 
 /** The first acknowledgement of the append through `first`, or, past the hedge delay, `second`. */
 function hedged<Ack>(
-  publish: (through: JetStreamClient) => Promise<Ack>,
-  first: JetStreamClient,
-  second: JetStreamClient,
+  publish: (through: StreamAcks) => Promise<Ack>,
+  first: StreamAcks,
+  second: StreamAcks,
   delay: HedgeDelay,
   stats: { hedged: number; answered: number },
   answeredBy: (isHedge: boolean) => void,
@@ -245,7 +242,7 @@ function hedged<Ack>(
     let settled = false
     let out = 1
     let lastError: unknown = null
-    const send = (through: JetStreamClient, isHedge: boolean) =>
+    const send = (through: StreamAcks, isHedge: boolean) =>
       publish(through).then(
         (ack) => {
           if (settled) return
