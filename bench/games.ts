@@ -118,7 +118,7 @@ const BEATS_TOLERANCE = 0.1
 const USAGE =
   `[--games n,n,... (1..${WRITER_GAMES_MAX}, distinct, must include 1: the baseline; default 1,10,100,500)] ` +
   '[--rate bets/s (1..50000, default 1000)] [--window-s s (1..600, default 20)] [--windows n (1..20, default 3)] ' +
-  '[--warmup-s s (0..120, default 5)] [--json FILE] [--cpu-prof-dir DIR]'
+  '[--warmup-s s (0..120, default 5)] [--time-scale x (0.01..1000, default 1)] [--json FILE] [--cpu-prof-dir DIR]'
 const values = parseCommandLine(
   {
     /** Match counts, one fresh stack each. */
@@ -131,6 +131,11 @@ const values = parseCommandLine(
     windows: { type: 'string', default: '3' },
     /** Unmeasured load before a count's first window. */
     'warmup-s': { type: 'string', default: '5' },
+    /**
+     * The trader's TRADER_TIME_SCALE: at 1 its simulated tennis plays a point about every 6.5 s
+     * (a 4 s betting window before each serve); real tennis plays one about every 30-40 s, near 0.2.
+     */
+    'time-scale': { type: 'string', default: '1' },
     /** Write the figures per count as JSON here. */
     json: { type: 'string' },
     /** Write V8 CPU profiles of the node processes here, to see where a match's time goes. */
@@ -145,6 +150,7 @@ const RATE = Number(values.rate)
 const WINDOW_S = Number(values['window-s'])
 const WINDOWS = Number(values.windows)
 const WARMUP_S = Number(values['warmup-s'])
+const TIME_SCALE = Number(values['time-scale'])
 const inRange = (value: number, min: number, max: number) =>
   Number.isSafeInteger(value) && value >= min && value <= max
 if (!COUNTS.every((count) => inRange(count, 1, WRITER_GAMES_MAX)))
@@ -159,6 +165,8 @@ if (!inRange(WINDOWS, 1, 20))
   usageError(`--windows must be a whole number from 1 to 20: ${values.windows}`, USAGE)
 if (!inRange(WARMUP_S, 0, 120))
   usageError(`--warmup-s must be a whole number from 0 to 120: ${values['warmup-s']}`, USAGE)
+if (!(Number.isFinite(TIME_SCALE) && TIME_SCALE >= 0.01 && TIME_SCALE <= 1000))
+  usageError(`--time-scale must be a number from 0.01 to 1000: ${values['time-scale']}`, USAGE)
 COUNTS.sort((a, b) => a - b)
 const PLAN = { warmupS: WARMUP_S, windowS: WINDOW_S, windows: WINDOWS }
 
@@ -361,7 +369,7 @@ async function startStack(games: number, dir: string): Promise<Stack> {
         TRADER_GAMES: String(games),
         TRADER_SEED: String(TRADER_SEED),
         TRADER_STAGGER_MS: String(staggerOf(games)),
-        TRADER_TIME_SCALE: '1',
+        TRADER_TIME_SCALE: String(TIME_SCALE),
         TRADER_HEARTBEAT_MS: String(HEARTBEAT_MS),
         TRADER_SNAPSHOT_INTERVAL_MS: String(SNAPSHOT_INTERVAL_MS),
       },
@@ -1032,7 +1040,7 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
     windowS: WINDOW_S,
     windows: WINDOWS,
     heartbeatMs: HEARTBEAT_MS,
-    timeScale: 1,
+    timeScale: TIME_SCALE,
     snapshotIntervalMs: SNAPSHOT_INTERVAL_MS,
     startSpreadMs: START_SPREAD_MS,
     loadStartsAfterTraderSpawnMsAtLeast: LOAD_AFTER_SPAWN_MS,
@@ -1066,7 +1074,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => bail('bench:games: terminated; stopping the stack', 143))
   console.log(
     `many games: ${COUNTS.join(', ')} matches (1 is the baseline), a fresh stack each; ${RATE} bets/s open loop, ${USERS} users; ` +
-      `${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows per count; heartbeat ${HEARTBEAT_MS} ms, snapshots every ${SNAPSHOT_INTERVAL_MS / 1000} s; limit ${limitS} s`,
+      `${WARMUP_S} s warm-up + ${WINDOWS} x ${WINDOW_S} s windows per count; feed time scale ${TIME_SCALE}; heartbeat ${HEARTBEAT_MS} ms, snapshots every ${SNAPSHOT_INTERVAL_MS / 1000} s; limit ${limitS} s`,
   )
   const dir = mkdtempSync(join(tmpdir(), 'bench-games-'))
   const rows: (CountResult | Failed)[] = []

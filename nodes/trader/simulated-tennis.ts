@@ -1,6 +1,7 @@
 /**
  * A seeded, realistic simulated tennis feed: the server changes every game, a point cycle is about
- * five seconds (a four-second window before the serve, a fault now and then, aces, rallies), and
+ * six and a half seconds at time scale 1 (a four-second window before the serve, a fault now and
+ * then, aces, rallies; real tennis plays a point every 30-40 s, near time scale 0.2), and
  * sometimes the provider corrects itself. `timeScale` compresses time for tests and benchmarks.
  */
 
