@@ -12,7 +12,12 @@ import { createClockGuard } from '../../../nodes/fabric/clock-guard.ts'
 import { createGameReplicas, GAMES_PER_NODE_MAX } from '../../../nodes/fabric/game-replicas.ts'
 import type { StreamMessage } from '../../../nodes/fabric/stream-follower.ts'
 import { authorHeaders, type UpdateAuthor } from '../../../nodes/fabric/update-author.ts'
-import { createBeatWriter, encodeWriterBeat, type WriterBeat } from '../../../nodes/fabric/writer-beats.ts'
+import {
+  type BeatWriter,
+  createBeatWriter,
+  encodeWriterBeat,
+  type WriterBeat,
+} from '../../../nodes/fabric/writer-beats.ts'
 import { createTestWriter, NEXT_POINT, transition } from '../../helpers/game-writer.ts'
 
 /** A snapshot bucket with nothing in it: no game here is archived. */
@@ -123,6 +128,17 @@ t.test('an archive marker drops the game for good and frees its place', async (t
   t.same(archived, ['match-1@2'], 'a marker sent again changes nothing')
 })
 
+/** The bytes of the writer's next beat: a heartbeat of `match-1` from `trader`. */
+function beatBytes(writer: BeatWriter, trader: ReturnType<typeof createTestWriter>): Uint8Array {
+  writer.offer('match-1', trader.heartbeat())
+  let sent: WriterBeat | undefined
+  writer.flush((beat) => {
+    sent = beat
+  })
+  if (sent === undefined) throw new Error('the writer sent no beat')
+  return new TextEncoder().encode(encodeWriterBeat(sent))
+}
+
 t.test('a beat heard through both of its writer connections is applied once', async (t) => {
   const node = apiNode()
   const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
@@ -134,15 +150,7 @@ t.test('a beat heard through both of its writer connections is applied once', as
   const heard: string[] = []
   node.onChange(({ gameId, source }) => heard.push(`${gameId} ${source}`))
   const writer = createBeatWriter('trader-1')
-  const nextBeat = () => {
-    writer.offer('match-1', trader.heartbeat())
-    let sent: WriterBeat | undefined
-    writer.flush((beat) => {
-      sent = beat
-    })
-    if (sent === undefined) throw new Error('the writer sent no beat')
-    return new TextEncoder().encode(encodeWriterBeat(sent))
-  }
+  const nextBeat = () => beatBytes(writer, trader)
   const first = nextBeat()
   node.applyBeat(first)
   node.applyBeat(Uint8Array.from(first))
@@ -158,17 +166,7 @@ t.test('a beat heard through both of its writer connections is applied once', as
 t.test("a writer's own beats, heard back, are passed over", async (t) => {
   const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
   const genesis = trader.write({ kind: 'game', gameId: 'match-1', writers: ['trader-1'] }, NEXT_POINT)
-  const beatOf = () => {
-    const writer = createBeatWriter('trader-1')
-    writer.offer('match-1', trader.heartbeat())
-    let sent: WriterBeat | undefined
-    writer.flush((beat) => {
-      sent = beat
-    })
-    if (sent === undefined) throw new Error('the writer sent no beat')
-    return new TextEncoder().encode(encodeWriterBeat(sent))
-  }
-  const beat = beatOf()
+  const beat = beatBytes(createBeatWriter('trader-1'), trader)
   const heardBy = (node: ReturnType<typeof apiNode>) => {
     node.applyUpdate(message(1, genesis, { writer: 'trader-1' }))
     const heard: string[] = []
