@@ -1,17 +1,19 @@
 /**
  * Many games benchmark: how bet latency, heartbeat traffic, memory, CPU and a node's restart time
  * change with the number of live matches. For each match count a fresh stack runs on a real
- * 3-server cluster: one trader process playing that many simulated tennis matches at real time
- * (`TRADER_GAMES`, started staggered over about 10 s), two API node processes, one settlement node
- * process, and in this process the load generator beside a read-only replica of every game.
+ * 3-server cluster: one trader process playing that many simulated tennis matches at the feed's
+ * pace (`--time-scale`; `TRADER_GAMES`, their starts staggered over one point cycle, at least
+ * 10 s), two API node processes, one settlement node process, and in this process the load
+ * generator beside a read-only replica of every game.
  *
  * Once every match has opened its first point (the replica here holds its `p1-winner` market), and
- * no sooner than 15 s after the trader's spawn whatever the count (so every run starts on an
- * equally settled stack), an open-loop load (sends on a fixed schedule whatever the replies) places bets at one rate, spread
- * uniformly over the games: each bet goes to a random game among those whose latest point-winner
- * market is open as this process's replica shows it, at the price shown there, policy `any` (when
- * no game has one open, to the latest market of a random game, and refused: with one match, that is
- * from each serve until the next point opens). After a warm-up, several measured windows run back to back;
+ * no sooner than 5 s past the start spread after the trader's spawn whatever the count (so every
+ * run starts on an equally settled stack), an open-loop load (sends on a fixed schedule whatever
+ * the replies) places bets at one rate, spread uniformly over the games: each bet goes to a random
+ * game among those whose latest point-winner market is open as this process's replica shows it, at
+ * the price shown there, policy `any` (when no game has one open, to the latest market of a random
+ * game, and refused: with one match, that is from each serve until the next point opens). After a
+ * warm-up, several measured windows run back to back;
  * per window, HDR histograms of accepted bets give the provisional verdict (reply) and the final
  * verdict (first `final` status on the user's status subject), both from the scheduled send.
  * Refusals (an `ok` reply whose verdict refuses the bet, MARKET_NOT_OPEN when a point closed
@@ -80,14 +82,10 @@ const API_NODES = 2
 /** The trader's heartbeat round (its default): one beat message per round per trader process. */
 const HEARTBEAT_MS = 20
 const TRADER_SEED = 1
-/** The stagger spreads the matches' starts over this: every match has started about this long after the trader is ready. */
-const START_SPREAD_MS = 10_000
-/**
- * No load starts sooner than this after the trader's spawn, whatever the count, so that every run
- * begins on a stack as settled as the largest one's (a cluster whose streams were just created
- * answers its first seconds of ledger appends slowly, and a 1-game run's match starts at once).
- */
-const LOAD_AFTER_SPAWN_MS = START_SPREAD_MS + 5_000
+/** The matches' starts are spread over at least this. */
+const START_SPREAD_MIN_MS = 10_000
+/** The simulated tennis's mean point cycle at time scale 1 (simulated-tennis.ts). */
+const POINT_CYCLE_MS = 6_500
 const SNAPSHOT_INTERVAL_MS = 5_000
 /** The restart waits until a whole snapshot round has run since every match started, and this much more. */
 const SNAPSHOT_MARGIN_MS = 2_000
@@ -100,7 +98,6 @@ const PLAN_LEAD_MS = 200
 const POLL_MS = 50
 const PROGRESS_MS = 2_000
 const NODES_READY_TIMEOUT_MS = 90_000
-const MATCHES_START_TIMEOUT_MS = START_SPREAD_MS + 60_000
 const SNAPSHOTS_TIMEOUT_MS = 30_000
 const RESTORE_TIMEOUT_MS = 120_000
 const OPS_REQUEST_TIMEOUT_MS = 5_000
@@ -168,6 +165,19 @@ if (!inRange(WARMUP_S, 0, 120))
 if (!(Number.isFinite(TIME_SCALE) && TIME_SCALE >= 0.01 && TIME_SCALE <= 1000))
   usageError(`--time-scale must be a number from 0.01 to 1000: ${values['time-scale']}`, USAGE)
 COUNTS.sort((a, b) => a - b)
+/**
+ * The stagger spreads the matches' starts over this: at least one point cycle, so that the matches'
+ * points are out of step as on a real match day (spread over less, their markets open and close in
+ * bursts); every match has started about this long after the trader is ready.
+ */
+const START_SPREAD_MS = Math.max(START_SPREAD_MIN_MS, Math.round(POINT_CYCLE_MS / TIME_SCALE))
+/**
+ * No load starts sooner than this after the trader's spawn, whatever the count, so that every run
+ * begins on a stack as settled as the largest one's (a cluster whose streams were just created
+ * answers its first seconds of ledger appends slowly, and a 1-game run's match starts at once).
+ */
+const LOAD_AFTER_SPAWN_MS = START_SPREAD_MS + 5_000
+const MATCHES_START_TIMEOUT_MS = START_SPREAD_MS + 60_000
 const PLAN = { warmupS: WARMUP_S, windowS: WINDOW_S, windows: WINDOWS }
 
 const KINDS = ['nats', 'trader', 'api', 'settlement', 'generator'] as const
