@@ -17,6 +17,12 @@ export type FeedEvent =
   /** The provider corrects itself: bets on the point stamped in [fromMs, toMs] are void. */
   | { readonly type: 'correction'; readonly point: number; readonly fromMs: number; readonly toMs: number }
   | { readonly type: 'match-end' }
+  /**
+   * Nothing happened, and the feed is alive: the trader suspends a match's open markets when its
+   * feed says nothing for `staleFeedMs`, and between a point's start and its serve there may be
+   * nothing else to say for longer than that.
+   */
+  | { readonly type: 'alive' }
 
 /** Where a trader that takes over a match in progress picks it up. */
 export interface FeedResume {
@@ -73,6 +79,8 @@ export function parseFeedEvent(value: unknown): FeedEvent | null {
     }
     case 'match-end':
       return { type: 'match-end' }
+    case 'alive':
+      return { type: 'alive' }
     default:
       return null
   }

@@ -92,6 +92,8 @@ export function createMarketLifecycle(
       case 'correction':
         correct(event.point, event.fromMs, event.toMs)
         return
+      case 'alive':
+        return // the feed was heard (above), nothing else
       case 'match-end':
         suspendOpen('match ended')
         write([stoppedClockOp(replica.game, encodeStamp(hlc.now()))])

@@ -24,6 +24,12 @@ const ACE_SECOND = 0.02
 const SERVER_WINS = 0.64
 const CORRECTION_CHANCE = 0.03
 const POINTS_PER_GAME = 6
+/**
+ * The feed says it is alive this often, in real time whatever the time scale: at a slow pace the
+ * wait before a serve outlasts the trader's stale-feed guard (8 s), which suspended each point's
+ * markets 8 s into a 20 s betting window at time scale 0.2.
+ */
+export const FEED_ALIVE_EVERY_MS = 2_000
 
 export function createSimulatedTennisFeed(options: SimulatedTennisOptions): FeedAdapter {
   const prng = createPrng(options.seed)
@@ -84,6 +90,10 @@ export function createSimulatedTennisFeed(options: SimulatedTennisOptions): Feed
   return {
     name: `simulated-tennis(seed ${options.seed})`,
     start(emit, resume) {
+      const alive = setInterval(() => {
+        if (!stopped) emit({ type: 'alive' })
+      }, FEED_ALIVE_EVERY_MS)
+      timers.add(alive)
       if (resume === undefined)
         emit({ type: 'match-start', home: 'Home Player', away: 'Away Player', server: 'home' })
       const first = (resume?.afterPoint ?? 0) + 1

@@ -82,6 +82,22 @@ t.test('a point from open to closed, with a fault and a correction', async (t) =
   await trader.flush()
 })
 
+t.test('a feed that says it is alive keeps the markets open through a long wait for the serve', async (t) => {
+  const { trader, replica, advance } = setup()
+  trader.handle({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
+  trader.handle({ type: 'point-start', point: 1, server: 'home' })
+  for (let waited = 0; waited < 20_000; waited += 2_000) {
+    advance(2_000)
+    trader.handle({ type: 'alive' })
+    trader.tick()
+  }
+  t.equal(latest(replica, marketIds(1).winner)?.status, 'open', 'open 20 s on, past the 8 s guard')
+  t.equal(trader.stats.staleSuspensions, 0)
+  advance(9_000)
+  trader.tick()
+  t.equal(latest(replica, marketIds(1).winner)?.reason, 'stale feed', 'and suspended once it falls silent')
+})
+
 t.test('a stale feed and the kill switch suspend open markets', async (t) => {
   const { trader, replica, advance } = setup()
   trader.handle({ type: 'match-start', home: 'A', away: 'B', server: 'home' })
