@@ -54,9 +54,12 @@ t.test('appends are acknowledged as the stream stored them', async (t) => {
   }
   t.equal(acks.pending(), 0, 'nothing waits once all are answered')
 
-  const started = Date.now()
-  await t.rejects(acks.append('nowhere.a', 'x', { msgId: 'n-1', timeoutMs: 3_000 }), /no responders/)
-  t.ok(Date.now() - started < 1_000, 'a subject no stream takes fails at once, not at its deadline')
+  // Its deadline would fail it as a timeout: "no responders" is the server's answer, not the clock's.
+  await t.rejects(
+    acks.append('nowhere.a', 'x', { msgId: 'n-1', timeoutMs: 60_000 }),
+    /no responders/,
+    "a subject no stream takes fails with the server's answer, not at its deadline",
+  )
 
   await t.rejects(
     acks.append('acks.c', 'x'.repeat(2_000), { msgId: 'big' }),
