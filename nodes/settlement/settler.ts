@@ -31,7 +31,10 @@ export interface SettlerStats {
 
 export interface Settler {
   readonly stats: SettlerStats
-  /** Look at every open bet and settle what can be; cheap to call often. */
+  /**
+   * Settle what can be among the open bets of the games that changed since the last pass (replica,
+   * new bet, archive); cheap to call often.
+   */
   pass(): void
   openBets(): number
   close(): void
@@ -54,9 +57,9 @@ export function createSettler(options: SettlerOptions): Settler {
   /** Open bets, by betKey. */
   const unsettled = new Set<string>()
   /**
-   * Games to look at in the next pass: their replica changed, or a bet of theirs came. Nothing else
-   * moves a bet towards its settlement. (Passes over every game at every ledger entry and beat took
-   * 23 % of a settlement node's busy time at 500 matches.)
+   * Games to look at in the next pass: their replica changed, a bet of theirs came, or they were
+   * archived. Nothing else moves a bet towards its settlement. (Passes over every game at every
+   * ledger entry and beat took 23 % of a settlement node's busy time at 500 matches.)
    */
   const dirty = new Set<string>()
   const stopReplicas = replicas.onChange(({ gameId }) => dirty.add(gameId))
