@@ -21,7 +21,8 @@
  * the windows it also counts the heartbeat messages heard on `heartbeat.<region>.writers` (a trader
  * process sends one per round for all its games), reads the trader's own count of beats sent
  * (`trader_beats_total` on its /metrics), and samples each process's RSS (/proc/<pid>/status) and
- * CPU time (/proc/<pid>/stat). After the windows, once a snapshot round has covered every match,
+ * CPU time (/proc/<pid>/stat), each node's event-loop lag (its /metrics, read only at the window
+ * boundaries) and this process's own (a reply read late counts its delay into the latencies). After the windows, once a snapshot round has covered every match,
  * one API node is stopped and a new one with the same id started: the time from its spawn until
  * its /readyz says ready (replicas restored from the snapshots, streams caught up) is reported,
  * with the games it then holds.
@@ -37,6 +38,7 @@ import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import pino from 'pino'
 import { AFTER_ALL_STAMPS, createHlc, type Prices, transitionAt, yjsBackend } from '../crdt/index.ts'
@@ -96,6 +98,8 @@ const FIRST_MARKET = marketIds(1).winner
 /** The load starts this long after it is planned, so the load and the sampling share one schedule. */
 const PLAN_LEAD_MS = 200
 const POLL_MS = 50
+/** The sampling resolution of the generator's event-loop delay histogram. */
+const LOOP_DELAY_RESOLUTION_MS = 1
 const PROGRESS_MS = 2_000
 const NODES_READY_TIMEOUT_MS = 90_000
 const SNAPSHOTS_TIMEOUT_MS = 30_000
@@ -183,7 +187,7 @@ const PLAN = { warmupS: WARMUP_S, windowS: WINDOW_S, windows: WINDOWS }
 const KINDS = ['nats', 'trader', 'api', 'settlement', 'generator'] as const
 type Kind = (typeof KINDS)[number]
 /** The kinds whose processes are the fabric's nodes: the RSS goal is theirs. */
-const NODE_KINDS: readonly Kind[] = ['trader', 'api', 'settlement']
+const NODE_KINDS: readonly NodeSpec['kind'][] = ['trader', 'api', 'settlement']
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const seconds = (ms: number) => (ms / 1000).toFixed(1)
@@ -483,17 +487,68 @@ async function waitReady(node: NodeProcess, timeoutMs: number): Promise<void> {
   }
 }
 
-/** The trader's `trader_beats_total{result="sent"}`, or undefined if its /metrics did not answer. */
-async function traderBeatsSent(stack: Stack): Promise<number | undefined> {
-  const trader = [...stack.nodes.values()].find((node) => node.spec.kind === 'trader')
-  if (trader === undefined) return undefined
-  try {
-    const text = await (await getOps(`${trader.opsUrl}/metrics`)).text()
-    const value = /^trader_beats_total\{result="sent"\} (\S+)$/m.exec(text)?.[1]
-    return value === undefined ? undefined : Number(value)
-  } catch {
-    return undefined
-  }
+type NodeKind = NodeSpec['kind']
+
+/** How late a process's event loop ran (ms), as its /metrics says for the time since the last read. */
+interface LoopLag {
+  readonly p99Ms: number
+  readonly maxMs: number
+}
+
+interface NodesScrape {
+  /** The trader's `trader_beats_total{result="sent"}`, or undefined if its /metrics did not answer. */
+  readonly traderBeatsSent: number | undefined
+  /**
+   * Per kind, the worst of its processes' event-loop lag since the previous scrape: the client
+   * library behind /metrics measures it every 10 ms and starts afresh at each read, and nothing but
+   * these boundary samples reads it during a run.
+   */
+  readonly loopLag: Readonly<Partial<Record<NodeKind, LoopLag>>>
+}
+
+const metricValue = (text: string, name: string) => {
+  const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
+  return value === undefined ? undefined : Number(value)
+}
+
+/** The windows' lags (each sample's covers the window it ends), per kind: the worst p99, and the max. */
+function loopLagOver(ends: readonly BoundarySample[]): Partial<Record<NodeKind, LoopLag>> {
+  const over: Partial<Record<NodeKind, LoopLag>> = {}
+  for (const { nodes } of ends)
+    for (const [kind, lag] of Object.entries(nodes.loopLag) as [NodeKind, LoopLag][]) {
+      const known = over[kind]
+      over[kind] = {
+        p99Ms: Math.max(known?.p99Ms ?? 0, lag.p99Ms),
+        maxMs: Math.max(known?.maxMs ?? 0, lag.maxMs),
+      }
+    }
+  return over
+}
+
+async function scrapeNodes(stack: Stack): Promise<NodesScrape> {
+  let traderBeatsSent: number | undefined
+  const loopLag: Partial<Record<NodeKind, LoopLag>> = {}
+  await Promise.all(
+    [...stack.nodes.values()].map(async (node) => {
+      let text: string
+      try {
+        text = await (await getOps(`${node.opsUrl}/metrics`)).text()
+      } catch {
+        return
+      }
+      if (node.spec.kind === 'trader')
+        traderBeatsSent = metricValue(text, 'trader_beats_total\\{result="sent"\\}')
+      const p99 = metricValue(text, '\\w+_nodejs_eventloop_lag_p99_seconds')
+      const max = metricValue(text, '\\w+_nodejs_eventloop_lag_max_seconds')
+      if (p99 === undefined || max === undefined) return
+      const known = loopLag[node.spec.kind]
+      loopLag[node.spec.kind] = {
+        p99Ms: Math.max(known?.p99Ms ?? 0, p99 * 1000),
+        maxMs: Math.max(known?.maxMs ?? 0, max * 1000),
+      }
+    }),
+  )
+  return { traderBeatsSent, loopLag }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,7 +652,7 @@ interface BoundarySample {
   /** The most RSS one process of the kind holds, bytes. */
   readonly rss: Readonly<Record<Kind, number | undefined>>
   readonly beatsHeard: number
-  readonly traderBeatsSent: number | undefined
+  readonly nodes: NodesScrape
 }
 
 async function sample(stack: Stack): Promise<BoundarySample> {
@@ -614,7 +669,7 @@ async function sample(stack: Stack): Promise<BoundarySample> {
     cpu: sampleCpu(stack.kinds),
     rss,
     beatsHeard: stack.beatsHeard(),
-    traderBeatsSent: await traderBeatsSent(stack),
+    nodes: await scrapeNodes(stack),
   }
 }
 
@@ -664,6 +719,14 @@ interface CountResult {
   readonly perGameBeatsPerS: number
   readonly rssMaxBytes: Readonly<Record<Kind, number | undefined>>
   readonly cpuPercent: Readonly<Record<Kind, number>>
+  /**
+   * How late this process's event loop ran its callbacks over the windows (p99 and max, ms): a
+   * reply the generator reads late counts that delay into the latencies, so this says how much of
+   * them the generator's own work (its replicas of every game) may be.
+   */
+  readonly generatorLoopDelayMs: { readonly p99: number; readonly max: number }
+  /** Per node kind, the worst window's p99 and the max of the event-loop lag over the windows. */
+  readonly loopLagMs: Readonly<Partial<Record<NodeKind, LoopLag>>>
   readonly restore: Restore | { readonly error: string }
 }
 
@@ -695,6 +758,7 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
   const markets = trackMarkets(stack.replicas, TRADER_SEED + stack.games)
   const plan: WindowPlan = { ...PLAN, startUs: nowUs() + PLAN_LEAD_MS * 1000 }
   const samples: BoundarySample[] = []
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
   console.log(
     `  ${RATE} bets/s over ${stack.games} games: ${WARMUP_S} s warm-up, then ${WINDOWS} windows of ${WINDOW_S} s`,
   )
@@ -715,7 +779,10 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
         async () => {
           stack.assertAlive()
           const each = await sample(stack)
+          // From the first boundary (the warm-up's end) to the last: the measured windows.
+          if (samples.length === 0) loopDelay.enable()
           samples.push(each)
+          if (samples.length === WINDOWS + 1) loopDelay.disable()
           return each
         },
         (index) => {
@@ -760,16 +827,19 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
       finalsMissing: bets.reduce((sum, w) => sum + w.finalsMissing, 0),
       beatsHeardPerS: (last.beatsHeard - first.beatsHeard) / measuredS,
       traderBeatsPerS:
-        first.traderBeatsSent === undefined || last.traderBeatsSent === undefined
+        first.nodes.traderBeatsSent === undefined || last.nodes.traderBeatsSent === undefined
           ? undefined
-          : (last.traderBeatsSent - first.traderBeatsSent) / measuredS,
+          : (last.nodes.traderBeatsSent - first.nodes.traderBeatsSent) / measuredS,
       perGameBeatsPerS: (stack.games * 1000) / HEARTBEAT_MS,
       rssMaxBytes,
       cpuPercent: Object.fromEntries(
         KINDS.map((kind) => [kind, (cpu[kind] / (measuredS * 1e6)) * 100]),
       ) as Record<Kind, number>,
+      generatorLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+      loopLagMs: loopLagOver(samples.slice(1)),
     }
   } finally {
+    loopDelay.disable()
     markets.stop()
   }
 }
@@ -885,6 +955,8 @@ const ratio = (value: number | undefined, base: number | undefined) =>
 const formatRatio = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}x`)
 const codesText = (map: ReadonlyMap<string, number>) =>
   map.size === 0 ? '0' : [...map].map(([code, n]) => `${code} ${n}`).join(', ')
+const lagText = (lag: LoopLag | undefined) =>
+  lag === undefined ? '-' : `${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)}`
 const isResult = (row: CountResult | Failed): row is CountResult => 'provisional' in row
 const p99 = (h: Histogram) => percentileMs(h, 99)
 
@@ -926,10 +998,13 @@ function printTables(rows: readonly (CountResult | Failed)[]): void {
   console.log(
     `\nresources over the measured windows: RSS, the most of one process of the kind over the window boundaries (VmRSS), and CPU, % of one core for all processes of the kind (3 nats-servers, 2 API nodes; clock tick 1/${CLOCK_TICKS_PER_SECOND} s); "generator" is this process: load generator and a read-only replica of every game`,
   )
-  console.log(`games | RSS MiB ${KINDS.join(' / ')} | CPU % ${KINDS.join(' / ')}`)
+  console.log(
+    `games | RSS MiB ${KINDS.join(' / ')} | CPU % ${KINDS.join(' / ')} | event loop lag p99 / max ms (nodes' own /metrics, their 10 ms sampling period included; generator sampled every 1 ms): ${NODE_KINDS.join(', ')}, generator`,
+  )
   for (const r of results)
     console.log(
-      `${r.games} | ${KINDS.map((k) => mib(r.rssMaxBytes[k])).join(' / ')} | ${KINDS.map((k) => r.cpuPercent[k].toFixed(0)).join(' / ')}`,
+      `${r.games} | ${KINDS.map((k) => mib(r.rssMaxBytes[k])).join(' / ')} | ${KINDS.map((k) => r.cpuPercent[k].toFixed(0)).join(' / ')} | ` +
+        `${NODE_KINDS.map((k) => lagText(r.loopLagMs[k])).join(', ')}, ${lagText({ p99Ms: r.generatorLoopDelayMs.p99, maxMs: r.generatorLoopDelayMs.max })}`,
     )
   console.log(
     `\nrestart of ${RESTARTED_NODE} after the windows: from the new process's spawn until /readyz says ready (replicas restored from snapshots, streams caught up)`,
@@ -1026,6 +1101,16 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
             KINDS.map((k) => [k, round(r.rssMaxBytes[k] && r.rssMaxBytes[k] / 1024 ** 2, 0)]),
           ),
           cpuPercentOfOneCore: Object.fromEntries(KINDS.map((k) => [k, round(r.cpuPercent[k], 1)])),
+          loopLagMs: Object.fromEntries(
+            Object.entries(r.loopLagMs).map(([kind, lag]) => [
+              kind,
+              { p99: round(lag.p99Ms, 1), max: round(lag.maxMs, 1) },
+            ]),
+          ),
+          generatorLoopDelayMs: {
+            p99: round(r.generatorLoopDelayMs.p99, 1),
+            max: round(r.generatorLoopDelayMs.max, 1),
+          },
           restart:
             'error' in r.restore
               ? { error: r.restore.error }
