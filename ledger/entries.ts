@@ -66,8 +66,19 @@ export const PLACED_AT_MS_MAX = 8_640_000_000_000_000
 /**
  * 2: entries and bets are keyed by kind and user too (protocol/ids.ts, entryKeyOf).
  * 3: the allowance transfers a shard applied (`transfers`).
+ * 4: settled and refused bets retire (`logTimeMs`, `retired`, and each such bet's `retireAtMs`).
  */
-export const LEDGER_SNAPSHOT_VERSION = 3
+export const LEDGER_SNAPSHOT_VERSION = 4
+/**
+ * How long the fold keeps a bet once it is settled or refused, by the ledger's own time (the latest
+ * `placedAtMs` it has folded): then the bet and its entries' ids leave the fold's memory, so that
+ * what a node holds grows with the bets of the last few minutes, not with the day's. A placement
+ * retried within this (and always while its bet is open) gets its original answer; one retried
+ * later is a new bet. Every fold of a shard must use the same value, or they diverge when such a
+ * retry comes: it is one constant, not an option. At least the stream's duplicate window
+ * (nodes/fabric/streams.ts checks this at load).
+ */
+export const LEDGER_BET_RETENTION_MS = 10 * 60_000
 /** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
 export const SETTLEMENTS_PER_BATCH_MAX = 256
 /** Bets in one batch message (an API node's group commit); the message size bounds it too. */
@@ -280,7 +291,12 @@ export interface BetBase extends Omit<BetEntry, 'type' | 'id'> {
 
 export type BetState =
   | (BetBase & { readonly status: 'open' })
-  | (BetBase & { readonly status: 'rejected'; readonly reason: BetRefusal })
+  | (BetBase & {
+      readonly status: 'rejected'
+      readonly reason: BetRefusal
+      /** The ledger time (LEDGER_BET_RETENTION_MS) at which the bet leaves the fold. */
+      readonly retireAtMs: number
+    })
   | (BetBase & {
       readonly status: 'settled'
       readonly outcome: SettlementOutcome
@@ -289,7 +305,16 @@ export type BetState =
       readonly payoutCents: number
       readonly settlementId: string
       readonly settledSeq: number
+      readonly retireAtMs: number
     })
+
+/** The bets that left a fold (LEDGER_BET_RETENTION_MS): how many, and the money they had moved. */
+export interface RetiredBets {
+  readonly bets: number
+  /** Stakes of the retired bets the ledger had accepted (a refused bet moved none). */
+  readonly stakesCents: number
+  readonly payoutsCents: number
+}
 
 /** The money that moved through the shard; every field counts cents. */
 export interface LedgerTotals {
@@ -347,6 +372,9 @@ export interface LedgerSnapshot {
   readonly balances: readonly UserBalance[]
   readonly entries: readonly SeenEntry[]
   readonly bets: readonly BetState[]
+  /** The ledger's time: the latest `placedAtMs` folded (0 before the first bet). */
+  readonly logTimeMs: number
+  readonly retired: RetiredBets
   /** Allowance grants and receipts applied, in the order applied. */
   readonly transfers: readonly AllowanceEntry[]
 }
@@ -379,6 +407,9 @@ export interface LedgerFold {
   invariantHolds(): boolean
   /** The last sequence folded, 0 before the first. */
   lastSeq(): number
+  /** Bets the fold holds now: open ones, and settled or refused ones not retired yet. */
+  betsHeld(): number
+  retired(): RetiredBets
   toJSON(): LedgerSnapshot
   /** sha256 (hex) of the canonical snapshot, for comparing folds across nodes. */
   stateHash(): string

@@ -49,9 +49,15 @@ function recomputedSumsMatch(state: State): boolean {
   )
 }
 
-/** A fold over one shard's log, empty or restored from a snapshot (which is validated: it throws). */
-export function createLedgerFold(snapshot?: unknown): LedgerFold {
-  const state = snapshot === undefined ? emptyState() : restoreState(snapshot)
+/**
+ * A fold over one shard's log, empty or restored from a snapshot (which is validated: it throws).
+ * `betRetentionMs` is for tests: every fold of a shard must keep bets equally long.
+ */
+export function createLedgerFold(snapshot?: unknown, options: { betRetentionMs?: number } = {}): LedgerFold {
+  const state =
+    snapshot === undefined
+      ? emptyState(options.betRetentionMs)
+      : restoreState(snapshot, options.betRetentionMs)
   const toJSON = () => snapshotOf(state)
   return {
     apply: (value, seq) => foldMessage(state, value, seq),
@@ -76,6 +82,8 @@ export function createLedgerFold(snapshot?: unknown): LedgerFold {
     counts: () => ({ ...state.counts }),
     invariantHolds: () => recomputedSumsMatch(state),
     lastSeq: () => state.lastSeq,
+    betsHeld: () => state.bets.size,
+    retired: () => ({ ...state.retired }),
     toJSON,
     stateHash: () => createHash('sha256').update(JSON.stringify(toJSON())).digest('hex'),
   }

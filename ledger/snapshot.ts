@@ -18,6 +18,7 @@ import {
   type LedgerIgnoreReason,
   type LedgerRejectReason,
   type LedgerSnapshot,
+  PLACED_AT_MS_MAX,
   POTENTIAL_PAYOUT_CENTS_MAX,
   payoutCents,
   REJECT_REASONS,
@@ -28,7 +29,14 @@ import {
 } from './entries.ts'
 import { field, isEntryId, isEntryKey, isIntegerIn, isRecord, type Raw } from './guards.ts'
 import { parseAllowance, parseBetFields } from './parse.ts'
-import { emptyState, inflowCents, moveAllowance, openExposure, type State } from './state.ts'
+import {
+  emptyState,
+  inflowCents,
+  moveAllowance,
+  openExposure,
+  requeueRetirement,
+  type State,
+} from './state.ts'
 
 export function snapshotOf(state: State): LedgerSnapshot {
   const { depositsCents, withdrawalsCents, stakesCents, payoutsCents } = state.totals
@@ -43,6 +51,8 @@ export function snapshotOf(state: State): LedgerSnapshot {
     entries: [...state.seen.values()],
     bets: [...state.bets.values()],
     transfers: [...state.transfers.values()],
+    logTimeMs: state.logTimeMs,
+    retired: { ...state.retired },
   }
 }
 
@@ -142,12 +152,13 @@ function parseBetBase(raw: Raw, state: State): BetBase {
 }
 
 function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null {
-  const [outcome, settledOdds, payout, settlementId, settledSeq] = [
+  const [outcome, settledOdds, payout, settlementId, settledSeq, retireAtMs] = [
     'outcome',
     'settledOdds',
     'payoutCents',
     'settlementId',
     'settledSeq',
+    'retireAtMs',
   ].map((key) => field(raw, key))
   if (!SETTLEMENT_OUTCOMES.includes(outcome as SettlementOutcome) || !isOdds(settledOdds)) return null
   const settlement = isEntryId(settlementId)
@@ -157,7 +168,8 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
     payout === payoutCents(base.stakeCents, settledOdds, outcome as SettlementOutcome) &&
     settlement?.status === 'applied' &&
     settlement.seq === settledSeq &&
-    settledSeq > base.placedSeq
+    settledSeq > base.placedSeq &&
+    isRetireAt(retireAtMs, state)
   if (!valid) return null
   return {
     ...base,
@@ -167,7 +179,13 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
     payoutCents: payout as number,
     settlementId: settlementId as string,
     settledSeq: settledSeq as number,
+    retireAtMs,
   }
+}
+
+/** A retirement still to come, within one retention of the ledger's time (state.ts). */
+function isRetireAt(value: unknown, state: State): value is number {
+  return isIntegerIn(value, state.logTimeMs + 1, state.logTimeMs + state.retentionMs)
 }
 
 /** Rebuild one bet, checked against the verdict its placement entry records. */
@@ -181,18 +199,29 @@ function parseBetState(value: unknown, state: State): BetState {
   if (status === 'open' && placement?.status === 'applied') bet = { ...base, status }
   if (status === 'settled' && placement?.status === 'applied') bet = parseSettledBet(value, base, state)
   const refused = BET_REFUSALS.includes(reason as BetRefusal)
-  if (status === 'rejected' && refused && placement?.status === 'rejected' && placement.reason === reason) {
-    bet = { ...base, status, reason: reason as BetRefusal }
+  const retireAtMs = field(value, 'retireAtMs')
+  if (
+    status === 'rejected' &&
+    refused &&
+    placement?.status === 'rejected' &&
+    placement.reason === reason &&
+    isRetireAt(retireAtMs, state)
+  ) {
+    bet = { ...base, status, reason: reason as BetRefusal, retireAtMs }
   }
   return bet === null ? invalid(`bet ${base.betId}`) : Object.freeze(bet)
 }
 
-/** Restore bets in placement order and rebuild the open exposure; returns the payouts they hold. */
+/**
+ * Restore bets in placement order, rebuild the open exposure and the queue of retirements; returns
+ * the stakes and payouts they hold.
+ */
 function restoreBets(state: State, value: unknown): { stakesCents: number; payoutsCents: number } {
   if (!Array.isArray(value)) return invalid('bets')
   let previousSeq = 0
   let stakesCents = 0
   let payoutsCents = 0
+  const retiring: BetState[] = []
   for (const item of value) {
     const bet = parseBetState(item, state)
     // The bets of one batch share their message's sequence.
@@ -202,10 +231,24 @@ function restoreBets(state: State, value: unknown): { stakesCents: number; payou
     if (bet.status !== 'rejected') stakesCents += bet.stakeCents
     if (bet.status === 'settled') payoutsCents += bet.payoutCents
     if (bet.status === 'open') openExposure(state, bet)
+    else retiring.push(bet)
     const potential = state.exposures.get(bet.userId)?.potentialPayoutCents ?? 0
     if (potential > POTENTIAL_PAYOUT_CENTS_MAX) return invalid(`potential payout of ${bet.userId}`)
   }
+  // The fold queued each at its retirement's time, which never goes back; bets that retire at one
+  // time retire together, so their order among themselves does not matter. (A stable sort.)
+  const retireAt = (bet: BetState) => (bet.status === 'open' ? 0 : bet.retireAtMs)
+  for (const bet of retiring.sort((a, b) => retireAt(a) - retireAt(b))) requeueRetirement(state, bet)
   return { stakesCents, payoutsCents }
+}
+
+function parseRetired(value: unknown): State['retired'] {
+  if (!isRecord(value)) return invalid('retired')
+  const [bets, stakesCents, payoutsCents] = ['bets', 'stakesCents', 'payoutsCents'].map((key) =>
+    field(value, key),
+  )
+  if (!isCents(bets) || !isCents(stakesCents) || !isCents(payoutsCents)) return invalid('retired')
+  return { bets, stakesCents, payoutsCents }
 }
 
 /** Applied transfers, each one an applied entry the snapshot's entries name. */
@@ -221,13 +264,21 @@ function restoreTransfers(state: State, value: unknown): void {
   }
 }
 
-/** Rebuild a fold's state from an untrusted snapshot, checking every sum it can recompute. */
-export function restoreState(value: unknown): State {
+/**
+ * Rebuild a fold's state from an untrusted snapshot, checking every sum it can recompute; the
+ * retention must be the one the snapshot's fold had (LEDGER_BET_RETENTION_MS).
+ */
+export function restoreState(value: unknown, retentionMs?: number): State {
   if (!isRecord(value) || field(value, 'version') !== LEDGER_SNAPSHOT_VERSION) return invalid('version')
-  const state = emptyState()
+  const state = emptyState(retentionMs)
   const lastSeq = field(value, 'lastSeq')
   if (!isCents(lastSeq)) return invalid('lastSeq')
   state.lastSeq = lastSeq
+  const logTimeMs = field(value, 'logTimeMs')
+  if (!isIntegerIn(logTimeMs, 0, PLACED_AT_MS_MAX)) return invalid('logTimeMs')
+  state.logTimeMs = logTimeMs
+  const retired = parseRetired(field(value, 'retired'))
+  Object.assign(state.retired, retired)
   Object.assign(state.counts, parseCounts(field(value, 'counts')))
   const flows = parseFlows(field(value, 'flows'))
   Object.assign(state.totals, flows)
@@ -235,8 +286,11 @@ export function restoreState(value: unknown): State {
   restoreEntries(state, field(value, 'entries'))
   const held = restoreBets(state, field(value, 'bets'))
   restoreTransfers(state, field(value, 'transfers'))
-  if (held.stakesCents !== flows.stakesCents || held.payoutsCents !== flows.payoutsCents) {
-    return invalid('stakes or payouts do not match the bets')
+  if (
+    held.stakesCents + retired.stakesCents !== flows.stakesCents ||
+    held.payoutsCents + retired.payoutsCents !== flows.payoutsCents
+  ) {
+    return invalid('stakes or payouts do not match the bets, held and retired')
   }
   if (!checkLedgerSums(state.totals) || inflowCents(state) > LEDGER_INFLOW_CENTS_MAX) {
     return invalid('sums do not balance')

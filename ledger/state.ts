@@ -15,6 +15,7 @@ import {
   entryDigest,
   type FoldCounts,
   type FoldResult,
+  LEDGER_BET_RETENTION_MS,
   LEDGER_INFLOW_CENTS_MAX,
   type LedgerEntry,
   type LedgerIgnoreReason,
@@ -54,13 +55,27 @@ export interface State {
   readonly transfers: Map<string, AllowanceEntry>
   /** Allowance received minus given, by market (marketKeyOf); markets without are absent. */
   readonly allowances: Map<string, number>
+  /** LEDGER_BET_RETENTION_MS, or a test's own. */
+  readonly retentionMs: number
+  /** The ledger's time: the latest `placedAtMs` folded. */
+  logTimeMs: number
+  /**
+   * Keys of settled and refused bets in the order they will retire: each is queued when it settles
+   * or is refused, at the ledger time then plus the retention, and that time never goes back, so
+   * the queue is in `retireAtMs` order. From `retiringHead` on; the rest are gone.
+   */
+  readonly retiring: string[]
+  retiringHead: number
+  readonly retired: { bets: number; stakesCents: number; payoutsCents: number }
 }
 
 const APPLIED: Verdict = { status: 'applied', reason: null }
 const rejected = (reason: LedgerRejectReason): Verdict => ({ status: 'rejected', reason })
 const ignored = (reason: LedgerIgnoreReason): Verdict => ({ status: 'ignored', reason })
 
-export function emptyState(): State {
+export function emptyState(retentionMs = LEDGER_BET_RETENTION_MS): State {
+  if (!isIntegerIn(retentionMs, 1, Number.MAX_SAFE_INTEGER))
+    throw new RangeError(`a bet retention of ${retentionMs} ms`)
   return {
     lastSeq: 0,
     counts: { applied: 0, rejected: 0, ignored: 0, duplicate: 0, conflict: 0, malformed: 0 },
@@ -79,6 +94,52 @@ export function emptyState(): State {
     markets: new Map(),
     transfers: new Map(),
     allowances: new Map(),
+    retentionMs,
+    logTimeMs: 0,
+    retiring: [],
+    retiringHead: 0,
+    retired: { bets: 0, stakesCents: 0, payoutsCents: 0 },
+  }
+}
+
+/** A settled or refused bet starts its retention now (by the ledger's time). */
+function queueRetirement(state: State, key: string): number {
+  state.retiring.push(key)
+  return state.logTimeMs + state.retentionMs
+}
+
+/** Queue a restored bet: restore hands them over in `retireAtMs` order. */
+export function requeueRetirement(state: State, bet: BetState): void {
+  if (bet.status !== 'open') state.retiring.push(betKeyOf(bet.userId, bet.betId))
+}
+
+/**
+ * Let go of the settled and refused bets whose retention the ledger's time has passed: the bet,
+ * and the ids of its placement and settlement, so a later entry with one of them is new. Their
+ * money stays counted in the totals and in `retired`.
+ */
+function retireExpired(state: State): void {
+  const { retiring } = state
+  while (state.retiringHead < retiring.length) {
+    const key = retiring[state.retiringHead] as string
+    const bet = state.bets.get(key)
+    if (bet !== undefined && bet.status !== 'open') {
+      if (bet.retireAtMs > state.logTimeMs) break
+      state.bets.delete(key)
+      state.seen.delete(key)
+      state.retired.bets += 1
+      if (bet.status === 'settled') {
+        state.seen.delete(entryKeyOf({ type: 'settlement', userId: bet.userId, id: bet.settlementId }))
+        state.retired.stakesCents += bet.stakeCents
+        state.retired.payoutsCents += bet.payoutCents
+      }
+    }
+    state.retiringHead += 1
+  }
+  // Drop the consumed head now and then, not at every retirement: a splice is O(length).
+  if (state.retiringHead > 1024 && state.retiringHead * 2 > retiring.length) {
+    retiring.splice(0, state.retiringHead)
+    state.retiringHead = 0
   }
 }
 
@@ -183,10 +244,9 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
   const refusal = betRefusal(state, entry)
   if (refusal !== null) {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
-    state.bets.set(
-      betKeyOf(entry.userId, entry.id),
-      Object.freeze({ ...base, status: 'rejected', reason: refusal }),
-    )
+    const key = betKeyOf(entry.userId, entry.id)
+    const retireAtMs = queueRetirement(state, key)
+    state.bets.set(key, Object.freeze({ ...base, status: 'rejected', reason: refusal, retireAtMs }))
     return rejected(refusal)
   }
   const bet: BetState = Object.freeze({ ...base, status: 'open' })
@@ -215,6 +275,7 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
     payoutCents: payout,
     settlementId: entry.id,
     settledSeq: seq,
+    retireAtMs: queueRetirement(state, betKeyOf(bet.userId, bet.betId)),
   })
   state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
   closeExposure(state, bet)
@@ -320,10 +381,13 @@ export function foldMessage(state: State, value: unknown, seq: number): readonly
     state.counts.malformed += 1
     return [MALFORMED_RESULT]
   }
-  return entries.map((entry) => foldEntry(state, entry, seq))
+  const results = entries.map((entry) => foldEntry(state, entry, seq))
+  retireExpired(state)
+  return results
 }
 
 function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
+  if (entry.type === 'bet' && entry.placedAtMs > state.logTimeMs) state.logTimeMs = entry.placedAtMs
   const digest = entryDigest(entry)
   const key = entryKeyOf(entry)
   const seen = state.seen.get(key)

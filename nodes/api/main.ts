@@ -64,5 +64,6 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     diverged: () => divergenceOf(node),
     clock: node.replicas.clock,
     replicas: node.replicas,
+    ledger: node.ledger,
   }
 })

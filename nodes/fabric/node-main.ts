@@ -13,7 +13,7 @@ import { DEFAULT_SHARDS, parseShardSet, SHARD_SET_ITEM_SOURCE, SHARDS_MAX } from
 import type { ClockGuard } from './clock-guard.ts'
 import { DEFAULT_PROBE_INTERVAL_MS, startClockProbe } from './clock-probe.ts'
 import { defineOptions, loadConfigOrExit, type OptionsSchema, type OptionsValue } from './config.ts'
-import { APPEND_TIMEOUT_MS } from './ledger-sync.ts'
+import { APPEND_TIMEOUT_MS, type LedgerSync } from './ledger-sync.ts'
 import {
   createLogger,
   createMetricsRegistry,
@@ -210,6 +210,8 @@ export interface RunningNode {
   readonly clock?: ClockGuard
   /** The node's replicas: live and archived games are exported (archive.ts). */
   readonly replicas?: Pick<ReplicaSync, 'games' | 'archiveCounts'>
+  /** The node's ledger folds: the bets each served shard holds and has retired are exported. */
+  readonly ledger?: Pick<LedgerSync, 'served' | 'fold'>
 }
 
 /** Parse config (exit 1 on bad config), connect, start the node, serve ops, shut down cleanly. */
@@ -297,6 +299,7 @@ export async function runNode<S extends OptionsSchema>(
   logWhenReady(readiness, log, { startingAtMs, startedAtMs: Date.now() })
   registerNodeGauges(prefix, registry, readiness, () => quorum?.moves() ?? 0)
   if (node.replicas) registerGameGauges(prefix, registry, node.replicas)
+  if (node.ledger) registerLedgerGauges(prefix, registry, node.ledger)
   const ops = await startOpsServer({
     host: config.opsHost,
     port: config.opsPort,
@@ -443,6 +446,36 @@ function withClock(readiness: Readiness, guard: ClockGuard | undefined): Readine
   const unsafe = guard?.unsafe() ?? null
   if (unsafe === null) return readiness
   return { ready: false, reasons: [...readiness.reasons, `clock: ${unsafe}`] }
+}
+
+/** What the folds hold: bets leave them once settled and retained long enough (LEDGER_BET_RETENTION_MS). */
+function registerLedgerGauges(
+  prefix: string,
+  registry: Registry,
+  ledger: Pick<LedgerSync, 'served' | 'fold'>,
+): void {
+  const gauges = [
+    [
+      'ledger_bets_held',
+      'bets the shard’s fold holds: open ones, and settled or refused ones not yet retired',
+      (shard: number) => ledger.fold(shard).betsHeld(),
+    ],
+    [
+      'ledger_bets_retired',
+      'settled or refused bets the shard’s fold has let go since it began',
+      (shard: number) => ledger.fold(shard).retired().bets,
+    ],
+  ] as const
+  for (const [suffix, help, value] of gauges)
+    new Gauge({
+      name: `${prefix}_${suffix}`,
+      help,
+      labelNames: ['shard'],
+      registers: [registry],
+      collect() {
+        for (const shard of ledger.served) this.set({ shard: String(shard) }, value(shard))
+      },
+    })
 }
 
 function registerGameGauges(

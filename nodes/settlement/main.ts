@@ -66,5 +66,6 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     diverged: () => divergenceOf(node),
     clock: node.replicas.clock,
     replicas: node.replicas,
+    ledger: node.ledger,
   }
 })
