@@ -5,6 +5,7 @@
  */
 
 import { writeFileSync } from 'node:fs'
+import { LEDGER_STREAM_BYTES_MAX } from '../nodes/fabric/streams.ts'
 import type { BetWindow } from './bet-load.ts'
 import { type CpuSample, cpuBetween } from './process-cpu.ts'
 import type { RawWindows } from './raw-probe.ts'
@@ -25,6 +26,8 @@ export type CpuKind = (typeof CPU_KINDS)[number]
 export interface BoundarySample {
   readonly cpu: CpuSample<CpuKind>
   readonly ledgerMessages: number
+  /** What the region's ledger shard streams hold, bytes (their state as the servers count it). */
+  readonly ledgerBytes: number
 }
 
 export interface RawSummary {
@@ -45,6 +48,8 @@ export interface RateResult {
   readonly finalP99Windows: Spread | undefined
   readonly raw: RawSummary
   readonly betsPerLedgerMessage: number | undefined
+  /** Ledger stream bytes per served bet: its entry, its share of batch and settlement messages. */
+  readonly ledgerBytesPerBet: number | undefined
   readonly cpuUsPerBet: Readonly<Record<CpuKind | 'total', number | undefined>>
 }
 
@@ -94,6 +99,7 @@ export function summarizeRate(
     ...latencyOver(bets),
     raw: summarizeRaw(raw),
     betsPerLedgerMessage: ledgerMessages > 0 ? servedBets / ledgerMessages : undefined,
+    ledgerBytesPerBet: servedBets > 0 ? (last.ledgerBytes - first.ledgerBytes) / servedBets : undefined,
     cpuUsPerBet: {
       total: perBet(CPU_KINDS.reduce((sum, kind) => sum + cpu[kind], 0)),
       ...(Object.fromEntries(CPU_KINDS.map((kind) => [kind, perBet(cpu[kind])])) as Record<
@@ -102,6 +108,25 @@ export function summarizeRate(
       >),
     },
   }
+}
+
+const mibOf = (bytes: number) => Math.round(bytes / 1024 ** 2)
+
+/**
+ * How long the region's ledger byte budget lasts from empty at the rate served: the shard streams
+ * refuse appends once full (docs/operations.md, "The ledger's size").
+ */
+function budgetSeconds(result: RateResult): number | undefined {
+  const perBet = result.ledgerBytesPerBet
+  return perBet === undefined || perBet <= 0 || result.served <= 0
+    ? undefined
+    : LEDGER_STREAM_BYTES_MAX / perBet / result.served
+}
+
+function budgetText(result: RateResult): string {
+  const seconds = budgetSeconds(result)
+  if (result.ledgerBytesPerBet === undefined || seconds === undefined) return '-'
+  return `${Math.round(result.ledgerBytesPerBet)} (${(seconds / 60).toFixed(1)} min)`
 }
 
 export const errorCount = (result: RateResult) =>
@@ -145,13 +170,13 @@ export function printTables(results: readonly RateResult[], rawIdle: RawSummary)
   )
   console.log('\nerrors by code, and cost per served bet over the measured windows')
   console.log(
-    'offered/s | errors | finals missing | raw publish errors | bets per ledger message | CPU us per bet: total = nats-servers + API nodes + settlement + generator',
+    `offered/s | errors | finals missing | raw publish errors | bets per ledger message | ledger bytes per bet (the region's ${mibOf(LEDGER_STREAM_BYTES_MAX)} MiB budget full after, at this rate) | CPU us per bet: total = nats-servers + API nodes + settlement + generator`,
   )
   for (const r of results) {
     const cpu = r.cpuUsPerBet
     const us = (value: number | undefined) => (value === undefined ? '-' : String(Math.round(value)))
     console.log(
-      `${r.offered} | ${errorsText(r)} | ${r.finalsMissing} | ${r.raw.errors} | ${r.betsPerLedgerMessage?.toFixed(2) ?? '-'} | ${us(cpu.total)} = ${us(cpu.nats)} + ${us(cpu.api)} + ${us(cpu.settlement)} + ${us(cpu.generator)}`,
+      `${r.offered} | ${errorsText(r)} | ${r.finalsMissing} | ${r.raw.errors} | ${r.betsPerLedgerMessage?.toFixed(2) ?? '-'} | ${budgetText(r)} | ${us(cpu.total)} = ${us(cpu.nats)} + ${us(cpu.api)} + ${us(cpu.settlement)} + ${us(cpu.generator)}`,
     )
   }
 }
@@ -182,6 +207,8 @@ export function writeJson(
     finalP999Ms: p(r.final, 99.9),
     finalP99MsWindows: spread(r.finalP99Windows),
     betsPerLedgerMessage: round(r.betsPerLedgerMessage, 2),
+    ledgerBytesPerBet: round(r.ledgerBytesPerBet, 0),
+    ledgerBudgetFullAfterS: round(budgetSeconds(r), 0),
     rawP50MsDuringLoad: p(r.raw.latency, 50),
     rawP99MsDuringLoad: p(r.raw.latency, 99),
     rawP99MsDuringLoadWindows: spread(r.raw.p99Windows),

@@ -220,8 +220,13 @@ async function startStack(dir: string): Promise<Stack> {
       async sample() {
         const cpu = sampleCpu(kinds)
         let ledgerMessages = 0
-        for (const stream of ledgerStreams) ledgerMessages += (await jsm.streams.info(stream)).state.messages
-        return { cpu, ledgerMessages }
+        let ledgerBytes = 0
+        for (const stream of ledgerStreams) {
+          const { state } = await jsm.streams.info(stream)
+          ledgerMessages += state.messages
+          ledgerBytes += state.bytes
+        }
+        return { cpu, ledgerMessages, ledgerBytes }
       },
       async close() {
         await trader.close()
