@@ -39,12 +39,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { jetstreamManager } from '@nats-io/jetstream'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
 import pino from 'pino'
 import { AFTER_ALL_STAMPS, createHlc, type Prices, transitionAt, yjsBackend } from '../crdt/index.ts'
 import { createPrng } from '../nodes/fabric/prng.ts'
 import { createReplicaSync, type ReplicaSync } from '../nodes/fabric/replica-sync.ts'
-import { ensureFabric, limitsWithShards } from '../nodes/fabric/streams.ts'
+import { ensureFabric, LEDGER_STREAM_BYTES_MAX, limitsWithShards } from '../nodes/fabric/streams.ts'
 import { natsTransport } from '../nodes/fabric/transport.ts'
 import { WRITER_GAMES_MAX } from '../nodes/fabric/writer-beats.ts'
 import { lastPoint, marketIds } from '../nodes/trader/point-markets.ts'
@@ -525,6 +526,18 @@ function loopLagOver(ends: readonly BoundarySample[]): Partial<Record<NodeKind, 
   return over
 }
 
+async function ledgerBytes(stack: Stack): Promise<number | undefined> {
+  try {
+    const jsm = await jetstreamManager(stack.nc)
+    let bytes = 0
+    for (let shard = 0; shard < SHARDS; shard++)
+      bytes += (await jsm.streams.info(names.ledgerStream(REGION, shard))).state.bytes
+    return bytes
+  } catch {
+    return undefined
+  }
+}
+
 async function scrapeNodes(stack: Stack): Promise<NodesScrape> {
   let traderBeatsSent: number | undefined
   const loopLag: Partial<Record<NodeKind, LoopLag>> = {}
@@ -653,6 +666,8 @@ interface BoundarySample {
   readonly rss: Readonly<Record<Kind, number | undefined>>
   readonly beatsHeard: number
   readonly nodes: NodesScrape
+  /** What the region's ledger shard streams hold, bytes, or undefined if a stream did not answer. */
+  readonly ledgerBytes: number | undefined
 }
 
 async function sample(stack: Stack): Promise<BoundarySample> {
@@ -670,6 +685,7 @@ async function sample(stack: Stack): Promise<BoundarySample> {
     rss,
     beatsHeard: stack.beatsHeard(),
     nodes: await scrapeNodes(stack),
+    ledgerBytes: await ledgerBytes(stack),
   }
 }
 
@@ -725,6 +741,11 @@ interface CountResult {
    * them the generator's own work (its replicas of every game) may be.
    */
   readonly generatorLoopDelayMs: { readonly p99: number; readonly max: number }
+  /**
+   * Ledger stream bytes per accepted bet over the windows: its placement, its settlement, and their
+   * share of the messages they went in.
+   */
+  readonly ledgerBytesPerBet: number | undefined
   /** Per node kind, the worst window's p99 and the max of the event-loop lag over the windows. */
   readonly loopLagMs: Readonly<Partial<Record<NodeKind, LoopLag>>>
   readonly restore: Restore | { readonly error: string }
@@ -837,6 +858,10 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
       ) as Record<Kind, number>,
       generatorLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
       loopLagMs: loopLagOver(samples.slice(1)),
+      ledgerBytesPerBet:
+        first.ledgerBytes === undefined || last.ledgerBytes === undefined || ok === 0
+          ? undefined
+          : (last.ledgerBytes - first.ledgerBytes) / ok,
     }
   } finally {
     loopDelay.disable()
@@ -955,6 +980,15 @@ const ratio = (value: number | undefined, base: number | undefined) =>
 const formatRatio = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}x`)
 const codesText = (map: ReadonlyMap<string, number>) =>
   map.size === 0 ? '0' : [...map].map(([code, n]) => `${code} ${n}`).join(', ')
+/** The region's ledger budget from empty at the accepted rate, in minutes (docs/operations.md). */
+const ledgerFullAfterMin = (r: CountResult) =>
+  r.ledgerBytesPerBet === undefined || r.ledgerBytesPerBet <= 0 || r.served <= 0
+    ? undefined
+    : LEDGER_STREAM_BYTES_MAX / r.ledgerBytesPerBet / r.served / 60
+const ledgerText = (r: CountResult) =>
+  r.ledgerBytesPerBet === undefined
+    ? '-'
+    : `${Math.round(r.ledgerBytesPerBet)} (${ledgerFullAfterMin(r)?.toFixed(1) ?? '-'} min)`
 const lagText = (lag: LoopLag | undefined) =>
   lag === undefined ? '-' : `${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)}`
 const isResult = (row: CountResult | Failed): row is CountResult => 'provisional' in row
@@ -982,10 +1016,12 @@ function printTables(rows: readonly (CountResult | Failed)[]): void {
   console.log(
     '\nanswers over the measured windows: accepted, refused by the verdict (by reason), errors by code',
   )
-  console.log('games | accepted | refused | errors | finals missing')
+  console.log(
+    `games | accepted | refused | errors | finals missing | ledger bytes per accepted bet, settlement included (the region's ${Math.round(LEDGER_STREAM_BYTES_MAX / 1024 ** 2)} MiB ledger full after, at the accepted rate)`,
+  )
   for (const r of results)
     console.log(
-      `${r.games} | ${r.ok} | ${codesText(r.refusedByReason)} | ${codesText(r.errorsByCode)} | ${r.finalsMissing}`,
+      `${r.games} | ${r.ok} | ${codesText(r.refusedByReason)} | ${codesText(r.errorsByCode)} | ${r.finalsMissing} | ${ledgerText(r)}`,
     )
   console.log(
     `\nheartbeats over the measured windows (round ${HEARTBEAT_MS} ms; one trader process): messages heard on ${names.beatSubject(REGION)}, the trader's beats sent, and what one message per game and round would be`,
@@ -1101,6 +1137,8 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
             KINDS.map((k) => [k, round(r.rssMaxBytes[k] && r.rssMaxBytes[k] / 1024 ** 2, 0)]),
           ),
           cpuPercentOfOneCore: Object.fromEntries(KINDS.map((k) => [k, round(r.cpuPercent[k], 1)])),
+          ledgerBytesPerBet: round(r.ledgerBytesPerBet, 0),
+          ledgerFullAfterMin: round(ledgerFullAfterMin(r), 1),
           loopLagMs: Object.fromEntries(
             Object.entries(r.loopLagMs).map(([kind, lag]) => [
               kind,
