@@ -11,7 +11,7 @@
  * | a user's bet statuses (final, settled) | `bets.status.<userId>` |
  * | settlement queries (queue group `bets-settlement`) | `bets.history[.<region>].<shard>.<userId>`, `bets.balance[.<region>].<shard>.<userId>`, `bets.exposure[.<region>].<shard>` (body `{ gameId, marketId }`) |
  * | CRDT updates (stream `FABRIC_<REGION>`) | `fabric.<region>.game.<gameId>` |
- * | heartbeats | `heartbeat.<region>.game.<gameId>` |
+ * | writer beats (one per writer process, for all its games; writer-beats.ts) | `heartbeat.<region>.writers` |
  * | money (stream `LEDGER_<REGION>_<SHARD>`, one per shard) | `ledger.<region>.<shard>.<userId>`, `ledger.<region>.<shard>.settlements`, `ledger.<region>.<shard>.bets`, `ledger.<region>.<shard>.~book` (allowance transfers) |
  * | the trader's kill switch | `trader.<region>.kill`, `trader.<region>.resume` |
  * | the clock probe | `clock.<region>.probe` |

@@ -4,8 +4,8 @@
  * lock, and every verdict turns final as the trader's heartbeats pass the bets' stamps, over a
  * network that delays, duplicates, loses and partitions. At the end the invariants are checked.
  *
- *   npm start                      # a random seed on Yjs
- *   npm start -- --seed 7 --backend automerge --points 8
+ *   npm run sim:demo                       # a random seed on Yjs
+ *   npm run sim:demo -- --seed 7 --backend automerge --points 8
  */
 
 import {
