@@ -165,8 +165,10 @@ async function main(): Promise<void> {
       spawnNode(dir, 'settle-2', 'nodes/settlement/main.ts', {
         FABRIC_NATS_SERVERS: servers,
         SETTLEMENT_DATABASE: join(dir, 'settle-2.db'),
-        // One settlement node per region spreads the shard leaders (nodes/settlement/options.ts).
+        // One settlement node per region spreads the shard leaders and writes the ledger
+        // checkpoints (nodes/settlement/options.ts).
         SETTLEMENT_LEADER_SPREAD_MS: '0',
+        SETTLEMENT_LEDGER_CHECKPOINT_MS: '0',
       }),
     ],
     [

@@ -48,6 +48,8 @@ export interface ApiNodeOptions {
   /** The region's ledger shards, and the ones this node serves (default all). */
   readonly shards: number
   readonly served?: readonly number[]
+  /** Restore the served shards from their ledger checkpoints at start (ledger-checkpoints.ts). */
+  readonly ledgerCheckpoints?: boolean
   readonly log: Logger
   /** Counts ledger messages read, per shard. */
   readonly onLedgerRead?: (shard: number) => void

@@ -17,6 +17,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     backend,
     shards: config.shards,
     ...ledgerShardsOf(config, registry, log),
+    ledgerCheckpoints: true,
     log,
     clock,
     limits: {
@@ -62,6 +63,7 @@ await runNode('api', options, async ({ config, nc, log, registry, backend, clock
     close: () => node.close(),
     state: (options) => describeNode(node, options),
     diverged: () => divergenceOf(node),
+    beforeRebuild: () => node.ledger.dropDivergedCheckpoints(),
     clock: node.replicas.clock,
     replicas: node.replicas,
     ledger: node.ledger,

@@ -18,6 +18,7 @@ import {
   BETS_PER_BATCH_MAX,
   type BetBatch,
   type BetEntry,
+  type BetState,
   createLedgerFold,
   type FoldResult,
   type LedgerEntry,
@@ -29,6 +30,13 @@ import {
 import { DERIVED_ID_SEPARATOR, entryKeyOf } from '../../protocol/ids.ts'
 import { DEFAULT_SHARDS, parseShardSet, SHARDS_MAX, shardOf } from '../../protocol/shards.ts'
 import { createGroupCommit, type Placed } from './group-commit.ts'
+import {
+  checkpointToRestore,
+  deleteCheckpoint,
+  encodeCheckpoint,
+  messageDigest,
+  putCheckpoint,
+} from './ledger-checkpoints.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { LEDGER_MESSAGE_BYTES_MAX, names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
@@ -72,6 +80,18 @@ export interface LedgerSyncOptions {
   readonly now?: () => number
   /** The timers of read-back deadlines (timers.ts); default the real ones. */
   readonly timers?: Timers
+  /**
+   * Ledger checkpoints (ledger-checkpoints.ts): start each shard from its checkpoint in the
+   * snapshot bucket when it has a usable one, instead of from the stream's first entry, and keep
+   * what writeCheckpoint needs. Off in the simulator.
+   */
+  readonly checkpoints?: boolean
+  /**
+   * With `checkpoints`: when writeCheckpoint replaces this node's own previous checkpoint, purge
+   * the shard's stream below that one's sequence (the region's ledger stays within its byte budget).
+   * One writer per shard: see docs/operations.md.
+   */
+  readonly purge?: boolean
 }
 
 export type LedgerListener = (
@@ -124,6 +144,19 @@ export interface LedgerSync {
   onEntry(listener: LedgerListener): () => void
   /** The last sequence folded of a served shard's stream. */
   lastSeq(shard: number): number
+  /**
+   * Store the served shard's fold as its checkpoint (ledger-checkpoints.ts); resolves with the
+   * sequence it stands at, or null when the fold has not moved since this node's last one.
+   */
+  writeCheckpoint(shard: number): Promise<number | null>
+  /** Per served shard, the sequence its fold was restored from (0: folded from the first entry). */
+  readonly restoredFrom: ReadonlyMap<number, number>
+  /**
+   * Delete the checkpoints of the shards whose fold was found not to be the stream's, before the
+   * node exits to fold them again: one of them may hold what the fold got wrong, and the nodes
+   * starting next must fold those shards from their first entry. Resolves with how many went.
+   */
+  dropDivergedCheckpoints(): Promise<number>
   /** How its reading of each served shard's stream goes (stream-follower.ts), by shard. */
   readonly followers: ReadonlyMap<number, FollowerView>
   /** Why this node's folds are not the streams' (stream-follower.ts), or null while they are. */
@@ -287,27 +320,80 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     return found
   }
 
+  /** The shard's fold restored from its checkpoint, if it has a usable one, and the open bets it holds. */
+  async function restoredFold(shard: number, stream: string): Promise<LedgerFold | null> {
+    if (!options.checkpoints) return null
+    const checkpoint = await checkpointToRestore({
+      store: transport.snapshots,
+      shard,
+      messageAt: (seq) => transport.messageAt(stream, seq),
+      log,
+    })
+    if (checkpoint === null) return null
+    try {
+      const fold = createLedgerFold(checkpoint.snapshot)
+      log.info(
+        { shard, seq: checkpoint.seq, bets: fold.betsHeld() },
+        'ledger shard restored from its checkpoint',
+      )
+      return fold
+    } catch (error) {
+      log.warn(
+        { shard, err: error },
+        'the ledger checkpoint does not restore; folding the shard from its first entry',
+      )
+      return null
+    }
+  }
+
   async function openShard(shard: number): Promise<ShardSync> {
-    const fold = createLedgerFold()
     const stream = names.ledgerStream(region, shard)
+    const fold = (await restoredFold(shard, stream)) ?? createLedgerFold()
+    restoredFrom.set(shard, fold.lastSeq())
+    // A listener learns of the bets still open at the checkpoint as if they had just been folded
+    // (a settlement node settles them), before anything after it: in placement order.
+    if (fold.lastSeq() > 0)
+      for (const bet of fold.toJSON().bets)
+        if (bet.status === 'open') held?.push(() => announceRestored(shard, fold, bet))
     // The follower is assigned below; the read-back only asks it once messages flow.
     let follower: ShardSync['follower'] | undefined
     const readBack = createReadBack({
       log,
       stream,
       timers,
-      foldedThrough: () => follower?.lastSeq() ?? 0,
+      foldedThrough: () => fold.lastSeq(),
       nudge: () => follower?.nudge(),
     })
     follower = await transport.follow({
       stream,
-      startSeq: 1,
+      startSeq: fold.lastSeq() + 1,
       log: log.child({ shard }),
       onMessage: (message) => foldMessage(shard, fold, readBack, message),
       acknowledgedThrough: readBack.acknowledgedThrough,
     })
     return { fold, readBack, follower }
   }
+
+  function announceRestored(shard: number, fold: LedgerFold, bet: BetState): void {
+    const { betId, placedSeq, status: _status, ...terms } = bet
+    const entry: BetEntry = { type: 'bet', id: betId, ...terms }
+    const result: FoldResult = {
+      entryId: betId,
+      userId: bet.userId,
+      balanceCents: fold.balance(bet.userId),
+      status: 'applied',
+      reason: null,
+    }
+    for (const listener of listeners) listener(shard, placedSeq, result, entry)
+  }
+
+  /**
+   * The digest of the last message each shard folded, for its checkpoint (taken as it is folded:
+   * the client library may reuse the memory a message arrived in).
+   */
+  const lastDigest = new Map<number, string>()
+  const restoredFrom = new Map<number, number>()
+  const checkpointed = new Map<number, number>()
 
   // A shard's follower delivers while the next shard's opens: its messages wait here until every
   // shard is open and the caller has had its turn to listen (onEntry), as it would with one stream.
@@ -326,6 +412,15 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       return
     }
     options.onRead?.(shard)
+    // The ledger is folded whole or not at all: entries gone before this node folded them (purged
+    // below a checkpoint while it was behind, or never delivered) leave a fold that is not the
+    // stream's. It exits and starts again from the shard's checkpoint.
+    if (message.seq > fold.lastSeq() + 1) {
+      readBack.markDiverged(
+        `the stream delivered ${message.seq} after ${fold.lastSeq()}: entries in between are gone (purged below a checkpoint while this node was behind?)`,
+      )
+      return
+    }
     let value: unknown = null
     try {
       value = message.json()
@@ -333,6 +428,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       // A malformed entry is folded as such: every node rejects it identically.
     }
     const results = fold.apply(value, message.seq)
+    if (options.checkpoints) lastDigest.set(shard, messageDigest(message.data))
     readBack.folded(message.seq, results)
     if (listeners.size === 0) return
     const entries = parseLedgerMessage(value)
@@ -447,7 +543,53 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    lastSeq: (shard) => sync(shard).follower.lastSeq(),
+    lastSeq: (shard) => sync(shard).fold.lastSeq(),
+    restoredFrom,
+    async writeCheckpoint(shard) {
+      const { fold, readBack, follower } = sync(shard)
+      // A fold that is not the stream's, or may turn out not to be, is nobody's to start from.
+      if ((readBack.diverged() ?? follower.diverged()) !== null || follower.auditing()) return null
+      const digest = lastDigest.get(shard)
+      const seq = fold.lastSeq()
+      // Nothing folded since the restore (or at all): the stored checkpoint stands.
+      if (digest === undefined || seq === (checkpointed.get(shard) ?? restoredFrom.get(shard) ?? 0))
+        return null
+      // The snapshot and the digest of the same message, taken in one turn of the event loop.
+      const bytes = await encodeCheckpoint({ shard, digest, snapshot: fold.toJSON() })
+      const { written, previousSeq } = await putCheckpoint(transport.snapshots, shard, seq, bytes)
+      if (!written) {
+        log.info({ shard, seq, stored: previousSeq }, 'a newer ledger checkpoint is stored already')
+        return null
+      }
+      const ownPrevious = checkpointed.get(shard)
+      checkpointed.set(shard, seq)
+      // The stream keeps what came after the checkpoint this one replaced, so a node a whole round
+      // behind still folds on; only below it do entries go. Only when that checkpoint was this
+      // node's own: one written by another node meanwhile is not known to be behind this one.
+      const purgedBelow =
+        options.purge && ownPrevious !== undefined && ownPrevious === previousSeq ? previousSeq : 0
+      const purged =
+        purgedBelow > 1
+          ? await transport.purge(
+              names.ledgerStream(region, shard),
+              names.ledgerShardSubject(region, shard),
+              purgedBelow,
+            )
+          : 0
+      log.info({ shard, seq, bytes: bytes.length, purgedBelow, purged }, 'ledger checkpoint written')
+      return seq
+    },
+    async dropDivergedCheckpoints() {
+      if (!options.checkpoints) return 0
+      let dropped = 0
+      for (const [shard, { readBack, follower }] of syncs)
+        if ((readBack.diverged() ?? follower.diverged()) !== null) {
+          await deleteCheckpoint(transport.snapshots, shard)
+          log.warn({ shard }, 'deleted the ledger checkpoint of a shard whose fold was not the stream’s')
+          dropped++
+        }
+      return dropped
+    },
     followers,
     diverged() {
       for (const [shard, { readBack, follower }] of syncs) {
@@ -470,6 +612,10 @@ export interface NodeLedgerOptions {
   readonly shards: number
   readonly served?: readonly number[]
   readonly onLedgerRead?: (shard: number) => void
+  /** Restore the shards from their checkpoints, and be able to write them (LedgerSyncOptions.checkpoints). */
+  readonly ledgerCheckpoints?: boolean
+  /** Purge below this node's own replaced checkpoints (LedgerSyncOptions.purge). */
+  readonly ledgerPurge?: boolean
   readonly log: Logger
 }
 
@@ -485,5 +631,7 @@ export function createNodeLedger(
     log: options.log,
     ...(options.served ? { served: options.served } : {}),
     ...(options.onLedgerRead ? { onRead: options.onLedgerRead } : {}),
+    checkpoints: options.ledgerCheckpoints ?? false,
+    purge: options.ledgerPurge ?? false,
   })
 }

@@ -252,7 +252,7 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     if (stream === undefined) throw new Error(`no stream ${name}`)
     let purged = 0
     for (const message of stream.messages.slice(0, Math.max(0, belowSeq - 1)))
-      if (message.subject === subject && !stream.purged.has(message.seq)) {
+      if (subjectMatches(subject, message.subject) && !stream.purged.has(message.seq)) {
         stream.purged.add(message.seq)
         purged++
       }
@@ -264,6 +264,13 @@ export function createMemoryFabric(options: MemoryFabricOptions): MemoryFabric {
     follow: async (request) => followMemoryStream(shared, node, request),
     publish: (subject, data) => publishToMemory(shared, node, subject, data),
     purge,
+    async messageAt(name, seq) {
+      if (!shared.reachable(node)) throw new Error(`${node} cannot reach the streams`)
+      const stream = shared.streams.get(name)
+      if (stream === undefined) throw new Error(`no stream ${name}`)
+      const message = stream.messages[seq - 1]
+      return message === undefined || stream.purged.has(seq) ? null : message.data
+    },
     subscribe(subject, onMessage) {
       const subscriber: Subscriber = { node, subject, onMessage }
       shared.subscribers.add(subscriber)

@@ -39,6 +39,8 @@ export const NATS_RECONNECT_WAIT_MS = 250
  * restart policy does.
  */
 export const DIVERGED_EXIT_CODE = 75
+/** The longest a diverged node spends on RunningNode.beforeRebuild before it exits. */
+const REBUILD_PREPARE_MS = 2_000
 /** How many times a supervisor starts a diverged node again in one run before it gives up. */
 export const REBUILDS_PER_NODE_MAX = 3
 /** The wait before a diverged node's first restart; it doubles with each rebuild, up to the max. */
@@ -206,6 +208,11 @@ export interface RunningNode {
   state?(options: StateOptions): unknown
   /** Why the node's derived state is not its streams' (see stream-follower.ts), or null. */
   diverged?(): string | null
+  /**
+   * What to do once diverged, before exiting to rebuild (at most REBUILD_PREPARE_MS): an API or
+   * settlement node deletes the ledger checkpoints of the shards it found diverged.
+   */
+  beforeRebuild?(): Promise<unknown>
   /** The node's clock bound (clock-guard.ts): not ready while it is unsafe; offsets exported. */
   readonly clock?: ClockGuard
   /** The node's replicas: live and archived games are exported (archive.ts). */
@@ -335,7 +342,13 @@ export async function runNode<S extends OptionsSchema>(
       if (reason === null || stopping) return
       stopping = true
       log.fatal({ reason }, 'derived state is not the stream’s; exiting to rebuild from the log')
-      process.exit(DIVERGED_EXIT_CODE)
+      const prepared = node.beforeRebuild?.().catch((error: unknown) => {
+        log.error({ err: error }, 'could not prepare the rebuild')
+      })
+      const waited = new Promise((resolve) => setTimeout(resolve, REBUILD_PREPARE_MS))
+      void Promise.race([prepared ?? Promise.resolve(), waited]).finally(() =>
+        process.exit(DIVERGED_EXIT_CODE),
+      )
     }, DIVERGENCE_CHECK_MS).unref()
   }
   process.on('SIGINT', () => void stop('SIGINT'))

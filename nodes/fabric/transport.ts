@@ -83,6 +83,11 @@ export interface FabricTransport {
    * past removed sequences passes over them (stream-reading.ts), and no other message moves.
    */
   purge(stream: string, subject: string, belowSeq: number): Promise<number>
+  /**
+   * The data of the stream's message at `seq`, as the stream's leader holds it; null when there is
+   * none there (never written, or purged). Throws when the stream cannot be asked.
+   */
+  messageAt(stream: string, seq: number): Promise<Uint8Array | null>
   readonly snapshots: SnapshotStore
 }
 
@@ -176,6 +181,10 @@ export function natsTransport(
         throw error
       })
       return (await jsm.streams.purge(stream, { filter: subject, seq: belowSeq })).purged
+    },
+    async messageAt(stream, seq) {
+      const message = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+      return message === null ? null : message.data
     },
     subscribe(subject, onMessage) {
       const subscription = nc.subscribe(subject, {

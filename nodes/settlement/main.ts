@@ -17,6 +17,8 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
     ...ledgerShardsOf(config, registry, log),
     databasePath: config.database,
     leaderSpreadMs: config.leaderSpreadMs,
+    ledgerCheckpoints: true,
+    ledgerCheckpointMs: config.ledgerCheckpointMs,
     log,
     clock,
   })
@@ -64,6 +66,7 @@ await runNode('settlement', options, async ({ config, nc, log, registry, backend
       shardLeaders: Object.fromEntries(node.leaders()),
     }),
     diverged: () => divergenceOf(node),
+    beforeRebuild: () => node.ledger.dropDivergedCheckpoints(),
     clock: node.replicas.clock,
     replicas: node.replicas,
     ledger: node.ledger,

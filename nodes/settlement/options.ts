@@ -8,7 +8,7 @@ export const options = defineOptions({
     default: 'settlement.db',
     env: 'SETTLEMENT_DATABASE',
     flag: '--database',
-    doc: 'path of the SQLite projection (rebuilt from the ledger on start)',
+    doc: 'path of the SQLite projection (kept across restarts; a new one is filled from the ledger, from the shards’ checkpoints on)',
   },
   leaderSpreadMs: {
     type: 'integer',
@@ -18,5 +18,14 @@ export const options = defineOptions({
     env: 'SETTLEMENT_LEADER_SPREAD_MS',
     flag: '--leader-spread-ms',
     doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0: never; run it on one settlement node per region)',
+  },
+  ledgerCheckpointMs: {
+    type: 'integer',
+    default: 300_000,
+    min: 0,
+    max: 86_400_000,
+    env: 'SETTLEMENT_LEDGER_CHECKPOINT_MS',
+    flag: '--ledger-checkpoint-ms',
+    doc: 'how often to store each served ledger shard’s fold as its checkpoint, from which nodes start instead of the shard’s first entry, and purge the stream below this node’s previous one (0: never; run it on one settlement node per region)',
   },
 })

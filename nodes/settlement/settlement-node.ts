@@ -51,6 +51,13 @@ export interface SettlementNodeOptions {
    * node per region: two would step down the same leaders at once.
    */
   readonly leaderSpreadMs?: number
+  /** Restore the served shards from their ledger checkpoints at start (ledger-checkpoints.ts). */
+  readonly ledgerCheckpoints?: boolean
+  /**
+   * How often to store each served shard's fold as its checkpoint; 0 (default): never. Writing
+   * needs `ledgerCheckpoints`.
+   */
+  readonly ledgerCheckpointMs?: number
   /** Every region of a super-cluster, this one included (see nodes/fabric/regions.ts). */
   readonly regions?: readonly string[]
   /** The node's clock source (wall ms). */
@@ -196,7 +203,11 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...(options.regions ? { regions: options.regions } : {}),
     ...(options.clock ? { now: options.clock } : {}),
   })
-  const ledger = await createNodeLedger(transport, options)
+  // The node that writes checkpoints also purges what they cover (ledger-sync.ts, `purge`).
+  const ledger = await createNodeLedger(transport, {
+    ...options,
+    ledgerPurge: (options.ledgerCheckpointMs ?? 0) > 0,
+  })
   const projection = openProjection(options.databasePath, options.shards)
   const settler = createSettler({
     replicas,
@@ -233,6 +244,11 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     nc.publish(statusSubject(entry.userId), JSON.stringify(status))
   })
   const spreader = await spreadLeaders(nc, ledger, region, options.leaderSpreadMs ?? 0, log)
+  const checkpoints = writeCheckpoints(
+    ledger,
+    options.ledgerCheckpoints ? (options.ledgerCheckpointMs ?? 0) : 0,
+    log,
+  )
   const queries = serveQueries(nc, projection, ledger, routedRegion(region, options.regions))
   log.info(
     { node: options.node, database: options.databasePath, shards: ledger.served },
@@ -247,6 +263,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ready: () => replicas.caughtUp() && ledger.caughtUp(),
     async close() {
       spreader?.stop()
+      checkpoints.stop()
       for (const subscription of queries) subscription.unsubscribe()
       stopReplicas()
       stopArchives()
@@ -290,4 +307,27 @@ function shardLeaders(
     if (leader !== undefined) byShard.set(shard, leader)
   }
   return byShard
+}
+
+/**
+ * Every `everyMs`, store each served shard's fold as its checkpoint, one shard after the other
+ * (each is a snapshot of the fold built on the event loop, then compressed off it); 0: never. A
+ * round still running when the next is due is not doubled.
+ */
+function writeCheckpoints(ledger: LedgerSync, everyMs: number, log: Logger): { stop(): void } {
+  if (everyMs <= 0) return { stop() {} }
+  let running = false
+  const timer = setInterval(async () => {
+    if (running) return
+    running = true
+    try {
+      for (const shard of ledger.served) await ledger.writeCheckpoint(shard)
+    } catch (error) {
+      log.warn({ err: error }, 'a ledger checkpoint was not written; trying again next round')
+    } finally {
+      running = false
+    }
+  }, everyMs)
+  timer.unref()
+  return { stop: () => clearInterval(timer) }
 }

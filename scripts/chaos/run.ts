@@ -683,8 +683,10 @@ async function startStack(
       FABRIC_REGION: spec.region,
       ...(regions.length > 1 ? { FABRIC_REGIONS: regions.join(',') } : {}),
       FABRIC_LEDGER_SHARDS: String(SHARDS),
-      // One settlement node per region spreads the shard leaders (nodes/settlement/options.ts).
+      // One settlement node per region spreads the shard leaders and writes the ledger
+      // checkpoints (nodes/settlement/options.ts).
       SETTLEMENT_LEADER_SPREAD_MS: name === 'settle-1' ? '15000' : '0',
+      ...(name === 'settle-1' ? {} : { SETTLEMENT_LEDGER_CHECKPOINT_MS: '0' }),
       FABRIC_OPS_PORT: String(opsPorts.get(name)),
       FABRIC_OPS_HOST: addressOf(name),
       GATEWAY_HOST: addressOf(name),

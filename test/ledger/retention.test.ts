@@ -16,10 +16,10 @@ import {
 } from '../../ledger/index.ts'
 import { DUPLICATE_WINDOW_MS } from '../../nodes/fabric/streams.ts'
 import { settlementIdOf } from '../../protocol/ids.ts'
+import { betEntry } from '../helpers/ledger-entries.ts'
 
 const T0 = 1_800_000_000_000
 const RETENTION_MS = 1_000
-const STAMP = '1800000000000.000000.api-1+++++++++++++++++++'
 
 const deposit = (id: string, userId: string, amountCents: number) => ({
   type: 'deposit',
@@ -27,19 +27,8 @@ const deposit = (id: string, userId: string, amountCents: number) => ({
   userId,
   amountCents,
 })
-const bet = (id: string, userId: string, stakeCents: number, placedAtMs: number): BetEntry => ({
-  type: 'bet',
-  id,
-  userId,
-  gameId: 'match-1',
-  marketId: 'p1-winner',
-  selectionId: 'home',
-  stakeCents,
-  odds: 2_000,
-  policy: 'any',
-  stamp: STAMP,
-  placedAtMs,
-})
+const bet = (id: string, userId: string, stakeCents: number, placedAtMs: number): BetEntry =>
+  betEntry(id, userId, stakeCents, { placedAtMs })
 /** A win is settled at the bet's odds (2.000). */
 const settlement = (betId: string, userId: string, outcome: SettlementOutcome) => ({
   type: 'settlement',

@@ -7,25 +7,17 @@
 import t from 'tap'
 import { type BetEntry, createLedgerFold, type LedgerFold } from '../../../ledger/index.ts'
 import { exposurePeaks } from '../../../nodes/fabric/node-state.ts'
+import { betEntry } from '../../helpers/ledger-entries.ts'
 
 const STAMP = '0001700000000.000000.api-1+++++++++++++++++++'
 
 function bet(id: string, userId: string, stakeCents: number, extra: Partial<BetEntry> = {}): BetEntry {
-  return {
-    type: 'bet',
-    id,
-    userId,
-    gameId: 'match-1',
-    marketId: 'p1-winner',
-    selectionId: 'home',
-    stakeCents,
-    odds: 2_000,
-    policy: 'any',
+  return betEntry(id, userId, stakeCents, {
     stamp: STAMP,
     placedAtMs: 1_700_000_000_000,
     offeredOdds: 2_000,
     ...extra,
-  }
+  })
 }
 
 const settle = (betId: string, userId: string, outcome: 'won' | 'lost') => ({

@@ -196,6 +196,13 @@ export function transportContract(t: Test, name: string, open: TransportPair): v
       const later = await a.append(gone, '{"i":"later"}', { msgId: 'purge-later' })
       await waitFor('a live message after them', () => seen.length === 5)
       t.equal(seen[4]?.seq, later.seq)
+      t.same(
+        new TextDecoder().decode((await b.messageAt(stream, seqs[4] as number)) ?? new Uint8Array()),
+        '{"i":4}',
+        'a message asked for by its sequence',
+      )
+      t.equal(await b.messageAt(stream, seqs[0] as number), null, 'none where a purge removed it')
+      t.equal(await b.messageAt(stream, later.seq + 1), null, 'none past the last')
     },
   )
 }
