@@ -85,16 +85,26 @@ DROP INDEX IF EXISTS bets_open_by_market;
 CREATE INDEX IF NOT EXISTS bets_open_by_game_and_market ON bets_by_user_and_id (game_id, market_id) WHERE settled_at_ms IS NULL AND funds = 'debited';
 `
 
-/** The projection at `path`; `shards` is the region's ledger shard count, for per-shard queries. */
-export function openProjection(path: string, shards: number): Projection {
+/**
+ * The projection at `path`; `shards` is the region's ledger shard count, for per-shard queries.
+ * `kept`: the shards whose rows stay from an earlier run, because the node restored them from
+ * their ledger checkpoints and folds only what came after.
+ */
+export function openProjection(path: string, shards: number, kept: readonly number[] = []): Projection {
   const db = new Database(path)
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = NORMAL')
   db.exec(SCHEMA)
   db.function('shard_of', { deterministic: true }, (userId) => shardOf(String(userId), shards))
-  // The node folds the ledger from its first entry on every start and writes every row again: rows
-  // of a previous run go, so that nothing is left of a ledger the node may have misread then.
-  db.exec('DELETE FROM bets_by_user_and_id')
+  // A shard the node folds from its first entry has every row written again: the rows of a
+  // previous run go, so that nothing is left of a ledger the node may have misread then. A shard
+  // restored from its checkpoint keeps its rows: its history before the checkpoint is read nowhere
+  // else (and a node that found a shard's fold diverged deleted that checkpoint first).
+  const keptShards = new Set(kept)
+  db.function('shard_in_kept', { deterministic: true }, (userId) =>
+    keptShards.has(shardOf(String(userId), shards)) ? 1 : 0,
+  )
+  db.exec('DELETE FROM bets_by_user_and_id WHERE shard_in_kept(user_id) = 0')
   const insert =
     db.prepare(`INSERT OR IGNORE INTO bets_by_user_and_id (bet_id, user_id, game_id, market_id, selection_id, stake_cents, odds,
     policy, stamp, placed_at_ms, ledger_seq, funds) VALUES (@betId, @userId, @gameId, @marketId, @selectionId, @stakeCents,

@@ -208,7 +208,8 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
     ...options,
     ledgerPurge: (options.ledgerCheckpointMs ?? 0) > 0,
   })
-  const projection = openProjection(options.databasePath, options.shards)
+  const restored = [...ledger.restoredFrom].flatMap(([shard, seq]) => (seq > 0 ? [shard] : []))
+  const projection = openProjection(options.databasePath, options.shards, restored)
   const settler = createSettler({
     replicas,
     ledger,

@@ -60,3 +60,41 @@ t.test('the same terms on two games stay apart in the projection', async (t) => 
     'the open bets of one game’s market come from the index by game and market',
   )
 })
+
+t.test('rows of shards restored from checkpoints stay; the others are written again', async (t) => {
+  // A settlement node folds a shard restored from its checkpoint only from there on: the history
+  // before lives in its projection alone. A shard folded from its first entry is written again.
+  const dir = mkdtempSync(join(tmpdir(), 'projection-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'settle.db')
+  const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].filter(
+    (userId, i, all) => all.findIndex((other) => shardOf(other, SHARDS) === shardOf(userId, SHARDS)) === i,
+  )
+  t.ok(users.length >= 2, 'users on two shards or more')
+  const first = openProjection(path, SHARDS)
+  for (const userId of users)
+    first.placed({
+      betId: `bet-${userId}`,
+      userId,
+      gameId: 'match-1',
+      marketId: 'p5-winner',
+      selectionId: 'home',
+      stakeCents: 100,
+      odds: 2_000,
+      policy: 'any',
+      stamp: `stamp-${userId}`,
+      placedAtMs: 1,
+      ledgerSeq: 1,
+      funds: 'debited',
+    })
+  first.close()
+  const kept = shardOf(users[0] as string, SHARDS)
+  const second = openProjection(path, SHARDS, [kept])
+  for (const userId of users)
+    t.equal(
+      second.history(userId).length,
+      shardOf(userId, SHARDS) === kept ? 1 : 0,
+      `${userId}: ${shardOf(userId, SHARDS) === kept ? 'kept' : 'gone'}`,
+    )
+  second.close()
+})
