@@ -129,6 +129,9 @@ export const names = {
   snapshotKey: (gameId: string) => `game.${gameId}`,
   /** An archived game's final snapshot (nodes/fabric/archive.ts). */
   archiveKey: (gameId: string) => `archive.${gameId}`,
+  /** A ledger shard's checkpoint head, and its chunks (nodes/fabric/ledger-checkpoints.ts). */
+  ledgerCheckpointKey: (shard: number) => `ledger.${shard}`,
+  ledgerCheckpointChunkKey: (shard: number, id: string, index: number) => `ledger.${shard}.${id}.${index}`,
   /** A writer's clock ceiling in the snapshot bucket (nodes/trader/clock-ceiling.ts). */
   ceilingKey: (writer: string) => `ceiling.${writer}`,
   /** A writer's ceiling for one game, as versions before one ceiling per writer kept it. */

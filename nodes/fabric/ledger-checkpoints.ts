@@ -23,7 +23,7 @@ import { promisify } from 'node:util'
 import { gunzipSync, gzip } from 'node:zlib'
 import type { Logger } from 'pino'
 import type { LedgerSnapshot } from '../../ledger/index.ts'
-import { SNAPSHOT_BYTES_MAX } from './streams.ts'
+import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { SnapshotStore } from './transport.ts'
 
 const gzipAsync = promisify(gzip)
@@ -50,8 +50,8 @@ export interface LedgerCheckpoint {
 
 export const messageDigest = (data: Uint8Array) => createHash('sha256').update(data).digest('base64url')
 
-const headKey = (shard: number) => `ledger.${shard}`
-const chunkKey = (shard: number, id: string, index: number) => `ledger.${shard}.${id}.${index}`
+const headKey = names.ledgerCheckpointKey
+const chunkKey = names.ledgerCheckpointChunkKey
 
 interface Head {
   readonly id: string
