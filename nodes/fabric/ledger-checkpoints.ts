@@ -18,11 +18,11 @@
  * it started reading) reads the head again.
  */
 
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { gunzipSync, gzip } from 'node:zlib'
 import type { Logger } from 'pino'
-import type { LedgerSnapshot } from '../../ledger/index.ts'
+import { type LedgerSnapshot, sha256 } from '../../ledger/index.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
 import type { SnapshotStore } from './transport.ts'
 
@@ -48,7 +48,7 @@ export interface LedgerCheckpoint {
   readonly snapshot: unknown
 }
 
-export const messageDigest = (data: Uint8Array) => createHash('sha256').update(data).digest('base64url')
+export const messageDigest = (data: Uint8Array) => sha256(data)
 
 const headKey = names.ledgerCheckpointKey
 const chunkKey = names.ledgerCheckpointChunkKey
