@@ -75,10 +75,16 @@ export const LEDGER_SNAPSHOT_VERSION = 4
  * what a node holds grows with the bets of the last few minutes, not with the day's. A placement
  * retried within this (and always while its bet is open) gets its original answer; one retried
  * later is a new bet. Every fold of a shard must use the same value, or they diverge when such a
- * retry comes: it is one constant, not an option. At least the stream's duplicate window
- * (nodes/fabric/streams.ts checks this at load).
+ * retry comes: it is one constant, not an option. At least the stream's duplicate window (a test
+ * checks it).
  */
 export const LEDGER_BET_RETENTION_MS = 10 * 60_000
+/**
+ * The most one entry moves the ledger's time forward. Bets are stamped by nodes whose clocks stay
+ * within the drift bound of each other, so entries move it by seconds; one node's clock far ahead
+ * moves it this much per entry, not by hours at once.
+ */
+export const LEDGER_TIME_STEP_MAX_MS = 60_000
 /** Settlements in one batch message; the stream's message size bounds a batch too (see streams.ts). */
 export const SETTLEMENTS_PER_BATCH_MAX = 256
 /** Bets in one batch message (an API node's group commit); the message size bounds it too. */

@@ -17,6 +17,7 @@ import {
   type FoldResult,
   LEDGER_BET_RETENTION_MS,
   LEDGER_INFLOW_CENTS_MAX,
+  LEDGER_TIME_STEP_MAX_MS,
   type LedgerEntry,
   type LedgerIgnoreReason,
   type LedgerRejectReason,
@@ -387,7 +388,14 @@ export function foldMessage(state: State, value: unknown, seq: number): readonly
 }
 
 function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
-  if (entry.type === 'bet' && entry.placedAtMs > state.logTimeMs) state.logTimeMs = entry.placedAtMs
+  if (entry.type === 'bet' && entry.placedAtMs > state.logTimeMs)
+    // One entry moves the ledger's time at most LEDGER_TIME_STEP_MAX_MS (after the first): a node's
+    // clock far ahead cannot retire every settled bet at once. Time lost after a quiet spell is
+    // made up by the next entries; a bet retires later then, never sooner.
+    state.logTimeMs =
+      state.logTimeMs === 0
+        ? entry.placedAtMs
+        : Math.min(entry.placedAtMs, state.logTimeMs + LEDGER_TIME_STEP_MAX_MS)
   const digest = entryDigest(entry)
   const key = entryKeyOf(entry)
   const seen = state.seen.get(key)

@@ -24,6 +24,8 @@ import { parseCommandLine } from './command-line.ts'
 import { freePorts, startNatsCluster } from './nats-cluster.ts'
 import { spawnNodeProcess, stopProcesses } from './node-process.ts'
 
+/** How often settle-1 writes the ledger checkpoints (and purges below the one before). */
+const LEDGER_CHECKPOINT_MS = 300_000
 const REGION = 'eu'
 const SHARDS = 8
 const READY_TIMEOUT_MS = 60_000
@@ -158,6 +160,8 @@ async function main(): Promise<void> {
       spawnNode(dir, 'settle-1', 'nodes/settlement/main.ts', {
         FABRIC_NATS_SERVERS: servers,
         SETTLEMENT_DATABASE: join(dir, 'settle-1.db'),
+        // This one writes the ledger checkpoints and purges below them (docs/operations.md).
+        SETTLEMENT_LEDGER_CHECKPOINT_MS: String(LEDGER_CHECKPOINT_MS),
       }),
     ],
     [
@@ -165,10 +169,8 @@ async function main(): Promise<void> {
       spawnNode(dir, 'settle-2', 'nodes/settlement/main.ts', {
         FABRIC_NATS_SERVERS: servers,
         SETTLEMENT_DATABASE: join(dir, 'settle-2.db'),
-        // One settlement node per region spreads the shard leaders and writes the ledger
-        // checkpoints (nodes/settlement/options.ts).
+        // One settlement node per region spreads the shard leaders (nodes/settlement/options.ts).
         SETTLEMENT_LEADER_SPREAD_MS: '0',
-        SETTLEMENT_LEDGER_CHECKPOINT_MS: '0',
       }),
     ],
     [

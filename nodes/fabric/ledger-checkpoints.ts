@@ -35,6 +35,8 @@ export const CHECKPOINT_CHUNKS_MAX = 256
 /** What a checkpoint may inflate to: a snapshot past it is refused rather than parsed. */
 export const CHECKPOINT_RAW_BYTES_MAX = 1024 ** 3
 const CHECKPOINT_VERSION = 1
+/** Tries at replacing a head other writers keep replacing first; then this checkpoint is dropped. */
+const HEAD_ATTEMPTS_MAX = 3
 const ID_PATTERN = /^[0-9a-f]{16}$/
 const DIGEST_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
@@ -134,13 +136,19 @@ export async function putCheckpoint(
       chunkKey(shard, id, index),
       data.subarray(index * CHECKPOINT_CHUNK_BYTES, (index + 1) * CHECKPOINT_CHUNK_BYTES),
     )
-  // Looked at again after the upload: another writer may have stored a newer one meanwhile.
-  const previous = parseHead(await store.get(headKey(shard)))
-  if (previous !== null && previous.seq >= seq) {
-    for (let index = 0; index < chunks; index++) await store.delete(chunkKey(shard, id, index))
-    return { written: false, previousSeq: previous.seq }
+  // Looked at again after the upload (another writer may have stored a newer one meanwhile), and
+  // replaced only at the revision looked at: a write in between makes it look again.
+  const head = JSON.stringify({ id, seq, chunks, sha256: messageDigest(data) })
+  let previous: Head | null = null
+  for (let attempt = 0; ; attempt++) {
+    const entry = await store.entry(headKey(shard))
+    previous = parseHead(entry?.value ?? null)
+    if ((previous !== null && previous.seq >= seq) || attempt >= HEAD_ATTEMPTS_MAX) {
+      for (let index = 0; index < chunks; index++) await store.delete(chunkKey(shard, id, index))
+      return { written: false, previousSeq: previous?.seq ?? 0 }
+    }
+    if ((await store.update(headKey(shard), head, entry?.revision ?? 0)) !== null) break
   }
-  await store.put(headKey(shard), JSON.stringify({ id, seq, chunks, sha256: messageDigest(data) }))
   if (previous !== null && previous.id !== id)
     for (let index = 0; index < previous.chunks; index++)
       await store.delete(chunkKey(shard, previous.id, index))

@@ -154,7 +154,10 @@ export interface LedgerSync {
   /**
    * Delete the checkpoints of the shards whose fold was found not to be the stream's, before the
    * node exits to fold them again: one of them may hold what the fold got wrong, and the nodes
-   * starting next must fold those shards from their first entry. Resolves with how many went.
+   * starting next must fold those shards from their first entry. Only while a stream still holds
+   * its first entry: once purged below a checkpoint, the checkpoint is the only start there is (a
+   * node that fell behind a purge meets a gap, and starts again from it). Resolves with how many
+   * went.
    */
   dropDivergedCheckpoints(): Promise<number>
   /** How its reading of each served shard's stream goes (stream-follower.ts), by shard. */
@@ -582,12 +585,19 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     async dropDivergedCheckpoints() {
       if (!options.checkpoints) return 0
       let dropped = 0
-      for (const [shard, { readBack, follower }] of syncs)
-        if ((readBack.diverged() ?? follower.diverged()) !== null) {
-          await deleteCheckpoint(transport.snapshots, shard)
-          log.warn({ shard }, 'deleted the ledger checkpoint of a shard whose fold was not the stream’s')
-          dropped++
+      for (const [shard, { readBack, follower }] of syncs) {
+        if ((readBack.diverged() ?? follower.diverged()) === null) continue
+        if ((await transport.messageAt(names.ledgerStream(region, shard), 1)) === null) {
+          log.warn(
+            { shard },
+            'kept the ledger checkpoint of a diverged shard: its stream was purged below it',
+          )
+          continue
         }
+        await deleteCheckpoint(transport.snapshots, shard)
+        log.warn({ shard }, 'deleted the ledger checkpoint of a shard whose fold was not the stream’s')
+        dropped++
+      }
       return dropped
     },
     followers,

@@ -17,11 +17,11 @@ export const options = defineOptions({
     max: 3_600_000,
     env: 'SETTLEMENT_LEADER_SPREAD_MS',
     flag: '--leader-spread-ms',
-    doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0: never; run it on one settlement node per region)',
+    doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0, the default: never; give it to one settlement node per region, 300000 say)',
   },
   ledgerCheckpointMs: {
     type: 'integer',
-    default: 300_000,
+    default: 0,
     min: 0,
     max: 86_400_000,
     env: 'SETTLEMENT_LEDGER_CHECKPOINT_MS',

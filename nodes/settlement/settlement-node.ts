@@ -210,6 +210,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
   })
   const restored = [...ledger.restoredFrom].flatMap(([shard, seq]) => (seq > 0 ? [shard] : []))
   const projection = openProjection(options.databasePath, options.shards, restored)
+  reconcileKeptRows(projection, ledger, restored, options.clock ?? Date.now, log)
   const settler = createSettler({
     replicas,
     ledger,
@@ -321,14 +322,44 @@ function writeCheckpoints(ledger: LedgerSync, everyMs: number, log: Logger): { s
   const timer = setInterval(async () => {
     if (running) return
     running = true
-    try {
-      for (const shard of ledger.served) await ledger.writeCheckpoint(shard)
-    } catch (error) {
-      log.warn({ err: error }, 'a ledger checkpoint was not written; trying again next round')
-    } finally {
-      running = false
-    }
+    // One shard's failure (a fold too large to write, the bucket full) does not stop the others'.
+    for (const shard of ledger.served)
+      await ledger.writeCheckpoint(shard).catch((error: unknown) => {
+        log.warn({ shard, err: error }, 'a ledger checkpoint was not written; trying again next round')
+      })
+    running = false
   }, everyMs)
   timer.unref()
   return { stop: () => clearInterval(timer) }
+}
+
+/** The outcome a kept row gets when its bet settled and retired before the checkpoint it was restored from. */
+export const OUTCOME_UNKNOWN = 'unknown'
+
+/**
+ * A kept projection may be older than the checkpoint its shard was restored from (the node was
+ * down longer than a checkpoint round): a bet it holds open may have settled meanwhile. Each such
+ * row is settled from the fold if the fold still holds the bet; one the fold holds no more settled
+ * and retired before the checkpoint, with an outcome this node cannot know (`unknown`). Bets placed
+ * and settled entirely between the two are missing from this projection (docs/operations.md).
+ */
+function reconcileKeptRows(
+  projection: Projection,
+  ledger: LedgerSync,
+  shards: readonly number[],
+  now: () => number,
+  log: Logger,
+): void {
+  for (const shard of shards) {
+    let reconciled = 0
+    for (const { userId, betId } of projection.unsettled(shard)) {
+      const bet = ledger.fold(shard).bet(userId, betId)
+      if (bet?.status === 'open') continue
+      if (bet?.status === 'settled') projection.settled(userId, betId, bet.outcome, bet.payoutCents, now())
+      else projection.settled(userId, betId, OUTCOME_UNKNOWN, null, now())
+      reconciled++
+    }
+    if (reconciled > 0)
+      log.info({ shard, reconciled }, 'settled kept projection rows the checkpoint had settled')
+  }
 }

@@ -686,7 +686,7 @@ async function startStack(
       // One settlement node per region spreads the shard leaders and writes the ledger
       // checkpoints (nodes/settlement/options.ts).
       SETTLEMENT_LEADER_SPREAD_MS: name === 'settle-1' ? '15000' : '0',
-      ...(name === 'settle-1' ? {} : { SETTLEMENT_LEDGER_CHECKPOINT_MS: '0' }),
+      SETTLEMENT_LEDGER_CHECKPOINT_MS: name === 'settle-1' ? '300000' : '0',
       FABRIC_OPS_PORT: String(opsPorts.get(name)),
       FABRIC_OPS_HOST: addressOf(name),
       GATEWAY_HOST: addressOf(name),

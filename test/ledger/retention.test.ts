@@ -11,6 +11,7 @@ import {
   type BetEntry,
   createLedgerFold,
   LEDGER_BET_RETENTION_MS,
+  LEDGER_TIME_STEP_MAX_MS,
   type LedgerFold,
   type SettlementOutcome,
 } from '../../ledger/index.ts'
@@ -91,6 +92,21 @@ t.test('an open bet never retires, however late its settlement', async (t) => {
   t.match(fold.bet('u1', 'bet-open'), { status: 'settled' }, 'its retention counts from its settlement')
   feed(bet('bet-later', 'u1', 1, T0 + 21 * RETENTION_MS))
   t.equal(fold.bet('u1', 'bet-open'), null)
+})
+
+t.test('one entry moves the ledger’s time at most LEDGER_TIME_STEP_MAX_MS', async (t) => {
+  // A node's clock hours ahead would otherwise retire every settled bet at once.
+  const retentionMs = 2 * LEDGER_TIME_STEP_MAX_MS
+  const fold = createLedgerFold(undefined, { betRetentionMs: retentionMs })
+  const feed = (value: unknown) => fold.apply(value, fold.lastSeq() + 1)[0]
+  feed(deposit('d1', 'u1', 1_000))
+  feed(bet('bet-aaaa', 'u1', 100, T0))
+  feed(settlement('bet-aaaa', 'u1', 'lost'))
+  feed(bet('bet-far1', 'u1', 1, T0 + 10 * 3_600_000))
+  t.equal(fold.toJSON().logTimeMs, T0 + LEDGER_TIME_STEP_MAX_MS, 'ten hours ahead moved it one step')
+  t.match(fold.bet('u1', 'bet-aaaa'), { status: 'settled' }, 'so the settled bet stays')
+  feed(bet('bet-far2', 'u1', 1, T0 + 10 * 3_600_000))
+  t.equal(fold.bet('u1', 'bet-aaaa'), null, 'a second step reaches its retention')
 })
 
 t.test('a retry within the retention is a duplicate; past it, the same id is a new bet', async (t) => {

@@ -96,5 +96,14 @@ t.test('rows of shards restored from checkpoints stay; the others are written ag
       shardOf(userId, SHARDS) === kept ? 1 : 0,
       `${userId}: ${shardOf(userId, SHARDS) === kept ? 'kept' : 'gone'}`,
     )
+  // The node checks the kept rows it holds open against its restored fold (settlement-node.ts).
+  t.same(
+    second.unsettled(kept),
+    [{ userId: users[0], betId: `bet-${users[0]}` }],
+    'the kept open row, to check',
+  )
+  second.settled(users[0] as string, `bet-${users[0]}`, 'unknown', null, 5)
+  t.same(second.unsettled(kept), [], 'settled once checked')
+  t.match(second.history(users[0] as string)[0], { outcome: 'unknown', payoutCents: null, settledAtMs: 5 })
   second.close()
 })
