@@ -64,7 +64,7 @@ export interface Projection {
    * The rows of a shard kept from an earlier run that are not settled here: the node restored the
    * shard from a checkpoint that may be later than its rows, and checks each against its fold.
    */
-  unsettled(shard: number): { readonly userId: string; readonly betId: string }[]
+  unsettled(shard: number): { readonly userId: string; readonly betId: string; readonly ledgerSeq: number }[]
   history(userId: string, limit?: number): BetRow[]
   /** The open exposure of a market among the bets of one ledger shard's users. */
   exposure(gameId: string, marketId: string, shard: number): Exposure
@@ -126,7 +126,8 @@ export function openProjection(path: string, shards: number, kept: readonly numb
     selection_id AS selectionId, stake_cents AS stakeCents, odds, policy, stamp, placed_at_ms AS placedAtMs,
     ledger_seq AS ledgerSeq, funds, verdict, reason, game_clock_ms AS gameClockMs, final_at_ms AS finalAtMs, outcome,
     payout_cents AS payoutCents, settled_at_ms AS settledAtMs FROM bets_by_user_and_id WHERE user_id = ? ORDER BY stamp DESC LIMIT ?`)
-  const unsettled = db.prepare(`SELECT user_id AS userId, bet_id AS betId FROM bets_by_user_and_id
+  const unsettled =
+    db.prepare(`SELECT user_id AS userId, bet_id AS betId, ledger_seq AS ledgerSeq FROM bets_by_user_and_id
     WHERE settled_at_ms IS NULL AND funds = 'debited' AND shard_of(user_id) = ?`)
   const exposure = db.prepare(`SELECT COUNT(*) AS openBets, COALESCE(SUM(stake_cents), 0) AS openStakesCents,
     COALESCE(SUM(stake_cents * odds / 1000), 0) AS potentialPayoutCents FROM bets_by_user_and_id
@@ -170,7 +171,7 @@ export function openProjection(path: string, shards: number, kept: readonly numb
       enqueue(() => settle.run(outcome, payoutCents, atMs, userId, betId)),
     unsettled(shard) {
       flush()
-      return unsettled.all(shard) as { userId: string; betId: string }[]
+      return unsettled.all(shard) as { userId: string; betId: string; ledgerSeq: number }[]
     },
     history(userId, limit = HISTORY_ROWS_MAX) {
       flush()

@@ -338,21 +338,26 @@ export const OUTCOME_UNKNOWN = 'unknown'
 
 /**
  * A kept projection may be older than the checkpoint its shard was restored from (the node was
- * down longer than a checkpoint round): a bet it holds open may have settled meanwhile. Each such
- * row is settled from the fold if the fold still holds the bet; one the fold holds no more settled
- * and retired before the checkpoint, with an outcome this node cannot know (`unknown`). Bets placed
- * and settled entirely between the two are missing from this projection (docs/operations.md).
+ * down longer than a checkpoint round): a bet placed before the checkpoint that it holds open may
+ * have settled meanwhile. Each such row is settled from the fold if the fold still holds the bet;
+ * one the fold holds no more settled and retired before the checkpoint, with an outcome this node
+ * cannot know (`unknown`). Rows of bets placed after the checkpoint are left to the entries folded
+ * next. Bets placed and settled entirely between the rows and the checkpoint are missing from this
+ * projection (docs/operations.md).
  */
-function reconcileKeptRows(
+export function reconcileKeptRows(
   projection: Projection,
-  ledger: LedgerSync,
+  ledger: Pick<LedgerSync, 'fold' | 'restoredFrom'>,
   shards: readonly number[],
   now: () => number,
   log: Logger,
 ): void {
   for (const shard of shards) {
     let reconciled = 0
-    for (const { userId, betId } of projection.unsettled(shard)) {
+    const restoredAt = ledger.restoredFrom.get(shard) ?? 0
+    for (const { userId, betId, ledgerSeq } of projection.unsettled(shard)) {
+      // A bet placed after the checkpoint (the rows may be ahead of it) is folded again next.
+      if (ledgerSeq > restoredAt) continue
       const bet = ledger.fold(shard).bet(userId, betId)
       if (bet?.status === 'open') continue
       if (bet?.status === 'settled') projection.settled(userId, betId, bet.outcome, bet.payoutCents, now())

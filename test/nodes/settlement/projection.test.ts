@@ -7,9 +7,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
+import pino from 'pino'
 import t from 'tap'
+import { createLedgerFold } from '../../../ledger/index.ts'
 import { openProjection } from '../../../nodes/settlement/projection.ts'
+import { reconcileKeptRows } from '../../../nodes/settlement/settlement-node.ts'
+import { settlementIdOf } from '../../../protocol/ids.ts'
 import { shardOf } from '../../../protocol/shards.ts'
+import { betEntry } from '../../helpers/ledger-entries.ts'
 
 const SHARDS = 4
 
@@ -99,11 +104,76 @@ t.test('rows of shards restored from checkpoints stay; the others are written ag
   // The node checks the kept rows it holds open against its restored fold (settlement-node.ts).
   t.same(
     second.unsettled(kept),
-    [{ userId: users[0], betId: `bet-${users[0]}` }],
+    [{ userId: users[0], betId: `bet-${users[0]}`, ledgerSeq: 1 }],
     'the kept open row, to check',
   )
   second.settled(users[0] as string, `bet-${users[0]}`, 'unknown', null, 5)
   t.same(second.unsettled(kept), [], 'settled once checked')
   t.match(second.history(users[0] as string)[0], { outcome: 'unknown', payoutCents: null, settledAtMs: 5 })
   second.close()
+})
+
+t.test('kept open rows are checked against the restored fold, and only up to its checkpoint', async (t) => {
+  // A node restored a shard at sequence 4. Its kept rows: one bet settled in the fold, one the fold
+  // no longer holds (settled and retired before the checkpoint), one still open, and one placed
+  // after the checkpoint (left to the entries folded next).
+  const dir = mkdtempSync(join(tmpdir(), 'projection-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const userId = 'alice'
+  const shard = shardOf(userId, SHARDS)
+  const projection = openProjection(join(dir, 'settle.db'), SHARDS)
+  const row = (betId: string, ledgerSeq: number) => ({
+    betId,
+    userId,
+    gameId: 'match-1',
+    marketId: 'p1-winner',
+    selectionId: 'home',
+    stakeCents: 100,
+    odds: 2_000,
+    policy: 'any' as const,
+    stamp: `stamp-${betId}`,
+    placedAtMs: 1,
+    ledgerSeq,
+    funds: 'debited' as const,
+  })
+  for (const [betId, seq] of [
+    ['bet-settled', 2],
+    ['bet-retired', 1],
+    ['bet-open', 3],
+    ['bet-later', 6],
+  ] as const)
+    projection.placed(row(betId, seq))
+  const fold = createLedgerFold()
+  fold.apply({ type: 'deposit', id: 'd1', userId, amountCents: 1_000 }, 1)
+  fold.apply(betEntry('bet-settled', userId, 100), 2)
+  fold.apply(betEntry('bet-open', userId, 100), 3)
+  fold.apply(
+    { type: 'settlement', id: settlementIdOf('bet-settled'), betId: 'bet-settled', userId, outcome: 'lost' },
+    4,
+  )
+  reconcileKeptRows(
+    projection,
+    { fold: () => fold, restoredFrom: new Map([[shard, 4]]) },
+    [shard],
+    () => 9,
+    pino({ level: 'silent' }),
+  )
+  const byId = new Map(projection.history(userId).map((each) => [each.betId, each]))
+  t.match(
+    byId.get('bet-settled'),
+    { outcome: 'lost', payoutCents: 0, settledAtMs: 9 },
+    'settled from the fold',
+  )
+  t.match(
+    byId.get('bet-retired'),
+    { outcome: 'unknown', payoutCents: null },
+    'retired before: outcome unknown',
+  )
+  t.match(byId.get('bet-open'), { settledAtMs: null }, 'open in the fold: left open')
+  t.match(
+    byId.get('bet-later'),
+    { settledAtMs: null },
+    'placed after the checkpoint: left to what is folded next',
+  )
+  projection.close()
 })
