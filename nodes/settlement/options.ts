@@ -17,7 +17,7 @@ export const options = defineOptions({
     max: 3_600_000,
     env: 'SETTLEMENT_LEADER_SPREAD_MS',
     flag: '--leader-spread-ms',
-    doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0, the default: never; give it to one settlement node per region, 300000 say)',
+    doc: 'how often to spread the served ledger shards’ stream leaders evenly over the servers (0: never; run it on one settlement node per region)',
   },
   ledgerCheckpointMs: {
     type: 'integer',
@@ -26,6 +26,6 @@ export const options = defineOptions({
     max: 86_400_000,
     env: 'SETTLEMENT_LEDGER_CHECKPOINT_MS',
     flag: '--ledger-checkpoint-ms',
-    doc: 'how often to store each served ledger shard’s fold as its checkpoint, from which nodes start instead of the shard’s first entry, and purge the stream below this node’s previous one (0: never; run it on one settlement node per region)',
+    doc: 'how often to store each served ledger shard’s fold as its checkpoint, from which nodes start instead of the shard’s first entry, and purge the stream below this node’s previous one (0, the default: never; give it to one settlement node per region, 300000 say)',
   },
 })
