@@ -120,7 +120,8 @@ const BEATS_TOLERANCE = 0.1
 const USAGE =
   `[--games n,n,... (1..${WRITER_GAMES_MAX}, distinct, must include 1: the baseline; default 1,10,100,500)] ` +
   '[--rate bets/s (1..50000, default 1000)] [--window-s s (1..600, default 20)] [--windows n (1..20, default 3)] ' +
-  '[--warmup-s s (0..120, default 5)] [--time-scale x (0.01..1000, default 1)] [--json FILE] [--cpu-prof-dir DIR]'
+  '[--warmup-s s (0..120, default 5)] [--time-scale x (0.01..1000, default 1)] [--ledger-checkpoint-s s (0..600, default 0: none)] ' +
+  '[--json FILE] [--cpu-prof-dir DIR]'
 const values = parseCommandLine(
   {
     /** Match counts, one fresh stack each. */
@@ -138,6 +139,11 @@ const values = parseCommandLine(
      * (a 4 s betting window before each serve); real tennis plays one about every 30-40 s, near 0.2.
      */
     'time-scale': { type: 'string', default: '1' },
+    /**
+     * The settlement node's --ledger-checkpoint-ms, in seconds: the restarted API node then starts
+     * its ledger from the checkpoints (0: none, it folds every entry).
+     */
+    'ledger-checkpoint-s': { type: 'string', default: '0' },
     /** Write the figures per count as JSON here. */
     json: { type: 'string' },
     /** Write V8 CPU profiles of the node processes here, to see where a match's time goes. */
@@ -153,6 +159,7 @@ const WINDOW_S = Number(values['window-s'])
 const WINDOWS = Number(values.windows)
 const WARMUP_S = Number(values['warmup-s'])
 const TIME_SCALE = Number(values['time-scale'])
+const LEDGER_CHECKPOINT_S = Number(values['ledger-checkpoint-s'])
 const inRange = (value: number, min: number, max: number) =>
   Number.isSafeInteger(value) && value >= min && value <= max
 if (!COUNTS.every((count) => inRange(count, 1, WRITER_GAMES_MAX)))
@@ -169,6 +176,11 @@ if (!inRange(WARMUP_S, 0, 120))
   usageError(`--warmup-s must be a whole number from 0 to 120: ${values['warmup-s']}`, USAGE)
 if (!(Number.isFinite(TIME_SCALE) && TIME_SCALE >= 0.01 && TIME_SCALE <= 1000))
   usageError(`--time-scale must be a number from 0.01 to 1000: ${values['time-scale']}`, USAGE)
+if (!inRange(LEDGER_CHECKPOINT_S, 0, 600))
+  usageError(
+    `--ledger-checkpoint-s must be a whole number from 0 to 600: ${values['ledger-checkpoint-s']}`,
+    USAGE,
+  )
 COUNTS.sort((a, b) => a - b)
 /**
  * The stagger spreads the matches' starts over this: at least one point cycle, so that the matches'
@@ -400,7 +412,10 @@ async function startStack(games: number, dir: string): Promise<Stack> {
       name: 'settle-1',
       kind: 'settlement',
       main: 'nodes/settlement/main.ts',
-      env: { SETTLEMENT_DATABASE: join(dir, `settle-1-${games}.db`) },
+      env: {
+        SETTLEMENT_DATABASE: join(dir, `settle-1-${games}.db`),
+        SETTLEMENT_LEDGER_CHECKPOINT_MS: String(LEDGER_CHECKPOINT_S * 1000),
+      },
     })
     replicas = await createReplicaSync({
       transport: natsTransport(watchNc, snapshots),
@@ -533,6 +548,17 @@ async function ledgerBytes(stack: Stack): Promise<number | undefined> {
     for (let shard = 0; shard < SHARDS; shard++)
       bytes += (await jsm.streams.info(names.ledgerStream(REGION, shard))).state.bytes
     return bytes
+  } catch {
+    return undefined
+  }
+}
+
+/** The ledger messages a node has read, over every shard (its own /metrics), or undefined. */
+async function ledgerMessagesRead(node: NodeProcess): Promise<number | undefined> {
+  try {
+    const text = await (await getOps(`${node.opsUrl}/metrics`)).text()
+    const counts = [...text.matchAll(/^ledger_shard_messages_read_total\{shard="\d+"\} (\S+)$/gm)]
+    return counts.length === 0 ? undefined : counts.reduce((sum, match) => sum + Number(match[1]), 0)
   } catch {
     return undefined
   }
@@ -710,6 +736,8 @@ interface Restore {
   readonly phases: StartPhases | undefined
   /** Fabric messages from the sequence its snapshots left it at to where it stood once ready. */
   readonly fabricReplayed: number | undefined
+  /** Ledger messages the new process read until ready (its ledger_shard_messages_read_total). */
+  readonly ledgerRead: number | undefined
 }
 
 interface CountResult {
@@ -921,6 +949,7 @@ async function measureRestore(stack: Stack, allStartedAtMs: number): Promise<Res
     gamesRestored,
     phases,
     fabricReplayed,
+    ledgerRead: await ledgerMessagesRead(fresh),
   }
   const phasesText = phases
     ? `; its own account: process ${phases.processMs} ms, of which start (snapshots restored, streams opened) ${phases.startMs} ms and catching up ${phases.catchUpMs} ms (${
@@ -930,7 +959,8 @@ async function measureRestore(stack: Stack, allStartedAtMs: number): Promise<Res
       })`
     : ''
   const replayedText =
-    fabricReplayed === undefined ? '' : `; ${fabricReplayed} fabric messages replayed past the snapshots`
+    (fabricReplayed === undefined ? '' : `; ${fabricReplayed} fabric messages replayed past the snapshots`) +
+    (restore.ledgerRead === undefined ? '' : `; ${restore.ledgerRead} ledger messages read`)
   console.log(
     `  ${RESTARTED_NODE} ready ${Math.round(readyMs)} ms after its spawn, holding ${restore.gamesHeld} games (${gamesRestored ?? 'none'} restored from snapshots)${phasesText}${replayedText}`,
   )
@@ -1045,12 +1075,12 @@ function printTables(rows: readonly (CountResult | Failed)[]): void {
   console.log(
     `\nrestart of ${RESTARTED_NODE} after the windows: from the new process's spawn until /readyz says ready (replicas restored from snapshots, streams caught up)`,
   )
-  console.log('games | ready after ms | games held | games restored from snapshots')
+  console.log('games | ready after ms | games held | games restored from snapshots | ledger messages read')
   for (const r of results) {
-    if ('error' in r.restore) console.log(`${r.games} | failed: ${r.restore.error} | - | -`)
+    if ('error' in r.restore) console.log(`${r.games} | failed: ${r.restore.error} | - | - | -`)
     else
       console.log(
-        `${r.games} | ${Math.round(r.restore.readyMs)} | ${r.restore.gamesHeld} | ${r.restore.gamesRestored ?? 'none'}`,
+        `${r.games} | ${Math.round(r.restore.readyMs)} | ${r.restore.gamesHeld} | ${r.restore.gamesRestored ?? 'none'} | ${r.restore.ledgerRead ?? '-'}`,
       )
   }
 }
@@ -1158,6 +1188,7 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
                   gamesRestoredFromSnapshots: r.restore.gamesRestored ?? null,
                   startPhases: r.restore.phases ?? null,
                   fabricReplayed: r.restore.fabricReplayed ?? null,
+                  ledgerMessagesRead: r.restore.ledgerRead ?? null,
                 },
         },
   )
