@@ -32,8 +32,11 @@ const gzipAsync = promisify(gzip)
 export const CHECKPOINT_CHUNK_BYTES = SNAPSHOT_BYTES_MAX / 2
 /** A checkpoint, compressed, is at most this many chunks (128 MiB): a fold past it is not checkpointed. */
 export const CHECKPOINT_CHUNKS_MAX = 256
-/** What a checkpoint may inflate to: a snapshot past it is refused rather than parsed. */
-export const CHECKPOINT_RAW_BYTES_MAX = 1024 ** 3
+/**
+ * What a checkpoint may inflate to: the longest string V8 holds (2^29 - 24 characters of one byte);
+ * no checkpoint past it could have been written, and one is refused rather than parsed.
+ */
+export const CHECKPOINT_RAW_BYTES_MAX = 2 ** 29 - 24
 const CHECKPOINT_VERSION = 1
 /** Tries at replacing a head other writers keep replacing first; then this checkpoint is dropped. */
 const HEAD_ATTEMPTS_MAX = 3

@@ -571,13 +571,19 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       // node's own: one written by another node meanwhile is not known to be behind this one.
       const purgedBelow =
         options.purge && ownPrevious !== undefined && ownPrevious === previousSeq ? previousSeq : 0
+      // A purge that fails is tried again below the next checkpoint: the log says so, not that the
+      // checkpoint failed (it stands).
       const purged =
         purgedBelow > 1
-          ? await transport.purge(
-              names.ledgerStream(region, shard),
-              names.ledgerShardSubject(region, shard),
-              purgedBelow,
-            )
+          ? await transport
+              .purge(names.ledgerStream(region, shard), names.ledgerShardSubject(region, shard), purgedBelow)
+              .catch((error: unknown) => {
+                log.warn(
+                  { shard, purgedBelow, err: error },
+                  'ledger checkpoint written; purging below the one before failed',
+                )
+                return 0
+              })
           : 0
       log.info({ shard, seq, bytes: bytes.length, purgedBelow, purged }, 'ledger checkpoint written')
       return seq
