@@ -349,14 +349,19 @@ export type MarketResult =
  * The market's outcome from every writer's latest claim: one claim or agreeing claims settle it,
  * disagreeing claims put it under review instead of paying anyone.
  */
+const PENDING: MarketResult = Object.freeze({ state: 'pending' })
+
 export function resultOf(game: GameState, marketId: string): MarketResult {
+  const results = game.markets.get(marketId)?.results
+  // Settlement asks this of every waiting market at every beat; most have no claim yet.
+  if (results === undefined || results.length === 0) return PENDING
   const latestByWriter = new Map<string, Entry<ResultOp>>()
-  for (const claim of game.markets.get(marketId)?.results ?? []) {
+  for (const claim of results) {
     if (isValidEntry(game, claim)) latestByWriter.set(writerOf(claim), claim)
   }
   const claims = [...latestByWriter.values()]
   const first = claims[0]
-  if (first === undefined) return { state: 'pending' }
+  if (first === undefined) return PENDING
   const outcome = first.winners.join(',')
   if (claims.some((claim) => claim.winners.join(',') !== outcome)) return { state: 'review', claims }
   const stamp = claims.reduce((max, claim) => (claim.stamp > max ? claim.stamp : max), first.stamp)

@@ -274,9 +274,13 @@ function createFinalAnnouncer(
   ) => options.publishStatus(userId, { ...bet, status: 'final', finalAtMs: now(), balanceCents })
   const stop = replicas.onChange(({ gameId }) => {
     const queue = pending.get(gameId)
+    if (queue === undefined) return
     const replica = replicas.replica(gameId)
-    if (queue === undefined || replica === undefined) return
-    for (const bet of queue.drain((stamp) => isFinal(replica.game, stamp))) {
+    if (replica === undefined) return
+    const drained = queue.drain((stamp) => isFinal(replica.game, stamp))
+    // A game is heard 50 times a second; one whose bets are all final is not looked at again.
+    if (queue.size() === 0) pending.delete(gameId)
+    for (const bet of drained) {
       const { final: _final, ...verdict } = judge(replica.game, bet.terms)
       announce(
         bet.userId,

@@ -37,6 +37,7 @@ export function createFinalityQueue<T extends { readonly stamp: StampKey }>(): F
     drain(isFinal) {
       const start = head
       while (head < items.length && isFinal((items[head] as T).stamp)) head++
+      if (head === start) return []
       const drained = items.slice(start, head)
       // Compact now and then so the array does not keep every item ever added.
       if (head > 1_024 && head * 2 > items.length) {

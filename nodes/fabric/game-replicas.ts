@@ -206,18 +206,19 @@ export function createGameReplicas(context: {
       if (data.length > WRITER_BEAT_BYTES_MAX || isRepeat(data)) return
       const beat = parseWriterBeat(data)
       if (beat === null || beat.writer === ownWriter) return
+      const { writer, stamp } = beat
       let observed = false
-      for (const { gameId, heartbeat } of beats.read(beat)) {
+      beats.visit(beat, (gameId, version) => {
         const replica = replicas.get(gameId)
-        if (replica === undefined) continue
+        if (replica === undefined) return
         // A beat's stamp is its writer's clock as it was sent: a sample of that writer's offset,
         // if it writes a game this node holds (anybody else's clock says nothing about this node's).
-        if (!observed && activeWriters(replica.game).includes(beat.writer)) {
-          clock.observeWriter(beat.writer, decodeStamp(beat.stamp).wall)
+        if (!observed && activeWriters(replica.game).includes(writer)) {
+          clock.observeWriter(writer, decodeStamp(stamp).wall)
           observed = true
         }
-        merge(gameId, replica.applyHeartbeat(heartbeat), 'heartbeat')
-      }
+        merge(gameId, replica.applyHeartbeat({ writer, stamp, version }), 'heartbeat')
+      })
     },
     fencedBy: fences.fencedBy,
     lastSeqOf: (gameId) => lastSeqs.get(gameId) ?? 0,

@@ -212,6 +212,11 @@ interface HeardWriter {
 export interface BeatReader {
   /** The games' heartbeats a beat stands for, by the rules in the module comment. */
   read(beat: WriterBeat): GameHeartbeat[]
+  /**
+   * `read` without building the list: `visit` is called once per game with the version the beat
+   * promises it. A node hears every writer's beat 50 times a second, each for all its games.
+   */
+  visit(beat: WriterBeat, visit: (gameId: string, version: string) => void): void
 }
 
 /**
@@ -240,21 +245,29 @@ export function createBeatReader(holds: (gameId: string) => boolean = () => true
     if (heard.size > BEAT_WRITERS_MAX) heard.delete(heard.keys().next().value as string)
   }
 
+  function visit(beat: WriterBeat, visitor: (gameId: string, version: string) => void): void {
+    if (beat.base === beat.n) keepBase(beat)
+    const known = heard.get(beat.writer)
+    const listed = beat.games
+    // The base's games the beat does not list keep the base's version; the listed ones are read
+    // from the beat, where null withdraws the promise.
+    if (known !== undefined && known.life === beat.life && known.baseN === beat.base)
+      for (const [gameId, version] of known.versions)
+        if (!Object.hasOwn(listed, gameId)) visitor(gameId, version)
+    for (const gameId of Object.keys(listed)) {
+      const version = listed[gameId]
+      if (typeof version === 'string') visitor(gameId, version)
+    }
+  }
+
   return {
     read(beat) {
-      if (beat.base === beat.n) keepBase(beat)
-      const known = heard.get(beat.writer)
-      const versions = new Map<string, string>(
-        known !== undefined && known.life === beat.life && known.baseN === beat.base ? known.versions : [],
-      )
-      for (const [gameId, version] of Object.entries(beat.games)) {
-        if (version === null) versions.delete(gameId)
-        else versions.set(gameId, version)
-      }
       const heartbeats: GameHeartbeat[] = []
-      for (const [gameId, version] of versions)
-        heartbeats.push({ gameId, heartbeat: { writer: beat.writer, stamp: beat.stamp, version } })
+      visit(beat, (gameId, version) =>
+        heartbeats.push({ gameId, heartbeat: { writer: beat.writer, stamp: beat.stamp, version } }),
+      )
       return heartbeats
     },
+    visit,
   }
 }

@@ -62,7 +62,6 @@ export function createSettler(options: SettlerOptions): Settler {
    * ledger entry and beat took 23 % of a settlement node's busy time at 500 matches.)
    */
   const dirty = new Set<string>()
-  const stopReplicas = replicas.onChange(({ gameId }) => dirty.add(gameId))
   // An archived game's bets are decided on its archive, which is final (archive.ts).
   const stopArchives = replicas.onArchive((gameId) => dirty.add(gameId))
   const stats: SettlerStats = { settled: 0, held: 0, appendFailures: 0 }
@@ -76,6 +75,12 @@ export function createSettler(options: SettlerOptions): Settler {
     replicas,
     isOpen: (userId, betId) => unsettled.has(betKeyOf(userId, betId)),
     settle,
+  })
+
+  // A change moves nothing for a game none of whose bets is open here (a pass over it would find
+  // nothing to do), and every writer's beat changes each of its games 50 times a second.
+  const stopReplicas = replicas.onChange(({ gameId }) => {
+    if ((undecided.get(gameId)?.size() ?? 0) > 0 || results.waiting(gameId)) dirty.add(gameId)
   })
 
   const stopLedger = ledger.onEntry((_shard, seq, result, entry) => {
