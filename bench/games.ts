@@ -20,7 +20,8 @@
  * between the look and the stamp) and errors are counted by code, out of the histograms. During
  * the windows it also counts the heartbeat messages heard on `heartbeat.<region>.writers` (a trader
  * process sends one per round for all its games), reads the trader's own count of beats sent
- * (`trader_beats_total` on its /metrics), and samples each process's RSS (/proc/<pid>/status) and
+ * (`trader_beats_total` on its /metrics) and what reading beats costs each API and settlement node
+ * (its `<kind>_games_beat_seconds` and `_heartbeats`), and samples each process's RSS (/proc/<pid>/status) and
  * CPU time (/proc/<pid>/stat), each node's event-loop lag (its /metrics, read only at the window
  * boundaries) and this process's own (a reply read late counts its delay into the latencies). After the windows, once a snapshot round has covered every match,
  * one API node is stopped and a new one with the same id started: the time from its spawn until
@@ -520,6 +521,52 @@ interface NodesScrape {
    * these boundary samples reads it during a run.
    */
   readonly loopLag: Readonly<Partial<Record<NodeKind, LoopLag>>>
+  /** Per kind, its processes' beat work so far (their `<kind>_games_beat_*` on /metrics), summed. */
+  readonly beatWork: Readonly<Partial<Record<NodeKind, BeatWorkSum>>>
+}
+
+/** The node kinds that read other writers' beats (a trader passes over its own). */
+const BEAT_READERS = ['api', 'settlement'] as const satisfies readonly NodeKind[]
+
+const beatWorkText = (rate: BeatWorkRate | undefined) =>
+  rate === undefined
+    ? '-'
+    : `${rate.msPerSPerNode.toFixed(1)} (${Math.round(rate.heartbeatsPerSPerNode).toLocaleString('en-US')})`
+
+interface BeatWorkSum {
+  readonly seconds: number
+  readonly heartbeats: number
+  readonly processes: number
+}
+
+/**
+ * What beats cost a node kind over the windows, per process: ms per second, the final verdicts they
+ * released included (so it grows with the bets as well as with the games), and the games'
+ * heartbeats they carried per second.
+ */
+interface BeatWorkRate {
+  readonly msPerSPerNode: number
+  readonly heartbeatsPerSPerNode: number
+}
+
+function beatWorkOver(
+  first: NodesScrape,
+  last: NodesScrape,
+  measuredS: number,
+): Partial<Record<NodeKind, BeatWorkRate>> {
+  const over: Partial<Record<NodeKind, BeatWorkRate>> = {}
+  for (const [kind, end] of Object.entries(last.beatWork) as [NodeKind, BeatWorkSum][]) {
+    const start = first.beatWork[kind]
+    // A process that did not answer at one end would skew the difference: no figure then.
+    if (start === undefined || start.processes !== end.processes) continue
+    const seconds = end.seconds - start.seconds
+    const heartbeats = end.heartbeats - start.heartbeats
+    over[kind] = {
+      msPerSPerNode: (seconds * 1000) / measuredS / end.processes,
+      heartbeatsPerSPerNode: heartbeats / measuredS / end.processes,
+    }
+  }
+  return over
 }
 
 const metricValue = (text: string, name: string) => {
@@ -567,6 +614,7 @@ async function ledgerMessagesRead(node: NodeProcess): Promise<number | undefined
 async function scrapeNodes(stack: Stack): Promise<NodesScrape> {
   let traderBeatsSent: number | undefined
   const loopLag: Partial<Record<NodeKind, LoopLag>> = {}
+  const beatWork: Partial<Record<NodeKind, BeatWorkSum>> = {}
   await Promise.all(
     [...stack.nodes.values()].map(async (node) => {
       let text: string
@@ -577,6 +625,16 @@ async function scrapeNodes(stack: Stack): Promise<NodesScrape> {
       }
       if (node.spec.kind === 'trader')
         traderBeatsSent = metricValue(text, 'trader_beats_total\\{result="sent"\\}')
+      const seconds = metricValue(text, '\\w+_games_beat_seconds')
+      const heartbeats = metricValue(text, '\\w+_games_beat_heartbeats')
+      if (seconds !== undefined && heartbeats !== undefined) {
+        const known = beatWork[node.spec.kind]
+        beatWork[node.spec.kind] = {
+          seconds: (known?.seconds ?? 0) + seconds,
+          heartbeats: (known?.heartbeats ?? 0) + heartbeats,
+          processes: (known?.processes ?? 0) + 1,
+        }
+      }
       const p99 = metricValue(text, '\\w+_nodejs_eventloop_lag_p99_seconds')
       const max = metricValue(text, '\\w+_nodejs_eventloop_lag_max_seconds')
       if (p99 === undefined || max === undefined) return
@@ -587,7 +645,7 @@ async function scrapeNodes(stack: Stack): Promise<NodesScrape> {
       }
     }),
   )
-  return { traderBeatsSent, loopLag }
+  return { traderBeatsSent, loopLag, beatWork }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -776,6 +834,8 @@ interface CountResult {
   readonly ledgerBytesPerBet: number | undefined
   /** Per node kind, the worst window's p99 and the max of the event-loop lag over the windows. */
   readonly loopLagMs: Readonly<Partial<Record<NodeKind, LoopLag>>>
+  /** Per node kind, what writers' beats cost each of its processes over the windows. */
+  readonly beatWork: Readonly<Partial<Record<NodeKind, BeatWorkRate>>>
   readonly restore: Restore | { readonly error: string }
 }
 
@@ -886,6 +946,7 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
       ) as Record<Kind, number>,
       generatorLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
       loopLagMs: loopLagOver(samples.slice(1)),
+      beatWork: beatWorkOver(first.nodes, last.nodes, measuredS),
       ledgerBytesPerBet:
         first.ledgerBytes === undefined || last.ledgerBytes === undefined || ok === 0
           ? undefined
@@ -1056,10 +1117,13 @@ function printTables(rows: readonly (CountResult | Failed)[]): void {
   console.log(
     `\nheartbeats over the measured windows (round ${HEARTBEAT_MS} ms; one trader process): messages heard on ${names.beatSubject(REGION)}, the trader's beats sent, and what one message per game and round would be`,
   )
-  console.log('games | heard msgs/s | trader beats/s per process | one-per-game msgs/s')
+  console.log(
+    `games | heard msgs/s | trader beats/s per process | one-per-game msgs/s | beat work per node, ms/s, the final verdicts beats released included (games' heartbeats/s; nodes' own /metrics): ${BEAT_READERS.join(', ')}`,
+  )
   for (const r of results)
     console.log(
-      `${r.games} | ${r.beatsHeardPerS.toFixed(1)} | ${r.traderBeatsPerS?.toFixed(1) ?? '-'} | ${r.perGameBeatsPerS.toLocaleString('en-US')}`,
+      `${r.games} | ${r.beatsHeardPerS.toFixed(1)} | ${r.traderBeatsPerS?.toFixed(1) ?? '-'} | ${r.perGameBeatsPerS.toLocaleString('en-US')} | ` +
+        BEAT_READERS.map((kind) => beatWorkText(r.beatWork[kind])).join(', '),
     )
   console.log(
     `\nresources over the measured windows: RSS, the most of one process of the kind over the window boundaries (VmRSS), and CPU, % of one core for all processes of the kind (3 nats-servers, 2 API nodes; clock tick 1/${CLOCK_TICKS_PER_SECOND} s); "generator" is this process: load generator and a read-only replica of every game`,
@@ -1163,6 +1227,15 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
           heartbeatMessagesPerS: round(r.beatsHeardPerS, 1),
           traderBeatsPerSPerProcess: round(r.traderBeatsPerS, 1),
           oneHeartbeatPerGameMessagesPerS: r.perGameBeatsPerS,
+          beatWork: Object.fromEntries(
+            Object.entries(r.beatWork).map(([kind, rate]) => [
+              kind,
+              {
+                msPerSPerNode: round(rate.msPerSPerNode, 1),
+                heartbeatsPerSPerNode: round(rate.heartbeatsPerSPerNode, 0),
+              },
+            ]),
+          ),
           rssMaxMiB: Object.fromEntries(
             KINDS.map((k) => [k, round(r.rssMaxBytes[k] && r.rssMaxBytes[k] / 1024 ** 2, 0)]),
           ),

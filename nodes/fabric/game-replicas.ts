@@ -82,6 +82,8 @@ export interface GameReplicas {
   /** The stream sequence of the last update of the game this node read (0: none since it started). */
   lastSeqOf(gameId: string): number
   droppedUpdates(): number
+  /** What writers' beats have cost this node since it started. */
+  beatWork(): BeatWork
   onChange(listener: (change: ReplicaChange) => void): () => void
   onDrop(listener: (dropped: DroppedUpdate) => void): () => void
   /**
@@ -89,6 +91,15 @@ export interface GameReplicas {
    * (undefined if this node held none), has left.
    */
   onArchive(listener: ArchiveListener): () => void
+}
+
+export interface BeatWork {
+  /** Beats read: not a repeat of one just read, not this node's own. */
+  readonly beats: number
+  /** Games' heartbeats those beats gave replicas this node holds. */
+  readonly heartbeats: number
+  /** Time spent on beats, the listeners their changes woke included, in seconds. */
+  readonly seconds: number
 }
 
 /** `fabric.<region>.game.<gameId>`: the game, from any region. */
@@ -120,6 +131,7 @@ export function createGameReplicas(context: {
   const lastSeqs = new Map<string, number>()
   /** Per game restored from a snapshot, the stream sequence the snapshot was taken at. */
   const restoredThrough = new Map<string, number>()
+  const beatWork = { beats: 0, heartbeats: 0, seconds: 0 }
   /** The highest stamp handed to the clock guard (stamp keys sort as stamps do). */
   let mergedUpTo: StampKey | null = null
 
@@ -164,6 +176,27 @@ export function createGameReplicas(context: {
     for (const listener of archiveListeners) listener(gameId, message.seq, message.subject, replica)
   }
 
+  /** A writer's beat: each game it stands for takes the heartbeat. */
+  function readBeat(data: Uint8Array): void {
+    if (data.length > WRITER_BEAT_BYTES_MAX || isRepeat(data)) return
+    const beat = parseWriterBeat(data)
+    if (beat === null || beat.writer === ownWriter) return
+    beatWork.beats++
+    const { writer, stamp } = beat
+    let observed = false
+    beats.visit(beat, (gameId, version) => {
+      const replica = replicas.get(gameId)
+      if (replica === undefined) return
+      // A beat's stamp is its writer's clock as it was sent: a sample of that writer's offset,
+      // if it writes a game this node holds (anybody else's clock says nothing about this node's).
+      if (!observed && activeWriters(replica.game).includes(writer)) {
+        clock.observeWriter(writer, decodeStamp(stamp).wall)
+        observed = true
+      }
+      beatWork.heartbeats++
+      merge(gameId, replica.applyHeartbeat({ writer, stamp, version }), 'heartbeat')
+    })
+  }
   return {
     replicas,
     replicaFor,
@@ -203,26 +236,14 @@ export function createGameReplicas(context: {
       }
     },
     applyBeat(data) {
-      if (data.length > WRITER_BEAT_BYTES_MAX || isRepeat(data)) return
-      const beat = parseWriterBeat(data)
-      if (beat === null || beat.writer === ownWriter) return
-      const { writer, stamp } = beat
-      let observed = false
-      beats.visit(beat, (gameId, version) => {
-        const replica = replicas.get(gameId)
-        if (replica === undefined) return
-        // A beat's stamp is its writer's clock as it was sent: a sample of that writer's offset,
-        // if it writes a game this node holds (anybody else's clock says nothing about this node's).
-        if (!observed && activeWriters(replica.game).includes(writer)) {
-          clock.observeWriter(writer, decodeStamp(stamp).wall)
-          observed = true
-        }
-        merge(gameId, replica.applyHeartbeat({ writer, stamp, version }), 'heartbeat')
-      })
+      const startedAt = performance.now()
+      readBeat(data)
+      beatWork.seconds += (performance.now() - startedAt) / 1_000
     },
     fencedBy: fences.fencedBy,
     lastSeqOf: (gameId) => lastSeqs.get(gameId) ?? 0,
     droppedUpdates: fences.dropped,
+    beatWork: () => ({ ...beatWork }),
     onChange(listener) {
       listeners.add(listener)
       return () => listeners.delete(listener)

@@ -216,7 +216,7 @@ export interface RunningNode {
   /** The node's clock bound (clock-guard.ts): not ready while it is unsafe; offsets exported. */
   readonly clock?: ClockGuard
   /** The node's replicas: live and archived games are exported (archive.ts). */
-  readonly replicas?: Pick<ReplicaSync, 'games' | 'archiveCounts'>
+  readonly replicas?: Pick<ReplicaSync, 'games' | 'archiveCounts' | 'beatWork'>
   /** The node's ledger folds: the bets each served shard holds and has retired are exported. */
   readonly ledger?: Pick<LedgerSync, 'served' | 'fold'>
 }
@@ -494,10 +494,25 @@ function registerLedgerGauges(
 function registerGameGauges(
   prefix: string,
   registry: Registry,
-  replicas: Pick<ReplicaSync, 'games' | 'archiveCounts'>,
+  replicas: Pick<ReplicaSync, 'games' | 'archiveCounts' | 'beatWork'>,
 ): void {
   const gauges = [
     ['games_live', 'games whose replica this node holds', () => replicas.games().length],
+    [
+      'games_beats_read',
+      'writers’ beats read since start (repeats and its own passed over)',
+      () => replicas.beatWork().beats,
+    ],
+    [
+      'games_beat_heartbeats',
+      'games’ heartbeats taken from writers’ beats since start: one per game held and beat',
+      () => replicas.beatWork().heartbeats,
+    ],
+    [
+      'games_beat_seconds',
+      'time spent on writers’ beats since start, the listeners they woke included (s)',
+      () => replicas.beatWork().seconds,
+    ],
     ['games_archived', 'archived games this node knows of', () => replicas.archiveCounts().known],
     [
       'archive_loads',

@@ -28,7 +28,7 @@ import type { Backend, Hlc, Replica } from '../../crdt/index.ts'
 import { regionNames } from '../../protocol/subjects.ts'
 import { ARCHIVE_HEADER, archiveMsgId, createArchiveShelf, encodeArchive } from './archive.ts'
 import { type ClockGuard, createClockGuard } from './clock-guard.ts'
-import { createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
+import { type BeatWork, createGameReplicas, type DroppedUpdate, type ReplicaChange } from './game-replicas.ts'
 import { restoreSnapshots, writeSnapshots } from './replica-snapshots.ts'
 import type { FollowerView } from './stream-follower.ts'
 import { names, SNAPSHOT_BYTES_MAX } from './streams.ts'
@@ -93,6 +93,8 @@ export interface ReplicaSync {
   fencedBy(gameId: string, writer: string): string | null
   /** Updates dropped after a fence (see the module comment), since start. */
   droppedUpdates(): number
+  /** What writers' beats have cost this node since it started (game-replicas.ts). */
+  beatWork(): BeatWork
   /** The stream sequence of the last update applied. */
   lastSeq(): number
   /** How its reading of the stream goes: consumers replaced, holes, phase (stream-follower.ts). */
@@ -211,6 +213,7 @@ export async function createReplicaSync(options: ReplicaSyncOptions): Promise<Re
     onArchive: (listener) => games.onArchive((gameId) => listener(gameId)),
     fencedBy: games.fencedBy,
     droppedUpdates: games.droppedUpdates,
+    beatWork: games.beatWork,
     lastSeq: () => follower.lastSeq(),
     follower,
     clock,

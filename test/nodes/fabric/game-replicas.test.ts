@@ -161,6 +161,37 @@ t.test('a beat heard through both of its writer connections is applied once', as
   )
   node.applyBeat(nextBeat())
   t.same(heard, ['match-1 heartbeat', 'match-1 heartbeat'], 'the next beat is heard')
+  const work = node.beatWork()
+  t.match(
+    work,
+    { beats: 2, heartbeats: 2 },
+    'the work counts the two beats read and their heartbeats, not the copy',
+  )
+  t.ok(work.seconds > 0, 'and the time they took')
+})
+
+t.test('a beat counts a heartbeat for each game the node holds, and none for the others', async (t) => {
+  const node = apiNode()
+  const trader = createTestWriter(yjsBackend, 'trader-1', 1_000)
+  for (const [seq, gameId] of [
+    [1, 'match-1'],
+    [2, 'match-2'],
+  ] as const)
+    node.applyUpdate({
+      ...message(seq, trader.write({ kind: 'game', gameId, writers: ['trader-1'] }, NEXT_POINT), {
+        writer: 'trader-1',
+      }),
+      subject: `fabric.eu.game.${gameId}`,
+    })
+  const writer = createBeatWriter('trader-1')
+  const heartbeat = trader.heartbeat()
+  for (const gameId of ['match-1', 'match-2', 'match-3']) writer.offer(gameId, heartbeat)
+  let sent: WriterBeat | undefined
+  writer.flush((beat) => {
+    sent = beat
+  })
+  node.applyBeat(new TextEncoder().encode(encodeWriterBeat(sent as WriterBeat)))
+  t.match(node.beatWork(), { beats: 1, heartbeats: 2 }, 'match-3 is not held here')
 })
 
 t.test("a writer's own beats, heard back, are passed over", async (t) => {
