@@ -40,6 +40,7 @@ import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
 import { DIVERGED_EXIT_CODE, REBUILDS_PER_NODE_MAX, rebuildBackoffMs } from '../../nodes/fabric/node-main.ts'
 import type { NodeState } from '../../nodes/fabric/node-state.ts'
 import { ensureFabricFor, homeRegionOf } from '../../nodes/fabric/regions.ts'
+import { options as settlementOptions } from '../../nodes/settlement/options.ts'
 import { betKeyOf } from '../../protocol/ids.ts'
 import { DEFAULT_SHARDS, SHARDS_MAX, shardOf } from '../../protocol/shards.ts'
 import { depositSubject, names } from '../../protocol/subjects.ts'
@@ -87,7 +88,15 @@ const REGION = 'eu'
 /** `--keep-logs`: a run that passed keeps its nodes' logs too (a failed one always does). */
 const KEEP_LOGS = process.argv.includes('--keep-logs')
 /** The region's ledger shards (`--ledger-shards`, default DEFAULT_SHARDS): one stream each. */
-const SHARDS = ledgerShardsOption()
+const SHARDS = numberOption('--ledger-shards', DEFAULT_SHARDS)
+/**
+ * How often settle-1 checkpoints every ledger shard and purges the streams below its previous
+ * checkpoint (`--ledger-checkpoint-ms`, 0: never). Far more often than a region would (`npm start`
+ * gives 5 minutes), so that every run checkpoints and purges several times before its fault, and a
+ * node started again restores from a checkpoint: the invariants are checked with them at work.
+ */
+const CHAOS_LEDGER_CHECKPOINT_MS = 3_000
+const LEDGER_CHECKPOINT_MS = numberOption('--ledger-checkpoint-ms', CHAOS_LEDGER_CHECKPOINT_MS)
 /** A bettor's deposit is tried this many times, DEPOSIT_RETRY_MS apart, before the run goes on without it. */
 const DEPOSIT_ATTEMPTS = 5
 const DEPOSIT_RETRY_MS = 500
@@ -686,7 +695,7 @@ async function startStack(
       // One settlement node per region spreads the shard leaders and writes the ledger
       // checkpoints (nodes/settlement/options.ts).
       SETTLEMENT_LEADER_SPREAD_MS: name === 'settle-1' ? '15000' : '0',
-      SETTLEMENT_LEDGER_CHECKPOINT_MS: name === 'settle-1' ? '300000' : '0',
+      SETTLEMENT_LEDGER_CHECKPOINT_MS: name === 'settle-1' ? String(LEDGER_CHECKPOINT_MS) : '0',
       FABRIC_OPS_PORT: String(opsPorts.get(name)),
       FABRIC_OPS_HOST: addressOf(name),
       GATEWAY_HOST: addressOf(name),
@@ -1612,7 +1621,7 @@ async function runScenario(
 }
 
 async function main(): Promise<void> {
-  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}] [--ledger-shards 1-${SHARDS_MAX}] [--keep-logs]`
+  const usage = `--profile ${Object.keys(PROFILES).join('|')} --scenarios ${SCENARIOS.map((s) => s.name).join(',')} --seed n --report-dir DIR [--fault-ms 1000-${FAULT_MS_MAX}] [--ledger-shards 1-${SHARDS_MAX}] [--ledger-checkpoint-ms 0-${settlementOptions.ledgerCheckpointMs.max}, default ${CHAOS_LEDGER_CHECKPOINT_MS}] [--keep-logs]`
   const values = parseCommandLine(
     {
       profile: { type: 'string', default: 'short' },
@@ -1622,6 +1631,7 @@ async function main(): Promise<void> {
       'fault-ms': { type: 'string' },
       'keep-logs': { type: 'boolean', default: false },
       'ledger-shards': { type: 'string', default: String(DEFAULT_SHARDS) },
+      'ledger-checkpoint-ms': { type: 'string', default: String(CHAOS_LEDGER_CHECKPOINT_MS) },
     },
     usage,
   )
@@ -1634,12 +1644,16 @@ async function main(): Promise<void> {
   const faultMsValid =
     faultMs === undefined || (Number.isSafeInteger(faultMs) && faultMs >= 1_000 && faultMs <= FAULT_MS_MAX)
   const shardsValid = Number.isSafeInteger(SHARDS) && SHARDS >= 1 && SHARDS <= SHARDS_MAX
+  const { min, max } = settlementOptions.ledgerCheckpointMs
+  const checkpointValid =
+    Number.isSafeInteger(LEDGER_CHECKPOINT_MS) && LEDGER_CHECKPOINT_MS >= min && LEDGER_CHECKPOINT_MS <= max
   if (
     profile === undefined ||
     unknown.length > 0 ||
     !Number.isSafeInteger(seed) ||
     !faultMsValid ||
-    !shardsValid
+    !shardsValid ||
+    !checkpointValid
   ) {
     const problem = unknown.length > 0 ? `unknown scenarios: ${unknown.join(', ')}` : 'an option is invalid'
     usageError(problem, usage)
@@ -1684,10 +1698,10 @@ async function waitForRestarts(stack: Stack): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, CHEAP_POLL_MS))
 }
 
-/** `--ledger-shards n` from the command line, read before main parses (and checks) the rest. */
-function ledgerShardsOption(): number {
-  const at = process.argv.findIndex((arg) => arg === '--ledger-shards' || arg.startsWith('--ledger-shards='))
-  if (at === -1) return DEFAULT_SHARDS
+/** A numeric option from the command line, read before main parses (and checks) the rest. */
+function numberOption(flag: string, fallback: number): number {
+  const at = process.argv.findIndex((arg) => arg === flag || arg.startsWith(`${flag}=`))
+  if (at === -1) return fallback
   const arg = process.argv[at] as string
   return Number(arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : process.argv[at + 1])
 }
