@@ -832,6 +832,8 @@ interface CountResult {
    * share of the messages they went in.
    */
   readonly ledgerBytesPerBet: number | undefined
+  /** The most the ledger shard streams held at a window boundary, bytes (purges below checkpoints take it down). */
+  readonly ledgerBytesHeldMax: number | undefined
   /** Per node kind, the worst window's p99 and the max of the event-loop lag over the windows. */
   readonly loopLagMs: Readonly<Partial<Record<NodeKind, LoopLag>>>
   /** Per node kind, what writers' beats cost each of its processes over the windows. */
@@ -947,10 +949,17 @@ async function measureLoad(stack: Stack, startS: number): Promise<Omit<CountResu
       generatorLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
       loopLagMs: loopLagOver(samples.slice(1)),
       beatWork: beatWorkOver(first.nodes, last.nodes, measuredS),
+      // With checkpoints the streams are purged as they grow: what they gain is not what a bet takes.
       ledgerBytesPerBet:
-        first.ledgerBytes === undefined || last.ledgerBytes === undefined || ok === 0
+        LEDGER_CHECKPOINT_S > 0 ||
+        first.ledgerBytes === undefined ||
+        last.ledgerBytes === undefined ||
+        ok === 0
           ? undefined
           : (last.ledgerBytes - first.ledgerBytes) / ok,
+      ledgerBytesHeldMax: samples.some((each) => each.ledgerBytes === undefined)
+        ? undefined
+        : Math.max(...samples.map((each) => each.ledgerBytes ?? 0)),
     }
   } finally {
     loopDelay.disable()
@@ -1077,9 +1086,7 @@ const ledgerFullAfterMin = (r: CountResult) =>
     ? undefined
     : LEDGER_STREAM_BYTES_MAX / r.ledgerBytesPerBet / r.served / 60
 const ledgerText = (r: CountResult) =>
-  r.ledgerBytesPerBet === undefined
-    ? '-'
-    : `${Math.round(r.ledgerBytesPerBet)} (${ledgerFullAfterMin(r)?.toFixed(1) ?? '-'} min)`
+  `${r.ledgerBytesPerBet === undefined ? '-' : `${Math.round(r.ledgerBytesPerBet)} (${ledgerFullAfterMin(r)?.toFixed(1) ?? '-'} min)`} | ${mib(r.ledgerBytesHeldMax)}`
 const lagText = (lag: LoopLag | undefined) =>
   lag === undefined ? '-' : `${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)}`
 const isResult = (row: CountResult | Failed): row is CountResult => 'provisional' in row
@@ -1108,7 +1115,7 @@ function printTables(rows: readonly (CountResult | Failed)[]): void {
     '\nanswers over the measured windows: accepted, refused by the verdict (by reason), errors by code',
   )
   console.log(
-    `games | accepted | refused | errors | finals missing | ledger bytes per accepted bet, settlement included (the region's ${Math.round(LEDGER_STREAM_BYTES_MAX / 1024 ** 2)} MiB ledger full after, at the accepted rate)`,
+    `games | accepted | refused | errors | finals missing | ledger bytes per accepted bet, settlement included (the region's ${Math.round(LEDGER_STREAM_BYTES_MAX / 1024 ** 2)} MiB ledger full after, at the accepted rate; "-" with checkpoints, whose purges take bytes away) | ledger MiB held, the most at a window boundary`,
   )
   for (const r of results)
     console.log(
@@ -1242,6 +1249,7 @@ function writeJson(file: string, rows: readonly (CountResult | Failed)[], goals:
           cpuPercentOfOneCore: Object.fromEntries(KINDS.map((k) => [k, round(r.cpuPercent[k], 1)])),
           ledgerBytesPerBet: round(r.ledgerBytesPerBet, 0),
           ledgerFullAfterMin: round(ledgerFullAfterMin(r), 1),
+          ledgerMiBHeldMax: round(r.ledgerBytesHeldMax && r.ledgerBytesHeldMax / 1024 ** 2, 1),
           loopLagMs: Object.fromEntries(
             Object.entries(r.loopLagMs).map(([kind, lag]) => [
               kind,
