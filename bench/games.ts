@@ -21,7 +21,7 @@
  * the windows it also counts the heartbeat messages heard on `heartbeat.<region>.writers` (a trader
  * process sends one per round for all its games), reads the trader's own count of beats sent
  * (`trader_beats_total` on its /metrics) and what reading beats costs each API and settlement node
- * (its `<kind>_games_beat_seconds` and `_heartbeats`), and samples each process's RSS (/proc/<pid>/status) and
+ * (its `<kind>_games_beat_seconds` and `<kind>_games_beat_heartbeats`), and samples each process's RSS (/proc/<pid>/status) and
  * CPU time (/proc/<pid>/stat), each node's event-loop lag (its /metrics, read only at the window
  * boundaries) and this process's own (a reply read late counts its delay into the latencies). After the windows, once a snapshot round has covered every match,
  * one API node is stopped and a new one with the same id started: the time from its spawn until
@@ -1086,7 +1086,7 @@ const ledgerFullAfterMin = (r: CountResult) =>
     ? undefined
     : LEDGER_STREAM_BYTES_MAX / r.ledgerBytesPerBet / r.served / 60
 const ledgerText = (r: CountResult) =>
-  `${r.ledgerBytesPerBet === undefined ? '-' : `${Math.round(r.ledgerBytesPerBet)} (${ledgerFullAfterMin(r)?.toFixed(1) ?? '-'} min)`} | ${mib(r.ledgerBytesHeldMax)}`
+  `${r.ledgerBytesPerBet === undefined ? '-' : `${Math.round(r.ledgerBytesPerBet)} (${ledgerFullAfterMin(r)?.toFixed(1) ?? '-'} min)`} | ${r.ledgerBytesHeldMax === undefined ? '-' : (r.ledgerBytesHeldMax / 1024 ** 2).toFixed(1)}`
 const lagText = (lag: LoopLag | undefined) =>
   lag === undefined ? '-' : `${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)}`
 const isResult = (row: CountResult | Failed): row is CountResult => 'provisional' in row

@@ -345,12 +345,12 @@ export type MarketResult =
   | { readonly state: 'agreed'; readonly winners: readonly string[]; readonly stamp: StampKey }
   | { readonly state: 'review'; readonly claims: readonly Entry<ResultOp>[] }
 
+const PENDING: MarketResult = Object.freeze({ state: 'pending' })
+
 /**
  * The market's outcome from every writer's latest claim: one claim or agreeing claims settle it,
  * disagreeing claims put it under review instead of paying anyone.
  */
-const PENDING: MarketResult = Object.freeze({ state: 'pending' })
-
 export function resultOf(game: GameState, marketId: string): MarketResult {
   const results = game.markets.get(marketId)?.results
   // Settlement asks this of every waiting market at every beat; most have no claim yet.

@@ -197,6 +197,7 @@ export function createGameReplicas(context: {
       merge(gameId, replica.applyHeartbeat({ writer, stamp, version }), 'heartbeat')
     })
   }
+
   return {
     replicas,
     replicaFor,
@@ -237,8 +238,11 @@ export function createGameReplicas(context: {
     },
     applyBeat(data) {
       const startedAt = performance.now()
-      readBeat(data)
-      beatWork.seconds += (performance.now() - startedAt) / 1_000
+      try {
+        readBeat(data)
+      } finally {
+        beatWork.seconds += (performance.now() - startedAt) / 1_000
+      }
     },
     fencedBy: fences.fencedBy,
     lastSeqOf: (gameId) => lastSeqs.get(gameId) ?? 0,
