@@ -1,13 +1,13 @@
 // Proves the ledger's read-back of a node's own appends (ledger-sync.ts, createReadBack) with
 // injected timers: a waiter gets the fold's result when the fold reaches its sequence, or a
-// timeout; and an append acknowledged at a sequence where the fold holds another entry, before or
+// timeout, or at once a refusal for a result folded and no longer kept; and an append acknowledged at a sequence where the fold holds another entry, before or
 // after the fold got there, marks the ledger diverged with both ids named. A waiter still waiting
 // after NUDGE_AFTER_MS nudges the shard's consumer, once; one answered sooner does not.
 
 import pino from 'pino'
 import t from 'tap'
 import type { FoldResult } from '../../../ledger/index.ts'
-import { createReadBack, NUDGE_AFTER_MS } from '../../../nodes/fabric/ledger-sync.ts'
+import { createReadBack, NUDGE_AFTER_MS, RECENT_RESULTS_MAX } from '../../../nodes/fabric/ledger-sync.ts'
 import type { Timers } from '../../../nodes/fabric/timers.ts'
 
 function manualTimers() {
@@ -73,6 +73,18 @@ t.test('a waiter gets the result when the fold reaches it, or a timeout', async 
   const late = readBack.resultAt(9, 1_000)
   advance(1_001)
   await t.rejects(late, /did not reach 9 in 1000 ms/)
+})
+
+t.test('a result folded and no longer kept is refused at once, not after the deadline', async (t) => {
+  const { readBack, fold } = setup()
+  for (let seq = 1; seq <= RECENT_RESULTS_MAX + 1; seq++) fold(seq, `bet-${seq}`)
+  await t.rejects(readBack.resultAt(1, 60_000), /result at 1 is no longer kept/, 'the oldest is gone')
+  t.match(await readBack.resultAt(2, 60_000), { entryId: 'bet-2' }, 'the next is kept')
+  t.match(
+    await readBack.resultAt(RECENT_RESULTS_MAX + 1, 60_000),
+    { entryId: `bet-${RECENT_RESULTS_MAX + 1}` },
+    'and the newest',
+  )
 })
 
 t.test('an acknowledged append found under another entry marks the ledger diverged', async (t) => {
