@@ -79,7 +79,12 @@ import {
   startLabSuperCluster,
   sweepStaleLabs,
 } from './netns.ts'
-import { lastingDisagreements } from './replica-states.ts'
+import {
+  CONTENT_READS_PER_SEQ,
+  contentDisagreements,
+  lastingDisagreements,
+  replicaStates,
+} from './replica-states.ts'
 import { renderJson, renderText } from './report.ts'
 import { createWarmNodes, type WarmNodes } from './warm-nodes.ts'
 import { startWorkload } from './workload.ts'
@@ -1536,14 +1541,6 @@ async function runScenario(
       statusLookups: takeover.lookups,
       rebuilds: stack.rebuilds(),
     }
-    writeFileSync(
-      join(reportDir, `${scenario.name}.json`),
-      JSON.stringify({ ...JSON.parse(renderJson(report)), measured }, null, 2),
-    )
-    writeFileSync(
-      join(reportDir, `${scenario.name}.history.jsonl`),
-      history.map((event) => JSON.stringify(event)).join('\n'),
-    )
     // A run in which nothing was booked checked nothing: that is a failed run, not a pass.
     const booked = report.counts.acknowledged
     if (booked === 0) console.log(`[${elapsed()}] no bet was booked, so nothing was checked`)
@@ -1568,6 +1565,20 @@ async function runScenario(
     ]
     for (const problem of problems) console.log(`[${elapsed()}] ${scenario.name}: ${problem}`)
     passed = report.pass && booked > 0 && died.length === 0 && problems.length === 0
+    // Replicas can agree in shape and still hold different messages: before a failed run is laid
+    // at the nodes' door, the servers' replicas are compared message by message.
+    if (!passed && serverFault && forks.length === 0) {
+      const content = await contentDisagreements(cluster.processes, await replicaStates(cluster.processes))
+      forks.push(...content.forks)
+      console.log(
+        `[${elapsed()}] compared the replicas' messages: ${content.compared} sequences read ${CONTENT_READS_PER_SEQ} times each` +
+          (content.unread > 0 ? `, ${content.unread} left unread` : ''),
+      )
+      if (forks.length > 0)
+        console.log(
+          `[${elapsed()}] the servers' replicas of a stream hold different messages: ${forks.join(' | ')}`,
+        )
+    }
     // A failed run is the servers' fault only if every check it broke is on a stream they forked.
     const unexplained =
       passed || !serverFault
@@ -1605,6 +1616,14 @@ async function runScenario(
       : serverFault && forks.length > 0 && unexplained.length === 0
         ? 'FORKED'
         : 'FAIL'
+    writeFileSync(
+      join(reportDir, `${scenario.name}.json`),
+      JSON.stringify({ ...JSON.parse(renderJson(report)), measured }, null, 2),
+    )
+    writeFileSync(
+      join(reportDir, `${scenario.name}.history.jsonl`),
+      history.map((event) => JSON.stringify(event)).join('\n'),
+    )
     console.log(`[${elapsed()}] ${outcome} ${scenario.name}; report in ${reportDir}`)
     return outcome
   } finally {
@@ -1613,9 +1632,12 @@ async function runScenario(
     await (stack?.stopAll() ?? warmNodes.killAll())
     await cluster.close()
     lab?.destroy()
-    // A failed run keeps the nodes' logs for whoever reads the report.
+    // A failed run keeps the nodes' logs, and the servers' beside them, for whoever reads the report.
     if (passed && !KEEP_LOGS) rmSync(dir, { recursive: true, force: true })
-    else console.log(`node logs kept in ${dir}`)
+    else {
+      writeFileSync(join(dir, 'servers.log'), `${cluster.logs()}\n`)
+      console.log(`node and server logs kept in ${dir}`)
+    }
     console.log(`[${elapsed()}] stopped`)
   }
 }
