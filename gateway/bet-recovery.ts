@@ -2,7 +2,11 @@
  * Status events are core NATS: a server paused or cut off loses them. A bet whose next status has
  * not come within `statusRecoverAfterMs` is looked up (`bets.lookup`): an API node answers with the
  * statuses its replica and ledger vouch for, and they pass through the same ordering as any other.
- * A bet still waiting is asked about again after twice as long each time, up to a minute.
+ * A bet waiting for its final (due seconds after placement) is asked about again every
+ * `statusRecoverAfterMs`, RECOVERY_STEADY_LOOKUPS times, before the waits grow: once a fault heals,
+ * its final reaches the client within one such wait, not after a wait that doubled while nothing
+ * could answer. A bet waiting for its settlement (which comes when its market settles, maybe much
+ * later) is asked about again after twice as long each time. Waits are at most a minute.
  */
 
 import type { Timers } from '../nodes/fabric/timers.ts'
@@ -15,6 +19,8 @@ import { RANK, type RelayState, type Track, type UserChannel } from './bet-relay
 export const RECOVERY_SWEEP_MS = 1_000
 /** The longest wait between two lookups of one bet. */
 export const RECOVERY_BACKOFF_MAX_MS = 60_000
+/** Lookups of a bet waiting for its final that come `statusRecoverAfterMs` apart (a minute's worth at 5 s). */
+export const RECOVERY_STEADY_LOOKUPS = 12
 
 /** Sweep every `RECOVERY_SWEEP_MS`; returns the stop function. */
 export function startRecovery(state: RelayState, timers: Timers): () => void {
@@ -36,7 +42,7 @@ function sweep(state: RelayState): void {
       if (track === undefined || !overdue(track, now)) continue
       due.push(betId)
       track.lookups++
-      track.lookupAt = now + backoffMs(state.limits.statusRecoverAfterMs, track.lookups)
+      track.lookupAt = now + backoffMs(state.limits.statusRecoverAfterMs, track)
       if (due.length >= LOOKUP_BETS_MAX) break
     }
     if (due.length > 0) lookUp(state, userId, channel, due)
@@ -48,9 +54,14 @@ function overdue(track: Track, now: number): boolean {
   return waiting && now >= track.lookupAt
 }
 
-/** The wait after a bet's `lookups`-th lookup in a row: twice the one before, at most a minute. */
-function backoffMs(statusRecoverAfterMs: number, lookups: number): number {
-  return Math.min(RECOVERY_BACKOFF_MAX_MS, statusRecoverAfterMs * 2 ** lookups)
+/**
+ * The wait after a bet's `lookups`-th lookup in a row: while it waits for its final, the same
+ * until RECOVERY_STEADY_LOOKUPS, then twice the one before; at most a minute.
+ */
+export function backoffMs(statusRecoverAfterMs: number, track: Pick<Track, 'stage' | 'lookups'>): number {
+  const doublings =
+    track.stage < RANK.final ? Math.max(0, track.lookups - RECOVERY_STEADY_LOOKUPS) : track.lookups
+  return Math.min(RECOVERY_BACKOFF_MAX_MS, statusRecoverAfterMs * 2 ** doublings)
 }
 
 function lookUp(state: RelayState, userId: string, channel: UserChannel, betIds: string[]): void {

@@ -26,7 +26,7 @@ import { startRecovery } from './bet-recovery.ts'
 import type { BetRelayLimits, Deliver, RelayState, SecondConnection, UserChannel } from './bet-relay-state.ts'
 import type { PlaceFrame } from './protocol.ts'
 
-export { RECOVERY_BACKOFF_MAX_MS, RECOVERY_SWEEP_MS } from './bet-recovery.ts'
+export { RECOVERY_BACKOFF_MAX_MS, RECOVERY_STEADY_LOOKUPS, RECOVERY_SWEEP_MS } from './bet-recovery.ts'
 export type { BetRelayLimits, Deliver } from './bet-relay-state.ts'
 
 export interface BetRelay {

@@ -279,7 +279,7 @@ export const options = defineOptions({
   statusRecoverAfterMs: limit(
     'status-recover-after-ms',
     D.statusRecoverAfterMs,
-    'how long a bet waits for its next status before the gateway asks an API node for it (then twice as long each time, up to a minute)',
+    'how long a bet waits for its next status before the gateway asks an API node for it (for a final, again as often twelve times before the waits double; for a settlement, twice as long each time; up to a minute)',
     100,
     600_000,
   ),

@@ -1,7 +1,8 @@
 // The bet relay keeps each bet's statuses in order and once each, whatever order the fabric
 // delivers them in: here a responder on a real cluster announces the settlement and the final
 // verdict (twice each, as several nodes do) before it replies with the provisional one. And the
-// statuses lost on the way are looked up, less and less often: there the relay's clock and sweep
+// statuses lost on the way are looked up, a final steadily for a while and a settlement less and
+// less often: there the relay's clock and sweep
 // timer are the test's, moved by hand, so the times it asks at are exact and nothing sleeps. And a
 // placement refused for reusing a bet id with another body is told which bet stands, whose
 // statuses still come. And hedging: with one of two announced API nodes silent (paused), every bet
@@ -13,7 +14,7 @@ import type { Msg, NatsConnection } from '@nats-io/transport-node'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { createApiDirectory } from '../../gateway/api-directory.ts'
-import { createBetRelay, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
+import { createBetRelay, RECOVERY_STEADY_LOOKUPS, RECOVERY_SWEEP_MS } from '../../gateway/bets.ts'
 import { type BetFrame, type ErrorFrame, isServerFrame, type PlaceFrame } from '../../gateway/protocol.ts'
 import type { Timers } from '../../nodes/fabric/timers.ts'
 import { newDirectId } from '../../protocol/api-nodes.ts'
@@ -306,6 +307,51 @@ t.test('statuses lost on the way are looked up, and asked about less and less of
     relay.stats(),
     { lookups: lookups.length, recovered: 2 },
     'two lost finals recovered (the held settlement had only come early)',
+  )
+})
+
+t.test('a bet waiting for its final is asked about steadily for a while, then less often', async (t) => {
+  // No node knows the final of `unfinal` yet (a fault keeps it from them): every lookup comes back
+  // empty. The final is due within seconds, so the relay asks every status-recover-after-ms (here
+  // 1 s, one sweep) RECOVERY_STEADY_LOOKUPS times before the waits double: once the fault heals,
+  // the final comes within one wait, not after a wait that grew while nobody could answer.
+  const { api, gateway } = await twoConnections(t)
+  const clock = manualClock()
+  const lookups: number[] = []
+  api.subscribe(PLACE_ALICE, {
+    callback: (_error, message) => {
+      message.respond(JSON.stringify(provisional('unfinal')))
+    },
+  })
+  api.subscribe(LOOKUP_ALICE, {
+    callback: (_error, message) => {
+      lookups.push(clock.now())
+      message.respond(JSON.stringify({ ok: true, data: { statuses: [] } }))
+    },
+  })
+  await api.flush()
+  const relay = createBetRelay(
+    gateway,
+    { ...LIMITS, statusRecoverAfterMs: 1_000 },
+    pino({ level: 'silent' }),
+    route,
+    clock,
+  )
+  t.teardown(() => relay.close())
+  const seen: (BetFrame | ErrorFrame)[] = []
+  t.teardown(relay.watch('alice', (frame) => seen.push(frame)))
+  await gateway.flush()
+  relay.place('alice', place('unfinal'))
+  await waitFor('the provisional', () => seen.length === 1)
+  for (let sweep = 1; sweep <= 30; sweep++) {
+    clock.advance(RECOVERY_SWEEP_MS)
+    await waitFor('the lookup answered', () => relay.lookupsInFlight() === 0)
+  }
+  const steady = Array.from({ length: RECOVERY_STEADY_LOOKUPS }, (_, i) => (i + 1) * 1_000)
+  t.same(
+    lookups,
+    [...steady, 13_000, 15_000, 19_000, 27_000],
+    'every second twelve times, then after twice as long each time',
   )
 })
 
