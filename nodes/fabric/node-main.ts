@@ -291,6 +291,7 @@ export async function runNode<S extends OptionsSchema>(
   if (skewMs !== 0) log.warn({ skewMs }, 'this node’s clock is skewed on purpose')
   const clock = skewMs === 0 ? Date.now : () => Date.now() + skewMs
   const startingAtMs = Date.now()
+  // A node that cannot start says why in its log, as one line, rather than as a bare stack trace.
   const node = await start({
     config,
     nc,
@@ -299,6 +300,9 @@ export async function runNode<S extends OptionsSchema>(
     backend: BACKENDS[config.backend as BackendName],
     clock,
     appendHedge,
+  }).catch((error: unknown) => {
+    log.fatal({ err: error, cause: (error as Error | undefined)?.cause }, `${name} could not start; exiting`)
+    process.exit(1)
   })
   const prefix = name.replaceAll('-', '_')
   const clockWatch = watchClock(node.clock, { nc, config, clock, log, registry, prefix })

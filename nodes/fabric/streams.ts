@@ -258,9 +258,15 @@ export interface FabricObjects {
   readonly snapshots: KV
 }
 
-/** Attempts at creating the fabric: a cluster that has just formed may time out JetStream API calls. */
-export const ENSURE_ATTEMPTS_MAX = 10
+/**
+ * How long the fabric is tried while JetStream forms: a cluster that has just formed times out
+ * JetStream API calls, and after a partition heals nats-server 2.9.10 was seen answering
+ * "temporarily unavailable" for over 25 s (a node restarting then died after its tries ran out).
+ */
+export const ENSURE_FORMING_MS = 120_000
+/** The wait after the first try; it grows by as much with each try, up to ENSURE_RETRY_MAX_MS. */
 export const ENSURE_RETRY_MS = 500
+export const ENSURE_RETRY_MAX_MS = 5_000
 
 /**
  * Errors JetStream gives while it elects its leaders or re-forms (at start, or right after a
@@ -278,20 +284,22 @@ export function isTransientJetStreamError(error: unknown): boolean {
 }
 
 /**
- * Run `once` until it succeeds, retrying a transient JetStream error up to `attempts` times
- * (ENSURE_ATTEMPTS_MAX) with a growing wait (`retryMs` times the attempt); any other error, or
- * the last attempt's, is thrown.
+ * Run `once` until it succeeds, retrying a transient JetStream error for up to `withinMs`
+ * (ENSURE_FORMING_MS) with a growing wait (`retryMs` times the attempt, at most
+ * ENSURE_RETRY_MAX_MS); any other error, or the last one once the time is up, is thrown.
  */
 export async function retryWhileForming<T>(
   once: () => Promise<T>,
-  { attempts = ENSURE_ATTEMPTS_MAX, retryMs = ENSURE_RETRY_MS } = {},
+  { withinMs = ENSURE_FORMING_MS, retryMs = ENSURE_RETRY_MS } = {},
 ): Promise<T> {
+  const deadline = Date.now() + withinMs
   for (let attempt = 1; ; attempt++) {
     try {
       return await once()
     } catch (error) {
-      if (attempt >= attempts || !isTransientJetStreamError(error)) throw error
-      await new Promise((resolve) => setTimeout(resolve, retryMs * attempt))
+      const waitMs = Math.min(retryMs * attempt, ENSURE_RETRY_MAX_MS)
+      if (Date.now() + waitMs >= deadline || !isTransientJetStreamError(error)) throw error
+      await new Promise((resolve) => setTimeout(resolve, waitMs))
     }
   }
 }
