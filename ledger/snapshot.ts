@@ -27,6 +27,7 @@ import {
   type SettlementOutcome,
   type Verdict,
 } from './entries.ts'
+import { extend } from './extend.ts'
 import { field, isEntryId, isEntryKey, isIntegerIn, isRecord, type Raw } from './guards.ts'
 import { parseAllowance, parseBetFields } from './parse.ts'
 import {
@@ -171,16 +172,15 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
     settledSeq > base.placedSeq &&
     isRetireAt(retireAtMs, state)
   if (!valid) return null
-  return {
-    ...base,
-    status: 'settled',
+  return extend(base, {
+    status: 'settled' as const,
     outcome: outcome as SettlementOutcome,
     settledOdds,
     payoutCents: payout as number,
     settlementId: settlementId as string,
     settledSeq: settledSeq as number,
     retireAtMs,
-  }
+  })
 }
 
 /** A retirement still to come, within one retention of the ledger's time (state.ts). */
@@ -196,7 +196,7 @@ function parseBetState(value: unknown, state: State): BetState {
   const status = field(value, 'status')
   const reason = field(value, 'reason')
   let bet: BetState | null = null
-  if (status === 'open' && placement?.status === 'applied') bet = { ...base, status }
+  if (status === 'open' && placement?.status === 'applied') bet = extend(base, { status: 'open' as const })
   if (status === 'settled' && placement?.status === 'applied') bet = parseSettledBet(value, base, state)
   const refused = BET_REFUSALS.includes(reason as BetRefusal)
   const retireAtMs = field(value, 'retireAtMs')
@@ -207,7 +207,7 @@ function parseBetState(value: unknown, state: State): BetState {
     placement.reason === reason &&
     isRetireAt(retireAtMs, state)
   ) {
-    bet = { ...base, status, reason: reason as BetRefusal, retireAtMs }
+    bet = extend(base, { status: 'rejected' as const, reason: reason as BetRefusal, retireAtMs })
   }
   return bet === null ? invalid(`bet ${base.betId}`) : Object.freeze(bet)
 }

@@ -33,6 +33,7 @@ import {
   type Verdict,
   type WithdrawalEntry,
 } from './entries.ts'
+import { extend } from './extend.ts'
 import { isIntegerIn } from './guards.ts'
 import { parseLedgerMessage } from './parse.ts'
 
@@ -247,10 +248,13 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
     const key = betKeyOf(entry.userId, entry.id)
     const retireAtMs = queueRetirement(state, key)
-    state.bets.set(key, Object.freeze({ ...base, status: 'rejected', reason: refusal, retireAtMs }))
+    state.bets.set(
+      key,
+      Object.freeze(extend(base, { status: 'rejected' as const, reason: refusal, retireAtMs })),
+    )
     return rejected(refusal)
   }
-  const bet: BetState = Object.freeze({ ...base, status: 'open' })
+  const bet: BetState = Object.freeze(extend(base, { status: 'open' as const }))
   state.bets.set(betKeyOf(entry.userId, entry.id), bet)
   credit(state, entry.userId, -entry.stakeCents)
   state.totals.stakesCents += entry.stakeCents
@@ -268,16 +272,17 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
   const settledOdds = entry.odds ?? bet.odds
   const payout = payoutCents(bet.stakeCents, settledOdds, entry.outcome)
   if (inflowCents(state) + payout > LEDGER_INFLOW_CENTS_MAX) return rejected('LEDGER_LIMIT')
-  const settled: BetState = Object.freeze({
-    ...bet,
-    status: 'settled',
-    outcome: entry.outcome,
-    settledOdds,
-    payoutCents: payout,
-    settlementId: entry.id,
-    settledSeq: seq,
-    retireAtMs: queueRetirement(state, betKeyOf(bet.userId, bet.betId)),
-  })
+  const settled: BetState = Object.freeze(
+    extend(bet, {
+      status: 'settled' as const,
+      outcome: entry.outcome,
+      settledOdds,
+      payoutCents: payout,
+      settlementId: entry.id,
+      settledSeq: seq,
+      retireAtMs: queueRetirement(state, betKeyOf(bet.userId, bet.betId)),
+    }),
+  )
   state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
   closeExposure(state, bet)
   state.totals.payoutsCents += payout
@@ -353,16 +358,19 @@ function resultBase(state: State, entry: LedgerEntry): ResultBase {
 function repeatResult(state: State, entry: LedgerEntry, seen: SeenEntry, digest: string): FoldResult {
   if (seen.digest !== digest) {
     state.counts.conflict += 1
-    return { ...resultBase(state, entry), status: 'conflict', reason: 'ID_REUSED', conflictsWith: seen.seq }
+    return Object.assign(resultBase(state, entry), {
+      status: 'conflict' as const,
+      reason: 'ID_REUSED' as const,
+      conflictsWith: seen.seq,
+    })
   }
   state.counts.duplicate += 1
-  return {
-    ...resultBase(state, entry),
-    status: 'duplicate',
+  return Object.assign(resultBase(state, entry), {
+    status: 'duplicate' as const,
     reason: seen.reason,
     original: seen.status,
     duplicateOf: seen.seq,
-  }
+  })
 }
 
 const MALFORMED_RESULT: FoldResult = Object.freeze({
@@ -404,5 +412,6 @@ function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
   state.seen.set(key, Object.freeze({ key, seq, digest, ...verdict }))
   state.counts[verdict.status] += 1
   assertInvariants(state, entry.userId)
-  return { ...resultBase(state, entry), ...verdict }
+  // Onto the fresh base, not spread into a literal: see extend.ts.
+  return Object.assign(resultBase(state, entry), verdict)
 }
