@@ -2,8 +2,9 @@
  * What a ledger fold holds per bet, and what retiring settled bets (LEDGER_BET_RETENTION_MS) does
  * to it: folds `--bets` bets of 500 users, each settled at once, their placement times spread over
  * three retentions of ledger time, twice in one run: with a retention longer than the run (every bet held, the baseline) and with
- * `--retention-ms`. Reports heap bytes per bet held (after a forced GC), the bets held at the end,
- * the fold's time per bet and its snapshot's JSON size. Needs --expose-gc (the npm script passes it).
+ * `--retention-ms`; then a third time with the bets left open (never settled, so all held).
+ * Reports heap bytes per bet held (after a forced GC), the bets held at the end, the fold's time
+ * per bet (and settlement) and its snapshot's JSON size. Needs --expose-gc (the npm script passes it).
  *
  *   npm run bench:fold-memory
  *   npm run bench:fold-memory -- --bets 500000 --retention-ms 60000
@@ -25,6 +26,8 @@ const values = parseCommandLine(
     'retention-ms': { type: 'string', default: String(LEDGER_BET_RETENTION_MS) },
     /** Internal: fold with this retention in this process and print the figures as JSON. */
     only: { type: 'string' },
+    /** Internal, with --only: leave the bets open. */
+    open: { type: 'boolean', default: false },
   },
   USAGE,
 )
@@ -46,7 +49,7 @@ const collect = () => {
   gc?.()
 }
 
-function run(retentionMs: number) {
+function run(retentionMs: number, settle: boolean) {
   const fold = createLedgerFold(undefined, { betRetentionMs: retentionMs })
   let seq = 0
   for (let u = 0; u < USERS; u++)
@@ -75,7 +78,8 @@ function run(retentionMs: number) {
       },
       ++seq,
     )
-    fold.apply({ type: 'settlement', id: settlementIdOf(id), betId: id, userId, outcome: 'lost' }, ++seq)
+    if (settle)
+      fold.apply({ type: 'settlement', id: settlementIdOf(id), betId: id, userId, outcome: 'lost' }, ++seq)
     if ((i + 1) % 100_000 === 0)
       console.error(`  retention ${retentionMs} ms: ${i + 1} of ${BETS} bets folded`)
   }
@@ -90,11 +94,12 @@ function run(retentionMs: number) {
     // Past V8's longest string (2^29 - 24 characters): such a fold cannot be checkpointed.
     if (!(error instanceof RangeError)) throw error
   }
-  return { retentionMs, held, heapBytes, foldUs, snapshotBytes }
+  return { retentionMs, settled: settle, held, heapBytes, foldUs, snapshotBytes }
 }
 
 interface Row {
   readonly retentionMs: number
+  readonly settled: boolean
   readonly held: number
   readonly heapBytes: number
   readonly foldUs: number
@@ -103,12 +108,20 @@ interface Row {
 }
 
 if (values.only !== undefined) {
-  console.log(JSON.stringify(run(Number(values.only))))
+  console.log(JSON.stringify(run(Number(values.only), !values.open)))
 } else {
-  console.log(`${BETS} bets of ${USERS} users, each settled at once, ${STEP_MS} ms of ledger time apart`)
-  // Each fold in a process of its own, so that neither measures what the other left on the heap.
-  const rows = [BETS * STEP_MS * 10, RETENTION_MS].map((retentionMs): Row => {
-    console.log(`  folding with a retention of ${retentionMs} ms`)
+  console.log(`${BETS} bets of ${USERS} users, ${STEP_MS} ms of ledger time apart`)
+  // Each fold in a process of its own, so that none measures what another left on the heap.
+  const longest = BETS * STEP_MS * 10
+  const folds = [
+    { retentionMs: longest, open: false },
+    { retentionMs: RETENTION_MS, open: false },
+    { retentionMs: longest, open: true },
+  ]
+  const rows = folds.map(({ retentionMs, open }): Row => {
+    console.log(
+      `  folding with a retention of ${retentionMs} ms, the bets ${open ? 'left open' : 'settled at once'}`,
+    )
     const out = execFileSync(
       process.execPath,
       [
@@ -122,16 +135,17 @@ if (values.only !== undefined) {
         String(RETENTION_MS),
         '--only',
         String(retentionMs),
+        ...(open ? ['--open'] : []),
       ],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
     )
     return JSON.parse(out.trim().split('\n').pop() as string) as Row
   })
   console.log(
-    '\nretention ms | bets held at the end | heap MiB (per bet held) | fold us per bet and settlement | snapshot JSON MiB',
+    '\nretention ms | bets | bets held at the end | heap MiB (per bet held) | fold us per bet (and settlement) | snapshot JSON MiB',
   )
   for (const r of rows)
     console.log(
-      `${r.retentionMs} | ${r.held} | ${(r.heapBytes / 1024 ** 2).toFixed(1)} (${Math.round(r.heapBytes / Math.max(1, r.held))} B) | ${r.foldUs.toFixed(1)} | ${r.snapshotBytes === null ? 'over the longest string' : (r.snapshotBytes / 1024 ** 2).toFixed(1)}`,
+      `${r.retentionMs} | ${r.settled ? 'settled' : 'open'} | ${r.held} | ${(r.heapBytes / 1024 ** 2).toFixed(1)} (${Math.round(r.heapBytes / Math.max(1, r.held))} B) | ${r.foldUs.toFixed(1)} | ${r.snapshotBytes === null ? 'over the longest string' : (r.snapshotBytes / 1024 ** 2).toFixed(1)}`,
     )
 }

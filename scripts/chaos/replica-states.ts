@@ -159,7 +159,10 @@ export async function contentDisagreements(
     let connection = connections.get(url)
     if (connection === undefined) {
       connection = connect({ servers: [url], ignoreClusterUpdates: true, timeout: CONNECT_TIMEOUT_MS })
-        .then(async (nc) => ({ nc, jsm: await jetstreamManager(nc, { checkAPI: false, timeout: READ_TIMEOUT_MS }) }))
+        .then(async (nc) => ({
+          nc,
+          jsm: await jetstreamManager(nc, { checkAPI: false, timeout: READ_TIMEOUT_MS }),
+        }))
         .catch(() => null)
       connections.set(url, connection)
     }
