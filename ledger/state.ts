@@ -62,11 +62,13 @@ export interface State {
   /** The ledger's time: the latest `placedAtMs` folded. */
   logTimeMs: number
   /**
-   * Keys of settled and refused bets in the order they will retire: each is queued when it settles
-   * or is refused, at the ledger time then plus the retention, and that time never goes back, so
-   * the queue is in `retireAtMs` order. From `retiringHead` on; the rest are gone.
+   * Settled and refused bets in the order they will retire: each is queued when it settles or is
+   * refused, at the ledger time then plus the retention, and that time never goes back, so the
+   * queue is in `retireAtMs` order. From `retiringHead` on; before it, undefined. The bets, not
+   * their keys: a key made again here would be a third copy of it held for every bet (`seen` and
+   * `bets` share one).
    */
-  readonly retiring: string[]
+  readonly retiring: (RetiringBet | undefined)[]
   retiringHead: number
   readonly retired: { bets: number; stakesCents: number; payoutsCents: number }
 }
@@ -104,15 +106,14 @@ export function emptyState(retentionMs = LEDGER_BET_RETENTION_MS): State {
   }
 }
 
-/** A settled or refused bet starts its retention now (by the ledger's time). */
-function queueRetirement(state: State, key: string): number {
-  state.retiring.push(key)
-  return state.logTimeMs + state.retentionMs
-}
+type RetiringBet = Exclude<BetState, { status: 'open' }>
+
+/** When a bet settled or refused now (by the ledger's time) retires; queue it once it is built. */
+const retirementOf = (state: State) => state.logTimeMs + state.retentionMs
 
 /** Queue a restored bet: restore hands them over in `retireAtMs` order. */
 export function requeueRetirement(state: State, bet: BetState): void {
-  if (bet.status !== 'open') state.retiring.push(betKeyOf(bet.userId, bet.betId))
+  if (bet.status !== 'open') state.retiring.push(bet)
 }
 
 /**
@@ -123,10 +124,10 @@ export function requeueRetirement(state: State, bet: BetState): void {
 function retireExpired(state: State): void {
   const { retiring } = state
   while (state.retiringHead < retiring.length) {
-    const key = retiring[state.retiringHead] as string
-    const bet = state.bets.get(key)
-    if (bet !== undefined && bet.status !== 'open') {
-      if (bet.retireAtMs > state.logTimeMs) break
+    const bet = retiring[state.retiringHead] as RetiringBet
+    if (bet.retireAtMs > state.logTimeMs) break
+    const key = betKeyOf(bet.userId, bet.betId)
+    if (state.bets.get(key) === bet) {
       state.bets.delete(key)
       state.seen.delete(key)
       state.retired.bets += 1
@@ -136,6 +137,8 @@ function retireExpired(state: State): void {
         state.retired.payoutsCents += bet.payoutCents
       }
     }
+    // Let the retired bet go now, not when the consumed head is dropped.
+    retiring[state.retiringHead] = undefined
     state.retiringHead += 1
   }
   // Drop the consumed head now and then, not at every retirement: a splice is O(length).
@@ -226,7 +229,8 @@ function betRefusal(state: State, entry: BetEntry): BetRefusal | null {
   return overLimit ? 'LEDGER_LIMIT' : null
 }
 
-function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
+/** `key` is the entry's (entryKeyOf), which `seen` holds too: one string for both maps. */
+function applyBet(state: State, entry: BetEntry, seq: number, key: string): Verdict {
   const base: BetBase = {
     betId: entry.id,
     userId: entry.userId,
@@ -246,16 +250,15 @@ function applyBet(state: State, entry: BetEntry, seq: number): Verdict {
   const refusal = betRefusal(state, entry)
   if (refusal !== null) {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
-    const key = betKeyOf(entry.userId, entry.id)
-    const retireAtMs = queueRetirement(state, key)
-    state.bets.set(
-      key,
-      Object.freeze(extend(base, { status: 'rejected' as const, reason: refusal, retireAtMs })),
+    const refused = Object.freeze(
+      extend(base, { status: 'rejected' as const, reason: refusal, retireAtMs: retirementOf(state) }),
     )
+    state.bets.set(key, refused)
+    state.retiring.push(refused)
     return rejected(refusal)
   }
   const bet: BetState = Object.freeze(extend(base, { status: 'open' as const }))
-  state.bets.set(betKeyOf(entry.userId, entry.id), bet)
+  state.bets.set(key, bet)
   credit(state, entry.userId, -entry.stakeCents)
   state.totals.stakesCents += entry.stakeCents
   openExposure(state, bet)
@@ -272,7 +275,7 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
   const settledOdds = entry.odds ?? bet.odds
   const payout = payoutCents(bet.stakeCents, settledOdds, entry.outcome)
   if (inflowCents(state) + payout > LEDGER_INFLOW_CENTS_MAX) return rejected('LEDGER_LIMIT')
-  const settled: BetState = Object.freeze(
+  const settled = Object.freeze(
     extend(bet, {
       status: 'settled' as const,
       outcome: entry.outcome,
@@ -280,10 +283,12 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
       payoutCents: payout,
       settlementId: entry.id,
       settledSeq: seq,
-      retireAtMs: queueRetirement(state, betKeyOf(bet.userId, bet.betId)),
+      retireAtMs: retirementOf(state),
     }),
   )
+  // The map keeps the key it holds: the one `seen` holds too.
   state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
+  state.retiring.push(settled)
   closeExposure(state, bet)
   state.totals.payoutsCents += payout
   credit(state, entry.userId, payout)
@@ -318,13 +323,13 @@ function applyAllowance(state: State, entry: AllowanceEntry): Verdict {
   return APPLIED
 }
 
-function applyEntry(state: State, entry: LedgerEntry, seq: number): Verdict {
+function applyEntry(state: State, entry: LedgerEntry, seq: number, key: string): Verdict {
   switch (entry.type) {
     case 'deposit':
     case 'withdrawal':
       return applyMovement(state, entry)
     case 'bet':
-      return applyBet(state, entry, seq)
+      return applyBet(state, entry, seq, key)
     case 'settlement':
       return applySettlement(state, entry, seq)
     case 'allowance-grant':
@@ -408,7 +413,7 @@ function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
   const key = entryKeyOf(entry)
   const seen = state.seen.get(key)
   if (seen !== undefined) return repeatResult(state, entry, seen, digest)
-  const verdict = applyEntry(state, entry, seq)
+  const verdict = applyEntry(state, entry, seq, key)
   state.seen.set(key, Object.freeze({ key, seq, digest, ...verdict }))
   state.counts[verdict.status] += 1
   assertInvariants(state, entry.userId)
