@@ -5,6 +5,7 @@
 
 import { isOdds } from '../crdt/ops.ts'
 import { betKeyOf, entryKeyOf, isUserId } from '../protocol/ids.ts'
+import { openBet, refusedBet, settledBet } from './bet-state.ts'
 import {
   BET_REFUSALS,
   type BetBase,
@@ -25,9 +26,7 @@ import {
   SETTLEMENT_OUTCOMES,
   type SeenEntry,
   type SettlementOutcome,
-  type Verdict,
 } from './entries.ts'
-import { extend } from './extend.ts'
 import { field, isEntryId, isEntryKey, isIntegerIn, isRecord, type Raw } from './guards.ts'
 import { parseAllowance, parseBetFields } from './parse.ts'
 import {
@@ -127,7 +126,7 @@ function parseSeenEntry(value: unknown, lastSeq: number): SeenEntry {
     /^[A-Za-z0-9_-]{43}$/.test(digest) &&
     verdictValid
   if (!valid) return invalid(`entry ${JSON.stringify(value).slice(0, 200)}`)
-  return Object.freeze({ key, seq, digest, ...({ status, reason } as Verdict) })
+  return Object.freeze({ key, seq, digest, status, reason } as SeenEntry)
 }
 
 function restoreEntries(state: State, value: unknown): void {
@@ -172,8 +171,7 @@ function parseSettledBet(raw: Raw, base: BetBase, state: State): BetState | null
     settledSeq > base.placedSeq &&
     isRetireAt(retireAtMs, state)
   if (!valid) return null
-  return extend(base, {
-    status: 'settled' as const,
+  return settledBet(base, {
     outcome: outcome as SettlementOutcome,
     settledOdds,
     payoutCents: payout as number,
@@ -196,7 +194,7 @@ function parseBetState(value: unknown, state: State): BetState {
   const status = field(value, 'status')
   const reason = field(value, 'reason')
   let bet: BetState | null = null
-  if (status === 'open' && placement?.status === 'applied') bet = extend(base, { status: 'open' as const })
+  if (status === 'open' && placement?.status === 'applied') bet = openBet(base)
   if (status === 'settled' && placement?.status === 'applied') bet = parseSettledBet(value, base, state)
   const refused = BET_REFUSALS.includes(reason as BetRefusal)
   const retireAtMs = field(value, 'retireAtMs')
@@ -207,9 +205,9 @@ function parseBetState(value: unknown, state: State): BetState {
     placement.reason === reason &&
     isRetireAt(retireAtMs, state)
   ) {
-    bet = extend(base, { status: 'rejected' as const, reason: reason as BetRefusal, retireAtMs })
+    bet = refusedBet(base, reason as BetRefusal, retireAtMs)
   }
-  return bet === null ? invalid(`bet ${base.betId}`) : Object.freeze(bet)
+  return bet === null ? invalid(`bet ${base.betId}`) : bet
 }
 
 /**

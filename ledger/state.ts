@@ -4,6 +4,7 @@
  */
 
 import { betKeyOf, entryKeyOf } from '../protocol/ids.ts'
+import { openBet, refusedBet, settledBet } from './bet-state.ts'
 import {
   type AllowanceEntry,
   type BetBase,
@@ -27,13 +28,11 @@ import {
   marketKeyOf,
   POTENTIAL_PAYOUT_CENTS_MAX,
   payoutCents,
-  type ResultBase,
   type SeenEntry,
   type SettlementEntry,
   type Verdict,
   type WithdrawalEntry,
 } from './entries.ts'
-import { extend } from './extend.ts'
 import { isIntegerIn } from './guards.ts'
 import { parseLedgerMessage } from './parse.ts'
 
@@ -242,22 +241,19 @@ function applyBet(state: State, entry: BetEntry, seq: number, key: string): Verd
     policy: entry.policy,
     stamp: entry.stamp,
     placedAtMs: entry.placedAtMs,
-    // Kept so that the bet's liability is released at the same odds it was counted at; in the key
-    // order a restored snapshot gives, so equal folds have equal snapshots.
-    ...(entry.offeredOdds === undefined ? {} : { offeredOdds: entry.offeredOdds }),
+    // Kept so that the bet's liability is released at the same odds it was counted at.
+    offeredOdds: entry.offeredOdds,
     placedSeq: seq,
   }
   const refusal = betRefusal(state, entry)
   if (refusal !== null) {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
-    const refused = Object.freeze(
-      extend(base, { status: 'rejected' as const, reason: refusal, retireAtMs: retirementOf(state) }),
-    )
+    const refused = refusedBet(base, refusal, retirementOf(state)) as RetiringBet
     state.bets.set(key, refused)
     state.retiring.push(refused)
     return rejected(refusal)
   }
-  const bet: BetState = Object.freeze(extend(base, { status: 'open' as const }))
+  const bet = openBet(base)
   state.bets.set(key, bet)
   credit(state, entry.userId, -entry.stakeCents)
   state.totals.stakesCents += entry.stakeCents
@@ -275,17 +271,14 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
   const settledOdds = entry.odds ?? bet.odds
   const payout = payoutCents(bet.stakeCents, settledOdds, entry.outcome)
   if (inflowCents(state) + payout > LEDGER_INFLOW_CENTS_MAX) return rejected('LEDGER_LIMIT')
-  const settled = Object.freeze(
-    extend(bet, {
-      status: 'settled' as const,
-      outcome: entry.outcome,
-      settledOdds,
-      payoutCents: payout,
-      settlementId: entry.id,
-      settledSeq: seq,
-      retireAtMs: retirementOf(state),
-    }),
-  )
+  const settled = settledBet(bet, {
+    outcome: entry.outcome,
+    settledOdds,
+    payoutCents: payout,
+    settlementId: entry.id,
+    settledSeq: seq,
+    retireAtMs: retirementOf(state),
+  }) as RetiringBet
   // The map keeps the key it holds: the one `seen` holds too.
   state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
   state.retiring.push(settled)
@@ -355,27 +348,31 @@ function assertNextSeq(lastSeq: number, seq: number): void {
   }
 }
 
-function resultBase(state: State, entry: LedgerEntry): ResultBase {
-  return { entryId: entry.id, userId: entry.userId, balanceCents: state.balances.get(entry.userId) ?? 0 }
-}
+const balanceOf = (state: State, entry: LedgerEntry) => state.balances.get(entry.userId) ?? 0
 
 /** A known id again: the same body reports the first verdict, another body is refused. */
 function repeatResult(state: State, entry: LedgerEntry, seen: SeenEntry, digest: string): FoldResult {
   if (seen.digest !== digest) {
     state.counts.conflict += 1
-    return Object.assign(resultBase(state, entry), {
-      status: 'conflict' as const,
-      reason: 'ID_REUSED' as const,
+    return {
+      entryId: entry.id,
+      userId: entry.userId,
+      balanceCents: balanceOf(state, entry),
+      status: 'conflict',
+      reason: 'ID_REUSED',
       conflictsWith: seen.seq,
-    })
+    }
   }
   state.counts.duplicate += 1
-  return Object.assign(resultBase(state, entry), {
-    status: 'duplicate' as const,
+  return {
+    entryId: entry.id,
+    userId: entry.userId,
+    balanceCents: balanceOf(state, entry),
+    status: 'duplicate',
     reason: seen.reason,
     original: seen.status,
     duplicateOf: seen.seq,
-  })
+  }
 }
 
 const MALFORMED_RESULT: FoldResult = Object.freeze({
@@ -414,9 +411,19 @@ function foldEntry(state: State, entry: LedgerEntry, seq: number): FoldResult {
   const seen = state.seen.get(key)
   if (seen !== undefined) return repeatResult(state, entry, seen, digest)
   const verdict = applyEntry(state, entry, seq, key)
-  state.seen.set(key, Object.freeze({ key, seq, digest, ...verdict }))
+  // Every field named in the literal, as bet-state.ts builds bets: one hidden class for all, and
+  // every field in the object itself.
+  state.seen.set(
+    key,
+    Object.freeze({ key, seq, digest, status: verdict.status, reason: verdict.reason } as SeenEntry),
+  )
   state.counts[verdict.status] += 1
   assertInvariants(state, entry.userId)
-  // Onto the fresh base, not spread into a literal: see extend.ts.
-  return Object.assign(resultBase(state, entry), verdict)
+  return {
+    entryId: entry.id,
+    userId: entry.userId,
+    balanceCents: balanceOf(state, entry),
+    status: verdict.status,
+    reason: verdict.reason,
+  } as FoldResult
 }
