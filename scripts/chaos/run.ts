@@ -79,6 +79,7 @@ import {
   startLabSuperCluster,
   sweepStaleLabs,
 } from './netns.ts'
+import { forksInLogDir } from './node-forks.ts'
 import {
   CONTENT_READS_PER_SEQ,
   contentDisagreements,
@@ -1578,6 +1579,18 @@ async function runScenario(
         console.log(
           `[${elapsed()}] the servers' replicas of a stream hold different messages: ${forks.join(' | ')}`,
         )
+    }
+    // A fork can be gone by the end (a replica caught up, a purge took the sequence): what the
+    // nodes logged of two answers of the servers that contradict each other counts too.
+    if (!passed && serverFault && forks.length === 0) {
+      forks.push(
+        ...forksInLogDir(
+          dir,
+          nodes.map(({ name }) => name),
+        ),
+      )
+      if (forks.length > 0)
+        console.log(`[${elapsed()}] the nodes saw the servers contradict themselves: ${forks.join(' | ')}`)
     }
     // A failed run is the servers' fault only if every check it broke is on a stream they forked.
     const unexplained =
