@@ -58,7 +58,7 @@ function overdue(track: Track, now: number): boolean {
  * The wait after a bet's `lookups`-th lookup in a row: while it waits for its final, the same
  * until RECOVERY_STEADY_LOOKUPS, then twice the one before; at most a minute.
  */
-export function backoffMs(statusRecoverAfterMs: number, track: Pick<Track, 'stage' | 'lookups'>): number {
+function backoffMs(statusRecoverAfterMs: number, track: Pick<Track, 'stage' | 'lookups'>): number {
   const doublings =
     track.stage < RANK.final ? Math.max(0, track.lookups - RECOVERY_STEADY_LOOKUPS) : track.lookups
   return Math.min(RECOVERY_BACKOFF_MAX_MS, statusRecoverAfterMs * 2 ** doublings)
