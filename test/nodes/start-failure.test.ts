@@ -7,13 +7,12 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { connect } from '@nats-io/transport-node'
 import t from 'tap'
 import { freePorts } from '../../scripts/nats-cluster.ts'
+import { runScript } from '../helpers/run-script.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const EXIT_WAIT_MS = 60_000
 
 t.test('an API node that cannot make its streams logs why, once, and exits', async (t) => {
@@ -39,27 +38,17 @@ t.test('an API node that cannot make its streams logs why, once, and exits', asy
       () => false,
     ),
   )
-  const child = spawn(process.execPath, ['--import', 'tsx', 'nodes/api/main.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
+  const { code, stdout, stderr } = await runScript(
+    'nodes/api/main.ts',
+    [],
+    {
       FABRIC_NATS_SERVERS: url,
       FABRIC_NODE_ID: 'api-lone',
       FABRIC_QUORUM_CHECK_MS: '0',
       FABRIC_CLOCK_PROBE_MS: '0',
     },
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString()
-  })
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString()
-  })
-  const killer = setTimeout(() => child.kill('SIGKILL'), EXIT_WAIT_MS)
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  clearTimeout(killer)
+    EXIT_WAIT_MS,
+  )
   t.equal(code, 1, 'exits with a failure code')
   const lines = stdout
     .split('\n')

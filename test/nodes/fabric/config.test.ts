@@ -2,7 +2,6 @@
 // configuration with flag > env > default precedence, every problem reported at once in one
 // ConfigError, --help, the help and markdown renderings, and a clear exit for a real main.ts.
 
-import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
@@ -14,6 +13,7 @@ import {
   parseConfig,
   renderOptionsMarkdown,
 } from '../../../nodes/fabric/config.ts'
+import { runScript } from '../../helpers/run-script.ts'
 
 const schema = defineOptions({
   opsPort: {
@@ -331,32 +331,8 @@ t.test('the configuration type is inferred from the schema', async (t) => {
 })
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/config-main.ts', import.meta.url))
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-function runFixture(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const runFixture = (args: string[], env: Record<string, string> = {}) => runScript(FIXTURE, args, env)
 
 t.test('loadConfigOrExit in a real process: exit 1 with the problems, 0 with help', async (t) => {
   // Runs fixtures/config-main.ts under `node --import tsx`, as a deployed main.ts would run: a bad
