@@ -12,6 +12,7 @@
 import type { BetBase, BetRefusal, BetState } from './entries.ts'
 
 type SettledBet = Extract<BetState, { status: 'settled' }>
+type RefusedBet = Extract<BetState, { status: 'rejected' }>
 /** What a settlement adds to an open bet. */
 export type Settled = Omit<SettledBet, keyof BetBase | 'status'>
 
@@ -49,8 +50,8 @@ function betState(base: BetBase, status: BetState['status'], rest: Rest): BetSta
 
 export const openBet = (base: BetBase): BetState => betState(base, 'open', {})
 
-export const refusedBet = (base: BetBase, reason: BetRefusal, retireAtMs: number): BetState =>
-  betState(base, 'rejected', { reason, retireAtMs })
+export const refusedBet = (base: BetBase, reason: BetRefusal, retireAtMs: number) =>
+  betState(base, 'rejected', { reason, retireAtMs }) as RefusedBet
 
-export const settledBet = (base: BetBase, settled: Settled): BetState =>
-  betState(base, 'settled', { settled })
+export const settledBet = (base: BetBase, settled: Settled) =>
+  betState(base, 'settled', { settled }) as SettledBet

@@ -248,7 +248,7 @@ function applyBet(state: State, entry: BetEntry, seq: number, key: string): Verd
   const refusal = betRefusal(state, entry)
   if (refusal !== null) {
     // Remember the refused bet, so that a later settlement of it is recognised and ignored.
-    const refused = refusedBet(base, refusal, retirementOf(state)) as RetiringBet
+    const refused = refusedBet(base, refusal, retirementOf(state))
     state.bets.set(key, refused)
     state.retiring.push(refused)
     return rejected(refusal)
@@ -278,7 +278,7 @@ function applySettlement(state: State, entry: SettlementEntry, seq: number): Ver
     settlementId: entry.id,
     settledSeq: seq,
     retireAtMs: retirementOf(state),
-  }) as RetiringBet
+  })
   // The map keeps the key it holds: the one `seen` holds too.
   state.bets.set(betKeyOf(bet.userId, bet.betId), settled)
   state.retiring.push(settled)
