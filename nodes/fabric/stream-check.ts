@@ -7,16 +7,16 @@
  * for good.
  */
 
-import { createHash } from 'node:crypto'
 import type { JetStreamClient } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { within } from './deadline.ts'
+import { DigestRing } from './digest-ring.ts'
 
 /** How often the last message handled is compared with what the stream holds at its sequence. */
 export const VERIFY_EVERY_MS = 2_000
 /** How long a node must stay past the stream's last sequence before it counts as diverged. */
 export const AHEAD_CONFIRM_MS = 2 * VERIFY_EVERY_MS
-/** Messages whose digests are kept for an audit (about 60 bytes each). */
+/** Messages whose digests are kept for an audit (24 bytes each: digest-ring.ts). */
 export const DIGESTS_KEPT = 50_000
 /** Messages an audit compares per check, and how many requests it has in flight at once. */
 export const AUDIT_BATCH = 1_000
@@ -60,8 +60,8 @@ export interface StreamCheck {
 
 export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   const { js, stream, log } = options
-  /** Digests of the last DIGESTS_KEPT messages handled, oldest first. */
-  const digests = new Map<number, string>()
+  /** Digests of the last DIGESTS_KEPT messages handled. */
+  const digests = new DigestRing(DIGESTS_KEPT)
   /** The first sequence an audit has yet to compare, while one runs. */
   let auditFrom: number | null = null
   let diverged: string | null = null
@@ -73,7 +73,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   const clock = options.now ?? Date.now
 
   function audit(from?: number): void {
-    const oldest = digests.keys().next().value
+    const oldest = digests.oldest()
     if (oldest === undefined) return
     const start = Math.max(oldest, from ?? oldest)
     auditFrom = Math.min(auditFrom ?? start, start)
@@ -85,9 +85,9 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   }
 
   /** Whether the stream holds, at `seq`, the message this node handled there; null: cannot tell now. */
-  async function sameAt(seq: number, digest: string): Promise<boolean | null> {
+  async function sameAt(seq: number): Promise<boolean | null> {
     const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
-    return stored === null ? null : digestOf(stored.data) === digest
+    return stored === null ? null : (digests.matches(seq, stored.data) ?? null)
   }
 
   /** Compare `from`-`to` (where digests are still kept), AUDIT_CONCURRENCY at a time; the first that differs. */
@@ -95,7 +95,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     const seqs = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
     for (let i = 0; i < seqs.length; i += AUDIT_CONCURRENCY) {
       const part = seqs.slice(i, i + AUDIT_CONCURRENCY).filter((seq) => digests.has(seq))
-      const same = await Promise.all(part.map((seq) => sameAt(seq, digests.get(seq) as string)))
+      const same = await Promise.all(part.map((seq) => sameAt(seq)))
       const bad = part.find((_, j) => same[j] === false)
       if (bad !== undefined) return bad
     }
@@ -135,8 +135,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
     const at = clock()
     if (info.state.last_seq >= handled) ahead = null
     else if (ahead === null || ahead.seq !== handled) ahead = { seq: handled, sinceMs: at }
-    const last = digests.get(options.lastSeq())
-    if (last !== undefined && (await sameAt(options.lastSeq(), last)) === false)
+    if (digests.has(options.lastSeq()) && (await sameAt(options.lastSeq())) === false)
       return divergedAt(options.lastSeq())
     if (auditFrom !== null) {
       const to = Math.min(options.lastSeq(), auditFrom + AUDIT_BATCH - 1)
@@ -155,8 +154,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
 
   return {
     record(seq, data) {
-      digests.set(seq, digestOf(data))
-      if (digests.size > DIGESTS_KEPT) digests.delete(digests.keys().next().value as number)
+      digests.record(seq, data)
     },
     audit,
     auditing: () => auditFrom !== null,
@@ -196,8 +194,4 @@ export function verifyEvery(
   }, everyMs)
   verifier.unref()
   return () => clearInterval(verifier)
-}
-
-function digestOf(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('base64url')
 }
