@@ -85,6 +85,7 @@ export async function startApiNode(options: ApiNodeOptions): Promise<ApiNode> {
     options.regions,
     options.shards,
     options.appendHedge,
+    log,
   )
   const replicas = await createReplicaSync({
     transport,

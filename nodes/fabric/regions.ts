@@ -67,6 +67,7 @@ import {
 } from '@nats-io/jetstream'
 import { Kvm } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
 import { shardOf } from '../../protocol/shards.ts'
 import { regionNames } from '../../protocol/subjects.ts'
 import { createLedgerSync, type LedgerSync, type LedgerSyncOptions } from './ledger-sync.ts'
@@ -78,9 +79,11 @@ import {
   ensureLedger,
   ensureStream,
   type FabricObjects,
+  type FormingRetry,
   fabricStream,
   ledgerStreams,
   limitsWithShards,
+  logFormingRetry,
   names,
   retryWhileForming,
   type StreamLimits,
@@ -162,9 +165,10 @@ export function ensureRegionalFabric(
   region: string,
   allRegions: readonly string[],
   limits = DEFAULT_STREAM_LIMITS,
+  onRetry?: FormingRetry,
 ): Promise<FabricObjects> {
   assertRegions(region, allRegions)
-  return retryWhileForming(() => ensureRegionalFabricOnce(nc, region, allRegions, limits))
+  return retryWhileForming(() => ensureRegionalFabricOnce(nc, region, allRegions, limits), { onRetry })
 }
 
 async function ensureRegionalFabricOnce(
@@ -234,17 +238,20 @@ export function routedRegion(region: string, regions: readonly string[] | undefi
 /**
  * The fabric of a node: its region's alone, or, given every region of a super-cluster, the regional
  * layout; with the ledger's `shards` streams, or none for a process that never touches the ledger (0).
+ * With `log`, each retry while JetStream forms is logged.
  */
 export function ensureFabricFor(
   nc: NatsConnection,
   region: string,
   regions: readonly string[] | undefined,
   shards = 0,
+  log?: Logger,
 ): Promise<FabricObjects> {
   const limits = limitsWithShards(shards)
+  const onRetry = log === undefined ? undefined : logFormingRetry(log)
   return isSuperCluster(regions)
-    ? ensureRegionalFabric(nc, region, regions, limits)
-    : ensureFabric(nc, region, limits)
+    ? ensureRegionalFabric(nc, region, regions, limits, onRetry)
+    : ensureFabric(nc, region, limits, onRetry)
 }
 
 /**
@@ -272,7 +279,7 @@ export async function joinFabric(
   const { nc, shards, ...rest } = options
   return createReplicaSync({
     ...rest,
-    transport: await natsFabricTransport(nc, options.region, options.regions, shards),
+    transport: await natsFabricTransport(nc, options.region, options.regions, shards, undefined, options.log),
   })
 }
 
@@ -283,8 +290,9 @@ export async function natsFabricTransport(
   regions: readonly string[] | undefined,
   shards = 0,
   hedge?: AppendHedge,
+  log?: Logger,
 ): Promise<ReturnType<typeof natsTransport>> {
-  const { snapshots } = await ensureFabricFor(nc, region, regions, shards)
+  const { snapshots } = await ensureFabricFor(nc, region, regions, shards, log)
   return natsTransport(nc, snapshots, hedge)
 }
 
@@ -298,6 +306,6 @@ export async function joinLedger(
   const { nc, regions, ...rest } = options
   return createLedgerSync({
     ...rest,
-    transport: await natsFabricTransport(nc, options.region, regions, options.shards),
+    transport: await natsFabricTransport(nc, options.region, regions, options.shards, undefined, options.log),
   })
 }

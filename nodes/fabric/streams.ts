@@ -29,6 +29,7 @@ import {
 } from '@nats-io/jetstream'
 import { type KV, Kvm, type KvOptions } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
+import type { Logger } from 'pino'
 import { REGION_PATTERN } from '../../protocol/ids.ts'
 import { DEFAULT_SHARDS, SHARDS_MAX } from '../../protocol/shards.ts'
 import { names } from '../../protocol/subjects.ts'
@@ -286,11 +287,16 @@ export function isTransientJetStreamError(error: unknown): boolean {
 /**
  * Run `once` until it succeeds, retrying a transient JetStream error for up to `withinMs`
  * (ENSURE_FORMING_MS) with a growing wait (`retryMs` times the attempt, at most
- * ENSURE_RETRY_MAX_MS); any other error, or the last one once the time is up, is thrown.
+ * ENSURE_RETRY_MAX_MS); any other error, or the last one once the time is up, is thrown. Each
+ * retry is told to `onRetry`, so that a node waiting on its servers says so.
  */
 export async function retryWhileForming<T>(
   once: () => Promise<T>,
-  { withinMs = ENSURE_FORMING_MS, retryMs = ENSURE_RETRY_MS } = {},
+  {
+    withinMs = ENSURE_FORMING_MS,
+    retryMs = ENSURE_RETRY_MS,
+    onRetry,
+  }: { withinMs?: number; retryMs?: number; onRetry?: FormingRetry | undefined } = {},
 ): Promise<T> {
   const deadline = Date.now() + withinMs
   for (let attempt = 1; ; attempt++) {
@@ -299,21 +305,39 @@ export async function retryWhileForming<T>(
     } catch (error) {
       const waitMs = Math.min(retryMs * attempt, ENSURE_RETRY_MAX_MS)
       if (Date.now() + waitMs >= deadline || !isTransientJetStreamError(error)) throw error
+      onRetry?.({ attempt, waitMs, error })
       await new Promise((resolve) => setTimeout(resolve, waitMs))
     }
   }
 }
 
+/** A try at making the fabric that failed while JetStream forms, and the wait before the next. */
+export type FormingRetry = (retry: {
+  readonly attempt: number
+  readonly waitMs: number
+  readonly error: unknown
+}) => void
+
+/** A FormingRetry that logs each retry as a warning. */
+export const logFormingRetry =
+  (log: Logger): FormingRetry =>
+  ({ attempt, waitMs, error }) =>
+    log.warn(
+      { attempt, waitMs, err: error },
+      'the fabric streams cannot be made yet (JetStream is forming); trying again',
+    )
+
 /**
  * Create (or update) the region's streams and snapshot bucket; safe to run from every node at
- * once. Retries a bounded number of times while JetStream is still electing its leaders.
+ * once. Retries for a bounded time while JetStream is still electing its leaders.
  */
 export function ensureFabric(
   nc: NatsConnection,
   region: string,
   limits = DEFAULT_STREAM_LIMITS,
+  onRetry?: FormingRetry,
 ): Promise<FabricObjects> {
-  return retryWhileForming(() => ensureFabricOnce(nc, region, limits))
+  return retryWhileForming(() => ensureFabricOnce(nc, region, limits), { onRetry })
 }
 
 async function ensureFabricOnce(

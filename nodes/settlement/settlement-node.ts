@@ -192,7 +192,7 @@ export async function startSettlementNode(options: SettlementNodeOptions): Promi
   const { nc, region, log } = options
   const hlc = createHlc({ node: options.node, ...(options.clock ? { clock: options.clock } : {}) })
   // One transport for the streams, the heartbeats and the statuses (nodes/fabric/transport.ts).
-  const transport = await natsFabricTransport(nc, region, options.regions, options.shards)
+  const transport = await natsFabricTransport(nc, region, options.regions, options.shards, undefined, log)
   const replicas = await createReplicaSync({
     transport,
     region,

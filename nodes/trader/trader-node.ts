@@ -489,7 +489,7 @@ function startFeed(context: { readonly replicas: ReplicaSync; readonly hlc: Hlc 
 async function transportOf(options: ProcessOptions): Promise<FabricTransport> {
   if (options.transport) return options.transport
   if (!options.nc) throw new TypeError('a trader node needs a NATS connection or a transport')
-  return natsFabricTransport(options.nc, options.region, options.regions, 0, options.appendHedge)
+  return natsFabricTransport(options.nc, options.region, options.regions, 0, options.appendHedge, options.log)
 }
 
 /** A trader of one game driven event by event (tests, benchmarks, operator tools): writer `trader-1`. */

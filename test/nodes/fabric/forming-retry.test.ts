@@ -1,5 +1,5 @@
 // Creating the fabric retries what JetStream answers while it elects leaders or takes a server
-// back after a heal, and gives up at once on anything else. The messages are nats-server 2.9.10's.
+// back after a heal, says so for each retry, and gives up at once on anything else. The messages are nats-server 2.9.10's.
 
 import t from 'tap'
 import {
@@ -25,18 +25,31 @@ t.test('what JetStream says while it forms is transient; a wrong config is not',
     t.notOk(isTransientJetStreamError(new Error(message)), message)
 })
 
-t.test('a transient error is tried again, and the answer after it returned', async (t) => {
+t.test('a transient error is tried again, told, and the answer after it returned', async (t) => {
   let calls = 0
+  const told: { attempt: number; waitMs: number; error: string }[] = []
   const answer = await retryWhileForming(
     async () => {
       calls++
-      if (calls === 1) throw new Error('no suitable peers for placement, peer offline')
+      if (calls <= 2) throw new Error('no suitable peers for placement, peer offline')
       return 'created'
     },
-    { retryMs: 1 },
+    {
+      retryMs: 1,
+      onRetry: ({ attempt, waitMs, error }) => told.push({ attempt, waitMs, error: String(error) }),
+    },
   )
   t.equal(answer, 'created')
-  t.equal(calls, 2, 'one retry')
+  t.equal(calls, 3, 'two retries')
+  t.same(
+    told,
+    [1, 2].map((attempt) => ({
+      attempt,
+      waitMs: attempt,
+      error: 'Error: no suitable peers for placement, peer offline',
+    })),
+    'each retry told, with its wait',
+  )
 })
 
 t.test('any other error is thrown at once', async (t) => {
