@@ -34,6 +34,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { correctionDeadlineAfter, type Entry, writerOf } from '../../crdt/index.ts'
 import { DEFAULT_BET_LIMITS } from '../../nodes/api/bet-limits.ts'
@@ -120,6 +121,8 @@ const FINALIZE_WITHIN_MS = 30_000
 const CONVERGE_TIMEOUT_MS = 30_000
 /** How long the traders keep running for a node restarted to rebuild to finalize what it holds. */
 const REBUILT_FINAL_WITHIN_MS = 30_000
+/** How a node's state names the position of its reading of ledger shard N: `ledger-N` (node-state.ts). */
+const LEDGER_STREAM_KEY = 'ledger-'
 const CONVERGE_POLL_MS = 50
 /** Waits that ask the nodes for their states (a fold's worth of JSON each) poll this often. */
 const STATE_POLL_MS = 200
@@ -1122,6 +1125,46 @@ async function foldsSettled(stack: Stack, nodes: readonly NodeSpec[]): Promise<b
   )
 }
 
+/**
+ * Whether every API and settlement node running has folded each ledger shard it serves as far as
+ * the shard's stream reaches now. A node whose consumer stalled does not know it is behind until
+ * its watchdog says so, seconds later, and the entries it folds then may hold bets that only the
+ * traders' heartbeats finalize: seen in lossy-links, where a node found a gap (the stream purged
+ * below a checkpoint while it was stalled) after the traders had stopped, refolded, and held four
+ * verdicts provisional for good. A stream the servers cannot describe now is not waited for.
+ */
+async function foldsCaughtUp(stack: Stack, nodes: readonly NodeSpec[], nc: NatsConnection): Promise<boolean> {
+  const jsm = await jetstreamManager(nc)
+  const reaches = new Map<string, Promise<number | null>>()
+  const reach = (stream: string) => {
+    let known = reaches.get(stream)
+    if (known === undefined) {
+      known = jsm.streams.info(stream).then(
+        (info) => info.state.last_seq,
+        () => null,
+      )
+      reaches.set(stream, known)
+    }
+    return known
+  }
+  const judges = nodes.filter(
+    ({ kind, name }) => (kind === 'api' || kind === 'settlement') && stack.running(name),
+  )
+  const behind = await Promise.all(
+    judges.map(async ({ name, region }) => {
+      const state = await stack.state(name, true).catch(() => null)
+      if (state === null) return true
+      for (const [key, position] of Object.entries(state.streams)) {
+        if (!key.startsWith(LEDGER_STREAM_KEY)) continue
+        const last = await reach(names.ledgerStream(region, Number(key.slice(LEDGER_STREAM_KEY.length))))
+        if (last !== null && position.lastSeq < last) return true
+      }
+      return false
+    }),
+  )
+  return !behind.includes(true)
+}
+
 /** The traders still running that stood down after a takeover, each with its reason. */
 async function traderStandDowns(stack: Stack, nodes: readonly NodeSpec[]): Promise<string> {
   const traders = nodes.filter(({ kind, name }) => kind === 'trader' && stack.running(name))
@@ -1407,11 +1450,14 @@ async function runScenario(
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     // A node that found its state diverged from a stream restarts and folds the log again; it
     // needs the traders' heartbeats to finalize what it holds, so they stop only once it is back,
-    // and once every node has audited what it handled (one may yet find it diverged).
+    // once every node has audited what it handled (one may yet find it diverged), and once every
+    // node has folded its shards as far as their streams reach (one behind may yet find a gap).
     await waitUntil(
       'audited and rebuilt nodes to hold final verdicts',
       async () =>
-        (await foldsSettled(stack as Stack, nodes)) && (await judgesHoldFinals(stack as Stack, nodes)),
+        (await foldsSettled(stack as Stack, nodes)) &&
+        (await foldsCaughtUp(stack as Stack, nodes, nc)) &&
+        (await judgesHoldFinals(stack as Stack, nodes)),
       REBUILT_FINAL_WITHIN_MS,
     ).catch((error: Error) => console.log(`[${elapsed()}] ${error.message}; the checker will say which`))
     const standDowns = await traderStandDowns(stack, nodes)
