@@ -7,7 +7,7 @@
  * for good.
  */
 
-import type { JetStreamClient } from '@nats-io/jetstream'
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 import { within } from './deadline.ts'
 import { DigestRing } from './digest-ring.ts'
@@ -71,6 +71,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
   let ahead: { seq: number; sinceMs: number } | null = null
   let auditedCaughtUp = false
   const clock = options.now ?? Date.now
+  const streamApi = streamApiOf(js)
 
   function audit(from?: number): void {
     const oldest = digests.oldest()
@@ -86,7 +87,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
 
   /** Whether the stream holds, at `seq`, the message this node handled there; null: cannot tell now. */
   async function sameAt(seq: number): Promise<boolean | null> {
-    const stored = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+    const stored = await (await streamApi()).getMessage(stream, { seq })
     return stored === null ? null : (digests.matches(seq, stored.data) ?? null)
   }
 
@@ -117,7 +118,7 @@ export function createStreamCheck(options: StreamCheckOptions): StreamCheck {
       auditedCaughtUp = true
       audit()
     }
-    const info = await js.streams.get(stream).then((handle) => handle.info())
+    const info = await (await streamApi()).info(stream)
     const now = info.cluster?.leader ?? null
     if (leader !== null && now !== null && now !== leader) audit()
     if (now !== null) leader = now
@@ -194,4 +195,17 @@ export function verifyEvery(
   }, everyMs)
   verifier.unref()
   return () => clearInterval(verifier)
+}
+
+/**
+ * The stream API of `js`'s connection, made once: one request per message asked about or stream
+ * described (`js.streams.get` describes the stream first, so each of its answers cost two).
+ */
+export function streamApiOf(js: JetStreamClient): () => Promise<JetStreamManager['streams']> {
+  let manager: Promise<JetStreamManager> | null = null
+  return async () => {
+    // No account lookup first (false): the requests themselves fail as they would.
+    manager ??= js.jetstreamManager(false)
+    return (await manager).streams
+  }
 }

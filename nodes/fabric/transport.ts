@@ -19,6 +19,7 @@ import type { Logger } from 'pino'
 import { createHedgeDelay, type HedgeDelay } from './hedge-delay.ts'
 import { createStallDetector } from './stall-detector.ts'
 import { createStreamAcks, type StreamAcks } from './stream-acks.ts'
+import { streamApiOf } from './stream-check.ts'
 import { followStream, type StreamFollower, type StreamMessage } from './stream-follower.ts'
 
 export type { StreamFollower, StreamMessage }
@@ -131,6 +132,7 @@ export function natsTransport(
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
   const stats = { hedged: 0, answered: 0, stalls: 0 }
   let manager: Promise<JetStreamManager> | null = null
+  const streamApi = streamApiOf(js)
   const stall = createStallDetector()
   const throughFirst = <Ack>(sending: Promise<Ack>): Promise<Ack> => {
     stall.sentThroughFirst()
@@ -183,7 +185,7 @@ export function natsTransport(
       return (await jsm.streams.purge(stream, { filter: subject, seq: belowSeq })).purged
     },
     async messageAt(stream, seq) {
-      const message = await js.streams.get(stream).then((handle) => handle.getMessage({ seq }))
+      const message = await (await streamApi()).getMessage(stream, { seq })
       return message === null ? null : message.data
     },
     subscribe(subject, onMessage) {

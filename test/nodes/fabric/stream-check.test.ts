@@ -12,11 +12,18 @@ import { AHEAD_CONFIRM_MS, createStreamCheck } from '../../../nodes/fabric/strea
 
 /** A stream as the check sees it through the client: its last sequence, and no message bodies. */
 function fakeStream(lastSeq: () => number): JetStreamClient {
-  const handle = {
+  return clientOf({
     info: async () => ({ cluster: { leader: 'n1' }, state: { last_seq: lastSeq() } }),
     getMessage: async () => null,
-  }
-  return { streams: { get: async () => handle } } as unknown as JetStreamClient
+  })
+}
+
+/** A client whose stream API (what the check asks through) answers as `api` does, for any stream. */
+function clientOf(api: {
+  info: () => Promise<unknown>
+  getMessage: (stream: string, query: { seq: number }) => Promise<unknown>
+}): JetStreamClient {
+  return { jetstreamManager: async () => ({ streams: api }) } as unknown as JetStreamClient
 }
 
 t.test('a node past the stream’s last sequence on two checks is diverged', async (t) => {
@@ -87,14 +94,13 @@ t.test('once the follower has caught up, everything it read is audited against t
     [2, 'b'],
     [3, 'c'],
   ])
-  const handle = {
+  const js = clientOf({
     info: async () => ({ cluster: { leader: 'n2' }, state: { last_seq: 3 } }),
-    getMessage: async ({ seq }: { seq: number }) => {
+    getMessage: async (_stream, { seq }) => {
       const data = stored.get(seq)
       return data === undefined ? null : { data: new TextEncoder().encode(data) }
     },
-  }
-  const js = { streams: { get: async () => handle } } as unknown as JetStreamClient
+  })
   let caughtUp = false
   const check = createStreamCheck({
     js,
