@@ -10,10 +10,9 @@
  * folded from another copy of the log (nats-server 2.9.10 can leave a stream's replicas holding
  * different messages under one sequence, docs/operations.md) is refused, and the node folds the
  * shard from its first entry as before. Folds are deterministic, so a checkpoint of any node
- * serving the shard is every node's fold at that sequence. That check is of one message: a writer
- * whose fold took in, earlier, a message the stream later lost to a fork would write checkpoints
- * that pass it, so the writer first reads what it folded again from the stream's leader
- * (ledger-vouch.ts, docs/architecture.md "Retention and checkpoints").
+ * serving the shard is every node's fold at that sequence. The check is of that one message only: a
+ * writer whose fold took in, earlier, a message the stream later lost to a fork writes checkpoints
+ * that pass it (docs/architecture.md, "Retention and checkpoints"); not guarded against yet.
  *
  * Stored gzipped in chunks, since a bucket value is at most SNAPSHOT_BYTES_MAX: the chunks under
  * `ledger.<shard>.<id>.<i>`, then the head `ledger.<shard>` naming them; the chunks of the head it

@@ -37,7 +37,6 @@ import {
   messageDigest,
   putCheckpoint,
 } from './ledger-checkpoints.ts'
-import { CHAIN_START, type ChainPoint, chainStep, vouchRange } from './ledger-vouch.ts'
 import type { FollowerView, StreamMessage } from './stream-follower.ts'
 import { LEDGER_MESSAGE_BYTES_MAX, names } from './streams.ts'
 import { realTimers, type Timers } from './timers.ts'
@@ -364,8 +363,6 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
     const stream = names.ledgerStream(region, shard)
     const fold = (await restoredFold(shard, stream)) ?? createLedgerFold()
     restoredFrom.set(shard, fold.lastSeq())
-    chains.set(shard, CHAIN_START)
-    vouchPoints.set(shard, [{ seq: fold.lastSeq(), chain: CHAIN_START }])
     // A listener learns of the bets still open at the checkpoint as if they had just been folded
     // (a settlement node settles them), before anything after it: in placement order.
     if (fold.lastSeq() > 0)
@@ -410,14 +407,6 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
   const lastDigest = new Map<number, string>()
   const restoredFrom = new Map<number, number>()
   const checkpointed = new Map<number, number>()
-  /** Each shard's running chain over the messages folded (ledger-vouch.ts), with `checkpoints`. */
-  const chains = new Map<number, string>()
-  /**
-   * Per shard, where the chain stood at the points a checkpoint of this node must vouch from: the
-   * oldest is the one it may purge below next (its own checkpoint before the last, or where it
-   * started), the newest its last checkpoint.
-   */
-  const vouchPoints = new Map<number, readonly ChainPoint[]>()
 
   // A shard's follower delivers while the next shard's opens: its messages wait here until every
   // shard is open and the caller has had its turn to listen (onEntry), as it would with one stream.
@@ -452,11 +441,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       // A malformed entry is folded as such: every node rejects it identically.
     }
     const results = fold.apply(value, message.seq)
-    if (options.checkpoints) {
-      const digest = messageDigest(message.data)
-      lastDigest.set(shard, digest)
-      chains.set(shard, chainStep(chains.get(shard) ?? CHAIN_START, digest))
-    }
+    if (options.checkpoints) lastDigest.set(shard, messageDigest(message.data))
     readBack.folded(message.seq, results)
     if (listeners.size === 0) return
     const entries = parseLedgerMessage(value)
@@ -582,39 +567,13 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       // Nothing folded since the restore (or at all): the stored checkpoint stands.
       if (digest === undefined || seq === (checkpointed.get(shard) ?? restoredFrom.get(shard) ?? 0))
         return null
-      // The snapshot, the digest and the chain of the same message, taken in one turn of the event loop.
-      const to: ChainPoint = { seq, chain: chains.get(shard) ?? CHAIN_START }
+      // The snapshot and the digest of the same message, taken in one turn of the event loop.
       const bytes = await encodeCheckpoint({ shard, digest, snapshot: fold.toJSON() })
-      const points = vouchPoints.get(shard) ?? []
-      const from = points[0] ?? { seq: restoredFrom.get(shard) ?? 0, chain: CHAIN_START }
-      const stream = names.ledgerStream(region, shard)
-      const vouchStartedMs = Date.now()
-      const vouched = await vouchRange({
-        from,
-        to,
-        messageAt: (at) => transport.messageAt(stream, at),
-        digestOf: messageDigest,
-      })
-      if (vouched === 'differs') {
-        readBack.markDiverged(
-          `the stream's messages ${from.seq + 1}-${seq} are not the ones this node folded (read again before its checkpoint at ${seq})`,
-        )
-        return null
-      }
-      if (vouched === 'gone') {
-        log.warn(
-          { shard, from: from.seq + 1, to: seq },
-          'a ledger checkpoint was not written: messages it would stand on are gone from the stream (purged by another writer?)',
-        )
-        return null
-      }
-      const vouchMs = Date.now() - vouchStartedMs
       const { written, previousSeq } = await putCheckpoint(transport.snapshots, shard, seq, bytes)
       if (!written) {
         log.info({ shard, seq, stored: previousSeq }, 'a newer ledger checkpoint is stored already')
         return null
       }
-      vouchPoints.set(shard, [points[points.length - 1] ?? from, to])
       const ownPrevious = checkpointed.get(shard)
       checkpointed.set(shard, seq)
       // The stream keeps what came after the checkpoint this one replaced, so a node a whole round
@@ -627,7 +586,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
       const purged =
         purgedBelow > 1
           ? await transport
-              .purge(stream, names.ledgerShardSubject(region, shard), purgedBelow)
+              .purge(names.ledgerStream(region, shard), names.ledgerShardSubject(region, shard), purgedBelow)
               .catch((error: unknown) => {
                 log.warn(
                   { shard, purgedBelow, err: error },
@@ -636,10 +595,7 @@ export async function createLedgerSync(options: LedgerSyncOptions): Promise<Ledg
                 return 0
               })
           : 0
-      log.info(
-        { shard, seq, bytes: bytes.length, vouchedFrom: from.seq + 1, vouchMs, purgedBelow, purged },
-        'ledger checkpoint written',
-      )
+      log.info({ shard, seq, bytes: bytes.length, purgedBelow, purged }, 'ledger checkpoint written')
       return seq
     },
     async dropDivergedCheckpoints() {

@@ -2,16 +2,13 @@
  * Forks the nodes saw: two answers of the servers that contradict each other at one sequence of a
  * stream, as a node logged them. A run's own comparison of the replicas (replica-states.ts) sees
  * only what the replicas hold at its end, and a fork can be gone by then: a replica that held
- * another message there caught up, or a purge below a ledger checkpoint removed the sequence. Three
+ * another message there caught up, or a purge below a ledger checkpoint removed the sequence. Two
  * contradictions count, each between two answers of the servers, never a node's own reasoning:
  *
  * - `ledger diverged: the stream acknowledged <entry> at <seq>, where the fold holds <other>`: an
  *   append was acknowledged at a sequence whose message, as the stream delivered it, is another;
  * - `stream diverged: the stream's message <seq> is not the one this node handled under that
- *   sequence`: the message delivered at a sequence is not the one the stream's leader answers there;
- * - `ledger diverged: the stream's messages <from>-<to> are not the ones this node folded`: the
- *   messages delivered over a range are not the ones the stream's leader answers there, read again
- *   before a ledger checkpoint (ledger-vouch.ts).
+ *   sequence`: the message delivered at a sequence is not the one the stream's leader answers there.
  *
  * A node that refolds after either is what a fork does to it (fork-attribution.ts). Pure but for
  * reading the logs.
@@ -23,7 +20,6 @@ import { join } from 'node:path'
 const CONTRADICTIONS = [
   /^ledger diverged: the stream acknowledged \S+ at \d+, where the fold holds /,
   /^stream diverged: the stream's message \d+ is not the one this node handled under that sequence$/,
-  /^ledger diverged: the stream's messages \d+-\d+ are not the ones this node folded /,
 ]
 
 /** One line per stream a node logged a contradiction on, `<stream>: <node> logged "<message>"`. */
