@@ -12,7 +12,7 @@
  * - The snapshot store: a key-value bucket, last write wins.
  */
 
-import { type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { jetstream } from '@nats-io/jetstream'
 import type { KV } from '@nats-io/kv'
 import type { NatsConnection } from '@nats-io/transport-node'
 import type { Logger } from 'pino'
@@ -131,7 +131,6 @@ export function natsTransport(
   const second = hedge ? createStreamAcks(hedge.nc) : null
   const delay = createHedgeDelay(hedge?.maxMs ?? 0)
   const stats = { hedged: 0, answered: 0, stalls: 0 }
-  let manager: Promise<JetStreamManager> | null = null
   const streamApi = streamApiOf(js)
   const stall = createStallDetector()
   const throughFirst = <Ack>(sending: Promise<Ack>): Promise<Ack> => {
@@ -177,12 +176,7 @@ export function natsTransport(
       if (options?.everyConnection) hedge?.nc.publish(subject, data)
     },
     async purge(stream, subject, belowSeq) {
-      manager ??= jetstreamManager(nc)
-      const jsm = await manager.catch((error: unknown) => {
-        manager = null
-        throw error
-      })
-      return (await jsm.streams.purge(stream, { filter: subject, seq: belowSeq })).purged
+      return (await (await streamApi()).purge(stream, { filter: subject, seq: belowSeq })).purged
     },
     async messageAt(stream, seq) {
       const message = await (await streamApi()).getMessage(stream, { seq })
